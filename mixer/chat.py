@@ -1,0 +1,38 @@
+"""The Tulu chat format, shared by token counting (what the model will see) and the trainer.
+
+open-instruct's Tulu 2 format: every message is ``<|role|>\\n{content}\\n``; assistant messages end
+with the tokenizer's end-of-sequence token before that newline is dropped, i.e.
+``<|assistant|>\\n{content}</s>\\n``. See open-instruct ``encode_with_messages_format``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mixer.records import Message
+
+#: Jinja chat template producing the Tulu format, with ``{% generation %}`` markers around the
+#: assistant text and its end-of-turn token so ``return_assistant_tokens_mask`` (and TRL's
+#: ``assistant_only_loss``) train on exactly the assistant turns.
+TULU_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ '<|system|>\n' + message['content'] + '\n' }}"
+    "{% elif message['role'] == 'user' %}{{ '<|user|>\n' + message['content'] + '\n' }}"
+    "{% elif message['role'] == 'assistant' %}{{ '<|assistant|>\n' }}"
+    "{% generation %}{{ message['content'] + eos_token }}{% endgeneration %}{{ '\n' }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
+
+
+def render_tulu(messages: Sequence[Message], eos_token: str = "</s>") -> str:
+    """The conversation as the model sees it in training (used to count tokens)."""
+    parts: list[str] = []
+    for m in messages:
+        role, content = m["role"], m["content"]
+        if role == "assistant":
+            parts.append(f"<|assistant|>\n{content}{eos_token}\n")
+        else:
+            parts.append(f"<|{role}|>\n{content}\n")
+    return "".join(parts)

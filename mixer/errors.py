@@ -1,0 +1,52 @@
+"""User-facing errors.
+
+Everything a user can get wrong (a recipe key, a raw file, a record) raises a subclass of
+``MixerError``. The CLI prints its message and exits 2, so a user never sees a traceback from deep
+inside a library; the message always names where the problem is (file, line or record, key).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class MixerError(Exception):
+    """An error caused by user input; the message is the whole story."""
+
+
+class RecipeError(MixerError):
+    """A recipe key, type or value is wrong."""
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a raw record came from: a file plus a 1-based line and/or a 0-based record index."""
+
+    path: str
+    line: int | None = None
+    record: int | None = None
+
+    def __str__(self) -> str:
+        parts = [self.path]
+        if self.line is not None:
+            parts.append(f"line {self.line}")
+        if self.record is not None:
+            parts.append(f"record {self.record}")
+        return ", ".join(parts)
+
+
+class InputError(MixerError):
+    """A raw input file or record cannot be read as its format promises."""
+
+    def __init__(self, location: Location | str, problem: str) -> None:
+        self.location = location
+        self.problem = problem
+        super().__init__(f"{location}: {problem}")
+
+
+class RecordError(ValueError):
+    """Raised by an adapter's pure conversion function for one bad raw record.
+
+    The pipeline attaches the location and either stops the build (``InputError``) or, with
+    ``on_error: skip``, drops the record with reason ``invalid_record`` and counts it.
+    """

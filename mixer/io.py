@@ -1,0 +1,250 @@
+"""Readers for raw files exactly as published: JSONL, JSON arrays, Parquet, XLSX and CSV.
+
+Readers stream ``RawItem``s (the parsed object plus where it came from). A record that cannot be
+parsed is yielded as a ``ParseFailure`` rather than raised, so the caller decides per source whether
+that stops the build or is dropped and counted (``on_error: skip``). Problems that make the rest of
+a file unreadable (a truncated JSON array, an unreadable Parquet footer) raise ``InputError``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from mixer.errors import InputError, Location
+
+
+@dataclass(frozen=True)
+class ParseFailure:
+    """A raw record that is not valid in its file's format."""
+
+
+    problem: str
+    text: str
+
+
+@dataclass(frozen=True)
+class RawItem:
+    """``location.record`` is always the 0-based ordinal of the record in its file."""
+
+    value: Any  # the parsed raw record, or a ParseFailure
+    location: Location
+
+
+def _open_bytes(path: Path) -> io.BufferedIOBase:
+    if path.suffix == ".gz":
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+def file_format(path: Path) -> str:
+    """The format implied by a file name (``.gz`` is looked through)."""
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    for suffix, fmt in ((".jsonl", "jsonl"), (".json", "json"), (".parquet", "parquet"),
+                        (".xlsx", "xlsx"), (".csv", "csv")):
+        if name.endswith(suffix):
+            return fmt
+    raise InputError(str(path), "unknown file type; expected .jsonl, .json, .parquet, .xlsx or .csv")
+
+
+def read_raw(path: Path, columns: Sequence[str] | None = None) -> Iterator[RawItem]:
+    """Stream the raw records of one file, choosing the reader from the file name.
+
+    A ``.json`` file holding JSON Lines (as some re-uploads do) is read as JSONL.
+    """
+    if not path.exists():
+        raise InputError(str(path), "file not found")
+    fmt = file_format(path)
+    if fmt == "json" and _looks_like_jsonl(path):
+        fmt = "jsonl"
+    reader = {"jsonl": read_jsonl, "json": read_json_array, "parquet": read_parquet,
+              "xlsx": read_xlsx, "csv": read_csv}[fmt]
+    if fmt == "parquet":
+        yield from read_parquet(path, columns)
+    else:
+        yield from reader(path)
+
+
+def _looks_like_jsonl(path: Path) -> bool:
+    with _open_bytes(path) as f:
+        head = f.read(64).lstrip()
+    return head.startswith(b"{")
+
+
+def read_jsonl(path: Path) -> Iterator[RawItem]:
+    """One JSON value per line; blank lines are skipped, bad lines become ParseFailures."""
+    try:
+        with _open_bytes(path) as f:
+            ordinal = 0
+            for lineno, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                loc = Location(str(path), line=lineno, record=ordinal)
+                ordinal += 1
+                try:
+                    value = orjson.loads(line)
+                except orjson.JSONDecodeError as e:
+                    yield RawItem(ParseFailure(_json_problem(line, e), _safe_text(line)), loc)
+                    continue
+                yield RawItem(value, loc)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise InputError(str(path), f"cannot read file: {e}") from None
+    if ordinal == 0:
+        raise InputError(str(path), "file is empty: expected JSON Lines records")
+
+
+def _json_problem(line: bytes, err: Exception) -> str:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as u:
+        return f"not valid UTF-8 (byte 0x{line[u.start]:02x} at column {u.start + 1})"
+    return f"malformed JSON ({err})"
+
+
+def _safe_text(data: bytes, limit: int = 2000) -> str:
+    return data[:limit].decode("utf-8", errors="replace")
+
+
+def read_json_array(path: Path) -> Iterator[RawItem]:
+    """A file holding one JSON array of records (Alpaca, ShareGPT, WizardLM).
+
+    The array is parsed once with orjson (fast); if that fails, the text is walked element by
+    element to report the exact record and line that is broken. Records before a truncation point
+    are still yielded, then the truncation raises, since nothing after it can be trusted.
+    """
+    try:
+        with _open_bytes(path) as f:
+            data = f.read()
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise InputError(str(path), f"cannot read file: {e}") from None
+    if not data.strip():
+        raise InputError(str(path), "file is empty: expected a JSON array of records")
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        yield from _walk_json_array(path, data)
+        return
+    if not isinstance(value, list):
+        raise InputError(str(path), f"expected a JSON array of records, found a JSON {_json_type(value)}")
+    for i, item in enumerate(value):
+        yield RawItem(item, Location(str(path), record=i))
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _walk_json_array(path: Path, data: bytes) -> Iterator[RawItem]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as u:
+        line = data.count(b"\n", 0, u.start) + 1
+        raise InputError(Location(str(path), line=line),
+                         f"not valid UTF-8 (byte 0x{data[u.start]:02x})") from None
+    decoder = json.JSONDecoder()
+    pos = _skip_ws(text, 0)
+    if pos >= len(text) or text[pos] != "[":
+        raise InputError(Location(str(path), line=_line_of(text, pos)),
+                         "expected a JSON array of records (file does not start with '[')")
+    pos = _skip_ws(text, pos + 1)
+    index = 0
+    if pos < len(text) and text[pos] == "]":
+        return
+    while True:
+        loc = Location(str(path), line=_line_of(text, pos), record=index)
+        try:
+            item, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as e:
+            problem = "truncated JSON array (file ends inside this record)" if e.pos >= len(text) - 1 \
+                else f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}"
+            raise InputError(loc, problem) from None
+        yield RawItem(item, loc)
+        index += 1
+        pos = _skip_ws(text, end)
+        if pos >= len(text):
+            raise InputError(loc, "truncated JSON array (no closing ']')")
+        if text[pos] == "]":
+            return
+        if text[pos] != ",":
+            raise InputError(Location(str(path), line=_line_of(text, pos), record=index),
+                             f"malformed JSON array: expected ',' or ']' but found {text[pos]!r}")
+        pos = _skip_ws(text, pos + 1)
+
+
+def _skip_ws(text: str, pos: int) -> int:
+    n = len(text)
+    while pos < n and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def _line_of(text: str, pos: int) -> int:
+    return text.count("\n", 0, pos) + 1
+
+
+def read_parquet(
+    path: Path, columns: Sequence[str] | None = None, batch_size: int = 8192
+) -> Iterator[RawItem]:
+    """Parquet in record batches, only the needed columns; rows become dicts of plain Python values."""
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises several types for a bad footer
+        raise InputError(str(path), f"not a readable Parquet file: {e}") from None
+    available = pf.schema_arrow.names
+    if columns is not None:
+        missing = [c for c in columns if c not in available]
+        if missing:
+            raise InputError(str(path), f"missing column(s) {missing}; the file has {available}")
+    row = 0
+    for batch in pf.iter_batches(batch_size=batch_size, columns=list(columns) if columns else None):
+        for item in batch.to_pylist():
+            yield RawItem(item, Location(str(path), record=row))
+            row += 1
+
+
+def read_xlsx(path: Path) -> Iterator[RawItem]:
+    """First sheet; the header row names the fields; empty cells become None."""
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as e:
+        raise InputError(str(path), f"not a readable .xlsx workbook: {e}") from None
+    try:
+        rows = wb.worksheets[0].iter_rows(values_only=True)
+        header = next(rows, None)
+        if header is None:
+            raise InputError(str(path), "workbook is empty: expected a header row")
+        names = [str(h).strip() if h is not None else "" for h in header]
+        ordinal = 0
+        for lineno, values in enumerate(rows, start=2):
+            if all(v is None for v in values):
+                continue
+            yield RawItem(dict(zip(names, values, strict=False)),
+                          Location(str(path), line=lineno, record=ordinal))
+            ordinal += 1
+    finally:
+        wb.close()
+
+
+def read_csv(path: Path) -> Iterator[RawItem]:
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            for ordinal, row in enumerate(reader):
+                yield RawItem(row, Location(str(path), line=reader.line_num, record=ordinal))
+    except UnicodeDecodeError as e:
+        raise InputError(str(path), f"not valid UTF-8: {e}") from None

@@ -1,0 +1,78 @@
+"""The canonical chat record and the drop record that keeps every removal auditable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+import pyarrow as pa
+
+ROLES = ("system", "user", "assistant")
+
+
+class Message(TypedDict):
+    role: str
+    content: str
+
+
+class Record(TypedDict):
+    dataset: str
+    id: str
+    messages: list[Message]
+
+
+def make_record(dataset: str, id: str, messages: list[Message]) -> Record:
+    """Build a canonical record; adapters call this so the key order is always the same."""
+    return {"dataset": dataset, "id": id, "messages": messages}
+
+
+def msg(role: str, content: str) -> Message:
+    return {"role": role, "content": content}
+
+
+@dataclass
+class Dropped:
+    """A record (or raw item) removed from the mixture, with why.
+
+    ``stage`` is where it happened (read, normalise, filter, dedup, select); ``reason`` is the short
+    machine name counted in the card; ``detail`` is free text for humans (a matched keyword, the
+    parse error, the id of the kept duplicate).
+    """
+
+    reason: str
+    dataset: str = ""
+    id: str = ""
+    detail: str = ""
+    messages: list[Message] | None = None
+    raw: str | None = None
+    stage: str = "read"
+    source: str = ""
+    kept_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+MESSAGE_TYPE = pa.struct([("role", pa.string()), ("content", pa.string())])
+
+#: The schema of allenai/tulu-v2-sft-mixture plus ``n_tokens``.
+OUTPUT_SCHEMA = pa.schema(
+    [
+        ("dataset", pa.string()),
+        ("id", pa.string()),
+        ("messages", pa.list_(MESSAGE_TYPE)),
+        ("n_tokens", pa.int32()),
+    ]
+)
+
+DROPPED_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("dataset", pa.string()),
+        ("id", pa.string()),
+        ("stage", pa.string()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+        ("kept_id", pa.string()),
+        ("messages", pa.list_(MESSAGE_TYPE)),
+        ("raw", pa.string()),
+    ]
+)

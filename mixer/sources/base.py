@@ -1,0 +1,103 @@
+"""The adapter contract: raw records of one published format in, canonical chat records out.
+
+An adapter is a small class registered by name (``@register``); the recipe's ``adapter:`` key, the
+module file name under ``mixer/sources/`` and the class's ``name`` are the same string. Its
+``convert`` is a pure function from one raw record to zero or more canonical records (or
+``Dropped`` items for records the source's own rules exclude), so it can be tested on a dict and run
+anywhere (a process pool, Ray) without hidden state. Reading the file is separate
+(``read_file``), which by default picks the reader from the file name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from mixer.errors import Location, RecordError
+from mixer.io import RawItem, read_raw
+from mixer.records import Dropped, Record
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """Adapters without options use this; any option in the recipe is then an error."""
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """What an adapter may know about the source it reads: its recipe name and seed."""
+
+    source: str
+    seed: int
+    tokenizer: str = "tiktoken:cl100k_base"
+
+    def rng_for(self, *key: object) -> random.Random:
+        """A random generator determined by the source seed and a per-record key.
+
+        Keyed per record (not one stream per source) so a record's random choices (e.g. its prompt
+        template) do not depend on which other records were read before it.
+        """
+        digest = hashlib.blake2b(repr((self.seed, *key)).encode(), digest_size=8).digest()
+        return random.Random(int.from_bytes(digest, "big"))
+
+
+class Adapter:
+    """Base class: subclasses set the class attributes and implement ``convert``."""
+
+    #: registry name; equals the module name and the recipe's ``adapter:`` value
+    name: ClassVar[str]
+    #: the published format(s) it reads, one line, shown by ``mixer sources``
+    description: ClassVar[str] = ""
+    #: licence of the published data, recorded in the card (None: unknown, user must say)
+    license: ClassVar[str | None] = None
+    #: Parquet columns to read (None: all)
+    columns: ClassVar[tuple[str, ...] | None] = None
+    #: options dataclass; fields are the adapter options a recipe may set
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, options: Any, context: SourceContext) -> None:
+        self.options = options
+        self.context = context
+
+    def read_file(self, path: Path) -> Iterator[RawItem]:
+        """Stream raw records of one file; override for formats that need special reading."""
+        return read_raw(path, self.columns)
+
+    def convert(self, raw: Any, location: Location) -> Iterable[Record | Dropped]:
+        """Turn one raw record into canonical records; raise ``RecordError`` when it is malformed."""
+        raise NotImplementedError
+
+
+# -- helpers shared by adapters -------------------------------------------------------------
+
+def require_dict(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise RecordError(f"expected a JSON object, found {type(raw).__name__}")
+    return raw
+
+
+def require_str(raw: dict[str, Any], key: str, *, allow_none: bool = False) -> str:
+    """A string field; missing or mistyped fields name the key and what was found."""
+    if key not in raw:
+        raise RecordError(f"missing required field {key!r} (fields present: {sorted(raw)})")
+    value = raw[key]
+    if value is None and allow_none:
+        return ""
+    if not isinstance(value, str):
+        raise RecordError(f"field {key!r} must be a string, found {type(value).__name__}")
+    return value
+
+
+def require_list(raw: dict[str, Any], key: str) -> list[Any]:
+    if key not in raw:
+        raise RecordError(f"missing required field {key!r} (fields present: {sorted(raw)})")
+    value = raw[key]
+    if hasattr(value, "tolist") and not isinstance(value, list):  # numpy arrays from pandas
+        value = value.tolist()
+    if not isinstance(value, list):
+        raise RecordError(f"field {key!r} must be a list, found {type(value).__name__}")
+    return value

@@ -1,0 +1,33 @@
+"""FLAN v2 few-shot resample (``tulu_v2_resampled_flan_50k.jsonl``), see SOURCES.md 2.1."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from mixer.errors import Location
+from mixer.records import Record, make_record, msg
+from mixer.sources import register
+from mixer.sources.base import Adapter, require_dict, require_str
+
+
+def flan_prompt(inputs: str) -> str:
+    """open-instruct appends a newline to the prompt unless it already ends with one or a colon."""
+    return inputs if inputs.endswith(("\n", ":")) else inputs + "\n"
+
+
+@register
+class FlanV2(Adapter):
+    name = "flan_v2"
+    description = "FLAN v2 JSON Lines: {inputs, targets} per line (extra keys such as task are ignored)"
+    license = "Apache-2.0"
+
+    def convert(self, raw: Any, location: Location) -> Iterable[Record]:
+        raw = require_dict(raw)
+        inputs = require_str(raw, "inputs")
+        targets = require_str(raw, "targets")
+        yield make_record(
+            "flan_v2",
+            f"flan_v2_{location.record}",
+            [msg("user", flan_prompt(inputs)), msg("assistant", targets)],
+        )
