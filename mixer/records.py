@@ -74,5 +74,8 @@ DROPPED_SCHEMA = pa.schema(
         ("kept_id", pa.string()),
         ("messages", pa.list_(MESSAGE_TYPE)),
         ("raw", pa.string()),
+        # stage-specific facts as a JSON object: near-dedup cluster id and Jaccard, matched
+        # benchmark item, the kept copy's source
+        ("extra", pa.string()),
     ]
 )

@@ -1,0 +1,66 @@
+"""``mixer build``: run the stages, then write data, drops and card into a staging folder that
+replaces the output folder only when everything succeeded."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mixer.card import build_card, render_markdown
+from mixer.pipeline import BuildState, Reporter, peak_rss_mb, run_stages, shuffled_output
+from mixer.recipe import Recipe
+from mixer.writer import staging_dir, write_dropped, write_shards
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    card: dict[str, Any]
+    state: BuildState
+    timings: dict[str, Any]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def build(recipe: Recipe, reporter: Reporter | None = None) -> BuildResult:
+    """Build the mixture the recipe describes into ``recipe.output``."""
+    state = run_stages(recipe, reporter)
+    out = Path(recipe.output)
+    with state.timed("shuffle"):
+        table = shuffled_output(state)
+    with staging_dir(out) as tmp:
+        with state.timed("write"):
+            opts = recipe.output_options
+            paths = write_shards(table, tmp / "data", opts.shard_max_bytes, opts.row_group_rows)
+            shards = [{"path": f"data/{p.name}", "rows": rows, "bytes": p.stat().st_size,
+                       "sha256": _sha256(p)} for p, rows in zip(paths, _shard_rows(paths), strict=True)]
+            dropped_files = []
+            for s in recipe.sources:
+                path = write_dropped(s.name, state.drops[s.name], tmp / "dropped")
+                if path is not None:
+                    dropped_files.append(f"dropped/{path.name}")
+        with state.timed("card"):
+            card = build_card(state, table, shards, dropped_files)
+            (tmp / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n",
+                                           encoding="utf-8")
+            (tmp / "README.md").write_text(render_markdown(card), encoding="utf-8")
+        timings = {name: {"wall_s": round(t.wall_s, 3), "cpu_s": round(t.cpu_s, 3)}
+                   for name, t in state.timings.items()}
+        timings["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        (tmp / "timings.json").write_text(json.dumps(timings, indent=2) + "\n", encoding="utf-8")
+    return BuildResult(out=out, card=card, state=state, timings=timings)
+
+
+def _shard_rows(paths: list[Path]) -> list[int]:
+    import pyarrow.parquet as pq
+
+    return [pq.ParquetFile(p).metadata.num_rows for p in paths]

@@ -1,0 +1,193 @@
+"""The ``mixer`` command line.
+
+A user error (recipe, raw file, record) prints one clear message and exits 2; tracebacks are for
+bugs in mixer only.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from mixer import __version__
+from mixer.errors import MixerError
+
+app = typer.Typer(
+    name="mixer",
+    help="Build, audit and extend instruction-tuning mixtures (Tulu V2 and your own).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(fn: F) -> F:
+    """Turn MixerError into ``error: <message>`` on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except MixerError as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class RichReporter:
+    """Progress on stderr for the long stages."""
+
+    def __init__(self) -> None:
+        from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), MofNCompleteColumn(),
+                                  TimeElapsedColumn(), console=err, transient=True)
+        self._task: Any = None
+        self._pending = 0
+
+    def start(self, description: str, total: int | None = None) -> None:
+        self._progress.start()
+        self._task = self._progress.add_task(description, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        self._pending += n
+        if self._pending >= 2000:
+            self._progress.advance(self._task, self._pending)
+            self._pending = 0
+
+    def finish(self) -> None:
+        if self._task is not None:
+            self._progress.advance(self._task, self._pending)
+            self._pending = 0
+            self._progress.remove_task(self._task)
+            self._task = None
+        self._progress.stop()
+
+    def warn(self, message: str) -> None:
+        err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+@app.callback(invoke_without_command=True)
+def _root(version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False
+          ) -> None:
+    if version:
+        out.print(f"mixer {__version__}")
+        raise typer.Exit()
+
+
+RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file, e.g. recipes/v2-sample.yaml.")]
+RawDirOpt = Annotated[str | None, typer.Option("--raw-dir", help="Folder holding the raw source files "
+                                                "(overrides the recipe's raw_dir).")]
+
+
+@app.command()
+@user_errors
+def build(
+    recipe: RecipeArg,
+    raw_dir: RawDirOpt = None,
+    out_dir: Annotated[str | None, typer.Option("--out", help="Output folder (overrides recipe).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (overrides the recipe's).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
+) -> None:
+    """Build a mixture: sharded Parquet in OUT/data, the data card in OUT/README.md and OUT/card.json,
+    every dropped record in OUT/dropped/."""
+    from mixer.build import build as run_build
+    from mixer.recipe import load_recipe
+
+    r = load_recipe(recipe, raw_dir=raw_dir, output=out_dir, seed=seed)
+    reporter = None if quiet else RichReporter()
+    result = run_build(r, reporter)  # type: ignore[arg-type]
+    if not quiet:
+        from mixer.report import print_card
+
+        print_card(result.card, out)
+        t = result.timings
+        wall = sum(v["wall_s"] for k, v in t.items() if isinstance(v, dict))
+        err.print(f"wrote {result.card['totals']['records']:,} records to {result.out} "
+                  f"in {wall:.1f} s (peak RSS {t['peak_rss_mb']:.0f} MiB)", highlight=False)
+
+
+@app.command()
+@user_errors
+def validate(recipe: RecipeArg, raw_dir: RawDirOpt = None) -> None:
+    """Check a recipe and its files (existence, format of the first records) without building."""
+    from mixer.validate import validate_recipe
+
+    validate_recipe(recipe, raw_dir, out)
+
+
+@app.command()
+@user_errors
+def sources() -> None:
+    """List the source adapters, the formats they read, their licences and options."""
+    from mixer.report import print_sources
+
+    print_sources(out)
+
+
+@app.command()
+@user_errors
+def card(
+    out_path: Annotated[Path, typer.Argument(metavar="OUT", help="A build's output folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print card.json instead of tables.")] = False,
+) -> None:
+    """Show a build's data card."""
+    from mixer.card import load_card
+    from mixer.report import print_card
+
+    c = load_card(out_path)
+    if as_json:
+        sys.stdout.write((out_path / "card.json").read_text(encoding="utf-8"))
+        return
+    print_card(c, out)
+
+
+@app.command()
+@user_errors
+def show(
+    out_path: Annotated[Path, typer.Argument(metavar="OUT", help="A build's output folder.")],
+    n: Annotated[int, typer.Option("-n", help="Number of records.")] = 3,
+    source: Annotated[str | None, typer.Option("--source", "-s", help="Only this dataset label "
+                                               "(prefix match, e.g. science).")] = None,
+) -> None:
+    """Print records of a build, readable."""
+    from mixer.report import print_records
+
+    print_records(out_path, n, source, out)
+
+
+@app.command()
+@user_errors
+def fetch(recipe: RecipeArg, raw_dir: RawDirOpt = None,
+          force: Annotated[bool, typer.Option(help="Download files that already exist.")] = False) -> None:
+    """Download each recipe file that has a `url` into the raw folder."""
+    from mixer.fetch import fetch_recipe
+    from mixer.recipe import load_recipe
+
+    fetch_recipe(load_recipe(recipe, raw_dir=raw_dir), force=force, console=err)
+
+
+def _mount_train() -> None:
+    try:
+        from mixer.train.cli import app as train_app
+    except ImportError:  # the trainer module itself only imports torch lazily
+        return
+    app.add_typer(train_app, name="train", help="Fine-tune with TRL on a built mixture (needs mixer[train]).")
+
+
+_mount_train()
+
+
+def main() -> None:
+    app()

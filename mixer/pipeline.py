@@ -1,0 +1,444 @@
+"""``mixer build``: the stages, top to bottom.
+
+read -> normalise -> filter -> exact dedup -> (near dedup) -> (decontaminate) -> select -> shuffle
+-> write -> card.
+
+Records stream through read/normalise/filter/exact-dedup one at a time and are kept as Arrow tables
+(``CandidateStore``), not Python dicts, until selection. Selection walks a seeded permutation of each
+source and counts tokens only for records it may take, so a 30k sample of a 1M-row source never
+tokenizes the other 970k. Every record that leaves the pipeline is counted in ``SourceStats`` with
+its reason and written to ``dropped/``.
+"""
+
+from __future__ import annotations
+
+import random
+import resource
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from mixer.chat import render_tulu
+from mixer.dedup.exact import ExactDeduplicator
+from mixer.errors import InputError, MixerError, RecordError
+from mixer.filters import LLMMentionFilter, TurnCountFilter
+from mixer.io import ParseFailure
+from mixer.normalise import normalise_record
+from mixer.recipe import Recipe, Source, resolve_files, source_license
+from mixer.records import MESSAGE_TYPE, Dropped, Record
+from mixer.sources import SourceContext, get_adapter
+from mixer.stats import FileInfo, SourceStats
+from mixer.tokens import TokenCounter
+
+CANDIDATE_SCHEMA = pa.schema([("dataset", pa.string()), ("id", pa.string()),
+                              ("messages", pa.list_(MESSAGE_TYPE)), ("file_index", pa.int32())])
+SELECTED_SCHEMA = pa.schema([("dataset", pa.string()), ("id", pa.string()),
+                             ("messages", pa.list_(MESSAGE_TYPE)), ("n_tokens", pa.int32())])
+RAW_TEXT_LIMIT = 20_000
+
+
+class Reporter:
+    """Progress hooks; the CLI plugs in progress bars, library callers get silence."""
+
+    def start(self, description: str, total: int | None = None) -> None: ...
+    def advance(self, n: int = 1) -> None: ...
+    def finish(self) -> None: ...
+    def warn(self, message: str) -> None: ...
+
+
+@dataclass
+class StageTiming:
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+
+
+@dataclass
+class BuildState:
+    """Everything the stages share: the recipe, the counters and the drops, per source."""
+
+    recipe: Recipe
+    reporter: Reporter
+    stats: dict[str, SourceStats] = field(default_factory=dict)
+    drops: dict[str, list[Dropped]] = field(default_factory=dict)
+    candidates: dict[str, pa.Table] = field(default_factory=dict)
+    selected: dict[str, pa.Table] = field(default_factory=dict)
+    timings: dict[str, StageTiming] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    extra_card: dict[str, Any] = field(default_factory=dict)
+
+    def drop(self, source: str, item: Dropped) -> None:
+        item.source = source
+        self.stats[source].drop(item.reason)
+        self.drops[source].append(item)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        self.reporter.warn(message)
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            t = self.timings.setdefault(stage, StageTiming())
+            t.wall_s += time.perf_counter() - t0
+            t.cpu_s += time.process_time() - c0
+
+
+class CandidateStore:
+    """Accumulates records as Arrow batches so a large source is not held as Python dicts."""
+
+    def __init__(self, batch_rows: int = 20_000) -> None:
+        self._rows: list[dict[str, Any]] = []
+        self._tables: list[pa.Table] = []
+        self._batch_rows = batch_rows
+
+    def add(self, record: Record, file_index: int) -> None:
+        self._rows.append({"dataset": record["dataset"], "id": record["id"],
+                           "messages": record["messages"], "file_index": file_index})
+        if len(self._rows) >= self._batch_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._rows:
+            self._tables.append(pa.Table.from_pylist(self._rows, schema=CANDIDATE_SCHEMA))
+            self._rows = []
+
+    def table(self) -> pa.Table:
+        self._flush()
+        if not self._tables:
+            return CANDIDATE_SCHEMA.empty_table()
+        return pa.concat_tables(self._tables).combine_chunks()
+
+
+# -- stage: read (+ normalise, filter, exact dedup while streaming) -------------------------
+
+class RecordGate:
+    """Normalise -> filters -> exact dedup for one record; returns it or records why it left."""
+
+    def __init__(self, state: BuildState) -> None:
+        recipe = state.recipe
+        self.state = state
+        self.rules = recipe.normalise
+        lm = recipe.filters.llm_mentions
+        self.mentions = LLMMentionFilter(lm.keywords) if lm.enabled else None
+        self.mention_exempt = set(lm.exempt)
+        f = recipe.filters
+        self.turns = TurnCountFilter(f.min_turns, f.max_turns) \
+            if f.min_turns is not None or f.max_turns is not None else None
+        self.exact = ExactDeduplicator() if recipe.dedup.exact else None
+
+    def __call__(self, source: str, record: Record) -> Record | None:
+        stats = self.state.stats[source]
+        record, problem = normalise_record(record, self.rules, stats.normalised)
+        if problem:
+            self.state.drop(source, _dropped(record, problem, "normalise"))
+            return None
+        for flt in (self.mentions if source not in self.mention_exempt else None, self.turns):
+            if flt is None:
+                continue
+            verdict = flt(record)
+            if verdict:
+                self.state.drop(source, _dropped(record, verdict[0], "filter", verdict[1]))
+                return None
+        if self.exact is not None:
+            kept = self.exact.check(source, record["id"], record["messages"])
+            if kept is not None:
+                d = _dropped(record, "exact_duplicate", "dedup", f"same content as {kept[0]}/{kept[1]}")
+                d.kept_id = kept[1]
+                d.extra = {"kept_source": kept[0]}
+                self.state.drop(source, d)
+                return None
+        return record
+
+
+def _dropped(record: Record, reason: str, stage: str, detail: str = "") -> Dropped:
+    return Dropped(reason=reason, dataset=record["dataset"], id=record["id"], detail=detail,
+                   messages=record["messages"], stage=stage)
+
+
+def _raw_text(value: Any) -> str:
+    if isinstance(value, ParseFailure):
+        return value.text[:RAW_TEXT_LIMIT]
+    try:
+        return orjson.dumps(value, default=str).decode()[:RAW_TEXT_LIMIT]
+    except TypeError:
+        return repr(value)[:RAW_TEXT_LIMIT]
+
+
+def read_source(state: BuildState, source: Source, gate: RecordGate | None) -> pa.Table:
+    """Stream one source's files through the adapter (and the gate, when filtering comes first)."""
+    recipe = state.recipe
+    stats = state.stats[source.name]
+    adapter_cls = get_adapter(source.adapter)
+    adapter = adapter_cls(source.options, SourceContext(source.name, recipe.source_seed(source.name),
+                                                        recipe.tokenizer))
+    store = CandidateStore()
+    skip = source.on_error == "skip"
+    for file_index, path in enumerate(resolve_files(recipe, source)):
+        stats.files.append(_file_info(path))
+        state.reporter.start(f"read {source.name}: {path.name}")
+        for item in adapter.read_file(path):
+            stats.raw_records += 1
+            state.reporter.advance()
+            if isinstance(item.value, ParseFailure):
+                if not skip:
+                    raise InputError(item.location, item.value.problem +
+                                     f" (source {source.name!r}; set on_error: skip to drop such records)")
+                stats.records_in += 1
+                state.drop(source.name, Dropped(reason="invalid_record", detail=f"{item.location}: "
+                                                f"{item.value.problem}", raw=_raw_text(item.value)))
+                continue
+            try:
+                outputs = list(adapter.convert(item.value, item.location))
+            except RecordError as e:
+                if not skip:
+                    where = f"source {source.name!r}, adapter {source.adapter!r}"
+                    raise InputError(item.location,
+                                     f"{e} ({where}; set on_error: skip to drop such records)") from None
+                stats.records_in += 1
+                state.drop(source.name, Dropped(reason="invalid_record", detail=f"{item.location}: {e}",
+                                                raw=_raw_text(item.value)))
+                continue
+            for out in outputs:
+                stats.records_in += 1
+                if isinstance(out, Dropped):
+                    if out.raw is None and out.messages is None:
+                        out.raw = _raw_text(item.value)
+                    state.drop(source.name, out)
+                    continue
+                kept = gate(source.name, out) if gate is not None else out
+                if kept is not None:
+                    store.add(kept, file_index)
+        state.reporter.finish()
+    return store.table()
+
+
+def _file_info(path: Path) -> FileInfo:
+    import hashlib
+
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+            size += len(chunk)
+    return FileInfo(path=str(path), bytes=size, sha256=h.hexdigest())
+
+
+# -- stage: select (sample + token length) --------------------------------------------------
+
+def _target(take: Any, available: int) -> int:
+    if take == "all":
+        return available
+    if isinstance(take, float):
+        return round(take * available)
+    return min(int(take), available)
+
+
+class Selector:
+    """Takes ``take`` records per source (or per file) from a seeded permutation.
+
+    Walks the permutation in order and counts tokens in chunks, only as far as needed: a record over
+    ``max_tokens`` is dropped (``too_many_tokens``) and the walk goes on, so ``take`` still holds.
+    Records the walk never reaches are ``not_sampled``. The result is a uniform random sample of the
+    records that pass the length limit, and does not depend on the chunk size.
+    """
+
+    def __init__(self, state: BuildState, counter: TokenCounter) -> None:
+        self.state = state
+        self.counter = counter
+        self.max_tokens = state.recipe.max_tokens
+
+    def select(self, source: Source, table: pa.Table, *, length_only: bool = False,
+               count_tokens: bool = True) -> pa.Table:
+        """The chosen rows with ``n_tokens`` (0 when ``count_tokens`` is off: sampling only).
+
+        ``length_only``: take every record that fits ``max_tokens`` (the length pass of
+        sample_then_filter, after sampling already happened).
+        """
+        stats = self.state.stats[source.name]
+        rng = random.Random(self.state.recipe.source_seed(source.name))
+        file_index = table.column("file_index").to_pylist()
+        groups: dict[int, list[int]] = {}
+        if source.take_per_file:
+            for row, fi in enumerate(file_index):
+                groups.setdefault(fi, []).append(row)
+        else:
+            groups[0] = list(range(table.num_rows))
+        chosen: list[int] = []
+        tokens: list[int] = []
+        for _, rows in sorted(groups.items()):
+            want = len(rows) if length_only else _target(source.take, len(rows))
+            if isinstance(source.take, int) and not length_only and source.take > len(rows):
+                stats.shortfall += source.take - len(rows)
+                self.state.warn(f"source {source.name!r}: take {source.take} but only {len(rows)} "
+                                "records are left after filtering and dedup; taking all of them")
+            order = rows if (source.take == "all" or length_only) else rng.sample(rows, len(rows))
+            if count_tokens:
+                got_rows, got_tokens, walked = self._walk(source.name, table, order, want)
+            else:
+                got_rows, got_tokens, walked = order[:want], [0] * min(want, len(order)), want
+            chosen.extend(got_rows)
+            tokens.extend(got_tokens)
+            self._not_sampled(source.name, table, order[walked:])
+            if len(got_rows) < want and self.max_tokens is not None and source.take != "all":
+                stats.shortfall += want - len(got_rows)
+        picked = table.take(pa.array(chosen, pa.int64()))
+        return pa.table({"dataset": picked.column("dataset"), "id": picked.column("id"),
+                         "messages": picked.column("messages"),
+                         "n_tokens": pa.array(tokens, pa.int32())}, schema=SELECTED_SCHEMA)
+
+    def _not_sampled(self, source: str, table: pa.Table, rows: list[int]) -> None:
+        """Counted apart from drops (sampling is not a verdict on the record) but kept as ids."""
+        self.state.stats[source].not_sampled += len(rows)
+        if not rows or not self.state.recipe.output_options.write_unsampled:
+            return
+        picked = table.select(["dataset", "id"]).take(pa.array(rows, pa.int64()))
+        self.state.drops[source].extend(
+            Dropped(reason="not_sampled", dataset=d, id=i, stage="select", source=source)
+            for d, i in zip(picked.column("dataset").to_pylist(), picked.column("id").to_pylist(),
+                            strict=True))
+
+    def _walk(self, source: str, table: pa.Table, order: list[int], want: int
+              ) -> tuple[list[int], list[int], int]:
+        got: list[int] = []
+        got_tokens: list[int] = []
+        pos = 0
+        while len(got) < want and pos < len(order):
+            need = want - len(got)
+            chunk = order[pos:pos + max(256, int(need * 1.05) + 16)]
+            rows = table.take(pa.array(chunk, pa.int64())).to_pylist()
+            counts = self.counter.count_texts([render_tulu(r["messages"]) for r in rows])
+            for row_index, row, n in zip(chunk, rows, counts, strict=True):
+                pos += 1
+                if self.max_tokens is not None and n > self.max_tokens:
+                    self.state.drop(source, Dropped(
+                        reason="too_many_tokens", dataset=row["dataset"], id=row["id"],
+                        detail=f"{n} tokens > max_tokens {self.max_tokens}", messages=row["messages"],
+                        stage="select"))
+                    continue
+                got.append(row_index)
+                got_tokens.append(n)
+                if len(got) == want:
+                    break
+        return got, got_tokens, pos
+
+
+# -- the build ------------------------------------------------------------------------------
+
+def allowed(recipe: Recipe, source: Source) -> str | None:
+    """None if the source's licence is allowed, else why it is left out."""
+    if recipe.allow_licenses is None:
+        return None
+    lic = source_license(source)
+    if lic is None or lic not in recipe.allow_licenses:
+        return f"licence {lic or 'unknown'} not in allow_licenses {list(recipe.allow_licenses)}"
+    return None
+
+
+def run_stages(recipe: Recipe, reporter: Reporter | None = None,
+               counter: TokenCounter | None = None) -> BuildState:
+    """Run every stage up to the shuffled output table (no files written)."""
+    state = BuildState(recipe=recipe, reporter=reporter or Reporter())
+    for s in recipe.sources:
+        state.stats[s.name] = SourceStats(name=s.name, adapter=s.adapter, license=source_license(s),
+                                          take=s.take, repeat=s.repeat)
+        state.drops[s.name] = []
+    own_counter = counter is None
+    counter = counter or TokenCounter(recipe.tokenizer)
+    try:
+        sample_first = recipe.order == "sample_then_filter"
+        gate = RecordGate(state)
+        with state.timed("read+normalise+filter+dedup" if not sample_first else "read"):
+            for s in recipe.sources:
+                why = allowed(recipe, s)
+                if why:
+                    state.stats[s.name].excluded = why
+                    state.warn(f"source {s.name!r} left out: {why}")
+                    continue
+                state.candidates[s.name] = read_source(state, s, None if sample_first else gate)
+        selector = Selector(state, counter)
+        if sample_first:
+            _sample_then_filter(state, selector, gate)
+        else:
+            run_post_dedup_stages(state)
+            with state.timed("select+tokens"):
+                for s in recipe.sources:
+                    if s.name in state.candidates:
+                        state.selected[s.name] = selector.select(s, state.candidates.pop(s.name))
+                        state.stats[s.name].selected = state.selected[s.name].num_rows
+    finally:
+        if own_counter:
+            counter.close()
+    for st in state.stats.values():
+        st.check_balance()
+    return state
+
+
+def _sample_then_filter(state: BuildState, selector: Selector, gate: RecordGate) -> None:
+    """open-instruct's order: sample from the converted records, then normalise and filter."""
+    recipe = state.recipe
+    with state.timed("sample"):
+        for s in recipe.sources:
+            if s.name not in state.candidates:
+                continue
+            table = state.candidates.pop(s.name)
+            stats = state.stats[s.name]
+            # sample without token counting: this order never refills a sample after filtering
+            sampled = selector.select(s, table, count_tokens=False)
+            store = CandidateStore()
+            for r in sampled.to_pylist():
+                kept = gate(s.name, {"dataset": r["dataset"], "id": r["id"], "messages": r["messages"]})
+                if kept is not None:
+                    store.add(kept, 0)
+            state.candidates[s.name] = store.table()
+            stats.selected = 0
+    run_post_dedup_stages(state)
+    with state.timed("tokens"):
+        for s in recipe.sources:
+            if s.name in state.candidates:
+                state.selected[s.name] = selector.select(s, state.candidates.pop(s.name), length_only=True)
+                state.stats[s.name].selected = state.selected[s.name].num_rows
+
+
+#: Hooks for the cross-source stages that run after exact dedup and before sampling (near-dedup,
+#: decontamination). Each takes the build state and may remove candidates, recording drops.
+POST_DEDUP_STAGES: list[tuple[str, Callable[[BuildState], None]]] = []
+
+
+def run_post_dedup_stages(state: BuildState) -> None:
+    for name, stage in POST_DEDUP_STAGES:
+        with state.timed(name):
+            stage(state)
+
+
+def shuffled_output(state: BuildState) -> pa.Table:
+    """All selected records, each repeated ``repeat`` times, in one seeded global shuffle."""
+    tables, index = [], []
+    offset = 0
+    for s in state.recipe.sources:
+        table = state.selected.get(s.name)
+        if table is None:
+            continue
+        tables.append(table)
+        index.extend(list(range(offset, offset + table.num_rows)) * s.repeat)
+        offset += table.num_rows
+    if not tables:
+        raise MixerError("the build selected no records: every source is empty, filtered out or excluded")
+    random.Random(state.recipe.seed).shuffle(index)
+    return pa.concat_tables(tables).take(pa.array(index, pa.int64()))
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and its finished children, in MiB (Linux: KiB units)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 1024

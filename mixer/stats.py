@@ -1,0 +1,73 @@
+"""Per-source counters that the stages feed and the data card reports.
+
+Invariant checked by the tests and asserted at the end of a build, for every source:
+``records_in == sum(dropped.values()) + not_sampled + selected``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class FileInfo:
+    path: str
+    bytes: int
+    sha256: str
+
+
+@dataclass
+class SourceStats:
+    name: str
+    adapter: str
+    license: str | None
+    take: Any
+    repeat: int
+    files: list[FileInfo] = field(default_factory=list)
+    #: raw items read from the files (lines, array elements, rows, trees)
+    raw_records: int = 0
+    #: items entering the pipeline: canonical records the adapter produced, plus the adapter's own
+    #: drops, plus raw items that could not be parsed (dropped with on_error: skip)
+    records_in: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    normalised: Counter[str] = field(default_factory=Counter)
+    not_sampled: int = 0
+    selected: int = 0
+    shortfall: int = 0
+    excluded: str | None = None
+    datasets: Counter[str] = field(default_factory=Counter)
+    tokens: list[int] = field(default_factory=list)
+    turns: list[int] = field(default_factory=list)
+
+    @property
+    def final(self) -> int:
+        return self.selected * self.repeat
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        self.dropped[reason] += n
+
+    def check_balance(self) -> None:
+        accounted = sum(self.dropped.values()) + self.not_sampled + self.selected
+        if accounted != self.records_in:  # a bug in mixer: some record was lost without a reason
+            raise AssertionError(
+                f"source {self.name}: {self.records_in} records in but {accounted} accounted for "
+                f"(dropped {dict(self.dropped)}, not sampled {self.not_sampled}, selected {self.selected})"
+            )
+
+
+def summary(values: list[int]) -> dict[str, float | int]:
+    """mean, p50, p95, max (nearest-rank percentiles, so results are exact integers from the data)."""
+    if not values:
+        return {"count": 0, "mean": 0, "p50": 0, "p95": 0, "max": 0, "total": 0}
+    ordered = sorted(values)
+    n = len(ordered)
+
+    def pct(p: int) -> int:
+        return ordered[max(0, math.ceil(p * n / 100) - 1)]
+
+    total = sum(ordered)
+    return {"count": n, "mean": round(total / n, 2), "p50": pct(50), "p95": pct(95),
+            "max": ordered[-1], "total": total}

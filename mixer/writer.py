@@ -1,0 +1,101 @@
+"""Writing a build: sharded Parquet, the dropped records, all into a staging directory that is
+renamed into place only when everything succeeded.
+
+Files are deterministic: same table in, same bytes out (no timestamps or random ids inside).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from mixer.records import DROPPED_SCHEMA, OUTPUT_SCHEMA, Dropped
+
+PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "write_statistics": True,
+                   "use_dictionary": ["dataset"]}
+
+
+@contextmanager
+def staging_dir(out: Path) -> Iterator[Path]:
+    """A fresh sibling directory; on success it replaces ``out``, on failure it is removed.
+
+    The previous build at ``out`` survives a failed build untouched.
+    """
+    out = out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _text_bytes(table: pa.Table) -> list[int]:
+    contents = pc.list_flatten(table.column("messages")).combine_chunks().field("content")
+    per_message = pc.binary_length(contents).to_numpy(zero_copy_only=False)
+    lengths = pc.list_value_length(table.column("messages")).to_numpy(zero_copy_only=False)
+    out, pos = [], 0
+    for n in lengths:
+        out.append(int(per_message[pos:pos + n].sum()))
+        pos += n
+    return out
+
+
+def write_shards(table: pa.Table, data_dir: Path, shard_max_bytes: int, row_group_rows: int) -> list[Path]:
+    """``train-00000-of-0000N.parquet`` shards of at most ``shard_max_bytes`` of text each."""
+    table = table.cast(OUTPUT_SCHEMA)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    bounds = [0]
+    acc = 0
+    for i, size in enumerate(_text_bytes(table)):
+        if acc and acc + size > shard_max_bytes:
+            bounds.append(i)
+            acc = 0
+        acc += size
+    bounds.append(table.num_rows)
+    n = len(bounds) - 1
+    paths = []
+    for k in range(n):
+        path = data_dir / f"train-{k:05d}-of-{n:05d}.parquet"
+        pq.write_table(table.slice(bounds[k], bounds[k + 1] - bounds[k]), path,
+                       row_group_size=row_group_rows, **PARQUET_OPTIONS)
+        paths.append(path)
+    return paths
+
+
+def dropped_table(source: str, drops: list[Dropped]) -> pa.Table:
+    return pa.Table.from_pylist(
+        [{"source": source, "dataset": d.dataset, "id": d.id, "stage": d.stage, "reason": d.reason,
+          "detail": d.detail, "kept_id": d.kept_id, "messages": d.messages, "raw": d.raw,
+          "extra": orjson.dumps(d.extra, option=orjson.OPT_SORT_KEYS).decode() if d.extra else None}
+         for d in drops],
+        schema=DROPPED_SCHEMA,
+    )
+
+
+def write_dropped(source: str, drops: list[Dropped], dropped_dir: Path) -> Path | None:
+    """``dropped/<source>.parquet``: every record that left the pipeline, with stage and reason."""
+    if not drops:
+        return None
+    dropped_dir.mkdir(parents=True, exist_ok=True)
+    path = dropped_dir / f"{source}.parquet"
+    pq.write_table(dropped_table(source, drops), path, **PARQUET_OPTIONS)
+    return path
