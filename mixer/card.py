@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import yaml
 
 from mixer import __version__
+from mixer.recipe import license_key
 from mixer.stats import SourceStats, summary
 
 #: Hugging Face Hub licence identifiers for the licences the known sources carry.
@@ -27,11 +28,6 @@ HF_LICENSE_IDS = {
     "cc-by-nc-sa-4.0": "cc-by-nc-sa-4.0", "odc-by": "odc-by", "cc-by-4.0": "cc-by-4.0",
     "cc-by-sa-4.0": "cc-by-sa-4.0", "cc0-1.0": "cc0-1.0",
 }
-
-
-def license_key(name: str) -> str:
-    """'CC BY-NC 4.0' and 'cc-by-nc-4.0' name the same licence."""
-    return "-".join(name.lower().replace("_", " ").replace("-", " ").split())
 
 
 def assistant_turns(messages: pa.ChunkedArray | pa.Array) -> list[int]:

@@ -30,7 +30,7 @@ from mixer.errors import InputError, MixerError, RecordError
 from mixer.filters import LLMMentionFilter, TurnCountFilter
 from mixer.io import ParseFailure
 from mixer.normalise import normalise_record
-from mixer.recipe import Recipe, Source, resolve_files, source_license
+from mixer.recipe import Recipe, Source, license_key, resolve_files, source_license
 from mixer.records import MESSAGE_TYPE, Dropped, Record
 from mixer.sources import SourceContext, get_adapter
 from mixer.stats import FileInfo, SourceStats
@@ -339,7 +339,7 @@ def allowed(recipe: Recipe, source: Source) -> str | None:
     if recipe.allow_licenses is None:
         return None
     lic = source_license(source)
-    if lic is None or lic not in recipe.allow_licenses:
+    if lic is None or license_key(lic) not in {license_key(x) for x in recipe.allow_licenses}:
         return f"licence {lic or 'unknown'} not in allow_licenses {list(recipe.allow_licenses)}"
     return None
 

@@ -52,6 +52,9 @@ class Normalise:
     nfc: bool = True
     strip: bool = True
     drop_empty_turns: bool = True
+    #: drop records whose turns do not go [system] user assistant (user assistant)*; off only to
+    #: reproduce open-instruct, whose converters emit whatever order the source has
+    require_turn_order: bool = True
 
 
 @dataclass(frozen=True)
@@ -291,8 +294,8 @@ def parse_recipe(data: Any, *, path: str = "", text: str = "") -> Recipe:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise RecipeError(f"sources: duplicate source name(s) {dupes}; each source needs its own name")
-    if "name" not in data and path:
-        data["name"] = Path(path).stem
+    if "name" not in data:
+        data["name"] = Path(path).stem if path else "mixture"
     recipe = parse_dataclass(Recipe, {**data, "sources": []}, "")
     digest = hashlib.sha256(text.encode()).hexdigest() if text else ""
     return dataclasses.replace(recipe, sources=sources, path=path, sha256=digest)
@@ -343,3 +346,8 @@ def resolve_files(recipe: Recipe, source: Source) -> list[Path]:
 def source_license(source: Source) -> str | None:
     """The recipe's licence for a source, else the adapter's default for the published data."""
     return source.license or get_adapter(source.adapter).license
+
+
+def license_key(name: str) -> str:
+    """'CC BY-NC 4.0' and 'cc-by-nc-4.0' name the same licence."""
+    return "-".join(name.lower().replace("_", " ").replace("-", " ").split())

@@ -1,0 +1,53 @@
+"""Shared fixtures: recipe writing helpers and one build of the bundled sample recipe per session."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_RECIPE = ROOT / "recipes" / "v2-sample.yaml"
+
+
+def write_jsonl(path: Path, rows: list[Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def make_recipe(tmp_path: Path) -> Callable[..., Path]:
+    """Write a recipe YAML into tmp_path with raw_dir and output inside tmp_path."""
+
+    def make(sources: list[dict[str, Any]], **top: Any) -> Path:
+        data = {"name": "test", "seed": 1, "raw_dir": str(tmp_path / "raw"),
+                "output": str(tmp_path / "out"), **top, "sources": sources}
+        path = tmp_path / "recipe.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        return path
+
+    return make
+
+
+def flan_rows(n: int, prefix: str = "question") -> list[dict[str, str]]:
+    return [{"inputs": f"{prefix} number {i}: what is {i} plus {i}?", "targets": str(2 * i)}
+            for i in range(n)]
+
+
+@pytest.fixture(scope="session")
+def sample_build(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One build of recipes/v2-sample.yaml, shared by the end-to-end tests."""
+    from mixer.build import build
+    from mixer.recipe import load_recipe
+
+    out = tmp_path_factory.mktemp("sample") / "out"
+    recipe = load_recipe(SAMPLE_RECIPE, raw_dir=str(ROOT / "samples" / "raw_train"), output=str(out))
+    result = build(recipe)
+    yield result
+    shutil.rmtree(out, ignore_errors=True)
