@@ -166,8 +166,9 @@ def _walk_json_array(path: Path, data: bytes) -> Iterator[RawItem]:
         try:
             item, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as e:
-            problem = "truncated JSON array (file ends inside this record)" if e.pos >= len(text) - 1 \
-                else f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}"
+            problem = f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}"
+            if not text.rstrip().endswith("]"):
+                problem = f"truncated JSON array: the file ends without the closing ']' ({problem})"
             raise InputError(loc, problem) from None
         yield RawItem(item, loc)
         index += 1

@@ -1,0 +1,121 @@
+"""Bad raw input: a clear error naming file and line/record, or (on_error: skip) a counted drop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import flan_rows, write_jsonl
+
+from mixer.build import build
+from mixer.errors import InputError, MixerError, RecipeError
+from mixer.recipe import load_recipe
+
+GOOD = '{"inputs": "fine question", "targets": "fine answer"}\n'
+
+
+def _write(path: Path, data: bytes | str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return path
+
+
+def _fails(recipe: Path) -> str:
+    with pytest.raises(MixerError) as e:
+        build(load_recipe(recipe))
+    return str(e.value)
+
+
+def _skips(recipe: Path) -> dict:
+    return build(load_recipe(recipe)).card["sources"][0]
+
+
+@pytest.mark.parametrize(
+    ("content", "where", "problem"),
+    [
+        (GOOD + '{"inputs": "x", "targets": \n' + GOOD, "line 2", "malformed JSON"),
+        (GOOD + '{"inputs": "caf\xe9", "targets": "x"}\n', "line 2", "not valid UTF-8 (byte 0xe9"),
+        (GOOD + GOOD + '{"inputs": "no targets here"}\n', "line 3", "missing required field 'targets'"),
+        (GOOD + '{"inputs": 5, "targets": "x"}\n', "line 2", "field 'inputs' must be a string, found int"),
+        (GOOD + '["not", "an", "object"]\n', "line 2", "expected a JSON object, found list"),
+    ],
+    ids=["malformed-json-line", "non-utf8-byte", "missing-field", "wrong-type", "not-an-object"],
+)
+def test_bad_jsonl_record_stops_build_naming_file_and_line(tmp_path: Path, make_recipe, content: str,
+                                                           where: str, problem: str) -> None:
+    raw = content.encode("latin-1") if "\xe9" in content else content.encode()
+    _write(tmp_path / "raw" / "flan.jsonl", raw)
+    message = _fails(make_recipe([{"name": "flan_v2", "files": "flan.jsonl"}]))
+    assert "flan.jsonl" in message and where in message and problem in message
+    assert "on_error: skip" in message
+
+
+@pytest.mark.parametrize(
+    "bad_line",
+    ['{"inputs": "x", "targets": \n', b'{"inputs": "caf\xe9", "targets": "x"}\n',
+     '{"inputs": "no targets"}\n', '{"inputs": 5, "targets": "x"}\n'],
+    ids=["malformed-json-line", "non-utf8-byte", "missing-field", "wrong-type"],
+)
+def test_on_error_skip_drops_and_counts_bad_records(tmp_path: Path, make_recipe, bad_line: str | bytes) -> None:
+    bad = bad_line if isinstance(bad_line, bytes) else bad_line.encode()
+    _write(tmp_path / "raw" / "flan.jsonl", GOOD.encode() + bad + b'{"inputs": "q2", "targets": "a2"}\n')
+    recipe = make_recipe([{"name": "flan_v2", "files": "flan.jsonl", "on_error": "skip"}])
+    s = _skips(recipe)
+    assert s["dropped"] == {"invalid_record": 1} and s["selected"] == 2 and s["records_in"] == 3
+    dropped = pq.read_table(tmp_path / "out" / "dropped" / "flan_v2.parquet").to_pylist()
+    assert dropped[0]["reason"] == "invalid_record" and "line 2" in dropped[0]["detail"]
+    assert dropped[0]["raw"]
+
+
+def test_truncated_json_array_names_file_and_record(tmp_path: Path, make_recipe) -> None:
+    _write(tmp_path / "raw" / "alpaca.json",
+           '[\n  {"inputs": "a", "targets": "b"},\n  {"inputs": "c", "targets": "d"},\n  {"inputs": "e", "tar')
+    message = _fails(make_recipe([{"name": "flan_v2", "files": "alpaca.json"}]))
+    assert "alpaca.json" in message and "record 2" in message and "line 4" in message
+    assert "truncated JSON array" in message
+
+
+def test_json_array_with_broken_record_names_record_index(tmp_path: Path, make_recipe) -> None:
+    _write(tmp_path / "raw" / "a.json", '[\n {"inputs": "a", "targets": "b"},\n {"inputs": "c" "targets": "d"}\n]')
+    message = _fails(make_recipe([{"name": "flan_v2", "files": "a.json"}]))
+    assert "a.json" in message and "record 1" in message and "malformed JSON" in message
+
+
+def test_json_file_that_is_not_an_array_is_an_error(tmp_path: Path, make_recipe) -> None:
+    _write(tmp_path / "raw" / "a.json", '{"inputs": "a", "targets": "b"')
+    message = _fails(make_recipe([{"name": "flan_v2", "files": "a.json"}]))
+    assert "a.json" in message
+
+
+def test_empty_file_is_an_error_naming_it(tmp_path: Path, make_recipe) -> None:
+    _write(tmp_path / "raw" / "flan.jsonl", "")
+    message = _fails(make_recipe([{"name": "flan_v2", "files": "flan.jsonl"}]))
+    assert "flan.jsonl" in message and "empty" in message
+
+
+def test_missing_file_is_a_recipe_error_naming_path(tmp_path: Path, make_recipe) -> None:
+    with pytest.raises(RecipeError) as e:
+        build(load_recipe(make_recipe([{"name": "flan_v2", "files": "nowhere/flan.jsonl"}])))
+    assert "nowhere/flan.jsonl" in str(e.value) and "not found" in str(e.value)
+
+
+def test_unknown_role_in_messages_source_is_a_counted_drop(tmp_path: Path, make_recipe) -> None:
+    rows = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
+            {"messages": [{"role": "user", "content": "hi"}, {"role": "robot", "content": "beep"}]}]
+    write_jsonl(tmp_path / "raw" / "m.jsonl", rows)
+    s = _skips(make_recipe([{"name": "messages", "files": "m.jsonl"}]))
+    assert s["dropped"] == {"unknown_role": 1} and s["selected"] == 1
+
+
+def test_unreadable_parquet_is_an_input_error(tmp_path: Path, make_recipe) -> None:
+    _write(tmp_path / "raw" / "x.parquet", b"PAR1 this is not parquet")
+    message = _fails(make_recipe([{"name": "messages", "files": "x.parquet"}]))
+    assert "x.parquet" in message and "Parquet" in message
+
+
+def test_errors_are_mixer_errors_not_library_tracebacks(tmp_path: Path, make_recipe) -> None:
+    write_jsonl(tmp_path / "raw" / "flan.jsonl", flan_rows(2) + [{"inputs": None, "targets": "x"}])
+    with pytest.raises(InputError) as e:
+        build(load_recipe(make_recipe([{"name": "flan_v2", "files": "flan.jsonl"}])))
+    assert "line 3" in str(e.value)
