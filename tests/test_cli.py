@@ -1,0 +1,80 @@
+"""The command line, through typer's test runner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import flan_rows, write_jsonl
+from typer.testing import CliRunner
+
+from mixer.cli import app
+
+runner = CliRunner()
+
+
+def _recipe(tmp_path: Path, make_recipe, **source: object) -> Path:
+    write_jsonl(tmp_path / "raw" / "a.jsonl", flan_rows(12))
+    return make_recipe([{"name": "flan_v2", "files": "a.jsonl", **source}])
+
+
+def test_build_then_card_and_show(tmp_path: Path, make_recipe) -> None:
+    recipe = _recipe(tmp_path, make_recipe, take=10)
+    result = runner.invoke(app, ["build", str(recipe), "--quiet"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    card = runner.invoke(app, ["card", str(out)])
+    assert card.exit_code == 0 and "flan_v2" in card.output and "records per source" in card.output
+    as_json = runner.invoke(app, ["card", str(out), "--json"])
+    assert json.loads(as_json.output)["totals"]["records"] == 10
+    show = runner.invoke(app, ["show", str(out), "-n", "2", "--source", "flan"])
+    assert show.exit_code == 0 and show.output.count("flan_v2 ·") == 2 and "assistant" in show.output
+
+
+def test_build_overrides_out_and_seed(tmp_path: Path, make_recipe) -> None:
+    recipe = _recipe(tmp_path, make_recipe)
+    result = runner.invoke(app, ["build", str(recipe), "--out", str(tmp_path / "elsewhere"), "--seed", "9", "-q"])
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "elsewhere" / "card.json").read_text())
+    assert card["recipe"]["seed"] == 9
+
+
+def test_user_error_exits_2_with_one_message_and_no_traceback(tmp_path: Path, make_recipe) -> None:
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.jsonl").write_text('{"inputs": "x"}\n')
+    recipe = make_recipe([{"name": "flan_v2", "files": "a.jsonl"}])
+    result = runner.invoke(app, ["build", str(recipe), "-q"])
+    assert result.exit_code == 2
+    assert "error:" in result.output and "a.jsonl, line 1" in result.output and "'targets'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_validate_reports_ok_and_catches_bad_recipe(tmp_path: Path, make_recipe) -> None:
+    recipe = _recipe(tmp_path, make_recipe)
+    ok = runner.invoke(app, ["validate", str(recipe)])
+    assert ok.exit_code == 0 and "recipe OK" in ok.output
+    bad = make_recipe([{"name": "flan_v2", "files": "a.jsonl", "tkae": 3}])
+    result = runner.invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 2 and "tkae" in result.output
+
+
+def test_sources_lists_every_adapter_with_licence() -> None:
+    result = runner.invoke(app, ["sources"], terminal_width=200)
+    assert result.exit_code == 0
+    for name in ("flan_v2", "messages"):
+        assert name in result.output
+    assert "Apache-2.0" in result.output
+
+
+def test_fetch_without_network_names_the_file(tmp_path: Path, make_recipe) -> None:
+    # a closed port on loopback stands in for "no network": the refusal must be a clear message
+    recipe = make_recipe([{"name": "flan_v2", "files": [{"path": "flan/x.jsonl", "url": "http://127.0.0.1:9/x.jsonl"}]}])
+    result = runner.invoke(app, ["fetch", str(recipe)])
+    assert result.exit_code == 2
+    assert "flan/x.jsonl" in result.output and "http://127.0.0.1:9/x.jsonl" in result.output
+    assert not (tmp_path / "raw" / "flan" / "x.jsonl").exists()
+
+
+def test_card_on_a_folder_that_is_not_a_build_is_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["card", str(tmp_path)])
+    assert result.exit_code == 2 and "no card.json" in result.output
