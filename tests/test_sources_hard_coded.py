@@ -1,0 +1,97 @@
+"""Hard-coded identity examples: the bundled workbook, empty cells, CSV/JSONL variants."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from mixer.errors import Location, RecordError
+from mixer.io import ParseFailure
+from mixer.records import Record
+from mixer.sources import SourceContext, get_adapter
+from mixer.sources.base import Adapter
+
+RAW = Path(__file__).resolve().parents[1] / "samples" / "raw_train" / "hard_coded"
+
+
+def make_adapter() -> Adapter:
+    cls = get_adapter("hard_coded")
+    return cls(cls.Options(), SourceContext("hard_coded", 42))
+
+
+def convert_one(raw: object, record: int = 0) -> Record:
+    location = Location("hard_coded_examples.xlsx", line=record + 2, record=record)
+    (out,) = list(make_adapter().convert(raw, location))
+    return out
+
+
+def read_records(path: Path) -> list[Record]:
+    adapter = make_adapter()
+    out = []
+    for item in adapter.read_file(path):
+        assert not isinstance(item.value, ParseFailure), item.value
+        out.extend(adapter.convert(item.value, item.location))
+    return out
+
+
+def test_hard_coded_row_becomes_one_user_assistant_exchange() -> None:
+    record = convert_one({"Prompt": "Who made you?", "Output": "AI2 did."}, record=3)
+    assert record == {
+        "dataset": "hard_coded",
+        "id": "hard_coded_3",
+        "messages": [
+            {"role": "user", "content": "Who made you?"},
+            {"role": "assistant", "content": "AI2 did."},
+        ],
+    }
+
+
+@pytest.mark.parametrize("empty", [None, "", "   "])
+def test_hard_coded_empty_cell_raises_record_error_naming_the_column(empty: object) -> None:
+    with pytest.raises(RecordError, match="column 'Output' is empty"):
+        convert_one({"Prompt": "Who are you?", "Output": empty})
+
+
+def test_hard_coded_nan_cell_raises_record_error_naming_the_column() -> None:
+    with pytest.raises(RecordError, match="column 'Prompt' is empty"):
+        convert_one({"Prompt": float("nan"), "Output": "x"})
+
+
+def test_hard_coded_missing_column_raises_record_error_listing_the_columns() -> None:
+    expected = r"missing required column 'Output' \(columns present: \['Prompt', 'Reply'\]\)"
+    with pytest.raises(RecordError, match=expected):
+        convert_one({"Prompt": "x", "Reply": "y"})
+
+
+def test_hard_coded_numeric_cell_becomes_text() -> None:
+    record = convert_one({"Prompt": "What is 6 times 7?", "Output": 42})
+    assert record["messages"][1]["content"] == "42"
+
+
+def test_hard_coded_bundled_workbook_has_fourteen_identity_rows() -> None:
+    records = read_records(RAW / "hard_coded_examples.xlsx")
+    assert len(records) == 14
+    assert [r["id"] for r in records] == [f"hard_coded_{i}" for i in range(14)]
+    answers = [r["messages"][1]["content"] for r in records]
+    assert all("AI2" in a or "Allen Institute" in a for a in answers if "camel" not in a)
+    assert any("Tülu" in a for a in answers)
+
+
+def test_hard_coded_accepts_the_same_columns_in_csv_and_jsonl(tmp_path: Path) -> None:
+    rows = [{"Prompt": "What is your name?", "Output": "I am Tülu."},
+            {"Prompt": "Who built you?", "Output": "Researchers at AI2,\nin Seattle."}]
+    csv_path = tmp_path / "hard_coded_examples.csv"
+    with open(csv_path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["Prompt", "Output"])
+        writer.writeheader()
+        writer.writerows(rows)
+    jsonl_path = tmp_path / "hard_coded_examples.jsonl"
+    jsonl_path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+    from_csv = read_records(csv_path)
+    from_jsonl = read_records(jsonl_path)
+    assert from_csv == from_jsonl
+    assert from_csv[1]["messages"][1]["content"] == "Researchers at AI2,\nin Seattle."
