@@ -31,9 +31,12 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def build(recipe: Recipe, reporter: Reporter | None = None) -> BuildResult:
-    """Build the mixture the recipe describes into ``recipe.output``."""
-    state = run_stages(recipe, reporter)
+def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None = None) -> BuildResult:
+    """Build the mixture the recipe describes into ``recipe.output``.
+
+    ``workers``: processes for reading sources and counting tokens (default: all cores).
+    """
+    state = run_stages(recipe, reporter, workers)
     out = Path(recipe.output)
     with state.timed("shuffle"):
         table = shuffled_output(state)

@@ -99,6 +99,8 @@ def build(
     out_dir: Annotated[str | None, typer.Option("--out", help="Output folder (overrides recipe).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (overrides the recipe's).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
+    workers: Annotated[int | None, typer.Option(help="Processes for reading and token counting "
+                                                "(default: all cores).")] = None,
 ) -> None:
     """Build a mixture: sharded Parquet in OUT/data, the data card in OUT/README.md and OUT/card.json,
     every dropped record in OUT/dropped/."""
@@ -107,7 +109,7 @@ def build(
 
     r = load_recipe(recipe, raw_dir=raw_dir, output=out_dir, seed=seed)
     reporter = None if quiet else RichReporter()
-    result = run_build(r, reporter)  # type: ignore[arg-type]
+    result = run_build(r, reporter, workers)  # type: ignore[arg-type]
     if not quiet:
         from mixer.report import print_card
 

@@ -12,12 +12,17 @@ its reason and written to ``dropped/``.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import random
 import resource
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +30,7 @@ import orjson
 import pyarrow as pa
 
 from mixer.chat import render_tulu
-from mixer.dedup.exact import ExactDeduplicator
+from mixer.dedup.exact import ExactDeduplicator, content_hash
 from mixer.errors import InputError, MixerError, RecordError
 from mixer.filters import LLMMentionFilter, TurnCountFilter
 from mixer.io import ParseFailure
@@ -36,8 +41,6 @@ from mixer.sources import SourceContext, get_adapter
 from mixer.stats import FileInfo, SourceStats
 from mixer.tokens import TokenCounter
 
-CANDIDATE_SCHEMA = pa.schema([("dataset", pa.string()), ("id", pa.string()),
-                              ("messages", pa.list_(MESSAGE_TYPE)), ("file_index", pa.int32())])
 SELECTED_SCHEMA = pa.schema([("dataset", pa.string()), ("id", pa.string()),
                              ("messages", pa.list_(MESSAGE_TYPE)), ("n_tokens", pa.int32())])
 RAW_TEXT_LIMIT = 20_000
@@ -64,6 +67,8 @@ class BuildState:
 
     recipe: Recipe
     reporter: Reporter
+    #: worker processes for reading and token counting
+    workers: int = 1
     stats: dict[str, SourceStats] = field(default_factory=dict)
     drops: dict[str, list[Dropped]] = field(default_factory=dict)
     candidates: dict[str, pa.Table] = field(default_factory=dict)
@@ -92,40 +97,66 @@ class BuildState:
             t.cpu_s += time.process_time() - c0
 
 
-class CandidateStore:
-    """Accumulates records as Arrow batches so a large source is not held as Python dicts."""
+CANDIDATE_SCHEMA = pa.schema([("dataset", pa.string()), ("id", pa.string()),
+                              ("messages", pa.list_(MESSAGE_TYPE)), ("file_index", pa.int32()),
+                              ("hash", pa.binary(16)), ("n_tokens", pa.int32())])
 
-    def __init__(self, batch_rows: int = 20_000) -> None:
+
+class CandidateStore:
+    """Streams records to an Arrow IPC file in batches, so a large source never sits in memory as
+    Python dicts (or at all: the file is memory-mapped when read back).
+
+    With a token counter, tokens are counted per batch while reading (used for sources whose every
+    record is a candidate for the output, ``take: all``).
+    """
+
+    def __init__(self, path: Path, counter: TokenCounter | None = None, batch_rows: int = 10_000) -> None:
+        self.path = path
         self._rows: list[dict[str, Any]] = []
-        self._tables: list[pa.Table] = []
+        self._writer = pa.ipc.new_file(str(path), CANDIDATE_SCHEMA)
+        self._counter = counter
         self._batch_rows = batch_rows
+        self.rows = 0
 
     def add(self, record: Record, file_index: int) -> None:
-        self._rows.append({"dataset": record["dataset"], "id": record["id"],
-                           "messages": record["messages"], "file_index": file_index})
+        self._rows.append({"dataset": record["dataset"], "id": record["id"], "messages": record["messages"],
+                           "file_index": file_index, "hash": content_hash(record["messages"]), "n_tokens": None})
         if len(self._rows) >= self._batch_rows:
             self._flush()
 
     def _flush(self) -> None:
-        if self._rows:
-            self._tables.append(pa.Table.from_pylist(self._rows, schema=CANDIDATE_SCHEMA))
-            self._rows = []
+        if not self._rows:
+            return
+        if self._counter is not None:
+            counts = self._counter.count_texts([render_tulu(r["messages"]) for r in self._rows])
+            for row, n in zip(self._rows, counts, strict=True):
+                row["n_tokens"] = n
+        self._writer.write_table(pa.Table.from_pylist(self._rows, schema=CANDIDATE_SCHEMA))
+        self.rows += len(self._rows)
+        self._rows = []
 
-    def table(self) -> pa.Table:
+    def close(self) -> Path:
         self._flush()
-        if not self._tables:
-            return CANDIDATE_SCHEMA.empty_table()
-        return pa.concat_tables(self._tables).combine_chunks()
+        self._writer.close()
+        return self.path
 
 
-# -- stage: read (+ normalise, filter, exact dedup while streaming) -------------------------
+def load_candidates(path: Path | str) -> pa.Table:
+    """Memory-map a candidate file written by ``CandidateStore``."""
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_file(source).read_all()
+
+
+# -- stage: read -> normalise -> filter, per source (in a worker process or in-process) ------
 
 class RecordGate:
-    """Normalise -> filters -> exact dedup for one record; returns it or records why it left."""
+    """Normalise, then the filters, for one record: the kept record or the drop that explains it.
 
-    def __init__(self, state: BuildState) -> None:
-        recipe = state.recipe
-        self.state = state
+    Exact dedup is not here: it spans sources, so it runs in the main process over the content
+    hashes of the candidates, in recipe order.
+    """
+
+    def __init__(self, recipe: Recipe) -> None:
         self.rules = recipe.normalise
         lm = recipe.filters.llm_mentions
         self.mentions = LLMMentionFilter(lm.keywords) if lm.enabled else None
@@ -133,29 +164,17 @@ class RecordGate:
         f = recipe.filters
         self.turns = TurnCountFilter(f.min_turns, f.max_turns) \
             if f.min_turns is not None or f.max_turns is not None else None
-        self.exact = ExactDeduplicator() if recipe.dedup.exact else None
 
-    def __call__(self, source: str, record: Record) -> Record | None:
-        stats = self.state.stats[source]
+    def __call__(self, source: str, record: Record, stats: SourceStats) -> Record | Dropped:
         record, problem = normalise_record(record, self.rules, stats.normalised)
         if problem:
-            self.state.drop(source, _dropped(record, problem, "normalise"))
-            return None
+            return _dropped(record, problem, "normalise")
         for flt in (self.mentions if source not in self.mention_exempt else None, self.turns):
             if flt is None:
                 continue
             verdict = flt(record)
             if verdict:
-                self.state.drop(source, _dropped(record, verdict[0], "filter", verdict[1]))
-                return None
-        if self.exact is not None:
-            kept = self.exact.check(source, record["id"], record["messages"])
-            if kept is not None:
-                d = _dropped(record, "exact_duplicate", "dedup", f"same content as {kept[0]}/{kept[1]}")
-                d.kept_id = kept[1]
-                d.extra = {"kept_source": kept[0]}
-                self.state.drop(source, d)
-                return None
+                return _dropped(record, verdict[0], "filter", verdict[1])
         return record
 
 
@@ -173,57 +192,85 @@ def _raw_text(value: Any) -> str:
         return repr(value)[:RAW_TEXT_LIMIT]
 
 
-def read_source(state: BuildState, source: Source, gate: RecordGate | None) -> pa.Table:
-    """Stream one source's files through the adapter (and the gate, when filtering comes first)."""
-    recipe = state.recipe
-    stats = state.stats[source.name]
-    adapter_cls = get_adapter(source.adapter)
-    adapter = adapter_cls(source.options, SourceContext(source.name, recipe.source_seed(source.name),
-                                                        recipe.tokenizer))
-    store = CandidateStore()
+@dataclass
+class SourceRead:
+    """What reading one source produced; small enough to send back from a worker process."""
+
+    stats: SourceStats
+    drops: list[Dropped]
+    candidates: Path
+
+
+def read_source(recipe: Recipe, source: Source, work_dir: Path, *, gate: bool, count_tokens: bool,
+                reporter: Reporter | None = None) -> SourceRead:
+    """Stream one source's files through its adapter (and the gate, unless sampling comes first).
+
+    Pure with respect to the build: everything it decides is in the returned ``SourceRead``, so it
+    can run in a worker process.
+    """
+    reporter = reporter or Reporter()
+    stats = SourceStats(name=source.name, adapter=source.adapter, license=source_license(source),
+                        take=source.take, repeat=source.repeat)
+    drops: list[Dropped] = []
+
+    def drop(item: Dropped) -> None:
+        item.source = source.name
+        stats.drop(item.reason)
+        drops.append(item)
+
+    adapter = get_adapter(source.adapter)(
+        source.options, SourceContext(source.name, recipe.source_seed(source.name), recipe.tokenizer))
+    record_gate = RecordGate(recipe) if gate else None
+    counter = TokenCounter(recipe.tokenizer, workers=1) if count_tokens else None
+    store = CandidateStore(work_dir / f"{source.name}.arrow", counter)
     skip = source.on_error == "skip"
+    where = f"source {source.name!r}, adapter {source.adapter!r}"
     for file_index, path in enumerate(resolve_files(recipe, source)):
         stats.files.append(_file_info(path))
-        state.reporter.start(f"read {source.name}: {path.name}")
+        reporter.start(f"read {source.name}: {path.name}")
         for item in adapter.read_file(path):
             stats.raw_records += 1
-            state.reporter.advance()
+            reporter.advance()
             if isinstance(item.value, ParseFailure):
                 if not skip:
-                    raise InputError(item.location, item.value.problem +
-                                     f" (source {source.name!r}; set on_error: skip to drop such records)")
+                    raise InputError(item.location, f"{item.value.problem} ({where}; "
+                                     "set on_error: skip to drop such records)")
                 stats.records_in += 1
-                state.drop(source.name, Dropped(reason="invalid_record", detail=f"{item.location}: "
-                                                f"{item.value.problem}", raw=_raw_text(item.value)))
+                drop(Dropped(reason="invalid_record", detail=f"{item.location}: {item.value.problem}",
+                             raw=_raw_text(item.value)))
                 continue
             try:
                 outputs = list(adapter.convert(item.value, item.location))
             except RecordError as e:
                 if not skip:
-                    where = f"source {source.name!r}, adapter {source.adapter!r}"
-                    raise InputError(item.location,
-                                     f"{e} ({where}; set on_error: skip to drop such records)") from None
+                    raise InputError(item.location, f"{e} ({where}; set on_error: skip to drop such records)") \
+                        from None
                 stats.records_in += 1
-                state.drop(source.name, Dropped(reason="invalid_record", detail=f"{item.location}: {e}",
-                                                raw=_raw_text(item.value)))
+                drop(Dropped(reason="invalid_record", detail=f"{item.location}: {e}", raw=_raw_text(item.value)))
                 continue
             for out in outputs:
                 stats.records_in += 1
                 if isinstance(out, Dropped):
                     if out.raw is None and out.messages is None:
                         out.raw = _raw_text(item.value)
-                    state.drop(source.name, out)
+                    drop(out)
                     continue
-                kept = gate(source.name, out) if gate is not None else out
-                if kept is not None:
+                kept = record_gate(source.name, out, stats) if record_gate is not None else out
+                if isinstance(kept, Dropped):
+                    drop(kept)
+                else:
                     store.add(kept, file_index)
-        state.reporter.finish()
-    return store.table()
+        reporter.finish()
+    return SourceRead(stats=stats, drops=drops, candidates=store.close())
+
+
+def _read_task(args: tuple[Recipe, str, Path, bool, bool]) -> SourceRead:
+    recipe, name, work_dir, gate, count_tokens = args
+    source = next(s for s in recipe.sources if s.name == name)
+    return read_source(recipe, source, work_dir, gate=gate, count_tokens=count_tokens)
 
 
 def _file_info(path: Path) -> FileInfo:
-    import hashlib
-
     h = hashlib.sha256()
     size = 0
     with open(path, "rb") as f:
@@ -231,6 +278,82 @@ def _file_info(path: Path) -> FileInfo:
             h.update(chunk)
             size += len(chunk)
     return FileInfo(path=str(path), bytes=size, sha256=h.hexdigest())
+
+
+#: Below this much raw input, worker processes cost more than they save.
+PARALLEL_MIN_BYTES = 64 * 1024 * 1024
+
+
+def read_sources(state: BuildState, work_dir: Path, *, gate: bool) -> None:
+    """Read every allowed source into ``state.candidates``: in parallel worker processes (one
+    source per task, largest first) when the input is large, else in this process. Both paths give
+    identical results; the merge below is in recipe order."""
+    recipe = state.recipe
+    todo = []
+    for s in recipe.sources:
+        why = allowed(recipe, s)
+        if why:
+            state.stats[s.name].excluded = why
+            state.warn(f"source {s.name!r} left out: {why}")
+        else:
+            todo.append(s)
+    sizes = {s.name: sum(p.stat().st_size for p in resolve_files(recipe, s)) for s in todo}
+    # sources whose every record may reach the output get their tokens counted while reading
+    eager = {s.name: gate and s.take == "all" for s in todo}
+    workers = min(state.workers, len(todo))
+    results: dict[str, SourceRead] = {}
+    if workers > 1 and sum(sizes.values()) >= PARALLEL_MIN_BYTES:
+        order = sorted(todo, key=lambda s: -sizes[s.name])
+        state.reporter.start(f"read {len(todo)} sources in {workers} processes", total=len(todo))
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            futures = {s.name: pool.submit(_read_task, (recipe, s.name, work_dir, gate, eager[s.name]))
+                       for s in order}
+            for name, future in futures.items():
+                results[name] = future.result()
+                state.reporter.advance()
+        state.reporter.finish()
+    else:
+        for s in todo:
+            results[s.name] = read_source(recipe, s, work_dir, gate=gate, count_tokens=eager[s.name],
+                                          reporter=state.reporter)
+    for s in todo:
+        r = results[s.name]
+        state.stats[s.name] = r.stats
+        state.drops[s.name].extend(r.drops)
+        state.candidates[s.name] = load_candidates(r.candidates)
+
+
+# -- stage: exact dedup across sources -------------------------------------------------------
+
+def exact_dedup(state: BuildState) -> None:
+    """Keep the first copy of each content hash, in recipe order then file order."""
+    seen: dict[bytes, tuple[str, str]] = {}
+    for s in state.recipe.sources:
+        table = state.candidates.get(s.name)
+        if table is None:
+            continue
+        hashes = table.column("hash").to_pylist()
+        ids = table.column("id").to_pylist()
+        keep = [True] * len(hashes)
+        dup_rows: list[int] = []
+        kept_of: list[tuple[str, str]] = []
+        for i, (h, record_id) in enumerate(zip(hashes, ids, strict=True)):
+            first = seen.get(h)
+            if first is None:
+                seen[h] = (s.name, record_id)
+            else:
+                keep[i] = False
+                dup_rows.append(i)
+                kept_of.append(first)
+        if not dup_rows:
+            continue
+        dups = table.select(["dataset", "id", "messages"]).take(pa.array(dup_rows, pa.int64())).to_pylist()
+        for row, (kept_source, kept_id) in zip(dups, kept_of, strict=True):
+            d = _dropped(row, ExactDeduplicator.reason, "dedup", f"same content as {kept_source}/{kept_id}")
+            d.kept_id = kept_id
+            d.extra = {"kept_source": kept_source}
+            state.drop(s.name, d)
+        state.candidates[s.name] = table.filter(pa.array(keep))
 
 
 # -- stage: select (sample + token length) --------------------------------------------------
@@ -316,7 +439,12 @@ class Selector:
             need = want - len(got)
             chunk = order[pos:pos + max(256, int(need * 1.05) + 16)]
             rows = table.take(pa.array(chunk, pa.int64())).to_pylist()
-            counts = self.counter.count_texts([render_tulu(r["messages"]) for r in rows])
+            counts = [r.get("n_tokens") for r in rows]
+            missing = [i for i, n in enumerate(counts) if n is None]
+            if missing:
+                fresh = self.counter.count_texts([render_tulu(rows[i]["messages"]) for i in missing])
+                for i, n in zip(missing, fresh, strict=True):
+                    counts[i] = n
             for row_index, row, n in zip(chunk, rows, counts, strict=True):
                 pos += 1
                 if self.max_tokens is not None and n > self.max_tokens:
@@ -344,63 +472,64 @@ def allowed(recipe: Recipe, source: Source) -> str | None:
     return None
 
 
-def run_stages(recipe: Recipe, reporter: Reporter | None = None,
-               counter: TokenCounter | None = None) -> BuildState:
-    """Run every stage up to the shuffled output table (no files written)."""
-    state = BuildState(recipe=recipe, reporter=reporter or Reporter())
+def run_stages(recipe: Recipe, reporter: Reporter | None = None, workers: int | None = None) -> BuildState:
+    """Run every stage up to the selected records per source (no output files written)."""
+    workers = max(1, workers or os.cpu_count() or 1)
+    state = BuildState(recipe=recipe, reporter=reporter or Reporter(), workers=workers)
     for s in recipe.sources:
         state.stats[s.name] = SourceStats(name=s.name, adapter=s.adapter, license=source_license(s),
                                           take=s.take, repeat=s.repeat)
         state.drops[s.name] = []
-    own_counter = counter is None
-    counter = counter or TokenCounter(recipe.tokenizer)
-    try:
-        sample_first = recipe.order == "sample_then_filter"
-        gate = RecordGate(state)
-        with state.timed("read+normalise+filter+dedup" if not sample_first else "read"):
-            for s in recipe.sources:
-                why = allowed(recipe, s)
-                if why:
-                    state.stats[s.name].excluded = why
-                    state.warn(f"source {s.name!r} left out: {why}")
-                    continue
-                state.candidates[s.name] = read_source(state, s, None if sample_first else gate)
+    sample_first = recipe.order == "sample_then_filter"
+    with tempfile.TemporaryDirectory(prefix="mixer-work-") as work, \
+            TokenCounter(recipe.tokenizer, workers=workers) as counter:
+        with state.timed("read+normalise+filter" if not sample_first else "read"):
+            read_sources(state, Path(work), gate=not sample_first)
         selector = Selector(state, counter)
         if sample_first:
-            _sample_then_filter(state, selector, gate)
+            _sample_then_filter(state, selector)
         else:
+            if recipe.dedup.exact:
+                with state.timed("exact dedup"):
+                    exact_dedup(state)
             run_post_dedup_stages(state)
             with state.timed("select+tokens"):
                 for s in recipe.sources:
                     if s.name in state.candidates:
                         state.selected[s.name] = selector.select(s, state.candidates.pop(s.name))
                         state.stats[s.name].selected = state.selected[s.name].num_rows
-    finally:
-        if own_counter:
-            counter.close()
     for st in state.stats.values():
         st.check_balance()
     return state
 
 
-def _sample_then_filter(state: BuildState, selector: Selector, gate: RecordGate) -> None:
-    """open-instruct's order: sample from the converted records, then normalise and filter."""
+def _sample_then_filter(state: BuildState, selector: Selector) -> None:
+    """open-instruct's order: sample from the converted records, then normalise, filter, dedup."""
     recipe = state.recipe
-    with state.timed("sample"):
+    gate = RecordGate(recipe)
+    exact = ExactDeduplicator() if recipe.dedup.exact else None
+    with state.timed("sample+normalise+filter"):
         for s in recipe.sources:
             if s.name not in state.candidates:
                 continue
-            table = state.candidates.pop(s.name)
+            sampled = selector.select(s, state.candidates.pop(s.name), count_tokens=False)
             stats = state.stats[s.name]
-            # sample without token counting: this order never refills a sample after filtering
-            sampled = selector.select(s, table, count_tokens=False)
-            store = CandidateStore()
-            for r in sampled.to_pylist():
-                kept = gate(s.name, {"dataset": r["dataset"], "id": r["id"], "messages": r["messages"]})
-                if kept is not None:
-                    store.add(kept, 0)
-            state.candidates[s.name] = store.table()
-            stats.selected = 0
+            kept_rows: list[dict[str, Any]] = []
+            for row in sampled.to_pylist():
+                record: Record = {"dataset": row["dataset"], "id": row["id"], "messages": row["messages"]}
+                out = gate(s.name, record, stats)
+                if isinstance(out, Dropped):
+                    state.drop(s.name, out)
+                    continue
+                if exact is not None:
+                    first = exact.check(s.name, out["id"], out["messages"])
+                    if first is not None:
+                        d = _dropped(out, exact.reason, "dedup", f"same content as {first[0]}/{first[1]}")
+                        d.kept_id, d.extra = first[1], {"kept_source": first[0]}
+                        state.drop(s.name, d)
+                        continue
+                kept_rows.append({**out, "file_index": 0, "hash": content_hash(out["messages"]), "n_tokens": None})
+            state.candidates[s.name] = pa.Table.from_pylist(kept_rows, schema=CANDIDATE_SCHEMA)
     run_post_dedup_stages(state)
     with state.timed("tokens"):
         for s in recipe.sources:

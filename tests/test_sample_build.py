@@ -92,3 +92,17 @@ def test_sample_output_loads_with_datasets(sample_build) -> None:
     ds = datasets.load_dataset("parquet", data_dir=str(sample_build.out / "data"), split="train")
     assert ds.num_rows == sample_build.card["totals"]["records"]
     assert ds[0]["messages"][0]["role"] in ("system", "user")
+
+
+def test_parallel_read_gives_the_same_bytes_as_in_process(sample_build, tmp_path: Path, monkeypatch) -> None:
+    import mixer.pipeline
+
+    monkeypatch.setattr(mixer.pipeline, "PARALLEL_MIN_BYTES", 0)
+    recipe = load_recipe(SAMPLE_RECIPE, raw_dir=str(ROOT / "samples" / "raw_train"), output=str(tmp_path / "par"))
+    parallel = build(recipe, workers=2)
+    serial = build(load_recipe(SAMPLE_RECIPE, raw_dir=str(ROOT / "samples" / "raw_train"),
+                               output=str(tmp_path / "ser")), workers=1)
+    for rel in ["card.json", *[d["path"] for d in sample_build.card["outputs"]["data"]],
+                *sample_build.card["outputs"]["dropped"]]:
+        assert (parallel.out / rel).read_bytes() == (serial.out / rel).read_bytes(), rel
+        assert (parallel.out / rel).read_bytes() == (sample_build.out / rel).read_bytes(), rel
