@@ -12,7 +12,7 @@ from typing import Any
 from mixer.card import build_card, render_markdown
 from mixer.pipeline import BuildState, Reporter, peak_rss_mb, run_stages, shuffled_output
 from mixer.recipe import Recipe
-from mixer.writer import staging_dir, write_dropped, write_shards
+from mixer.writer import staging_dir, to_output, write_dropped, write_shards
 
 
 @dataclass
@@ -43,7 +43,8 @@ def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None 
     with staging_dir(out) as tmp:
         with state.timed("write"):
             opts = recipe.output_options
-            paths = write_shards(table, tmp / "data", opts.shard_max_bytes, opts.row_group_rows)
+            paths = write_shards(to_output(table, recipe.kind), tmp / "data", opts.shard_max_bytes,
+                                 opts.row_group_rows)
             shards = [{"path": f"data/{p.name}", "rows": rows, "bytes": p.stat().st_size,
                        "sha256": _sha256(p)} for p, rows in zip(paths, _shard_rows(paths), strict=True)]
             dropped_files = []

@@ -102,7 +102,8 @@ def build_card(state: Any, output: pa.Table, shards: list[dict[str, Any]],
         "name": recipe.name,
         "description": recipe.description,
         "recipe": {
-            "path": recipe.path, "sha256": recipe.sha256, "seed": recipe.seed, "order": recipe.order,
+            "path": recipe.path, "sha256": recipe.sha256, "seed": recipe.seed, "kind": recipe.kind,
+            "order": recipe.order,
             "tokenizer": recipe.tokenizer, "max_tokens": recipe.max_tokens,
             "allow_licenses": list(recipe.allow_licenses) if recipe.allow_licenses is not None else None,
             "llm_mention_filter": recipe.filters.llm_mentions.enabled,
@@ -143,6 +144,8 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
 
 
 def front_matter(card: dict[str, Any]) -> dict[str, Any]:
+    message = [{"name": "role", "dtype": "string"}, {"name": "content", "dtype": "string"}]
+    columns = ["prompt", "chosen", "rejected"] if card["recipe"].get("kind") == "preference" else ["messages"]
     licences = sorted({HF_LICENSE_IDS.get(license_key(s["license"]), "other")
                        for s in card["sources"] if s["license"] and not s["excluded"]}) or ["other"]
     return {
@@ -153,8 +156,7 @@ def front_matter(card: dict[str, Any]) -> dict[str, Any]:
             "features": [
                 {"name": "dataset", "dtype": "string"},
                 {"name": "id", "dtype": "string"},
-                {"name": "messages", "list": [{"name": "role", "dtype": "string"},
-                                              {"name": "content", "dtype": "string"}]},
+                *({"name": name, "list": message} for name in columns),
                 {"name": "n_tokens", "dtype": "int32"},
             ],
             "splits": [{"name": "train", "num_examples": card["totals"]["records"]}],

@@ -13,8 +13,11 @@ from mixer.records import Message
 
 #: Jinja chat template producing the Tulu format, with ``{% generation %}`` markers around the
 #: assistant text and its end-of-turn token so ``return_assistant_tokens_mask`` (and TRL's
-#: ``assistant_only_loss``) train on exactly the assistant turns.
+#: ``assistant_only_loss``) train on exactly the assistant turns. It starts with the tokenizer's BOS
+#: token (when it has one): open-instruct tokenised the rendered text with ``add_special_tokens`` on,
+#: so Llama saw ``<s>`` first, while ``apply_chat_template`` adds no special tokens by itself.
 TULU_CHAT_TEMPLATE = (
+    "{% if bos_token %}{{ bos_token }}{% endif %}"
     "{% for message in messages %}"
     "{% if message['role'] == 'system' %}{{ '<|system|>\n' + message['content'] + '\n' }}"
     "{% elif message['role'] == 'user' %}{{ '<|user|>\n' + message['content'] + '\n' }}"

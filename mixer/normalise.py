@@ -30,34 +30,44 @@ def turn_order_problem(messages: list[Message]) -> str | None:
     return None
 
 
+def _normalise_text(content: str, rules: Normalise, changed: set[str]) -> str:
+    if rules.nfc and not content.isascii():
+        nfc = unicodedata.normalize("NFC", content)
+        if nfc != content:
+            changed.add("nfc")
+            content = nfc
+    if rules.strip:
+        stripped = content.strip()
+        if stripped != content:
+            changed.add("strip")
+            content = stripped
+    return content
+
+
 def normalise_record(record: Record, rules: Normalise, touched: Counter[str]) -> tuple[Record, str | None]:
     """The normalised record and, if it cannot be kept, the drop reason.
 
-    ``touched`` counts records changed per rule (``nfc``, ``strip``) and empty turns removed.
+    ``touched`` counts records changed per rule (``nfc``, ``strip``) and empty turns removed. A
+    preference pair's ``rejected`` reply is normalised the same way; an empty one drops the pair.
     """
-    changed_nfc = changed_strip = False
+    changed: set[str] = set()
     messages: list[Message] = []
     for m in record["messages"]:
-        content = m["content"]
-        if rules.nfc and not content.isascii():
-            nfc = unicodedata.normalize("NFC", content)
-            if nfc != content:
-                changed_nfc = True
-                content = nfc
-        if rules.strip:
-            stripped = content.strip()
-            if stripped != content:
-                changed_strip = True
-                content = stripped
+        content = _normalise_text(m["content"], rules, changed)
         if rules.drop_empty_turns and not content.strip():
             touched["empty_turns_removed"] += 1
             continue
         messages.append({"role": m["role"], "content": content})
-    if changed_nfc:
-        touched["nfc"] += 1
-    if changed_strip:
-        touched["strip"] += 1
     out: Record = {"dataset": record["dataset"], "id": record["id"], "messages": messages}
-    if not rules.require_turn_order:
-        return out, None
-    return out, turn_order_problem(messages)
+    problem: str | None = None
+    rejected = record.get("rejected")
+    if rejected is not None:
+        normalised = [{"role": m["role"], "content": _normalise_text(m["content"], rules, changed)}
+                      for m in rejected]
+        out["rejected"] = normalised  # type: ignore[typeddict-unknown-key]
+        if len(normalised) != 1 or normalised[0]["role"] != "assistant" or not normalised[0]["content"].strip():
+            problem = "empty_or_invalid_rejected"
+    touched.update(changed)
+    if problem is None and rules.require_turn_order:
+        problem = turn_order_problem(messages)
+    return out, problem

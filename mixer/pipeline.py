@@ -29,20 +29,20 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from mixer.chat import render_tulu
 from mixer.dedup.exact import ExactDeduplicator, content_hash
 from mixer.errors import InputError, MixerError, RecordError
 from mixer.filters import LLMMentionFilter, TurnCountFilter
 from mixer.io import ParseFailure
 from mixer.normalise import normalise_record
 from mixer.recipe import Recipe, Source, license_key, resolve_files, source_license
-from mixer.records import MESSAGE_TYPE, Dropped, Record
+from mixer.records import MESSAGE_TYPE, Dropped, Record, record_key_messages, record_texts
 from mixer.sources import SourceContext, get_adapter
 from mixer.stats import FileInfo, SourceStats
 from mixer.tokens import TokenCounter
 
 SELECTED_SCHEMA = pa.schema([("dataset", pa.string()), ("id", pa.string()),
-                             ("messages", pa.list_(MESSAGE_TYPE)), ("n_tokens", pa.int32())])
+                             ("messages", pa.list_(MESSAGE_TYPE)), ("rejected", pa.list_(MESSAGE_TYPE)),
+                             ("n_tokens", pa.int32())])
 RAW_TEXT_LIMIT = 20_000
 
 
@@ -99,7 +99,22 @@ class BuildState:
 
 CANDIDATE_SCHEMA = pa.schema([("dataset", pa.string()), ("id", pa.string()),
                               ("messages", pa.list_(MESSAGE_TYPE)), ("file_index", pa.int32()),
-                              ("hash", pa.binary(16)), ("n_tokens", pa.int32())])
+                              ("rejected", pa.list_(MESSAGE_TYPE)), ("hash", pa.binary(16)),
+                              ("n_tokens", pa.int32())])
+
+
+def count_tokens(counter: TokenCounter, records: list[dict[str, Any]]) -> list[int]:
+    """Tokens per record in the Tulu format; a preference pair counts as its longer side."""
+    texts: list[str] = []
+    owners: list[int] = []
+    for i, r in enumerate(records):
+        for t in record_texts(r):
+            texts.append(t)
+            owners.append(i)
+    counts = [0] * len(records)
+    for i, n in zip(owners, counter.count_texts(texts), strict=True):
+        counts[i] = max(counts[i], n)
+    return counts
 
 
 class CandidateStore:
@@ -120,7 +135,8 @@ class CandidateStore:
 
     def add(self, record: Record, file_index: int) -> None:
         self._rows.append({"dataset": record["dataset"], "id": record["id"], "messages": record["messages"],
-                           "file_index": file_index, "hash": content_hash(record["messages"]), "n_tokens": None})
+                           "rejected": record.get("rejected"), "file_index": file_index,
+                           "hash": content_hash(record_key_messages(record)), "n_tokens": None})
         if len(self._rows) >= self._batch_rows:
             self._flush()
 
@@ -128,7 +144,7 @@ class CandidateStore:
         if not self._rows:
             return
         if self._counter is not None:
-            counts = self._counter.count_texts([render_tulu(r["messages"]) for r in self._rows])
+            counts = count_tokens(self._counter, self._rows)
             for row, n in zip(self._rows, counts, strict=True):
                 row["n_tokens"] = n
         self._writer.write_table(pa.Table.from_pylist(self._rows, schema=CANDIDATE_SCHEMA))
@@ -347,7 +363,7 @@ def exact_dedup(state: BuildState) -> None:
                 kept_of.append(first)
         if not dup_rows:
             continue
-        dups = table.select(["dataset", "id", "messages"]).take(pa.array(dup_rows, pa.int64())).to_pylist()
+        dups = table.select(["dataset", "id", "messages", "rejected"]).take(pa.array(dup_rows, pa.int64())).to_pylist()
         for row, (kept_source, kept_id) in zip(dups, kept_of, strict=True):
             d = _dropped(row, ExactDeduplicator.reason, "dedup", f"same content as {kept_source}/{kept_id}")
             d.kept_id = kept_id
@@ -416,7 +432,7 @@ class Selector:
                 stats.shortfall += want - len(got_rows)
         picked = table.take(pa.array(chosen, pa.int64()))
         return pa.table({"dataset": picked.column("dataset"), "id": picked.column("id"),
-                         "messages": picked.column("messages"),
+                         "messages": picked.column("messages"), "rejected": picked.column("rejected"),
                          "n_tokens": pa.array(tokens, pa.int32())}, schema=SELECTED_SCHEMA)
 
     def _not_sampled(self, source: str, table: pa.Table, rows: list[int]) -> None:
@@ -442,7 +458,7 @@ class Selector:
             counts = [r.get("n_tokens") for r in rows]
             missing = [i for i, n in enumerate(counts) if n is None]
             if missing:
-                fresh = self.counter.count_texts([render_tulu(rows[i]["messages"]) for i in missing])
+                fresh = count_tokens(self.counter, [rows[i] for i in missing])
                 for i, n in zip(missing, fresh, strict=True):
                     counts[i] = n
             for row_index, row, n in zip(chunk, rows, counts, strict=True):
@@ -517,18 +533,21 @@ def _sample_then_filter(state: BuildState, selector: Selector) -> None:
             kept_rows: list[dict[str, Any]] = []
             for row in sampled.to_pylist():
                 record: Record = {"dataset": row["dataset"], "id": row["id"], "messages": row["messages"]}
+                if row["rejected"] is not None:
+                    record["rejected"] = row["rejected"]  # type: ignore[typeddict-unknown-key]
                 out = gate(s.name, record, stats)
                 if isinstance(out, Dropped):
                     state.drop(s.name, out)
                     continue
                 if exact is not None:
-                    first = exact.check(s.name, out["id"], out["messages"])
+                    first = exact.check(s.name, out["id"], record_key_messages(out))
                     if first is not None:
                         d = _dropped(out, exact.reason, "dedup", f"same content as {first[0]}/{first[1]}")
                         d.kept_id, d.extra = first[1], {"kept_source": first[0]}
                         state.drop(s.name, d)
                         continue
-                kept_rows.append({**out, "file_index": 0, "hash": content_hash(out["messages"]), "n_tokens": None})
+                kept_rows.append({**out, "rejected": out.get("rejected"), "file_index": 0,
+                                  "hash": content_hash(record_key_messages(out)), "n_tokens": None})
             state.candidates[s.name] = pa.Table.from_pylist(kept_rows, schema=CANDIDATE_SCHEMA)
     run_post_dedup_stages(state)
     with state.timed("tokens"):

@@ -136,6 +136,8 @@ class Recipe:
     order: Literal["filter_then_sample", "sample_then_filter"] = "filter_then_sample"
     allow_licenses: tuple[str, ...] | None = None
     description: str = ""
+    #: sft: conversations (``messages``); preference: pairs for DPO (``prompt``/``chosen``/``rejected``)
+    kind: Literal["sft", "preference"] = "sft"
     normalise: Normalise = field(default_factory=Normalise)
     filters: Filters = field(default_factory=Filters)
     dedup: Dedup = field(default_factory=Dedup)
@@ -297,6 +299,12 @@ def parse_recipe(data: Any, *, path: str = "", text: str = "") -> Recipe:
     if "name" not in data:
         data["name"] = Path(path).stem if path else "mixture"
     recipe = parse_dataclass(Recipe, {**data, "sources": []}, "")
+    for i, s in enumerate(sources):
+        adapter_kind = get_adapter(s.adapter).kind
+        if adapter_kind != recipe.kind:
+            raise RecipeError(f"sources[{i}] ({s.name}).adapter: {s.adapter!r} yields {adapter_kind} records but "
+                              f"the recipe's kind is {recipe.kind!r}; set kind: {adapter_kind} or use a "
+                              f"{recipe.kind} adapter")
     digest = hashlib.sha256(text.encode()).hexdigest() if text else ""
     return dataclasses.replace(recipe, sources=sources, path=path, sha256=digest)
 

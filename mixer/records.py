@@ -63,6 +63,39 @@ OUTPUT_SCHEMA = pa.schema(
     ]
 )
 
+#: Preference pairs for DPO, in TRL's conversational form: ``prompt`` ends with a user turn,
+#: ``chosen`` and ``rejected`` each hold the one assistant reply.
+PREFERENCE_OUTPUT_SCHEMA = pa.schema(
+    [
+        ("dataset", pa.string()),
+        ("id", pa.string()),
+        ("prompt", pa.list_(MESSAGE_TYPE)),
+        ("chosen", pa.list_(MESSAGE_TYPE)),
+        ("rejected", pa.list_(MESSAGE_TYPE)),
+        ("n_tokens", pa.int32()),
+    ]
+)
+
+
+def record_key_messages(record: Record) -> list[Message]:
+    """What identifies a record for exact dedup: the whole conversation, or for a preference
+    pair the prompt alone (two pairs on the same prompt are duplicates for DPO)."""
+    if "rejected" in record:
+        return record["messages"][:-1]
+    return record["messages"]
+
+
+def record_texts(record: Record) -> list[str]:
+    """The texts the model sees in training: one conversation, or both sides of a preference pair."""
+    from mixer.chat import render_tulu
+
+    texts = [render_tulu(record["messages"])]
+    rejected = record.get("rejected")
+    if rejected:
+        texts.append(render_tulu([*record["messages"][:-1], *rejected]))
+    return texts
+
+
 DROPPED_SCHEMA = pa.schema(
     [
         ("source", pa.string()),

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mixer.records import DROPPED_SCHEMA, OUTPUT_SCHEMA, Dropped
+from mixer.records import DROPPED_SCHEMA, OUTPUT_SCHEMA, PREFERENCE_OUTPUT_SCHEMA, Dropped
 
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "write_statistics": True,
                    "use_dictionary": ["dataset"]}
@@ -49,9 +49,10 @@ def staging_dir(out: Path) -> Iterator[Path]:
 
 
 def _text_bytes(table: pa.Table) -> list[int]:
-    contents = pc.list_flatten(table.column("messages")).combine_chunks().field("content")
+    column = _text_column(table)
+    contents = pc.list_flatten(column).combine_chunks().field("content")
     per_message = pc.binary_length(contents).to_numpy(zero_copy_only=False)
-    lengths = pc.list_value_length(table.column("messages")).to_numpy(zero_copy_only=False)
+    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
     out, pos = [], 0
     for n in lengths:
         out.append(int(per_message[pos:pos + n].sum()))
@@ -59,9 +60,24 @@ def _text_bytes(table: pa.Table) -> list[int]:
     return out
 
 
+def to_output(table: pa.Table, kind: str) -> pa.Table:
+    """The published schema: SFT conversations, or preference pairs split into prompt/chosen/rejected."""
+    if kind == "sft":
+        return table.select(OUTPUT_SCHEMA.names).cast(OUTPUT_SCHEMA)
+    rows = table.select(["dataset", "id", "messages", "rejected", "n_tokens"]).to_pylist()
+    return pa.Table.from_pylist(
+        [{"dataset": r["dataset"], "id": r["id"], "prompt": r["messages"][:-1], "chosen": r["messages"][-1:],
+          "rejected": r["rejected"], "n_tokens": r["n_tokens"]} for r in rows],
+        schema=PREFERENCE_OUTPUT_SCHEMA,
+    )
+
+
+def _text_column(table: pa.Table) -> pa.ChunkedArray:
+    return table.column("messages") if "messages" in table.column_names else table.column("prompt")
+
+
 def write_shards(table: pa.Table, data_dir: Path, shard_max_bytes: int, row_group_rows: int) -> list[Path]:
     """``train-00000-of-0000N.parquet`` shards of at most ``shard_max_bytes`` of text each."""
-    table = table.cast(OUTPUT_SCHEMA)
     data_dir.mkdir(parents=True, exist_ok=True)
     bounds = [0]
     acc = 0

@@ -54,6 +54,8 @@ class Adapter:
     description: ClassVar[str] = ""
     #: licence of the published data, recorded in the card (None: unknown, user must say)
     license: ClassVar[str | None] = None
+    #: "sft" (conversations) or "preference" (records with a ``rejected`` reply, for DPO)
+    kind: ClassVar[str] = "sft"
     #: Parquet columns to read (None: all)
     columns: ClassVar[tuple[str, ...] | None] = None
     #: options dataclass; fields are the adapter options a recipe may set

@@ -1,0 +1,385 @@
+"""Benchmark decontamination (recipe ``decontaminate``): drop training records that overlap eval prompts.
+
+The rule, and how it relates to the two well-known implementations
+------------------------------------------------------------------
+Texts are compared as word tokens (``mixer.dedup.shingles.tokenize``: lowercase, punctuation-
+insensitive, CJK one token per character) of the record's ``key`` text (default ``prompt``, the first
+user turn) and of each benchmark item's ``field``. With ``n = ngram`` (default 8), a training record
+is **contaminated** by a benchmark when any of these holds:
+
+1. ``exact``: its token sequence equals a benchmark item's (the only rule for texts shorter than
+   ``n`` tokens, so a short common prompt such as "tell me a joke" is never removed on a partial match);
+2. ``share``: the share of its distinct ``n``-grams found in the benchmark's prompts reaches
+   ``threshold`` (the issue's rule: the training text is mostly benchmark text);
+3. ``coverage``: the share of one benchmark item's tokens covered by ``n``-grams that also occur in
+   the training text reaches ``threshold``. This is open-instruct's (Tulu 3) rule, seen from the
+   test item: its ``search.py`` scores each test instance by the share of its tokens that are part of
+   an ``n``-gram (Tulu 3: 8) also found in one training document, flagged at ``match_threshold``
+   (0.5). It catches a benchmark question embedded in a long prompt, which rule 2 alone would miss;
+4. ``13gram``: the training text shares any ``long_ngram``-gram (default 13) with a benchmark item,
+   in the spirit of datatrove's ``NGramsDecontFilter``, which removes a document on a single shared
+   n-gram (its default ``n_grams=12``; query n-grams need ``find_query_ngrams=True``; we only have
+   prompts, so prompt n-grams are what we match) and of the GPT-3 / Tulu 2 13-gram convention. Set
+   ``drop_on_long_ngram: false`` to only report such hits (then ``check`` returns a result with
+   ``contaminated=False``).
+
+So every record open-instruct (at the same n and threshold) or datatrove (at ``long_ngram``) would
+flag is flagged here, and each result says which rule fired, the benchmark item (index and text),
+the overlap share, the item coverage, whether it is an exact match and whether a 13-gram is shared,
+plus one shared n-gram as evidence.
+
+Speed: a batch is first screened with the vectorised n-gram hashes of ``mixer.dedup.shingles``
+(64-bit, binary search in the sorted benchmark hashes); only records with a hash hit are checked
+exactly with Python token tuples, so a hash collision can never remove a record.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from mixer.dedup.near import key_text
+from mixer.dedup.shingles import shingle_hashes, token_hashes, tokenize
+from mixer.errors import InputError, RecipeError
+from mixer.records import Message
+
+KEYS = ("prompt", "user", "conversation")
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """One evaluation set: its files (JSONL/Parquet/CSV) and the prompt column (``a.b`` for nested)."""
+
+    name: str
+    files: tuple[str, ...]
+    field: str
+
+
+@dataclass(frozen=True)
+class DecontaminationConfig:
+    ngram: int = 8
+    threshold: float = 0.5
+    benchmarks: tuple[BenchmarkSpec, ...] = ()
+    key: Literal["prompt", "user", "conversation"] = "prompt"
+    long_ngram: int = 13
+    drop_on_long_ngram: bool = True
+
+    def __post_init__(self) -> None:
+        if self.ngram < 1:
+            raise RecipeError(f"decontaminate.ngram: must be >= 1, got {self.ngram}")
+        if not 0.0 < self.threshold <= 1.0:
+            raise RecipeError(f"decontaminate.threshold: must be in (0, 1], got {self.threshold}")
+        if self.long_ngram < self.ngram:
+            raise RecipeError(f"decontaminate.long_ngram ({self.long_ngram}) must be >= ngram ({self.ngram})")
+        if self.key not in KEYS:
+            raise RecipeError(f"decontaminate.key: expected one of {list(KEYS)}, got {self.key!r}")
+        names = [b.name for b in self.benchmarks]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise RecipeError(f"decontaminate.benchmarks: duplicate name(s) {dup}")
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any] | Any) -> DecontaminationConfig:
+        """From a mapping or any object with the same attribute names (e.g. the recipe's dataclass)."""
+        get = options.get if isinstance(options, Mapping) else lambda k, d=None: getattr(options, k, d)
+        benches = []
+        for b in get("benchmarks", ()) or ():
+            bget = b.get if isinstance(b, Mapping) else lambda k, d=None, b=b: getattr(b, k, d)
+            files = bget("files", ())
+            benches.append(BenchmarkSpec(str(bget("name")), tuple([files] if isinstance(files, str) else files),
+                                         str(bget("field"))))
+        values: dict[str, Any] = {"benchmarks": tuple(benches)}
+        for k in ("ngram", "threshold", "key", "long_ngram", "drop_on_long_ngram"):
+            v = get(k, None)
+            if v is not None:
+                values[k] = v
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Contamination:
+    """Why a record matched a benchmark (one item: the strongest evidence)."""
+
+    benchmark: str
+    item_index: int  #: 0-based position of the item in the benchmark (files in order)
+    item_text: str  #: the item's prompt, cut to 300 characters
+    overlap: float  #: share of the record's distinct n-grams found in the benchmark's prompts
+    coverage: float  #: share of the item's tokens covered by n-grams shared with the record
+    exact_match: bool
+    has_13gram: bool  #: shares a ``long_ngram``-gram (13 by default) with the item
+    rule: str  #: which rule decided: exact, coverage, share, 13gram (or "" when not contaminated)
+    evidence: str = ""  #: one shared n-gram, as words
+    contaminated: bool = True
+    also: tuple[str, ...] = field(default=())  #: other benchmarks the record also matches
+
+    @property
+    def reason(self) -> str:
+        return f"contaminated:{self.benchmark}"
+
+
+def _get_field(value: dict, path: str) -> Any:
+    cur: Any = value
+    for part in path.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return _MISSING
+        cur = cur[part]
+    return cur
+
+
+_MISSING = object()
+
+
+def load_benchmark(spec: BenchmarkSpec, base_dir: str | Path | None = None) -> list[str]:
+    """The prompts of one benchmark, in file order; empty prompts are skipped.
+
+    Raises ``InputError`` naming the file (and record) when a file is missing or unreadable or a
+    record lacks ``field`` (listing the fields it has).
+    """
+    from mixer.io import ParseFailure, read_raw
+
+    if not spec.files:
+        raise RecipeError(f"decontaminate: benchmark {spec.name!r} lists no files")
+    prompts: list[str] = []
+    for f in spec.files:
+        path = Path(f)
+        if base_dir is not None and not path.is_absolute():
+            path = Path(base_dir) / path
+        if not path.exists():
+            raise InputError(str(path), f"benchmark {spec.name!r}: file not found (run `mixer fetch` when online)")
+        for item in read_raw(path):
+            value = item.value
+            if isinstance(value, ParseFailure):
+                raise InputError(item.location, f"benchmark {spec.name!r}: {value.problem}")
+            if not isinstance(value, dict):
+                raise InputError(item.location, f"benchmark {spec.name!r}: expected a record with field "
+                                                f"{spec.field!r}, found {type(value).__name__}")
+            text = _get_field(value, spec.field)
+            if text is _MISSING:
+                raise InputError(item.location, f"benchmark {spec.name!r}: field {spec.field!r} not found; "
+                                                f"the record has fields {sorted(value)}")
+            if text is None:
+                continue
+            if isinstance(text, int | float):
+                text = str(text)
+            if not isinstance(text, str):
+                raise InputError(item.location, f"benchmark {spec.name!r}: field {spec.field!r} must be text, "
+                                                f"found {type(text).__name__}")
+            if text.strip():
+                prompts.append(text)
+    return prompts
+
+
+def load_benchmarks(config: DecontaminationConfig, base_dir: str | Path | None = None) -> dict[str, list[str]]:
+    return {b.name: load_benchmark(b, base_dir) for b in config.benchmarks}
+
+
+def _grams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    if len(tokens) < n:
+        return [tuple(tokens)] if tokens else []
+    return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+
+
+class Decontaminator:
+    """Checks texts against the benchmarks' prompts (see the module docstring for the rule)."""
+
+    #: Batches screened at once by ``check_many`` (characters).
+    BATCH_CHARS = 2_000_000
+
+    def __init__(self, config: DecontaminationConfig, benchmarks: Mapping[str, Sequence[str]]) -> None:
+        self.config = config
+        self.names = list(benchmarks)
+        n, long_n = config.ngram, config.long_ngram
+        self._tokens: list[tuple[str, ...]] = []  # per global item
+        self._item: list[tuple[str, int, str]] = []  # (benchmark, index in benchmark, text)
+        # gram -> benchmark -> global items containing it
+        self._index: dict[tuple[str, ...], dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+        self._long: dict[tuple[str, ...], list[int]] = defaultdict(list)
+        texts = []
+        for name in self.names:
+            for i, text in enumerate(benchmarks[name]):
+                tokens = tuple(tokenize(text.lower()))
+                if not tokens:
+                    continue
+                g = len(self._item)
+                self._item.append((name, i, text))
+                self._tokens.append(tokens)
+                texts.append(text.lower())
+                for gram in set(_grams(tokens, n)):
+                    self._index[gram][name].append(g)
+                if len(tokens) >= long_n:
+                    for gram in set(_grams(tokens, long_n)):
+                        self._long[gram].append(g)
+        # 64-bit hashes of the same grams (a text shorter than n is one "gram" of all its tokens)
+        if texts:
+            tok, off = token_hashes(texts)
+            sh, _ = shingle_hashes(tok, off, n)
+            self._hashes = np.unique(sh)
+        else:
+            self._hashes = np.zeros(0, dtype=np.uint64)
+
+    @classmethod
+    def from_config(cls, config: DecontaminationConfig, base_dir: str | Path | None = None) -> Decontaminator:
+        return cls(config, load_benchmarks(config, base_dir))
+
+    def __len__(self) -> int:
+        return len(self._item)
+
+    def text_of(self, messages: Sequence[Message]) -> str:
+        return key_text(messages, self.config.key)
+
+    def check(self, text: str) -> Contamination | None:
+        """The strongest match of ``text`` (``key_text`` of a record), or None when it matches nothing.
+
+        A result with ``contaminated=False`` is only returned for a shared 13-gram that does not drop
+        (``drop_on_long_ngram: false``), so the card can still report it.
+        """
+        cfg = self.config
+        tokens = tokenize(text.lower())
+        if not tokens or not self._item:
+            return None
+        grams = set(_grams(tokens, cfg.ngram))
+        per_bench: dict[str, set[tuple[str, ...]]] = defaultdict(set)
+        for gram in grams:
+            hit = self._index.get(gram)
+            if hit:
+                for name in hit:
+                    per_bench[name].add(gram)
+        if not per_bench:
+            return None
+        long_grams = set(_grams(tokens, cfg.long_ngram)) if len(tokens) >= cfg.long_ngram else set()
+        results: list[tuple[tuple, Contamination]] = []
+        for order, name in enumerate(self.names):
+            shared = per_bench.get(name)
+            if not shared:
+                continue
+            overlap = len(shared) / len(grams)
+            counts: Counter[int] = Counter()
+            for gram in shared:
+                counts.update(self._index[gram][name])
+            best: tuple | None = None
+            for g in sorted(counts):
+                item_tokens = self._tokens[g]
+                exact = item_tokens == tuple(tokens)
+                coverage = 1.0 if exact else self._coverage(item_tokens, grams)
+                has_long = bool(long_grams) and len(item_tokens) >= cfg.long_ngram and any(
+                    g in self._long.get(lg, ()) for lg in long_grams)
+                key = (exact, coverage, has_long, counts[g], -g)
+                if best is None or key > best[0]:
+                    best = (key, g, exact, coverage, has_long)
+            assert best is not None
+            _, g, exact, coverage, has_long = best
+            if exact:
+                rule = "exact"
+            elif coverage >= cfg.threshold:
+                rule = "coverage"
+            elif overlap >= cfg.threshold and len(tokens) >= cfg.ngram:
+                rule = "share"
+            elif has_long and cfg.drop_on_long_ngram:
+                rule = "13gram"
+            else:
+                rule = ""
+            evidence = " ".join(min(shared))
+            bench, index, item_text = self._item[g]
+            c = Contamination(bench, index, item_text[:300], round(overlap, 4), round(coverage, 4), exact,
+                              has_long, rule, evidence, contaminated=bool(rule))
+            strength = (bool(rule), exact, max(coverage, overlap if rule else 0.0), has_long, -order)
+            results.append((strength, c))
+        if not results:
+            return None
+        results.sort(key=lambda r: r[0], reverse=True)
+        top = results[0][1]
+        also = tuple(c.benchmark for _, c in results[1:] if c.contaminated)
+        if also:
+            top = Contamination(**{**top.__dict__, "also": also})
+        if not top.contaminated and not top.has_13gram:
+            return None
+        return top
+
+    def _coverage(self, item_tokens: tuple[str, ...], train_grams: set[tuple[str, ...]]) -> float:
+        n = self.config.ngram
+        if len(item_tokens) < n:
+            return 0.0  # short items only match exactly
+        covered = np.zeros(len(item_tokens), dtype=bool)
+        for i in range(len(item_tokens) - n + 1):
+            if item_tokens[i:i + n] in train_grams:
+                covered[i:i + n] = True
+        return float(covered.mean())
+
+    def screen(self, texts: Sequence[str]) -> np.ndarray:
+        """Bool mask of texts sharing at least one n-gram hash with a benchmark (a superset of matches)."""
+        mask = np.zeros(len(texts), dtype=bool)
+        if not len(self._hashes):
+            return mask
+        start = 0
+        while start < len(texts):
+            end, size = start, 0
+            while end < len(texts) and (size < self.BATCH_CHARS or end == start):
+                size += len(texts[end])
+                end += 1
+            tok, off = token_hashes([t.lower() for t in texts[start:end]])
+            sh, sh_off = shingle_hashes(tok, off, self.config.ngram)
+            if len(sh):
+                pos = np.searchsorted(self._hashes, sh)
+                pos[pos == len(self._hashes)] = 0
+                hit = self._hashes[pos] == sh
+                rec = np.repeat(np.arange(end - start), np.diff(sh_off))
+                mask[start:end] = np.bincount(rec[hit], minlength=end - start) > 0
+            start = end
+        return mask
+
+    def check_many(self, texts: Sequence[str]) -> list[Contamination | None]:
+        """``check`` for each text; vectorised screening first, exact checks only for hash hits."""
+        mask = self.screen(texts)
+        out: list[Contamination | None] = [None] * len(texts)
+        for i in np.flatnonzero(mask).tolist():
+            out[i] = self.check(texts[i])
+        return out
+
+
+def summarise_contamination(
+    found: Iterable[tuple[str, str, Contamination]], benchmarks: Sequence[str] = (), examples: int = 3,
+) -> dict[str, Any]:
+    """The card's contamination table: benchmark x source -> records removed, with example matches.
+
+    ``found``: ``(source, record id, Contamination)`` for every checked record that matched (only
+    ``contaminated`` ones count as removed; 13-gram hits that were kept are counted separately).
+    """
+    table: dict[str, Counter[str]] = defaultdict(Counter)
+    rules: dict[str, Counter[str]] = defaultdict(Counter)
+    exact: Counter[str] = Counter()
+    long_hits: Counter[str] = Counter()
+    kept_long: Counter[str] = Counter()
+    ex: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    total = 0
+    for source, rid, c in found:
+        if not c.contaminated:
+            if c.has_13gram:
+                kept_long[c.benchmark] += 1
+            continue
+        total += 1
+        table[c.benchmark][source] += 1
+        rules[c.benchmark][c.rule] += 1
+        exact[c.benchmark] += c.exact_match
+        long_hits[c.benchmark] += c.has_13gram
+        if len(ex[c.benchmark]) < examples:
+            ex[c.benchmark].append({
+                "source": source, "id": rid, "item_index": c.item_index, "item_text": c.item_text[:200],
+                "rule": c.rule, "overlap": c.overlap, "coverage": c.coverage, "evidence": c.evidence,
+            })
+    names = list(benchmarks) + sorted(set(table) - set(benchmarks))
+    return {
+        "removed_total": total,
+        "table": {b: dict(sorted(table[b].items())) for b in names},
+        "removed_by_benchmark": {b: sum(table[b].values()) for b in names},
+        "by_rule": {b: dict(sorted(rules[b].items())) for b in names},
+        "exact_matches": {b: exact[b] for b in names},
+        "13gram_hits": {b: long_hits[b] for b in names},
+        "13gram_hits_kept": {b: kept_long[b] for b in names if kept_long[b]},
+        "examples": {b: ex[b] for b in names},
+    }
+
