@@ -1,0 +1,17 @@
+"""``mixer train``: a thin layer over TRL for SFT, (Q)LoRA and DPO on the mixtures ``mixer build`` writes.
+
+TRL does the training. This package only turns one command plus a YAML recipe (``train/*.yaml``) into
+the right TRL config: it resolves the effective batch into gradient accumulation, reads the built
+Parquet, applies the Tulu chat format with ``{% generation %}`` markers so the loss covers only the
+assistant turns, picks the attention kernel, and launches through ``accelerate`` on several GPUs.
+
+Importing this package is cheap: torch, transformers and TRL are imported only where a command needs
+them, so ``mixer`` works without the ``[train]`` extra and says how to install it when it is missing.
+"""
+
+from __future__ import annotations
+
+from mixer.train.batch import gradient_accumulation_steps
+from mixer.train.config import DPORunConfig, MergeRunConfig, SFTRunConfig, load_config
+
+__all__ = ["DPORunConfig", "MergeRunConfig", "SFTRunConfig", "gradient_accumulation_steps", "load_config"]

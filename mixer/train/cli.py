@@ -1,0 +1,132 @@
+"""``mixer train {sft,dpo,merge}``: the Typer app the main CLI mounts as ``mixer train``."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from mixer.errors import MixerError
+from mixer.train.config import load_config, to_yaml
+
+app = typer.Typer(
+    name="train",
+    help="Train on built mixtures with TRL: SFT (full/LoRA/QLoRA), DPO, and merging LoRA adapters.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ConfigOpt = Annotated[str | None, typer.Option("--config", "-c", help="Recipe YAML, e.g. train/tulu2-sft.yaml.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Model directory to start from.")]
+DataOpt = Annotated[str | None, typer.Option("--data", help="`mixer build` output dir or a Parquet file.")]
+OutOpt = Annotated[str | None, typer.Option("--output-dir", "-o", help="Run directory.")]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a config field: key=value (repeatable).")
+]
+DryOpt = Annotated[bool, typer.Option("--dry-run", help="Print the resolved config and launch command; stop.")]
+NprocOpt = Annotated[
+    int | None, typer.Option("--num-processes", help="Processes/GPUs (default: all visible GPUs, else 1).")
+]
+AccOpt = Annotated[
+    str | None, typer.Option("--accelerate-config", help="ddp, zero3, fsdp2 or an accelerate YAML path.")
+]
+
+
+def exits_on_mixer_error(fn: F) -> F:
+    """Print a MixerError's message and exit 2 (never a traceback), as every mixer command does."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except MixerError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _forwarded(config: str | None, model: str | None, data: str | None, output_dir: str | None,
+               sets: list[str] | None) -> list[str]:
+    """The options a launched worker needs to resolve the very same config."""
+    args: list[str] = []
+    for flag, value in (("--config", config), ("--model", model), ("--data", data), ("--output-dir", output_dir)):
+        if value is not None:
+            args += [flag, value]
+    for item in sets or []:
+        args += ["--set", item]
+    return args
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def _train(kind: str, config: str | None, model: str | None, data: str | None, output_dir: str | None,
+           sets: list[str] | None, dry_run: bool, num_processes: int | None, accelerate_config: str | None) -> None:
+    from mixer.train.launch import plan_launch, run_launch
+
+    cfg = load_config(kind, config, sets, model=model, data=data, output_dir=output_dir)
+    plan = plan_launch(kind, cfg, _forwarded(config, model, data, output_dir, sets), num_processes,
+                       accelerate_config)
+    if dry_run:
+        typer.echo(f"# resolved {kind} config\n{to_yaml(cfg)}")
+        typer.echo(f"# processes: {plan.num_processes}, gradient_accumulation_steps: "
+                   f"{plan.gradient_accumulation_steps}")
+        typer.echo(f"# launch\n{plan.describe()}")
+        return
+    if plan.command is not None:
+        rc = run_launch(plan)
+        if rc:
+            raise typer.Exit(rc)
+        return
+    _setup_logging()
+    if kind == "sft":
+        from mixer.train.sft import run_sft
+
+        metrics = run_sft(cfg)
+    else:
+        from mixer.train.dpo import run_dpo
+
+        metrics = run_dpo(cfg)
+    typer.echo(f"trained {kind}: {metrics}; saved to {cfg.output_dir}")
+
+
+@app.command()
+@exits_on_mixer_error
+def sft(config: ConfigOpt = None, model: ModelOpt = None, data: DataOpt = None, output_dir: OutOpt = None,
+        set_: SetOpt = None, dry_run: DryOpt = False, num_processes: NprocOpt = None,
+        accelerate_config: AccOpt = None) -> None:
+    """Supervised fine-tuning (full, LoRA or QLoRA) on a V2 SFT mixture."""
+    _train("sft", config, model, data, output_dir, set_, dry_run, num_processes, accelerate_config)
+
+
+@app.command()
+@exits_on_mixer_error
+def dpo(config: ConfigOpt = None, model: ModelOpt = None, data: DataOpt = None, output_dir: OutOpt = None,
+        set_: SetOpt = None, dry_run: DryOpt = False, num_processes: NprocOpt = None,
+        accelerate_config: AccOpt = None) -> None:
+    """Direct preference optimisation on a preference build (prompt/chosen/rejected)."""
+    _train("dpo", config, model, data, output_dir, set_, dry_run, num_processes, accelerate_config)
+
+
+@app.command()
+@exits_on_mixer_error
+def merge(config: ConfigOpt = None, model: Annotated[str | None, typer.Option(
+              "--model", help="The LoRA adapter directory (a LoRA/QLoRA run).")] = None,
+          output_dir: OutOpt = None, set_: SetOpt = None, dry_run: DryOpt = False) -> None:
+    """Merge a LoRA adapter into its base model's (unquantised) weights and save a plain model."""
+    cfg = load_config("merge", config, set_, model=model, output_dir=output_dir)
+    if dry_run:
+        typer.echo(f"# resolved merge config\n{to_yaml(cfg)}\n# launch\nin-process")
+        return
+    _setup_logging()
+    from mixer.train.merge import run_merge
+
+    out = run_merge(cfg)
+    typer.echo(f"merged {cfg.model} into {out}")

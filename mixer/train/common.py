@@ -1,0 +1,114 @@
+"""What SFT and DPO share: TrainingArguments from a run config, resume, saving the resolved recipe."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from mixer.errors import MixerError
+from mixer.train.batch import gradient_accumulation_steps
+from mixer.train.config import BaseRunConfig, ConfigError, to_yaml
+
+logger = logging.getLogger("mixer.train")
+
+RESOLVED_CONFIG_NAME = "mixer_train_config.yaml"
+
+
+def world_size() -> int:
+    """Processes in this run: ``WORLD_SIZE`` as set by ``accelerate launch``/torchrun, else 1."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def require_paths(cfg: Any, *names: str) -> None:
+    """Fail with the option to pass when a required path was given neither in YAML nor on the CLI."""
+    for name in names:
+        if not getattr(cfg, name):
+            raise ConfigError(f"`{name}` is not set: pass --{name.replace('_', '-')} or set it in the config")
+
+
+def training_kwargs(cfg: BaseRunConfig, n_processes: int | None = None) -> dict[str, Any]:
+    """``TrainingArguments`` fields shared by SFTConfig and DPOConfig.
+
+    Gradient accumulation is derived from the effective batch (``BatchError`` if it does not divide).
+    transformers 5 dropped ``warmup_ratio``: a float below 1 in ``warmup_steps`` is the ratio.
+    """
+    if not 0 <= cfg.warmup_ratio < 1:
+        raise ConfigError(f"warmup_ratio must be in [0, 1), got {cfg.warmup_ratio}")
+    n = world_size() if n_processes is None else n_processes
+    accumulation = gradient_accumulation_steps(cfg.effective_batch_size, cfg.per_device_train_batch_size, n)
+    logger.info(
+        "effective batch %d = per-device %d x accumulation %d x %d process(es)",
+        cfg.effective_batch_size, cfg.per_device_train_batch_size, accumulation, n,
+    )
+    kwargs: dict[str, Any] = {
+        "output_dir": cfg.output_dir,
+        "num_train_epochs": cfg.num_train_epochs,
+        "max_steps": cfg.max_steps,
+        "learning_rate": cfg.learning_rate,
+        "lr_scheduler_type": cfg.lr_scheduler_type,
+        "warmup_steps": cfg.warmup_ratio,
+        "weight_decay": cfg.weight_decay,
+        "max_grad_norm": cfg.max_grad_norm,
+        "optim": cfg.optim,
+        "per_device_train_batch_size": cfg.per_device_train_batch_size,
+        "gradient_accumulation_steps": accumulation,
+        "seed": cfg.seed,
+        "bf16": cfg.bf16,
+        "fp16": False,
+        "gradient_checkpointing": cfg.gradient_checkpointing,
+        "logging_steps": cfg.logging_steps,
+        "save_strategy": cfg.save_strategy,
+        "save_steps": cfg.save_steps,
+        "save_total_limit": cfg.save_total_limit,
+        "report_to": cfg.report_to,
+        "dataset_num_proc": cfg.dataset_num_proc,
+    }
+    return kwargs
+
+
+def merge_trl_args(kwargs: dict[str, Any], cfg: BaseRunConfig, config_cls: type) -> dict[str, Any]:
+    """Add ``trl_args``, rejecting names the TRL config does not have (listing close ones)."""
+    valid = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(cfg.trl_args) - valid)
+    if unknown:
+        raise ConfigError(f"trl_args: {', '.join(unknown)} not fields of {config_cls.__name__}")
+    kwargs = dict(kwargs)
+    if "activation_checkpointing" in valid:  # transformers >= 5.x name; the old one only warns
+        kwargs["activation_checkpointing"] = kwargs["gradient_checkpointing"]
+    return {**kwargs, **cfg.trl_args}
+
+
+def make_trl_config(config_cls: type, kwargs: dict[str, Any]) -> Any:
+    """Instantiate SFTConfig/DPOConfig, turning its ValueErrors (bad combinations) into MixerErrors."""
+    try:
+        return config_cls(**kwargs)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{config_cls.__name__}: {e}") from e
+
+
+def resume_checkpoint(cfg: BaseRunConfig) -> str | None:
+    """``resume_from_checkpoint``: a directory as is, or ``last`` for the newest ``checkpoint-N``."""
+    value = cfg.resume_from_checkpoint
+    if not value:
+        return None
+    if value in ("last", "latest", "true", "True"):
+        from transformers.trainer_utils import get_last_checkpoint
+
+        out = Path(cfg.output_dir or ".")
+        last = get_last_checkpoint(str(out)) if out.is_dir() else None
+        if last is None:
+            raise MixerError(f"resume_from_checkpoint: last, but {out} has no checkpoint-* directory")
+        return last
+    if not Path(value).is_dir():
+        raise MixerError(f"resume_from_checkpoint: {value} is not a directory")
+    return value
+
+
+def save_resolved_config(cfg: Any) -> None:
+    """Keep the exact recipe next to the model so a run can be reproduced."""
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / RESOLVED_CONFIG_NAME).write_text(to_yaml(cfg), encoding="utf-8")

@@ -1,0 +1,72 @@
+"""Direct preference optimisation with TRL's DPOTrainer on a conversational preference build."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mixer.train.common import (
+    make_trl_config,
+    merge_trl_args,
+    require_paths,
+    resume_checkpoint,
+    save_resolved_config,
+    training_kwargs,
+)
+from mixer.train.config import DPORunConfig
+from mixer.train.deps import require_train_deps
+
+
+def dpo_trl_config(cfg: DPORunConfig, n_processes: int | None = None) -> Any:
+    """The ``DPOConfig`` for this recipe (TRL tokenises ``prompt``/``chosen``/``rejected`` itself)."""
+    from trl import DPOConfig
+
+    kwargs = training_kwargs(cfg, n_processes)
+    kwargs.update(
+        max_length=cfg.max_length,
+        beta=cfg.beta,
+        loss_type=[cfg.loss_type],
+        precompute_ref_log_probs=cfg.precompute_ref_log_probs,
+    )
+    return make_trl_config(DPOConfig, merge_trl_args(kwargs, cfg, DPOConfig))
+
+
+def build_dpo_trainer(cfg: DPORunConfig, callbacks: list[Any] | None = None) -> Any:
+    """A ready ``DPOTrainer``. The reference is a frozen copy of the starting model (TRL loads it from
+    the same path), or the adapter-disabled base when training LoRA."""
+    require_train_deps()
+    require_paths(cfg, "model", "data", "output_dir")
+    cfg.validate()
+    from mixer.train.data import load_preference_dataset, resolve_parquet_files
+
+    resolve_parquet_files(cfg.data)  # a wrong --data fails before the slow imports
+    from trl import DPOTrainer
+
+    from mixer.train.modeling import choose_attn_implementation, load_model, load_tokenizer, lora_config
+
+    if cfg.load_in_4bit:
+        from mixer.train.modeling import check_qlora_supported
+
+        check_qlora_supported()
+    args = dpo_trl_config(cfg)
+    tokenizer = load_tokenizer(cfg, need_markers=False)
+    train = load_preference_dataset(cfg.data, cfg.max_train_samples)
+    model = load_model(cfg, choose_attn_implementation(cfg.attn_implementation))
+    return DPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        processing_class=tokenizer,
+        peft_config=lora_config(cfg) if cfg.use_lora else None,
+        callbacks=callbacks,
+    )
+
+
+def run_dpo(cfg: DPORunConfig) -> dict[str, Any]:
+    """Train, save the policy (or adapter) and tokenizer to ``output_dir``; return the train metrics."""
+    trainer = build_dpo_trainer(cfg)
+    result = trainer.train(resume_from_checkpoint=resume_checkpoint(cfg))
+    trainer.save_model(cfg.output_dir)
+    if trainer.is_world_process_zero():
+        trainer.processing_class.save_pretrained(cfg.output_dir)
+        save_resolved_config(cfg)
+    return dict(result.metrics)

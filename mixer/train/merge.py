@@ -1,0 +1,53 @@
+"""``mixer train merge``: fold a LoRA adapter into its base weights and save a plain model.
+
+QLoRA trains an adapter over 4-bit weights; serving and the next stage (DPO) want one ordinary model.
+The adapter is merged into the *unquantised* base (loaded in ``dtype``), as the QLoRA and Tulu 2
+releases do, so no quantisation error is baked into the merged weights.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mixer.errors import MixerError
+from mixer.train.common import require_paths, save_resolved_config
+from mixer.train.config import MergeRunConfig
+from mixer.train.deps import require_train_deps
+
+
+def adapter_base_model(adapter_dir: str | Path) -> str:
+    """The base model recorded in the adapter's ``adapter_config.json``."""
+    path = Path(adapter_dir) / "adapter_config.json"
+    if not path.is_file():
+        raise MixerError(f"{adapter_dir} is not a LoRA adapter (no adapter_config.json)")
+    base = json.loads(path.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base:
+        raise MixerError(f"{path} does not name its base model; pass --set base_model=<dir>")
+    return str(base)
+
+
+def run_merge(cfg: MergeRunConfig) -> Path:
+    """Load base + adapter, ``merge_and_unload``, save model and tokenizer; returns the output dir."""
+    require_train_deps(("torch", "transformers", "peft"))
+    require_paths(cfg, "model", "output_dir")
+    cfg.validate()
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from mixer.train.modeling import torch_dtype
+
+    base_path = cfg.base_model or adapter_base_model(cfg.model)
+    try:
+        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch_dtype(cfg.dtype))
+    except OSError as e:
+        raise MixerError(f"cannot load the base model {base_path}: {e}") from e
+    model: Any = PeftModel.from_pretrained(base, cfg.model)
+    merged = model.merge_and_unload()
+    out = Path(cfg.output_dir)
+    merged.save_pretrained(out)
+    tokenizer_src = cfg.model if (Path(cfg.model) / "tokenizer_config.json").is_file() else base_path
+    AutoTokenizer.from_pretrained(tokenizer_src).save_pretrained(out)
+    save_resolved_config(cfg)
+    return out

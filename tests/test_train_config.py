@@ -1,0 +1,262 @@
+"""Recipes, --set overrides, effective-batch arithmetic, attention choice and launch commands.
+
+These need no model: the CLI is exercised with --dry-run and a mocked GPU count.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mixer.errors import MixerError
+from mixer.train import gradient_accumulation_steps, load_config
+from mixer.train import launch as launch_mod
+from mixer.train.batch import BatchError
+from mixer.train.cli import app
+from mixer.train.config import ConfigError, DPORunConfig, SFTRunConfig
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN = REPO / "train"
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _repo_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The recipes and accelerate presets are addressed relative to the repository, as a user would.
+    monkeypatch.chdir(REPO)
+    for var in ("LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def _gpus(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    monkeypatch.setattr(launch_mod, "detect_gpu_count", lambda: n)
+
+
+# --- recipes ---------------------------------------------------------------------------------------
+
+
+def test_tulu2_sft_recipe_matches_the_paper() -> None:
+    cfg = load_config("sft", TRAIN / "tulu2-sft.yaml")
+    assert isinstance(cfg, SFTRunConfig)
+    assert (cfg.bf16, cfg.num_train_epochs, cfg.weight_decay, cfg.warmup_ratio) == (True, 2.0, 0.0, 0.03)
+    assert (cfg.learning_rate, cfg.max_length, cfg.effective_batch_size) == (2e-5, 8192, 128)
+    assert cfg.lr_scheduler_type == "linear" and cfg.assistant_only_loss
+
+
+def test_tulu2_qlora_recipe_matches_the_paper() -> None:
+    cfg = load_config("sft", TRAIN / "tulu2-qlora.yaml")
+    assert (cfg.num_train_epochs, cfg.learning_rate, cfg.max_length, cfg.effective_batch_size) == (5.0, 1e-4, 4096, 128)
+    assert (cfg.use_lora, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout) == (True, 64, 16, 0.1)
+    assert set(cfg.lora_target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert (cfg.load_in_4bit, cfg.bnb_4bit_quant_type, cfg.bnb_4bit_use_double_quant) == (True, "nf4", True)
+    assert cfg.bnb_4bit_compute_dtype == "bfloat16"
+
+
+def test_tulu2_dpo_recipe_matches_zephyr() -> None:
+    cfg = load_config("dpo", TRAIN / "tulu2-dpo.yaml")
+    assert isinstance(cfg, DPORunConfig)
+    assert (cfg.bf16, cfg.num_train_epochs, cfg.weight_decay, cfg.warmup_ratio) == (True, 3.0, 0.0, 0.1)
+    assert (cfg.learning_rate, cfg.max_length, cfg.effective_batch_size) == (5e-7, 8192, 32)
+    assert (cfg.beta, cfg.loss_type) == (0.1, "sigmoid")
+
+
+@pytest.mark.parametrize("name,kind", [("tiny-cpu.yaml", "sft"), ("tiny-cpu-dpo.yaml", "dpo")])
+def test_tiny_recipes_load(name: str, kind: str) -> None:
+    cfg = load_config(kind, TRAIN / name)
+    assert cfg.bf16 is False and cfg.max_length <= 512
+
+
+def test_recipe_for_the_wrong_trainer_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="mixer train dpo"):
+        load_config("sft", TRAIN / "tulu2-dpo.yaml")
+
+
+# --- --set overrides -------------------------------------------------------------------------------
+
+
+def test_set_overrides_are_parsed_as_yaml_and_coerced() -> None:
+    cfg = load_config(
+        "sft",
+        TRAIN / "tulu2-sft.yaml",
+        [
+            "learning_rate=1e-5",  # PyYAML reads this as a string: coerced to float
+            "use_lora=true",
+            "num_train_epochs=3",
+            "lora_target_modules=[q_proj, v_proj]",
+            "max_train_samples=null",
+            "batching=packed",
+            "trl_args.logging_first_step=true",
+        ],
+        model="/models/x",
+    )
+    assert cfg.learning_rate == 1e-5 and isinstance(cfg.learning_rate, float)
+    assert cfg.use_lora is True and cfg.num_train_epochs == 3.0
+    assert cfg.lora_target_modules == ["q_proj", "v_proj"]
+    assert cfg.max_train_samples is None and cfg.batching == "packed"
+    assert cfg.trl_args == {"logging_first_step": True}
+    assert cfg.model == "/models/x"
+
+
+def test_set_beats_cli_option_beats_yaml() -> None:
+    cfg = load_config("sft", TRAIN / "tiny-cpu.yaml", ["model=/b"], model="/a")
+    assert cfg.model == "/b"
+
+
+def test_unknown_key_lists_valid_keys() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config("sft", TRAIN / "tulu2-sft.yaml", ["learning_rte=1e-5"])
+    msg = str(err.value)
+    assert "learning_rte" in msg and "valid keys" in msg and "learning_rate" in msg
+
+
+def test_bad_value_type_names_the_key() -> None:
+    with pytest.raises(ConfigError, match="effective_batch_size"):
+        load_config("sft", None, ["effective_batch_size=lots"])
+    with pytest.raises(ConfigError, match="batching"):
+        load_config("sft", None, ["batching=zigzag"])
+
+
+def test_dpo_rejects_padding_free() -> None:
+    with pytest.raises(ConfigError, match="padded"):
+        load_config("dpo", TRAIN / "tulu2-dpo.yaml", ["batching=padding_free"])
+
+
+# --- effective batch -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "effective,per_device,world,expected",
+    [(128, 2, 8, 8), (128, 2, 1, 64), (128, 1, 128, 1), (32, 1, 8, 4), (32, 2, 16, 1), (4, 2, 1, 2)],
+)
+def test_gradient_accumulation(effective: int, per_device: int, world: int, expected: int) -> None:
+    assert gradient_accumulation_steps(effective, per_device, world) == expected
+    assert per_device * expected * world == effective
+
+
+@pytest.mark.parametrize("effective,per_device,world", [(128, 3, 1), (128, 2, 3), (4, 8, 1), (32, 0, 1)])
+def test_gradient_accumulation_must_be_an_integer(effective: int, per_device: int, world: int) -> None:
+    with pytest.raises(BatchError):
+        gradient_accumulation_steps(effective, per_device, world)
+
+
+def test_batch_error_suggests_valid_sizes() -> None:
+    with pytest.raises(BatchError, match=r"\[1, 2, 4, 8, 16, 32, 64, 128\]"):
+        gradient_accumulation_steps(128, 3, 1)
+
+
+# --- attention -------------------------------------------------------------------------------------
+
+
+def test_attention_is_sdpa_without_cuda(caplog: pytest.LogCaptureFixture) -> None:
+    from mixer.train.modeling import choose_attn_implementation
+
+    with caplog.at_level("INFO", logger="mixer.train"):
+        assert choose_attn_implementation("auto", cuda=False) == "sdpa"
+    assert "attention: sdpa" in caplog.text
+
+
+def test_flash_attention_on_cpu_is_a_clear_error() -> None:
+    from mixer.train.modeling import choose_attn_implementation
+
+    with pytest.raises(MixerError, match="CUDA"):
+        choose_attn_implementation("flash_attention_2", cuda=False)
+
+
+# --- CLI: dry run and launch commands --------------------------------------------------------------
+
+SFT_ARGS = ["sft", "--config", "train/tulu2-sft.yaml", "--model", "/models/llama-2-7b", "--data", "out/tulu-v2",
+            "--output-dir", "runs/tulu2-7b"]
+
+
+def test_dry_run_one_gpu_runs_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    _gpus(monkeypatch, 1)
+    result = runner.invoke(app, [*SFT_ARGS, "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "learning_rate: 2.0e-05" in result.output
+    assert "model: /models/llama-2-7b" in result.output
+    assert "gradient_accumulation_steps: 64" in result.output
+    assert "in-process" in result.output and "accelerate launch" not in result.output
+
+
+def test_dry_run_eight_gpus_prints_accelerate_launch(monkeypatch: pytest.MonkeyPatch) -> None:
+    _gpus(monkeypatch, 8)
+    result = runner.invoke(app, [*SFT_ARGS, "--set", "learning_rate=1e-5", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "gradient_accumulation_steps: 8" in result.output
+    line = next(ln for ln in result.output.splitlines() if " launch " in ln)
+    argv = shlex.split(line)
+    assert Path(argv[0]).name == "accelerate" and argv[1] == "launch"
+    assert argv[argv.index("--config_file") + 1].endswith("train/accelerate/zero3.yaml")
+    assert argv[argv.index("--num_processes") + 1] == "8"
+    tail = argv[argv.index("-m"):]
+    assert tail[:3] == ["-m", "mixer.train.run", "sft"]
+    assert tail[3:] == SFT_ARGS[1:] + ["--set", "learning_rate=1e-5"]
+
+
+def test_dry_run_num_processes_and_accelerate_preset(monkeypatch: pytest.MonkeyPatch) -> None:
+    _gpus(monkeypatch, 0)
+    result = runner.invoke(app, [*SFT_ARGS, "--num-processes", "4", "--accelerate-config", "fsdp2", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "train/accelerate/fsdp2.yaml --num_processes 4" in result.output
+    assert "gradient_accumulation_steps: 16" in result.output
+
+
+def test_dry_run_dpo(monkeypatch: pytest.MonkeyPatch) -> None:
+    _gpus(monkeypatch, 8)
+    args = ["dpo", "--config", "train/tulu2-dpo.yaml", "--model", "runs/tulu2-7b", "--data", "out/uf",
+            "--output-dir", "runs/dpo", "--dry-run"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "beta: 0.1" in result.output and "gradient_accumulation_steps: 4" in result.output
+    assert "-m mixer.train.run dpo" in result.output
+
+
+def test_indivisible_batch_on_three_gpus_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    _gpus(monkeypatch, 3)
+    result = runner.invoke(app, [*SFT_ARGS, "--dry-run"])
+    assert result.exit_code == 2
+    assert "not a multiple" in result.output and "Traceback" not in result.output
+
+
+def test_unknown_set_key_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    _gpus(monkeypatch, 1)
+    result = runner.invoke(app, [*SFT_ARGS, "--set", "epochs=3", "--dry-run"])
+    assert result.exit_code == 2
+    assert "unknown key 'epochs'" in result.output and "num_train_epochs" in result.output
+
+
+def test_missing_data_dir_exits_2(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _gpus(monkeypatch, 1)
+    result = runner.invoke(app, ["sft", "--config", "train/tiny-cpu.yaml", "--model", str(tmp_path),
+                                 "--data", str(tmp_path / "nope"), "--output-dir", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
+
+
+def test_missing_output_dir_exits_2(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _gpus(monkeypatch, 1)
+    result = runner.invoke(app, ["sft", "--config", "train/tiny-cpu.yaml", "--model", "m", "--data", "d"])
+    assert result.exit_code == 2 and "--output-dir" in result.output
+
+
+def test_missing_train_extra_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import importlib.util
+
+    from mixer.train import deps
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(deps.importlib.util, "find_spec", lambda name, *a: None if name == "trl" else real(name, *a))
+    _gpus(monkeypatch, 1)
+    result = runner.invoke(app, ["sft", "--config", "train/tiny-cpu.yaml", "--model", "m", "--data", "d",
+                                 "--output-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "pip install 'mixer[train]'" in result.output and "trl" in result.output
+
+
+def test_merge_dry_run() -> None:
+    result = runner.invoke(app, ["merge", "--model", "runs/a", "--output-dir", "runs/b", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "model: runs/a" in result.output
