@@ -185,7 +185,8 @@ def _mount_train() -> None:
         from mixer.train.cli import app as train_app
     except ImportError:  # the trainer module itself only imports torch lazily
         return
-    app.add_typer(train_app, name="train", help="Fine-tune with TRL on a built mixture (needs the train extra: pip install mixer\\[train]).")
+    app.add_typer(train_app, name="train",
+                  help="Fine-tune with TRL on a built mixture (needs the train extra: pip install mixer\\[train]).")
 
 
 _mount_train()
