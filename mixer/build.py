@@ -11,6 +11,7 @@ from typing import Any
 
 from mixer.card import build_card, render_markdown
 from mixer.pipeline import BuildState, Reporter, peak_rss_mb, run_stages, shuffled_output
+from mixer.plots import render_plot_section, write_plots
 from mixer.recipe import Recipe
 from mixer.writer import staging_dir, to_output, write_dropped, write_shards
 
@@ -54,9 +55,12 @@ def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None 
                     dropped_files.append(f"dropped/{path.name}")
         with state.timed("card"):
             card = build_card(state, table, shards, dropped_files)
+            plot_paths = write_plots(card, tmp / "data", tmp / "plots")
+            card["outputs"]["plots"] = [f"plots/{p.name}" for p in plot_paths]
             (tmp / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n",
                                            encoding="utf-8")
-            (tmp / "README.md").write_text(render_markdown(card), encoding="utf-8")
+            (tmp / "README.md").write_text(render_markdown(card, render_plot_section(plot_paths, tmp)),
+                                           encoding="utf-8")
         timings = {name: {"wall_s": round(t.wall_s, 3), "cpu_s": round(t.cpu_s, 3)}
                    for name, t in state.timings.items()}
         timings["peak_rss_mb"] = round(peak_rss_mb(), 1)

@@ -165,7 +165,7 @@ def front_matter(card: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def render_markdown(card: dict[str, Any]) -> str:
+def render_markdown(card: dict[str, Any], plot_section: str = "") -> str:
     fm = yaml.safe_dump(front_matter(card), sort_keys=False, allow_unicode=True)
     t, r = card["totals"], card["recipe"]
     out = [f"---\n{fm}---\n", f"# {card['name']}\n"]
@@ -177,6 +177,8 @@ def render_markdown(card: dict[str, Any]) -> str:
     out.append("Load it with `datasets.load_dataset(\"parquet\", data_dir=\"<this folder>/data\")`. "
                "Every record removed on the way is in `dropped/<source>.parquet` with its stage and "
                "reason; `card.json` holds these numbers machine-readable.\n")
+    if plot_section:
+        out.append(plot_section)
     out.append("## Records per source\n")
     out.append("Per source: `in` = records entering the pipeline = dropped + not sampled + selected; "
                "final = selected x repeat.\n")

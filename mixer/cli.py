@@ -143,16 +143,42 @@ def sources() -> None:
 def card(
     out_path: Annotated[Path, typer.Argument(metavar="OUT", help="A build's output folder.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print card.json instead of tables.")] = False,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report "
+                                              "(card, plots, sample records) to this file.")] = None,
+    n: Annotated[int, typer.Option("-n", help="Records per source in the HTML report.")] = 5,
 ) -> None:
     """Show a build's data card."""
     from mixer.card import load_card
     from mixer.report import print_card
 
     c = load_card(out_path)
+    if html is not None:
+        from mixer.html_report import write_html_report
+
+        err.print(f"wrote {write_html_report(out_path, html, n)}", highlight=False)
     if as_json:
         sys.stdout.write((out_path / "card.json").read_text(encoding="utf-8"))
         return
     print_card(c, out)
+
+
+@app.command()
+@user_errors
+def diff(
+    a: Annotated[Path, typer.Argument(metavar="OUT_A", help="First build's output folder.")],
+    b: Annotated[Path, typer.Argument(metavar="OUT_B", help="Second build's output folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the difference as JSON.")] = False,
+) -> None:
+    """What changed between two builds: counts, tokens, records only in one, recipe differences."""
+    import json
+
+    from mixer.diff import diff_builds, print_diff
+
+    d = diff_builds(a, b)
+    if as_json:
+        sys.stdout.write(json.dumps(d, indent=2, ensure_ascii=False) + "\n")
+    else:
+        print_diff(d, out)
 
 
 @app.command()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mixer.card import load_card
-from mixer.plots import PLOTS, iter_batches, source_groups
+from mixer.plots import PLOTS, is_preference, iter_batches, source_groups
 
 #: Messages longer than this many characters are collapsed behind a <details> element.
 LONG_TEXT = 1200
@@ -29,7 +29,7 @@ body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; ma
 main { max-width: 1100px; margin: 0 auto; padding: 1.5rem 2rem 4rem; background: #fff; }
 h1 { margin-top: 0; } h2 { border-bottom: 1px solid #d0d7de; padding-bottom: .2rem; margin-top: 2.2rem; }
 table { border-collapse: collapse; margin: .6rem 0 1rem; font-size: .88rem; }
-th, td { border: 1px solid #d0d7de; padding: .25rem .55rem; }
+th, td { border: 1px solid #d0d7de; padding: .25rem .55rem; overflow-wrap: anywhere; }
 th { background: #f0f3f6; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.total td { font-weight: bold; background: #f6f8fa; }
@@ -57,6 +57,11 @@ details summary { cursor: pointer; color: #57606a; font-size: .85rem; }
 def _e(value: Any) -> str:
     """Escape any value for HTML text or attribute context."""
     return html.escape("" if value is None else str(value), quote=True)
+
+
+def _inline_code(text: str) -> str:
+    """Escape, then show the Markdown `code` spans of the plot captions as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", _e(text))
 
 
 def _slug(name: str) -> str:
@@ -153,7 +158,7 @@ def _plot_section(card: dict[str, Any], out_dir: Path) -> list[str]:
         title, caption = PLOTS.get(p.stem, (p.stem.replace("_", " "), ""))
         data = base64.b64encode(p.read_bytes()).decode("ascii")
         out.append(f'<figure><img alt="{_e(title)}" src="data:image/png;base64,{data}">'
-                   f"<figcaption>{_e(caption)}</figcaption></figure>")
+                   f"<figcaption>{_inline_code(caption)}</figcaption></figure>")
     if tmp is not None:
         tmp.cleanup()
     return out
@@ -161,23 +166,24 @@ def _plot_section(card: dict[str, Any], out_dir: Path) -> list[str]:
 
 # -- records --------------------------------------------------------------------------------------
 
-def _message_html(role: str | None, content: str | None) -> str:
+def _message_html(role: str | None, content: str | None, label: str | None = None) -> str:
     role = role or "?"
     cls = role if role in ("user", "assistant", "system") else "other"
+    label = label or role
     text = content or ""
     if len(text) > LONG_TEXT:
         body = (f"<details><summary><span class=\"content\">{_e(text[:PREVIEW])}…</span> "
                 f"(expand {len(text):,} characters)</summary><div class=\"content\">{_e(text)}</div></details>")
     else:
         body = f'<div class="content">{_e(text)}</div>'
-    return f'<div class="turn role-{cls}"><div class="role">{_e(role)}</div>{body}</div>'
+    return f'<div class="turn role-{cls}"><div class="role">{_e(label)}</div>{body}</div>'
 
 
 def _record_html(head: str, messages: list[dict[str, Any]] | None, raw: str | None = None,
                  extra_class: str = "") -> str:
     parts = [f'<div class="record {extra_class}"><div class="record-head mono">{head}</div>']
     if messages:
-        parts.extend(_message_html(m.get("role"), m.get("content")) for m in messages)
+        parts.extend(_message_html(m.get("role"), m.get("content"), m.get("label")) for m in messages)
     elif raw:
         parts.append(_message_html("raw", raw))
     else:
@@ -193,10 +199,16 @@ def first_records(card: dict[str, Any], data_dir: Path, n: int) -> dict[str, lis
     picked: dict[str, list[dict[str, Any]]] = {g: [] for g in groups}
     if n <= 0 or not Path(data_dir).is_dir():
         return picked
-    for batch in iter_batches(data_dir, ["dataset", "id", "messages", "n_tokens"], batch_size=1024):
+    preference = is_preference(card)
+    columns = ["prompt", "chosen", "rejected"] if preference else ["messages"]
+    for batch in iter_batches(data_dir, ["dataset", "id", *columns, "n_tokens"], batch_size=1024):
         for rec in batch.to_pylist():
             group = picked.setdefault(label_group.get(rec["dataset"], rec["dataset"]), [])
             if len(group) < n:
+                if preference:  # one conversation with both replies, labelled
+                    rec["messages"] = [*(rec["prompt"] or []),
+                                       *({**m, "label": f"{m['role']} · chosen"} for m in rec["chosen"] or []),
+                                       *({**m, "label": f"{m['role']} · rejected"} for m in rec["rejected"] or [])]
                 group.append(rec)
         if all(len(v) >= n for v in picked.values()):
             break

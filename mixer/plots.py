@@ -94,16 +94,26 @@ def iter_batches(data_dir: Path, columns: list[str], batch_size: int = 8192) -> 
         yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns)
 
 
+def is_preference(card: dict[str, Any]) -> bool:
+    """Preference builds publish ``prompt``/``chosen``/``rejected`` instead of ``messages``."""
+    return card.get("recipe", {}).get("kind") == "preference"
+
+
 def read_group_data(card: dict[str, Any], data_dir: Path) -> dict[str, GroupData]:
-    """Token counts and assistant turns per source group, batch by batch so memory stays flat."""
+    """Token counts and assistant turns per source group, batch by batch so memory stays flat.
+
+    For a preference pair the turns are those of the prompt plus the one chosen reply.
+    """
     from mixer.card import assistant_turns
 
     label_group, groups = source_groups(card)
+    preference = is_preference(card)
+    conversation = "prompt" if preference else "messages"
     out = {g: GroupData() for g in groups}
-    for batch in iter_batches(data_dir, ["dataset", "n_tokens", "messages"]):
+    for batch in iter_batches(data_dir, ["dataset", "n_tokens", conversation]):
         labels = batch.column("dataset").to_pylist()
         tokens = batch.column("n_tokens").to_pylist()
-        turns = assistant_turns(batch.column("messages"))
+        turns = [t + preference for t in assistant_turns(batch.column(conversation))]
         for label, tk, tu in zip(labels, tokens, turns, strict=True):
             group = label_group.get(label, label)
             out.setdefault(group, GroupData())
@@ -283,16 +293,26 @@ def plot_drops(card: dict[str, Any], path: Path) -> Path | None:
     return _save(fig, path)
 
 
+#: Cluster-size bins once there are too many distinct sizes for one bar each.
+CLUSTER_BINS = [(2, 2), (3, 3), (4, 4), (5, 5), (6, 10), (11, 20), (21, 50), (51, 100), (101, 1 << 62)]
+
+
 def plot_near_clusters(sizes: dict[int, int], path: Path) -> Path:
     """Bars of near-duplicate clusters per cluster size (log count axis when sizes vary a lot)."""
+    if len(sizes) > 12:
+        bars = {(f"{lo}" if lo == hi else f"{lo}+" if hi > 1 << 40 else f"{lo}-{hi}"):
+                sum(n for k, n in sizes.items() if lo <= k <= hi) for lo, hi in CLUSTER_BINS}
+        bars = {k: v for k, v in bars.items() if v}
+    else:
+        bars = {str(k): v for k, v in sizes.items()}
     fig = _figure(0, min_height=3.2)
     ax = fig.subplots()
-    xs = list(sizes)
-    ax.bar(range(len(xs)), [sizes[x] for x in xs], color=_colors(1)[0])
-    ax.set_xticks(range(len(xs)), labels=[str(x) for x in xs])
-    for i, x in enumerate(xs):
-        ax.text(i, sizes[x], f"{sizes[x]:,}", ha="center", va="bottom", fontsize=8)
-    if max(sizes.values()) > 50 * max(1, min(sizes.values())):
+    labels = list(bars)
+    ax.bar(range(len(labels)), [bars[x] for x in labels], color=_colors(1)[0])
+    ax.set_xticks(range(len(labels)), labels=labels)
+    for i, x in enumerate(labels):
+        ax.text(i, bars[x], f"{bars[x]:,}", ha="center", va="bottom", fontsize=8)
+    if max(bars.values()) > 50 * max(1, min(bars.values())):
         ax.set_yscale("log")
     ax.set_xlabel("records in the cluster (keeper included)")
     ax.set_ylabel("clusters")
