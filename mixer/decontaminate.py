@@ -19,14 +19,24 @@ is **contaminated** by a benchmark when any of these holds:
 4. ``13gram``: the training text shares any ``long_ngram``-gram (default 13) with a benchmark item,
    in the spirit of datatrove's ``NGramsDecontFilter``, which removes a document on a single shared
    n-gram (its default ``n_grams=12``; query n-grams need ``find_query_ngrams=True``; we only have
-   prompts, so prompt n-grams are what we match) and of the GPT-3 / Tulu 2 13-gram convention. Set
+   prompts, so prompt n-grams are what we match) and of GPT-3's 13-gram convention. Set
    ``drop_on_long_ngram: false`` to only report such hits (then ``check`` returns a result with
    ``contaminated=False``).
 
-So every record open-instruct (at the same n and threshold) or datatrove (at ``long_ngram``) would
-flag is flagged here, and each result says which rule fired, the benchmark item (index and text),
-the overlap share, the item coverage, whether it is an exact match and whether a 13-gram is shared,
-plus one shared n-gram as evidence.
+**Boilerplate.** An ``n``-gram found in at least ``boilerplate_items`` (default 5) items of one
+benchmark is that benchmark's instruction template ("The following are multiple choice questions
+(with answers) about ...") and is evidence for none of the rules: it is left out of the share;
+coverage is measured over the item's *informative* tokens (those no boilerplate n-gram covers), in
+numerator and denominator; and a shared 13-gram counts only if at least ``ngram`` of its tokens are
+informative (a template plus the first word of a question is not a hit). Without this, one templated
+benchmark file would remove every training record that uses the same template. Exact copies of an
+item are always caught. ``boilerplate_items: 0`` turns it off (every n-gram counts, as in datatrove
+and open-instruct).
+
+So, boilerplate aside, every record that open-instruct (at the same n and threshold) or datatrove (at
+``long_ngram``) would flag is flagged here, and each result says which rule fired, the benchmark item
+(index and text), the overlap share, the item coverage, whether it is an exact match and whether a
+13-gram is shared, plus one shared n-gram as evidence.
 
 Speed: a batch is first screened with the vectorised n-gram hashes of ``mixer.dedup.shingles``
 (64-bit, binary search in the sorted benchmark hashes); only records with a hash hit are checked
@@ -68,6 +78,9 @@ class DecontaminationConfig:
     key: Literal["prompt", "user", "conversation"] = "prompt"
     long_ngram: int = 13
     drop_on_long_ngram: bool = True
+    #: an n-gram found in at least this many items of one benchmark is that benchmark's boilerplate (a
+    #: shared instruction template) and is not evidence; 0 counts every n-gram, as datatrove does
+    boilerplate_items: int = 5
 
     def __post_init__(self) -> None:
         if self.ngram < 1:
@@ -94,7 +107,7 @@ class DecontaminationConfig:
             benches.append(BenchmarkSpec(str(bget("name")), tuple([files] if isinstance(files, str) else files),
                                          str(bget("field"))))
         values: dict[str, Any] = {"benchmarks": tuple(benches)}
-        for k in ("ngram", "threshold", "key", "long_ngram", "drop_on_long_ngram"):
+        for k in ("ngram", "threshold", "key", "long_ngram", "drop_on_long_ngram", "boilerplate_items"):
             v = get(k, None)
             if v is not None:
                 values[k] = v
@@ -193,12 +206,12 @@ class Decontaminator:
     def __init__(self, config: DecontaminationConfig, benchmarks: Mapping[str, Sequence[str]]) -> None:
         self.config = config
         self.names = list(benchmarks)
-        n, long_n = config.ngram, config.long_ngram
+        n = config.ngram
         self._tokens: list[tuple[str, ...]] = []  # per global item
         self._item: list[tuple[str, int, str]] = []  # (benchmark, index in benchmark, text)
-        # gram -> benchmark -> global items containing it
+        self._exact: dict[tuple[str, ...], list[int]] = defaultdict(list)
+        # gram -> benchmark -> global items containing it (boilerplate grams removed below)
         self._index: dict[tuple[str, ...], dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-        self._long: dict[tuple[str, ...], list[int]] = defaultdict(list)
         texts = []
         for name in self.names:
             for i, text in enumerate(benchmarks[name]):
@@ -208,17 +221,36 @@ class Decontaminator:
                 g = len(self._item)
                 self._item.append((name, i, text))
                 self._tokens.append(tokens)
+                self._exact[tokens].append(g)
                 texts.append(text.lower())
                 for gram in set(_grams(tokens, n)):
                     self._index[gram][name].append(g)
-                if len(tokens) >= long_n:
-                    for gram in set(_grams(tokens, long_n)):
-                        self._long[gram].append(g)
-        # 64-bit hashes of the same grams (a text shorter than n is one "gram" of all its tokens)
+        # Boilerplate: grams in at least ``boilerplate_items`` items of one benchmark (a shared
+        # instruction template) are evidence of nothing; they are dropped from that benchmark's index.
+        self._boiler: dict[str, set[tuple[str, ...]]] = defaultdict(set)
+        self._informative_cache: dict[int, np.ndarray] = {}
+        limit = config.boilerplate_items
+        if limit:
+            for gram, per in list(self._index.items()):
+                for name in [b for b, items in per.items() if len(items) >= limit]:
+                    self._boiler[name].add(gram)
+                    del per[name]
+                if not per:
+                    del self._index[gram]
+        # 64-bit hashes of the informative grams, for screening batches (a text shorter than n is one
+        # "gram" of all its tokens); an item made only of boilerplate keeps all its grams so that an
+        # exact copy of it is still screened in
         if texts:
             tok, off = token_hashes(texts)
-            sh, _ = shingle_hashes(tok, off, n)
-            self._hashes = np.unique(sh)
+            sh, sh_off = shingle_hashes(tok, off, n)
+            keep = np.zeros(len(sh), dtype=bool)
+            for g, tokens in enumerate(self._tokens):
+                lo, hi = int(sh_off[g]), int(sh_off[g + 1])
+                grams = _grams(tokens, n)
+                assert len(grams) == hi - lo
+                informative = [gram in self._index for gram in grams]
+                keep[lo:hi] = informative if any(informative) else True
+            self._hashes = np.unique(sh[keep])
         else:
             self._hashes = np.zeros(0, dtype=np.uint64)
 
@@ -249,25 +281,30 @@ class Decontaminator:
             if hit:
                 for name in hit:
                     per_bench[name].add(gram)
+        exact_items = self._exact.get(tuple(tokens), [])
+        for g in exact_items:
+            per_bench.setdefault(self._item[g][0], set())  # an exact copy counts even if all boilerplate
         if not per_bench:
             return None
         long_grams = set(_grams(tokens, cfg.long_ngram)) if len(tokens) >= cfg.long_ngram else set()
         results: list[tuple[tuple, Contamination]] = []
         for order, name in enumerate(self.names):
-            shared = per_bench.get(name)
-            if not shared:
+            if name not in per_bench:
                 continue
+            shared = per_bench[name]
             overlap = len(shared) / len(grams)
             counts: Counter[int] = Counter()
             for gram in shared:
                 counts.update(self._index[gram][name])
+            for g in exact_items:
+                if self._item[g][0] == name:
+                    counts[g] += 0
             best: tuple | None = None
             for g in sorted(counts):
                 item_tokens = self._tokens[g]
                 exact = item_tokens == tuple(tokens)
-                coverage = 1.0 if exact else self._coverage(item_tokens, grams)
-                has_long = bool(long_grams) and len(item_tokens) >= cfg.long_ngram and any(
-                    g in self._long.get(lg, ()) for lg in long_grams)
+                coverage = 1.0 if exact else self._coverage(g, grams)
+                has_long = bool(long_grams) and self._long_hit(g, long_grams)
                 key = (exact, coverage, has_long, counts[g], -g)
                 if best is None or key > best[0]:
                     best = (key, g, exact, coverage, has_long)
@@ -283,7 +320,7 @@ class Decontaminator:
                 rule = "13gram"
             else:
                 rule = ""
-            evidence = " ".join(min(shared))
+            evidence = " ".join(min(shared)) if shared else " ".join(self._tokens[g][:cfg.ngram])
             bench, index, item_text = self._item[g]
             c = Contamination(bench, index, item_text[:300], round(overlap, 4), round(coverage, 4), exact,
                               has_long, rule, evidence, contaminated=bool(rule))
@@ -300,15 +337,42 @@ class Decontaminator:
             return None
         return top
 
-    def _coverage(self, item_tokens: tuple[str, ...], train_grams: set[tuple[str, ...]]) -> float:
-        n = self.config.ngram
-        if len(item_tokens) < n:
+    def _informative(self, g: int) -> np.ndarray:
+        """Mask of item ``g``'s tokens that no boilerplate n-gram of its benchmark covers."""
+        mask = self._informative_cache.get(g)
+        if mask is None:
+            tokens, n = self._tokens[g], self.config.ngram
+            boiler = self._boiler.get(self._item[g][0], set())
+            mask = np.ones(len(tokens), dtype=bool)
+            if boiler:
+                for i in range(len(tokens) - n + 1):
+                    if tokens[i:i + n] in boiler:
+                        mask[i:i + n] = False
+            self._informative_cache[g] = mask
+        return mask
+
+    def _coverage(self, g: int, train_grams: set[tuple[str, ...]]) -> float:
+        """Share of item ``g``'s informative tokens covered by n-grams that the record also has."""
+        tokens, n = self._tokens[g], self.config.ngram
+        if len(tokens) < n:
             return 0.0  # short items only match exactly
-        covered = np.zeros(len(item_tokens), dtype=bool)
-        for i in range(len(item_tokens) - n + 1):
-            if item_tokens[i:i + n] in train_grams:
+        covered = np.zeros(len(tokens), dtype=bool)
+        for i in range(len(tokens) - n + 1):
+            if tokens[i:i + n] in train_grams:
                 covered[i:i + n] = True
-        return float(covered.mean())
+        informative = self._informative(g)
+        total = int(informative.sum())
+        return float((covered & informative).sum()) / total if total else 0.0
+
+    def _long_hit(self, g: int, train_long: set[tuple[str, ...]]) -> bool:
+        """Whether the record shares a ``long_ngram``-gram with item ``g`` holding >= ``ngram`` informative
+        tokens (so a template plus one common word is not a hit)."""
+        tokens, long_n = self._tokens[g], self.config.long_ngram
+        informative = self._informative(g)
+        for i in range(len(tokens) - long_n + 1):
+            if tokens[i:i + long_n] in train_long and informative[i:i + long_n].sum() >= self.config.ngram:
+                return True
+        return False
 
     def screen(self, texts: Sequence[str]) -> np.ndarray:
         """Bool mask of texts sharing at least one n-gram hash with a benchmark (a superset of matches)."""

@@ -18,7 +18,7 @@ import random
 import resource
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -557,15 +557,17 @@ def _sample_then_filter(state: BuildState, selector: Selector) -> None:
                 state.stats[s.name].selected = state.selected[s.name].num_rows
 
 
-#: Hooks for the cross-source stages that run after exact dedup and before sampling (near-dedup,
-#: decontamination). Each takes the build state and may remove candidates, recording drops.
-POST_DEDUP_STAGES: list[tuple[str, Callable[[BuildState], None]]] = []
-
-
 def run_post_dedup_stages(state: BuildState) -> None:
-    for name, stage in POST_DEDUP_STAGES:
-        with state.timed(name):
-            stage(state)
+    """The stages that look across sources after exact dedup, before sampling (see cross_source)."""
+    from mixer import cross_source
+
+    recipe = state.recipe
+    if recipe.dedup.near is not None and recipe.dedup.near.enabled:
+        with state.timed("near dedup"):
+            cross_source.near_dedup(state)
+    if recipe.decontaminate is not None:
+        with state.timed("decontaminate"):
+            cross_source.decontaminate(state)
 
 
 def shuffled_output(state: BuildState) -> pa.Table:

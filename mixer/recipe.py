@@ -59,15 +59,21 @@ class Normalise:
 
 @dataclass(frozen=True)
 class NearDedup:
+    """MinHash LSH near-duplicate removal (see mixer.dedup.near for the rule)."""
+
     enabled: bool = True
-    key: Literal["conversation", "prompt", "assistant"] = "conversation"
+    key: Literal["conversation", "prompt", "assistant", "user"] = "conversation"
     ngram: int = 5
     num_perm: int = 128
     threshold: float = 0.8
+    #: LSH banding; derived from threshold when absent
     bands: int | None = None
     rows: int | None = None
     seed: int = 42
+    #: existing corpora (Parquet/JSONL of canonical records) to dedup against; never modified
     against: tuple[str, ...] = ()
+    #: (false positive, false negative) weights used to derive bands/rows, as datasketch's MinHashLSH
+    lsh_weights: tuple[float, ...] = (0.05, 0.95)
 
 
 @dataclass(frozen=True)
@@ -86,10 +92,17 @@ class Benchmark:
 
 @dataclass(frozen=True)
 class Decontaminate:
+    """Drop records overlapping evaluation prompts (see mixer.decontaminate for the rule)."""
+
     benchmarks: tuple[Benchmark, ...]
     ngram: int = 8
     threshold: float = 0.5
-    key: Literal["prompt", "conversation"] = "prompt"
+    key: Literal["prompt", "user", "conversation"] = "prompt"
+    #: any shared n-gram this long also counts (datatrove-style 13-gram rule)
+    long_ngram: int = 13
+    drop_on_long_ngram: bool = True
+    #: n-grams in at least this many items of one benchmark are its template, not evidence (0: off)
+    boilerplate_items: int = 5
 
 
 @dataclass(frozen=True)
@@ -178,7 +191,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return value
         raise RecipeError(f"{where}: {value!r} is not valid; expected one of {_type_name(tp)}")
     if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(tp):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        others = [a for a in args if a is not type(None)]
+        if len(others) == 1:  # Optional[X]: X's own error is the helpful one
+            return _coerce(value, others[0], where)
+        for arg in args:
             try:
                 return _coerce(value, arg, where)
             except RecipeError:
@@ -305,6 +324,7 @@ def parse_recipe(data: Any, *, path: str = "", text: str = "") -> Recipe:
             raise RecipeError(f"sources[{i}] ({s.name}).adapter: {s.adapter!r} yields {adapter_kind} records but "
                               f"the recipe's kind is {recipe.kind!r}; set kind: {adapter_kind} or use a "
                               f"{recipe.kind} adapter")
+    _check_cross_source(recipe)
     digest = hashlib.sha256(text.encode()).hexdigest() if text else ""
     return dataclasses.replace(recipe, sources=sources, path=path, sha256=digest)
 
@@ -359,3 +379,19 @@ def source_license(source: Source) -> str | None:
 def license_key(name: str) -> str:
     """'CC BY-NC 4.0' and 'cc-by-nc-4.0' name the same licence."""
     return "-".join(name.lower().replace("_", " ").replace("-", " ").split())
+
+
+def _check_cross_source(recipe: Recipe) -> None:
+    """Validate near-dedup and decontamination settings at parse time, not halfway through a build."""
+    near = recipe.dedup.near
+    if near is not None and near.enabled:
+        from mixer.dedup.near import NearDedupConfig
+
+        NearDedupConfig.from_options({f.name: getattr(near, f.name) for f in dataclasses.fields(near)
+                                      if f.name != "enabled"})
+    if recipe.decontaminate is not None:
+        from mixer.decontaminate import DecontaminationConfig
+
+        if not recipe.decontaminate.benchmarks:
+            raise RecipeError("decontaminate.benchmarks: list at least one benchmark {name, files, field}")
+        DecontaminationConfig.from_options(recipe.decontaminate)

@@ -1,0 +1,119 @@
+"""Stages that look across all sources' candidates after exact dedup and before sampling, so that
+``take`` counts hold in the output: near-duplicate removal and benchmark decontamination.
+
+Each stage removes rows from ``state.candidates``, records one ``Dropped`` per removed record (with
+its evidence in ``extra``) and adds its section to the card.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+
+from mixer.pipeline import BuildState
+from mixer.records import Dropped
+
+
+def _remove(state: BuildState, source: str, rows: dict[int, Dropped]) -> None:
+    """Drop ``rows`` (row index -> its Dropped) from a source's candidates, in row order."""
+    if not rows:
+        return
+    table = state.candidates[source]
+    picked = table.select(["dataset", "id", "messages"]).take(pa.array(sorted(rows), pa.int64())).to_pylist()
+    for row_index, row in zip(sorted(rows), picked, strict=True):
+        d = rows[row_index]
+        d.dataset, d.id, d.messages = row["dataset"], row["id"], row["messages"]
+        state.drop(source, d)
+    keep = [True] * table.num_rows
+    for i in rows:
+        keep[i] = False
+    state.candidates[source] = table.filter(pa.array(keep))
+
+
+def _each_source(state: BuildState, fn: Callable[[int, str, list[list[dict[str, str]]], list[str]], None]) -> None:
+    """Call ``fn(rank, source, messages, ids)`` per source in recipe order, one source in memory at a time."""
+    for rank, s in enumerate(state.recipe.sources):
+        table = state.candidates.get(s.name)
+        if table is None or table.num_rows == 0:
+            continue
+        fn(rank, s.name, table.column("messages").to_pylist(), table.column("id").to_pylist())
+
+
+def near_dedup(state: BuildState) -> None:
+    """MinHash LSH near-duplicates across sources; the copy from the source listed first is kept."""
+    from mixer.dedup.near import (
+        NearDedupConfig,
+        NearItem,
+        assistant_chars,
+        find_near_duplicates,
+        key_text,
+        load_against,
+        summarise_near,
+    )
+
+    near = state.recipe.dedup.near
+    assert near is not None
+    options = {f.name: getattr(near, f.name) for f in dataclasses.fields(near) if f.name != "enabled"}
+    config = NearDedupConfig.from_options({**options, "workers": state.workers})
+    items: list[NearItem] = []
+    where: list[tuple[str, int]] = []
+
+    def collect(rank: int, source: str, messages: list[list[dict[str, str]]], ids: list[str]) -> None:
+        for i, (m, record_id) in enumerate(zip(messages, ids, strict=True)):
+            items.append(NearItem(key_text(m, config.key), rank, assistant_chars(m), record_id, source))
+            where.append((source, i))
+
+    _each_source(state, collect)
+    against = load_against(config.against, config.key) if config.against else []
+    found = find_near_duplicates(items, config, against)
+    per_source: dict[str, dict[int, Dropped]] = {}
+    for d in found:
+        source, row = where[d.index]
+        per_source.setdefault(source, {})[row] = Dropped(
+            reason="near_duplicate", stage="dedup", kept_id=d.kept_id,
+            detail=f"estimated Jaccard {d.jaccard:.3f} with {d.kept_source}/{d.kept_id}",
+            extra={"cluster_id": d.cluster_id, "jaccard": d.jaccard, "kept_source": d.kept_source,
+                   "cluster_size": d.cluster_size, "link_jaccard": d.link_jaccard})
+    for source, rows in per_source.items():
+        _remove(state, source, rows)
+    summary = summarise_near(found, items)
+    summary["config"] = {"key": config.key, "ngram": config.ngram, "num_perm": config.num_perm,
+                         "threshold": config.threshold, "bands_rows": list(config.lsh_params()),
+                         "against": list(config.against), "against_records": len(against)}
+    state.extra_card["near_dedup"] = summary
+
+
+def decontaminate(state: BuildState) -> None:
+    """Drop records whose prompt overlaps an evaluation benchmark's prompts."""
+    from mixer.decontaminate import DecontaminationConfig, Decontaminator, load_benchmarks, summarise_contamination
+
+    recipe = state.recipe
+    assert recipe.decontaminate is not None
+    config = DecontaminationConfig.from_options(recipe.decontaminate)
+    benchmarks = load_benchmarks(config, base_dir=recipe.raw_dir)
+    checker = Decontaminator(config, benchmarks)
+    found: list[tuple[str, str, Any]] = []
+
+    def check(rank: int, source: str, messages: list[list[dict[str, str]]], ids: list[str]) -> None:
+        results = checker.check_many([checker.text_of(m) for m in messages])
+        rows: dict[int, Dropped] = {}
+        for i, c in enumerate(results):
+            if c is None:
+                continue
+            found.append((source, ids[i], c))
+            if not c.contaminated:
+                continue
+            rows[i] = Dropped(
+                reason=c.reason, stage="decontaminate",
+                detail=f"{c.rule}: overlap {c.overlap:.2f}, coverage {c.coverage:.2f} with {c.benchmark} item "
+                       f"{c.item_index}: {c.item_text[:200]}",
+                extra={k: v for k, v in dataclasses.asdict(c).items() if k != "contaminated"})
+        _remove(state, source, rows)
+
+    _each_source(state, check)
+    summary = summarise_contamination(found, list(benchmarks))
+    summary["benchmarks"] = {name: len(prompts) for name, prompts in benchmarks.items()}
+    state.extra_card["contamination"] = summary

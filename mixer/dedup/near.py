@@ -1,0 +1,497 @@
+"""Near-duplicate detection across sources: MinHash + LSH over word n-gram shingles (recipe ``dedup.near``).
+
+The pipeline calls three pure functions:
+
+* ``key_text(messages, key)`` -> the text a record is compared on (``conversation``, ``prompt`` = the
+  first user turn, ``assistant`` = all assistant turns; ``user`` = all user turns is also accepted).
+* ``find_near_duplicates(items, config, against_texts)`` -> one ``NearDuplicate`` per record to drop.
+* ``summarise_near(dropped, items)`` -> the card's section (JSON-serialisable).
+
+How it decides, step by step:
+
+1. **Signatures.** Each text is split into words (``mixer.dedup.shingles.tokenize``: lowercase,
+   punctuation-insensitive, CJK one token per character), the words into overlapping ``ngram``-word
+   shingles (a text shorter than ``ngram`` words is one shingle), and the shingles into a
+   ``num_perm``-value MinHash. The hashing is vectorised numpy over whole batches and spread over a
+   process pool (spawn) for large inputs; the signatures equal datasketch's ``MinHash(num_perm, seed,
+   scheme="affine32", hashfunc=shingle_hash32)`` bit for bit, whatever the worker count.
+2. **Candidates (LSH).** ``bands`` x ``rows`` banding exactly as ``datasketch.MinHashLSH`` does it
+   (band ``i`` is hash values ``[i*rows, (i+1)*rows)``; two records are candidates when any band is
+   identical). When absent, bands/rows come from datasketch's own ``_optimal_param(threshold,
+   num_perm, *lsh_weights)`` with recall-leaning weights (see ``optimal_bands_rows``). The banding itself is numpy
+   (sort band keys, pair equal runs) because datasketch's per-record ``insert`` loop costs more than
+   all the hashing; ``lsh_candidate_pairs_datasketch`` is the reference the tests compare against.
+3. **Confirmation.** A candidate pair merges only when the MinHash Jaccard estimate (share of equal
+   hash values, as ``MinHash.jaccard``) reaches ``threshold``.
+4. **Clusters.** Connected components of confirmed pairs (union-find). One record per cluster is
+   kept: the one from the source listed first in the recipe (lowest ``source_rank``), then the longest
+   assistant text, then the smallest id (then source name and input position, so the rule is total).
+   A record of the ``against`` corpus outranks every new record, so a cluster that touches it loses
+   all its new records and the existing corpus is never changed.
+
+Each dropped record reports its cluster id (``near-`` + a hash of the keeper's source and id, so it
+is stable across runs), the keeper, and the estimated Jaccard *with the keeper*. Because clusters are
+connected components, a record can join a cluster through a neighbour and have an estimate with the
+keeper below the threshold; ``link_jaccard`` gives the confirmed estimate of the pair that brought it
+in. Texts with no word tokens have no shingles and never match anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+
+from mixer.dedup.shingles import EMPTY_HASH, permutations, signature_task, signatures_of
+from mixer.errors import InputError, RecipeError
+from mixer.records import Message
+
+KEYS = ("conversation", "prompt", "assistant", "user")
+
+#: Below this much text (characters) a process pool costs more than it saves.
+POOL_MIN_CHARS = 8_000_000
+#: Records per pool task: big enough to amortise pickling, small enough to balance two cores.
+POOL_CHUNK_RECORDS = 4000
+#: A band bucket with more members than this is not compared all-pairs: each member is compared with
+#: its ``MAX_BUCKET_PAIRS`` neighbours in input order (enough to connect a cluster; a bucket this large
+#: after exact dedup is a template family, not a set of unrelated texts).
+MAX_BUCKET_PAIRS = 64
+
+
+@dataclass(frozen=True)
+class NearDedupConfig:
+    """Recipe ``dedup.near``. ``workers=None`` uses every core this process may run on."""
+
+    key: Literal["conversation", "prompt", "assistant", "user"] = "conversation"
+    ngram: int = 5
+    num_perm: int = 128
+    threshold: float = 0.8
+    bands: int | None = None
+    rows: int | None = None
+    seed: int = 42
+    workers: int | None = None
+    against: tuple[str, ...] = ()
+    #: (false positive, false negative) weights for deriving bands/rows, as ``MinHashLSH(weights=...)``
+    lsh_weights: tuple[float, float] = (0.05, 0.95)
+
+    def __post_init__(self) -> None:
+        if self.key not in KEYS:
+            raise RecipeError(f"dedup.near.key: expected one of {list(KEYS)}, got {self.key!r}")
+        if self.ngram < 1:
+            raise RecipeError(f"dedup.near.ngram: must be >= 1, got {self.ngram}")
+        if self.num_perm < 2:
+            raise RecipeError(f"dedup.near.num_perm: must be >= 2, got {self.num_perm}")
+        if not 0.0 < self.threshold <= 1.0:
+            raise RecipeError(f"dedup.near.threshold: must be in (0, 1], got {self.threshold}")
+        if (self.bands is None) != (self.rows is None):
+            raise RecipeError("dedup.near: give both bands and rows, or neither (then they follow threshold)")
+        if self.bands is not None and self.rows is not None:
+            if self.bands < 1 or self.rows < 1 or self.bands * self.rows > self.num_perm:
+                raise RecipeError(
+                    f"dedup.near: bands x rows ({self.bands} x {self.rows}) must be >= 1 and at most "
+                    f"num_perm ({self.num_perm})")
+        if self.workers is not None and self.workers < 1:
+            raise RecipeError(f"dedup.near.workers: must be >= 1, got {self.workers}")
+        if len(self.lsh_weights) != 2 or min(self.lsh_weights) < 0 or abs(sum(self.lsh_weights) - 1) > 1e-9:
+            raise RecipeError(f"dedup.near.lsh_weights: two non-negative numbers adding up to 1, got "
+                              f"{self.lsh_weights}")
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any] | Any) -> NearDedupConfig:
+        """Build from a mapping or any object with the same attribute names (e.g. the recipe's)."""
+        names = {f.name for f in fields(cls)}
+        if isinstance(options, Mapping):
+            unknown = sorted(set(options) - names - {"enabled"})
+            if unknown:
+                raise RecipeError(f"dedup.near: unknown option(s) {unknown}; known: {sorted(names)}")
+            values = {k: v for k, v in options.items() if k in names}
+        else:
+            values = {k: getattr(options, k) for k in names if hasattr(options, k)}
+        for name in ("against", "lsh_weights"):
+            if name in values:
+                values[name] = tuple(values[name] or ())
+        return cls(**values)
+
+    def lsh_params(self) -> tuple[int, int]:
+        """(bands, rows): the recipe's, or datasketch's optimum for ``threshold`` and ``num_perm``."""
+        if self.bands is not None and self.rows is not None:
+            return self.bands, self.rows
+        return optimal_bands_rows(self.threshold, self.num_perm, *self.lsh_weights)
+
+    def n_workers(self) -> int:
+        if self.workers is not None:
+            return self.workers
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # pragma: no cover - not Linux
+            return max(1, os.cpu_count() or 1)
+
+
+@lru_cache(maxsize=32)
+def optimal_bands_rows(
+    threshold: float, num_perm: int, fp_weight: float = 0.05, fn_weight: float = 0.95
+) -> tuple[int, int]:
+    """datasketch's own choice, as ``MinHashLSH(threshold, num_perm, weights=(fp_weight, fn_weight))``.
+
+    Why not datasketch's default weights (0.5, 0.5): at threshold 0.8 and 128 permutations they give
+    9 bands x 13 rows, which makes a pair with Jaccard 0.8 a candidate only 40% of the time (0.85:
+    69%). Here every candidate is confirmed by its Jaccard estimate anyway, so an LSH false positive
+    costs one vectorised comparison while a false negative loses a duplicate: (0.05, 0.95) gives
+    16 x 8 (0.8: 95%, 0.85: 99.4%; Jaccard 0.5: 6%), close to datatrove's 14 x 8.
+    """
+    from datasketch.lsh import _optimal_param
+
+    b, r = _optimal_param(threshold, num_perm, fp_weight, fn_weight)
+    return int(b), int(r)
+
+
+class NearItem(NamedTuple):
+    """One record of the new build, as near-dedup sees it."""
+
+    text: str  #: ``key_text(messages, key)``
+    source_rank: int  #: position of the record's source in the recipe (0 = listed first)
+    assistant_chars: int  #: total characters of its assistant turns (longer wins a tie)
+    id: str
+    source: str
+
+
+@dataclass(frozen=True)
+class NearDuplicate:
+    """A record to drop: ``index`` into the items, and who it lost to."""
+
+    index: int
+    cluster_id: str
+    kept_index: int | None  #: None when the keeper is a record of the ``against`` corpus
+    kept_id: str
+    kept_source: str  #: the keeper's source, or ``against:<file name>``
+    jaccard: float  #: MinHash estimate of the Jaccard similarity with the keeper
+    cluster_size: int = 2  #: records in the cluster, keeper included (against records included)
+    link_jaccard: float = 1.0  #: highest confirmed estimate among the pairs that put it in the cluster
+
+
+def key_text(messages: Sequence[Message], key: str) -> str:
+    """The text a record is compared on, Unicode-lowercased (tokenising removes punctuation).
+
+    ``conversation`` joins every turn's content (roles are left out: they are the same in every
+    record and would only inflate similarity); ``prompt`` is the first user turn (a record without one
+    has empty text and never matches); ``assistant`` joins the assistant turns; ``user`` the user turns.
+    """
+    if key == "conversation":
+        parts = [m["content"] for m in messages]
+    elif key == "prompt":
+        parts = next(([m["content"]] for m in messages if m["role"] == "user"), [])
+    elif key == "assistant":
+        parts = [m["content"] for m in messages if m["role"] == "assistant"]
+    elif key == "user":
+        parts = [m["content"] for m in messages if m["role"] == "user"]
+    else:
+        raise RecipeError(f"near-dedup key: expected one of {list(KEYS)}, got {key!r}")
+    return "\n".join(parts).lower()
+
+
+def assistant_chars(messages: Sequence[Message]) -> int:
+    return sum(len(m["content"]) for m in messages if m["role"] == "assistant")
+
+
+# -- signatures ----------------------------------------------------------------------------------
+
+def signatures(
+    texts: Sequence[str], ngram: int = 5, num_perm: int = 128, seed: int = 42, workers: int = 1,
+    pool_min_chars: int = POOL_MIN_CHARS,
+) -> np.ndarray:
+    """(len(texts), num_perm) uint32 MinHash signatures, in input order.
+
+    Identical for any ``workers``: every text is hashed on its own, chunks only decide which process
+    does it. Large inputs go to a spawn-context process pool (spawn: no fork of a big parent); the
+    task lives in ``mixer.dedup.shingles``, which imports only numpy, so workers start light.
+    """
+    total = sum(len(t) for t in texts)
+    if workers <= 1 or total < pool_min_chars or len(texts) < 2:
+        return signatures_of(texts, ngram, num_perm, seed)
+    chunk = max(1, min(POOL_CHUNK_RECORDS, -(-len(texts) // (workers * 4))))
+    perms = permutations(num_perm, seed)
+    tasks = [(list(texts[i:i + chunk]), ngram, num_perm, seed, perms) for i in range(0, len(texts), chunk)]
+    ctx = get_context("spawn")
+    with ctx.Pool(processes=workers) as pool:
+        parts = pool.map(signature_task, tasks, chunksize=1)
+    return np.concatenate(parts, axis=0) if parts else np.empty((0, num_perm), dtype=np.uint32)
+
+
+def to_minhash(signature: np.ndarray, seed: int = 42) -> Any:
+    """A datasketch ``LeanMinHash`` holding a signature (for ``MinHashLSH`` or ``jaccard``)."""
+    from datasketch import LeanMinHash
+
+    return LeanMinHash(seed=seed, hashvalues=signature, scheme="affine32")
+
+
+# -- LSH -------------------------------------------------------------------------------------------
+
+def _band_keys(band: np.ndarray) -> np.ndarray:
+    """A 64-bit key per row of a (n, rows) uint32 block; equal bands give equal keys."""
+    key = np.zeros(len(band), dtype=np.uint64)
+    for j in range(band.shape[1]):
+        key = key * np.uint64(0x9E3779B97F4A7C15) + band[:, j].astype(np.uint64)
+        key ^= key >> np.uint64(29)
+    return key
+
+
+def lsh_candidate_pairs(sig: np.ndarray, bands: int, rows: int, active: np.ndarray | None = None) -> np.ndarray:
+    """Pairs (i, j), i < j, of rows of ``sig`` sharing at least one identical band; sorted, unique.
+
+    Same candidates as querying ``datasketch.MinHashLSH(num_perm, params=(bands, rows))`` with every
+    signature (a 64-bit key collision can only add a candidate, which confirmation then rejects),
+    except that buckets over ``MAX_BUCKET_PAIRS + 1`` members pair each member with its
+    ``MAX_BUCKET_PAIRS`` neighbours only.
+    """
+    idx = np.arange(len(sig)) if active is None else np.flatnonzero(active)
+    if len(idx) < 2:
+        return np.zeros((0, 2), dtype=np.int64)
+    chunks: list[np.ndarray] = []
+    for band in range(bands):
+        keys = _band_keys(sig[idx, band * rows:(band + 1) * rows])
+        order = np.argsort(keys, kind="stable")
+        ks = keys[order]
+        same_next = ks[1:] == ks[:-1]
+        if not same_next.any():
+            continue
+        # keep only members of multi-member runs, in sorted order (runs stay contiguous)
+        member = np.zeros(len(ks), dtype=bool)
+        member[1:] |= same_next
+        member[:-1] |= same_next
+        sel = np.flatnonzero(member)
+        mks = ks[sel]
+        mids = idx[order[sel]]
+        run_start = np.ones(len(sel), dtype=bool)
+        run_start[1:] = mks[1:] != mks[:-1]
+        run_id = np.cumsum(run_start)
+        for d in range(1, MAX_BUCKET_PAIRS + 1):
+            if d >= len(sel):
+                break
+            ok = run_id[d:] == run_id[:-d]
+            if not ok.any():
+                break  # runs are contiguous: no run is longer than d
+            a, b = mids[:-d][ok], mids[d:][ok]
+            chunks.append(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1))
+    if not chunks:
+        return np.zeros((0, 2), dtype=np.int64)
+    pairs = np.concatenate(chunks).astype(np.int64)
+    code = np.unique(pairs[:, 0] * len(sig) + pairs[:, 1])
+    return np.stack([code // len(sig), code % len(sig)], axis=1)
+
+
+def lsh_candidate_pairs_datasketch(sig: np.ndarray, bands: int, rows: int, seed: int = 42) -> set[tuple[int, int]]:
+    """Reference: the candidates datasketch's ``MinHashLSH`` returns (slow; for tests and audits)."""
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(num_perm=sig.shape[1], params=(bands, rows))
+    hashes = [to_minhash(s, seed) for s in sig]
+    for i, m in enumerate(hashes):
+        lsh.insert(i, m)
+    out: set[tuple[int, int]] = set()
+    for i, m in enumerate(hashes):
+        for j in lsh.query(m):
+            if j != i:
+                out.add((min(i, j), max(i, j)))
+    return out
+
+
+def estimated_jaccard(sig: np.ndarray, pairs: np.ndarray, chunk: int = 200_000) -> np.ndarray:
+    """``MinHash.jaccard`` (share of equal hash values) for each pair, vectorised."""
+    out = np.empty(len(pairs), dtype=np.float64)
+    for s in range(0, len(pairs), chunk):
+        p = pairs[s:s + chunk]
+        out[s:s + chunk] = (sig[p[:, 0]] == sig[p[:, 1]]).sum(axis=1) / sig.shape[1]
+    return out
+
+
+# -- clustering ------------------------------------------------------------------------------------
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+
+    def find(self, x: int) -> int:
+        parent = self.parent
+        root = x
+        while parent.get(root, root) != root:
+            root = parent[root]
+        while parent.get(x, x) != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            if ra < rb:
+                ra, rb = rb, ra
+            self.parent[ra] = rb
+
+
+def cluster_id_for(source: str, record_id: str) -> str:
+    """Stable cluster id: a hash of the keeper's source and id."""
+    return "near-" + hashlib.sha1(f"{source}\x1f{record_id}".encode()).hexdigest()[:16]
+
+
+def _normalise_against(against_texts: Sequence[Sequence[str]]) -> list[tuple[str, str, str]]:
+    out = []
+    for entry in against_texts:
+        if len(entry) == 2:
+            rid, text = entry  # type: ignore[misc]
+            origin = "against"
+        else:
+            rid, text, origin = entry[0], entry[1], entry[2]
+        out.append((str(rid), text, str(origin)))
+    return out
+
+
+def find_near_duplicates(
+    items: Sequence[NearItem], config: NearDedupConfig,
+    against_texts: Sequence[tuple[str, str]] | Sequence[tuple[str, str, str]] = (),
+    signatures_cache: np.ndarray | None = None,
+) -> list[NearDuplicate]:
+    """The records to drop, sorted by index (see the module docstring for the rule).
+
+    ``against_texts``: records of an existing corpus as ``(id, text)`` or ``(id, text, origin)``
+    (origin: its file name; see ``load_against``), ``text`` from ``key_text`` with the same key. They
+    can only ever be keepers. ``signatures_cache``: precomputed signatures of items then against
+    records (the benchmark passes them to time the stages separately).
+    """
+    against = _normalise_against(against_texts)
+    n_new = len(items)
+    texts = [it.text for it in items] + [a[1] for a in against]
+    if not texts:
+        return []
+    bands, rows = config.lsh_params()
+    if signatures_cache is not None:
+        sig = signatures_cache
+    else:
+        sig = signatures(texts, config.ngram, config.num_perm, config.seed, config.n_workers())
+    active = ~np.all(sig == EMPTY_HASH, axis=1)
+    pairs = lsh_candidate_pairs(sig, bands, rows, active)
+    if len(pairs) and against:
+        pairs = pairs[pairs[:, 0] < n_new]  # two against records never need comparing
+    if len(pairs) == 0:
+        return []
+    jac = estimated_jaccard(sig, pairs)
+    keep = jac >= config.threshold
+    pairs, jac = pairs[keep], jac[keep]
+    if len(pairs) == 0:
+        return []
+
+    uf = _UnionFind()
+    link: dict[int, float] = defaultdict(float)
+    for (a, b), j in zip(pairs.tolist(), jac.tolist(), strict=True):
+        uf.union(a, b)
+        if j > link[a]:
+            link[a] = j
+        if j > link[b]:
+            link[b] = j
+    clusters: dict[int, list[int]] = defaultdict(list)
+    for node in link:
+        clusters[uf.find(node)].append(node)
+
+    def rank(i: int) -> tuple[int, int, str, str, int]:
+        if i >= n_new:
+            rid, _, origin = against[i - n_new]
+            return (-1, 0, rid, origin, i)
+        it = items[i]
+        return (it.source_rank, -it.assistant_chars, it.id, it.source, i)
+
+    out: list[NearDuplicate] = []
+    for members in clusters.values():
+        keeper = min(members, key=rank)
+        if keeper >= n_new:
+            kept_index, kept_id = None, against[keeper - n_new][0]
+            kept_source = f"against:{against[keeper - n_new][2]}"
+        else:
+            kept_index, kept_id, kept_source = keeper, items[keeper].id, items[keeper].source
+        cid = cluster_id_for(kept_source, kept_id)
+        losers = [m for m in members if m != keeper and m < n_new]
+        if not losers:
+            continue
+        with_keeper = estimated_jaccard(sig, np.array([[m, keeper] for m in losers], dtype=np.int64))
+        for m, j in zip(losers, with_keeper.tolist(), strict=True):
+            out.append(NearDuplicate(
+                index=m, cluster_id=cid, kept_index=kept_index, kept_id=kept_id, kept_source=kept_source,
+                jaccard=round(float(j), 6), cluster_size=len(members), link_jaccard=round(link[m], 6)))
+    out.sort(key=lambda d: d.index)
+    return out
+
+
+def load_against(
+    paths: Iterable[str | Path], key: str, base_dir: str | Path | None = None
+) -> list[tuple[str, str, str]]:
+    """``(id, key_text, file name)`` for every record of existing corpora (Parquet/JSONL of canonical records).
+
+    Only read, never written: the ``against`` corpus is a reference, not part of the build.
+    """
+    from mixer.io import ParseFailure, read_raw
+
+    out: list[tuple[str, str, str]] = []
+    for p in paths:
+        path = Path(p)
+        if base_dir is not None and not path.is_absolute():
+            path = Path(base_dir) / path
+        columns = ["id", "messages"] if path.suffix == ".parquet" else None
+        for item in read_raw(path, columns):
+            value = item.value
+            if isinstance(value, ParseFailure):
+                raise InputError(item.location, value.problem)
+            if not isinstance(value, dict) or not isinstance(value.get("messages"), list):
+                raise InputError(item.location, "dedup.near.against: expected a canonical record with 'messages'")
+            messages = [m for m in value["messages"] if isinstance(m, dict) and isinstance(m.get("content"), str)]
+            out.append((str(value.get("id", item.location.record)), key_text(messages, key), path.name))
+    return out
+
+
+# -- card --------------------------------------------------------------------------------------------
+
+def _snippet(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def summarise_near(dropped: Sequence[NearDuplicate], items: Sequence[NearItem], examples: int = 3) -> dict[str, Any]:
+    """The card's near-dedup section; ``removed_total`` equals ``len(dropped)``.
+
+    ``removed_by_pair``: records removed per (source of the dropped record, source of the keeper).
+    ``cluster_size_histogram``: cluster size (keeper included) -> number of clusters.
+    ``examples``: the ``examples`` largest clusters (ties by cluster id) with ids and text snippets.
+    """
+    by_pair: Counter[tuple[str, str]] = Counter()
+    clusters: dict[str, list[NearDuplicate]] = defaultdict(list)
+    for d in dropped:
+        by_pair[(items[d.index].source, d.kept_source)] += 1
+        clusters[d.cluster_id].append(d)
+    sizes = Counter(ds[0].cluster_size for ds in clusters.values())
+    ranked = sorted(clusters.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:examples]
+    example_list = []
+    for cid, ds in ranked:
+        first = ds[0]
+        kept_text = items[first.kept_index].text if first.kept_index is not None else None
+        example_list.append({
+            "cluster_id": cid,
+            "size": first.cluster_size,
+            "kept": {"id": first.kept_id, "source": first.kept_source,
+                     "text": _snippet(kept_text) if kept_text is not None else None},
+            "dropped": [{"id": items[d.index].id, "source": items[d.index].source, "jaccard": d.jaccard,
+                         "text": _snippet(items[d.index].text)} for d in sorted(ds, key=lambda d: d.index)[:5]],
+        })
+    return {
+        "removed_total": len(dropped),
+        "clusters": len(clusters),
+        "removed_by_pair": [
+            {"dropped_source": a, "kept_source": b, "removed": n}
+            for (a, b), n in sorted(by_pair.items(), key=lambda kv: (-kv[1], kv[0]))
+        ],
+        "cluster_size_histogram": {str(k): sizes[k] for k in sorted(sizes)},
+        "examples": example_list,
+    }
