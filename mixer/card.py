@@ -46,7 +46,7 @@ def assistant_turns(messages: pa.ChunkedArray | pa.Array) -> list[int]:
 
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "mixer": __version__}
-    for pkg in ("pyarrow", "polars", "tiktoken", "tokenizers", "datasketch", "orjson"):
+    for pkg in ("pyarrow", "polars", "numpy", "tiktoken", "tokenizers", "datasketch", "orjson", "matplotlib"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

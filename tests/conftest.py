@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -47,7 +48,13 @@ def sample_build(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from mixer.recipe import load_recipe
 
     out = tmp_path_factory.mktemp("sample") / "out"
-    recipe = load_recipe(SAMPLE_RECIPE, raw_dir=str(ROOT / "samples" / "raw_train"), output=str(out))
-    result = build(recipe)
+    # exactly what `mixer build recipes/v2-sample.yaml` does from the repository root, so the card
+    # (recipe path, file paths) equals the committed data_cards/v2-sample one
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        result = build(load_recipe(SAMPLE_RECIPE.relative_to(ROOT), output=str(out)))
+    finally:
+        os.chdir(cwd)
     yield result
     shutil.rmtree(out, ignore_errors=True)
