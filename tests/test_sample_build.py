@@ -75,9 +75,9 @@ def test_sample_output_respects_max_tokens_and_has_no_llm_mentions(sample_build)
         assert not any(k in text for k in keywords), rec["id"]
 
 
-def test_sample_build_is_byte_identical_when_repeated(sample_build, tmp_path: Path) -> None:
-    again = build(load_recipe(SAMPLE_RECIPE, raw_dir=str(ROOT / "samples" / "raw_train"),
-                              output=str(tmp_path / "again")))
+def test_sample_build_is_byte_identical_when_repeated(sample_build, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(ROOT)
+    again = build(load_recipe("recipes/v2-sample.yaml", output=str(tmp_path / "again")))
     files = sorted(p.relative_to(sample_build.out) for p in sample_build.out.rglob("*")
                    if p.is_file() and p.name != "timings.json")
     assert files == sorted(p.relative_to(again.out) for p in again.out.rglob("*")
@@ -98,10 +98,9 @@ def test_parallel_read_gives_the_same_bytes_as_in_process(sample_build, tmp_path
     import mixer.pipeline
 
     monkeypatch.setattr(mixer.pipeline, "PARALLEL_MIN_BYTES", 0)
-    recipe = load_recipe(SAMPLE_RECIPE, raw_dir=str(ROOT / "samples" / "raw_train"), output=str(tmp_path / "par"))
-    parallel = build(recipe, workers=2)
-    serial = build(load_recipe(SAMPLE_RECIPE, raw_dir=str(ROOT / "samples" / "raw_train"),
-                               output=str(tmp_path / "ser")), workers=1)
+    monkeypatch.chdir(ROOT)
+    parallel = build(load_recipe("recipes/v2-sample.yaml", output=str(tmp_path / "par")), workers=2)
+    serial = build(load_recipe("recipes/v2-sample.yaml", output=str(tmp_path / "ser")), workers=1)
     for rel in ["card.json", *[d["path"] for d in sample_build.card["outputs"]["data"]],
                 *sample_build.card["outputs"]["dropped"]]:
         assert (parallel.out / rel).read_bytes() == (serial.out / rel).read_bytes(), rel
