@@ -6,7 +6,6 @@ reported, not just "dropped").
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from mixer.records import Record
@@ -18,19 +17,24 @@ class LLMMentionFilter:
     Case-insensitive *substring* match over every message (user turns too), exactly as the Tulu V2
     mixture was filtered; it over-matches on purpose-free words ("napalm", "Claude Monet"), which is
     part of reproducing the published counts.
+
+    Implemented as ``keyword in text.lower()`` per keyword: CPython's substring search is far faster
+    than one case-insensitive regex alternation (measured: the regex took half of a whole build).
+    Keywords are matched in list order, and the first one found is reported.
     """
 
     reason = "llm_mention"
 
     def __init__(self, keywords: Sequence[str]) -> None:
         self.keywords = tuple(keywords)
-        self._pattern = re.compile("|".join(re.escape(k) for k in self.keywords), re.IGNORECASE)
+        self._lowered = tuple(dict.fromkeys(k.lower() for k in self.keywords))
 
     def __call__(self, record: Record) -> tuple[str, str] | None:
-        for m in record["messages"]:
-            hit = self._pattern.search(m["content"])
-            if hit:
-                return self.reason, f"{hit.group(0)!r} in {m['role']} turn"
+        text = "\n".join(m["content"] for m in record["messages"]).lower()
+        for keyword in self._lowered:
+            if keyword in text:
+                role = next(m["role"] for m in record["messages"] if keyword in m["content"].lower())
+                return self.reason, f"{keyword!r} in {role} turn"
         return None
 
 
