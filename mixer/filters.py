@@ -16,11 +16,12 @@ class LLMMentionFilter:
 
     Case-insensitive *substring* match over every message (user turns too), exactly as the Tulu V2
     mixture was filtered; it over-matches on purpose-free words ("napalm", "Claude Monet"), which is
-    part of reproducing the published counts.
+    part of reproducing the published counts. The keywords are ASCII and matching folds ASCII case
+    only (a Kelvin sign does not match "k").
 
-    Implemented as ``keyword in text.lower()`` per keyword: CPython's substring search is far faster
-    than one case-insensitive regex alternation (measured: the regex took half of a whole build).
-    Keywords are matched in list order, and the first one found is reported.
+    ``check_batch`` screens a batch with polars' Aho-Corasick ``contains_any`` (one pass over the
+    text for all keywords); only records it flags are looked at in Python, to name the keyword.
+    A case-insensitive regex alternation took half of a whole build; this is ~50x cheaper.
     """
 
     reason = "llm_mention"
@@ -28,14 +29,28 @@ class LLMMentionFilter:
     def __init__(self, keywords: Sequence[str]) -> None:
         self.keywords = tuple(keywords)
         self._lowered = tuple(dict.fromkeys(k.lower() for k in self.keywords))
+        if not all(k.isascii() for k in self._lowered):
+            raise ValueError("LLM-mention keywords must be ASCII")
+        self._lowered_bytes = tuple(k.encode() for k in self._lowered)
 
     def __call__(self, record: Record) -> tuple[str, str] | None:
-        text = "\n".join(m["content"] for m in record["messages"]).lower()
-        for keyword in self._lowered:
-            if keyword in text:
-                role = next(m["role"] for m in record["messages"] if keyword in m["content"].lower())
+        text = "\n".join(m["content"] for m in record["messages"]).encode("utf-8", "surrogatepass").lower()
+        for keyword, raw in zip(self._lowered, self._lowered_bytes, strict=True):
+            if raw in text:
+                role = next(m["role"] for m in record["messages"]
+                            if raw in m["content"].encode("utf-8", "surrogatepass").lower())
                 return self.reason, f"{keyword!r} in {role} turn"
         return None
+
+    def check_batch(self, records: Sequence[Record]) -> list[tuple[str, str] | None]:
+        """``self(record)`` for each record, screened in one vectorised pass."""
+        if len(records) < 64:
+            return [self(r) for r in records]
+        import polars as pl
+
+        texts = pl.Series(["\n".join(m["content"] for m in r["messages"]) for r in records], dtype=pl.String)
+        flagged = texts.str.contains_any(list(self._lowered), ascii_case_insensitive=True).to_list()
+        return [self(r) if hit else None for r, hit in zip(records, flagged, strict=True)]
 
 
 class TurnCountFilter:

@@ -44,6 +44,8 @@ SELECTED_SCHEMA = pa.schema([("dataset", pa.string()), ("id", pa.string()),
                              ("messages", pa.list_(MESSAGE_TYPE)), ("rejected", pa.list_(MESSAGE_TYPE)),
                              ("n_tokens", pa.int32())])
 RAW_TEXT_LIMIT = 20_000
+#: records gated (normalised and filtered) together; the mention filter screens a batch at once
+GATE_BATCH = 2048
 
 
 class Reporter:
@@ -182,16 +184,24 @@ class RecordGate:
             if f.min_turns is not None or f.max_turns is not None else None
 
     def __call__(self, source: str, record: Record, stats: SourceStats) -> Record | Dropped:
-        record, problem = normalise_record(record, self.rules, stats.normalised)
-        if problem:
-            return _dropped(record, problem, "normalise")
+        return self.gate_batch(source, [record], stats)[0]
+
+    def gate_batch(self, source: str, records: list[Record], stats: SourceStats) -> list[Record | Dropped]:
+        """The same verdicts as one record at a time, with the mention filter screening the batch."""
+        out: list[Record | Dropped] = []
+        for record in records:
+            record, problem = normalise_record(record, self.rules, stats.normalised)
+            out.append(_dropped(record, problem, "normalise") if problem else record)
         for flt in (self.mentions if source not in self.mention_exempt else None, self.turns):
             if flt is None:
                 continue
-            verdict = flt(record)
-            if verdict:
-                return _dropped(record, verdict[0], "filter", verdict[1])
-        return record
+            alive = [i for i, r in enumerate(out) if not isinstance(r, Dropped)]
+            batch = [out[i] for i in alive]
+            verdicts = flt.check_batch(batch) if isinstance(flt, LLMMentionFilter) else [flt(r) for r in batch]
+            for i, verdict in zip(alive, verdicts, strict=True):
+                if verdict:
+                    out[i] = _dropped(out[i], verdict[0], "filter", verdict[1])  # type: ignore[arg-type]
+        return out
 
 
 def _dropped(record: Record, reason: str, stage: str, detail: str = "") -> Dropped:
@@ -241,6 +251,17 @@ def read_source(recipe: Recipe, source: Source, work_dir: Path, *, gate: bool, c
     store = CandidateStore(work_dir / f"{source.name}.arrow", counter)
     skip = source.on_error == "skip"
     where = f"source {source.name!r}, adapter {source.adapter!r}"
+    pending: list[Record] = []
+
+    def flush(file_index: int) -> None:
+        verdicts = record_gate.gate_batch(source.name, pending, stats) if record_gate is not None else pending
+        for kept in verdicts:
+            if isinstance(kept, Dropped):
+                drop(kept)
+            else:
+                store.add(kept, file_index)
+        pending.clear()
+
     for file_index, path in enumerate(resolve_files(recipe, source)):
         stats.files.append(_file_info(path))
         reporter.start(f"read {source.name}: {path.name}")
@@ -271,11 +292,10 @@ def read_source(recipe: Recipe, source: Source, work_dir: Path, *, gate: bool, c
                         out.raw = _raw_text(item.value)
                     drop(out)
                     continue
-                kept = record_gate(source.name, out, stats) if record_gate is not None else out
-                if isinstance(kept, Dropped):
-                    drop(kept)
-                else:
-                    store.add(kept, file_index)
+                pending.append(out)
+                if len(pending) >= GATE_BATCH:
+                    flush(file_index)
+        flush(file_index)
         reporter.finish()
     return SourceRead(stats=stats, drops=drops, candidates=store.close())
 
