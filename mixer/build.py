@@ -13,7 +13,7 @@ from mixer.card import build_card, render_markdown
 from mixer.pipeline import BuildState, Reporter, peak_rss_mb, run_stages, shuffled_output
 from mixer.plots import render_plot_section, write_plots
 from mixer.recipe import Recipe
-from mixer.writer import staging_dir, to_output, write_dropped, write_shards
+from mixer.writer import staging_dir, write_dropped, write_shards
 
 
 @dataclass
@@ -40,21 +40,21 @@ def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None 
     state = run_stages(recipe, reporter, workers)
     out = Path(recipe.output)
     with state.timed("shuffle"):
-        table = shuffled_output(state)
+        selected, order = shuffled_output(state)
     with staging_dir(out) as tmp:
         with state.timed("write"):
             opts = recipe.output_options
-            paths = write_shards(to_output(table, recipe.kind), tmp / "data", opts.shard_max_bytes,
-                                 opts.row_group_rows)
+            written = write_shards(selected, order, recipe.kind, tmp / "data", opts.shard_max_bytes,
+                                   opts.row_group_rows)
             shards = [{"path": f"data/{p.name}", "rows": rows, "bytes": p.stat().st_size,
-                       "sha256": _sha256(p)} for p, rows in zip(paths, _shard_rows(paths), strict=True)]
+                       "sha256": _sha256(p)} for p, rows in written]
             dropped_files = []
             for s in recipe.sources:
                 path = write_dropped(s.name, state.drops[s.name], tmp / "dropped")
                 if path is not None:
                     dropped_files.append(f"dropped/{path.name}")
         with state.timed("card"):
-            card = build_card(state, table, shards, dropped_files)
+            card = build_card(state, shards, dropped_files)
             plot_paths = write_plots(card, tmp / "data", tmp / "plots")
             card["outputs"]["plots"] = [f"plots/{p.name}" for p in plot_paths]
             (tmp / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n",
@@ -66,9 +66,3 @@ def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None 
         timings["peak_rss_mb"] = round(peak_rss_mb(), 1)
         (tmp / "timings.json").write_text(json.dumps(timings, indent=2) + "\n", encoding="utf-8")
     return BuildResult(out=out, card=card, state=state, timings=timings)
-
-
-def _shard_rows(paths: list[Path]) -> list[int]:
-    import pyarrow.parquet as pq
-
-    return [pq.ParquetFile(p).metadata.num_rows for p in paths]

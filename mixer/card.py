@@ -92,12 +92,18 @@ def source_card(stats: SourceStats, table: pa.Table | None, raw_dir: str) -> dic
     }
 
 
-def build_card(state: Any, output: pa.Table, shards: list[dict[str, Any]],
-               dropped_files: list[str]) -> dict[str, Any]:
+def build_card(state: Any, shards: list[dict[str, Any]], dropped_files: list[str]) -> dict[str, Any]:
     """The card as a JSON-ready dict (state is the pipeline's BuildState)."""
     recipe = state.recipe
     sources = [source_card(state.stats[s.name], state.selected.get(s.name), recipe.raw_dir)
                for s in recipe.sources]
+    all_tokens: list[int] = []
+    all_turns: list[int] = []
+    for s in recipe.sources:
+        table = state.selected.get(s.name)
+        if table is not None:
+            all_tokens.extend(table.column("n_tokens").to_pylist() * s.repeat)
+            all_turns.extend(assistant_turns(table.column("messages")) * s.repeat)
     card = {
         "name": recipe.name,
         "description": recipe.description,
@@ -112,12 +118,12 @@ def build_card(state: Any, output: pa.Table, shards: list[dict[str, Any]],
             "decontaminate": recipe.decontaminate is not None,
         },
         "totals": {
-            "records": output.num_rows,
+            "records": len(all_tokens),
             "records_in": sum(s["records_in"] for s in sources),
             "dropped": sum(s["dropped_total"] for s in sources),
             "not_sampled": sum(s["not_sampled"] for s in sources),
-            "tokens": summary(output.column("n_tokens").to_pylist()),
-            "turns": summary(assistant_turns(output.column("messages"))),
+            "tokens": summary(all_tokens),
+            "turns": summary(all_turns),
         },
         "sources": sources,
         "outputs": {"data": shards, "dropped": dropped_files},

@@ -18,28 +18,35 @@ from mixer.records import Dropped
 
 
 def _remove(state: BuildState, source: str, rows: dict[int, Dropped]) -> None:
-    """Drop ``rows`` (row index -> its Dropped) from a source's candidates, in row order."""
+    """Mark ``rows`` (table row index -> its Dropped) out of a source's candidates, in row order."""
     if not rows:
         return
     table = state.candidates[source]
-    picked = table.select(["dataset", "id", "messages"]).take(pa.array(sorted(rows), pa.int64())).to_pylist()
-    for row_index, row in zip(sorted(rows), picked, strict=True):
+    order = sorted(rows)
+    picked = table.select(["dataset", "id", "messages"]).take(pa.array(order, pa.int64())).to_pylist()
+    for row_index, row in zip(order, picked, strict=True):
         d = rows[row_index]
         d.dataset, d.id, d.messages = row["dataset"], row["id"], row["messages"]
         state.drop(source, d)
-    keep = [True] * table.num_rows
-    for i in rows:
-        keep[i] = False
-    state.candidates[source] = table.filter(pa.array(keep))
+    state.alive[source] = [i for i in state.alive[source] if i not in rows]
 
 
-def _each_source(state: BuildState, fn: Callable[[int, str, list[list[dict[str, str]]], list[str]], None]) -> None:
-    """Call ``fn(rank, source, messages, ids)`` per source in recipe order, one source in memory at a time."""
+#: candidates converted to Python at a time
+CHUNK_ROWS = 20_000
+
+Visit = Callable[[int, str, list[list[dict[str, str]]], list[str], list[int]], None]
+
+
+def _each_source(state: BuildState, fn: Visit) -> None:
+    """Call ``fn(rank, source, messages, ids, rows)`` over the live candidates, in recipe order and in
+    chunks, so only one chunk is ever held as Python objects."""
     for rank, s in enumerate(state.recipe.sources):
         table = state.candidates.get(s.name)
-        if table is None or table.num_rows == 0:
-            continue
-        fn(rank, s.name, table.column("messages").to_pylist(), table.column("id").to_pylist())
+        alive = state.alive.get(s.name, [])
+        for start in range(0, len(alive), CHUNK_ROWS):
+            rows = alive[start:start + CHUNK_ROWS]
+            chunk = table.select(["id", "messages"]).take(pa.array(rows, pa.int64()))
+            fn(rank, s.name, chunk.column("messages").to_pylist(), chunk.column("id").to_pylist(), rows)
 
 
 def near_dedup(state: BuildState) -> None:
@@ -61,10 +68,11 @@ def near_dedup(state: BuildState) -> None:
     items: list[NearItem] = []
     where: list[tuple[str, int]] = []
 
-    def collect(rank: int, source: str, messages: list[list[dict[str, str]]], ids: list[str]) -> None:
-        for i, (m, record_id) in enumerate(zip(messages, ids, strict=True)):
+    def collect(rank: int, source: str, messages: list[list[dict[str, str]]], ids: list[str],
+                rows: list[int]) -> None:
+        for m, record_id, row in zip(messages, ids, rows, strict=True):
             items.append(NearItem(key_text(m, config.key), rank, assistant_chars(m), record_id, source))
-            where.append((source, i))
+            where.append((source, row))
 
     _each_source(state, collect)
     against = load_against(config.against, config.key) if config.against else []
@@ -97,23 +105,26 @@ def decontaminate(state: BuildState) -> None:
     checker = Decontaminator(config, benchmarks)
     found: list[tuple[str, str, Any]] = []
 
-    def check(rank: int, source: str, messages: list[list[dict[str, str]]], ids: list[str]) -> None:
+    removed: dict[str, dict[int, Dropped]] = {}
+
+    def check(rank: int, source: str, messages: list[list[dict[str, str]]], ids: list[str],
+              rows: list[int]) -> None:
         results = checker.check_many([checker.text_of(m) for m in messages])
-        rows: dict[int, Dropped] = {}
         for i, c in enumerate(results):
             if c is None:
                 continue
             found.append((source, ids[i], c))
             if not c.contaminated:
                 continue
-            rows[i] = Dropped(
+            removed.setdefault(source, {})[rows[i]] = Dropped(
                 reason=c.reason, stage="decontaminate",
                 detail=f"{c.rule}: overlap {c.overlap:.2f}, coverage {c.coverage:.2f} with {c.benchmark} item "
                        f"{c.item_index}: {c.item_text[:200]}",
                 extra={k: v for k, v in dataclasses.asdict(c).items() if k != "contaminated"})
-        _remove(state, source, rows)
 
     _each_source(state, check)
+    for source, rows in removed.items():
+        _remove(state, source, rows)
     summary = summarise_contamination(found, list(benchmarks))
     summary["benchmarks"] = {name: len(prompts) for name, prompts in benchmarks.items()}
     state.extra_card["contamination"] = summary

@@ -73,7 +73,10 @@ class BuildState:
     workers: int = 1
     stats: dict[str, SourceStats] = field(default_factory=dict)
     drops: dict[str, list[Dropped]] = field(default_factory=dict)
+    #: per source, the candidate records (a memory-mapped table) and which of its rows are still in;
+    #: stages mark rows out rather than copying the table
     candidates: dict[str, pa.Table] = field(default_factory=dict)
+    alive: dict[str, list[int]] = field(default_factory=dict)
     selected: dict[str, pa.Table] = field(default_factory=dict)
     timings: dict[str, StageTiming] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -357,6 +360,7 @@ def read_sources(state: BuildState, work_dir: Path, *, gate: bool) -> None:
         state.stats[s.name] = r.stats
         state.drops[s.name].extend(r.drops)
         state.candidates[s.name] = load_candidates(r.candidates)
+        state.alive[s.name] = list(range(state.candidates[s.name].num_rows))
 
 
 # -- stage: exact dedup across sources -------------------------------------------------------
@@ -370,17 +374,19 @@ def exact_dedup(state: BuildState) -> None:
             continue
         hashes = table.column("hash").to_pylist()
         ids = table.column("id").to_pylist()
-        keep = [True] * len(hashes)
+        alive: list[int] = []
         dup_rows: list[int] = []
         kept_of: list[tuple[str, str]] = []
-        for i, (h, record_id) in enumerate(zip(hashes, ids, strict=True)):
+        for i in state.alive[s.name]:
+            h = hashes[i]
             first = seen.get(h)
             if first is None:
-                seen[h] = (s.name, record_id)
+                seen[h] = (s.name, ids[i])
+                alive.append(i)
             else:
-                keep[i] = False
                 dup_rows.append(i)
                 kept_of.append(first)
+        state.alive[s.name] = alive
         if not dup_rows:
             continue
         dups = table.select(["dataset", "id", "messages", "rejected"]).take(pa.array(dup_rows, pa.int64())).to_pylist()
@@ -389,7 +395,6 @@ def exact_dedup(state: BuildState) -> None:
             d.kept_id = kept_id
             d.extra = {"kept_source": kept_source}
             state.drop(s.name, d)
-        state.candidates[s.name] = table.filter(pa.array(keep))
 
 
 # -- stage: select (sample + token length) --------------------------------------------------
@@ -416,8 +421,8 @@ class Selector:
         self.counter = counter
         self.max_tokens = state.recipe.max_tokens
 
-    def select(self, source: Source, table: pa.Table, *, length_only: bool = False,
-               count_tokens: bool = True) -> pa.Table:
+    def select(self, source: Source, table: pa.Table, rows: list[int] | None = None, *,
+               length_only: bool = False, count_tokens: bool = True) -> pa.Table:
         """The chosen rows with ``n_tokens`` (0 when ``count_tokens`` is off: sampling only).
 
         ``length_only``: take every record that fits ``max_tokens`` (the length pass of
@@ -425,22 +430,23 @@ class Selector:
         """
         stats = self.state.stats[source.name]
         rng = random.Random(self.state.recipe.source_seed(source.name))
-        file_index = table.column("file_index").to_pylist()
+        rows = list(range(table.num_rows)) if rows is None else rows
         groups: dict[int, list[int]] = {}
         if source.take_per_file:
-            for row, fi in enumerate(file_index):
-                groups.setdefault(fi, []).append(row)
+            file_index = table.column("file_index").to_pylist()
+            for row in rows:
+                groups.setdefault(file_index[row], []).append(row)
         else:
-            groups[0] = list(range(table.num_rows))
+            groups[0] = rows
         chosen: list[int] = []
         tokens: list[int] = []
-        for _, rows in sorted(groups.items()):
-            want = len(rows) if length_only else _target(source.take, len(rows))
-            if isinstance(source.take, int) and not length_only and source.take > len(rows):
-                stats.shortfall += source.take - len(rows)
-                self.state.warn(f"source {source.name!r}: take {source.take} but only {len(rows)} "
+        for _, group in sorted(groups.items()):
+            want = len(group) if length_only else _target(source.take, len(group))
+            if isinstance(source.take, int) and not length_only and source.take > len(group):
+                stats.shortfall += source.take - len(group)
+                self.state.warn(f"source {source.name!r}: take {source.take} but only {len(group)} "
                                 "records are left after filtering and dedup; taking all of them")
-            order = rows if (source.take == "all" or length_only) else rng.sample(rows, len(rows))
+            order = group if (source.take == "all" or length_only) else rng.sample(group, len(group))
             if count_tokens:
                 got_rows, got_tokens, walked = self._walk(source.name, table, order, want)
             else:
@@ -532,7 +538,8 @@ def run_stages(recipe: Recipe, reporter: Reporter | None = None, workers: int | 
             with state.timed("select+tokens"):
                 for s in recipe.sources:
                     if s.name in state.candidates:
-                        state.selected[s.name] = selector.select(s, state.candidates.pop(s.name))
+                        state.selected[s.name] = selector.select(s, state.candidates.pop(s.name),
+                                                                 state.alive.pop(s.name))
                         state.stats[s.name].selected = state.selected[s.name].num_rows
     for st in state.stats.values():
         st.check_balance()
@@ -548,7 +555,8 @@ def _sample_then_filter(state: BuildState, selector: Selector) -> None:
         for s in recipe.sources:
             if s.name not in state.candidates:
                 continue
-            sampled = selector.select(s, state.candidates.pop(s.name), count_tokens=False)
+            sampled = selector.select(s, state.candidates.pop(s.name), state.alive.pop(s.name),
+                                      count_tokens=False)
             stats = state.stats[s.name]
             kept_rows: list[dict[str, Any]] = []
             for row in sampled.to_pylist():
@@ -569,11 +577,13 @@ def _sample_then_filter(state: BuildState, selector: Selector) -> None:
                 kept_rows.append({**out, "rejected": out.get("rejected"), "file_index": 0,
                                   "hash": content_hash(record_key_messages(out)), "n_tokens": None})
             state.candidates[s.name] = pa.Table.from_pylist(kept_rows, schema=CANDIDATE_SCHEMA)
+            state.alive[s.name] = list(range(len(kept_rows)))
     run_post_dedup_stages(state)
     with state.timed("tokens"):
         for s in recipe.sources:
             if s.name in state.candidates:
-                state.selected[s.name] = selector.select(s, state.candidates.pop(s.name), length_only=True)
+                state.selected[s.name] = selector.select(s, state.candidates.pop(s.name), state.alive.pop(s.name),
+                                                         length_only=True)
                 state.stats[s.name].selected = state.selected[s.name].num_rows
 
 
@@ -590,8 +600,9 @@ def run_post_dedup_stages(state: BuildState) -> None:
             cross_source.decontaminate(state)
 
 
-def shuffled_output(state: BuildState) -> pa.Table:
-    """All selected records, each repeated ``repeat`` times, in one seeded global shuffle."""
+def shuffled_output(state: BuildState) -> tuple[pa.Table, list[int]]:
+    """All selected records (one zero-copy table) and the output order: each record ``repeat`` times,
+    in one seeded global shuffle."""
     tables, index = [], []
     offset = 0
     for s in state.recipe.sources:
@@ -604,7 +615,7 @@ def shuffled_output(state: BuildState) -> pa.Table:
     if not tables:
         raise MixerError("the build selected no records: every source is empty, filtered out or excluded")
     random.Random(state.recipe.seed).shuffle(index)
-    return pa.concat_tables(tables).take(pa.array(index, pa.int64()))
+    return pa.concat_tables(tables), index
 
 
 def peak_rss_mb() -> float:

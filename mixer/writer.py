@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -48,18 +49,6 @@ def staging_dir(out: Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _text_bytes(table: pa.Table) -> list[int]:
-    column = _text_column(table)
-    contents = pc.list_flatten(column).combine_chunks().field("content")
-    per_message = pc.binary_length(contents).to_numpy(zero_copy_only=False)
-    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
-    out, pos = [], 0
-    for n in lengths:
-        out.append(int(per_message[pos:pos + n].sum()))
-        pos += n
-    return out
-
-
 def to_output(table: pa.Table, kind: str) -> pa.Table:
     """The published schema: SFT conversations, or preference pairs split into prompt/chosen/rejected."""
     if kind == "sft":
@@ -72,29 +61,52 @@ def to_output(table: pa.Table, kind: str) -> pa.Table:
     )
 
 
-def _text_column(table: pa.Table) -> pa.ChunkedArray:
-    return table.column("messages") if "messages" in table.column_names else table.column("prompt")
+def row_text_bytes(table: pa.Table) -> np.ndarray:
+    """UTF-8 bytes of message text per row (prompt + chosen for preference pairs), chunk by chunk so
+    the text itself is never copied."""
+    column = table.column("messages") if "messages" in table.column_names else table.column("prompt")
+    parts = []
+    for chunk in column.chunks:
+        lengths = pc.list_value_length(chunk).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        per_message = pc.binary_length(pc.list_flatten(chunk).field("content")).to_numpy(zero_copy_only=False)
+        ends = np.cumsum(lengths)
+        csum = np.concatenate([[0], np.cumsum(per_message, dtype=np.int64)])
+        parts.append(csum[ends] - csum[ends - lengths])
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
-def write_shards(table: pa.Table, data_dir: Path, shard_max_bytes: int, row_group_rows: int) -> list[Path]:
-    """``train-00000-of-0000N.parquet`` shards of at most ``shard_max_bytes`` of text each."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+def shard_bounds(sizes: np.ndarray, shard_max_bytes: int) -> list[int]:
+    """Row offsets where shards start (plus the end): a new shard once one holds ``shard_max_bytes``."""
     bounds = [0]
     acc = 0
-    for i, size in enumerate(_text_bytes(table)):
+    for i, size in enumerate(sizes.tolist()):
         if acc and acc + size > shard_max_bytes:
             bounds.append(i)
             acc = 0
         acc += size
-    bounds.append(table.num_rows)
+    bounds.append(len(sizes))
+    return bounds
+
+
+def write_shards(selected: pa.Table, order: Sequence[int], kind: str, data_dir: Path, shard_max_bytes: int,
+                 row_group_rows: int) -> list[tuple[Path, int]]:
+    """Write ``selected`` rows in ``order`` as ``train-00000-of-0000N.parquet`` shards of at most
+    ``shard_max_bytes`` of text each, gathering one row group at a time (the shuffled mixture is never
+    materialised as a whole). Returns (path, rows) per shard."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    index = np.asarray(order, dtype=np.int64)
+    bounds = shard_bounds(row_text_bytes(selected)[index], shard_max_bytes)
     n = len(bounds) - 1
-    paths = []
+    schema = OUTPUT_SCHEMA if kind == "sft" else PREFERENCE_OUTPUT_SCHEMA
+    written = []
     for k in range(n):
         path = data_dir / f"train-{k:05d}-of-{n:05d}.parquet"
-        pq.write_table(table.slice(bounds[k], bounds[k + 1] - bounds[k]), path,
-                       row_group_size=row_group_rows, **PARQUET_OPTIONS)
-        paths.append(path)
-    return paths
+        with pq.ParquetWriter(path, schema, **PARQUET_OPTIONS) as writer:
+            for start in range(bounds[k], bounds[k + 1], row_group_rows):
+                rows = index[start:min(start + row_group_rows, bounds[k + 1])]
+                writer.write_table(to_output(selected.take(pa.array(rows)), kind), row_group_size=row_group_rows)
+        written.append((path, bounds[k + 1] - bounds[k]))
+    return written
 
 
 def dropped_table(source: str, drops: list[Dropped]) -> pa.Table:
