@@ -50,7 +50,7 @@ def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None 
                        "sha256": _sha256(p)} for p, rows in written]
             dropped_files = []
             for s in recipe.sources:
-                path = write_dropped(s.name, state.drops[s.name], tmp / "dropped")
+                path = write_dropped(s.name, state.drops[s.name], state.unsampled[s.name], tmp / "dropped")
                 if path is not None:
                     dropped_files.append(f"dropped/{path.name}")
         with state.timed("card"):

@@ -115,12 +115,18 @@ def _safe_text(data: bytes, limit: int = 2000) -> str:
     return data[:limit].decode("utf-8", errors="replace")
 
 
+#: JSON arrays larger than this are walked record by record instead of parsed whole: a 650 MB
+#: ShareGPT file becomes several GB of Python objects when parsed at once.
+STREAM_MIN_BYTES = 64 * 1024 * 1024
+
+
 def read_json_array(path: Path) -> Iterator[RawItem]:
     """A file holding one JSON array of records (Alpaca, ShareGPT, WizardLM).
 
-    The array is parsed once with orjson (fast); if that fails, the text is walked element by
-    element to report the exact record and line that is broken. Records before a truncation point
-    are still yielded, then the truncation raises, since nothing after it can be trusted.
+    Small arrays are parsed once with orjson (fast); large ones, and any that fail to parse, are
+    walked element by element, which bounds memory and reports the exact record and line that is
+    broken. Records before a truncation point are still yielded, then the truncation raises, since
+    nothing after it can be trusted.
     """
     try:
         with _open_bytes(path) as f:
@@ -129,15 +135,25 @@ def read_json_array(path: Path) -> Iterator[RawItem]:
         raise InputError(str(path), f"cannot read file: {e}") from None
     if not data.strip():
         raise InputError(str(path), "file is empty: expected a JSON array of records")
+    if len(data) < STREAM_MIN_BYTES:
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            if not isinstance(value, list):
+                raise InputError(str(path), f"expected a JSON array of records, found a JSON {_json_type(value)}")
+            for i, item in enumerate(value):
+                yield RawItem(item, Location(str(path), record=i))
+            return
     try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        yield from _walk_json_array(path, data)
-        return
-    if not isinstance(value, list):
-        raise InputError(str(path), f"expected a JSON array of records, found a JSON {_json_type(value)}")
-    for i, item in enumerate(value):
-        yield RawItem(item, Location(str(path), record=i))
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as u:
+        line = data.count(b"\n", 0, u.start) + 1
+        raise InputError(Location(str(path), line=line),
+                         f"not valid UTF-8 (byte 0x{data[u.start]:02x})") from None
+    del data
+    yield from _walk_json_array(path, text)
 
 
 def _json_type(value: Any) -> str:
@@ -145,13 +161,7 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _walk_json_array(path: Path, data: bytes) -> Iterator[RawItem]:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as u:
-        line = data.count(b"\n", 0, u.start) + 1
-        raise InputError(Location(str(path), line=line),
-                         f"not valid UTF-8 (byte 0x{data[u.start]:02x})") from None
+def _walk_json_array(path: Path, text: str) -> Iterator[RawItem]:
     decoder = json.JSONDecoder()
     pos = _skip_ws(text, 0)
     if pos >= len(text) or text[pos] != "[":
@@ -159,10 +169,18 @@ def _walk_json_array(path: Path, data: bytes) -> Iterator[RawItem]:
                          "expected a JSON array of records (file does not start with '[')")
     pos = _skip_ws(text, pos + 1)
     index = 0
+    line, counted = 1, 0  # line number of ``counted``, advanced incrementally (not O(n) per record)
+
+    def line_at(p: int) -> int:
+        nonlocal line, counted
+        line += text.count("\n", counted, p)
+        counted = p
+        return line
+
     if pos < len(text) and text[pos] == "]":
         return
     while True:
-        loc = Location(str(path), line=_line_of(text, pos), record=index)
+        loc = Location(str(path), line=line_at(pos), record=index)
         try:
             item, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as e:
@@ -178,7 +196,7 @@ def _walk_json_array(path: Path, data: bytes) -> Iterator[RawItem]:
         if text[pos] == "]":
             return
         if text[pos] != ",":
-            raise InputError(Location(str(path), line=_line_of(text, pos), record=index),
+            raise InputError(Location(str(path), line=line_at(pos), record=index),
                              f"malformed JSON array: expected ',' or ']' but found {text[pos]!r}")
         pos = _skip_ws(text, pos + 1)
 

@@ -46,6 +46,8 @@ SELECTED_SCHEMA = pa.schema([("dataset", pa.string()), ("id", pa.string()),
 RAW_TEXT_LIMIT = 20_000
 #: records gated (normalised and filtered) together; the mention filter screens a batch at once
 GATE_BATCH = 2048
+#: rows converted to Python at a time while walking a sample (bounds memory, not results)
+WALK_CHUNK_ROWS = 20_000
 
 
 class Reporter:
@@ -77,6 +79,8 @@ class BuildState:
     #: stages mark rows out rather than copying the table
     candidates: dict[str, pa.Table] = field(default_factory=dict)
     alive: dict[str, list[int]] = field(default_factory=dict)
+    #: per source, (dataset, id) tables of the records sampling did not choose
+    unsampled: dict[str, list[pa.Table]] = field(default_factory=dict)
     selected: dict[str, pa.Table] = field(default_factory=dict)
     timings: dict[str, StageTiming] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -466,11 +470,8 @@ class Selector:
         self.state.stats[source].not_sampled += len(rows)
         if not rows or not self.state.recipe.output_options.write_unsampled:
             return
-        picked = table.select(["dataset", "id"]).take(pa.array(rows, pa.int64()))
-        self.state.drops[source].extend(
-            Dropped(reason="not_sampled", dataset=d, id=i, stage="select", source=source)
-            for d, i in zip(picked.column("dataset").to_pylist(), picked.column("id").to_pylist(),
-                            strict=True))
+        # kept columnar: a 30k sample of a 1M-row source leaves ~970k of these
+        self.state.unsampled[source].append(table.select(["dataset", "id"]).take(pa.array(rows, pa.int64())))
 
     def _walk(self, source: str, table: pa.Table, order: list[int], want: int
               ) -> tuple[list[int], list[int], int]:
@@ -479,17 +480,18 @@ class Selector:
         pos = 0
         while len(got) < want and pos < len(order):
             need = want - len(got)
-            chunk = order[pos:pos + max(256, int(need * 1.05) + 16)]
-            rows = table.take(pa.array(chunk, pa.int64())).to_pylist()
-            counts = [r.get("n_tokens") for r in rows]
+            chunk = order[pos:pos + min(WALK_CHUNK_ROWS, max(256, int(need * 1.05) + 16))]
+            counts = table.column("n_tokens").take(pa.array(chunk, pa.int64())).to_pylist()
             missing = [i for i, n in enumerate(counts) if n is None]
-            if missing:
-                fresh = count_tokens(self.counter, [rows[i] for i in missing])
-                for i, n in zip(missing, fresh, strict=True):
+            if missing:  # counted while reading for take: all sources; count the rest now
+                records = table.select(["messages", "rejected"]).take(
+                    pa.array([chunk[i] for i in missing], pa.int64())).to_pylist()
+                for i, n in zip(missing, count_tokens(self.counter, records), strict=True):
                     counts[i] = n
-            for row_index, row, n in zip(chunk, rows, counts, strict=True):
+            for row_index, n in zip(chunk, counts, strict=True):
                 pos += 1
                 if self.max_tokens is not None and n > self.max_tokens:
+                    row = table.slice(row_index, 1).select(["dataset", "id", "messages"]).to_pylist()[0]
                     self.state.drop(source, Dropped(
                         reason="too_many_tokens", dataset=row["dataset"], id=row["id"],
                         detail=f"{n} tokens > max_tokens {self.max_tokens}", messages=row["messages"],
@@ -522,6 +524,7 @@ def run_stages(recipe: Recipe, reporter: Reporter | None = None, workers: int | 
         state.stats[s.name] = SourceStats(name=s.name, adapter=s.adapter, license=source_license(s),
                                           take=s.take, repeat=s.repeat)
         state.drops[s.name] = []
+        state.unsampled[s.name] = []
     sample_first = recipe.order == "sample_then_filter"
     with tempfile.TemporaryDirectory(prefix="mixer-work-") as work, \
             TokenCounter(recipe.tokenizer, workers=workers) as counter:

@@ -30,7 +30,7 @@ def msg(role: str, content: str) -> Message:
     return {"role": role, "content": content}
 
 
-@dataclass
+@dataclass(slots=True)
 class Dropped:
     """A record (or raw item) removed from the mixture, with why.
 

@@ -119,11 +119,21 @@ def dropped_table(source: str, drops: list[Dropped]) -> pa.Table:
     )
 
 
-def write_dropped(source: str, drops: list[Dropped], dropped_dir: Path) -> Path | None:
-    """``dropped/<source>.parquet``: every record that left the pipeline, with stage and reason."""
-    if not drops:
+def write_dropped(source: str, drops: list[Dropped], unsampled: list[pa.Table], dropped_dir: Path) -> Path | None:
+    """``dropped/<source>.parquet``: every record that left the pipeline, with stage and reason, then
+    the records sampling did not choose (ids only, reason ``not_sampled``)."""
+    tables = [dropped_table(source, drops)] if drops else []
+    for ids in unsampled:
+        n = ids.num_rows
+        tables.append(pa.table({
+            "source": pa.repeat(pa.scalar(source), n), "dataset": ids.column("dataset"), "id": ids.column("id"),
+            "stage": pa.repeat(pa.scalar("select"), n), "reason": pa.repeat(pa.scalar("not_sampled"), n),
+            "detail": pa.repeat(pa.scalar(""), n), "kept_id": pa.nulls(n, pa.string()),
+            "messages": pa.nulls(n, DROPPED_SCHEMA.field("messages").type), "raw": pa.nulls(n, pa.string()),
+            "extra": pa.nulls(n, pa.string())}, schema=DROPPED_SCHEMA))
+    if not tables:
         return None
     dropped_dir.mkdir(parents=True, exist_ok=True)
     path = dropped_dir / f"{source}.parquet"
-    pq.write_table(dropped_table(source, drops), path, **PARQUET_OPTIONS)
+    pq.write_table(pa.concat_tables(tables), path, **PARQUET_OPTIONS)
     return path
