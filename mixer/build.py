@@ -61,8 +61,8 @@ def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None 
                                            encoding="utf-8")
             (tmp / "README.md").write_text(render_markdown(card, render_plot_section(plot_paths, tmp)),
                                            encoding="utf-8")
-        timings = {name: {"wall_s": round(t.wall_s, 3), "cpu_s": round(t.cpu_s, 3)}
-                   for name, t in state.timings.items()}
+        timings = {name: {"wall_s": round(t.wall_s, 3), "cpu_s": round(t.cpu_s, 3),
+                          "rss_mb_after": round(t.rss_mb_after, 1)} for name, t in state.timings.items()}
         timings["peak_rss_mb"] = round(peak_rss_mb(), 1)
         (tmp / "timings.json").write_text(json.dumps(timings, indent=2) + "\n", encoding="utf-8")
     return BuildResult(out=out, card=card, state=state, timings=timings)

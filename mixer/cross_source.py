@@ -11,10 +11,9 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-import pyarrow as pa
-
 from mixer.pipeline import BuildState
 from mixer.records import Dropped
+from mixer.tables import take_rows
 
 
 def _remove(state: BuildState, source: str, rows: dict[int, Dropped]) -> None:
@@ -23,7 +22,7 @@ def _remove(state: BuildState, source: str, rows: dict[int, Dropped]) -> None:
         return
     table = state.candidates[source]
     order = sorted(rows)
-    picked = table.select(["dataset", "id", "messages"]).take(pa.array(order, pa.int64())).to_pylist()
+    picked = take_rows(table.select(["dataset", "id", "messages"]), order).to_pylist()
     for row_index, row in zip(order, picked, strict=True):
         d = rows[row_index]
         d.dataset, d.id, d.messages = row["dataset"], row["id"], row["messages"]
@@ -45,7 +44,7 @@ def _each_source(state: BuildState, fn: Visit) -> None:
         alive = state.alive.get(s.name, [])
         for start in range(0, len(alive), CHUNK_ROWS):
             rows = alive[start:start + CHUNK_ROWS]
-            chunk = table.select(["id", "messages"]).take(pa.array(rows, pa.int64()))
+            chunk = take_rows(table.select(["id", "messages"]), rows)
             fn(rank, s.name, chunk.column("messages").to_pylist(), chunk.column("id").to_pylist(), rows)
 
 

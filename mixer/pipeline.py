@@ -38,6 +38,7 @@ from mixer.recipe import Recipe, Source, license_key, resolve_files, source_lice
 from mixer.records import MESSAGE_TYPE, Dropped, Record, record_key_messages, record_texts
 from mixer.sources import SourceContext, get_adapter
 from mixer.stats import FileInfo, SourceStats
+from mixer.tables import take_rows
 from mixer.tokens import TokenCounter
 
 SELECTED_SCHEMA = pa.schema([("dataset", pa.string()), ("id", pa.string()),
@@ -63,6 +64,8 @@ class Reporter:
 class StageTiming:
     wall_s: float = 0.0
     cpu_s: float = 0.0
+    #: this process's resident memory when the stage ended (MiB), to see which stage holds memory
+    rss_mb_after: float = 0.0
 
 
 @dataclass
@@ -104,6 +107,7 @@ class BuildState:
             t = self.timings.setdefault(stage, StageTiming())
             t.wall_s += time.perf_counter() - t0
             t.cpu_s += time.process_time() - c0
+            t.rss_mb_after = current_rss_mb()
 
 
 CANDIDATE_SCHEMA = pa.schema([("dataset", pa.string()), ("id", pa.string()),
@@ -393,7 +397,7 @@ def exact_dedup(state: BuildState) -> None:
         state.alive[s.name] = alive
         if not dup_rows:
             continue
-        dups = table.select(["dataset", "id", "messages", "rejected"]).take(pa.array(dup_rows, pa.int64())).to_pylist()
+        dups = take_rows(table.select(["dataset", "id", "messages", "rejected"]), dup_rows).to_pylist()
         for row, (kept_source, kept_id) in zip(dups, kept_of, strict=True):
             d = _dropped(row, ExactDeduplicator.reason, "dedup", f"same content as {kept_source}/{kept_id}")
             d.kept_id = kept_id
@@ -460,7 +464,7 @@ class Selector:
             self._not_sampled(source.name, table, order[walked:])
             if len(got_rows) < want and self.max_tokens is not None and source.take != "all":
                 stats.shortfall += want - len(got_rows)
-        picked = table.take(pa.array(chosen, pa.int64()))
+        picked = take_rows(table, chosen)
         return pa.table({"dataset": picked.column("dataset"), "id": picked.column("id"),
                          "messages": picked.column("messages"), "rejected": picked.column("rejected"),
                          "n_tokens": pa.array(tokens, pa.int32())}, schema=SELECTED_SCHEMA)
@@ -471,7 +475,7 @@ class Selector:
         if not rows or not self.state.recipe.output_options.write_unsampled:
             return
         # kept columnar: a 30k sample of a 1M-row source leaves ~970k of these
-        self.state.unsampled[source].append(table.select(["dataset", "id"]).take(pa.array(rows, pa.int64())))
+        self.state.unsampled[source].append(take_rows(table.select(["dataset", "id"]), rows))
 
     def _walk(self, source: str, table: pa.Table, order: list[int], want: int
               ) -> tuple[list[int], list[int], int]:
@@ -481,11 +485,10 @@ class Selector:
         while len(got) < want and pos < len(order):
             need = want - len(got)
             chunk = order[pos:pos + min(WALK_CHUNK_ROWS, max(256, int(need * 1.05) + 16))]
-            counts = table.column("n_tokens").take(pa.array(chunk, pa.int64())).to_pylist()
+            counts = take_rows(table.select(["n_tokens"]), chunk).column(0).to_pylist()
             missing = [i for i, n in enumerate(counts) if n is None]
             if missing:  # counted while reading for take: all sources; count the rest now
-                records = table.select(["messages", "rejected"]).take(
-                    pa.array([chunk[i] for i in missing], pa.int64())).to_pylist()
+                records = take_rows(table.select(["messages", "rejected"]), [chunk[i] for i in missing]).to_pylist()
                 for i, n in zip(missing, count_tokens(self.counter, records), strict=True):
                     counts[i] = n
             for row_index, n in zip(chunk, counts, strict=True):
@@ -619,6 +622,15 @@ def shuffled_output(state: BuildState) -> tuple[pa.Table, list[int]]:
         raise MixerError("the build selected no records: every source is empty, filtered out or excluded")
     random.Random(state.recipe.seed).shuffle(index)
     return pa.concat_tables(tables), index
+
+
+def current_rss_mb() -> float:
+    """This process's resident memory now, in MiB (0 where /proc is not available)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return 0.0
 
 
 def peak_rss_mb() -> float:

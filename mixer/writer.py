@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mixer.records import DROPPED_SCHEMA, OUTPUT_SCHEMA, PREFERENCE_OUTPUT_SCHEMA, Dropped
+from mixer.tables import take_rows
 
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "write_statistics": True,
                    "use_dictionary": ["dataset"]}
@@ -104,7 +105,7 @@ def write_shards(selected: pa.Table, order: Sequence[int], kind: str, data_dir: 
         with pq.ParquetWriter(path, schema, **PARQUET_OPTIONS) as writer:
             for start in range(bounds[k], bounds[k + 1], row_group_rows):
                 rows = index[start:min(start + row_group_rows, bounds[k + 1])]
-                writer.write_table(to_output(selected.take(pa.array(rows)), kind), row_group_size=row_group_rows)
+                writer.write_table(to_output(take_rows(selected, rows), kind), row_group_size=row_group_rows)
         written.append((path, bounds[k + 1] - bounds[k]))
     return written
 
