@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from source_helpers import read_all
 
 from mixer.errors import Location, RecordError
-from mixer.io import ParseFailure
 from mixer.records import Record
 from mixer.sources import SourceContext, get_adapter
 from mixer.sources.base import Adapter
@@ -27,12 +27,7 @@ def convert_one(raw: object, path: str = "cot_zsopt.jsonl", record: int = 0) -> 
 
 
 def read_records(path: Path) -> list[Record]:
-    adapter = make_adapter()
-    out = []
-    for item in adapter.read_file(path):
-        assert not isinstance(item.value, ParseFailure), item.value
-        out.extend(adapter.convert(item.value, item.location))
-    return out
+    return read_all(make_adapter(), path)
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,10 @@ from pathlib import PurePath
 from typing import Any
 
 from mixer.errors import Location
-from mixer.records import Record, make_record, msg
+from mixer.records import Record
 from mixer.sources import register
-from mixer.sources.base import Adapter, require_dict, require_str
-from mixer.sources.flan_v2 import flan_prompt
+from mixer.sources.base import Adapter
+from mixer.sources.flan_v2 import inputs_targets_record
 
 
 def cot_id_prefix(path: str) -> str:
@@ -37,11 +37,4 @@ class Cot(Adapter):
     license = "Apache-2.0"
 
     def convert(self, raw: Any, location: Location) -> Iterable[Record]:
-        raw = require_dict(raw)
-        inputs = require_str(raw, "inputs")
-        targets = require_str(raw, "targets")
-        yield make_record(
-            "cot",
-            f"{cot_id_prefix(location.path)}_{location.record}",
-            [msg("user", flan_prompt(inputs)), msg("assistant", targets)],
-        )
+        yield inputs_targets_record(raw, "cot", f"{cot_id_prefix(location.path)}_{location.record}")

@@ -16,6 +16,14 @@ def flan_prompt(inputs: str) -> str:
     return inputs if inputs.endswith(("\n", ":")) else inputs + "\n"
 
 
+def inputs_targets_record(raw: Any, dataset: str, record_id: str) -> Record:
+    """FLAN's and CoT's shared line schema, ``{inputs, targets}``, as a one-turn conversation."""
+    raw = require_dict(raw)
+    inputs = require_str(raw, "inputs")
+    targets = require_str(raw, "targets")
+    return make_record(dataset, record_id, [msg("user", flan_prompt(inputs)), msg("assistant", targets)])
+
+
 @register
 class FlanV2(Adapter):
     name = "flan_v2"
@@ -23,11 +31,4 @@ class FlanV2(Adapter):
     license = "Apache-2.0"
 
     def convert(self, raw: Any, location: Location) -> Iterable[Record]:
-        raw = require_dict(raw)
-        inputs = require_str(raw, "inputs")
-        targets = require_str(raw, "targets")
-        yield make_record(
-            "flan_v2",
-            f"flan_v2_{location.record}",
-            [msg("user", flan_prompt(inputs)), msg("assistant", targets)],
-        )
+        yield inputs_targets_record(raw, "flan_v2", f"flan_v2_{location.record}")
