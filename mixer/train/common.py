@@ -112,3 +112,14 @@ def save_resolved_config(cfg: Any) -> None:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / RESOLVED_CONFIG_NAME).write_text(to_yaml(cfg), encoding="utf-8")
+
+
+def train_and_save(trainer: Any, cfg: BaseRunConfig) -> dict[str, Any]:
+    """Train (resuming when asked), save the model or adapter, the tokenizer and the resolved config to
+    ``output_dir``; return the train metrics. Shared by SFT and DPO."""
+    result = trainer.train(resume_from_checkpoint=resume_checkpoint(cfg))
+    trainer.save_model(cfg.output_dir)
+    if trainer.is_world_process_zero():
+        trainer.processing_class.save_pretrained(cfg.output_dir)
+        save_resolved_config(cfg)
+    return dict(result.metrics)

@@ -8,8 +8,7 @@ from mixer.train.common import (
     make_trl_config,
     merge_trl_args,
     require_paths,
-    resume_checkpoint,
-    save_resolved_config,
+    train_and_save,
     training_kwargs,
 )
 from mixer.train.config import DPORunConfig
@@ -63,10 +62,4 @@ def build_dpo_trainer(cfg: DPORunConfig, callbacks: list[Any] | None = None) -> 
 
 def run_dpo(cfg: DPORunConfig) -> dict[str, Any]:
     """Train, save the policy (or adapter) and tokenizer to ``output_dir``; return the train metrics."""
-    trainer = build_dpo_trainer(cfg)
-    result = trainer.train(resume_from_checkpoint=resume_checkpoint(cfg))
-    trainer.save_model(cfg.output_dir)
-    if trainer.is_world_process_zero():
-        trainer.processing_class.save_pretrained(cfg.output_dir)
-        save_resolved_config(cfg)
-    return dict(result.metrics)
+    return train_and_save(build_dpo_trainer(cfg), cfg)

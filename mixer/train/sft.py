@@ -9,8 +9,7 @@ from mixer.train.common import (
     make_trl_config,
     merge_trl_args,
     require_paths,
-    resume_checkpoint,
-    save_resolved_config,
+    train_and_save,
     training_kwargs,
 )
 from mixer.train.config import SFTRunConfig
@@ -82,10 +81,4 @@ def build_sft_trainer(cfg: SFTRunConfig, callbacks: list[Any] | None = None) -> 
 
 def run_sft(cfg: SFTRunConfig) -> dict[str, Any]:
     """Train, save the final model (or adapter) and tokenizer to ``output_dir``; return the train metrics."""
-    trainer = build_sft_trainer(cfg)
-    result = trainer.train(resume_from_checkpoint=resume_checkpoint(cfg))
-    trainer.save_model(cfg.output_dir)
-    if trainer.is_world_process_zero():
-        trainer.processing_class.save_pretrained(cfg.output_dir)
-        save_resolved_config(cfg)
-    return dict(result.metrics)
+    return train_and_save(build_sft_trainer(cfg), cfg)
