@@ -101,12 +101,18 @@ def build(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
     workers: Annotated[int | None, typer.Option(help="Processes for reading and token counting "
                                                 "(default: all cores).")] = None,
+    token_cache: Annotated[bool, typer.Option(help="Reuse token counts from earlier builds "
+                                              "($MIXER_CACHE_DIR, default ~/.cache/mixer).")] = True,
 ) -> None:
     """Build a mixture: sharded Parquet in OUT/data, the data card in OUT/README.md and OUT/card.json,
     every dropped record in OUT/dropped/."""
     from mixer.build import build as run_build
     from mixer.recipe import load_recipe
 
+    if not token_cache:
+        import os
+
+        os.environ["MIXER_TOKEN_CACHE"] = "0"  # worker processes inherit it
     r = load_recipe(recipe, raw_dir=raw_dir, output=out_dir, seed=seed)
     reporter = None if quiet else RichReporter()
     result = run_build(r, reporter, workers)  # type: ignore[arg-type]

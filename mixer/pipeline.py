@@ -308,7 +308,10 @@ def read_source(recipe: Recipe, source: Source, work_dir: Path, *, gate: bool, c
                     flush(file_index)
         flush(file_index)
         reporter.finish()
-    return SourceRead(stats=stats, drops=drops, candidates=store.close())
+    candidates = store.close()  # counts the last batch
+    if counter is not None:
+        counter.close()
+    return SourceRead(stats=stats, drops=drops, candidates=candidates)
 
 
 def _read_task(args: tuple[Recipe, str, Path, bool, bool]) -> SourceRead:

@@ -6,6 +6,7 @@ per process, and threads do not help), so large batches are spread over worker p
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mixer.errors import RecipeError
+from mixer.token_cache import TokenCountCache, cache_root, text_key
 
 #: Below this much text a process pool costs more than it saves.
 POOL_MIN_CHARS = 4_000_000
@@ -82,17 +84,45 @@ def _count_chunk(spec: str, texts: list[str]) -> list[int]:
     return _encoder(spec)(texts)
 
 
-class TokenCounter:
-    """Counts tokens of many texts, in worker processes when the batch is large enough."""
+def tokenizer_identity(spec: str) -> str:
+    """What a token count depends on: the encoding and tiktoken's version, or the tokenizer file's bytes."""
+    kind, _, arg = spec.partition(":")
+    if kind == "hf":
+        p = Path(arg)
+        file = p / "tokenizer.json" if p.is_dir() else p
+        return f"hf:{hashlib.sha256(file.read_bytes()).hexdigest()}"
+    from importlib import metadata
 
-    def __init__(self, spec: str, workers: int | None = None) -> None:
+    return f"{spec}:tiktoken-{metadata.version('tiktoken')}"
+
+
+class TokenCounter:
+    """Counts tokens of many texts: known texts from the persistent cache (``mixer.token_cache``), the
+    rest in worker processes when the batch is large enough."""
+
+    def __init__(self, spec: str, workers: int | None = None, use_cache: bool = True) -> None:
         self.spec = spec
         self.workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
         self._encode = _encoder(spec)  # fail early on a bad spec
         self._pool: ProcessPoolExecutor | None = None
+        root = cache_root() if use_cache else None
+        self.cache = TokenCountCache(root, tokenizer_identity(spec)) if root is not None else None
 
     def count_texts(self, texts: Sequence[str]) -> list[int]:
         texts = list(texts)
+        if self.cache is None:
+            return self._count(texts)
+        keys = [text_key(t) for t in texts]
+        counts = self.cache.lookup(keys)
+        missing = [i for i, n in enumerate(counts) if n is None]
+        if missing:
+            fresh = self._count([texts[i] for i in missing])
+            self.cache.add([keys[i] for i in missing], fresh)
+            for i, n in zip(missing, fresh, strict=True):
+                counts[i] = n
+        return counts  # type: ignore[return-value]
+
+    def _count(self, texts: list[str]) -> list[int]:
         if self.workers == 1 or sum(map(len, texts)) < POOL_MIN_CHARS:
             return self._encode(texts)
         if self._pool is None:
@@ -105,6 +135,8 @@ class TokenCounter:
         return out
 
     def close(self) -> None:
+        if self.cache is not None:
+            self.cache.flush()
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,10 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Token counts are cached on disk between builds (mixer.token_cache); tests never touch the user's
+# cache. Worker processes inherit the variable.
+os.environ["MIXER_CACHE_DIR"] = tempfile.mkdtemp(prefix="mixer-test-cache-")
 SAMPLE_RECIPE = ROOT / "recipes" / "v2-sample.yaml"
 
 
