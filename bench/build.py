@@ -308,6 +308,12 @@ def run_scale(args: argparse.Namespace, scale: float) -> Run:
         print(f"building scale {scale:g}{' with near-dedup' if args.near else ''} ...", file=sys.stderr, flush=True)
         workers = args.workers if args.workers is not None else (1 if args.profile else None)
         extra = ["--workers", str(workers)] if workers is not None else []
+        if args.warm:  # a first build fills a fresh token-count cache; the measured one reuses it
+            os.environ["MIXER_CACHE_DIR"] = str(tmp / "token-cache")
+            os.environ.pop("MIXER_TOKEN_CACHE", None)
+            measure_build(recipe, raw, tmp / "first", None, extra)
+        else:
+            extra.append("--no-token-cache")
         res, log = measure_build(recipe, raw, out, prof, extra)
         run.wall_s, run.cpu_s = res["wall_s"], res["cpu_s"]
         run.peak_rss_mb, run.tree_rss_mb = res["peak_rss_mb"], res["tree_rss_mb"]
@@ -432,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="run the build under cProfile and print the top 25 (implies --workers 1, so the "
                          "work happens in the profiled process)")
     ap.add_argument("--workers", type=int, help="passed to mixer build --workers (default: the build's own)")
+    ap.add_argument("--warm", action="store_true",
+                    help="measure a rebuild: run each scale twice with a fresh token-count cache and report the "
+                         "second run (default: cold builds, the cache turned off)")
     ap.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "mixer-bench")
     ap.add_argument("--sharegpt-raw", action="store_true", help="generator: also write the raw ShareGPT parts")
     ap.add_argument("--with-gpt35", action="store_true", help="generator: also write the GPT-3.5 Open-Orca file")
