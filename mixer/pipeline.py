@@ -3,11 +3,13 @@
 read -> normalise -> filter -> exact dedup -> (near dedup) -> (decontaminate) -> select -> shuffle
 -> write -> card.
 
-Records stream through read/normalise/filter/exact-dedup one at a time and are kept as Arrow tables
-(``CandidateStore``), not Python dicts, until selection. Selection walks a seeded permutation of each
-source and counts tokens only for records it may take, so a 30k sample of a 1M-row source never
-tokenizes the other 970k. Every record that leaves the pipeline is counted in ``SourceStats`` with
-its reason and written to ``dropped/``.
+Each source is read, normalised and filtered in batches (in a worker process when the input is
+large) and streamed into a memory-mapped Arrow file (``CandidateStore``), never held as Python dicts.
+Exact dedup then runs over the content hashes in recipe order, the cross-source stages
+(``mixer.cross_source``) mark rows out, and selection walks a seeded permutation of each source,
+counting tokens only for records it may take, so a 30k sample of a 1M-row source never tokenizes the
+other 970k. Every record that leaves the pipeline is counted in ``SourceStats`` with its reason and
+written to ``dropped/``.
 """
 
 from __future__ import annotations
