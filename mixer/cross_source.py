@@ -51,7 +51,6 @@ def _each_source(state: BuildState, fn: Visit) -> None:
 def near_dedup(state: BuildState) -> None:
     """MinHash LSH near-duplicates across sources; the copy from the source listed first is kept."""
     from mixer.dedup.near import (
-        NearDedupConfig,
         NearItem,
         assistant_chars,
         find_near_duplicates,
@@ -62,8 +61,7 @@ def near_dedup(state: BuildState) -> None:
 
     near = state.recipe.dedup.near
     assert near is not None
-    options = {f.name: getattr(near, f.name) for f in dataclasses.fields(near) if f.name != "enabled"}
-    config = NearDedupConfig.from_options({**options, "workers": state.workers})
+    config = dataclasses.replace(near, workers=near.workers or state.workers)
     items: list[NearItem] = []
     where: list[tuple[str, int]] = []
 
@@ -95,11 +93,11 @@ def near_dedup(state: BuildState) -> None:
 
 def decontaminate(state: BuildState) -> None:
     """Drop records whose prompt overlaps an evaluation benchmark's prompts."""
-    from mixer.decontaminate import DecontaminationConfig, Decontaminator, load_benchmarks, summarise_contamination
+    from mixer.decontaminate import Decontaminator, load_benchmarks, summarise_contamination
 
     recipe = state.recipe
     assert recipe.decontaminate is not None
-    config = DecontaminationConfig.from_options(recipe.decontaminate)
+    config = recipe.decontaminate
     benchmarks = load_benchmarks(config, base_dir=recipe.raw_dir)
     checker = Decontaminator(config, benchmarks)
     found: list[tuple[str, str, Any]] = []

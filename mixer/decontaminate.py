@@ -68,6 +68,8 @@ class BenchmarkSpec:
     name: str
     files: tuple[str, ...]
     field: str
+    #: where ``mixer fetch`` downloads each file from (in the order of ``files``)
+    url: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,9 @@ class DecontaminationConfig:
         for b in get("benchmarks", ()) or ():
             bget = b.get if isinstance(b, Mapping) else lambda k, d=None, b=b: getattr(b, k, d)
             files = bget("files", ())
+            urls = bget("url", ()) or ()
             benches.append(BenchmarkSpec(str(bget("name")), tuple([files] if isinstance(files, str) else files),
-                                         str(bget("field"))))
+                                         str(bget("field")), tuple([urls] if isinstance(urls, str) else urls)))
         values: dict[str, Any] = {"benchmarks": tuple(benches)}
         for k in ("ngram", "threshold", "key", "long_ngram", "drop_on_long_ngram", "boilerplate_items"):
             v = get(k, None)

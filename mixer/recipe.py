@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 import yaml
 
+from mixer.decontaminate import DecontaminationConfig
+from mixer.dedup.near import NearDedupConfig
 from mixer.errors import RecipeError
 from mixer.sources import get_adapter
 
@@ -58,51 +60,9 @@ class Normalise:
 
 
 @dataclass(frozen=True)
-class NearDedup:
-    """MinHash LSH near-duplicate removal (see mixer.dedup.near for the rule)."""
-
-    enabled: bool = True
-    key: Literal["conversation", "prompt", "assistant", "user"] = "conversation"
-    ngram: int = 5
-    num_perm: int = 128
-    threshold: float = 0.8
-    #: LSH banding; derived from threshold when absent
-    bands: int | None = None
-    rows: int | None = None
-    seed: int = 42
-    #: existing corpora (Parquet/JSONL of canonical records) to dedup against; never modified
-    against: tuple[str, ...] = ()
-    #: (false positive, false negative) weights used to derive bands/rows, as datasketch's MinHashLSH
-    lsh_weights: tuple[float, ...] = (0.05, 0.95)
-
-
-@dataclass(frozen=True)
 class Dedup:
     exact: bool = True
-    near: NearDedup | None = None
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    name: str
-    files: tuple[str, ...]
-    field: str
-    url: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Decontaminate:
-    """Drop records overlapping evaluation prompts (see mixer.decontaminate for the rule)."""
-
-    benchmarks: tuple[Benchmark, ...]
-    ngram: int = 8
-    threshold: float = 0.5
-    key: Literal["prompt", "user", "conversation"] = "prompt"
-    #: any shared n-gram this long also counts (datatrove-style 13-gram rule)
-    long_ngram: int = 13
-    drop_on_long_ngram: bool = True
-    #: n-grams in at least this many items of one benchmark are its template, not evidence (0: off)
-    boilerplate_items: int = 5
+    near: NearDedupConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -154,7 +114,7 @@ class Recipe:
     normalise: Normalise = field(default_factory=Normalise)
     filters: Filters = field(default_factory=Filters)
     dedup: Dedup = field(default_factory=Dedup)
-    decontaminate: Decontaminate | None = None
+    decontaminate: DecontaminationConfig | None = None
     output_options: Output = field(default_factory=Output)
     #: set by load_recipe: the recipe file and the hash of its text, for provenance
     path: str = ""
@@ -382,16 +342,6 @@ def license_key(name: str) -> str:
 
 
 def _check_cross_source(recipe: Recipe) -> None:
-    """Validate near-dedup and decontamination settings at parse time, not halfway through a build."""
-    near = recipe.dedup.near
-    if near is not None and near.enabled:
-        from mixer.dedup.near import NearDedupConfig
-
-        NearDedupConfig.from_options({f.name: getattr(near, f.name) for f in dataclasses.fields(near)
-                                      if f.name != "enabled"})
-    if recipe.decontaminate is not None:
-        from mixer.decontaminate import DecontaminationConfig
-
-        if not recipe.decontaminate.benchmarks:
-            raise RecipeError("decontaminate.benchmarks: list at least one benchmark {name, files, field}")
-        DecontaminationConfig.from_options(recipe.decontaminate)
+    """What the cross-source settings' own checks (run as they are parsed) cannot see."""
+    if recipe.decontaminate is not None and not recipe.decontaminate.benchmarks:
+        raise RecipeError("decontaminate.benchmarks: list at least one benchmark {name, files, field}")

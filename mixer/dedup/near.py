@@ -68,8 +68,10 @@ MAX_BUCKET_PAIRS = 64
 
 @dataclass(frozen=True)
 class NearDedupConfig:
-    """Recipe ``dedup.near``. ``workers=None`` uses every core this process may run on."""
+    """Recipe ``dedup.near`` (parsed straight into this class). ``workers=None`` uses every core this
+    process may run on."""
 
+    enabled: bool = True
     key: Literal["conversation", "prompt", "assistant", "user"] = "conversation"
     ngram: int = 5
     num_perm: int = 128
@@ -109,7 +111,7 @@ class NearDedupConfig:
         """Build from a mapping or any object with the same attribute names (e.g. the recipe's)."""
         names = {f.name for f in fields(cls)}
         if isinstance(options, Mapping):
-            unknown = sorted(set(options) - names - {"enabled"})
+            unknown = sorted(set(options) - names)
             if unknown:
                 raise RecipeError(f"dedup.near: unknown option(s) {unknown}; known: {sorted(names)}")
             values = {k: v for k, v in options.items() if k in names}
