@@ -38,9 +38,6 @@ class SourceStats:
     selected: int = 0
     shortfall: int = 0
     excluded: str | None = None
-    datasets: Counter[str] = field(default_factory=Counter)
-    tokens: list[int] = field(default_factory=list)
-    turns: list[int] = field(default_factory=list)
 
     @property
     def final(self) -> int:
