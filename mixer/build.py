@@ -38,6 +38,13 @@ def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None 
     ``workers``: processes for reading sources and counting tokens (default: all cores).
     """
     state = run_stages(recipe, reporter, workers)
+    try:
+        return _write(recipe, state)
+    finally:
+        state.close()
+
+
+def _write(recipe: Recipe, state: BuildState) -> BuildResult:
     out = Path(recipe.output)
     with state.timed("shuffle"):
         selected, order = shuffled_output(state)
@@ -45,7 +52,7 @@ def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None 
         with state.timed("write"):
             opts = recipe.output_options
             written = write_shards(selected, order, recipe.kind, tmp / "data", opts.shard_max_bytes,
-                                   opts.row_group_rows)
+                                   opts.row_group_rows, work_dir=state.work_dir)
             shards = [{"path": f"data/{p.name}", "rows": rows, "bytes": p.stat().st_size,
                        "sha256": _sha256(p)} for p, rows in written]
             dropped_files = []

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import platform
+from collections import Counter
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ import yaml
 from mixer import __version__
 from mixer.recipe import license_key
 from mixer.stats import SourceStats, summary
+from mixer.tables import SpillFiles
 
 #: Hugging Face Hub licence identifiers for the licences the known sources carry.
 HF_LICENSE_IDS = {
@@ -61,13 +64,30 @@ def _relative(path: str, base: str) -> str:
         return path
 
 
-def source_card(stats: SourceStats, table: pa.Table | None, raw_dir: str) -> dict[str, Any]:
-    tokens = table.column("n_tokens").to_pylist() if table is not None else []
-    turns = assistant_turns(table.column("messages")) if table is not None else []
-    datasets: dict[str, int] = {}
-    if table is not None and table.num_rows:
-        for row in pc.value_counts(table.column("dataset")).to_pylist():
-            datasets[row["values"]] = row["counts"] * stats.repeat
+@dataclass
+class SelectedColumns:
+    """What the card needs from one source's selected records: read once, a batch at a time."""
+
+    tokens: list[int] = field(default_factory=list)
+    turns: list[int] = field(default_factory=list)
+    datasets: Counter[str] = field(default_factory=Counter)
+
+    @classmethod
+    def read(cls, table: SpillFiles | None) -> SelectedColumns:
+        out = cls()
+        if table is None:
+            return out
+        for batch in table.iter_batches(["dataset", "messages", "n_tokens"]):
+            out.tokens.extend(batch.column("n_tokens").to_pylist())
+            out.turns.extend(assistant_turns(batch.column("messages")))
+            for row in pc.value_counts(batch.column("dataset")).to_pylist():
+                out.datasets[row["values"]] += row["counts"]
+        return out
+
+
+def source_card(stats: SourceStats, selected: SelectedColumns, raw_dir: str) -> dict[str, Any]:
+    tokens, turns = selected.tokens, selected.turns
+    datasets = {name: n * stats.repeat for name, n in selected.datasets.items()}
     return {
         "name": stats.name,
         "adapter": stats.adapter,
@@ -95,15 +115,13 @@ def source_card(stats: SourceStats, table: pa.Table | None, raw_dir: str) -> dic
 def build_card(state: Any, shards: list[dict[str, Any]], dropped_files: list[str]) -> dict[str, Any]:
     """The card as a JSON-ready dict (state is the pipeline's BuildState)."""
     recipe = state.recipe
-    sources = [source_card(state.stats[s.name], state.selected.get(s.name), recipe.raw_dir)
-               for s in recipe.sources]
+    selected = {s.name: SelectedColumns.read(state.selected.get(s.name)) for s in recipe.sources}
+    sources = [source_card(state.stats[s.name], selected[s.name], recipe.raw_dir) for s in recipe.sources]
     all_tokens: list[int] = []
     all_turns: list[int] = []
     for s in recipe.sources:
-        table = state.selected.get(s.name)
-        if table is not None:
-            all_tokens.extend(table.column("n_tokens").to_pylist() * s.repeat)
-            all_turns.extend(assistant_turns(table.column("messages")) * s.repeat)
+        all_tokens.extend(selected[s.name].tokens * s.repeat)
+        all_turns.extend(selected[s.name].turns * s.repeat)
     card = {
         "name": recipe.name,
         "description": recipe.description,

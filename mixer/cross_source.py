@@ -13,7 +13,6 @@ from typing import Any
 
 from mixer.pipeline import BuildState
 from mixer.records import Dropped
-from mixer.tables import take_rows
 
 
 def _remove(state: BuildState, source: str, rows: dict[int, Dropped]) -> None:
@@ -22,7 +21,7 @@ def _remove(state: BuildState, source: str, rows: dict[int, Dropped]) -> None:
         return
     table = state.candidates[source]
     order = sorted(rows)
-    picked = take_rows(table.select(["dataset", "id", "messages"]), order).to_pylist()
+    picked = table.take(order, ["dataset", "id", "messages"]).to_pylist()
     for row_index, row in zip(order, picked, strict=True):
         d = rows[row_index]
         d.dataset, d.id, d.messages = row["dataset"], row["id"], row["messages"]
@@ -44,7 +43,7 @@ def _each_source(state: BuildState, fn: Visit) -> None:
         alive = state.alive.get(s.name, [])
         for start in range(0, len(alive), CHUNK_ROWS):
             rows = alive[start:start + CHUNK_ROWS]
-            chunk = take_rows(table.select(["id", "messages"]), rows)
+            chunk = table.take(rows, ["id", "messages"])
             fn(rank, s.name, chunk.column("messages").to_pylist(), chunk.column("id").to_pylist(), rows)
 
 

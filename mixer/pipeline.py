@@ -4,12 +4,14 @@ read -> normalise -> filter -> exact dedup -> (near dedup) -> (decontaminate) ->
 -> write -> card.
 
 Each source is read, normalised and filtered in batches (in a worker process when the input is
-large) and streamed into a memory-mapped Arrow file (``CandidateStore``), never held as Python dicts.
+large) and streamed into an Arrow file (``CandidateStore``) that later stages read back a batch at a
+time (``SpillFiles``), never held as Python dicts.
 Exact dedup then runs over the content hashes in recipe order, the cross-source stages
 (``mixer.cross_source``) mark rows out, and selection walks a seeded permutation of each source,
 counting tokens only for records it may take, so a 30k sample of a 1M-row source never tokenizes the
-other 970k. Every record that leaves the pipeline is counted in ``SourceStats`` with its reason and
-written to ``dropped/``.
+other 970k; the chosen records go to Arrow files too, and the writer shuffles them externally, so
+memory is bounded by batch sizes rather than by the input. Every record that leaves the pipeline is
+counted in ``SourceStats`` with its reason and written to ``dropped/``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 
@@ -40,7 +43,7 @@ from mixer.recipe import Recipe, Source, license_key, resolve_files, source_lice
 from mixer.records import MESSAGE_TYPE, Dropped, Record, record_key_messages, record_texts
 from mixer.sources import SourceContext, get_adapter
 from mixer.stats import FileInfo, SourceStats
-from mixer.tables import take_rows
+from mixer.tables import SpillFiles, SpillWriter
 from mixer.tokens import TokenCounter
 
 SELECTED_SCHEMA = pa.schema([("dataset", pa.string()), ("id", pa.string()),
@@ -78,18 +81,29 @@ class BuildState:
     reporter: Reporter
     #: worker processes for reading and token counting
     workers: int = 1
+    #: where the stages keep their intermediate Arrow files (candidates, selected records)
+    work_dir: Path = field(default_factory=Path)
     stats: dict[str, SourceStats] = field(default_factory=dict)
     drops: dict[str, list[Dropped]] = field(default_factory=dict)
-    #: per source, the candidate records (a memory-mapped table) and which of its rows are still in;
-    #: stages mark rows out rather than copying the table
-    candidates: dict[str, pa.Table] = field(default_factory=dict)
+    #: per source, the candidate records (Arrow files read on demand) and which of its rows are still
+    #: in; stages mark rows out rather than copying the records
+    candidates: dict[str, SpillFiles] = field(default_factory=dict)
     alive: dict[str, list[int]] = field(default_factory=dict)
     #: per source, (dataset, id) tables of the records sampling did not choose
     unsampled: dict[str, list[pa.Table]] = field(default_factory=dict)
-    selected: dict[str, pa.Table] = field(default_factory=dict)
+    #: per source, the chosen records in selection order, with ``n_tokens`` (Arrow files)
+    selected: dict[str, SpillFiles] = field(default_factory=dict)
     timings: dict[str, StageTiming] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     extra_card: dict[str, Any] = field(default_factory=dict)
+
+    _tmp: Any = None
+
+    def close(self) -> None:
+        """Delete the work folder (when the build made its own)."""
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
 
     def drop(self, source: str, item: Dropped) -> None:
         item.source = source
@@ -134,7 +148,7 @@ def count_tokens(counter: TokenCounter, records: list[dict[str, Any]]) -> list[i
 
 class CandidateStore:
     """Streams records to an Arrow IPC file in batches, so a large source never sits in memory as
-    Python dicts (or at all: the file is memory-mapped when read back).
+    Python dicts (or at all: later stages read it back a batch at a time, see ``SpillFiles``).
 
     With a token counter, tokens are counted per batch while reading (used for sources whose every
     record is a candidate for the output, ``take: all``).
@@ -170,12 +184,6 @@ class CandidateStore:
         self._flush()
         self._writer.close()
         return self.path
-
-
-def load_candidates(path: Path | str) -> pa.Table:
-    """Memory-map a candidate file written by ``CandidateStore``."""
-    with pa.memory_map(str(path)) as source:
-        return pa.ipc.open_file(source).read_all()
 
 
 # -- stage: read -> normalise -> filter, per source (in a worker process or in-process) ------
@@ -372,42 +380,69 @@ def read_sources(state: BuildState, work_dir: Path, *, gate: bool) -> None:
         r = results[s.name]
         state.stats[s.name] = r.stats
         state.drops[s.name].extend(r.drops)
-        state.candidates[s.name] = load_candidates(r.candidates)
+        state.candidates[s.name] = SpillFiles([r.candidates], CANDIDATE_SCHEMA)
         state.alive[s.name] = list(range(state.candidates[s.name].num_rows))
 
 
 # -- stage: exact dedup across sources -------------------------------------------------------
 
 def exact_dedup(state: BuildState) -> None:
-    """Keep the first copy of each content hash, in recipe order then file order."""
-    seen: dict[bytes, tuple[str, str]] = {}
-    for s in state.recipe.sources:
-        table = state.candidates.get(s.name)
-        if table is None:
+    """Keep the first copy of each content hash, in recipe order then file order.
+
+    Vectorised over the 16-byte hashes (a sort, not a dict of 1.5M Python bytes objects): only the
+    hash column is read, and only the duplicates' records are fetched, to be written to ``dropped/``.
+    """
+    names = [s.name for s in state.recipe.sources if s.name in state.candidates]
+    keys, rows_of, source_of = [], [], []
+    for k, name in enumerate(names):
+        alive = np.asarray(state.alive[name], dtype=np.int64)
+        column = state.candidates[name].column("hash").combine_chunks()
+        if len(column):
+            data = np.frombuffer(column.buffers()[1], dtype=np.uint64,
+                                 count=2 * len(column), offset=column.offset * 16).reshape(-1, 2)
+        else:
+            data = np.zeros((0, 2), dtype=np.uint64)
+        keys.append(data[alive])
+        rows_of.append(alive)
+        source_of.append(np.full(len(alive), k, dtype=np.int32))
+    if not names:
+        return
+    key = np.concatenate(keys)
+    row = np.concatenate(rows_of)
+    src = np.concatenate(source_of)
+    n = len(key)
+    if n == 0:
+        return
+    order = np.lexsort((np.arange(n), key[:, 1], key[:, 0]))  # by hash, then by first appearance
+    sk = key[order]
+    first = np.ones(n, dtype=bool)
+    first[1:] = (sk[1:, 0] != sk[:-1, 0]) | (sk[1:, 1] != sk[:-1, 1])
+    group_start = np.maximum.accumulate(np.where(first, np.arange(n), 0))
+    keeper = np.empty(n, dtype=np.int64)
+    keeper[order] = order[group_start]  # global position of the copy kept, for every position
+    dup = keeper != np.arange(n)
+    if not dup.any():
+        return
+    kept_ids: dict[int, str] = {}  # global position of a keeper -> its id
+    kept_pos = np.unique(keeper[dup])
+    for k, name in enumerate(names):
+        mine = kept_pos[src[kept_pos] == k]
+        if len(mine):
+            ids = state.candidates[name].take(row[mine], ["id"]).column("id").to_pylist()
+            kept_ids.update(zip(mine.tolist(), ids, strict=True))
+    for k, name in enumerate(names):
+        mine = np.flatnonzero(dup & (src == k))
+        if not len(mine):
             continue
-        hashes = table.column("hash").to_pylist()
-        ids = table.column("id").to_pylist()
-        alive: list[int] = []
-        dup_rows: list[int] = []
-        kept_of: list[tuple[str, str]] = []
-        for i in state.alive[s.name]:
-            h = hashes[i]
-            first = seen.get(h)
-            if first is None:
-                seen[h] = (s.name, ids[i])
-                alive.append(i)
-            else:
-                dup_rows.append(i)
-                kept_of.append(first)
-        state.alive[s.name] = alive
-        if not dup_rows:
-            continue
-        dups = take_rows(table.select(["dataset", "id", "messages", "rejected"]), dup_rows).to_pylist()
-        for row, (kept_source, kept_id) in zip(dups, kept_of, strict=True):
-            d = _dropped(row, ExactDeduplicator.reason, "dedup", f"same content as {kept_source}/{kept_id}")
+        state.alive[name] = row[(src == k) & ~dup].tolist()
+        dups = state.candidates[name].take(row[mine], ["dataset", "id", "messages", "rejected"]).to_pylist()
+        for position, record in zip(mine.tolist(), dups, strict=True):
+            kept = int(keeper[position])
+            kept_source, kept_id = names[int(src[kept])], kept_ids[kept]
+            d = _dropped(record, ExactDeduplicator.reason, "dedup", f"same content as {kept_source}/{kept_id}")
             d.kept_id = kept_id
             d.extra = {"kept_source": kept_source}
-            state.drop(s.name, d)
+            state.drop(name, d)
 
 
 # -- stage: select (sample + token length) --------------------------------------------------
@@ -426,7 +461,8 @@ class Selector:
     Walks the permutation in order and counts tokens in chunks, only as far as needed: a record over
     ``max_tokens`` is dropped (``too_many_tokens``) and the walk goes on, so ``take`` still holds.
     Records the walk never reaches are ``not_sampled``. The result is a uniform random sample of the
-    records that pass the length limit, and does not depend on the chunk size.
+    records that pass the length limit, and does not depend on the chunk size. The chosen records go
+    to an Arrow file in the work folder, not into memory.
     """
 
     def __init__(self, state: BuildState, counter: TokenCounter) -> None:
@@ -434,8 +470,8 @@ class Selector:
         self.counter = counter
         self.max_tokens = state.recipe.max_tokens
 
-    def select(self, source: Source, table: pa.Table, rows: list[int] | None = None, *,
-               length_only: bool = False, count_tokens: bool = True) -> pa.Table:
+    def select(self, source: Source, table: SpillFiles, rows: list[int] | None = None, *,
+               length_only: bool = False, count_tokens: bool = True) -> SpillFiles:
         """The chosen rows with ``n_tokens`` (0 when ``count_tokens`` is off: sampling only).
 
         ``length_only``: take every record that fits ``max_tokens`` (the length pass of
@@ -451,6 +487,7 @@ class Selector:
                 groups.setdefault(file_index[row], []).append(row)
         else:
             groups[0] = rows
+        known = table.column("n_tokens").to_pylist() if count_tokens else []
         chosen: list[int] = []
         tokens: list[int] = []
         for _, group in sorted(groups.items()):
@@ -461,7 +498,7 @@ class Selector:
                                 "records are left after filtering and dedup; taking all of them")
             order = group if (source.take == "all" or length_only) else rng.sample(group, len(group))
             if count_tokens:
-                got_rows, got_tokens, walked = self._walk(source.name, table, order, want)
+                got_rows, got_tokens, walked = self._walk(source.name, table, known, order, want)
             else:
                 got_rows, got_tokens, walked = order[:want], [0] * min(want, len(order)), want
             chosen.extend(got_rows)
@@ -469,20 +506,28 @@ class Selector:
             self._not_sampled(source.name, table, order[walked:])
             if len(got_rows) < want and self.max_tokens is not None and source.take != "all":
                 stats.shortfall += want - len(got_rows)
-        picked = take_rows(table, chosen)
-        return pa.table({"dataset": picked.column("dataset"), "id": picked.column("id"),
-                         "messages": picked.column("messages"), "rejected": picked.column("rejected"),
-                         "n_tokens": pa.array(tokens, pa.int32())}, schema=SELECTED_SCHEMA)
+        return self._write(source.name, table, chosen, tokens)
 
-    def _not_sampled(self, source: str, table: pa.Table, rows: list[int]) -> None:
+    def _write(self, source: str, table: SpillFiles, chosen: list[int], tokens: list[int]) -> SpillFiles:
+        index = list(self.state.stats).index(source)
+        writer = SpillWriter(self.state.work_dir / f"selected-{index:03d}-{source}.arrow", SELECTED_SCHEMA)
+        for start in range(0, len(chosen), WALK_CHUNK_ROWS):
+            part = table.take(chosen[start:start + WALK_CHUNK_ROWS], ["dataset", "id", "messages", "rejected"])
+            writer.write(pa.table({
+                "dataset": part.column("dataset"), "id": part.column("id"), "messages": part.column("messages"),
+                "rejected": part.column("rejected"),
+                "n_tokens": pa.array(tokens[start:start + WALK_CHUNK_ROWS], pa.int32())}, schema=SELECTED_SCHEMA))
+        return writer.close()
+
+    def _not_sampled(self, source: str, table: SpillFiles, rows: list[int]) -> None:
         """Counted apart from drops (sampling is not a verdict on the record) but kept as ids."""
         self.state.stats[source].not_sampled += len(rows)
         if not rows or not self.state.recipe.output_options.write_unsampled:
             return
         # kept columnar: a 30k sample of a 1M-row source leaves ~970k of these
-        self.state.unsampled[source].append(take_rows(table.select(["dataset", "id"]), rows))
+        self.state.unsampled[source].append(table.take(rows, ["dataset", "id"]))
 
-    def _walk(self, source: str, table: pa.Table, order: list[int], want: int
+    def _walk(self, source: str, table: SpillFiles, known: list[int | None], order: list[int], want: int
               ) -> tuple[list[int], list[int], int]:
         got: list[int] = []
         got_tokens: list[int] = []
@@ -490,25 +535,29 @@ class Selector:
         while len(got) < want and pos < len(order):
             need = want - len(got)
             chunk = order[pos:pos + min(WALK_CHUNK_ROWS, max(256, int(need * 1.05) + 16))]
-            counts = take_rows(table.select(["n_tokens"]), chunk).column(0).to_pylist()
+            counts = [known[i] for i in chunk]
             missing = [i for i, n in enumerate(counts) if n is None]
             if missing:  # counted while reading for take: all sources; count the rest now
-                records = take_rows(table.select(["messages", "rejected"]), [chunk[i] for i in missing]).to_pylist()
+                records = table.take([chunk[i] for i in missing], ["messages", "rejected"]).to_pylist()
                 for i, n in zip(missing, count_tokens(self.counter, records), strict=True):
                     counts[i] = n
+            too_long: list[tuple[int, int]] = []
             for row_index, n in zip(chunk, counts, strict=True):
                 pos += 1
-                if self.max_tokens is not None and n > self.max_tokens:
-                    row = table.slice(row_index, 1).select(["dataset", "id", "messages"]).to_pylist()[0]
+                if self.max_tokens is not None and n > self.max_tokens:  # type: ignore[operator]
+                    too_long.append((row_index, n))  # type: ignore[arg-type]
+                    continue
+                got.append(row_index)
+                got_tokens.append(n)  # type: ignore[arg-type]
+                if len(got) == want:
+                    break
+            if too_long:
+                rows = table.take([r for r, _ in too_long], ["dataset", "id", "messages"]).to_pylist()
+                for row, (_, n) in zip(rows, too_long, strict=True):
                     self.state.drop(source, Dropped(
                         reason="too_many_tokens", dataset=row["dataset"], id=row["id"],
                         detail=f"{n} tokens > max_tokens {self.max_tokens}", messages=row["messages"],
                         stage="select"))
-                    continue
-                got.append(row_index)
-                got_tokens.append(n)
-                if len(got) == want:
-                    break
         return got, got_tokens, pos
 
 
@@ -524,20 +573,28 @@ def allowed(recipe: Recipe, source: Source) -> str | None:
     return None
 
 
-def run_stages(recipe: Recipe, reporter: Reporter | None = None, workers: int | None = None) -> BuildState:
-    """Run every stage up to the selected records per source (no output files written)."""
+def run_stages(recipe: Recipe, reporter: Reporter | None = None, workers: int | None = None,
+               work_dir: Path | None = None) -> BuildState:
+    """Run every stage up to the selected records per source (no output files written).
+
+    The selected records are Arrow files in ``work_dir`` (default: a temporary folder that
+    ``state.close()`` deletes).
+    """
     workers = max(1, workers or os.cpu_count() or 1)
     state = BuildState(recipe=recipe, reporter=reporter or Reporter(), workers=workers)
+    if work_dir is None:
+        state._tmp = tempfile.TemporaryDirectory(prefix="mixer-work-")
+        work_dir = Path(state._tmp.name)
+    state.work_dir = work_dir
     for s in recipe.sources:
         state.stats[s.name] = SourceStats(name=s.name, adapter=s.adapter, license=source_license(s),
                                           take=s.take, repeat=s.repeat)
         state.drops[s.name] = []
         state.unsampled[s.name] = []
     sample_first = recipe.order == "sample_then_filter"
-    with tempfile.TemporaryDirectory(prefix="mixer-work-") as work, \
-            TokenCounter(recipe.tokenizer, workers=workers) as counter:
+    with TokenCounter(recipe.tokenizer, workers=workers) as counter:
         with state.timed("read+normalise+filter" if not sample_first else "read"):
-            read_sources(state, Path(work), gate=not sample_first)
+            read_sources(state, work_dir, gate=not sample_first)
         selector = Selector(state, counter)
         if sample_first:
             _sample_then_filter(state, selector)
@@ -569,8 +626,9 @@ def _sample_then_filter(state: BuildState, selector: Selector) -> None:
             sampled = selector.select(s, state.candidates.pop(s.name), state.alive.pop(s.name),
                                       count_tokens=False)
             stats = state.stats[s.name]
+            kept = SpillWriter(state.work_dir / f"sampled-{s.name}.arrow", CANDIDATE_SCHEMA)
             kept_rows: list[dict[str, Any]] = []
-            for row in sampled.to_pylist():
+            for row in (r for batch in sampled.iter_batches() for r in batch.to_pylist()):
                 record: Record = {"dataset": row["dataset"], "id": row["id"], "messages": row["messages"]}
                 if row["rejected"] is not None:
                     record["rejected"] = row["rejected"]  # type: ignore[typeddict-unknown-key]
@@ -587,8 +645,12 @@ def _sample_then_filter(state: BuildState, selector: Selector) -> None:
                         continue
                 kept_rows.append({**out, "rejected": out.get("rejected"), "file_index": 0,
                                   "hash": content_hash(record_key_messages(out)), "n_tokens": None})
-            state.candidates[s.name] = pa.Table.from_pylist(kept_rows, schema=CANDIDATE_SCHEMA)
-            state.alive[s.name] = list(range(len(kept_rows)))
+                if len(kept_rows) >= WALK_CHUNK_ROWS:
+                    kept.write(pa.Table.from_pylist(kept_rows, schema=CANDIDATE_SCHEMA))
+                    kept_rows.clear()
+            kept.write(pa.Table.from_pylist(kept_rows, schema=CANDIDATE_SCHEMA))
+            state.candidates[s.name] = kept.close()
+            state.alive[s.name] = list(range(state.candidates[s.name].num_rows))
     run_post_dedup_stages(state)
     with state.timed("tokens"):
         for s in recipe.sources:
@@ -611,22 +673,22 @@ def run_post_dedup_stages(state: BuildState) -> None:
             cross_source.decontaminate(state)
 
 
-def shuffled_output(state: BuildState) -> tuple[pa.Table, list[int]]:
-    """All selected records (one zero-copy table) and the output order: each record ``repeat`` times,
-    in one seeded global shuffle."""
-    tables, index = [], []
+def shuffled_output(state: BuildState) -> tuple[SpillFiles, list[int]]:
+    """All selected records (their files, in recipe order) and the output order: each record
+    ``repeat`` times, in one seeded global shuffle."""
+    paths, index = [], []
     offset = 0
     for s in state.recipe.sources:
         table = state.selected.get(s.name)
         if table is None:
             continue
-        tables.append(table)
+        paths.extend(table.paths)
         index.extend(list(range(offset, offset + table.num_rows)) * s.repeat)
         offset += table.num_rows
-    if not tables:
+    if not paths:
         raise MixerError("the build selected no records: every source is empty, filtered out or excluded")
     random.Random(state.recipe.seed).shuffle(index)
-    return pa.concat_tables(tables), index
+    return SpillFiles(paths, SELECTED_SCHEMA), index
 
 
 def current_rss_mb() -> float:

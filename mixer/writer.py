@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mixer.records import DROPPED_SCHEMA, OUTPUT_SCHEMA, PREFERENCE_OUTPUT_SCHEMA, Dropped
-from mixer.tables import take_rows
+from mixer.tables import SpillFiles, SpillWriter
 
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "write_statistics": True,
                    "use_dictionary": ["dataset"]}
@@ -89,25 +90,89 @@ def shard_bounds(sizes: np.ndarray, shard_max_bytes: int) -> list[int]:
     return bounds
 
 
-def write_shards(selected: pa.Table, order: Sequence[int], kind: str, data_dir: Path, shard_max_bytes: int,
-                 row_group_rows: int) -> list[tuple[Path, int]]:
+#: text bytes per shuffle bucket: what the writer holds in memory at once (plus Arrow overhead)
+BUCKET_TEXT_BYTES = 64 * 1024 * 1024
+
+
+def write_shards(selected: SpillFiles, order: Sequence[int], kind: str, data_dir: Path, shard_max_bytes: int,
+                 row_group_rows: int, work_dir: Path | None = None) -> list[tuple[Path, int]]:
     """Write ``selected`` rows in ``order`` as ``train-00000-of-0000N.parquet`` shards of at most
-    ``shard_max_bytes`` of text each, gathering one row group at a time (the shuffled mixture is never
-    materialised as a whole). Returns (path, rows) per shard."""
+    ``shard_max_bytes`` of text each. Returns (path, rows) per shard.
+
+    The shuffle is external, so memory stays bounded by ``BUCKET_TEXT_BYTES`` however large the
+    mixture: one pass over the selected records scatters them into buckets of consecutive output
+    row groups (Arrow files in ``work_dir``), then each bucket is read, put in output order and
+    written. The bytes are the same as gathering every row group directly.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     index = np.asarray(order, dtype=np.int64)
-    bounds = shard_bounds(row_text_bytes(selected)[index], shard_max_bytes)
-    n = len(bounds) - 1
+    text = np.concatenate([row_text_bytes(pa.Table.from_batches([b])) for b in selected.iter_batches(["messages"])]
+                          or [np.zeros(0, dtype=np.int64)])
+    sizes = text[index]
+    bounds = shard_bounds(sizes, shard_max_bytes)
+    n_shards = len(bounds) - 1
+    # row groups in output order: (shard, first position, end position)
+    groups = [(k, start, min(start + row_group_rows, bounds[k + 1]))
+              for k in range(n_shards) for start in range(bounds[k], bounds[k + 1], row_group_rows)]
+    csum = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+    buckets: list[list[tuple[int, int, int]]] = []
+    acc = 0
+    for g in groups:
+        g_bytes = int(csum[g[2]] - csum[g[1]])
+        if not buckets or (acc and acc + g_bytes > BUCKET_TEXT_BYTES):
+            buckets.append([])
+            acc = 0
+        buckets[-1].append(g)
+        acc += g_bytes
     schema = OUTPUT_SCHEMA if kind == "sft" else PREFERENCE_OUTPUT_SCHEMA
-    written = []
-    for k in range(n):
-        path = data_dir / f"train-{k:05d}-of-{n:05d}.parquet"
-        with pq.ParquetWriter(path, schema, **PARQUET_OPTIONS) as writer:
-            for start in range(bounds[k], bounds[k + 1], row_group_rows):
-                rows = index[start:min(start + row_group_rows, bounds[k + 1])]
-                writer.write_table(to_output(take_rows(selected, rows), kind), row_group_size=row_group_rows)
-        written.append((path, bounds[k + 1] - bounds[k]))
-    return written
+    paths = [data_dir / f"train-{k:05d}-of-{n_shards:05d}.parquet" for k in range(n_shards)]
+    with tempfile.TemporaryDirectory(prefix="mixer-shuffle-", dir=work_dir) as tmp:
+        bucket_files = _scatter(selected, index, [b[0][1] for b in buckets], Path(tmp))
+        writer: pq.ParquetWriter | None = None
+        shard = -1
+        for bucket, files in zip(buckets, bucket_files, strict=True):
+            rows = files.to_table()
+            rows = rows.take(pc.sort_indices(rows.column("position"))).drop_columns(["position"]).combine_chunks()
+            first = bucket[0][1]
+            for k, start, end in bucket:
+                if k != shard:
+                    if writer is not None:
+                        writer.close()
+                    writer = pq.ParquetWriter(paths[k], schema, **PARQUET_OPTIONS)
+                    shard = k
+                part = rows.slice(start - first, end - start)
+                writer.write_table(to_output(part, kind), row_group_size=row_group_rows)  # type: ignore[union-attr]
+            del rows
+        if writer is not None:
+            writer.close()
+    for k in range(n_shards):  # a shard with no rows still gets a (schema-only) file
+        if not paths[k].exists():
+            pq.write_table(schema.empty_table(), paths[k], **PARQUET_OPTIONS)
+    return [(paths[k], bounds[k + 1] - bounds[k]) for k in range(n_shards)]
+
+
+def _scatter(selected: SpillFiles, index: np.ndarray, bucket_starts: list[int], tmp: Path) -> list[SpillFiles]:
+    """One pass over the selected records: each output position's record goes to its bucket's file,
+    with the position (a record repeated n times goes n times)."""
+    by_row = np.argsort(index, kind="stable")  # output positions, grouped by the row they show
+    rows_sorted = index[by_row]
+    starts = np.asarray(bucket_starts, dtype=np.int64)
+    schema = selected.schema.append(pa.field("position", pa.int64()))
+    writers = [SpillWriter(tmp / f"bucket-{b:05d}.arrow", schema) for b in range(len(starts))]
+    first_row = 0
+    for batch in selected.iter_batches():
+        last_row = first_row + batch.num_rows
+        lo, hi = np.searchsorted(rows_sorted, [first_row, last_row])
+        positions = by_row[lo:hi]
+        local = rows_sorted[lo:hi] - first_row
+        bucket = np.searchsorted(starts, positions, side="right") - 1
+        for b in np.unique(bucket):
+            mask = bucket == b
+            part = batch.take(pa.array(local[mask], pa.int64()))
+            writers[int(b)].write(pa.RecordBatch.from_arrays(
+                [*part.columns, pa.array(positions[mask], pa.int64())], schema=schema))
+        first_row = last_row
+    return [w.close() for w in writers]
 
 
 def dropped_table(source: str, drops: list[Dropped]) -> pa.Table:
