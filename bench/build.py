@@ -308,12 +308,15 @@ def run_scale(args: argparse.Namespace, scale: float) -> Run:
         print(f"building scale {scale:g}{' with near-dedup' if args.near else ''} ...", file=sys.stderr, flush=True)
         workers = args.workers if args.workers is not None else (1 if args.profile else None)
         extra = ["--workers", str(workers)] if workers is not None else []
-        if args.warm:  # a first build fills a fresh token-count cache; the measured one reuses it
-            os.environ["MIXER_CACHE_DIR"] = str(tmp / "token-cache")
+        if args.warm:  # a first build fills fresh caches; the measured one reuses them
+            os.environ["MIXER_CACHE_DIR"] = str(tmp / "cache")
             os.environ.pop("MIXER_TOKEN_CACHE", None)
+            os.environ.pop("MIXER_READ_CACHE", None)
+            if args.warm == "tokens":  # as after a change of filter settings: every source is read again
+                extra.append("--no-read-cache")
             measure_build(recipe, raw, tmp / "first", None, extra)
         else:
-            extra.append("--no-token-cache")
+            extra += ["--no-token-cache", "--no-read-cache"]
         res, log = measure_build(recipe, raw, out, prof, extra)
         run.wall_s, run.cpu_s = res["wall_s"], res["cpu_s"]
         run.peak_rss_mb, run.tree_rss_mb = res["peak_rss_mb"], res["tree_rss_mb"]
@@ -438,9 +441,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="run the build under cProfile and print the top 25 (implies --workers 1, so the "
                          "work happens in the profiled process)")
     ap.add_argument("--workers", type=int, help="passed to mixer build --workers (default: the build's own)")
-    ap.add_argument("--warm", action="store_true",
-                    help="measure a rebuild: run each scale twice with a fresh token-count cache and report the "
-                         "second run (default: cold builds, the cache turned off)")
+    ap.add_argument("--warm", nargs="?", const="all", choices=["all", "tokens"],
+                    help="measure a rebuild: run each scale twice with fresh caches and report the second run; "
+                         "'all' (the default with --warm): read-stage and token-count caches, as when only "
+                         "takes, seeds, dedup or output settings changed; 'tokens': the token-count cache "
+                         "only, as when a filter setting changed (default without --warm: cold builds, "
+                         "both caches off)")
     ap.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "mixer-bench")
     ap.add_argument("--sharegpt-raw", action="store_true", help="generator: also write the raw ShareGPT parts")
     ap.add_argument("--with-gpt35", action="store_true", help="generator: also write the GPT-3.5 Open-Orca file")

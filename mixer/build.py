@@ -71,5 +71,7 @@ def _write(recipe: Recipe, state: BuildState) -> BuildResult:
         timings = {name: {"wall_s": round(t.wall_s, 3), "cpu_s": round(t.cpu_s, 3),
                           "rss_mb_after": round(t.rss_mb_after, 1)} for name, t in state.timings.items()}
         timings["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        if state.read_cache:
+            timings["read_cache_hits"] = state.read_cache["hits"]
         (tmp / "timings.json").write_text(json.dumps(timings, indent=2) + "\n", encoding="utf-8")
     return BuildResult(out=out, card=card, state=state, timings=timings)

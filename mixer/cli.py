@@ -103,16 +103,21 @@ def build(
                                                 "(default: all cores).")] = None,
     token_cache: Annotated[bool, typer.Option(help="Reuse token counts from earlier builds "
                                               "($MIXER_CACHE_DIR, default ~/.cache/mixer).")] = True,
+    read_cache: Annotated[bool, typer.Option(help="Reuse a source's read stage (records read, normalised, "
+                                             "filtered) from an earlier build when its files, settings "
+                                             "and mixer's code are unchanged.")] = True,
 ) -> None:
     """Build a mixture: sharded Parquet in OUT/data, the data card in OUT/README.md and OUT/card.json,
     every dropped record in OUT/dropped/."""
+    import os
+
     from mixer.build import build as run_build
     from mixer.recipe import load_recipe
 
     if not token_cache:
-        import os
-
         os.environ["MIXER_TOKEN_CACHE"] = "0"  # worker processes inherit it
+    if not read_cache:
+        os.environ["MIXER_READ_CACHE"] = "0"
     r = load_recipe(recipe, raw_dir=raw_dir, output=out_dir, seed=seed)
     reporter = None if quiet else RichReporter()
     result = run_build(r, reporter, workers)  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ counted in ``SourceStats`` with its reason and written to ``dropped/``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import random
@@ -23,7 +24,7 @@ import resource
 import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -39,6 +40,7 @@ from mixer.errors import InputError, MixerError, RecordError
 from mixer.filters import LLMMentionFilter, TurnCountFilter
 from mixer.io import ParseFailure
 from mixer.normalise import normalise_record
+from mixer.read_cache import ReadCache, read_cache_root, read_key
 from mixer.recipe import Recipe, Source, license_key, resolve_files, source_license
 from mixer.records import MESSAGE_TYPE, Dropped, Record, record_key_messages, record_texts
 from mixer.sources import SourceContext, get_adapter
@@ -96,6 +98,9 @@ class BuildState:
     timings: dict[str, StageTiming] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     extra_card: dict[str, Any] = field(default_factory=dict)
+    #: which sources the read cache served ("hits") and which were read ("misses"); not in the card
+    #: (the card is the same either way), reported in timings.json
+    read_cache: dict[str, list[str]] = field(default_factory=dict)
 
     _tmp: Any = None
 
@@ -246,14 +251,18 @@ class SourceRead:
     stats: SourceStats
     drops: list[Dropped]
     candidates: Path
+    #: what the adapter drew on besides the files: "seed", "tokenizer" (see SourceContext.used)
+    used: set[str] = field(default_factory=set)
 
 
 def read_source(recipe: Recipe, source: Source, work_dir: Path, *, gate: bool, count_tokens: bool,
-                reporter: Reporter | None = None) -> SourceRead:
-    """Stream one source's files through its adapter (and the gate, unless sampling comes first).
+                reporter: Reporter | None = None, files: list[FileInfo] | None = None,
+                context: SourceContext | None = None) -> SourceRead:
+    """Stream one source's files through its adapter (and the gate, unless sampling comes first) into
+    ``work_dir/candidates.arrow``.
 
     Pure with respect to the build: everything it decides is in the returned ``SourceRead``, so it
-    can run in a worker process.
+    can run in a worker process. ``files``: the inputs' digests when the caller already has them.
     """
     reporter = reporter or Reporter()
     stats = SourceStats(name=source.name, adapter=source.adapter, license=source_license(source),
@@ -265,11 +274,11 @@ def read_source(recipe: Recipe, source: Source, work_dir: Path, *, gate: bool, c
         stats.drop(item.reason)
         drops.append(item)
 
-    adapter = get_adapter(source.adapter)(
-        source.options, SourceContext(source.name, recipe.source_seed(source.name), recipe.tokenizer))
+    context = context or SourceContext(source.name, recipe.source_seed(source.name), recipe.tokenizer)
+    adapter = get_adapter(source.adapter)(source.options, context)
     record_gate = RecordGate(recipe) if gate else None
     counter = TokenCounter(recipe.tokenizer, workers=1) if count_tokens else None
-    store = CandidateStore(work_dir / f"{source.name}.arrow", counter)
+    store = CandidateStore(work_dir / "candidates.arrow", counter)
     skip = source.on_error == "skip"
     where = f"source {source.name!r}, adapter {source.adapter!r}"
     pending: list[Record] = []
@@ -284,7 +293,7 @@ def read_source(recipe: Recipe, source: Source, work_dir: Path, *, gate: bool, c
         pending.clear()
 
     for file_index, path in enumerate(resolve_files(recipe, source)):
-        stats.files.append(_file_info(path))
+        stats.files.append(files[file_index] if files is not None else file_info(path))
         reporter.start(f"read {source.name}: {path.name}")
         for item in adapter.read_file(path):
             stats.raw_records += 1
@@ -321,16 +330,17 @@ def read_source(recipe: Recipe, source: Source, work_dir: Path, *, gate: bool, c
     candidates = store.close()  # counts the last batch
     if counter is not None:
         counter.close()
-    return SourceRead(stats=stats, drops=drops, candidates=candidates)
+    return SourceRead(stats=stats, drops=drops, candidates=candidates, used=set(context.used))
 
 
-def _read_task(args: tuple[Recipe, str, Path, bool, bool]) -> SourceRead:
-    recipe, name, work_dir, gate, count_tokens = args
+def _read_task(args: tuple[Recipe, str, Path, bool, bool, list[FileInfo]]) -> SourceRead:
+    recipe, name, work_dir, gate, count_tokens, files = args
     source = next(s for s in recipe.sources if s.name == name)
-    return read_source(recipe, source, work_dir, gate=gate, count_tokens=count_tokens)
+    return read_source(recipe, source, work_dir, gate=gate, count_tokens=count_tokens, files=files)
 
 
-def _file_info(path: Path) -> FileInfo:
+def file_info(path: Path) -> FileInfo:
+    """Size and sha256 of one input file (the card's provenance, and the read cache's key)."""
     h = hashlib.sha256()
     size = 0
     with open(path, "rb") as f:
@@ -345,9 +355,10 @@ PARALLEL_MIN_BYTES = 64 * 1024 * 1024
 
 
 def read_sources(state: BuildState, work_dir: Path, *, gate: bool) -> None:
-    """Read every allowed source into ``state.candidates``: in parallel worker processes (one
-    source per task, largest first) when the input is large, else in this process. Both paths give
-    identical results; the merge below is in recipe order."""
+    """Read every allowed source into ``state.candidates``: from the read cache when an identical
+    read is stored there (``mixer.read_cache``), else in parallel worker processes (one source per
+    task, largest first) when the input is large, else in this process. All paths give identical
+    results; the merge below is in recipe order."""
     recipe = state.recipe
     todo = []
     for s in recipe.sources:
@@ -357,28 +368,61 @@ def read_sources(state: BuildState, work_dir: Path, *, gate: bool) -> None:
             state.warn(f"source {s.name!r} left out: {why}")
         else:
             todo.append(s)
-    sizes = {s.name: sum(p.stat().st_size for p in resolve_files(recipe, s)) for s in todo}
+    with ThreadPoolExecutor(max(1, state.workers)) as hashing:  # hashlib releases the GIL
+        infos = {s.name: list(hashing.map(file_info, resolve_files(recipe, s))) for s in todo}
     # sources whose every record may reach the output get their tokens counted while reading
     eager = {s.name: gate and s.take == "all" for s in todo}
-    workers = min(state.workers, len(todo))
+    root = read_cache_root()
+    cache = ReadCache(root) if root is not None else None
     results: dict[str, SourceRead] = {}
-    if workers > 1 and sum(sizes.values()) >= PARALLEL_MIN_BYTES:
-        order = sorted(todo, key=lambda s: -sizes[s.name])
-        state.reporter.start(f"read {len(todo)} sources in {workers} processes", total=len(todo))
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            futures = {s.name: pool.submit(_read_task, (recipe, s.name, work_dir, gate, eager[s.name]))
-                       for s in order}
-            for name, future in futures.items():
-                results[name] = future.result()
-                state.reporter.advance()
-        state.reporter.finish()
-    else:
-        for s in todo:
-            results[s.name] = read_source(recipe, s, work_dir, gate=gate, count_tokens=eager[s.name],
-                                          reporter=state.reporter)
+    folders: dict[str, Path] = {}
+    keys: dict[str, str] = {}
+    for i, s in enumerate(todo):
+        if cache is not None:
+            keys[s.name] = read_key(recipe, s, infos[s.name], gate=gate, count_tokens=eager[s.name])
+            hit = cache.get(keys[s.name], s.name, seed=recipe.source_seed(s.name), tokenizer=recipe.tokenizer)
+            if hit is not None:
+                results[s.name] = hit
+                continue
+            folders[s.name] = cache.staging(keys[s.name])
+        else:
+            folders[s.name] = work_dir / f"read-{i:03d}-{s.name}"
+            folders[s.name].mkdir()
+    missing = [s for s in todo if s.name not in results]
+    sizes = {s.name: sum(f.bytes for f in infos[s.name]) for s in missing}
+    workers = min(state.workers, len(missing))
+    try:
+        if workers > 1 and sum(sizes.values()) >= PARALLEL_MIN_BYTES:
+            order = sorted(missing, key=lambda s: -sizes[s.name])
+            state.reporter.start(f"read {len(missing)} sources in {workers} processes", total=len(missing))
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                futures = {s.name: pool.submit(_read_task, (recipe, s.name, folders[s.name], gate, eager[s.name],
+                                                            infos[s.name]))
+                           for s in order}
+                for name, future in futures.items():
+                    results[name] = future.result()
+                    state.reporter.advance()
+            state.reporter.finish()
+        else:
+            for s in missing:
+                results[s.name] = read_source(recipe, s, folders[s.name], gate=gate, count_tokens=eager[s.name],
+                                              reporter=state.reporter, files=infos[s.name])
+    except BaseException:
+        if cache is not None:
+            for folder in folders.values():
+                cache.discard(folder)
+        raise
+    if cache is not None:
+        for s in missing:
+            results[s.name] = cache.put(keys[s.name], folders[s.name], results[s.name],
+                                        seed=recipe.source_seed(s.name), tokenizer=recipe.tokenizer,
+                                        used=results[s.name].used)
+        state.read_cache = {"hits": list(cache.hits), "misses": [s.name for s in missing]}
     for s in todo:
         r = results[s.name]
-        state.stats[s.name] = r.stats
+        # what the recipe says about the source beyond reading it may differ from the cached read's
+        state.stats[s.name] = dataclasses.replace(r.stats, take=s.take, repeat=s.repeat,
+                                                  license=source_license(s))
         state.drops[s.name].extend(r.drops)
         state.candidates[s.name] = SpillFiles([r.candidates], CANDIDATE_SCHEMA)
         state.alive[s.name] = list(range(state.candidates[s.name].num_rows))

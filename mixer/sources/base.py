@@ -13,13 +13,16 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from mixer.errors import Location, RecordError
 from mixer.io import RawItem, read_raw
 from mixer.records import Dropped, Record
+
+if TYPE_CHECKING:
+    from mixer.tokens import TokenCounter
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,9 @@ class SourceContext:
     source: str
     seed: int
     tokenizer: str = "tiktoken:cl100k_base"
+    #: which of ``seed`` and ``tokenizer`` the adapter drew on: a cached read (``mixer.read_cache``)
+    #: is reused under another seed or tokenizer only when it did not
+    used: set[str] = field(default_factory=set, compare=False, repr=False)
 
     def rng_for(self, *key: object) -> random.Random:
         """A random generator determined by the source seed and a per-record key.
@@ -41,8 +47,16 @@ class SourceContext:
         Keyed per record (not one stream per source) so a record's random choices (e.g. its prompt
         template) do not depend on which other records were read before it.
         """
+        self.used.add("seed")
         digest = hashlib.blake2b(repr((self.seed, *key)).encode(), digest_size=8).digest()
         return random.Random(int.from_bytes(digest, "big"))
+
+    def token_counter(self) -> TokenCounter:
+        """The recipe tokenizer's counter, for adapters whose output depends on token counts."""
+        from mixer.tokens import get_token_counter
+
+        self.used.add("tokenizer")
+        return get_token_counter(self.tokenizer)
 
 
 class Adapter:

@@ -28,7 +28,6 @@ from mixer.errors import Location, RecipeError, RecordError
 from mixer.records import Dropped, Message, Record, make_record, msg
 from mixer.sources import register
 from mixer.sources.base import Adapter, require_dict, require_list, require_str
-from mixer.tokens import get_token_counter
 
 #: ShareGPT speaker -> canonical role (open-instruct convert_sharegpt_data)
 ROLE_MAP = {"human": "user", "user": "user", "gpt": "assistant", "chatgpt": "assistant"}
@@ -179,7 +178,7 @@ class ShareGPT(Adapter):
 
     def _split(self, conv_id: str, turns: list[Turn]) -> Iterator[Record | Dropped]:
         dataset = self.options.dataset
-        counter = get_token_counter(self.context.tokenizer)
+        counter = self.context.token_counter()
         lengths = [n + MESSAGE_OVERHEAD_TOKENS for n in counter.count_texts([t.text for t in turns])]
         result = split_conversation(lengths, self.options.split_max_tokens)
         if len(turns) < 2:

@@ -1,0 +1,185 @@
+"""A persistent cache of the read stage: per source, the candidate records (read, converted,
+normalised, filtered, hashed, and token-counted where the source is ``take: all``) and what reading
+them decided (counts, drops).
+
+Rebuilding a mixture while a recipe is tuned (takes, seeds, max_tokens, adding or removing sources,
+dedup and decontamination settings) repeats the read stage exactly; at full Tulu V2 size it is most
+of a rebuild. An entry is reused only when everything the read depends on is the same:
+
+* the path and bytes of every input file (sha256, the same digests the card records),
+* the source's name, adapter, adapter options and ``on_error``,
+* the normalise rules and filters as they apply to this source, and whether they ran at all
+  (``order: sample_then_filter`` reads without them),
+* the tokenizer, when tokens were counted while reading,
+* the mixer code itself (a digest of the package's source files, so an upgrade or a local edit
+  never reuses a read made by other code),
+* the source's seed and the tokenizer, but only for adapters that used them (an entry remembers
+  whether the adapter drew from ``SourceContext.rng_for`` or counted tokens), so changing the
+  recipe seed re-reads only the Alpaca-style sources whose prompt templates depend on it.
+
+Entries live under ``$MIXER_CACHE_DIR/reads/<key>/`` (default ``~/.cache/mixer``), are written to a
+staging folder and renamed into place, and the least recently used are removed once the cache holds
+more than ``$MIXER_READ_CACHE_GB`` (default 20) GiB. ``MIXER_READ_CACHE=0`` (``mixer build
+--no-read-cache``) turns it off. Outputs are byte-identical with and without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mixer.token_cache import cache_root
+
+if TYPE_CHECKING:
+    from mixer.pipeline import SourceRead
+    from mixer.recipe import Recipe, Source
+    from mixer.stats import FileInfo
+
+ENTRY_VERSION = 1
+
+
+def read_cache_root() -> Path | None:
+    """Where read-stage entries live, or None when the cache is turned off."""
+    if os.environ.get("MIXER_READ_CACHE", "1").lower() in ("0", "off", "false", "no"):
+        return None
+    root = cache_root()
+    return root / "reads" if root is not None else None
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """A digest of mixer's own source files (the trainer excluded): reads made by other code are
+    never reused, even between two commits that share a version number."""
+    package = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package).as_posix()
+        if rel.startswith("train/"):
+            continue
+        h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in sorted(value.items())}
+    return value
+
+
+def read_key(recipe: Recipe, source: Source, files: list[FileInfo], *, gate: bool, count_tokens: bool) -> str:
+    """The cache key of one source's read (the seed and tokenizer are checked per entry, see module)."""
+    lm = recipe.filters.llm_mentions
+    parts = {
+        "entry_version": ENTRY_VERSION,
+        "code": code_fingerprint(),
+        "source": source.name,
+        "adapter": source.adapter,
+        "options": _plain(source.options),
+        "on_error": source.on_error,
+        # paths too: the card and the drops' details name the files a read came from
+        "files": [(f.path, f.sha256) for f in files],
+        "gate": {
+            "normalise": _plain(recipe.normalise),
+            "llm_mentions": _plain(lm) if lm.enabled and source.name not in lm.exempt else None,
+            "min_turns": recipe.filters.min_turns,
+            "max_turns": recipe.filters.max_turns,
+        } if gate else None,
+        "count_tokens": recipe.tokenizer if count_tokens else None,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()[:32]
+
+
+class ReadCache:
+    """Entries of the read stage: ``<root>/<key>/`` holding ``candidates.arrow`` and ``read.pkl``.
+
+    ``read.pkl`` is a pickle of the ``SourceRead`` (counts and drops); like any cache under the
+    user's own home folder it is trusted as much as that folder.
+    """
+
+    def __init__(self, root: Path, max_bytes: int | None = None) -> None:
+        self.root = root
+        if max_bytes is None:
+            max_bytes = int(float(os.environ.get("MIXER_READ_CACHE_GB", "20")) * 2**30)
+        self.max_bytes = max_bytes
+        self.hits: list[str] = []
+        self.misses: list[str] = []
+
+    def get(self, key: str, source: str, *, seed: int, tokenizer: str) -> SourceRead | None:
+        entry = self.root / key
+        try:
+            with open(entry / "read.pkl", "rb") as f:
+                saved = pickle.load(f)
+            if saved["version"] != ENTRY_VERSION:
+                raise ValueError("old entry")
+            if "seed" in saved["used"] and saved["seed"] != seed:
+                raise KeyError("seeded adapter, other seed")
+            if "tokenizer" in saved["used"] and saved["tokenizer"] != tokenizer:
+                raise KeyError("adapter counted tokens with another tokenizer")
+            result: SourceRead = saved["result"]
+            result.candidates = entry / "candidates.arrow"
+            if not result.candidates.exists():
+                raise FileNotFoundError(result.candidates)
+        except (OSError, EOFError, KeyError, ValueError, TypeError, AttributeError, pickle.UnpicklingError):
+            self.misses.append(source)
+            return None
+        now = time.time()
+        os.utime(entry, (now, now))  # least recently used goes first
+        self.hits.append(source)
+        return result
+
+    def staging(self, key: str) -> Path:
+        """A fresh folder the worker writes ``candidates.arrow`` into."""
+        path = self.root / f".staging-{key}-{os.getpid()}"
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        return path
+
+    def put(self, key: str, staging: Path, result: SourceRead, *, seed: int, tokenizer: str,
+            used: set[str]) -> SourceRead:
+        """Move a finished read into the cache; returns it pointing at the cached candidates."""
+        final = self.root / key
+        candidates = staging / "candidates.arrow"
+        result.candidates = Path("candidates.arrow")
+        with open(staging / "read.pkl", "wb") as f:
+            pickle.dump({"version": ENTRY_VERSION, "used": sorted(used), "seed": seed, "tokenizer": tokenizer,
+                         "result": result}, f, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            os.replace(staging, final)
+        except OSError:  # another build stored the same entry first: use ours from staging, then drop it
+            result.candidates = candidates
+            self._prune(keep=final)
+            return result
+        result.candidates = final / "candidates.arrow"
+        self._prune(keep=final)
+        return result
+
+    def discard(self, staging: Path) -> None:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def _prune(self, keep: Path) -> None:
+        entries = []
+        for entry in self.root.iterdir():
+            if entry.name.startswith(".") or not entry.is_dir():
+                continue
+            size = sum(p.stat().st_size for p in entry.iterdir() if p.is_file())
+            entries.append((entry.stat().st_mtime, size, entry))
+        total = sum(size for _, size, _ in entries)
+        for _, size, entry in sorted(entries):
+            if total <= self.max_bytes:
+                break
+            if entry == keep:
+                continue
+            shutil.rmtree(entry, ignore_errors=True)
+            total -= size
