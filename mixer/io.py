@@ -32,6 +32,27 @@ class ParseFailure:
 
 
 @dataclass(frozen=True)
+class FilePart:
+    """Part ``index`` of ``count`` equal parts of a file, so one large file can be read by several
+    processes: JSONL by byte range (a line belongs to the part its first byte falls in), Parquet by
+    row range. Locations (line numbers, record ordinals) stay those of the whole file."""
+
+    index: int
+    count: int
+
+    def bounds(self, total: int) -> tuple[int, int]:
+        return total * self.index // self.count, total * (self.index + 1) // self.count
+
+
+def splittable(path: Path) -> bool:
+    """Whether ``read_raw`` can read the file in parts (plain JSONL and Parquet)."""
+    if path.suffix == ".gz" or not path.exists():
+        return False
+    fmt = file_format(path)
+    return fmt == "parquet" or fmt == "jsonl" or (fmt == "json" and _looks_like_jsonl(path))
+
+
+@dataclass(frozen=True)
 class RawItem:
     """``location.record`` is always the 0-based ordinal of the record in its file."""
 
@@ -57,8 +78,9 @@ def file_format(path: Path) -> str:
     raise InputError(str(path), "unknown file type; expected .jsonl, .json, .parquet, .xlsx or .csv")
 
 
-def read_raw(path: Path, columns: Sequence[str] | None = None) -> Iterator[RawItem]:
-    """Stream the raw records of one file, choosing the reader from the file name.
+def read_raw(path: Path, columns: Sequence[str] | None = None, part: FilePart | None = None) -> Iterator[RawItem]:
+    """Stream the raw records of one file (or of one part of it, see ``splittable``), choosing the
+    reader from the file name.
 
     A ``.json`` file holding JSON Lines (as some re-uploads do) is read as JSONL.
     """
@@ -69,8 +91,12 @@ def read_raw(path: Path, columns: Sequence[str] | None = None) -> Iterator[RawIt
         fmt = "jsonl"
     reader = {"jsonl": read_jsonl, "json": read_json_array, "parquet": read_parquet,
               "xlsx": read_xlsx, "csv": read_csv}[fmt]
+    if part is not None and not splittable(path):
+        raise ValueError(f"{path}: only plain JSONL and Parquet files can be read in parts")
     if fmt == "parquet":
-        yield from read_parquet(path, columns)
+        yield from read_parquet(path, columns, part=part)
+    elif fmt == "jsonl":
+        yield from read_jsonl(path, part)
     else:
         yield from reader(path)
 
@@ -81,16 +107,26 @@ def _looks_like_jsonl(path: Path) -> bool:
     return head.startswith(b"{")
 
 
-def read_jsonl(path: Path) -> Iterator[RawItem]:
-    """One JSON value per line; blank lines are skipped, bad lines become ParseFailures."""
+def read_jsonl(path: Path, part: FilePart | None = None) -> Iterator[RawItem]:
+    """One JSON value per line; blank lines are skipped, bad lines become ParseFailures.
+
+    With ``part``, every line is still scanned (cheap: it keeps line numbers and ordinals those of
+    the whole file) but only the part's lines are parsed.
+    """
+    start, stop = part.bounds(path.stat().st_size) if part is not None else (0, -1)
     try:
         with _open_bytes(path) as f:
             ordinal = 0
+            pos = 0
             for lineno, line in enumerate(f, start=1):
+                at = pos
+                pos += len(line)
                 if not line.strip():
                     continue
                 loc = Location(str(path), line=lineno, record=ordinal)
                 ordinal += 1
+                if part is not None and not start <= at < stop:
+                    continue
                 try:
                     value = orjson.loads(line)
                 except orjson.JSONDecodeError as e:
@@ -213,9 +249,10 @@ def _line_of(text: str, pos: int) -> int:
 
 
 def read_parquet(
-    path: Path, columns: Sequence[str] | None = None, batch_size: int = 8192
+    path: Path, columns: Sequence[str] | None = None, batch_size: int = 8192, part: FilePart | None = None
 ) -> Iterator[RawItem]:
-    """Parquet in record batches, only the needed columns; rows become dicts of plain Python values."""
+    """Parquet in record batches, only the needed columns (and with ``part``, only the row groups
+    that hold its rows); rows become dicts of plain Python values."""
     import pyarrow.parquet as pq
 
     try:
@@ -227,11 +264,26 @@ def read_parquet(
         missing = [c for c in columns if c not in available]
         if missing:
             raise InputError(str(path), f"missing column(s) {missing}; the file has {available}")
-    row = 0
-    for batch in pf.iter_batches(batch_size=batch_size, columns=list(columns) if columns else None):
-        for item in batch.to_pylist():
-            yield RawItem(item, Location(str(path), record=row))
-            row += 1
+    meta = pf.metadata
+    start, stop = part.bounds(meta.num_rows) if part is not None else (0, meta.num_rows)
+    groups, row = [], 0
+    first = None
+    for g in range(meta.num_row_groups):
+        n = meta.row_group(g).num_rows
+        if row + n > start and row < stop:
+            groups.append(g)
+            first = row if first is None else first
+        row += n
+    if not groups:
+        return
+    row = first
+    for batch in pf.iter_batches(batch_size=batch_size, row_groups=groups,
+                                 columns=list(columns) if columns else None):
+        lo, hi = max(start - row, 0), min(stop - row, batch.num_rows)
+        if lo < hi:
+            for i, item in enumerate(batch.slice(lo, hi - lo).to_pylist(), start=row + lo):
+                yield RawItem(item, Location(str(path), record=i))
+        row += batch.num_rows
 
 
 def read_xlsx(path: Path) -> Iterator[RawItem]:

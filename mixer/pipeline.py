@@ -23,6 +23,7 @@ import random
 import resource
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -38,12 +39,13 @@ import pyarrow as pa
 from mixer.dedup.exact import ExactDeduplicator, content_hash
 from mixer.errors import InputError, MixerError, RecordError
 from mixer.filters import LLMMentionFilter, TurnCountFilter
-from mixer.io import ParseFailure
+from mixer.io import FilePart, ParseFailure, splittable
 from mixer.normalise import normalise_record
 from mixer.read_cache import ReadCache, read_cache_root, read_key
 from mixer.recipe import Recipe, Source, license_key, resolve_files, source_license
 from mixer.records import MESSAGE_TYPE, Dropped, Record, record_key_messages, record_texts
 from mixer.sources import SourceContext, get_adapter
+from mixer.sources.base import Adapter
 from mixer.stats import FileInfo, SourceStats
 from mixer.tables import SpillFiles, SpillWriter
 from mixer.tokens import TokenCounter
@@ -250,52 +252,61 @@ class SourceRead:
 
     stats: SourceStats
     drops: list[Dropped]
-    candidates: Path
+    #: the candidate records, in file order (one file per read task)
+    candidates: list[Path]
     #: what the adapter drew on besides the files: "seed", "tokenizer" (see SourceContext.used)
     used: set[str] = field(default_factory=set)
 
 
 def read_source(recipe: Recipe, source: Source, work_dir: Path, *, gate: bool, count_tokens: bool,
                 reporter: Reporter | None = None, files: list[FileInfo] | None = None,
-                context: SourceContext | None = None) -> SourceRead:
+                context: SourceContext | None = None, only: ReadPart | None = None) -> SourceRead:
     """Stream one source's files through its adapter (and the gate, unless sampling comes first) into
-    ``work_dir/candidates.arrow``.
+    an Arrow file in ``work_dir``.
 
     Pure with respect to the build: everything it decides is in the returned ``SourceRead``, so it
     can run in a worker process. ``files``: the inputs' digests when the caller already has them.
+    ``only``: read just this part of one file (a task of a source split for parallel reading; the
+    parts' results are put together by ``merge_reads``).
     """
     reporter = reporter or Reporter()
     stats = SourceStats(name=source.name, adapter=source.adapter, license=source_license(source),
                         take=source.take, repeat=source.repeat)
-    drops: list[Dropped] = []
+    # drops in the order their records entered, whatever the gate's batching: (entry number, drop)
+    drops: list[tuple[int, Dropped]] = []
 
-    def drop(item: Dropped) -> None:
+    def drop(item: Dropped, entry: int) -> None:
         item.source = source.name
         stats.drop(item.reason)
-        drops.append(item)
+        drops.append((entry, item))
 
     context = context or SourceContext(source.name, recipe.source_seed(source.name), recipe.tokenizer)
     adapter = get_adapter(source.adapter)(source.options, context)
     record_gate = RecordGate(recipe) if gate else None
     counter = TokenCounter(recipe.tokenizer, workers=1) if count_tokens else None
-    store = CandidateStore(work_dir / "candidates.arrow", counter)
+    name = "candidates.arrow" if only is None else f"candidates-{only.file_index:03d}-{only.part.index:03d}.arrow"
+    store = CandidateStore(work_dir / name, counter)
     skip = source.on_error == "skip"
     where = f"source {source.name!r}, adapter {source.adapter!r}"
     pending: list[Record] = []
+    pending_entry: list[int] = []
 
     def flush(file_index: int) -> None:
         verdicts = record_gate.gate_batch(source.name, pending, stats) if record_gate is not None else pending
-        for kept in verdicts:
+        for kept, entry in zip(verdicts, pending_entry, strict=True):
             if isinstance(kept, Dropped):
-                drop(kept)
+                drop(kept, entry)
             else:
                 store.add(kept, file_index)
         pending.clear()
+        pending_entry.clear()
 
     for file_index, path in enumerate(resolve_files(recipe, source)):
+        if only is not None and file_index != only.file_index:
+            continue
         stats.files.append(files[file_index] if files is not None else file_info(path))
         reporter.start(f"read {source.name}: {path.name}")
-        for item in adapter.read_file(path):
+        for item in adapter.read_file(path, **({"part": only.part} if only is not None else {})):
             stats.raw_records += 1
             reporter.advance()
             if isinstance(item.value, ParseFailure):
@@ -304,7 +315,7 @@ def read_source(recipe: Recipe, source: Source, work_dir: Path, *, gate: bool, c
                                      "set on_error: skip to drop such records)")
                 stats.records_in += 1
                 drop(Dropped(reason="invalid_record", detail=f"{item.location}: {item.value.problem}",
-                             raw=_raw_text(item.value)))
+                             raw=_raw_text(item.value)), stats.records_in)
                 continue
             try:
                 outputs = list(adapter.convert(item.value, item.location))
@@ -313,16 +324,18 @@ def read_source(recipe: Recipe, source: Source, work_dir: Path, *, gate: bool, c
                     raise InputError(item.location, f"{e} ({where}; set on_error: skip to drop such records)") \
                         from None
                 stats.records_in += 1
-                drop(Dropped(reason="invalid_record", detail=f"{item.location}: {e}", raw=_raw_text(item.value)))
+                drop(Dropped(reason="invalid_record", detail=f"{item.location}: {e}", raw=_raw_text(item.value)),
+                     stats.records_in)
                 continue
             for out in outputs:
                 stats.records_in += 1
                 if isinstance(out, Dropped):
                     if out.raw is None and out.messages is None:
                         out.raw = _raw_text(item.value)
-                    drop(out)
+                    drop(out, stats.records_in)
                     continue
                 pending.append(out)
+                pending_entry.append(stats.records_in)
                 if len(pending) >= GATE_BATCH:
                     flush(file_index)
         flush(file_index)
@@ -330,13 +343,61 @@ def read_source(recipe: Recipe, source: Source, work_dir: Path, *, gate: bool, c
     candidates = store.close()  # counts the last batch
     if counter is not None:
         counter.close()
-    return SourceRead(stats=stats, drops=drops, candidates=candidates, used=set(context.used))
+    drops.sort(key=lambda d: d[0])  # stable; records_in only grows, so parts concatenate in order
+    return SourceRead(stats=stats, drops=[d for _, d in drops], candidates=[candidates], used=set(context.used))
 
 
-def _read_task(args: tuple[Recipe, str, Path, bool, bool, list[FileInfo]]) -> SourceRead:
-    recipe, name, work_dir, gate, count_tokens, files = args
+@dataclass(frozen=True)
+class ReadPart:
+    """One read task of a source split into several: part ``part`` of file ``file_index``."""
+
+    file_index: int
+    part: FilePart
+
+
+def merge_reads(parts: list[SourceRead], files: list[FileInfo]) -> SourceRead:
+    """The parts of one source's read (in file, then part order) as if read in one go."""
+    stats = dataclasses.replace(parts[0].stats, files=list(files), raw_records=0, records_in=0,
+                                dropped=Counter(), normalised=Counter())
+    drops: list[Dropped] = []
+    candidates: list[Path] = []
+    used: set[str] = set()
+    for p in parts:
+        stats.raw_records += p.stats.raw_records
+        stats.records_in += p.stats.records_in
+        stats.dropped.update(p.stats.dropped)
+        stats.normalised.update(p.stats.normalised)
+        drops.extend(p.drops)
+        candidates.extend(p.candidates)
+        used |= p.used
+    return SourceRead(stats=stats, drops=drops, candidates=candidates, used=used)
+
+
+#: A file larger than this is read in parts by several processes (when its format allows it).
+SPLIT_MIN_BYTES = 48 * 1024 * 1024
+MAX_PARTS = 64
+
+
+def plan_reads(adapter: type, paths: list[Path], infos: list[FileInfo], workers: int) -> list[ReadPart | None]:
+    """The read tasks of one source: ``[None]`` (the whole source in one task) unless it has large
+    JSONL or Parquet files and an adapter that reads them with the standard readers, which are then
+    cut into parts of about ``SPLIT_MIN_BYTES`` (at least ``workers`` parts per large file)."""
+    if workers < 2 or adapter.read_file is not Adapter.read_file:
+        return [None]
+    big = [i.bytes >= SPLIT_MIN_BYTES and splittable(p) for p, i in zip(paths, infos, strict=True)]
+    if not any(big):
+        return [None]
+    tasks: list[ReadPart | None] = []
+    for index, (info, split) in enumerate(zip(infos, big, strict=True)):
+        count = min(MAX_PARTS, max(workers, -(-info.bytes // SPLIT_MIN_BYTES))) if split else 1
+        tasks.extend(ReadPart(index, FilePart(k, count)) for k in range(count))
+    return tasks
+
+
+def _read_task(args: tuple[Recipe, str, Path, bool, bool, list[FileInfo], ReadPart | None]) -> SourceRead:
+    recipe, name, work_dir, gate, count_tokens, files, only = args
     source = next(s for s in recipe.sources if s.name == name)
-    return read_source(recipe, source, work_dir, gate=gate, count_tokens=count_tokens, files=files)
+    return read_source(recipe, source, work_dir, gate=gate, count_tokens=count_tokens, files=files, only=only)
 
 
 def file_info(path: Path) -> FileInfo:
@@ -390,19 +451,33 @@ def read_sources(state: BuildState, work_dir: Path, *, gate: bool) -> None:
             folders[s.name].mkdir()
     missing = [s for s in todo if s.name not in results]
     sizes = {s.name: sum(f.bytes for f in infos[s.name]) for s in missing}
-    workers = min(state.workers, len(missing))
+    workers = min(state.workers, max(1, len(missing)))
     try:
         if workers > 1 and sum(sizes.values()) >= PARALLEL_MIN_BYTES:
-            order = sorted(missing, key=lambda s: -sizes[s.name])
-            state.reporter.start(f"read {len(missing)} sources in {workers} processes", total=len(missing))
+            # tasks (whole sources, or parts of large files) largest first, so the processes end together
+            tasks = []
+            for s in missing:
+                plan = plan_reads(get_adapter(s.adapter), resolve_files(recipe, s), infos[s.name], workers)
+                for only in plan:
+                    size = sizes[s.name] if only is None else \
+                        infos[s.name][only.file_index].bytes // only.part.count
+                    tasks.append((size, s, only))
+            tasks.sort(key=lambda t: -t[0])
+            state.reporter.start(f"read {len(missing)} sources ({len(tasks)} tasks) in {workers} processes",
+                                 total=len(tasks))
+            parts: dict[str, list[tuple[tuple[int, int], SourceRead]]] = {s.name: [] for s in missing}
             with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                futures = {s.name: pool.submit(_read_task, (recipe, s.name, folders[s.name], gate, eager[s.name],
-                                                            infos[s.name]))
-                           for s in order}
-                for name, future in futures.items():
-                    results[name] = future.result()
+                futures = [(s.name, only, pool.submit(_read_task, (recipe, s.name, folders[s.name], gate,
+                                                                   eager[s.name], infos[s.name], only)))
+                           for _, s, only in tasks]
+                for name, only, future in futures:
+                    rank = (only.file_index, only.part.index) if only is not None else (0, 0)
+                    parts[name].append((rank, future.result()))
                     state.reporter.advance()
             state.reporter.finish()
+            for s in missing:
+                ordered = [r for _, r in sorted(parts[s.name], key=lambda x: x[0])]
+                results[s.name] = ordered[0] if len(ordered) == 1 else merge_reads(ordered, infos[s.name])
         else:
             for s in missing:
                 results[s.name] = read_source(recipe, s, folders[s.name], gate=gate, count_tokens=eager[s.name],
@@ -424,7 +499,7 @@ def read_sources(state: BuildState, work_dir: Path, *, gate: bool) -> None:
         state.stats[s.name] = dataclasses.replace(r.stats, take=s.take, repeat=s.repeat,
                                                   license=source_license(s))
         state.drops[s.name].extend(r.drops)
-        state.candidates[s.name] = SpillFiles([r.candidates], CANDIDATE_SCHEMA)
+        state.candidates[s.name] = SpillFiles(r.candidates, CANDIDATE_SCHEMA)
         state.alive[s.name] = list(range(state.candidates[s.name].num_rows))
 
 

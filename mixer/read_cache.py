@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from mixer.recipe import Recipe, Source
     from mixer.stats import FileInfo
 
-ENTRY_VERSION = 1
+ENTRY_VERSION = 2
 
 
 def read_cache_root() -> Path | None:
@@ -102,7 +102,7 @@ def read_key(recipe: Recipe, source: Source, files: list[FileInfo], *, gate: boo
 
 
 class ReadCache:
-    """Entries of the read stage: ``<root>/<key>/`` holding ``candidates.arrow`` and ``read.pkl``.
+    """Entries of the read stage: ``<root>/<key>/`` holding the candidate files and ``read.pkl``.
 
     ``read.pkl`` is a pickle of the ``SourceRead`` (counts and drops); like any cache under the
     user's own home folder it is trusted as much as that folder.
@@ -128,9 +128,10 @@ class ReadCache:
             if "tokenizer" in saved["used"] and saved["tokenizer"] != tokenizer:
                 raise KeyError("adapter counted tokens with another tokenizer")
             result: SourceRead = saved["result"]
-            result.candidates = entry / "candidates.arrow"
-            if not result.candidates.exists():
-                raise FileNotFoundError(result.candidates)
+            result.candidates = [entry / name for name in saved["candidates"]]
+            missing = [p for p in result.candidates if not p.exists()]
+            if missing:
+                raise FileNotFoundError(missing[0])
         except (OSError, EOFError, KeyError, ValueError, TypeError, AttributeError, pickle.UnpicklingError):
             self.misses.append(source)
             return None
@@ -140,7 +141,7 @@ class ReadCache:
         return result
 
     def staging(self, key: str) -> Path:
-        """A fresh folder the worker writes ``candidates.arrow`` into."""
+        """A fresh folder the read tasks write their candidate files into."""
         path = self.root / f".staging-{key}-{os.getpid()}"
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True)
@@ -150,18 +151,19 @@ class ReadCache:
             used: set[str]) -> SourceRead:
         """Move a finished read into the cache; returns it pointing at the cached candidates."""
         final = self.root / key
-        candidates = staging / "candidates.arrow"
-        result.candidates = Path("candidates.arrow")
+        candidates = result.candidates
+        names = [p.relative_to(staging).as_posix() for p in candidates]
+        result.candidates = []
         with open(staging / "read.pkl", "wb") as f:
             pickle.dump({"version": ENTRY_VERSION, "used": sorted(used), "seed": seed, "tokenizer": tokenizer,
-                         "result": result}, f, protocol=pickle.HIGHEST_PROTOCOL)
+                         "candidates": names, "result": result}, f, protocol=pickle.HIGHEST_PROTOCOL)
         try:
             os.replace(staging, final)
-        except OSError:  # another build stored the same entry first: use ours from staging, then drop it
+        except OSError:  # another build stored the same entry first: use ours from staging
             result.candidates = candidates
             self._prune(keep=final)
             return result
-        result.candidates = final / "candidates.arrow"
+        result.candidates = [final / name for name in names]
         self._prune(keep=final)
         return result
 

@@ -105,7 +105,7 @@ def test_least_recently_used_entries_go_first_when_the_cache_is_full(tmp_path: P
     for name in ["a", "b", "c"]:
         staging = cache.staging(name)
         (staging / "candidates.arrow").write_bytes(b"x" * 1000)
-        read = SourceRead(SourceStats(name, "messages", None, "all", 1), [], staging / "candidates.arrow")
+        read = SourceRead(SourceStats(name, "messages", None, "all", 1), [], [staging / "candidates.arrow"])
         cache.put(name, staging, read, seed=1, tokenizer="t", used=set())
         if name == "b":
             assert cache.get("a", "a", seed=1, tokenizer="t") is not None  # a is now used more recently than b

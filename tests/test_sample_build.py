@@ -98,8 +98,14 @@ def test_parallel_read_gives_the_same_bytes_as_in_process(sample_build, tmp_path
     import mixer.pipeline
 
     monkeypatch.setattr(mixer.pipeline, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(mixer.pipeline, "SPLIT_MIN_BYTES", 4096)  # JSONL and Parquet files read in parts
+    monkeypatch.setenv("MIXER_READ_CACHE", "0")
     monkeypatch.chdir(ROOT)
+    plans = []
+    real_plan = mixer.pipeline.plan_reads
+    monkeypatch.setattr(mixer.pipeline, "plan_reads", lambda *a: plans.append(real_plan(*a)) or plans[-1])
     parallel = build(load_recipe("recipes/v2-sample.yaml", output=str(tmp_path / "par")), workers=2)
+    assert sum(len(p) > 1 for p in plans) >= 3  # several sources were split
     serial = build(load_recipe("recipes/v2-sample.yaml", output=str(tmp_path / "ser")), workers=1)
     for rel in ["card.json", *[d["path"] for d in sample_build.card["outputs"]["data"]],
                 *sample_build.card["outputs"]["dropped"]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mixer.errors import Location, RecordError
-from mixer.io import RawItem, read_raw
+from mixer.io import FilePart, RawItem, read_raw
 from mixer.records import Dropped, Record
 
 if TYPE_CHECKING:
@@ -79,9 +79,11 @@ class Adapter:
         self.options = options
         self.context = context
 
-    def read_file(self, path: Path) -> Iterator[RawItem]:
-        """Stream raw records of one file; override for formats that need special reading."""
-        return read_raw(path, self.columns)
+    def read_file(self, path: Path, part: FilePart | None = None) -> Iterator[RawItem]:
+        """Stream raw records of one file (or of one part of a large JSONL/Parquet file, so several
+        processes can read it); override for formats that need special reading (such an adapter's
+        files are then read whole, by one process)."""
+        return read_raw(path, self.columns, part)
 
     def convert(self, raw: Any, location: Location) -> Iterable[Record | Dropped]:
         """Turn one raw record into canonical records; raise ``RecordError`` when it is malformed."""
