@@ -23,8 +23,8 @@ import random
 import resource
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -141,16 +141,26 @@ CANDIDATE_SCHEMA = pa.schema([("dataset", pa.string()), ("id", pa.string()),
 
 def count_tokens(counter: TokenCounter, records: list[dict[str, Any]]) -> list[int]:
     """Tokens per record in the Tulu format; a preference pair counts as its longer side."""
+    return count_tokens_async(counter, records)()
+
+
+def count_tokens_async(counter: TokenCounter, records: list[dict[str, Any]]) -> Callable[[], list[int]]:
+    """``count_tokens``, started: the returned function waits for the counts."""
     texts: list[str] = []
     owners: list[int] = []
     for i, r in enumerate(records):
         for t in record_texts(r):
             texts.append(t)
             owners.append(i)
-    counts = [0] * len(records)
-    for i, n in zip(owners, counter.count_texts(texts), strict=True):
-        counts[i] = max(counts[i], n)
-    return counts
+    pending = counter.count_texts_async(texts)
+
+    def result() -> list[int]:
+        counts = [0] * len(records)
+        for i, n in zip(owners, pending(), strict=True):
+            counts[i] = max(counts[i], n)
+        return counts
+
+    return result
 
 
 class CandidateStore:
@@ -648,6 +658,8 @@ class Selector:
 
     def _walk(self, source: str, table: SpillFiles, known: list[int | None], order: list[int], want: int
               ) -> tuple[list[int], list[int], int]:
+        if self.max_tokens is None:
+            return self._take_first(table, known, order[:want])
         got: list[int] = []
         got_tokens: list[int] = []
         pos = 0
@@ -678,6 +690,36 @@ class Selector:
                         detail=f"{n} tokens > max_tokens {self.max_tokens}", messages=row["messages"],
                         stage="select"))
         return got, got_tokens, pos
+
+    def _take_first(self, table: SpillFiles, known: list[int | None], rows: list[int]
+                    ) -> tuple[list[int], list[int], int]:
+        """The walk when nothing can be dropped for length: exactly ``rows`` are taken, so the next
+        chunk's records are gathered while the worker processes count the previous one."""
+        tokens: list[int] = []
+        inflight: deque[Callable[[], list[int]]] = deque()
+
+        def start(chunk: list[int]) -> Callable[[], list[int]]:
+            counts = [known[i] for i in chunk]
+            missing = [i for i, n in enumerate(counts) if n is None]
+            if not missing:
+                return lambda: counts  # type: ignore[return-value]
+            records = table.take([chunk[i] for i in missing], ["messages", "rejected"]).to_pylist()
+            pending = count_tokens_async(self.counter, records)
+
+            def result() -> list[int]:
+                for i, n in zip(missing, pending(), strict=True):
+                    counts[i] = n
+                return counts  # type: ignore[return-value]
+
+            return result
+
+        for start_row in range(0, len(rows), WALK_CHUNK_ROWS):
+            inflight.append(start(rows[start_row:start_row + WALK_CHUNK_ROWS]))
+            if len(inflight) > 1:
+                tokens.extend(inflight.popleft()())
+        while inflight:
+            tokens.extend(inflight.popleft()())
+        return rows, tokens, len(rows)
 
 
 # -- the build ------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
 from multiprocessing import get_context
@@ -109,30 +109,39 @@ class TokenCounter:
         self.cache = TokenCountCache(root, tokenizer_identity(spec)) if root is not None else None
 
     def count_texts(self, texts: Sequence[str]) -> list[int]:
+        return self.count_texts_async(texts)()
+
+    def count_texts_async(self, texts: Sequence[str]) -> Callable[[], list[int]]:
+        """Start counting; the returned function waits for the counts. With worker processes the
+        caller can prepare the next batch meanwhile (counting is the slow side)."""
         texts = list(texts)
         if self.cache is None:
-            return self._count(texts)
+            return self._submit(texts)
         keys = [text_key(t) for t in texts]
         counts = self.cache.lookup(keys)
         missing = [i for i, n in enumerate(counts) if n is None]
-        if missing:
-            fresh = self._count([texts[i] for i in missing])
-            self.cache.add([keys[i] for i in missing], fresh)
+        if not missing:
+            return lambda: counts  # type: ignore[return-value]
+        pending = self._submit([texts[i] for i in missing])
+
+        def result() -> list[int]:
+            fresh = pending()
+            self.cache.add([keys[i] for i in missing], fresh)  # type: ignore[union-attr]
             for i, n in zip(missing, fresh, strict=True):
                 counts[i] = n
-        return counts  # type: ignore[return-value]
+            return counts  # type: ignore[return-value]
 
-    def _count(self, texts: list[str]) -> list[int]:
+        return result
+
+    def _submit(self, texts: list[str]) -> Callable[[], list[int]]:
         if self.workers == 1 or sum(map(len, texts)) < POOL_MIN_CHARS:
-            return self._encode(texts)
+            counts = self._encode(texts)
+            return lambda: counts
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
         n = max(1, len(texts) // (self.workers * 4))
-        chunks = [texts[i:i + n] for i in range(0, len(texts), n)]
-        out: list[int] = []
-        for part in self._pool.map(_count_chunk, [self.spec] * len(chunks), chunks):
-            out.extend(part)
-        return out
+        futures = [self._pool.submit(_count_chunk, self.spec, texts[i:i + n]) for i in range(0, len(texts), n)]
+        return lambda: [c for f in futures for c in f.result()]
 
     def close(self) -> None:
         if self.cache is not None:

@@ -96,9 +96,12 @@ def test_sample_output_loads_with_datasets(sample_build) -> None:
 
 def test_parallel_read_gives_the_same_bytes_as_in_process(sample_build, tmp_path: Path, monkeypatch) -> None:
     import mixer.pipeline
+    import mixer.tokens
 
     monkeypatch.setattr(mixer.pipeline, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(mixer.pipeline, "SPLIT_MIN_BYTES", 4096)  # JSONL and Parquet files read in parts
+    monkeypatch.setattr(mixer.pipeline, "WALK_CHUNK_ROWS", 7)  # selection counts chunks while gathering the next
+    monkeypatch.setattr(mixer.tokens, "POOL_MIN_CHARS", 0)  # ... in the token-count worker processes
     monkeypatch.setenv("MIXER_READ_CACHE", "0")
     monkeypatch.chdir(ROOT)
     plans = []

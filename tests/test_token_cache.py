@@ -20,7 +20,7 @@ def test_second_count_of_the_same_texts_comes_from_the_cache(tmp_path: Path, mon
         counts = first.count_texts(texts)
     assert list((tmp_path / "tokens").glob("*/counts-*.parquet"))
     second = TokenCounter("tiktoken:cl100k_base", workers=1)
-    monkeypatch.setattr(second, "_count", lambda texts: pytest.fail(f"recounted {texts}"))
+    monkeypatch.setattr(second, "_submit", lambda texts: pytest.fail(f"recounted {texts}"))
     assert second.count_texts(texts) == counts == [2, 6, 2]
     assert second.cache.hits == 3 and second.cache.misses == 0
 
@@ -46,10 +46,11 @@ def test_a_damaged_cache_file_means_a_recount_not_a_wrong_count(tmp_path: Path, 
 def test_builds_are_byte_identical_with_a_cold_cache_a_warm_cache_and_none(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("MIXER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MIXER_READ_CACHE", "0")  # every build reads and counts (tests/test_read_cache.py)
     cold = build(load_recipe("recipes/v2-sample.yaml", output=str(tmp_path / "cold")))
     calls = []
-    real = mixer.tokens.TokenCounter._count
-    monkeypatch.setattr(mixer.tokens.TokenCounter, "_count", lambda self, texts: calls.append(len(texts))
+    real = mixer.tokens.TokenCounter._submit
+    monkeypatch.setattr(mixer.tokens.TokenCounter, "_submit", lambda self, texts: calls.append(len(texts))
                         or real(self, texts))
     warm = build(load_recipe("recipes/v2-sample.yaml", output=str(tmp_path / "warm")))
     assert sum(calls) == 0  # every count came from the cache
