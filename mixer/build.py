@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,17 +52,23 @@ def _write(recipe: Recipe, state: BuildState) -> BuildResult:
     with staging_dir(out) as tmp:
         with state.timed("write"):
             opts = recipe.output_options
-            written = write_shards(selected, order, recipe.kind, tmp / "data", opts.shard_max_bytes,
-                                   opts.row_group_rows, work_dir=state.work_dir)
-            shards = [{"path": f"data/{p.name}", "rows": rows, "bytes": p.stat().st_size,
-                       "sha256": _sha256(p)} for p, rows in written]
-            dropped_files = []
-            for s in recipe.sources:
-                path = write_dropped(s.name, state.drops[s.name], state.unsampled[s.name], tmp / "dropped")
-                if path is not None:
-                    dropped_files.append(f"dropped/{path.name}")
+
+            def dropped() -> list[str]:
+                files = []
+                for s in recipe.sources:
+                    path = write_dropped(s.name, state.drops[s.name], state.unsampled[s.name], tmp / "dropped")
+                    if path is not None:
+                        files.append(f"dropped/{path.name}")
+                return files
+
+            with ThreadPoolExecutor(1) as side:  # dropped/ is written while the shards are
+                dropped_files = side.submit(dropped)
+                written = write_shards(selected, order, recipe.kind, tmp / "data", opts.shard_max_bytes,
+                                       opts.row_group_rows, work_dir=state.work_dir, workers=state.workers)
+                shards = [{"path": f"data/{p.name}", "rows": rows, "bytes": p.stat().st_size,
+                           "sha256": _sha256(p)} for p, rows in written]
         with state.timed("card"):
-            card = build_card(state, shards, dropped_files)
+            card = build_card(state, shards, dropped_files.result())
             plot_paths = write_plots(card, tmp / "data", tmp / "plots")
             card["outputs"]["plots"] = [f"plots/{p.name}" for p in plot_paths]
             (tmp / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n",

@@ -8,8 +8,11 @@ its evidence in ``extra``) and adds its section to the card.
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
 from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from mixer.pipeline import BuildState
 from mixer.records import Dropped
@@ -51,6 +54,7 @@ def near_dedup(state: BuildState) -> None:
     """MinHash LSH near-duplicates across sources; the copy from the source listed first is kept."""
     from mixer.dedup.near import (
         NearItem,
+        SignaturePool,
         assistant_chars,
         find_near_duplicates,
         key_text,
@@ -61,18 +65,33 @@ def near_dedup(state: BuildState) -> None:
     near = state.recipe.dedup.near
     assert near is not None
     config = dataclasses.replace(near, workers=near.workers or state.workers)
-    items: list[NearItem] = []
+    items: list[NearItem] = []  # without their texts: signatures are made batch by batch
     where: list[tuple[str, int]] = []
+    parts: list[np.ndarray] = []
+    inflight: deque[Callable[[], np.ndarray]] = deque()
+    with SignaturePool(config.ngram, config.num_perm, config.seed, config.n_workers()) as pool:
 
-    def collect(rank: int, source: str, messages: list[list[dict[str, str]]], ids: list[str],
-                rows: list[int]) -> None:
-        for m, record_id, row in zip(messages, ids, rows, strict=True):
-            items.append(NearItem(key_text(m, config.key), rank, assistant_chars(m), record_id, source))
-            where.append((source, row))
+        def sign(texts: list[str]) -> None:
+            inflight.append(pool.submit(texts))
+            while len(inflight) > 1:  # one batch signed while the next is prepared; no more queued
+                parts.append(inflight.popleft()())
 
-    _each_source(state, collect)
-    against = load_against(config.against, config.key) if config.against else []
-    found = find_near_duplicates(items, config, against)
+        def collect(rank: int, source: str, messages: list[list[dict[str, str]]], ids: list[str],
+                    rows: list[int]) -> None:
+            sign([key_text(m, config.key) for m in messages])
+            for m, record_id, row in zip(messages, ids, rows, strict=True):
+                items.append(NearItem("", rank, assistant_chars(m), record_id, source))
+                where.append((source, row))
+
+        _each_source(state, collect)
+        against = load_against(config.against, config.key) if config.against else []
+        if against:
+            sign([text for _, text, _ in against])
+        while inflight:
+            parts.append(inflight.popleft()())
+    sig = np.concatenate(parts, axis=0) if parts else np.empty((0, config.num_perm), dtype=np.uint32)
+    found = find_near_duplicates(items, config, against, signatures_cache=sig)
+    del sig
     per_source: dict[str, dict[int, Dropped]] = {}
     for d in found:
         source, row = where[d.index]
@@ -83,7 +102,12 @@ def near_dedup(state: BuildState) -> None:
                    "cluster_size": d.cluster_size, "link_jaccard": d.link_jaccard})
     for source, rows in per_source.items():
         _remove(state, source, rows)
-    summary = summarise_near(found, items)
+
+    def text_of(i: int) -> str:
+        source, row = where[i]
+        return key_text(state.candidates[source].take([row], ["messages"]).column(0)[0].as_py(), config.key)
+
+    summary = summarise_near(found, items, text_of=text_of)
     summary["config"] = {"key": config.key, "ngram": config.ngram, "num_perm": config.num_perm,
                          "threshold": config.threshold, "bands_rows": list(config.lsh_params()),
                          "against": list(config.against), "against_records": len(against)}

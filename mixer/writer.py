@@ -10,6 +10,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -95,14 +96,16 @@ BUCKET_TEXT_BYTES = 64 * 1024 * 1024
 
 
 def write_shards(selected: SpillFiles, order: Sequence[int], kind: str, data_dir: Path, shard_max_bytes: int,
-                 row_group_rows: int, work_dir: Path | None = None) -> list[tuple[Path, int]]:
+                 row_group_rows: int, work_dir: Path | None = None, workers: int = 1) -> list[tuple[Path, int]]:
     """Write ``selected`` rows in ``order`` as ``train-00000-of-0000N.parquet`` shards of at most
-    ``shard_max_bytes`` of text each. Returns (path, rows) per shard.
+    ``shard_max_bytes`` of text each, ``workers`` shards at a time. Returns (path, rows) per shard.
 
-    The shuffle is external, so memory stays bounded by ``BUCKET_TEXT_BYTES`` however large the
-    mixture: one pass over the selected records scatters them into buckets of consecutive output
-    row groups (Arrow files in ``work_dir``), then each bucket is read, put in output order and
-    written. The bytes are the same as gathering every row group directly.
+    The shuffle is external, so memory stays bounded by ``BUCKET_TEXT_BYTES`` per worker however
+    large the mixture: one pass over the selected records scatters them into buckets of consecutive
+    output row groups (Arrow files in ``work_dir``; a bucket never spans two shards), then each
+    shard's buckets are read, put in output order and written. The bytes are the same as gathering
+    every row group directly. Shards are written on threads: Parquet encoding and compression run in
+    Arrow's C++ code without the GIL.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     index = np.asarray(order, dtype=np.int64)
@@ -111,43 +114,47 @@ def write_shards(selected: SpillFiles, order: Sequence[int], kind: str, data_dir
     sizes = text[index]
     bounds = shard_bounds(sizes, shard_max_bytes)
     n_shards = len(bounds) - 1
-    # row groups in output order: (shard, first position, end position)
-    groups = [(k, start, min(start + row_group_rows, bounds[k + 1]))
-              for k in range(n_shards) for start in range(bounds[k], bounds[k + 1], row_group_rows)]
     csum = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
-    buckets: list[list[tuple[int, int, int]]] = []
-    acc = 0
-    for g in groups:
-        g_bytes = int(csum[g[2]] - csum[g[1]])
-        if not buckets or (acc and acc + g_bytes > BUCKET_TEXT_BYTES):
-            buckets.append([])
-            acc = 0
-        buckets[-1].append(g)
-        acc += g_bytes
+    # per shard, its buckets; per bucket, its row groups in output order as (first position, end)
+    shards: list[list[list[tuple[int, int]]]] = []
+    for k in range(n_shards):
+        buckets: list[list[tuple[int, int]]] = []
+        acc = 0
+        for start in range(bounds[k], bounds[k + 1], row_group_rows):
+            end = min(start + row_group_rows, bounds[k + 1])
+            group_bytes = int(csum[end] - csum[start])
+            if not buckets or (acc and acc + group_bytes > BUCKET_TEXT_BYTES):
+                buckets.append([])
+                acc = 0
+            buckets[-1].append((start, end))
+            acc += group_bytes
+        shards.append(buckets)
+    flat = [b for buckets in shards for b in buckets]
     schema = OUTPUT_SCHEMA if kind == "sft" else PREFERENCE_OUTPUT_SCHEMA
     paths = [data_dir / f"train-{k:05d}-of-{n_shards:05d}.parquet" for k in range(n_shards)]
     with tempfile.TemporaryDirectory(prefix="mixer-shuffle-", dir=work_dir) as tmp:
-        bucket_files = _scatter(selected, index, [b[0][1] for b in buckets], Path(tmp))
-        writer: pq.ParquetWriter | None = None
-        shard = -1
-        for bucket, files in zip(buckets, bucket_files, strict=True):
-            rows = files.to_table()
-            rows = rows.take(pc.sort_indices(rows.column("position"))).drop_columns(["position"]).combine_chunks()
-            first = bucket[0][1]
-            for k, start, end in bucket:
-                if k != shard:
-                    if writer is not None:
-                        writer.close()
-                    writer = pq.ParquetWriter(paths[k], schema, **PARQUET_OPTIONS)
-                    shard = k
-                part = rows.slice(start - first, end - start)
-                writer.write_table(to_output(part, kind), row_group_size=row_group_rows)  # type: ignore[union-attr]
-            del rows
-        if writer is not None:
-            writer.close()
-    for k in range(n_shards):  # a shard with no rows still gets a (schema-only) file
-        if not paths[k].exists():
-            pq.write_table(schema.empty_table(), paths[k], **PARQUET_OPTIONS)
+        files = iter(_scatter(selected, index, [b[0][0] for b in flat], Path(tmp)))
+        tasks = [(paths[k], [(next(files), bucket) for bucket in shards[k]]) for k in range(n_shards)]
+
+        def write(task: tuple[Path, list[tuple[SpillFiles, list[tuple[int, int]]]]]) -> None:
+            path, buckets = task
+            with pq.ParquetWriter(path, schema, **PARQUET_OPTIONS) as writer:
+                for bucket_rows, groups in buckets:
+                    rows = bucket_rows.to_table()
+                    rows = rows.take(pc.sort_indices(rows.column("position"))).drop_columns(["position"])
+                    rows = rows.combine_chunks()
+                    first = groups[0][0]
+                    for start, end in groups:
+                        part = rows.slice(start - first, end - start)
+                        writer.write_table(to_output(part, kind), row_group_size=row_group_rows)
+                    del rows
+
+        if workers > 1 and n_shards > 1:
+            with ThreadPoolExecutor(min(workers, n_shards)) as pool:
+                list(pool.map(write, tasks))
+        else:
+            for task in tasks:
+                write(task)
     return [(paths[k], bounds[k + 1] - bounds[k]) for k in range(n_shards)]
 
 

@@ -97,12 +97,21 @@ def test_dedup_against_an_existing_corpus_drops_new_copies_and_never_touches_it(
     assert hashlib.sha256(corpus.read_bytes()).hexdigest() == before
 
 
-def test_near_dedup_builds_are_identical_across_runs(tmp_path: Path, near_recipe) -> None:
+def test_near_dedup_builds_are_identical_across_runs(tmp_path: Path, near_recipe, monkeypatch) -> None:
+    import mixer.cross_source
+    import mixer.dedup.near
+
     recipe = near_recipe()
     a = build(load_recipe(recipe, output=str(tmp_path / "a")))
     b = build(load_recipe(recipe, output=str(tmp_path / "b")))
+    # signed in batches of 4 records on two worker processes, as a large build is
+    monkeypatch.setattr(mixer.cross_source, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(mixer.dedup.near, "POOL_MIN_CHARS", 0)
+    monkeypatch.setenv("MIXER_READ_CACHE", "0")
+    c = build(load_recipe(recipe, output=str(tmp_path / "c")), workers=2)
+    assert a.card["near_dedup"]["removed_total"] == 3
     for rel in ["card.json", "dropped/second.parquet", *[d["path"] for d in a.card["outputs"]["data"]]]:
-        assert (a.out / rel).read_bytes() == (b.out / rel).read_bytes(), rel
+        assert (a.out / rel).read_bytes() == (b.out / rel).read_bytes() == (c.out / rel).read_bytes(), rel
 
 
 BENCH_QUESTION = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "

@@ -48,15 +48,15 @@ def _direct(selected: pa.Table, order: list[int], data_dir: Path, shard_max_byte
     return out
 
 
-@pytest.mark.parametrize("bucket_bytes", [1, 20_000, 10**9])
+@pytest.mark.parametrize(("bucket_bytes", "workers"), [(1, 1), (20_000, 1), (20_000, 2), (10**9, 2)])
 def test_bucketed_shuffle_writes_the_same_bytes_as_a_direct_gather(tmp_path: Path, monkeypatch,
-                                                                    bucket_bytes: int) -> None:
+                                                                    bucket_bytes: int, workers: int) -> None:
     selected = _selected(tmp_path, 700, batch_rows=64)
     order = list(range(700)) + list(range(0, 700, 7))  # some records repeated, like `repeat`
     np.random.default_rng(1).shuffle(order)
     monkeypatch.setattr(writer, "BUCKET_TEXT_BYTES", bucket_bytes)
     got = writer.write_shards(selected, order, "sft", tmp_path / "got", shard_max_bytes=150_000,
-                              row_group_rows=37, work_dir=tmp_path)
+                              row_group_rows=37, work_dir=tmp_path, workers=workers)
     want = _direct(selected.to_table(), order, tmp_path / "want", 150_000, 37)
     assert len(want) > 2  # several shards, several row groups each
     assert [(p.name, n) for p, n in got] == [(p.name, n) for p, n in want]

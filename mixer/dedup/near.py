@@ -41,7 +41,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from multiprocessing import get_context
@@ -215,16 +215,51 @@ def signatures(
     does it. Large inputs go to a spawn-context process pool (spawn: no fork of a big parent); the
     task lives in ``mixer.dedup.shingles``, which imports only numpy, so workers start light.
     """
-    total = sum(len(t) for t in texts)
-    if workers <= 1 or total < pool_min_chars or len(texts) < 2:
-        return signatures_of(texts, ngram, num_perm, seed)
-    chunk = max(1, min(POOL_CHUNK_RECORDS, -(-len(texts) // (workers * 4))))
-    perms = permutations(num_perm, seed)
-    tasks = [(list(texts[i:i + chunk]), ngram, num_perm, seed, perms) for i in range(0, len(texts), chunk)]
-    ctx = get_context("spawn")
-    with ctx.Pool(processes=workers) as pool:
-        parts = pool.map(signature_task, tasks, chunksize=1)
-    return np.concatenate(parts, axis=0) if parts else np.empty((0, num_perm), dtype=np.uint32)
+    with SignaturePool(ngram, num_perm, seed, workers, pool_min_chars) as pool:
+        return pool.submit(texts)()
+
+
+class SignaturePool:
+    """``signatures`` for a stream of batches on one process pool, so a build can sign 1.5 M
+    records batch by batch (never holding all their texts) without starting a pool per batch.
+    ``submit`` returns a function that waits for the batch's signatures; meanwhile the caller can
+    prepare the next batch."""
+
+    def __init__(self, ngram: int = 5, num_perm: int = 128, seed: int = 42, workers: int = 1,
+                 pool_min_chars: int | None = None) -> None:
+        self.ngram, self.num_perm, self.seed = ngram, num_perm, seed
+        self.workers = workers
+        self.pool_min_chars = POOL_MIN_CHARS if pool_min_chars is None else pool_min_chars
+        self._pool: Any = None
+        self._perms = permutations(num_perm, seed)
+
+    def submit(self, texts: Sequence[str]) -> Callable[[], np.ndarray]:
+        total = sum(len(t) for t in texts)
+        if self.workers <= 1 or total < self.pool_min_chars or len(texts) < 2:
+            sig = signatures_of(texts, self.ngram, self.num_perm, self.seed)
+            return lambda: sig
+        if self._pool is None:
+            self._pool = get_context("spawn").Pool(processes=self.workers)
+        chunk = max(1, min(POOL_CHUNK_RECORDS, -(-len(texts) // (self.workers * 4))))
+        tasks = [(list(texts[i:i + chunk]), self.ngram, self.num_perm, self.seed, self._perms)
+                 for i in range(0, len(texts), chunk)]
+        pending = self._pool.map_async(signature_task, tasks, chunksize=1)
+        empty = np.empty((0, self.num_perm), dtype=np.uint32)
+        return lambda: np.concatenate(pending.get(), axis=0) if tasks else empty
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool.join()
+            self._pool = None
+
+    def __enter__(self) -> SignaturePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None and self._pool is not None:
+            self._pool.terminate()
+        self.close()
 
 
 def to_minhash(signature: np.ndarray, seed: int = 42) -> Any:
@@ -461,13 +496,18 @@ def _snippet(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def summarise_near(dropped: Sequence[NearDuplicate], items: Sequence[NearItem], examples: int = 3) -> dict[str, Any]:
+def summarise_near(dropped: Sequence[NearDuplicate], items: Sequence[NearItem], examples: int = 3,
+                   text_of: Callable[[int], str] | None = None) -> dict[str, Any]:
     """The card's near-dedup section; ``removed_total`` equals ``len(dropped)``.
+
+    ``text_of(i)``: item ``i``'s key text, for items built without it (a build does not keep 1.5 M
+    texts around for three examples); default ``items[i].text``.
 
     ``removed_by_pair``: records removed per (source of the dropped record, source of the keeper).
     ``cluster_size_histogram``: cluster size (keeper included) -> number of clusters.
     ``examples``: the ``examples`` largest clusters (ties by cluster id) with ids and text snippets.
     """
+    text_of = text_of or (lambda i: items[i].text)
     by_pair: Counter[tuple[str, str]] = Counter()
     clusters: dict[str, list[NearDuplicate]] = defaultdict(list)
     for d in dropped:
@@ -478,14 +518,14 @@ def summarise_near(dropped: Sequence[NearDuplicate], items: Sequence[NearItem], 
     example_list = []
     for cid, ds in ranked:
         first = ds[0]
-        kept_text = items[first.kept_index].text if first.kept_index is not None else None
+        kept_text = text_of(first.kept_index) if first.kept_index is not None else None
         example_list.append({
             "cluster_id": cid,
             "size": first.cluster_size,
             "kept": {"id": first.kept_id, "source": first.kept_source,
                      "text": _snippet(kept_text) if kept_text is not None else None},
             "dropped": [{"id": items[d.index].id, "source": items[d.index].source, "jaccard": d.jaccard,
-                         "text": _snippet(items[d.index].text)} for d in sorted(ds, key=lambda d: d.index)[:5]],
+                         "text": _snippet(text_of(d.index))} for d in sorted(ds, key=lambda d: d.index)[:5]],
         })
     return {
         "removed_total": len(dropped),
