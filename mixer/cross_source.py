@@ -8,14 +8,19 @@ its evidence in ``extra``) and adds its section to the card.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
 
 from mixer.pipeline import BuildState
 from mixer.records import Dropped
+from mixer.tables import SpillFiles
 
 
 def _remove(state: BuildState, source: str, rows: dict[int, Dropped]) -> None:
@@ -50,12 +55,79 @@ def _each_source(state: BuildState, fn: Visit) -> None:
             fn(rank, s.name, chunk.column("messages").to_pylist(), chunk.column("id").to_pylist(), rows)
 
 
+def _resolve(job: tuple[np.ndarray, Callable[[], np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    rows, pending = job
+    return rows, pending()
+
+
+class SourceSignatures:
+    """One source's MinHash signatures and assistant-text lengths, per candidate row.
+
+    When the source came from the read cache (``mixer.read_cache``), they are stored beside its
+    candidates, keyed by the near-dedup settings that shape a signature, so a rebuild signs only rows
+    it has not signed before (the entry's key already pins the candidates and mixer's code).
+    """
+
+    def __init__(self, path: Path | None, sig: np.ndarray, has: np.ndarray, chars: np.ndarray) -> None:
+        self.path, self.sig, self.has, self.chars = path, sig, has, chars
+        self.changed = False
+
+    @classmethod
+    def load(cls, entry: Path | None, config: Any, table: SpillFiles) -> SourceSignatures:
+        n = table.num_rows
+        path = None
+        if entry is not None:
+            digest = hashlib.sha256(repr((config.key, config.ngram, config.num_perm, config.seed)).encode())
+            path = entry / f"near-{digest.hexdigest()[:16]}.npz"
+            try:
+                with np.load(path) as saved:
+                    sig, has, chars = saved["sig"], saved["has"], saved["chars"]
+                if sig.shape == (n, config.num_perm) and has.shape == (n,) and chars.shape == (n,):
+                    return cls(path, sig, has, chars)
+            except (OSError, ValueError, KeyError):
+                pass
+        stored = cls(path, np.zeros((n, config.num_perm), dtype=np.uint32), np.zeros(n, dtype=bool),
+                     assistant_chars_column(table))
+        stored.changed = True
+        return stored
+
+    def put(self, rows: np.ndarray, sig: np.ndarray) -> None:
+        self.sig[rows] = sig
+        self.has[rows] = True
+        self.changed = True
+
+    def save(self) -> None:
+        if self.path is None or not self.changed:
+            return
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(f, sig=self.sig, has=self.has, chars=self.chars)
+            os.replace(tmp, self.path)
+        except OSError:  # a full or read-only cache costs a re-sign next time, never the build
+            tmp.unlink(missing_ok=True)
+
+
+def assistant_chars_column(table: SpillFiles) -> np.ndarray:
+    """``assistant_chars`` of every row, computed on the Arrow columns (characters = code points)."""
+    parts = [np.zeros(0, dtype=np.int64)]
+    for batch in table.iter_batches(["messages"]):
+        column = batch.column(0)
+        lengths = pc.list_value_length(column).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        flat = pc.list_flatten(column)
+        assistant = pc.equal(flat.field("role"), "assistant").to_numpy(zero_copy_only=False)
+        chars = pc.utf8_length(flat.field("content")).to_numpy(zero_copy_only=False).astype(np.int64) * assistant
+        csum = np.concatenate([[0], np.cumsum(chars)])
+        ends = np.cumsum(lengths)
+        parts.append(csum[ends] - csum[ends - lengths])
+    return np.concatenate(parts)
+
+
 def near_dedup(state: BuildState) -> None:
     """MinHash LSH near-duplicates across sources; the copy from the source listed first is kept."""
     from mixer.dedup.near import (
         NearItem,
         SignaturePool,
-        assistant_chars,
         find_near_duplicates,
         key_text,
         load_against,
@@ -65,31 +137,37 @@ def near_dedup(state: BuildState) -> None:
     near = state.recipe.dedup.near
     assert near is not None
     config = dataclasses.replace(near, workers=near.workers or state.workers)
+    names = [s.name for s in state.recipe.sources]
+    total = sum(len(state.alive.get(n, [])) for n in names if n in state.candidates)
+    sig = np.empty((total, config.num_perm), dtype=np.uint32)  # items' signatures, in item order
     items: list[NearItem] = []  # without their texts: signatures are made batch by batch
     where: list[tuple[str, int]] = []
-    parts: list[np.ndarray] = []
-    inflight: deque[Callable[[], np.ndarray]] = deque()
     with SignaturePool(config.ngram, config.num_perm, config.seed, config.n_workers()) as pool:
-
-        def sign(texts: list[str]) -> None:
-            inflight.append(pool.submit(texts))
-            while len(inflight) > 1:  # one batch signed while the next is prepared; no more queued
-                parts.append(inflight.popleft()())
-
-        def collect(rank: int, source: str, messages: list[list[dict[str, str]]], ids: list[str],
-                    rows: list[int]) -> None:
-            sign([key_text(m, config.key) for m in messages])
-            for m, record_id, row in zip(messages, ids, rows, strict=True):
-                items.append(NearItem("", rank, assistant_chars(m), record_id, source))
-                where.append((source, row))
-
-        _each_source(state, collect)
+        for rank, name in enumerate(names):
+            table = state.candidates.get(name)
+            alive = np.asarray(state.alive.get(name, []), dtype=np.int64)
+            if table is None or not len(alive):
+                continue
+            stored = SourceSignatures.load(state.read_entries.get(name), config, table)
+            inflight: deque[tuple[np.ndarray, Callable[[], np.ndarray]]] = deque()
+            need = alive[~stored.has[alive]]
+            for start in range(0, len(need), CHUNK_ROWS):
+                rows = need[start:start + CHUNK_ROWS]
+                messages = table.take(rows, ["messages"]).column(0).to_pylist()
+                inflight.append((rows, pool.submit([key_text(m, config.key) for m in messages])))
+                while len(inflight) > 1:  # one batch signed while the next is prepared; no more queued
+                    stored.put(*_resolve(inflight.popleft()))
+            while inflight:
+                stored.put(*_resolve(inflight.popleft()))
+            stored.save()
+            sig[len(items):len(items) + len(alive)] = stored.sig[alive]
+            ids = table.column("id").to_pylist()
+            items.extend(NearItem("", rank, int(stored.chars[r]), ids[r], name) for r in alive.tolist())
+            where.extend((name, r) for r in alive.tolist())
+            del stored, ids
         against = load_against(config.against, config.key) if config.against else []
         if against:
-            sign([text for _, text, _ in against])
-        while inflight:
-            parts.append(inflight.popleft()())
-    sig = np.concatenate(parts, axis=0) if parts else np.empty((0, config.num_perm), dtype=np.uint32)
+            sig = np.concatenate([sig, pool.submit([text for _, text, _ in against])()], axis=0)
     found = find_near_duplicates(items, config, against, signatures_cache=sig)
     del sig
     per_source: dict[str, dict[int, Dropped]] = {}

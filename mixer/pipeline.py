@@ -103,6 +103,8 @@ class BuildState:
     #: which sources the read cache served ("hits") and which were read ("misses"); not in the card
     #: (the card is the same either way), reported in timings.json
     read_cache: dict[str, list[str]] = field(default_factory=dict)
+    #: per source, its read-cache entry folder (stages may keep per-candidate data beside it)
+    read_entries: dict[str, Path] = field(default_factory=dict)
 
     _tmp: Any = None
 
@@ -503,6 +505,10 @@ def read_sources(state: BuildState, work_dir: Path, *, gate: bool) -> None:
                                         seed=recipe.source_seed(s.name), tokenizer=recipe.tokenizer,
                                         used=results[s.name].used)
         state.read_cache = {"hits": list(cache.hits), "misses": [s.name for s in missing]}
+        for s in todo:
+            entry = results[s.name].candidates[0].parent
+            if entry.parent == cache.root and not entry.name.startswith("."):
+                state.read_entries[s.name] = entry
     for s in todo:
         r = results[s.name]
         # what the recipe says about the source beyond reading it may differ from the cached read's

@@ -110,3 +110,22 @@ def test_least_recently_used_entries_go_first_when_the_cache_is_full(tmp_path: P
         if name == "b":
             assert cache.get("a", "a", seed=1, tokenizer="t") is not None  # a is now used more recently than b
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "c"]
+
+
+def test_a_rebuild_with_near_dedup_reuses_the_stored_signatures(cache: Path, tmp_path: Path, monkeypatch) -> None:
+    import mixer.dedup.near
+
+    data = yaml.safe_load((ROOT / SAMPLE).read_text(encoding="utf-8"))
+    data["dedup"]["near"] = {"threshold": 0.7}
+    recipe_path = tmp_path / "near.yaml"
+    recipe_path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    first = build(load_recipe(recipe_path, output=str(tmp_path / "first")))
+    assert list((cache / "reads").glob("*/near-*.npz"))
+    monkeypatch.setattr(mixer.dedup.near.SignaturePool, "submit",
+                        lambda self, texts: pytest.fail(f"signed {len(texts)} texts again"))
+    second = build(load_recipe(recipe_path, output=str(tmp_path / "second")))
+    assert second.timings["read_cache_hits"] == ALL
+    _outputs_equal(first, second)
+    monkeypatch.undo()
+    monkeypatch.chdir(ROOT)
+    _outputs_equal(first, _uncached(load_recipe(recipe_path), tmp_path / "none", monkeypatch))
