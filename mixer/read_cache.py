@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from mixer.stats import FileInfo
 
 ENTRY_VERSION = 2
+#: staging folders older than this are leftovers (a build writes its own within minutes)
+STALE_STAGING_S = 24 * 3600
 
 
 def read_cache_root() -> Path | None:
@@ -172,7 +174,11 @@ class ReadCache:
 
     def _prune(self, keep: Path) -> None:
         entries = []
+        stale = time.time() - STALE_STAGING_S
         for entry in self.root.iterdir():
+            if entry.name.startswith(".staging-") and entry.stat().st_mtime < stale:
+                shutil.rmtree(entry, ignore_errors=True)  # left by a build that crashed or lost a race
+                continue
             if entry.name.startswith(".") or not entry.is_dir():
                 continue
             size = sum(p.stat().st_size for p in entry.iterdir() if p.is_file())

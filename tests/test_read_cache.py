@@ -112,6 +112,19 @@ def test_least_recently_used_entries_go_first_when_the_cache_is_full(tmp_path: P
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "c"]
 
 
+def test_staging_folders_left_by_a_crashed_build_are_removed_a_day_later(tmp_path: Path) -> None:
+    import os
+
+    cache = ReadCache(tmp_path)
+    old, fresh = cache.staging("old"), cache.staging("fresh")
+    os.utime(old, (0, 0))
+    staging = cache.staging("k")
+    (staging / "candidates.arrow").write_bytes(b"x")
+    cache.put("k", staging, SourceRead(SourceStats("k", "messages", None, "all", 1), [],
+                                       [staging / "candidates.arrow"]), seed=1, tokenizer="t", used=set())
+    assert not old.exists() and fresh.exists() and (tmp_path / "k").exists()
+
+
 def test_a_rebuild_with_near_dedup_reuses_the_stored_signatures(cache: Path, tmp_path: Path, monkeypatch) -> None:
     import mixer.dedup.near
 
