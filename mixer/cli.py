@@ -127,8 +127,10 @@ def build(
         print_card(result.card, out)
         t = result.timings
         wall = sum(v["wall_s"] for k, v in t.items() if isinstance(v, dict))
+        hits = t.get("read_cache_hits")
+        cached = f"; {len(hits)} of {len(r.sources)} sources from the read cache" if hits else ""
         err.print(f"wrote {result.card['totals']['records']:,} records to {result.out} "
-                  f"in {wall:.1f} s (peak RSS {t['peak_rss_mb']:.0f} MiB)", highlight=False)
+                  f"in {wall:.1f} s (peak RSS {t['peak_rss_mb']:.0f} MiB{cached})", highlight=False)
 
 
 @app.command()

@@ -78,3 +78,16 @@ def test_fetch_without_network_names_the_file(tmp_path: Path, make_recipe) -> No
 def test_card_on_a_folder_that_is_not_a_build_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["card", str(tmp_path)])
     assert result.exit_code == 2 and "no card.json" in result.output
+
+
+def test_build_says_how_many_sources_came_from_the_read_cache(tmp_path: Path, make_recipe, monkeypatch) -> None:
+    monkeypatch.setenv("MIXER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MIXER_READ_CACHE", "1")  # restored after the test, whatever --no-read-cache sets
+    recipe = _recipe(tmp_path, make_recipe)
+    first = runner.invoke(app, ["build", str(recipe)])
+    assert first.exit_code == 0, first.output
+    assert "read cache" not in first.output
+    second = runner.invoke(app, ["build", str(recipe)])
+    assert "1 of 1 sources from the read cache" in second.output
+    third = runner.invoke(app, ["build", str(recipe), "--no-read-cache"])
+    assert third.exit_code == 0 and "read cache" not in third.output
