@@ -44,12 +44,21 @@ def _normalise_text(content: str, rules: Normalise, changed: set[str]) -> str:
     return content
 
 
+def _clean(content: str) -> bool:
+    return content.isascii() and content != "" and content.strip() is content
+
+
 def normalise_record(record: Record, rules: Normalise, touched: Counter[str]) -> tuple[Record, str | None]:
     """The normalised record and, if it cannot be kept, the drop reason.
 
     ``touched`` counts records changed per rule (``nfc``, ``strip``) and empty turns removed. A
     preference pair's ``rejected`` reply is normalised the same way; an empty one drops the pair.
     """
+    if "rejected" not in record and all(_clean(m["content"]) for m in record["messages"]):
+        # the common case, decided without copying: every turn ASCII (so NFC), non-empty and stripped
+        # (``str.strip`` returns the very same object when there is nothing to strip)
+        out: Record = {"dataset": record["dataset"], "id": record["id"], "messages": record["messages"]}
+        return out, turn_order_problem(out["messages"]) if rules.require_turn_order else None
     changed: set[str] = set()
     messages: list[Message] = []
     for m in record["messages"]:
@@ -58,7 +67,7 @@ def normalise_record(record: Record, rules: Normalise, touched: Counter[str]) ->
             touched["empty_turns_removed"] += 1
             continue
         messages.append({"role": m["role"], "content": content})
-    out: Record = {"dataset": record["dataset"], "id": record["id"], "messages": messages}
+    out = {"dataset": record["dataset"], "id": record["id"], "messages": messages}
     problem: str | None = None
     rejected = record.get("rejected")
     if rejected is not None:

@@ -13,13 +13,10 @@ from mixer.records import Message
 
 
 def content_hash(messages: list[Message]) -> bytes:
-    h = hashlib.blake2b(digest_size=16)
-    for m in messages:
-        h.update(m["role"].encode())
-        h.update(b"\x00")
-        h.update(m["content"].encode("utf-8", "surrogatepass"))
-        h.update(b"\x01")
-    return h.digest()
+    """blake2b-128 of ``role NUL content SOH`` per message, UTF-8 (one encode and one update: the
+    same digest as hashing the parts one by one, at about two thirds of the cost)."""
+    text = "".join([f"{m['role']}\x00{m['content']}\x01" for m in messages])
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class ExactDeduplicator:
