@@ -89,8 +89,8 @@ def read_raw(path: Path, columns: Sequence[str] | None = None, part: FilePart | 
     fmt = file_format(path)
     if fmt == "json" and _looks_like_jsonl(path):
         fmt = "jsonl"
-    reader = {"jsonl": read_jsonl, "json": read_json_array, "parquet": read_parquet,
-              "xlsx": read_xlsx, "csv": read_csv}[fmt]
+    if part is not None and part.count == 1:
+        part = None  # the one part of a file is the whole file, whatever its format
     if part is not None and not splittable(path):
         raise ValueError(f"{path}: only plain JSONL and Parquet files can be read in parts")
     if fmt == "parquet":
@@ -98,7 +98,7 @@ def read_raw(path: Path, columns: Sequence[str] | None = None, part: FilePart | 
     elif fmt == "jsonl":
         yield from read_jsonl(path, part)
     else:
-        yield from reader(path)
+        yield from {"json": read_json_array, "xlsx": read_xlsx, "csv": read_csv}[fmt](path)
 
 
 def _looks_like_jsonl(path: Path) -> bool:

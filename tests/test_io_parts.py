@@ -54,3 +54,5 @@ def test_only_plain_jsonl_and_parquet_are_splittable(tmp_path: Path) -> None:
     assert not splittable(tmp_path / "c.jsonl.gz")
     with pytest.raises(ValueError, match="only plain JSONL and Parquet"):
         list(read_raw(tmp_path / "a.json", part=FilePart(0, 2)))
+    # a source that splits one large file reads its other files as their single part: the whole file
+    assert _items(tmp_path / "a.json", FilePart(0, 1)) == _items(tmp_path / "a.json")
