@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow.compute as pc
 
+from mixer.overlap import one_ahead
 from mixer.pipeline import BuildState
 from mixer.records import Dropped
 from mixer.tables import SpillFiles
@@ -53,11 +53,6 @@ def _each_source(state: BuildState, fn: Visit) -> None:
             rows = alive[start:start + CHUNK_ROWS]
             chunk = table.take(rows, ["id", "messages"])
             fn(rank, s.name, chunk.column("messages").to_pylist(), chunk.column("id").to_pylist(), rows)
-
-
-def _resolve(job: tuple[np.ndarray, Callable[[], np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    rows, pending = job
-    return rows, pending()
 
 
 class SourceSignatures:
@@ -143,22 +138,22 @@ def near_dedup(state: BuildState) -> None:
     items: list[NearItem] = []  # without their texts: signatures are made batch by batch
     where: list[tuple[str, int]] = []
     with SignaturePool(config.ngram, config.num_perm, config.seed, config.n_workers()) as pool:
+
+        def sign(table: SpillFiles, rows: np.ndarray) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+            messages = table.take(rows, ["messages"]).column(0).to_pylist()
+            pending = pool.submit([key_text(m, config.key) for m in messages])
+            return lambda: (rows, pending())
+
         for rank, name in enumerate(names):
             table = state.candidates.get(name)
             alive = np.asarray(state.alive.get(name, []), dtype=np.int64)
             if table is None or not len(alive):
                 continue
             stored = SourceSignatures.load(state.read_entries.get(name), config, table)
-            inflight: deque[tuple[np.ndarray, Callable[[], np.ndarray]]] = deque()
             need = alive[~stored.has[alive]]
-            for start in range(0, len(need), CHUNK_ROWS):
-                rows = need[start:start + CHUNK_ROWS]
-                messages = table.take(rows, ["messages"]).column(0).to_pylist()
-                inflight.append((rows, pool.submit([key_text(m, config.key) for m in messages])))
-                while len(inflight) > 1:  # one batch signed while the next is prepared; no more queued
-                    stored.put(*_resolve(inflight.popleft()))
-            while inflight:
-                stored.put(*_resolve(inflight.popleft()))
+            batches = (sign(table, need[i:i + CHUNK_ROWS]) for i in range(0, len(need), CHUNK_ROWS))
+            for rows, signed in one_ahead(batches):  # one batch signed while the next is prepared
+                stored.put(rows, signed)
             stored.save()
             sig[len(items):len(items) + len(alive)] = stored.sig[alive]
             ids = table.column("id").to_pylist()

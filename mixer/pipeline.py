@@ -23,7 +23,7 @@ import random
 import resource
 import tempfile
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -41,6 +41,7 @@ from mixer.errors import InputError, MixerError, RecordError
 from mixer.filters import LLMMentionFilter, TurnCountFilter
 from mixer.io import FilePart, ParseFailure, splittable
 from mixer.normalise import normalise_record
+from mixer.overlap import one_ahead
 from mixer.read_cache import ReadCache, read_cache_root, read_key
 from mixer.recipe import Recipe, Source, license_key, resolve_files, source_license
 from mixer.records import MESSAGE_TYPE, Dropped, Record, record_key_messages, record_texts
@@ -672,12 +673,7 @@ class Selector:
         while len(got) < want and pos < len(order):
             need = want - len(got)
             chunk = order[pos:pos + min(WALK_CHUNK_ROWS, max(256, int(need * 1.05) + 16))]
-            counts = [known[i] for i in chunk]
-            missing = [i for i, n in enumerate(counts) if n is None]
-            if missing:  # counted while reading for take: all sources; count the rest now
-                records = table.take([chunk[i] for i in missing], ["messages", "rejected"]).to_pylist()
-                for i, n in zip(missing, count_tokens(self.counter, records), strict=True):
-                    counts[i] = n
+            counts = self._count_chunk(table, known, chunk)()
             too_long: list[tuple[int, int]] = []
             for row_index, n in zip(chunk, counts, strict=True):
                 pos += 1
@@ -701,31 +697,28 @@ class Selector:
                     ) -> tuple[list[int], list[int], int]:
         """The walk when nothing can be dropped for length: exactly ``rows`` are taken, so the next
         chunk's records are gathered while the worker processes count the previous one."""
-        tokens: list[int] = []
-        inflight: deque[Callable[[], list[int]]] = deque()
-
-        def start(chunk: list[int]) -> Callable[[], list[int]]:
-            counts = [known[i] for i in chunk]
-            missing = [i for i, n in enumerate(counts) if n is None]
-            if not missing:
-                return lambda: counts  # type: ignore[return-value]
-            records = table.take([chunk[i] for i in missing], ["messages", "rejected"]).to_pylist()
-            pending = count_tokens_async(self.counter, records)
-
-            def result() -> list[int]:
-                for i, n in zip(missing, pending(), strict=True):
-                    counts[i] = n
-                return counts  # type: ignore[return-value]
-
-            return result
-
-        for start_row in range(0, len(rows), WALK_CHUNK_ROWS):
-            inflight.append(start(rows[start_row:start_row + WALK_CHUNK_ROWS]))
-            if len(inflight) > 1:
-                tokens.extend(inflight.popleft()())
-        while inflight:
-            tokens.extend(inflight.popleft()())
+        chunks = (self._count_chunk(table, known, rows[i:i + WALK_CHUNK_ROWS])
+                  for i in range(0, len(rows), WALK_CHUNK_ROWS))
+        tokens = [n for counts in one_ahead(chunks) for n in counts]
         return rows, tokens, len(rows)
+
+    def _count_chunk(self, table: SpillFiles, known: list[int | None], chunk: list[int]
+                     ) -> Callable[[], list[int]]:
+        """Start counting the tokens of ``chunk``'s rows; counts made while reading (``take: all``
+        sources) are reused. The returned function waits for the counts, in ``chunk`` order."""
+        counts = [known[i] for i in chunk]
+        missing = [i for i, n in enumerate(counts) if n is None]
+        if not missing:
+            return lambda: counts  # type: ignore[return-value]
+        records = table.take([chunk[i] for i in missing], ["messages", "rejected"]).to_pylist()
+        pending = count_tokens_async(self.counter, records)
+
+        def result() -> list[int]:
+            for i, n in zip(missing, pending(), strict=True):
+                counts[i] = n
+            return counts  # type: ignore[return-value]
+
+        return result
 
 
 # -- the build ------------------------------------------------------------------------------
