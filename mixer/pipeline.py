@@ -786,8 +786,7 @@ def _sample_then_filter(state: BuildState, selector: Selector) -> None:
             sampled = selector.select(s, state.candidates.pop(s.name), state.alive.pop(s.name),
                                       count_tokens=False)
             stats = state.stats[s.name]
-            kept = SpillWriter(state.work_dir / f"sampled-{s.name}.arrow", CANDIDATE_SCHEMA)
-            kept_rows: list[dict[str, Any]] = []
+            kept = CandidateStore(state.work_dir / f"sampled-{s.name}.arrow")
             for row in (r for batch in sampled.iter_batches() for r in batch.to_pylist()):
                 record: Record = {"dataset": row["dataset"], "id": row["id"], "messages": row["messages"]}
                 if row["rejected"] is not None:
@@ -803,13 +802,8 @@ def _sample_then_filter(state: BuildState, selector: Selector) -> None:
                         d.kept_id, d.extra = first[1], {"kept_source": first[0]}
                         state.drop(s.name, d)
                         continue
-                kept_rows.append({**out, "rejected": out.get("rejected"), "file_index": 0,
-                                  "hash": content_hash(record_key_messages(out)), "n_tokens": None})
-                if len(kept_rows) >= WALK_CHUNK_ROWS:
-                    kept.write(pa.Table.from_pylist(kept_rows, schema=CANDIDATE_SCHEMA))
-                    kept_rows.clear()
-            kept.write(pa.Table.from_pylist(kept_rows, schema=CANDIDATE_SCHEMA))
-            state.candidates[s.name] = kept.close()
+                kept.add(out, file_index=0)
+            state.candidates[s.name] = SpillFiles([kept.close()], CANDIDATE_SCHEMA)
             state.alive[s.name] = list(range(state.candidates[s.name].num_rows))
     run_post_dedup_stages(state)
     with state.timed("tokens"):
