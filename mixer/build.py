@@ -3,7 +3,6 @@ replaces the output folder only when everything succeeded."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mixer.card import build_card, render_markdown
-from mixer.pipeline import BuildState, Reporter, peak_rss_mb, run_stages, shuffled_output
+from mixer.pipeline import BuildState, Reporter, file_info, peak_rss_mb, run_stages, shuffled_output
 from mixer.plots import render_plot_section, write_plots
 from mixer.recipe import Recipe
 from mixer.writer import staging_dir, write_dropped, write_shards
@@ -23,14 +22,6 @@ class BuildResult:
     card: dict[str, Any]
     state: BuildState
     timings: dict[str, Any]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None = None) -> BuildResult:
@@ -65,8 +56,11 @@ def _write(recipe: Recipe, state: BuildState) -> BuildResult:
                 dropped_files = side.submit(dropped)
                 written = write_shards(selected, order, recipe.kind, tmp / "data", opts.shard_max_bytes,
                                        opts.row_group_rows, work_dir=state.work_dir, workers=state.workers)
-                shards = [{"path": f"data/{p.name}", "rows": rows, "bytes": p.stat().st_size,
-                           "sha256": _sha256(p)} for p, rows in written]
+                shards = []
+                for path, rows in written:
+                    info = file_info(path)
+                    shards.append({"path": f"data/{path.name}", "rows": rows, "bytes": info.bytes,
+                                   "sha256": info.sha256})
         with state.timed("card"):
             card = build_card(state, shards, dropped_files.result())
             plot_paths = write_plots(card, tmp / "data", tmp / "plots")

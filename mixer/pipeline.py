@@ -273,7 +273,7 @@ class SourceRead:
 
 def read_source(recipe: Recipe, source: Source, work_dir: Path, *, gate: bool, count_tokens: bool,
                 reporter: Reporter | None = None, files: list[FileInfo] | None = None,
-                context: SourceContext | None = None, only: ReadPart | None = None) -> SourceRead:
+                only: ReadPart | None = None) -> SourceRead:
     """Stream one source's files through its adapter (and the gate, unless sampling comes first) into
     an Arrow file in ``work_dir``.
 
@@ -293,7 +293,7 @@ def read_source(recipe: Recipe, source: Source, work_dir: Path, *, gate: bool, c
         stats.drop(item.reason)
         drops.append((entry, item))
 
-    context = context or SourceContext(source.name, recipe.source_seed(source.name), recipe.tokenizer)
+    context = SourceContext(source.name, recipe.source_seed(source.name), recipe.tokenizer)
     adapter = get_adapter(source.adapter)(source.options, context)
     record_gate = RecordGate(recipe) if gate else None
     counter = TokenCounter(recipe.tokenizer, workers=1) if count_tokens else None
