@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mixer.dedup.near import (  # noqa: E402
     NearDedupConfig,
     NearItem,
+    assistant_chars,
     find_near_duplicates,
     key_text,
     signatures,
@@ -257,8 +258,7 @@ def main() -> None:
 
     monitor = PeakRSS().__enter__()
     t1 = time.perf_counter()
-    items = [NearItem(key_text(r["messages"], config.key), names[r["dataset"]],
-                      sum(len(m["content"]) for m in r["messages"] if m["role"] == "assistant"),
+    items = [NearItem(key_text(r["messages"], config.key), names[r["dataset"]], assistant_chars(r["messages"]),
                       r["id"], r["dataset"]) for r in records]
     t2 = time.perf_counter()
     sig = signatures([it.text for it in items], config.ngram, config.num_perm, config.seed, config.n_workers())

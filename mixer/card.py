@@ -15,7 +15,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
@@ -23,7 +22,7 @@ import yaml
 from mixer import __version__
 from mixer.recipe import license_key
 from mixer.stats import SourceStats, summary
-from mixer.tables import SpillFiles
+from mixer.tables import SpillFiles, list_sums
 
 #: Hugging Face Hub licence identifiers for the licences the known sources carry.
 HF_LICENSE_IDS = {
@@ -38,13 +37,8 @@ def assistant_turns(messages: pa.ChunkedArray | pa.Array) -> list[int]:
     arr = messages.combine_chunks() if isinstance(messages, pa.ChunkedArray) else messages
     if len(arr) == 0:
         return []
-    roles = pc.list_flatten(arr).field("role")
-    is_assistant = pc.equal(roles, "assistant").to_numpy(zero_copy_only=False).astype(np.int64)
-    lengths = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False)
-    ends = np.cumsum(lengths)
-    csum = np.concatenate([[0], np.cumsum(is_assistant)])
-    starts = ends - lengths
-    return (csum[ends] - csum[starts]).astype(int).tolist()
+    is_assistant = pc.equal(pc.list_flatten(arr).field("role"), "assistant").to_numpy(zero_copy_only=False)
+    return list_sums(arr, is_assistant).tolist()
 
 
 def _versions() -> dict[str, str]:

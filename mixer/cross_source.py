@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from mixer.overlap import one_ahead
 from mixer.pipeline import BuildState
 from mixer.records import Dropped
-from mixer.tables import SpillFiles
+from mixer.tables import SpillFiles, list_sums
 
 
 def _remove(state: BuildState, source: str, rows: dict[int, Dropped]) -> None:
@@ -104,17 +104,14 @@ class SourceSignatures:
 
 
 def assistant_chars_column(table: SpillFiles) -> np.ndarray:
-    """``assistant_chars`` of every row, computed on the Arrow columns (characters = code points)."""
+    """``mixer.dedup.near.assistant_chars`` of every row, computed on the Arrow columns (characters
+    are code points in both)."""
     parts = [np.zeros(0, dtype=np.int64)]
     for batch in table.iter_batches(["messages"]):
-        column = batch.column(0)
-        lengths = pc.list_value_length(column).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-        flat = pc.list_flatten(column)
+        flat = pc.list_flatten(batch.column(0))
         assistant = pc.equal(flat.field("role"), "assistant").to_numpy(zero_copy_only=False)
-        chars = pc.utf8_length(flat.field("content")).to_numpy(zero_copy_only=False).astype(np.int64) * assistant
-        csum = np.concatenate([[0], np.cumsum(chars)])
-        ends = np.cumsum(lengths)
-        parts.append(csum[ends] - csum[ends - lengths])
+        chars = pc.utf8_length(flat.field("content")).to_numpy(zero_copy_only=False).astype(np.int64)
+        parts.append(list_sums(batch.column(0), chars * assistant))
     return np.concatenate(parts)
 
 

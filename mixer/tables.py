@@ -15,6 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def list_sums(lists: pa.Array, values: np.ndarray) -> np.ndarray:
+    """Per list of ``lists`` (e.g. each record's messages), the sum of ``values``, which holds one
+    number per element of ``pc.list_flatten(lists)`` (e.g. each message's text length)."""
+    lengths = pc.list_value_length(lists).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    ends = np.cumsum(lengths)
+    csum = np.concatenate([[0], np.cumsum(values, dtype=np.int64)])
+    return csum[ends] - csum[ends - lengths]
 
 
 def take_rows(table: pa.Table, rows: Sequence[int] | np.ndarray) -> pa.Table:

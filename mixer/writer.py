@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mixer.records import DROPPED_SCHEMA, OUTPUT_SCHEMA, PREFERENCE_OUTPUT_SCHEMA, Dropped
-from mixer.tables import SpillFiles, SpillWriter
+from mixer.tables import SpillFiles, SpillWriter, list_sums
 
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "write_statistics": True,
                    "use_dictionary": ["dataset"]}
@@ -68,13 +68,8 @@ def row_text_bytes(table: pa.Table) -> np.ndarray:
     """UTF-8 bytes of message text per row (prompt + chosen for preference pairs), chunk by chunk so
     the text itself is never copied."""
     column = table.column("messages") if "messages" in table.column_names else table.column("prompt")
-    parts = []
-    for chunk in column.chunks:
-        lengths = pc.list_value_length(chunk).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-        per_message = pc.binary_length(pc.list_flatten(chunk).field("content")).to_numpy(zero_copy_only=False)
-        ends = np.cumsum(lengths)
-        csum = np.concatenate([[0], np.cumsum(per_message, dtype=np.int64)])
-        parts.append(csum[ends] - csum[ends - lengths])
+    parts = [list_sums(chunk, pc.binary_length(pc.list_flatten(chunk).field("content")).to_numpy(zero_copy_only=False))
+             for chunk in column.chunks]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 

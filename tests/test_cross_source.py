@@ -161,3 +161,23 @@ def test_bad_near_dedup_settings_fail_when_the_recipe_is_read() -> None:
         parse_recipe({"dedup": {"near": {"threshold": 1.5}}, "sources": [{"name": "flan_v2", "files": "x"}]})
     with pytest.raises(RecipeError, match="unknown key"):
         parse_recipe({"dedup": {"near": {"treshold": 0.5}}, "sources": [{"name": "flan_v2", "files": "x"}]})
+
+
+def test_assistant_lengths_on_arrow_columns_equal_the_per_record_definition(tmp_path: Path) -> None:
+    from mixer.cross_source import assistant_chars_column
+    from mixer.dedup.near import assistant_chars
+    from mixer.pipeline import CandidateStore
+    from mixer.tables import SpillFiles
+
+    records = [{"dataset": "d", "id": str(i), "messages": m} for i, m in enumerate([
+        [{"role": "user", "content": "hé"}, {"role": "assistant", "content": "naïve 中文 😀"}],
+        [{"role": "system", "content": "s"}, {"role": "user", "content": "q"},
+         {"role": "assistant", "content": "a1"}, {"role": "user", "content": "q2"},
+         {"role": "assistant", "content": ""}],
+        [{"role": "user", "content": "only a prompt"}],
+    ])]
+    store = CandidateStore(tmp_path / "c.arrow", batch_rows=2)
+    for r in records:
+        store.add(r, 0)
+    table = SpillFiles([store.close()])
+    assert assistant_chars_column(table).tolist() == [assistant_chars(r["messages"]) for r in records] == [10, 2, 0]
