@@ -27,33 +27,6 @@ def list_sums(lists: pa.Array, values: np.ndarray) -> np.ndarray:
     return csum[ends] - csum[ends - lengths]
 
 
-def take_rows(table: pa.Table, rows: Sequence[int] | np.ndarray) -> pa.Table:
-    """``table.take(rows)`` without concatenating the table's chunks first; same rows, same order,
-    one chunk per column."""
-    index = np.asarray(rows, dtype=np.int64)
-    batches = table.to_batches()
-    if len(batches) <= 1 or len(index) == 0:
-        return table.take(pa.array(index, pa.int64())).combine_chunks()
-    offsets = np.cumsum([0] + [b.num_rows for b in batches])
-    return _gather(index, offsets, lambda b: batches[b], table.schema)
-
-
-def _gather(index: np.ndarray, offsets: np.ndarray, batch: object, schema: pa.Schema) -> pa.Table:
-    """Rows ``index`` (global row numbers) from batches starting at ``offsets``, fetching each
-    needed batch once (``batch(i)``), in the order asked for."""
-    which = np.searchsorted(offsets, index, side="right") - 1
-    order = np.argsort(which, kind="stable")
-    grouped_rows, grouped_batches = index[order], which[order]
-    parts = []
-    for b in np.unique(grouped_batches):
-        local = grouped_rows[grouped_batches == b] - offsets[b]
-        parts.append(batch(int(b)).take(pa.array(local, pa.int64())))  # type: ignore[operator]
-    gathered = pa.Table.from_batches(parts, schema=schema).combine_chunks()
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(len(order))
-    return gathered.take(pa.array(inverse, pa.int64())).combine_chunks()
-
-
 class SpillFiles:
     """The rows of one or more Arrow IPC files (same schema), in file order, read on demand.
 
@@ -86,10 +59,6 @@ class SpillFiles:
     def num_rows(self) -> int:
         return int(self._offsets[-1])
 
-    @property
-    def column_names(self) -> list[str]:
-        return list(self.schema.names)
-
     def _fields(self, columns: Sequence[str] | None) -> tuple[list[int] | None, pa.Schema]:
         if columns is None:
             return None, self.schema
@@ -116,20 +85,26 @@ class SpillFiles:
 
     def take(self, rows: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None) -> pa.Table:
         """Rows by global row number, in the order given, with ``columns`` (in schema order); one chunk
-        per column. Each batch that holds a wanted row is read once."""
+        per column."""
         fields, schema = self._fields(columns)
         index = np.asarray(rows, dtype=np.int64)
         if len(index) == 0:
             return schema.empty_table()
         readers: dict[int, pa.ipc.RecordBatchFileReader] = {}
-
-        def batch(i: int) -> pa.RecordBatch:
-            f, b = self._batches[i]
+        which = np.searchsorted(self._offsets, index, side="right") - 1
+        order = np.argsort(which, kind="stable")
+        grouped_rows, grouped_batches = index[order], which[order]
+        parts = []
+        for b in np.unique(grouped_batches):  # each batch holding a wanted row is read once
+            f, k = self._batches[b]
             if f not in readers:
                 readers[f] = self._reader(self.paths[f], fields)
-            return readers[f].get_batch(b)
-
-        return _gather(index, self._offsets, batch, schema)
+            local = grouped_rows[grouped_batches == b] - self._offsets[b]
+            parts.append(readers[f].get_batch(k).take(pa.array(local, pa.int64())))
+        gathered = pa.Table.from_batches(parts, schema=schema).combine_chunks()
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return gathered.take(pa.array(inverse, pa.int64())).combine_chunks()
 
     def to_table(self, columns: Sequence[str] | None = None) -> pa.Table:
         """Everything (or ``columns``) in memory: for small files and tests."""

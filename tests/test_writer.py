@@ -12,7 +12,7 @@ import pytest
 
 from mixer import writer
 from mixer.pipeline import SELECTED_SCHEMA
-from mixer.tables import SpillFiles, SpillWriter, take_rows
+from mixer.tables import SpillFiles, SpillWriter
 
 
 def _selected(tmp_path: Path, n: int, batch_rows: int) -> SpillFiles:
@@ -43,7 +43,8 @@ def _direct(selected: pa.Table, order: list[int], data_dir: Path, shard_max_byte
         with pq.ParquetWriter(path, writer.OUTPUT_SCHEMA, **writer.PARQUET_OPTIONS) as w:
             for start in range(bounds[k], bounds[k + 1], row_group_rows):
                 rows = index[start:min(start + row_group_rows, bounds[k + 1])]
-                w.write_table(writer.to_output(take_rows(selected, rows), "sft"), row_group_size=row_group_rows)
+                part = selected.take(pa.array(rows)).combine_chunks()
+                w.write_table(writer.to_output(part, "sft"), row_group_size=row_group_rows)
         out.append((path, bounds[k + 1] - bounds[k]))
     return out
 
