@@ -71,13 +71,8 @@ def code_fingerprint() -> str:
 
 
 def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in sorted(value.items())}
-    return value
+    """A dataclass (options, rules) as a dict for the JSON key; anything else as it is."""
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) and not isinstance(value, type) else value
 
 
 def read_key(recipe: Recipe, source: Source, files: list[FileInfo], *, gate: bool, count_tokens: bool) -> str:
