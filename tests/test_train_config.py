@@ -189,7 +189,7 @@ def test_dry_run_eight_gpus_prints_accelerate_launch(monkeypatch: pytest.MonkeyP
     line = next(ln for ln in result.output.splitlines() if " launch " in ln)
     argv = shlex.split(line)
     assert Path(argv[0]).name == "accelerate" and argv[1] == "launch"
-    assert argv[argv.index("--config_file") + 1].endswith("train/accelerate/zero3.yaml")
+    assert argv[argv.index("--config_file") + 1].endswith("recipes/accelerate/fsdp2.yaml")
     assert argv[argv.index("--num_processes") + 1] == "8"
     tail = argv[argv.index("-m"):]
     assert tail[:3] == ["-m", "mixer.train.run", "sft"]
@@ -200,7 +200,7 @@ def test_dry_run_num_processes_and_accelerate_preset(monkeypatch: pytest.MonkeyP
     _gpus(monkeypatch, 0)
     result = runner.invoke(app, [*SFT_ARGS, "--num-processes", "4", "--accelerate-config", "fsdp2", "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert "train/accelerate/fsdp2.yaml --num_processes 4" in result.output
+    assert "recipes/accelerate/fsdp2.yaml --num_processes 4" in result.output
     assert "gradient_accumulation_steps: 16" in result.output
 
 

@@ -5,23 +5,26 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
 from mixer.errors import MixerError
-from mixer.train.config import load_config, to_yaml
+from mixer.train.config import load_config, shipped_recipes, to_yaml
 
 app = typer.Typer(
     name="train",
-    help="Train on built mixtures with TRL: SFT (full/LoRA/QLoRA), DPO, and merging LoRA adapters.",
+    help="Train on built mixtures with TRL: SFT (full/LoRA/QLoRA), DPO, and merging LoRA adapters. "
+    f"Shipped recipes (--config NAME): {', '.join(shipped_recipes())}.",
     no_args_is_help=True,
     add_completion=False,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-ConfigOpt = Annotated[str | None, typer.Option("--config", "-c", help="Recipe YAML, e.g. train/tulu2-sft.yaml.")]
+ConfigOpt = Annotated[str | None, typer.Option(
+    "--config", "-c", help=f"A recipe YAML file, or a shipped recipe by name: {', '.join(shipped_recipes())}.")]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="Model directory to start from.")]
 DataOpt = Annotated[str | None, typer.Option("--data", help="`mixer build` output dir or a Parquet file.")]
 OutOpt = Annotated[str | None, typer.Option("--output-dir", "-o", help="Run directory.")]
@@ -94,7 +97,11 @@ def _train(kind: str, config: str | None, model: str | None, data: str | None, o
         from mixer.train.dpo import run_dpo
 
         metrics = run_dpo(cfg)
-    typer.echo(f"trained {kind}: {metrics}; saved to {cfg.output_dir}")
+    from mixer.train.common import METRICS_NAME, RESOLVED_CONFIG_NAME
+
+    out = Path(cfg.output_dir)
+    typer.echo(f"trained {kind}: {metrics}; saved to {out}")
+    typer.echo(f"loss history: {out / METRICS_NAME}; resolved config: {out / RESOLVED_CONFIG_NAME}")
 
 
 @app.command()

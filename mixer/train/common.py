@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from mixer.errors import MixerError
 from mixer.train.batch import gradient_accumulation_steps
@@ -29,11 +32,22 @@ def require_paths(cfg: Any, *names: str) -> None:
             raise ConfigError(f"`{name}` is not set: pass --{name.replace('_', '-')} or set it in the config")
 
 
-def training_kwargs(cfg: BaseRunConfig, n_processes: int | None = None) -> dict[str, Any]:
+def deepspeed_zero3_launched() -> bool:
+    """Whether this process was started by ``accelerate launch`` with a DeepSpeed ZeRO-3 config."""
+    return (os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+            and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3")
+
+
+def training_kwargs(cfg: BaseRunConfig, n_processes: int | None = None,
+                    num_proc: int | None = None) -> dict[str, Any]:
     """``TrainingArguments`` fields shared by SFTConfig and DPOConfig.
 
     Gradient accumulation is derived from the effective batch (``BatchError`` if it does not divide).
     transformers 5 dropped ``warmup_ratio``: a float below 1 in ``warmup_steps`` is the ratio.
+    ``num_proc``: tokenisation processes as resolved for the data (``dataset_num_proc``).
+    LoRA with ZeRO-3 and gradient checkpointing needs reentrant checkpointing; TRL sets it under the old
+    ``gradient_checkpointing_kwargs`` name, which transformers 5 reads only at construction, so it is
+    set here under the name the Trainer reads.
     """
     if not 0 <= cfg.warmup_ratio < 1:
         raise ConfigError(f"warmup_ratio must be in [0, 1), got {cfg.warmup_ratio}")
@@ -64,8 +78,11 @@ def training_kwargs(cfg: BaseRunConfig, n_processes: int | None = None) -> dict[
         "save_steps": cfg.save_steps,
         "save_total_limit": cfg.save_total_limit,
         "report_to": cfg.report_to,
-        "dataset_num_proc": cfg.dataset_num_proc,
+        "dataset_num_proc": num_proc,
+        "ddp_timeout": cfg.ddp_timeout,
     }
+    if cfg.use_lora and cfg.gradient_checkpointing and deepspeed_zero3_launched():
+        kwargs["activation_checkpointing_kwargs"] = {"use_reentrant": True}
     return kwargs
 
 
@@ -107,19 +124,60 @@ def resume_checkpoint(cfg: BaseRunConfig) -> str | None:
     return value
 
 
-def save_resolved_config(cfg: Any) -> None:
-    """Keep the exact recipe next to the model so a run can be reproduced."""
+def save_resolved_config(cfg: Any, resolved: dict[str, Any] | None = None) -> Path:
+    """Keep the exact recipe next to the model so a run can be reproduced; ``resolved`` (what the host
+    decided: attention kernel, batching, weight dtype, and why) is saved under ``resolved:``, which
+    ``load_config`` skips when the file is used as a recipe again."""
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / RESOLVED_CONFIG_NAME).write_text(to_yaml(cfg), encoding="utf-8")
+    text = to_yaml(cfg)
+    if resolved:
+        text += yaml.safe_dump({"resolved": resolved}, sort_keys=False, width=200)
+    path = out / RESOLVED_CONFIG_NAME
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def metrics_callback(path: Path, *, fresh: bool) -> Any:
+    """A ``TrainerCallback`` appending every log record (loss, learning rate, grad norm, ...) to
+    ``path`` (JSON lines) as it happens, whatever ``save_strategy`` is: a run with no checkpoints still
+    leaves its loss history to plot. ``fresh``: start the file anew (not resuming a run)."""
+    from transformers import TrainerCallback
+
+    class MetricsLog(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.is_world_process_zero and (fresh or not path.exists()):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("", encoding="utf-8")
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+            if state.is_world_process_zero and logs:
+                record = {"step": state.global_step, "epoch": state.epoch, **logs}
+                with path.open("a", encoding="utf-8") as f:
+                    f.write(json.dumps(record, default=float) + "\n")
+
+    return MetricsLog()
+
+
+METRICS_NAME = "metrics.jsonl"
 
 
 def train_and_save(trainer: Any, cfg: BaseRunConfig) -> dict[str, Any]:
     """Train (resuming when asked), save the model or adapter, the tokenizer and the resolved config to
-    ``output_dir``; return the train metrics. Shared by SFT and DPO."""
-    result = trainer.train(resume_from_checkpoint=resume_checkpoint(cfg))
+    ``output_dir``; return the train metrics. Shared by SFT and DPO.
+
+    The loss history goes to ``output_dir/metrics.jsonl`` as training runs; the resolved config is
+    written first, so a run that crashes still says what it was.
+    """
+    resolved = getattr(trainer, "mixer_runtime", None)
+    resolved = resolved.as_dict() if resolved is not None else None
+    if trainer.is_world_process_zero():
+        save_resolved_config(cfg, resolved)
+    checkpoint = resume_checkpoint(cfg)
+    trainer.add_callback(metrics_callback(Path(cfg.output_dir) / METRICS_NAME, fresh=checkpoint is None))
+    result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(cfg.output_dir)
     if trainer.is_world_process_zero():
         trainer.processing_class.save_pretrained(cfg.output_dir)
-        save_resolved_config(cfg)
+        save_resolved_config(cfg, resolved)
     return dict(result.metrics)

@@ -13,6 +13,7 @@ anything else straight to ``SFTConfig``/``DPOConfig``.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -28,10 +29,29 @@ class ConfigError(MixerError):
     """A recipe key, type or value is wrong."""
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML with 1.2 booleans: only true/false are booleans, so ``save_strategy: no`` stays the string
+    TrainingArguments expects (PyYAML's 1.1 rules read yes/no/on/off as booleans)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse recipe YAML (or one ``--set`` value) with YAML 1.2 booleans."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 LLAMA_LINEAR_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 BATCHING_MODES = ("padding_free", "packed", "padded")
-ATTN_CHOICES = ("auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3")
+ATTN_CHOICES = ("auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3", "flash_attention_4", "torch_varlen")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 
 
@@ -58,9 +78,18 @@ class BaseRunConfig:
     )
     attn_implementation: str = field(
         default="auto",
-        metadata={"help": f"One of {ATTN_CHOICES}; `auto` = FlashAttention 3/2 if importable on a GPU, else sdpa."},
+        metadata={
+            "help": f"One of {ATTN_CHOICES}; `auto` = FlashAttention 3/2/4 if transformers reports it usable on "
+            "the GPU, else `torch_varlen` (PyTorch's FlashAttention varlen kernel) on CUDA, else sdpa."
+        },
     )
-    dtype: str = field(default="bfloat16", metadata={"help": f"Weights dtype when loading, one of {DTYPES}."})
+    dtype: str = field(
+        default="bfloat16",
+        metadata={
+            "help": f"Dtype of frozen weights (the LoRA/QLoRA base), one of {DTYPES}. Full fine-tuning always "
+            "keeps fp32 master weights and computes in bf16 when `bf16: true`."
+        },
+    )
     bf16: bool = field(default=True, metadata={"help": "bf16 mixed precision (TrainingArguments.bf16)."})
     gradient_checkpointing: bool = field(default=True, metadata={"help": "Recompute activations to save memory."})
 
@@ -75,7 +104,10 @@ class BaseRunConfig:
         },
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N rows (smoke)."})
-    dataset_num_proc: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})
+    dataset_num_proc: int | None = field(
+        default=None,
+        metadata={"help": "Processes for tokenisation; default min(cores, 16), one process below 10,000 rows."},
+    )
 
     # Optimisation
     num_train_epochs: float = field(default=2.0, metadata={"help": "Epochs over the data."})
@@ -125,6 +157,10 @@ class BaseRunConfig:
     )
     num_processes: int | None = field(
         default=None, metadata={"help": "Processes (GPUs) to launch; default: every visible GPU, else 1."}
+    )
+    ddp_timeout: int = field(
+        default=1800,
+        metadata={"help": "Seconds ranks wait at a barrier (e.g. while rank 0 tokenises) before failing."},
     )
 
     # Escape hatch
@@ -302,10 +338,33 @@ def parse_override(item: str) -> tuple[str, Any]:
     if not sep or not key:
         raise ConfigError(f"--set expects key=value, got {item!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return key, value
+
+
+#: The shipped training recipes and accelerate presets (package data; ``train/`` in a checkout links here).
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+
+
+def shipped_recipes() -> list[str]:
+    """Names of the recipes shipped with mixer (``--config NAME``)."""
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def resolve_recipe(name_or_path: str | Path) -> Path:
+    """A recipe file: an existing path as given, else a shipped recipe by name (``tulu2-sft``)."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    name = p.name[:-5] if p.name.endswith(".yaml") else p.name
+    shipped = RECIPES_DIR / f"{name}.yaml"
+    if len(p.parts) <= 1 or p.parts[-2:-1] == ("train",):  # a bare name, or train/<name>.yaml outside a checkout
+        if shipped.is_file():
+            return shipped
+    raise ConfigError(f"config {name_or_path} is neither a file nor a shipped recipe; shipped: "
+                      f"{', '.join(shipped_recipes())}")
 
 
 def load_config(
@@ -325,15 +384,14 @@ def load_config(
     cfg = cls()
     hints = typing.get_type_hints(cls)
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist")
+        p = resolve_recipe(path)
         try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+            raw = load_yaml(p.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{p}: not valid YAML: {e}") from e
         if not isinstance(raw, dict):
             raise ConfigError(f"{p}: expected a mapping of config keys")
+        raw.pop("resolved", None)  # what a saved run resolved on its host (see runtime.py), not a setting
         declared = raw.pop("trainer", kind)
         if declared != kind:
             raise ConfigError(f"{p} is a `{declared}` recipe; run it with `mixer train {declared}`")

@@ -13,19 +13,22 @@ from mixer.train.common import (
 )
 from mixer.train.config import DPORunConfig
 from mixer.train.deps import require_train_deps
+from mixer.train.runtime import resolve_runtime, tokenise_processes
 
 
-def dpo_trl_config(cfg: DPORunConfig, n_processes: int | None = None) -> Any:
+def dpo_trl_config(cfg: DPORunConfig, n_processes: int | None = None, num_proc: int | None = None) -> Any:
     """The ``DPOConfig`` for this recipe (TRL tokenises ``prompt``/``chosen``/``rejected`` itself)."""
     from trl import DPOConfig
 
-    kwargs = training_kwargs(cfg, n_processes)
+    kwargs = training_kwargs(cfg, n_processes, num_proc)
     kwargs.update(
         max_length=cfg.max_length,
         beta=cfg.beta,
         loss_type=[cfg.loss_type],
         precompute_ref_log_probs=cfg.precompute_ref_log_probs,
     )
+    if not cfg.use_lora:  # the frozen reference needs no fp32 master copy: load it in `dtype`
+        kwargs["model_init_kwargs"] = {"dtype": cfg.dtype}
     return make_trl_config(DPOConfig, merge_trl_args(kwargs, cfg, DPOConfig))
 
 
@@ -40,17 +43,19 @@ def build_dpo_trainer(cfg: DPORunConfig, callbacks: list[Any] | None = None) -> 
     resolve_parquet_files(cfg.data)  # a wrong --data fails before the slow imports
     from trl import DPOTrainer
 
-    from mixer.train.modeling import choose_attn_implementation, load_model, load_tokenizer, lora_config
+    from mixer.train.deps import cuda_available
+    from mixer.train.modeling import load_model, load_tokenizer, lora_config
 
     if cfg.load_in_4bit:
         from mixer.train.modeling import check_qlora_supported
 
         check_qlora_supported()
-    args = dpo_trl_config(cfg)
+    runtime = resolve_runtime(cfg, cuda=cuda_available())
     tokenizer = load_tokenizer(cfg, need_markers=False)
     train = load_preference_dataset(cfg.data, cfg.max_train_samples)
-    model = load_model(cfg, choose_attn_implementation(cfg.attn_implementation))
-    return DPOTrainer(
+    args = dpo_trl_config(cfg, num_proc=tokenise_processes(cfg.dataset_num_proc, len(train)))
+    model = load_model(cfg, runtime.attn_implementation, runtime.weights_dtype)
+    trainer = DPOTrainer(
         model=model,
         args=args,
         train_dataset=train,
@@ -58,6 +63,8 @@ def build_dpo_trainer(cfg: DPORunConfig, callbacks: list[Any] | None = None) -> 
         peft_config=lora_config(cfg) if cfg.use_lora else None,
         callbacks=callbacks,
     )
+    trainer.mixer_runtime = runtime
+    return trainer
 
 
 def run_dpo(cfg: DPORunConfig) -> dict[str, Any]:

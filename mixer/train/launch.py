@@ -1,29 +1,31 @@
 """One process in-process, several through ``accelerate launch``.
 
 The same ``mixer train sft ...`` command line runs on a laptop and on an 8-GPU node: with more than one
-process it re-executes itself as ``accelerate launch --config_file train/accelerate/<cfg>.yaml
---num_processes N -m mixer.train.run <same arguments>``; each launched process sees ``LOCAL_RANK`` and
-trains in-process. ``--dry-run`` prints that command without running it.
+process it re-executes itself as ``accelerate launch --config_file <preset>.yaml --num_processes N -m
+mixer.train.run <same arguments>``; each launched process sees ``LOCAL_RANK`` and trains in-process.
+One process on a host with several GPUs re-executes itself with ``CUDA_VISIBLE_DEVICES`` pinned to one
+GPU (otherwise the Trainer wraps the model in ``nn.DataParallel``, which TRL refuses). ``--dry-run``
+prints the command without running it, after the same checks (DeepSpeed installed for a DeepSpeed
+preset, the batch arithmetic).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shlex
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from mixer.errors import MixerError
 from mixer.train.batch import gradient_accumulation_steps
-from mixer.train.config import BaseRunConfig, ConfigError
+from mixer.train.config import RECIPES_DIR, BaseRunConfig, ConfigError
+from mixer.train.deps import MissingDependencyError
 
 ACCELERATE_PRESETS = ("ddp", "zero3", "fsdp2")
-
-#: The repository's ``train/`` directory (recipes and accelerate configs) in a source checkout.
-REPO_TRAIN_DIR = Path(__file__).resolve().parents[2] / "train"
+ACCELERATE_DIR = RECIPES_DIR / "accelerate"
 
 
 def detect_gpu_count() -> int:
@@ -43,18 +45,43 @@ def inside_launcher() -> bool:
 
 
 def resolve_accelerate_config(name: str) -> Path:
-    """A preset name (``ddp``/``zero3``/``fsdp2``: ``train/accelerate/<name>.yaml`` under the working
-    directory, else the source checkout) or a path to an accelerate YAML."""
+    """A preset name (``ddp``/``zero3``/``fsdp2``, shipped with mixer) or a path to an accelerate YAML."""
     if name in ACCELERATE_PRESETS:
-        for root in (Path.cwd() / "train", REPO_TRAIN_DIR):
-            candidate = root / "accelerate" / f"{name}.yaml"
-            if candidate.is_file():
-                return candidate
-        raise MixerError(f"accelerate preset {name!r}: train/accelerate/{name}.yaml not found (run from the repo)")
+        return ACCELERATE_DIR / f"{name}.yaml"
     path = Path(name)
     if not path.is_file():
         raise ConfigError(f"accelerate_config must be one of {', '.join(ACCELERATE_PRESETS)} or a file; {name!r}")
     return path
+
+
+def check_launcher_dependencies(config_file: Path) -> None:
+    """Fail before launching when the accelerate config needs a package that is not installed.
+
+    ``accelerate launch`` with a DeepSpeed config and no ``deepspeed`` dies with a traceback in every
+    rank; say it once, with the install line, and exit 2 (in ``--dry-run`` too).
+    """
+    import yaml
+
+    try:
+        settings = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"accelerate config {config_file}: cannot read it: {e}") from e
+    if not isinstance(settings, dict):
+        raise ConfigError(f"accelerate config {config_file}: expected a mapping")
+    if str(settings.get("distributed_type", "")).upper() == "DEEPSPEED" and importlib.util.find_spec(
+        "deepspeed"
+    ) is None:
+        raise MissingDependencyError(
+            f"accelerate config {config_file} uses DeepSpeed, which is not installed: pip install 'mixer[deepspeed]' "
+            "(needs a CUDA toolkit matching torch), or use the torch-native FSDP2 preset: "
+            "--accelerate-config fsdp2"
+        )
+
+
+def first_visible_gpu() -> str:
+    """The GPU a one-process run is pinned to: the first of ``CUDA_VISIBLE_DEVICES``, else 0."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+    return visible[0].strip() or "0"
 
 
 @dataclass
@@ -64,11 +91,13 @@ class LaunchPlan:
     num_processes: int
     gradient_accumulation_steps: int
     command: list[str] | None
+    env: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         if self.command is None:
             return f"in-process (1 process, gradient accumulation {self.gradient_accumulation_steps})"
-        return shlex.join(self.command)
+        prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env.items())
+        return f"{prefix} {shlex.join(self.command)}" if prefix else shlex.join(self.command)
 
 
 def _accelerate_executable() -> list[str]:
@@ -91,13 +120,20 @@ def plan_launch(
     if inside_launcher():
         n = int(os.environ.get("WORLD_SIZE", "1"))
         return LaunchPlan(n, _accumulation(cfg, n), None)
-    n = num_processes or cfg.num_processes or max(1, detect_gpu_count())
+    gpus = detect_gpu_count()
+    n = num_processes or cfg.num_processes or max(1, gpus)
     if n < 1:
         raise ConfigError(f"num_processes must be positive, got {n}")
     accumulation = _accumulation(cfg, n)
     if n == 1:
+        if gpus > 1:  # pin one GPU, else the Trainer wraps the model in nn.DataParallel (TRL refuses it)
+            command = [sys.executable, "-m", "mixer.train.run", kind, *forwarded_args]
+            return LaunchPlan(1, accumulation, command, {"CUDA_VISIBLE_DEVICES": first_visible_gpu()})
         return LaunchPlan(1, accumulation, None)
+    if gpus and n > gpus:
+        raise ConfigError(f"num_processes {n} is more than the {gpus} GPU(s) visible on this host")
     config_file = resolve_accelerate_config(accelerate_config or cfg.accelerate_config)
+    check_launcher_dependencies(config_file)
     command = [
         *_accelerate_executable(),
         "--config_file",
@@ -119,4 +155,4 @@ def _accumulation(cfg: BaseRunConfig, n: int) -> int:
 def run_launch(plan: LaunchPlan) -> int:
     """Run the ``accelerate launch`` command, streaming its output; returns its exit code."""
     assert plan.command is not None
-    return subprocess.call(plan.command)
+    return subprocess.call(plan.command, env={**os.environ, **plan.env})

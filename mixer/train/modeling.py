@@ -13,6 +13,7 @@ from typing import Any
 
 from mixer.chat import TULU_CHAT_TEMPLATE
 from mixer.errors import MixerError
+from mixer.train.attention import TORCH_VARLEN, choose_attention, register_torch_varlen
 from mixer.train.config import BaseRunConfig, ConfigError
 from mixer.train.deps import MissingDependencyError, cuda_available
 
@@ -20,37 +21,10 @@ logger = logging.getLogger("mixer.train")
 
 
 def choose_attn_implementation(requested: str = "auto", *, cuda: bool | None = None) -> str:
-    """The attention kernel to load the model with, and why (logged).
-
-    FlashAttention runs variable-length sequences without a mask, which is what makes padding-free and
-    packed batches cheap; it only exists for CUDA. FA3 (``flash_attn_interface``) needs Hopper (sm90),
-    FA2 (``flash_attn``) Ampere or newer. Anywhere else SDPA is the fast, always-available choice; with
-    padding-free batches transformers then builds a block-diagonal mask from ``position_ids`` (correct,
-    but it pays for the masked attention a varlen kernel would skip).
-    """
-    if cuda is None:
-        cuda = cuda_available()
-    if requested != "auto":
-        if requested.startswith("flash_attention") and not cuda:
-            raise MixerError(f"attn_implementation {requested} needs a CUDA GPU; use auto or sdpa on this host")
-        module = {"flash_attention_2": "flash_attn", "flash_attention_3": "flash_attn_interface"}.get(requested)
-        if module and importlib.util.find_spec(module) is None:
-            raise MixerError(f"attn_implementation {requested} needs the `{module}` package, which is not installed")
-        logger.info("attention: %s (requested)", requested)
-        return requested
-    choice, why = "sdpa", "no CUDA device" if not cuda else "flash-attn is not installed"
-    if cuda:
-        import torch
-
-        major, _minor = torch.cuda.get_device_capability()
-        if major >= 9 and importlib.util.find_spec("flash_attn_interface") is not None:
-            choice, why = "flash_attention_3", f"flash_attn_interface importable on sm{major}x"
-        elif major >= 8 and importlib.util.find_spec("flash_attn") is not None:
-            choice, why = "flash_attention_2", f"flash_attn importable on sm{major}x"
-        elif major < 8:
-            why = f"GPU compute capability {major}.x is below 8.0"
-    logger.info("attention: %s (auto: %s)", choice, why)
-    return choice
+    """The attention kernel name for ``requested`` on this host (see :mod:`mixer.train.attention`)."""
+    choice = choose_attention(requested, cuda=cuda_available() if cuda is None else cuda)
+    logger.info("attention: %s (%s)", choice.implementation, choice.reason)
+    return choice.implementation
 
 
 def torch_dtype(name: str) -> Any:
@@ -151,17 +125,25 @@ def lora_config(cfg: BaseRunConfig) -> Any:
     )
 
 
-def load_model(cfg: BaseRunConfig, attn_implementation: str) -> Any:
+def load_model(cfg: BaseRunConfig, attn_implementation: str, dtype: str | None = None) -> Any:
     """The model to train, on CPU/meta as transformers decides; the Trainer moves it to the device.
 
+    ``dtype``: the resolved weight dtype (fp32 master weights for full fine-tuning, see
+    :func:`mixer.train.runtime.weights_dtype`); ``cfg.dtype`` when not given.
     With ``load_in_4bit`` the base weights are quantised on load and prepared for k-bit training
     (norms in fp32, input grads enabled) before TRL wraps them in the LoRA adapter.
     """
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {"dtype": torch_dtype(cfg.dtype), "attn_implementation": attn_implementation}
+    if attn_implementation == TORCH_VARLEN:
+        register_torch_varlen()
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(dtype or cfg.dtype), "attn_implementation": attn_implementation}
     if cfg.load_in_4bit:
         kwargs["quantization_config"] = quantization_config(cfg)
+        kwargs["device_map"] = {"": _local_device_index()}
+    elif cuda_available() and not _sharded_launch():
+        # straight from safetensors to this process's GPU (and cast there): a 7B in fp32 is 27 GiB that
+        # would otherwise be converted on the CPU first. FSDP/DeepSpeed place (and shard) weights themselves.
         kwargs["device_map"] = {"": _local_device_index()}
     try:
         model = AutoModelForCausalLM.from_pretrained(cfg.model, **kwargs)
@@ -178,3 +160,10 @@ def _local_device_index() -> int:
     import os
 
     return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _sharded_launch() -> bool:
+    """Whether ``accelerate launch`` started this process with FSDP or DeepSpeed (they place weights)."""
+    import os
+
+    return any(os.environ.get(v, "").lower() == "true" for v in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -14,11 +15,12 @@ from mixer.train.common import (
 )
 from mixer.train.config import SFTRunConfig
 from mixer.train.deps import require_train_deps
+from mixer.train.runtime import resolve_runtime, tokenise_processes
 
 logger = logging.getLogger("mixer.train")
 
 
-def sft_trl_config(cfg: SFTRunConfig, n_processes: int | None = None) -> Any:
+def sft_trl_config(cfg: SFTRunConfig, n_processes: int | None = None, num_proc: int | None = None) -> Any:
     """The ``SFTConfig`` for this recipe.
 
     The data arrives tokenised (``input_ids`` + ``assistant_masks``), so TRL's own
@@ -31,7 +33,7 @@ def sft_trl_config(cfg: SFTRunConfig, n_processes: int | None = None) -> Any:
     """
     from trl import SFTConfig
 
-    kwargs = training_kwargs(cfg, n_processes)
+    kwargs = training_kwargs(cfg, n_processes, num_proc)
     kwargs.update(
         max_length=None if cfg.batching == "padding_free" else cfg.max_length,
         packing=cfg.batching == "packed",
@@ -44,7 +46,11 @@ def sft_trl_config(cfg: SFTRunConfig, n_processes: int | None = None) -> Any:
 
 
 def build_sft_trainer(cfg: SFTRunConfig, callbacks: list[Any] | None = None) -> Any:
-    """Load tokenizer, data and model and return a ready ``SFTTrainer`` (tests inspect it before training)."""
+    """Load tokenizer, data and model and return a ready ``SFTTrainer`` (tests inspect it before training).
+
+    The host-dependent choices (attention kernel, batching, fp32 master weights) are resolved first and
+    printed at WARNING; ``trainer.mixer_runtime`` keeps them for the saved config.
+    """
     require_train_deps()
     require_paths(cfg, "model", "data", "output_dir")
     cfg.validate()
@@ -53,23 +59,23 @@ def build_sft_trainer(cfg: SFTRunConfig, callbacks: list[Any] | None = None) -> 
     resolve_parquet_files(cfg.data)  # a wrong --data fails before the slow imports
     from trl import SFTTrainer
 
-    from mixer.train.modeling import choose_attn_implementation, load_model, load_tokenizer, lora_config
+    from mixer.train.deps import cuda_available
+    from mixer.train.modeling import load_model, load_tokenizer, lora_config
 
     if cfg.load_in_4bit:
         from mixer.train.modeling import check_qlora_supported
 
         check_qlora_supported()  # before any loading: the error must be the first thing a CPU user sees
-    args = sft_trl_config(cfg)
+    runtime = resolve_runtime(cfg, cuda=cuda_available())
+    cfg = dataclasses.replace(cfg, batching=runtime.batching)
     tokenizer = load_tokenizer(cfg, need_markers=cfg.assistant_only_loss)
     raw = load_parquet(cfg.data, SFT_COLUMNS, cfg.max_train_samples)
+    num_proc = tokenise_processes(cfg.dataset_num_proc, len(raw))
+    args = sft_trl_config(cfg, num_proc=num_proc)
     with args.main_process_first(desc="tokenising"):
-        train = tokenize_sft(raw, tokenizer, cfg.max_length, cfg.assistant_only_loss, cfg.dataset_num_proc)
-    attn = choose_attn_implementation(cfg.attn_implementation)
-    if cfg.batching != "padded" and not attn.startswith("flash"):
-        logger.info("%s batches with %s: transformers masks the flattened sequences from position_ids "
-                    "(correct; FlashAttention's varlen kernel is what makes it fast)", cfg.batching, attn)
-    model = load_model(cfg, attn)
-    return SFTTrainer(
+        train = tokenize_sft(raw, tokenizer, cfg.max_length, cfg.assistant_only_loss, num_proc)
+    model = load_model(cfg, runtime.attn_implementation, runtime.weights_dtype)
+    trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=train,
@@ -77,6 +83,8 @@ def build_sft_trainer(cfg: SFTRunConfig, callbacks: list[Any] | None = None) -> 
         peft_config=lora_config(cfg) if cfg.use_lora else None,
         callbacks=callbacks,
     )
+    trainer.mixer_runtime = runtime
+    return trainer
 
 
 def run_sft(cfg: SFTRunConfig) -> dict[str, Any]:
