@@ -353,7 +353,8 @@ def stage_dpo() -> None:
                  "effective_batch_size=4", f"max_steps={max(STEPS - 4, 3)}", "learning_rate=5e-7", "beta=0.1",
                  "loss_type=sigmoid", f"precompute_ref_log_probs={'true' if SIZE == '7b' else 'false'}",
                  *common_overrides(2048 if cuda() else 256)]
-    result = train_once("dpo", "dpo/padded", overrides, WORK / "pref", 8)
+    # policy forward + backward (6N) per token, plus the reference forward (2N) when it is resident
+    result = train_once("dpo", "dpo/padded", overrides, WORK / "pref", 6 if SIZE == "7b" else 8)
     if result.get("first_loss") is not None:
         result["first_loss_minus_ln2"] = round(result["first_loss"] - math.log(2), 5)
     write("dpo.json", result)
