@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mixer import __version__
 from mixer.card import build_card, render_markdown
+from mixer.outdir import BUILD_MARKER, check_output_dir, lock_output, write_build_marker
 from mixer.pipeline import BuildState, Reporter, file_info, peak_rss_mb, run_stages, shuffled_output
 from mixer.plots import render_plot_section, write_plots
 from mixer.recipe import Recipe
@@ -24,16 +26,21 @@ class BuildResult:
     timings: dict[str, Any]
 
 
-def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None = None) -> BuildResult:
+def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None = None, *,
+          overwrite: bool = False) -> BuildResult:
     """Build the mixture the recipe describes into ``recipe.output``.
 
-    ``workers``: processes for reading sources and counting tokens (default: all cores).
+    ``workers``: processes for reading sources and counting tokens (default: all cores). The output
+    folder is locked for the whole build and checked before any work: it may replace only an earlier
+    mixer build (``mixer.outdir``) unless ``overwrite``.
     """
-    state = run_stages(recipe, reporter, workers)
-    try:
-        return _write(recipe, state)
-    finally:
-        state.close()
+    with lock_output(Path(recipe.output)):
+        check_output_dir(recipe.output, marker=BUILD_MARKER, overwrite=overwrite)
+        state = run_stages(recipe, reporter, workers)
+        try:
+            return _write(recipe, state)
+        finally:
+            state.close()
 
 
 def _write(recipe: Recipe, state: BuildState) -> BuildResult:
@@ -75,4 +82,5 @@ def _write(recipe: Recipe, state: BuildState) -> BuildResult:
         if state.read_cache:
             timings["read_cache_hits"] = state.read_cache["hits"]
         (tmp / "timings.json").write_text(json.dumps(timings, indent=2) + "\n", encoding="utf-8")
+        write_build_marker(tmp, {"version": __version__, "recipe_sha256": recipe.sha256})
     return BuildResult(out=out, card=card, state=state, timings=timings)
