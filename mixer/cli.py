@@ -128,7 +128,7 @@ def build(
 
         print_card(result.card, out)
         t = result.timings
-        wall = sum(v["wall_s"] for k, v in t.items() if isinstance(v, dict))
+        wall = sum(v["wall_s"] for k, v in t.items() if isinstance(v, dict) and "wall_s" in v)
         hits = t.get("read_cache_hits")
         cached = f"; {len(hits)} of {len(r.sources)} sources from the read cache" if hits else ""
         err.print(f"wrote {result.card['totals']['records']:,} records to {result.out} "
