@@ -12,6 +12,7 @@ from typing import Any
 from mixer import __version__
 from mixer.card import build_card, render_markdown
 from mixer.outdir import BUILD_MARKER, check_output_dir, lock_output, write_build_marker
+from mixer.pin import verify_pins
 from mixer.pipeline import BuildState, Reporter, file_info, peak_rss_mb, run_stages, shuffled_output
 from mixer.plots import render_plot_section, write_plots
 from mixer.recipe import Recipe
@@ -33,10 +34,11 @@ def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None 
 
     ``workers``: processes for reading sources and counting tokens (default: all cores). The output
     folder is locked for the whole build and checked before any work: it may replace only an earlier
-    mixer build (``mixer.outdir``) unless ``overwrite``.
+    mixer build (``mixer.outdir``) unless ``overwrite``. Pinned input files are verified first.
     """
     with lock_output(Path(recipe.output)), damage_log():
         check_output_dir(recipe.output, marker=BUILD_MARKER, overwrite=overwrite)
+        verify_pins(recipe)
         state = run_stages(recipe, reporter, workers)
         try:
             return _write(recipe, state)

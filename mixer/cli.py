@@ -217,6 +217,20 @@ def show(
 
 @app.command()
 @user_errors
+def pin(recipe: RecipeArg, raw_dir: RawDirOpt = None) -> None:
+    """Write the sha256 of every raw file the recipe names into the recipe (`sha256:` per file), so
+    later builds refuse a file that changed."""
+    from mixer.pin import pin_recipe
+
+    pins = pin_recipe(recipe, raw_dir)
+    for p in pins:
+        out.print(f"{p.source}: {p.path} sha256:{p.sha256}" + ("" if p.changed else " (unchanged)"),
+                  highlight=False)
+    err.print(f"pinned {sum(p.changed for p in pins)} of {len(pins)} files in {recipe}", highlight=False)
+
+
+@app.command()
+@user_errors
 def fetch(recipe: RecipeArg, raw_dir: RawDirOpt = None,
           force: Annotated[bool, typer.Option(help="Download files that already exist.")] = False) -> None:
     """Download each recipe file that has a `url` into the raw folder."""
