@@ -303,7 +303,12 @@ def load_recipe(path: str | Path, *, raw_dir: str | None = None, output: str | N
     p = Path(path)
     if not p.exists():
         raise RecipeError(f"{p}: recipe file not found")
-    text = p.read_text(encoding="utf-8")
+    raw = p.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise RecipeError(f"{p}: line {line}: not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
