@@ -9,10 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mixer import __version__
 from mixer.card import build_card, render_markdown
+from mixer.outdir import BUILD_MARKER, check_output_dir, lock_output, write_build_marker
+from mixer.pin import verify_pins
 from mixer.pipeline import BuildState, Reporter, file_info, peak_rss_mb, run_stages, shuffled_output
 from mixer.plots import render_plot_section, write_plots
 from mixer.recipe import Recipe
+from mixer.token_cache import damage_counts, damage_log
 from mixer.writer import staging_dir, write_dropped, write_shards
 
 
@@ -24,16 +28,22 @@ class BuildResult:
     timings: dict[str, Any]
 
 
-def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None = None) -> BuildResult:
+def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None = None, *,
+          overwrite: bool = False) -> BuildResult:
     """Build the mixture the recipe describes into ``recipe.output``.
 
-    ``workers``: processes for reading sources and counting tokens (default: all cores).
+    ``workers``: processes for reading sources and counting tokens (default: all cores). The output
+    folder is locked for the whole build and checked before any work: it may replace only an earlier
+    mixer build (``mixer.outdir``) unless ``overwrite``. Pinned input files are verified first.
     """
-    state = run_stages(recipe, reporter, workers)
-    try:
-        return _write(recipe, state)
-    finally:
-        state.close()
+    with lock_output(Path(recipe.output)), damage_log():
+        check_output_dir(recipe.output, marker=BUILD_MARKER, overwrite=overwrite)
+        verify_pins(recipe)
+        state = run_stages(recipe, reporter, workers)
+        try:
+            return _write(recipe, state)
+        finally:
+            state.close()
 
 
 def _write(recipe: Recipe, state: BuildState) -> BuildResult:
@@ -74,5 +84,8 @@ def _write(recipe: Recipe, state: BuildState) -> BuildResult:
         timings["peak_rss_mb"] = round(peak_rss_mb(), 1)
         if state.read_cache:
             timings["read_cache_hits"] = state.read_cache["hits"]
+        # cache entries found damaged (truncated, altered, foreign), removed and rebuilt, per cache
+        timings["cache_damaged"] = {"read_cache": 0, "token_cache": 0, **damage_counts()}
         (tmp / "timings.json").write_text(json.dumps(timings, indent=2) + "\n", encoding="utf-8")
+        write_build_marker(tmp, {"version": __version__, "recipe_sha256": recipe.sha256})
     return BuildResult(out=out, card=card, state=state, timings=timings)

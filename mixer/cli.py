@@ -106,6 +106,8 @@ def build(
     read_cache: Annotated[bool, typer.Option(help="Reuse a source's read stage (records read, normalised, "
                                              "filtered) from an earlier build when its files, settings "
                                              "and mixer's code are unchanged.")] = True,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT even when it is not an earlier "
+                                            "mixer build (its files are deleted).")] = False,
 ) -> None:
     """Build a mixture: sharded Parquet in OUT/data, the data card in OUT/README.md and OUT/card.json,
     every dropped record in OUT/dropped/."""
@@ -120,13 +122,13 @@ def build(
         os.environ["MIXER_READ_CACHE"] = "0"
     r = load_recipe(recipe, raw_dir=raw_dir, output=out_dir, seed=seed)
     reporter = None if quiet else RichReporter()
-    result = run_build(r, reporter, workers)  # type: ignore[arg-type]
+    result = run_build(r, reporter, workers, overwrite=overwrite)  # type: ignore[arg-type]
     if not quiet:
         from mixer.report import print_card
 
         print_card(result.card, out)
         t = result.timings
-        wall = sum(v["wall_s"] for k, v in t.items() if isinstance(v, dict))
+        wall = sum(v["wall_s"] for k, v in t.items() if isinstance(v, dict) and "wall_s" in v)
         hits = t.get("read_cache_hits")
         cached = f"; {len(hits)} of {len(r.sources)} sources from the read cache" if hits else ""
         err.print(f"wrote {result.card['totals']['records']:,} records to {result.out} "
@@ -159,6 +161,8 @@ def card(
     html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report "
                                               "(card, plots, sample records) to this file.")] = None,
     n: Annotated[int, typer.Option("-n", help="Records per source in the HTML report.")] = 5,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the --html file even when mixer "
+                                            "did not write it.")] = False,
 ) -> None:
     """Show a build's data card."""
     from mixer.card import load_card
@@ -167,6 +171,9 @@ def card(
     c = load_card(out_path)
     if html is not None:
         from mixer.html_report import write_html_report
+        from mixer.outdir import check_output_file, is_html_report
+
+        check_output_file(html, is_ours=is_html_report, overwrite=overwrite, what="HTML report path")
 
         err.print(f"wrote {write_html_report(out_path, html, n)}", highlight=False)
     if as_json:
@@ -206,6 +213,20 @@ def show(
     from mixer.report import print_records
 
     print_records(out_path, n, source, out)
+
+
+@app.command()
+@user_errors
+def pin(recipe: RecipeArg, raw_dir: RawDirOpt = None) -> None:
+    """Write the sha256 of every raw file the recipe names into the recipe (`sha256:` per file), so
+    later builds refuse a file that changed."""
+    from mixer.pin import pin_recipe
+
+    pins = pin_recipe(recipe, raw_dir)
+    for p in pins:
+        out.print(f"{p.source}: {p.path} sha256:{p.sha256}" + ("" if p.changed else " (unchanged)"),
+                  highlight=False)
+    err.print(f"pinned {sum(p.changed for p in pins)} of {len(pins)} files in {recipe}", highlight=False)
 
 
 @app.command()

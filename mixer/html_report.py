@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mixer.card import load_card
+from mixer.outdir import HTML_MARKER
 from mixer.plots import PLOTS, is_preference, iter_batches, source_groups
 
 #: Messages longer than this many characters are collapsed behind a <details> element.
@@ -273,6 +274,7 @@ def render_html(out_dir: Path, n_per_source: int = 5) -> str:
     body += _card_sections(card)
     body += _records_section(card, out_dir, n_per_source)
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"{HTML_MARKER}\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
             f"<title>{_e(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n"
             + "\n".join(body) + "\n</main>\n</body>\n</html>\n")

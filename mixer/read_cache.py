@@ -21,6 +21,13 @@ Entries live under ``$MIXER_CACHE_DIR/reads/<key>/`` (default ``~/.cache/mixer``
 staging folder and renamed into place, and the least recently used are removed once the cache holds
 more than ``$MIXER_READ_CACHE_GB`` (default 20) GiB. ``MIXER_READ_CACHE=0`` (``mixer build
 --no-read-cache``) turns it off. Outputs are byte-identical with and without it.
+
+Entries are verified, never trusted: ``MANIFEST.json``, written last, holds the size and sha256 of
+every file of the entry, the entry's key and a digest of itself. Before an entry is used (and before
+its pickle is loaded) every file is checked against it; a truncated, bit-flipped or foreign entry (a
+folder copied under another key) is removed, reported (``token_cache.report_damage``, counted in
+``timings.json``) and the source read again. Near-dedup's signature files beside an entry
+(``near-*.npz``) are zip archives with a CRC per array; one that fails its CRC is removed the same way.
 """
 
 from __future__ import annotations
@@ -32,18 +39,21 @@ import os
 import pickle
 import shutil
 import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mixer.token_cache import cache_root
+from mixer.token_cache import cache_root, report_damage
 
 if TYPE_CHECKING:
     from mixer.pipeline import SourceRead
     from mixer.recipe import Recipe, Source
     from mixer.stats import FileInfo
 
-ENTRY_VERSION = 2
+ENTRY_VERSION = 3
+MANIFEST = "MANIFEST.json"
 #: staging folders older than this are leftovers (a build writes its own within minutes)
 STALE_STAGING_S = 24 * 3600
 
@@ -115,6 +125,12 @@ class ReadCache:
 
     def get(self, key: str, source: str, *, seed: int, tokenizer: str) -> SourceRead | None:
         entry = self.root / key
+        if entry.is_dir():
+            problem = verify_entry(entry)
+            if problem is not None:
+                self._remove_damaged(entry, problem)
+            else:
+                _check_signature_files(entry)
         try:
             with open(entry / "read.pkl", "rb") as f:
                 saved = pickle.load(f)
@@ -154,6 +170,7 @@ class ReadCache:
         with open(staging / "read.pkl", "wb") as f:
             pickle.dump({"version": ENTRY_VERSION, "used": sorted(used), "seed": seed, "tokenizer": tokenizer,
                          "candidates": names, "result": result}, f, protocol=pickle.HIGHEST_PROTOCOL)
+        write_manifest(staging, key, ["read.pkl", *names])
         try:
             os.replace(staging, final)
         except OSError:  # another build stored the same entry first: use ours from staging
@@ -167,17 +184,32 @@ class ReadCache:
     def discard(self, staging: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
+    def _remove_damaged(self, entry: Path, problem: str) -> None:
+        """Take a damaged entry out of sight at once (a rename), then delete it."""
+        report_damage("read_cache", entry, problem)
+        trash = self.root / f".trash-{entry.name}-{os.getpid()}"
+        try:
+            os.replace(entry, trash)
+        except OSError:
+            return  # another build removed it first
+        shutil.rmtree(trash, ignore_errors=True)
+
     def _prune(self, keep: Path) -> None:
+        """Remove stale leftovers, then least recently used entries beyond ``max_bytes``. Other builds
+        sharing the cache rename and remove folders meanwhile: a folder that vanishes is skipped."""
         entries = []
         stale = time.time() - STALE_STAGING_S
         for entry in self.root.iterdir():
-            if entry.name.startswith(".staging-") and entry.stat().st_mtime < stale:
-                shutil.rmtree(entry, ignore_errors=True)  # left by a build that crashed or lost a race
+            try:
+                if entry.name.startswith((".staging-", ".trash-")) and entry.stat().st_mtime < stale:
+                    shutil.rmtree(entry, ignore_errors=True)  # left by a build that crashed or lost a race
+                    continue
+                if entry.name.startswith(".") or not entry.is_dir():
+                    continue
+                size = sum(p.stat().st_size for p in entry.iterdir() if p.is_file())
+                entries.append((entry.stat().st_mtime, size, entry))
+            except FileNotFoundError:
                 continue
-            if entry.name.startswith(".") or not entry.is_dir():
-                continue
-            size = sum(p.stat().st_size for p in entry.iterdir() if p.is_file())
-            entries.append((entry.stat().st_mtime, size, entry))
         total = sum(size for _, size, _ in entries)
         for _, size, entry in sorted(entries):
             if total <= self.max_bytes:
@@ -186,3 +218,80 @@ class ReadCache:
                 continue
             shutil.rmtree(entry, ignore_errors=True)
             total -= size
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _manifest_digest(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def write_manifest(entry: Path, key: str, names: list[str]) -> None:
+    """Write ``MANIFEST.json``: the size and sha256 of each named file, the key, and its own digest.
+    Written last, so an entry without a valid manifest is incomplete."""
+    with ThreadPoolExecutor(4) as pool:  # hashlib releases the GIL
+        digests = list(pool.map(lambda n: _sha256(entry / n), names))
+    body = {"version": ENTRY_VERSION, "key": key,
+            "files": {n: {"bytes": (entry / n).stat().st_size, "sha256": d} for n, d in zip(names, digests,
+                                                                                            strict=True)}}
+    tmp = entry / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps({**body, "digest": _manifest_digest(body)}, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, entry / MANIFEST)
+
+
+def verify_entry(entry: Path) -> str | None:
+    """Why the read-cache entry folder cannot be trusted, or None when every file matches its manifest."""
+    try:
+        manifest = json.loads((entry / MANIFEST).read_text(encoding="utf-8"))
+        files = manifest["files"]
+        body = {"version": manifest["version"], "key": manifest["key"], "files": files}
+        if manifest["digest"] != _manifest_digest(body):
+            return "manifest digest mismatch (altered)"
+    except FileNotFoundError:
+        return "no manifest (incomplete or written by an older mixer)"
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"unreadable manifest: {e}"
+    if body["version"] != ENTRY_VERSION:
+        return f"entry version {body['version']}, expected {ENTRY_VERSION}"
+    if body["key"] != entry.name:
+        return f"foreign entry (made for key {body['key']})"
+    if not isinstance(files, dict) or "read.pkl" not in files:
+        return "manifest lists no read.pkl"
+
+    def check(item: tuple[str, Any]) -> str | None:
+        name, want = item
+        path = entry / name
+        try:
+            if path.stat().st_size != want["bytes"]:
+                return f"{name}: {path.stat().st_size} bytes, expected {want['bytes']} (truncated?)"
+            if _sha256(path) != want["sha256"]:
+                return f"{name}: checksum mismatch (altered)"
+        except OSError as e:
+            return f"{name}: {e.strerror or e}"
+        except (KeyError, TypeError):
+            return f"{name}: malformed manifest record"
+        return None
+
+    with ThreadPoolExecutor(4) as pool:
+        problems = [p for p in pool.map(check, sorted(files.items())) if p is not None]
+    return problems[0] if problems else None
+
+
+def _check_signature_files(entry: Path) -> None:
+    """Remove near-dedup signature archives beside an entry whose zip CRCs fail (they are rebuilt)."""
+    for path in sorted(entry.glob("near-*.npz")):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+            problem = None if bad is None else f"CRC mismatch in {bad}"
+        except Exception as e:  # noqa: BLE001 - a truncated or mangled archive raises many kinds
+            problem = f"not a valid archive: {e}"
+        if problem is not None:
+            report_damage("read_cache", path, problem)
+            path.unlink(missing_ok=True)

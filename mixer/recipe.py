@@ -69,6 +69,8 @@ class Dedup:
 class SourceFile:
     path: str
     url: str | None = None
+    #: the file's sha256 (``mixer pin`` writes it): a build or fetch refuses a file that differs
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -229,7 +231,13 @@ def _parse_files(value: Any, where: str) -> tuple[SourceFile, ...]:
         if isinstance(item, str):
             out.append(SourceFile(item))
         else:
-            out.append(parse_dataclass(SourceFile, item, f"{where}[{i}]"))
+            f = parse_dataclass(SourceFile, item, f"{where}[{i}]")
+            if f.sha256 is not None:
+                if len(f.sha256) != 64 or not all(c in "0123456789abcdef" for c in f.sha256):
+                    raise RecipeError(f"{where}[{i}].sha256: expected 64 lowercase hex digits, found {f.sha256!r}")
+                if any(ch in f.path for ch in "*?["):
+                    raise RecipeError(f"{where}[{i}].sha256: a pin names one file; {f.path!r} is a glob")
+            out.append(f)
     return tuple(out)
 
 
@@ -295,7 +303,12 @@ def load_recipe(path: str | Path, *, raw_dir: str | None = None, output: str | N
     p = Path(path)
     if not p.exists():
         raise RecipeError(f"{p}: recipe file not found")
-    text = p.read_text(encoding="utf-8")
+    raw = p.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise RecipeError(f"{p}: line {line}: not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

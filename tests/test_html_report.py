@@ -99,9 +99,13 @@ def test_html_renders_in_headless_chromium(report_build, tmp_path: Path) -> None
 
     page = write_html_report(report_build.out, tmp_path / "card.html", 3)
     shot = tmp_path / "shot.png"
+    # a fresh profile, and no background traffic: on a closed network Chromium's own update, sync and
+    # safe-browsing connections are refused many at a time and can stall the page
     subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    "--disable-dev-shm-usage", f"--screenshot={shot}", "--window-size=1200,1600",
-                    page.resolve().as_uri()], check=True, timeout=120, capture_output=True)
+                    "--disable-dev-shm-usage", "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+                    f"--screenshot={shot}", "--window-size=1200,1600", page.resolve().as_uri()],
+                   check=True, timeout=120, capture_output=True)
     image = Image.open(shot).convert("L")
     assert image.size == (1200, 1600)
     low, high = image.getextrema()

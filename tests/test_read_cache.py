@@ -101,7 +101,7 @@ def test_a_damaged_entry_is_read_again(cache: Path, tmp_path: Path) -> None:
 
 
 def test_least_recently_used_entries_go_first_when_the_cache_is_full(tmp_path: Path) -> None:
-    cache = ReadCache(tmp_path, max_bytes=3000)  # room for two entries of ~1.3 kB
+    cache = ReadCache(tmp_path, max_bytes=4000)  # room for two entries of ~1.7 kB (data, pickle, manifest)
     for name in ["a", "b", "c"]:
         staging = cache.staging(name)
         (staging / "candidates.arrow").write_bytes(b"x" * 1000)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import reprlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,10 @@ from mixer.records import Dropped, Record
 
 if TYPE_CHECKING:
     from mixer.tokens import TokenCounter
+
+#: a record carrying more message text than this (characters) is dropped, reason
+#: ``record_too_large``: one pathological record must not cost every later stage its memory
+MAX_RECORD_CHARS = 10 * 2**20
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,13 @@ class Adapter:
         self.options = options
         self.context = context
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every adapter's ``convert`` gets the record size bound, so no adapter can forget it."""
+        super().__init_subclass__(**kwargs)
+        convert = cls.__dict__.get("convert")
+        if convert is not None and not getattr(convert, "_bounded", False):
+            cls.convert = _bounded(convert)  # type: ignore[method-assign]
+
     def read_file(self, path: Path, part: FilePart | None = None) -> Iterator[RawItem]:
         """Stream raw records of one file (or of one part of a large JSONL/Parquet file, so several
         processes can read it); override for formats that need special reading (such an adapter's
@@ -88,6 +100,36 @@ class Adapter:
     def convert(self, raw: Any, location: Location) -> Iterable[Record | Dropped]:
         """Turn one raw record into canonical records; raise ``RecordError`` when it is malformed."""
         raise NotImplementedError
+
+
+def _text_chars(record: Record) -> int:
+    total = 0
+    for key in ("messages", "rejected"):
+        turns = record.get(key)
+        if isinstance(turns, list):
+            total += sum(len(m["content"]) for m in turns if isinstance(m, dict) and isinstance(m.get("content"), str))
+    return total
+
+
+_PREVIEW = reprlib.Repr()
+_PREVIEW.maxstring, _PREVIEW.maxother = 500, 500
+
+
+def _bounded(convert: Any) -> Any:
+    def bounded(self: Adapter, raw: Any, location: Location) -> Iterator[Record | Dropped]:
+        for out in convert(self, raw, location):
+            if not isinstance(out, Dropped) and (chars := _text_chars(out)) > MAX_RECORD_CHARS:
+                preview = _PREVIEW.repr(raw)  # bounded: repr of the whole record would copy it
+                yield Dropped(reason="record_too_large", dataset=str(out.get("dataset", "")),
+                              id=str(out.get("id", "")), raw=preview,
+                              detail=f"{chars:,} characters of message text, above the bound of "
+                                     f"{MAX_RECORD_CHARS:,}")
+            else:
+                yield out
+
+    bounded._bounded = True  # type: ignore[attr-defined]
+    bounded.__doc__, bounded.__name__, bounded.__qualname__ = convert.__doc__, convert.__name__, convert.__qualname__
+    return bounded
 
 
 # -- helpers shared by adapters -------------------------------------------------------------
