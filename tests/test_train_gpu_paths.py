@@ -322,3 +322,32 @@ def test_run_keeps_its_loss_history_and_resolved_config(tmp_path: Path, monkeypa
     assert saved["resolved"]["weights_dtype"] == "float32"
     again = load_config("sft", out / "mixer_train_config.yaml")  # the saved config is a recipe again
     assert again.max_steps == 3 and again.save_strategy == "no"
+
+
+# --- issue 15: a run folder is never a bin ----------------------------------------------------------------
+
+
+def test_train_refuses_a_non_empty_folder_that_is_not_a_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(launch_mod, "detect_gpu_count", lambda: 1)
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("years of work")
+    args = ["sft", "--config", "tiny-cpu", "--model", "m", "--data", "d", "--output-dir", str(precious), "--dry-run"]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and "--overwrite-output-dir" in refused.output and "Traceback" not in refused.output
+    assert (precious / "thesis.txt").read_text() == "years of work"
+    assert runner.invoke(app, [*args, "--overwrite-output-dir"]).exit_code == 0
+    earlier_run = tmp_path / "run"
+    earlier_run.mkdir()
+    (earlier_run / "mixer_train_config.yaml").write_text("trainer: sft\n")
+    (earlier_run / "checkpoint-10").mkdir()
+    assert runner.invoke(app, [*args[:-2], str(earlier_run), "--dry-run"]).exit_code == 0
+
+
+def test_pinned_single_gpu_rerun_forwards_the_overwrite_flag(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(launch_mod, "detect_gpu_count", lambda: 8)
+    (tmp_path / "notes.txt").write_text("x")
+    result = runner.invoke(app, [*SFT[:-1], str(tmp_path), "--num-processes", "1", "--overwrite-output-dir",
+                                 "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "--overwrite-output-dir" in result.output.split("# launch\n", 1)[1]

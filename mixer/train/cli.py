@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from mixer.errors import MixerError
+from mixer.outdir import TRAIN_MARKER, check_output_dir
 from mixer.train.config import load_config, shipped_recipes, to_yaml
 
 app = typer.Typer(
@@ -35,6 +36,8 @@ DryOpt = Annotated[bool, typer.Option("--dry-run", help="Print the resolved conf
 NprocOpt = Annotated[
     int | None, typer.Option("--num-processes", help="Processes/GPUs (default: all visible GPUs, else 1).")
 ]
+OverwriteOpt = Annotated[bool, typer.Option(
+    "--overwrite-output-dir", help="Train into a non-empty --output-dir that is not an earlier mixer run.")]
 AccOpt = Annotated[
     str | None, typer.Option("--accelerate-config", help="ddp, zero3, fsdp2 or an accelerate YAML path.")
 ]
@@ -55,9 +58,9 @@ def exits_on_mixer_error(fn: F) -> F:
 
 
 def _forwarded(config: str | None, model: str | None, data: str | None, output_dir: str | None,
-               sets: list[str] | None) -> list[str]:
+               sets: list[str] | None, overwrite_output_dir: bool = False) -> list[str]:
     """The options a launched worker needs to resolve the very same config."""
-    args: list[str] = []
+    args: list[str] = ["--overwrite-output-dir"] if overwrite_output_dir else []
     for flag, value in (("--config", config), ("--model", model), ("--data", data), ("--output-dir", output_dir)):
         if value is not None:
             args += [flag, value]
@@ -71,12 +74,17 @@ def _setup_logging() -> None:
 
 
 def _train(kind: str, config: str | None, model: str | None, data: str | None, output_dir: str | None,
-           sets: list[str] | None, dry_run: bool, num_processes: int | None, accelerate_config: str | None) -> None:
-    from mixer.train.launch import plan_launch, run_launch
+           sets: list[str] | None, dry_run: bool, num_processes: int | None, accelerate_config: str | None,
+           overwrite_output_dir: bool = False) -> None:
+    from mixer.train.launch import inside_launcher, plan_launch, run_launch
 
-    cfg = load_config(kind, config, sets, model=model, data=data, output_dir=output_dir)
-    plan = plan_launch(kind, cfg, _forwarded(config, model, data, output_dir, sets), num_processes,
-                       accelerate_config)
+    cfg = load_config(kind, config, sets, model=model, data=data, output_dir=output_dir,
+                      overwrite_output_dir=True if overwrite_output_dir else None)
+    if cfg.output_dir and not inside_launcher():  # once, before any rank starts writing
+        check_output_dir(cfg.output_dir, marker=TRAIN_MARKER, overwrite=cfg.overwrite_output_dir,
+                         option="--overwrite-output-dir", what="run folder")
+    forwarded = _forwarded(config, model, data, output_dir, sets, overwrite_output_dir)
+    plan = plan_launch(kind, cfg, forwarded, num_processes, accelerate_config)
     if dry_run:
         typer.echo(f"# resolved {kind} config\n{to_yaml(cfg)}")
         typer.echo(f"# processes: {plan.num_processes}, gradient_accumulation_steps: "
@@ -108,18 +116,20 @@ def _train(kind: str, config: str | None, model: str | None, data: str | None, o
 @exits_on_mixer_error
 def sft(config: ConfigOpt = None, model: ModelOpt = None, data: DataOpt = None, output_dir: OutOpt = None,
         set_: SetOpt = None, dry_run: DryOpt = False, num_processes: NprocOpt = None,
-        accelerate_config: AccOpt = None) -> None:
+        accelerate_config: AccOpt = None, overwrite_output_dir: OverwriteOpt = False) -> None:
     """Supervised fine-tuning (full, LoRA or QLoRA) on a V2 SFT mixture."""
-    _train("sft", config, model, data, output_dir, set_, dry_run, num_processes, accelerate_config)
+    _train("sft", config, model, data, output_dir, set_, dry_run, num_processes, accelerate_config,
+           overwrite_output_dir)
 
 
 @app.command()
 @exits_on_mixer_error
 def dpo(config: ConfigOpt = None, model: ModelOpt = None, data: DataOpt = None, output_dir: OutOpt = None,
         set_: SetOpt = None, dry_run: DryOpt = False, num_processes: NprocOpt = None,
-        accelerate_config: AccOpt = None) -> None:
+        accelerate_config: AccOpt = None, overwrite_output_dir: OverwriteOpt = False) -> None:
     """Direct preference optimisation on a preference build (prompt/chosen/rejected)."""
-    _train("dpo", config, model, data, output_dir, set_, dry_run, num_processes, accelerate_config)
+    _train("dpo", config, model, data, output_dir, set_, dry_run, num_processes, accelerate_config,
+           overwrite_output_dir)
 
 
 @app.command()

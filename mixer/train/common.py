@@ -12,12 +12,13 @@ from typing import Any
 import yaml
 
 from mixer.errors import MixerError
+from mixer.outdir import TRAIN_MARKER
 from mixer.train.batch import gradient_accumulation_steps
 from mixer.train.config import BaseRunConfig, ConfigError, to_yaml
 
 logger = logging.getLogger("mixer.train")
 
-RESOLVED_CONFIG_NAME = "mixer_train_config.yaml"
+RESOLVED_CONFIG_NAME = TRAIN_MARKER  # also what marks a folder as an earlier run of ours
 
 
 def world_size() -> int:

@@ -66,6 +66,10 @@ class BaseRunConfig:
         metadata={"help": "A `mixer build` output dir (reads data/*.parquet), a dir of Parquet, or one file."},
     )
     output_dir: str | None = field(default=None, metadata={"help": "Where checkpoints and the final model go."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Train into a non-empty output_dir that is not an earlier mixer run (refused otherwise)."},
+    )
     tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer directory; defaults to `model`."})
 
     # Model loading
