@@ -130,8 +130,10 @@ def read_jsonl(path: Path, part: FilePart | None = None) -> Iterator[RawItem]:
                 try:
                     value = orjson.loads(line)
                 except orjson.JSONDecodeError as e:
-                    yield RawItem(ParseFailure(_json_problem(line, e), _safe_text(line)), loc)
-                    continue
+                    value = _with_lone_surrogates(line, e)
+                    if value is None:
+                        yield RawItem(ParseFailure(_json_problem(line, e), _safe_text(line)), loc)
+                        continue
                 yield RawItem(value, loc)
     except (OSError, EOFError, gzip.BadGzipFile) as e:
         raise InputError(str(path), f"cannot read file: {e}") from None
@@ -190,6 +192,19 @@ def read_json_array(path: Path) -> Iterator[RawItem]:
                          f"not valid UTF-8 (byte 0x{data[u.start]:02x})") from None
     del data
     yield from _walk_json_array(path, text)
+
+
+def _with_lone_surrogates(line: bytes, error: Exception) -> Any | None:
+    """A JSON line orjson refused only for a lone surrogate escape (``"\\ud800"``), parsed as the JSON
+    standard and Python's json allow; None for any other problem. JSON arrays (parsed by Python's json
+    when walked) already pass such strings on, so both formats reach the one rule for them: the adapters'
+    check drops the record as ``invalid_text`` (``mixer.sources.base.invalid_record``)."""
+    if "surrogate" not in str(error):
+        return None
+    try:
+        return json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
 
 
 def _json_type(value: Any) -> str:

@@ -132,3 +132,34 @@ def test_large_json_arrays_are_walked_record_by_record_with_the_same_result(tmp_
     walked = list(read_json_array(path))
     assert [(r.value, r.location.record) for r in walked] == whole
     assert [r.location.line for r in walked[:3]] == [2, 3, 4]
+
+
+# --- hostile text: lone surrogates (issue 15) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["json-array", "jsonl"])
+def test_lone_surrogate_in_any_source_is_a_counted_invalid_text_drop(tmp_path: Path, make_recipe, fmt: str) -> None:
+    """``"\\ud800 lone"`` is valid JSON but not valid Unicode: Arrow cannot store it. The record is
+    dropped with reason invalid_text naming the field (it stopped the build with a pyarrow traceback)."""
+    rows = ['{"instruction": "Say hi.", "input": "", "output": "Hi!"}',
+            '{"instruction": "Say hi again.", "input": "", "output": "\\ud800 lone"}',
+            '{"instruction": "Bye.", "input": "", "output": "Bye!"}']
+    name = "alpaca_gpt4_data.json" if fmt == "json-array" else "alpaca_gpt4_data.jsonl"
+    _write(tmp_path / "raw" / name, "[\n" + ",\n".join(rows) + "\n]\n" if fmt == "json-array" else "\n".join(rows))
+    s = _skips(make_recipe([{"name": "gpt4_alpaca", "files": name}]))
+    assert s["dropped"] == {"invalid_text": 1} and s["selected"] == 2 and s["records_in"] == 3
+    (drop,) = pq.read_table(tmp_path / "out" / "dropped" / "gpt4_alpaca.parquet").to_pylist()
+    assert drop["reason"] == "invalid_text" and "lone surrogate U+D800" in drop["detail"]
+    assert "messages[1].content" in drop["detail"] and "\\ud800" in drop["raw"]
+
+
+def test_lone_surrogate_in_an_id_is_dropped_too(tmp_path: Path, make_recipe) -> None:
+    rows = [{"id": "ok", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]},
+            {"id": "bad\ud83d", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"}]}]
+    import json
+
+    _write(tmp_path / "raw" / "m.jsonl", "\n".join(json.dumps(r) for r in rows))  # ensure_ascii escapes it
+    s = _skips(make_recipe([{"name": "messages", "files": "m.jsonl"}]))
+    assert s["dropped"] == {"invalid_text": 1} and s["selected"] == 1
+    (drop,) = pq.read_table(tmp_path / "out" / "dropped" / "messages.parquet").to_pylist()
+    assert drop["id"] == "bad\\ud83d" and "id holds a lone surrogate U+D83D" in drop["detail"]

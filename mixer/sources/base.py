@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 import reprlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -85,7 +86,8 @@ class Adapter:
         self.context = context
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Every adapter's ``convert`` gets the record size bound, so no adapter can forget it."""
+        """Every adapter's ``convert`` output is checked by :func:`invalid_record` (lone surrogates, the
+        record size bound), so no adapter can forget it."""
         super().__init_subclass__(**kwargs)
         convert = cls.__dict__.get("convert")
         if convert is not None and not getattr(convert, "_bounded", False):
@@ -102,13 +104,46 @@ class Adapter:
         raise NotImplementedError
 
 
-def _text_chars(record: Record) -> int:
-    total = 0
-    for key in ("messages", "rejected"):
-        turns = record.get(key)
-        if isinstance(turns, list):
-            total += sum(len(m["content"]) for m in turns if isinstance(m, dict) and isinstance(m.get("content"), str))
-    return total
+#: UTF-16 surrogate code points: JSON may escape them singly ("\\ud800"), Python keeps them in a str,
+#: but they are not Unicode scalar values and UTF-8 (Arrow, Parquet) cannot store them.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+#: the canonical record fields holding conversation turns (a preference record: messages + rejected)
+_TURN_FIELDS = ("messages", "rejected")
+
+
+def _strings(record: Record) -> Iterator[tuple[str, str]]:
+    """Every string of a canonical record with where it sits (``messages[1].content``)."""
+    for key, value in record.items():
+        if isinstance(value, str):
+            yield key, value
+        elif key in _TURN_FIELDS and isinstance(value, list):
+            for i, turn in enumerate(value):
+                if isinstance(turn, dict):
+                    for name, text in turn.items():
+                        if isinstance(text, str):
+                            yield f"{key}[{i}].{name}", text
+
+
+def invalid_record(record: Record) -> tuple[str, str] | None:
+    """``(reason, detail)`` when a converted record cannot go on, else None; applied to every
+    adapter's output (see ``Adapter.__init_subclass__``), so the rules live in one place:
+
+    - ``invalid_text``: a string holds a lone surrogate (not valid Unicode). Dropped and counted rather
+      than repaired: replacing it would silently change the text of a record nobody has looked at.
+    - ``record_too_large``: more than ``MAX_RECORD_CHARS`` characters of message text; one
+      pathological record must not cost every later stage its memory.
+    """
+    chars = 0
+    for where, text in _strings(record):
+        if where.endswith(".content"):
+            chars += len(text)
+        if not text.isascii() and (m := _SURROGATE.search(text)):
+            return "invalid_text", (f"{where} holds a lone surrogate U+{ord(m.group()):04X} at character "
+                                    f"{m.start()}: not valid Unicode, so it cannot be written as UTF-8")
+    if chars > MAX_RECORD_CHARS:
+        return "record_too_large", f"{chars:,} characters of message text, above the bound of {MAX_RECORD_CHARS:,}"
+    return None
 
 
 _PREVIEW = reprlib.Repr()
@@ -118,18 +153,25 @@ _PREVIEW.maxstring, _PREVIEW.maxother = 500, 500
 def _bounded(convert: Any) -> Any:
     def bounded(self: Adapter, raw: Any, location: Location) -> Iterator[Record | Dropped]:
         for out in convert(self, raw, location):
-            if not isinstance(out, Dropped) and (chars := _text_chars(out)) > MAX_RECORD_CHARS:
-                preview = _PREVIEW.repr(raw)  # bounded: repr of the whole record would copy it
-                yield Dropped(reason="record_too_large", dataset=str(out.get("dataset", "")),
-                              id=str(out.get("id", "")), raw=preview,
-                              detail=f"{chars:,} characters of message text, above the bound of "
-                                     f"{MAX_RECORD_CHARS:,}")
-            else:
+            problem = None if isinstance(out, Dropped) else invalid_record(out)
+            if problem is None:
                 yield out
+                continue
+            reason, detail = problem
+            preview = _PREVIEW.repr(raw)  # bounded: repr of the whole record would copy it
+            if reason == "invalid_text":  # the preview itself must be storable as UTF-8
+                preview = preview.encode("utf-8", "backslashreplace").decode("utf-8")
+            yield Dropped(reason=reason, dataset=_storable(out.get("dataset", "")), id=_storable(out.get("id", "")),
+                          raw=preview, detail=detail)
 
     bounded._bounded = True  # type: ignore[attr-defined]
     bounded.__doc__, bounded.__name__, bounded.__qualname__ = convert.__doc__, convert.__name__, convert.__qualname__
     return bounded
+
+
+def _storable(value: Any) -> str:
+    """``value`` as a string UTF-8 can hold (surrogates written as ``\\udXXX`` escapes)."""
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 # -- helpers shared by adapters -------------------------------------------------------------
