@@ -21,8 +21,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from mixer.digest import file_sha256
 from mixer.errors import MixerError
-from mixer.pin import file_sha256
 from mixer.recipe import Recipe, SourceFile
 
 TIMEOUT_S = 60

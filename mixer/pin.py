@@ -8,7 +8,6 @@ layout (only the file entries change).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,16 +15,9 @@ from pathlib import Path
 
 import yaml
 
+from mixer.digest import file_sha256
 from mixer.errors import MixerError, RecipeError
 from mixer.recipe import Recipe, load_recipe
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def pinned_files(recipe: Recipe) -> list[tuple[str, Path, str]]:

@@ -17,7 +17,6 @@ counted in ``SourceStats`` with its reason and written to ``dropped/``.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import random
 import resource
@@ -37,6 +36,7 @@ import orjson
 import pyarrow as pa
 
 from mixer.dedup.exact import ExactDeduplicator, content_hash
+from mixer.digest import file_digest
 from mixer.errors import InputError, MixerError, RecordError
 from mixer.filters import LLMMentionFilter, TurnCountFilter
 from mixer.io import FilePart, ParseFailure, splittable
@@ -415,13 +415,8 @@ def _read_task(args: tuple[Recipe, str, Path, bool, bool, list[FileInfo], ReadPa
 
 def file_info(path: Path) -> FileInfo:
     """Size and sha256 of one input file (the card's provenance, and the read cache's key)."""
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-            size += len(chunk)
-    return FileInfo(path=str(path), bytes=size, sha256=h.hexdigest())
+    sha256, size = file_digest(path)
+    return FileInfo(path=str(path), bytes=size, sha256=sha256)
 
 
 #: Below this much raw input, worker processes cost more than they save.

@@ -45,6 +45,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mixer.digest import file_sha256
 from mixer.token_cache import cache_root, report_damage
 
 if TYPE_CHECKING:
@@ -220,13 +221,6 @@ class ReadCache:
             total -= size
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def _manifest_digest(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
@@ -236,7 +230,7 @@ def write_manifest(entry: Path, key: str, names: list[str]) -> None:
     """Write ``MANIFEST.json``: the size and sha256 of each named file, the key, and its own digest.
     Written last, so an entry without a valid manifest is incomplete."""
     with ThreadPoolExecutor(4) as pool:  # hashlib releases the GIL
-        digests = list(pool.map(lambda n: _sha256(entry / n), names))
+        digests = list(pool.map(lambda n: file_sha256(entry / n), names))
     body = {"version": ENTRY_VERSION, "key": key,
             "files": {n: {"bytes": (entry / n).stat().st_size, "sha256": d} for n, d in zip(names, digests,
                                                                                             strict=True)}}
@@ -270,7 +264,7 @@ def verify_entry(entry: Path) -> str | None:
         try:
             if path.stat().st_size != want["bytes"]:
                 return f"{name}: {path.stat().st_size} bytes, expected {want['bytes']} (truncated?)"
-            if _sha256(path) != want["sha256"]:
+            if file_sha256(path) != want["sha256"]:
                 return f"{name}: checksum mismatch (altered)"
         except OSError as e:
             return f"{name}: {e.strerror or e}"

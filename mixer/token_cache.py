@@ -27,6 +27,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mixer.digest import file_sha256
+
 SCHEMA = pa.schema([("key", pa.binary(16)), ("n_tokens", pa.int32())])
 #: ``counts-<first 32 hex digits of the file's sha256>.parquet``
 COUNTS_PREFIX = "counts-"
@@ -157,7 +159,7 @@ class TokenCountCache:
             pq.write_table(pa.table({"key": pa.array(keys, pa.binary(16)),
                                      "n_tokens": pa.array([self._new[k] for k in keys], pa.int32())},
                                     schema=schema), tmp, compression="zstd")
-            digest = _file_sha256(tmp)[:CHECKSUM_HEX]
+            digest = file_sha256(tmp)[:CHECKSUM_HEX]
             os.replace(tmp, self.dir / f"{COUNTS_PREFIX}{digest}.parquet")
         except OSError:
             tmp.unlink(missing_ok=True)
@@ -166,13 +168,6 @@ class TokenCountCache:
             self._known.update(self._new)
         self._new = {}
 
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_counts_file(path: Path, identity: str) -> tuple[pa.Table | None, str | None]:

@@ -20,7 +20,7 @@ MOMENTS: dict[str, tuple[str, str, int]] = {
     "near_dedup": ("mixer.cross_source", "near_dedup", 1),
     "selection": ("mixer.pipeline", "Selector.select", 3),
     "writing_read_cache_entry": ("mixer.read_cache", "write_manifest", 2),
-    "writing_token_cache": ("mixer.token_cache", "_file_sha256", 1),
+    "writing_token_cache": ("mixer.token_cache", "file_sha256", 1),
     "writing_shards": ("mixer.build", "file_info", 1),
     "writing_card": ("mixer.build", "write_plots", 1),
 }

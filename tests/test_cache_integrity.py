@@ -15,9 +15,10 @@ import yaml
 from conftest import ROOT
 
 from mixer.build import build
+from mixer.digest import file_sha256
 from mixer.read_cache import MANIFEST, verify_entry
 from mixer.recipe import load_recipe
-from mixer.token_cache import COUNTS_PREFIX, SCHEMA, _file_sha256, verify_counts_dir
+from mixer.token_cache import COUNTS_PREFIX, SCHEMA, verify_counts_dir
 
 
 def _flip(path: Path) -> None:
@@ -119,7 +120,7 @@ def _foreign_counts(folder: Path) -> None:
                      schema=SCHEMA.with_metadata({"identity": "hf:/some/other/tokenizer.json"}))
     tmp = folder / ".foreign.tmp"
     pq.write_table(table, tmp)
-    tmp.rename(folder / f"{COUNTS_PREFIX}{_file_sha256(tmp)[:32]}.parquet")
+    tmp.rename(folder / f"{COUNTS_PREFIX}{file_sha256(tmp)[:32]}.parquet")
 
 
 @pytest.mark.parametrize("how", ["flipped", "truncated", "foreign"])
