@@ -239,3 +239,56 @@ def test_cli_errors_exit_2_without_traceback(reward_model: Path, tmp_path: Path)
     assert result.exit_code == 2 and "not a reward model" in result.output
     result = runner.invoke(app, [*base, "--policy", str(a.model), "--output", str(tmp_path / "o4"), "--recipe", "x"])
     assert result.exit_code == 2 and "exactly one of --data" in result.output
+
+
+def test_outputs_build_through_recipes_and_train_with_sft_and_dpo(generated: Path, tmp_path: Path) -> None:
+    import math
+
+    from mixer.build import build
+    from mixer.recipe import load_recipe
+    from mixer.train.config import load_config
+    from mixer.train.dpo import build_dpo_trainer
+    from mixer.train.sft import build_sft_trainer
+
+    sft_build = build(load_recipe(REPO / "recipes" / "generated-sft.yaml", raw_dir=str(generated),
+                                  output=str(tmp_path / "sft-build")))
+    dpo_build = build(load_recipe(REPO / "recipes" / "generated-dpo.yaml", raw_dir=str(generated),
+                                  output=str(tmp_path / "dpo-build")))
+    best = pq.read_table(generated / "best_of_n" / "data").to_pylist()
+    pairs = pq.read_table(generated / "best_vs_worst" / "data").to_pylist()
+    built = pq.read_table(sft_build.out / "data").to_pylist()
+    (source,) = sft_build.card["sources"]
+    assert source["records_in"] == len(best) == source["dropped_total"] + source["not_sampled"] + source["selected"]
+    assert {r["id"] for r in built} <= {r["id"] for r in best} and all(r["dataset"] == "gen" for r in built)
+    (source,) = dpo_build.card["sources"]
+    assert source["records_in"] == len(pairs)
+    a = tiny_assets()
+    sft = load_config("sft", REPO / "train" / "tiny-cpu.yaml", ["max_steps=2"], model=str(a.model),
+                      data=str(sft_build.out), output_dir=str(tmp_path / "sft"))
+    trainer = build_sft_trainer(sft)
+    trainer.train()
+    assert all(math.isfinite(h["loss"]) for h in trainer.state.log_history if "loss" in h)
+    dpo = load_config("dpo", REPO / "train" / "tiny-cpu-dpo.yaml", ["max_steps=1"], model=str(a.model),
+                      data=str(dpo_build.out), output_dir=str(tmp_path / "dpo"))
+    trainer = build_dpo_trainer(dpo)
+    trainer.train()
+    first = next(h for h in trainer.state.log_history if "loss" in h)
+    assert first["loss"] == pytest.approx(math.log(2), abs=1e-4)
+
+
+def test_preference_adapter_reads_pairs_and_rejects_malformed_ones() -> None:
+    from mixer.errors import Location, RecordError
+    from mixer.sources.base import SourceContext
+    from mixer.sources.preference import Preference, PreferenceOptions
+
+    adapter = Preference(PreferenceOptions(), SourceContext("p", 0))
+    loc = Location("pairs.parquet", record=3)
+    user, good, bad = ({"role": r, "content": c} for r, c in (("user", "q"), ("assistant", "a"), ("assistant", "b")))
+    (record,) = adapter.convert({"prompt": [user], "chosen": [good], "rejected": [bad]}, loc)
+    assert record["id"] == "preference_3" and record["messages"] == [user, good] and record["rejected"] == [bad]
+    (dropped,) = adapter.convert({"prompt": [user], "chosen": [good], "rejected": [dict(good, content=" a ")]}, loc)
+    assert dropped.reason == "chosen_equals_rejected"
+    with pytest.raises(RecordError, match="ending with a user turn"):
+        list(adapter.convert({"prompt": [good], "chosen": [good], "rejected": [bad]}, loc))
+    with pytest.raises(RecordError, match="exactly one assistant"):
+        list(adapter.convert({"prompt": [user], "chosen": [user], "rejected": [bad]}, loc))
