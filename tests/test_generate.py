@@ -292,3 +292,53 @@ def test_preference_adapter_reads_pairs_and_rejects_malformed_ones() -> None:
         list(adapter.convert({"prompt": [good], "chosen": [good], "rejected": [bad]}, loc))
     with pytest.raises(RecordError, match="exactly one assistant"):
         list(adapter.convert({"prompt": [user], "chosen": [user], "rejected": [bad]}, loc))
+
+
+def test_vllm_backend_maps_outputs_to_the_shared_format_with_one_seed_per_prompt(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """vLLM cannot run here (no GPU, no CPU wheel): a stand-in module records what the backend asks of vLLM's
+    documented offline API (LLM(...), SamplingParams(n, seed, ...), LLM.chat) and returns its output shape."""
+    import sys
+    import types
+    from dataclasses import dataclass, field
+
+    calls: dict = {}
+
+    @dataclass
+    class SamplingParams:
+        n: int
+        temperature: float
+        top_p: float
+        max_tokens: int
+        seed: int
+
+    @dataclass
+    class Out:
+        text: str
+        token_ids: list = field(default_factory=list)
+        finish_reason: str = "stop"
+
+    class LLM:
+        def __init__(self, **kwargs: object) -> None:
+            calls["init"] = kwargs
+
+        def chat(self, messages, sampling_params, **kwargs):  # noqa: ANN001, ANN201, ANN003
+            calls["chat"] = (messages, sampling_params, kwargs)
+            return [types.SimpleNamespace(outputs=[Out(f"r{i}{j}", [1] * (j + 1), "length" if j else "stop")
+                                                   for j in range(p.n)]) for i, p in enumerate(sampling_params)]
+
+    fake = types.ModuleType("vllm")
+    fake.LLM, fake.SamplingParams = LLM, SamplingParams
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    monkeypatch.setattr(backends_mod, "require_vllm", lambda: None)
+    sampling = backends_mod.SamplingSettings(n=2, temperature=0.7, top_p=0.9, max_new_tokens=16)
+    backend = backends_mod.VLLMBackend(tiny_assets().model, sampling, seed=3)
+    prompts = [[{"role": "user", "content": "a"}], [{"role": "user", "content": "b"}]]
+    out = backend.generate(prompts, [11, 12])
+    assert out == [[backends_mod.Completion("r00", 1, "stop"), backends_mod.Completion("r01", 2, "length")],
+                   [backends_mod.Completion("r10", 1, "stop"), backends_mod.Completion("r11", 2, "length")]]
+    messages, params, kwargs = calls["chat"]
+    assert messages == prompts and [p.seed for p in params] == [11, 12]
+    assert {(p.n, p.temperature, p.top_p, p.max_tokens) for p in params} == {(2, 0.7, 0.9, 16)}
+    assert kwargs["add_generation_prompt"] is True and "<|assistant|>" in kwargs["chat_template"]
+    assert calls["init"]["seed"] == 3
