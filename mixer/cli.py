@@ -252,5 +252,14 @@ def _mount_train() -> None:
 _mount_train()
 
 
+def _mount_generate() -> None:
+    from mixer.generate.cli import generate
+
+    app.command("generate")(generate)  # prints its own errors (exit 2)
+
+
+_mount_generate()
+
+
 def main() -> None:
     app()

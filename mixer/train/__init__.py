@@ -1,4 +1,4 @@
-"""``mixer train``: a thin layer over TRL for SFT, (Q)LoRA and DPO on the mixtures ``mixer build`` writes.
+"""``mixer train``: a thin layer over TRL for SFT, (Q)LoRA, DPO and reward models on ``mixer build``'s mixtures.
 
 TRL does the training. This package only turns one command plus a YAML recipe (``train/*.yaml``) into
 the right TRL config: it resolves the effective batch into gradient accumulation, reads the built
@@ -12,6 +12,7 @@ them, so ``mixer`` works without the ``[train]`` extra and says how to install i
 from __future__ import annotations
 
 from mixer.train.batch import gradient_accumulation_steps
-from mixer.train.config import DPORunConfig, MergeRunConfig, SFTRunConfig, load_config
+from mixer.train.config import DPORunConfig, MergeRunConfig, RMRunConfig, SFTRunConfig, load_config
 
-__all__ = ["DPORunConfig", "MergeRunConfig", "SFTRunConfig", "gradient_accumulation_steps", "load_config"]
+__all__ = ["DPORunConfig", "MergeRunConfig", "RMRunConfig", "SFTRunConfig", "gradient_accumulation_steps",
+           "load_config"]

@@ -16,7 +16,7 @@ from mixer.train.config import load_config, shipped_recipes, to_yaml
 
 app = typer.Typer(
     name="train",
-    help="Train on built mixtures with TRL: SFT (full/LoRA/QLoRA), DPO, and merging LoRA adapters. "
+    help="Train on built mixtures with TRL: SFT (full/LoRA/QLoRA), DPO, reward models, and merging LoRA adapters. "
     f"Shipped recipes (--config NAME): {', '.join(shipped_recipes())}.",
     no_args_is_help=True,
     add_completion=False,
@@ -101,6 +101,10 @@ def _train(kind: str, config: str | None, model: str | None, data: str | None, o
         from mixer.train.sft import run_sft
 
         metrics = run_sft(cfg)
+    elif kind == "rm":
+        from mixer.train.rm import run_rm
+
+        metrics = run_rm(cfg)
     else:
         from mixer.train.dpo import run_dpo
 
@@ -130,6 +134,16 @@ def dpo(config: ConfigOpt = None, model: ModelOpt = None, data: DataOpt = None, 
     """Direct preference optimisation on a preference build (prompt/chosen/rejected)."""
     _train("dpo", config, model, data, output_dir, set_, dry_run, num_processes, accelerate_config,
            overwrite_output_dir)
+
+
+@app.command()
+@exits_on_mixer_error
+def rm(config: ConfigOpt = None, model: ModelOpt = None, data: DataOpt = None, output_dir: OutOpt = None,
+       set_: SetOpt = None, dry_run: DryOpt = False, num_processes: NprocOpt = None,
+       accelerate_config: AccOpt = None) -> None:
+    """A reward model (one-scalar head, Llama 2's ranking loss, optional rating margin) on preference pairs;
+    ends with the held-out pairwise accuracy (OUTPUT/rm_eval.json)."""
+    _train("rm", config, model, data, output_dir, set_, dry_run, num_processes, accelerate_config)
 
 
 @app.command()

@@ -1,6 +1,6 @@
 """Typed run configs, YAML loading and ``--set key=value`` overrides.
 
-A recipe is a flat YAML mapping whose keys are the fields below (plus ``trainer: sft|dpo|merge`` so a
+A recipe is a flat YAML mapping whose keys are the fields below (plus ``trainer: sft|dpo|rm|merge`` so a
 DPO recipe cannot be run by ``mixer train sft`` by mistake). Flat keys keep ``--set`` simple: any field
 can be overridden with its name. Values in YAML and in ``--set`` are parsed as YAML scalars and then
 coerced to the field's type (PyYAML reads ``2e-5`` as a string, so floats need the coercion).
@@ -223,6 +223,59 @@ class DPORunConfig(BaseRunConfig):
 
 
 @dataclass
+class RMRunConfig(BaseRunConfig):
+    """A reward model on `prompt`/`chosen`/`rejected` pairs: the base model with a one-scalar head, trained with
+    the binary ranking loss ``-log sigmoid(r_chosen - r_rejected - m)`` (Llama 2, Touvron et al. 2023, §3.2.2).
+    Defaults are the Llama 2 reward-model settings where the paper gives them (see train/rm.yaml)."""
+
+    margin: bool = field(
+        default=False,
+        metadata={
+            "help": "Llama 2's margin m: derived from the pair's rating gap (`score_chosen - score_rejected` columns, "
+            "as in UltraFeedback's 1-10 ratings) as min(gap / margin_full_gap, 1). Off: m = 0 (HH-RLHF has no "
+            "ratings)."
+        },
+    )
+    margin_full_gap: float = field(
+        default=3.0,
+        metadata={
+            "help": "The rating gap that earns the full margin 1. With 3 (of a 1-10 scale), gaps of 0/1/2/3+ give "
+            "0, 1/3, 2/3, 1: Llama 2's 'Margin Small' for negligibly/slightly/better/significantly better."
+        },
+    )
+    eval_size: float = field(
+        default=0.05,
+        metadata={
+            "help": "Held-out pairs for the pairwise accuracy written at the end: a fraction (< 1) or a count (>= 1); "
+            "0 = no held-out set."
+        },
+    )
+    min_warmup_steps: int = field(
+        default=0, metadata={"help": "Warm up at least this many steps (Llama 2: 3 % of steps, at least 5)."}
+    )
+    center_rewards_coefficient: float | None = field(
+        default=None,
+        metadata={"help": "TRL's auxiliary loss pulling rewards towards 0 (Eisenstein et al. 2023); off in Llama 2."},
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        if self.batching != "padded":
+            raise ConfigError(
+                f"batching {self.batching!r} is not available for reward models: TRL's RewardTrainer pads the "
+                "chosen and rejected rows of a batch together; set batching: padded"
+            )
+        if self.margin_full_gap <= 0:
+            raise ConfigError(f"margin_full_gap must be positive, got {self.margin_full_gap}")
+        if self.eval_size < 0:
+            raise ConfigError(f"eval_size must be 0, a fraction below 1 or a count, got {self.eval_size}")
+        if self.eval_size >= 1 and not float(self.eval_size).is_integer():
+            raise ConfigError(f"eval_size >= 1 is a count of pairs and must be whole, got {self.eval_size}")
+        if self.min_warmup_steps < 0:
+            raise ConfigError(f"min_warmup_steps must be >= 0, got {self.min_warmup_steps}")
+
+
+@dataclass
 class MergeRunConfig:
     """Merge a LoRA adapter into its base model and save a plain model (what QLoRA training ends with)."""
 
@@ -240,7 +293,9 @@ class MergeRunConfig:
         _check_choice("dtype", self.dtype, DTYPES)
 
 
-CONFIG_CLASSES: dict[str, type] = {"sft": SFTRunConfig, "dpo": DPORunConfig, "merge": MergeRunConfig}
+CONFIG_CLASSES: dict[str, type] = {
+    "sft": SFTRunConfig, "dpo": DPORunConfig, "rm": RMRunConfig, "merge": MergeRunConfig,
+}
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -377,7 +432,7 @@ def load_config(
     overrides: list[str] | None = None,
     **cli_values: Any,
 ) -> Any:
-    """Build the run config for ``kind`` (sft, dpo, merge): dataclass defaults < YAML file < CLI options < --set.
+    """Build the run config for ``kind`` (sft, dpo, rm, merge): dataclass defaults < YAML file < CLI options < --set.
 
     ``cli_values`` are the dedicated options (``model=``, ``data=``, ``output_dir=``...); ``None`` means
     "not given". Unknown keys anywhere raise ``ConfigError`` listing the valid keys.

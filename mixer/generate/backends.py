@@ -1,0 +1,191 @@
+"""Sampling backends for ``mixer generate``: transformers ``generate`` and vLLM, one output format.
+
+Both take a list of prompts with one seed each and return, per prompt, ``n`` :class:`Completion` s. The
+seed is per prompt (derived from the run seed and the prompt's key), so a prompt's samples do not depend
+on which other prompts share its batch, on the batch size, or on where an interrupted run resumed.
+
+- ``transformers``: one ``generate`` call per prompt with ``num_return_sequences=n`` (its n rows have the
+  same length, so there is no padding to change the numerics), the global torch RNG seeded with the
+  prompt's seed. Exact on CPU: two runs give the same bytes. Works on one GPU too, slower than vLLM.
+- ``vllm``: ``LLM.chat`` over ``batch_size`` prompts per call, one ``SamplingParams(n=..., seed=...)``
+  per prompt. vLLM is an optional extra (``pip install 'mixer[vllm]'``), GPU only; reproducible with
+  per-request seeds on the same hardware and version, not across them.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from mixer.errors import MixerError
+
+logger = logging.getLogger("mixer.generate")
+
+BACKENDS = ("transformers", "vllm")
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled reply: its text (special tokens removed), its length in tokens, why it stopped."""
+
+    text: str
+    n_tokens: int
+    finish_reason: str  # "stop" (end-of-turn token) or "length" (max_new_tokens reached)
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    n: int
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+
+
+class Backend(Protocol):
+    name: str
+
+    def versions(self) -> dict[str, str]: ...
+
+    def generate(self, prompts: list[list[dict[str, str]]], seeds: list[int]) -> list[list[Completion]]: ...
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def resolve_generation_template(tokenizer: Any, choice: str | None, model_dir: str | Path) -> str:
+    """The chat template to prompt the policy with: ``choice`` (``tulu`` or a .jinja file) when given, else
+    the model folder's own. None of either is an error: guessing a format would sample from a prompt the
+    model was never trained on, and the card would not say so."""
+    from mixer.chat import TULU_CHAT_TEMPLATE
+
+    if choice:
+        if choice == "tulu":
+            return TULU_CHAT_TEMPLATE
+        path = Path(choice)
+        if not path.is_file():
+            raise MixerError(f"--chat-template must be `tulu` or a .jinja file; {choice!r} is neither")
+        return path.read_text(encoding="utf-8")
+    own = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else None
+    if not own:
+        raise MixerError(f"{model_dir}: the model folder has no chat template (tokenizer_config.json / "
+                         "chat_template.jinja) and none is configured: pass --chat-template tulu or a .jinja file")
+    return own
+
+
+class TransformersBackend:
+    """Sampling with ``model.generate`` (see the module docstring for the determinism it gives)."""
+
+    name = "transformers"
+
+    def __init__(self, policy: str | Path, sampling: SamplingSettings, *, chat_template: str | None = None,
+                 dtype: str = "auto", device: str | None = None) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(policy)
+        except (OSError, ValueError) as e:
+            raise MixerError(f"cannot load a tokenizer from {policy}: {e}") from e
+        self.template = resolve_generation_template(self.tokenizer, chat_template, policy)
+        if self.tokenizer.eos_token_id is None:
+            raise MixerError(f"{policy}: the tokenizer has no eos token, so a reply could never end")
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if dtype == "auto":
+            dtype = "bfloat16" if self.device.startswith("cuda") else "float32"
+        try:
+            self.model = AutoModelForCausalLM.from_pretrained(policy, dtype=getattr(torch, dtype))
+        except OSError as e:
+            raise MixerError(f"cannot load a policy model from {policy}: {e}") from e
+        self.model.to(self.device).eval()
+        self.sampling = sampling
+        self.stop_ids = {self.tokenizer.eos_token_id}
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id
+        self._torch = torch
+
+    def versions(self) -> dict[str, str]:
+        return {k: v for k in ("torch", "transformers") if (v := package_version(k))}
+
+    def generate(self, prompts: list[list[dict[str, str]]], seeds: list[int]) -> list[list[Completion]]:
+        return [self._one(p, s) for p, s in zip(prompts, seeds, strict=True)]
+
+    def _one(self, messages: list[dict[str, str]], seed: int) -> list[Completion]:
+        torch = self._torch
+        s = self.sampling
+        ids = self.tokenizer.apply_chat_template(messages, chat_template=self.template, add_generation_prompt=True,
+                                                 tokenize=True, return_dict=True)["input_ids"]
+        input_ids = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
+        sample = s.temperature > 0
+        # greedy decoding gives one answer: decode it once and repeat it (transformers refuses n > 1 greedy)
+        kwargs: dict[str, Any] = {"do_sample": sample, "max_new_tokens": s.max_new_tokens,
+                                  "num_return_sequences": s.n if sample else 1, "eos_token_id": sorted(self.stop_ids),
+                                  "pad_token_id": self.pad_id}
+        if sample:
+            kwargs.update(temperature=s.temperature, top_p=s.top_p, top_k=0)
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            out = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kwargs)
+        completions = []
+        rows = out[:, input_ids.shape[1]:].tolist()
+        for row in rows if sample else rows * s.n:
+            stop = next((i for i, t in enumerate(row) if t in self.stop_ids), None)
+            tokens = row if stop is None else row[:stop]
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            completions.append(Completion(text, len(tokens) + (stop is not None), "length" if stop is None else "stop"))
+        return completions
+
+
+class VLLMBackend:
+    """Sampling with vLLM's offline ``LLM.chat`` (optional extra; not exercised on GPU by mixer's tests yet)."""
+
+    name = "vllm"
+
+    def __init__(self, policy: str | Path, sampling: SamplingSettings, *, chat_template: str | None = None,
+                 dtype: str = "auto", seed: int = 0, gpu_memory_utilization: float = 0.9) -> None:
+        require_vllm()
+        from transformers import AutoTokenizer
+        from vllm import LLM
+
+        tokenizer = AutoTokenizer.from_pretrained(policy)
+        self.template = resolve_generation_template(tokenizer, chat_template, policy)
+        self.sampling = sampling
+        self.llm = LLM(model=str(policy), dtype=dtype, seed=seed, gpu_memory_utilization=gpu_memory_utilization)
+
+    def versions(self) -> dict[str, str]:
+        return {k: v for k in ("vllm", "torch", "transformers") if (v := package_version(k))}
+
+    def generate(self, prompts: list[list[dict[str, str]]], seeds: list[int]) -> list[list[Completion]]:
+        from vllm import SamplingParams
+
+        s = self.sampling
+        params = [SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p if s.temperature > 0 else 1.0,
+                                 max_tokens=s.max_new_tokens, seed=seed) for seed in seeds]
+        outputs = self.llm.chat(prompts, sampling_params=params, chat_template=self.template,
+                                add_generation_prompt=True, use_tqdm=False)
+        return [[Completion(o.text, len(o.token_ids), "stop" if o.finish_reason == "stop" else "length")
+                 for o in out.outputs] for out in outputs]
+
+
+def require_vllm() -> None:
+    """vLLM is optional; asking for it without it installed says how to get it."""
+    if importlib.util.find_spec("vllm") is None:
+        raise MixerError("backend vllm needs the vllm package (CUDA GPU): pip install 'mixer[vllm]'; "
+                         "or use --backend transformers")
+
+
+def make_backend(name: str, policy: str | Path, sampling: SamplingSettings, *, chat_template: str | None,
+                 dtype: str, seed: int) -> Backend:
+    """The backend by name; vLLM is checked before anything is loaded."""
+    if name == "transformers":
+        return TransformersBackend(policy, sampling, chat_template=chat_template, dtype=dtype)
+    if name == "vllm":
+        return VLLMBackend(policy, sampling, chat_template=chat_template, dtype=dtype, seed=seed)
+    raise MixerError(f"backend must be one of {', '.join(BACKENDS)}; got {name!r}")

@@ -1,0 +1,189 @@
+"""Prompts for ``mixer generate``: from a built mixture (SFT or preference) or from any recipe source.
+
+A prompt is the context a policy answers: a conversation that ends with a user turn. Two ways to cut it
+from a record (``prompt_mode``):
+
+- ``first_user``: the conversation up to and including its first user turn (a leading system turn is
+  kept), the single-turn prompts Llama 2's rejection sampling and most on-policy pipelines use;
+- ``conversation``: everything before the record's last assistant turn, so the policy answers the final
+  user turn of a multi-turn conversation with the earlier turns as context.
+
+Every record read is accounted for: taken, or skipped with a reason (``no_user_turn``, ``duplicate_prompt``
+for an exact repeat of an earlier prompt, ``beyond_max_prompts``, ``adapter_dropped:<reason>`` for what a
+recipe source's adapter itself drops).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mixer.errors import InputError, Location, MixerError, RecordError
+
+PROMPT_MODES = ("first_user", "conversation")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One prompt: ``key`` is unique in the run (the record id, suffixed on a repeat) and seeds its samples."""
+
+    key: str
+    dataset: str
+    record_id: str
+    messages: list[dict[str, str]]
+
+
+@dataclass
+class PromptSet:
+    """The prompts of a run and what happened to every record they were cut from."""
+
+    prompts: list[Prompt]
+    records_read: int
+    skipped: Counter[str] = field(default_factory=Counter)
+    inputs: list[str] = field(default_factory=list)
+
+
+def cut_prompt(messages: list[dict[str, str]], mode: str) -> list[dict[str, str]] | None:
+    """The prompt part of a conversation (see the module docstring), or None when it has no user turn."""
+    if mode not in PROMPT_MODES:
+        raise MixerError(f"prompt_mode must be one of {', '.join(PROMPT_MODES)}; got {mode!r}")
+    clean = [{"role": m["role"], "content": m["content"]} for m in messages]
+    if mode == "first_user":
+        for i, m in enumerate(clean):
+            if m["role"] == "user":
+                return clean[:i + 1]
+        return None
+    last = len(clean)
+    if clean and clean[-1]["role"] == "assistant":
+        last = max(i for i, m in enumerate(clean) if m["role"] == "assistant")
+    context = clean[:last]
+    while context and context[-1]["role"] != "user":  # a trailing system turn has nothing to answer
+        context = context[:-1]
+    return context or None
+
+
+def _digest(messages: list[dict[str, str]]) -> bytes:
+    return hashlib.blake2b(json.dumps(messages, ensure_ascii=False, sort_keys=True).encode(), digest_size=16).digest()
+
+
+class _Collector:
+    def __init__(self, mode: str, max_prompts: int | None) -> None:
+        self.mode = mode
+        self.max_prompts = max_prompts
+        self.prompts: list[Prompt] = []
+        self.skipped: Counter[str] = Counter()
+        self.seen: set[bytes] = set()
+        self.keys: Counter[str] = Counter()
+        self.read = 0
+
+    def add(self, dataset: str, record_id: str, messages: list[dict[str, str]]) -> None:
+        self.read += 1
+        prompt = cut_prompt(messages, self.mode)
+        if prompt is None:
+            self.skipped["no_user_turn"] += 1
+            return
+        digest = _digest(prompt)
+        if digest in self.seen:
+            self.skipped["duplicate_prompt"] += 1
+            return
+        if self.max_prompts is not None and len(self.prompts) >= self.max_prompts:
+            self.skipped["beyond_max_prompts"] += 1
+            return
+        self.seen.add(digest)
+        n = self.keys[record_id]
+        self.keys[record_id] += 1
+        key = record_id if n == 0 else f"{record_id}~{n}"
+        self.prompts.append(Prompt(key, dataset, record_id, prompt))
+
+
+def _check_messages(value: Any, where: str) -> list[dict[str, str]]:
+    if not isinstance(value, list) or not value:
+        raise InputError(where, "expected a non-empty list of {role, content} messages")
+    for j, m in enumerate(value):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise InputError(where, f"message {j} is not a {{role, content}} object with string fields")
+    return value
+
+
+def read_build_prompts(path: str | Path, mode: str, max_prompts: int | None = None) -> PromptSet:
+    """Prompts from a ``mixer build`` output (``OUT/data/*.parquet``), a folder of Parquet or one file.
+
+    SFT rows (``messages``) are cut per ``mode``; preference rows use their ``prompt`` (cut the same way, so
+    ``first_user`` still takes the first user turn).
+    """
+    import pyarrow.parquet as pq
+
+    from mixer.train.data import resolve_parquet_files
+
+    files = resolve_parquet_files(path)
+    collector = _Collector(mode, max_prompts)
+    for file in files:
+        try:
+            pf = pq.ParquetFile(file)
+        except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a bad file
+            raise InputError(file, f"not a readable Parquet file: {e}") from None
+        names = pf.schema_arrow.names
+        column = "messages" if "messages" in names else "prompt" if "prompt" in names else None
+        if column is None:
+            raise InputError(file, f"no `messages` or `prompt` column (found: {', '.join(names)}); expected a "
+                                   "mixer build (SFT or preference)")
+        cols = [c for c in ("dataset", "id", column) if c in names]
+        ordinal = 0
+        for batch in pf.iter_batches(columns=cols, batch_size=1024):
+            data = batch.to_pydict()
+            for i, messages in enumerate(data[column]):
+                where = str(Location(file, record=ordinal))
+                rid = data["id"][i] if "id" in data and data["id"][i] else f"{Path(file).stem}_{ordinal}"
+                dataset = data["dataset"][i] if "dataset" in data and data["dataset"][i] else Path(file).stem
+                collector.add(str(dataset), str(rid), _check_messages(messages, where))
+                ordinal += 1
+    return PromptSet(collector.prompts, collector.read, collector.skipped, [str(f) for f in files])
+
+
+def read_recipe_prompts(recipe_path: str | Path, sources: list[str] | None, mode: str,
+                        max_prompts: int | None = None, raw_dir: str | None = None) -> PromptSet:
+    """Prompts from a recipe's sources, read through their adapters (no normalisation, filters or sampling:
+    the raw records as the adapter converts them). A malformed record stops with its file and line."""
+    from mixer.io import ParseFailure
+    from mixer.recipe import load_recipe, resolve_files
+    from mixer.records import Dropped
+    from mixer.sources import get_adapter
+    from mixer.sources.base import SourceContext
+
+    recipe = load_recipe(recipe_path, raw_dir=raw_dir)
+    by_name = {s.name: s for s in recipe.sources}
+    names = sources or list(by_name)
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise MixerError(f"{recipe_path}: no source {', '.join(map(repr, unknown))}; sources: {', '.join(by_name)}")
+    collector = _Collector(mode, max_prompts)
+    inputs: list[str] = []
+    for name in names:
+        source = by_name[name]
+        context = SourceContext(source.name, recipe.source_seed(source.name), recipe.tokenizer)
+        adapter = get_adapter(source.adapter)(source.options, context)
+        for path in resolve_files(recipe, source):
+            inputs.append(str(path))
+            for item in _read_items(adapter, path):
+                if isinstance(item.value, ParseFailure):
+                    raise InputError(item.location, f"{item.value.problem} (source {name!r})")
+                try:
+                    converted = list(adapter.convert(item.value, item.location))
+                except RecordError as e:
+                    raise InputError(item.location, f"{e} (source {name!r}, adapter {source.adapter!r})") from None
+                for out in converted:
+                    if isinstance(out, Dropped):
+                        collector.read += 1
+                        collector.skipped[f"adapter_dropped:{out.reason}"] += 1
+                    else:
+                        collector.add(out["dataset"], out["id"], list(out["messages"]))
+    return PromptSet(collector.prompts, collector.read, collector.skipped, inputs)
+
+
+def _read_items(adapter: Any, path: Path) -> Iterator[Any]:
+    return iter(adapter.read_file(path))

@@ -1,0 +1,188 @@
+"""Reward-model data and scoring, shared by ``mixer train rm`` (held-out accuracy) and ``mixer generate``.
+
+A reward model here is ``AutoModelForSequenceClassification`` with one label on top of the base model, as
+TRL's ``RewardTrainer`` builds it: the conversation is rendered with the chat template, and the score is the
+head's output at the last non-padding token. :class:`RewardScorer` scores exactly that way, so the rewards
+``mixer generate`` ranks completions by are the ones the model was trained to order.
+
+The margin (Llama 2, Touvron et al. 2023, §3.2.2) needs a graded preference per pair. Llama 2's annotators
+rated on four levels and Table 28's "Margin Small" maps them to 1, 2/3, 1/3 and 0. UltraFeedback rates each
+response 1-10 instead, so the gap of the two ratings is mapped linearly: ``m = min(gap / full_gap, 1)``; with
+the default ``full_gap = 3`` gaps of 0, 1, 2 and 3+ points reproduce the four Llama 2 values.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from mixer.errors import MixerError
+from mixer.train.data import PREFERENCE_COLUMNS, DataError, load_parquet
+
+SCORE_COLUMNS = ("score_chosen", "score_rejected")
+
+
+def margin_from_scores(score_chosen: float, score_rejected: float, full_gap: float = 3.0) -> float:
+    """Llama 2's margin for one pair from its two ratings: 0 for no gap, 1 from ``full_gap`` points up.
+
+    A negative gap (the "chosen" side rated lower, which a binarisation should not produce) gets 0: the
+    margin only ever asks for *more* separation, never for the reverse order.
+    """
+    if full_gap <= 0:
+        raise ValueError(f"full_gap must be positive, got {full_gap}")
+    gap = float(score_chosen) - float(score_rejected)
+    return min(max(gap, 0.0) / full_gap, 1.0)
+
+
+def _is_messages(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and isinstance(value[0], dict) and "role" in value[0]
+
+
+def load_reward_dataset(path: str | Path, max_rows: int | None = None, *, margin: bool = False,
+                        full_gap: float = 3.0) -> Any:
+    """Pairs for ``RewardTrainer``: ``chosen``/``rejected`` (and ``prompt`` when separate), plus ``margin``.
+
+    Reads a preference build (``prompt`` ending with a user turn, one-message ``chosen``/``rejected``) or the
+    UltraFeedback binarized file itself (string ``prompt``, whole conversations in ``chosen``/``rejected``,
+    ratings in ``score_chosen``/``score_rejected``). ``margin`` needs the ratings; a build does not keep
+    them, so the error says where they are.
+    """
+    ds = load_parquet(path, ("chosen", "rejected"), max_rows)
+    first = ds[0]
+    for col in ("chosen", "rejected"):
+        if not _is_messages(first[col]):
+            raise DataError(f"{path}: column {col!r} must be a list of {{role, content}} messages")
+    explicit_prompt = "prompt" in ds.column_names and _is_messages(first["prompt"])
+    if explicit_prompt:
+        if first["prompt"][-1]["role"] != "user":
+            raise DataError(f"{path}: `prompt` must end with a user turn (row 0 ends with "
+                            f"{first['prompt'][-1]['role']})")
+        keep = list(PREFERENCE_COLUMNS)
+    else:  # implicit prompt: chosen/rejected are whole conversations (UltraFeedback's own layout)
+        if first["chosen"][0]["role"] == "assistant":
+            raise DataError(f"{path}: `chosen` holds only the reply and there is no conversational `prompt` "
+                            "column; expected a preference build or whole conversations")
+        keep = ["chosen", "rejected"]
+    if not margin:
+        return ds.select_columns(keep)
+    missing = [c for c in SCORE_COLUMNS if c not in ds.column_names]
+    if missing:
+        raise DataError(
+            f"{path}: margin: true needs the ratings of each pair ({', '.join(SCORE_COLUMNS)}); missing "
+            f"{', '.join(missing)}. HH-RLHF has none, and a `mixer build` output does not keep them: train on "
+            "the UltraFeedback binarized Parquet itself (--data .../train_prefs-00000-of-00001.parquet) or set "
+            "margin: false"
+        )
+    ds = ds.map(lambda c, r: {"margin": margin_from_scores(c, r, full_gap)}, input_columns=list(SCORE_COLUMNS),
+                desc="Margins from rating gaps")
+    return ds.select_columns([*keep, "margin"])
+
+
+def split_eval(ds: Any, eval_size: float, seed: int) -> tuple[Any, Any | None]:
+    """A seeded held-out split: ``eval_size`` is a fraction (< 1) or a count of pairs; 0 keeps everything."""
+    if eval_size <= 0:
+        return ds, None
+    n_eval = int(eval_size) if eval_size >= 1 else max(1, round(len(ds) * eval_size))
+    if n_eval >= len(ds):
+        raise DataError(f"eval_size {eval_size:g} leaves no training pairs out of {len(ds)}")
+    parts = ds.train_test_split(test_size=n_eval, seed=seed, shuffle=True)
+    return parts["train"], parts["test"]
+
+
+def conversations(row: dict[str, Any]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """The two whole conversations a pair compares (prompt + reply, or the implicit-prompt form as is)."""
+    prompt = row.get("prompt") if _is_messages(row.get("prompt")) else []
+    return [*prompt, *row["chosen"]], [*prompt, *row["rejected"]]
+
+
+class RewardScorer:
+    """Scores whole conversations with a trained reward model (one scalar each), in batches, without grad.
+
+    ``model``/``tokenizer`` may be passed in (the model just trained); else both are loaded from
+    ``model_dir``, whose tokenizer must carry the chat template the model was trained with.
+    """
+
+    def __init__(self, model_dir: str | Path | None = None, *, model: Any = None, tokenizer: Any = None,
+                 batch_size: int = 8, dtype: str = "float32", device: str | None = None) -> None:
+        import torch
+
+        if model is None or tokenizer is None:
+            if model_dir is None:
+                raise ValueError("RewardScorer needs model_dir, or both model and tokenizer")
+            model, tokenizer = load_reward_model(model_dir, dtype=dtype, device=device)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.device = next(model.parameters()).device
+        self._torch = torch
+
+    def score(self, convs: list[list[dict[str, str]]]) -> list[float]:
+        """One reward per conversation, in order; padding on the right, as the trainer's collator pads."""
+        torch = self._torch
+        pad = self.tokenizer.pad_token_id
+        out: list[float] = []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for start in range(0, len(convs), self.batch_size):
+                ids = [list(self.tokenizer.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"])
+                       for c in convs[start:start + self.batch_size]]
+                width = max(len(x) for x in ids)
+                input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(ids), width), dtype=torch.long)
+                for i, x in enumerate(ids):
+                    input_ids[i, :len(x)] = torch.tensor(x, dtype=torch.long)
+                    mask[i, :len(x)] = 1
+                with torch.no_grad():
+                    logits = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                                        use_cache=False).logits
+                out += [float(v) for v in logits[:, 0].float().cpu().tolist()]
+        finally:
+            self.model.train(was_training)
+        return out
+
+
+def load_reward_model(model_dir: str | Path, *, dtype: str = "float32", device: str | None = None) -> tuple[Any, Any]:
+    """A saved reward model (sequence classification, one label) and its tokenizer, ready to score.
+
+    Fails clearly when the folder is not a one-label classifier (a policy given as ``--reward-model``) or its
+    tokenizer has no chat template (the conversation could not be rendered as in training).
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    except (OSError, ValueError) as e:
+        raise MixerError(f"cannot load a reward model from {model_dir}: {e}") from e
+    archs = getattr(config, "architectures", None) or []
+    if getattr(config, "num_labels", None) != 1 or not any(a.endswith("ForSequenceClassification") for a in archs):
+        raise MixerError(f"{model_dir} is not a reward model (a one-label *ForSequenceClassification; found "
+                         f"{', '.join(archs) or 'no architecture'}): train one with `mixer train rm`")
+    if not isinstance(tokenizer.chat_template, str) or not tokenizer.chat_template:
+        raise MixerError(f"{model_dir}: the tokenizer has no chat template, so conversations cannot be rendered "
+                         "the way the reward model was trained")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=getattr(torch, dtype))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return model.to(device).eval(), tokenizer
+
+
+def pairwise_accuracy(scorer: RewardScorer, pairs: Any) -> dict[str, float]:
+    """Held-out pairwise accuracy: the share of pairs whose chosen side scores strictly higher (a tie is wrong),
+    plus the mean reward gap; what Llama 2 reports for its reward models (Table 7)."""
+    chosen, rejected = zip(*(conversations(row) for row in pairs), strict=True)
+    r_chosen = scorer.score(list(chosen))
+    r_rejected = scorer.score(list(rejected))
+    gaps = [c - r for c, r in zip(r_chosen, r_rejected, strict=True)]
+    correct = sum(g > 0 for g in gaps)
+    return {
+        "eval_pairs": len(gaps),
+        "eval_pairwise_accuracy": correct / len(gaps),
+        "eval_mean_reward_gap": math.fsum(gaps) / len(gaps),
+    }

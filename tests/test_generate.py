@@ -1,0 +1,344 @@
+"""``mixer generate`` on CPU: a tiny random Llama samples, a tiny reward model trained here scores."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from test_train_rm import separable_pairs
+from train_fixtures import SFT_RECORDS, tiny_assets, write_preference_build
+from typer.testing import CliRunner
+
+from mixer.cli import app
+from mixer.errors import MixerError
+from mixer.generate import backends as backends_mod
+from mixer.generate import run as run_mod
+from mixer.generate.prompts import cut_prompt, read_build_prompts, read_recipe_prompts
+from mixer.generate.run import GenerateConfig, pick, prompt_seed, run_generate
+from mixer.train.reward import RewardScorer
+
+REPO = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _single_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    from mixer.train import launch
+
+    monkeypatch.setattr(launch, "detect_gpu_count", lambda: 0)
+
+
+@pytest.fixture(scope="module")
+def reward_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real (tiny) reward model: the random Llama with a score head, trained a few steps on toy pairs."""
+    from mixer.train.config import load_config
+    from mixer.train.rm import run_rm
+
+    root = tmp_path_factory.mktemp("gen-rm")
+    data = write_preference_build(root / "pairs", separable_pairs())
+    cfg = load_config("rm", REPO / "train" / "tiny-cpu-rm.yaml", ["max_steps=4", "eval_size=0"],
+                      model=str(tiny_assets().model), data=str(data), output_dir=str(root / "rm"))
+    run_rm(cfg)
+    return root / "rm"
+
+
+def _cfg(out: Path, reward_model: Path, **kw: object) -> GenerateConfig:
+    base: dict = {"policy": str(tiny_assets().model), "reward_model": str(reward_model), "output": str(out),
+                  "data": str(tiny_assets().sft_data), "n": 4, "max_new_tokens": 8, "seed": 7, "batch_size": 4,
+                  "shard_prompts": 4, "name": "gen"}
+    return GenerateConfig(**{**base, **kw})
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "timings.json"}
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory, reward_model: Path) -> Path:
+    out = tmp_path_factory.mktemp("gen") / "out"
+    run_generate(_cfg(out, reward_model))
+    return out
+
+
+# --- prompts ---------------------------------------------------------------------------------------
+
+
+def test_prompt_modes_cut_first_user_turn_or_context_before_last_reply() -> None:
+    conv = [{"role": "system", "content": "s"}, {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+            {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]
+    assert [m["content"] for m in cut_prompt(conv, "first_user")] == ["s", "a"]
+    assert [m["content"] for m in cut_prompt(conv, "conversation")] == ["s", "a", "b", "c"]
+    assert cut_prompt(conv[:4], "conversation") == conv[:4]  # a preference prompt ends with its user turn
+    assert cut_prompt([{"role": "assistant", "content": "x"}], "first_user") is None
+
+
+def test_build_prompts_account_for_every_record_and_skip_repeats(tmp_path: Path) -> None:
+    from train_fixtures import write_sft_build
+
+    records = [*SFT_RECORDS, {**SFT_RECORDS[0], "id": "again"}]
+    prompts = read_build_prompts(write_sft_build(tmp_path, records), "first_user", max_prompts=10)
+    assert len(prompts.prompts) == 10
+    assert prompts.records_read == 13 == len(prompts.prompts) + sum(prompts.skipped.values())
+    assert prompts.skipped == {"duplicate_prompt": 1, "beyond_max_prompts": 2}
+
+
+def test_recipe_source_prompts_come_through_the_adapter() -> None:
+    prompts = read_recipe_prompts(REPO / "recipes" / "dpo-sample.yaml", ["hh_rlhf"], "conversation",
+                                  raw_dir=str(REPO / "samples" / "raw_train"))
+    assert prompts.prompts and all(p.messages[-1]["role"] == "user" for p in prompts.prompts)
+    assert prompts.records_read == len(prompts.prompts) + sum(prompts.skipped.values())
+    assert any(k.startswith("adapter_dropped:") for k in prompts.skipped)
+
+
+# --- picking ---------------------------------------------------------------------------------------
+
+
+def _s(i: int, reward: float | None, text: str = "", finish: str = "stop") -> dict:
+    return {"sample": i, "reward": reward, "completion": text or f"reply {i}", "finish_reason": finish, "n_tokens": 3}
+
+
+def test_pick_takes_highest_and_lowest_reward_and_names_why_no_pair() -> None:
+    best, worst, reason, _ = pick([_s(0, 0.1), _s(1, 0.9), _s(2, -0.5), _s(3, 0.9)], dedup=True,
+                                  keep_truncated=True, min_reward_gap=0.0)
+    assert (best["sample"], worst["sample"], reason) == (1, 2, None)  # ties go to the lower index
+    assert pick([_s(0, 0.1), _s(1, 0.3)], dedup=True, keep_truncated=True, min_reward_gap=0.5)[2] == \
+        "reward_gap_below_min"
+    assert pick([_s(0, 0.1, "same"), _s(1, 0.1, " same ")], dedup=True, keep_truncated=True,
+                min_reward_gap=0)[2] == "fewer_than_two_distinct_completions"
+    assert pick([_s(0, None), _s(1, None)], dedup=True, keep_truncated=True, min_reward_gap=0)[2] == \
+        "no_valid_completion"
+    assert pick([_s(0, 0.2, finish="length"), _s(1, 0.1)], dedup=True, keep_truncated=False,
+                min_reward_gap=0)[2] == "fewer_than_two_distinct_completions"
+
+
+def test_prompt_seeds_depend_only_on_run_seed_and_prompt_key() -> None:
+    assert prompt_seed(1, "a") == prompt_seed(1, "a") != prompt_seed(2, "a")
+    assert prompt_seed(1, "a") != prompt_seed(1, "b")
+
+
+# --- generation --------------------------------------------------------------------------------------
+
+
+def test_generate_scores_n_samples_per_prompt_and_keeps_best_and_worst(generated: Path, reward_model: Path) -> None:
+    samples = pq.read_table(generated / "shards").to_pylist()
+    assert len(samples) == len(SFT_RECORDS) * 4 and len(list((generated / "shards").glob("*.parquet"))) == 3
+    scored = [s for s in samples if s["reward"] is not None]
+    rescored = RewardScorer(reward_model, batch_size=1).score(
+        [[*s["prompt"], {"role": "assistant", "content": s["completion"]}] for s in scored])
+    assert [s["reward"] for s in scored] == pytest.approx(rescored, abs=1e-5)
+    by_key: dict[str, list[dict]] = {}
+    for s in scored:
+        by_key.setdefault(s["prompt_key"], []).append(s)
+    best = pq.read_table(generated / "best_of_n" / "data").to_pylist()
+    pairs = pq.read_table(generated / "best_vs_worst" / "data").to_pylist()
+    assert best and pairs
+    for row in best:
+        group = by_key[row["prompt_id"]]
+        assert row["reward"] == max(s["reward"] for s in group)
+        assert row["messages"][-1]["role"] == "assistant" and row["messages"][-2]["role"] == "user"
+    for row in pairs:
+        group = by_key[row["prompt_id"]]
+        assert row["reward_chosen"] == max(s["reward"] for s in group)
+        assert row["reward_rejected"] == min(s["reward"] for s in group)
+        assert row["prompt"][-1]["role"] == "user" and row["chosen"][0]["content"] != row["rejected"][0]["content"]
+    card = json.loads((generated / "card.json").read_text())
+    assert card["prompts"]["generated"] == len(SFT_RECORDS) == card["best_vs_worst"]["pairs"] + sum(
+        card["best_vs_worst"]["no_pair"].values())
+    assert card["samples"]["total"] == len(samples)
+    assert card["backend"]["name"] == "transformers" and "transformers" in card["backend"]["versions"]
+    assert card["rewards"]["per_prompt_spread"]["count"] > 0 and card["lengths"]["chosen_tokens"]["count"] == len(pairs)
+    assert "Prompts" in (generated / "README.md").read_text()
+
+
+def test_two_runs_with_one_seed_write_identical_files(generated: Path, reward_model: Path, tmp_path: Path) -> None:
+    run_generate(_cfg(tmp_path / "again", reward_model))
+    assert _files(tmp_path / "again") == _files(generated)
+
+
+def test_an_interrupted_run_resumes_to_the_same_bytes(generated: Path, reward_model: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    real = backends_mod.TransformersBackend.generate
+    calls = {"n": 0}
+
+    def flaky(self, prompts, seeds):  # noqa: ANN001, ANN202 - the backend's own signature
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, prompts, seeds)
+
+    monkeypatch.setattr(backends_mod.TransformersBackend, "generate", flaky)
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        run_generate(_cfg(out, reward_model))
+    assert [p.name for p in (out / "shards").glob("*.parquet")] == ["samples-00000.parquet"]
+    assert not (out / "card.json").exists()
+    monkeypatch.setattr(backends_mod.TransformersBackend, "generate", real)
+    run_generate(_cfg(out, reward_model))
+    assert _files(out) == _files(generated)
+
+
+def test_a_finished_run_is_not_redone(generated: Path, reward_model: Path, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "done"
+    shutil.copytree(generated, out)
+
+    def no_models(*a: object, **k: object) -> None:
+        raise AssertionError("models loaded for a finished run")
+
+    monkeypatch.setattr(run_mod, "_load_models", no_models)
+    card = run_generate(_cfg(out, reward_model))
+    assert card == json.loads((generated / "card.json").read_text())
+    # a pick setting changes what is picked from the same shards, still without sampling again
+    card = run_generate(_cfg(out, reward_model, min_reward_gap=1e9))
+    assert card["best_vs_worst"]["pairs"] == 0
+    assert card["best_vs_worst"]["no_pair"].get("reward_gap_below_min", 0) > 0
+
+
+def test_greedy_duplicates_are_counted_as_no_distinct_pair(reward_model: Path, tmp_path: Path) -> None:
+    card = run_generate(_cfg(tmp_path / "greedy", reward_model, temperature=0.0, n=3, max_prompts=4))
+    assert card["best_vs_worst"] == {"pairs": 0, "no_pair": {"fewer_than_two_distinct_completions": 4}}
+    assert card["samples"]["duplicate"] == 8 and card["best_of_n"]["rows"] == 4
+
+
+def test_a_foreign_folder_or_other_settings_are_refused(generated: Path, reward_model: Path, tmp_path: Path) -> None:
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(MixerError, match="not a mixer generate output"):
+        run_generate(_cfg(foreign, reward_model))
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    with pytest.raises(MixerError, match="sampling.n differ"):
+        run_generate(_cfg(generated, reward_model, n=2))
+
+
+def test_cli_errors_exit_2_without_traceback(reward_model: Path, tmp_path: Path) -> None:
+    a = tiny_assets()
+    no_template = tmp_path / "policy"
+    shutil.copytree(a.model, no_template)
+    config = json.loads((no_template / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (no_template / "tokenizer_config.json").write_text(json.dumps(config))
+    for f in no_template.glob("chat_template.*"):
+        f.unlink()
+    base = ["generate", "--reward-model", str(reward_model), "--data", str(a.sft_data), "-n", "2",
+            "--max-new-tokens", "4"]
+    result = runner.invoke(app, [*base, "--policy", str(no_template), "--output", str(tmp_path / "o1")])
+    assert result.exit_code == 2 and "no chat template" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, [*base, "--policy", str(a.model), "--output", str(tmp_path / "o2"),
+                                 "--backend", "vllm"])
+    if backends_mod.package_version("vllm") is None:
+        assert result.exit_code == 2 and "mixer[vllm]" in result.output
+    result = runner.invoke(app, [*base, "--policy", str(a.model), "--output", str(tmp_path / "o3"),
+                                 "--reward-model", str(a.model)])
+    assert result.exit_code == 2 and "not a reward model" in result.output
+    result = runner.invoke(app, [*base, "--policy", str(a.model), "--output", str(tmp_path / "o4"), "--recipe", "x"])
+    assert result.exit_code == 2 and "exactly one of --data" in result.output
+
+
+def test_outputs_build_through_recipes_and_train_with_sft_and_dpo(generated: Path, tmp_path: Path) -> None:
+    import math
+
+    from mixer.build import build
+    from mixer.recipe import load_recipe
+    from mixer.train.config import load_config
+    from mixer.train.dpo import build_dpo_trainer
+    from mixer.train.sft import build_sft_trainer
+
+    sft_build = build(load_recipe(REPO / "recipes" / "generated-sft.yaml", raw_dir=str(generated),
+                                  output=str(tmp_path / "sft-build")))
+    dpo_build = build(load_recipe(REPO / "recipes" / "generated-dpo.yaml", raw_dir=str(generated),
+                                  output=str(tmp_path / "dpo-build")))
+    best = pq.read_table(generated / "best_of_n" / "data").to_pylist()
+    pairs = pq.read_table(generated / "best_vs_worst" / "data").to_pylist()
+    built = pq.read_table(sft_build.out / "data").to_pylist()
+    (source,) = sft_build.card["sources"]
+    assert source["records_in"] == len(best) == source["dropped_total"] + source["not_sampled"] + source["selected"]
+    assert {r["id"] for r in built} <= {r["id"] for r in best} and all(r["dataset"] == "gen" for r in built)
+    (source,) = dpo_build.card["sources"]
+    assert source["records_in"] == len(pairs)
+    a = tiny_assets()
+    sft = load_config("sft", REPO / "train" / "tiny-cpu.yaml", ["max_steps=2"], model=str(a.model),
+                      data=str(sft_build.out), output_dir=str(tmp_path / "sft"))
+    trainer = build_sft_trainer(sft)
+    trainer.train()
+    assert all(math.isfinite(h["loss"]) for h in trainer.state.log_history if "loss" in h)
+    dpo = load_config("dpo", REPO / "train" / "tiny-cpu-dpo.yaml", ["max_steps=1"], model=str(a.model),
+                      data=str(dpo_build.out), output_dir=str(tmp_path / "dpo"))
+    trainer = build_dpo_trainer(dpo)
+    trainer.train()
+    first = next(h for h in trainer.state.log_history if "loss" in h)
+    assert first["loss"] == pytest.approx(math.log(2), abs=1e-4)
+
+
+def test_preference_adapter_reads_pairs_and_rejects_malformed_ones() -> None:
+    from mixer.errors import Location, RecordError
+    from mixer.sources.base import SourceContext
+    from mixer.sources.preference import Preference, PreferenceOptions
+
+    adapter = Preference(PreferenceOptions(), SourceContext("p", 0))
+    loc = Location("pairs.parquet", record=3)
+    user, good, bad = ({"role": r, "content": c} for r, c in (("user", "q"), ("assistant", "a"), ("assistant", "b")))
+    (record,) = adapter.convert({"prompt": [user], "chosen": [good], "rejected": [bad]}, loc)
+    assert record["id"] == "preference_3" and record["messages"] == [user, good] and record["rejected"] == [bad]
+    (dropped,) = adapter.convert({"prompt": [user], "chosen": [good], "rejected": [dict(good, content=" a ")]}, loc)
+    assert dropped.reason == "chosen_equals_rejected"
+    with pytest.raises(RecordError, match="ending with a user turn"):
+        list(adapter.convert({"prompt": [good], "chosen": [good], "rejected": [bad]}, loc))
+    with pytest.raises(RecordError, match="exactly one assistant"):
+        list(adapter.convert({"prompt": [user], "chosen": [user], "rejected": [bad]}, loc))
+
+
+def test_vllm_backend_maps_outputs_to_the_shared_format_with_one_seed_per_prompt(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """vLLM cannot run here (no GPU, no CPU wheel): a stand-in module records what the backend asks of vLLM's
+    documented offline API (LLM(...), SamplingParams(n, seed, ...), LLM.chat) and returns its output shape."""
+    import sys
+    import types
+    from dataclasses import dataclass, field
+
+    calls: dict = {}
+
+    @dataclass
+    class SamplingParams:
+        n: int
+        temperature: float
+        top_p: float
+        max_tokens: int
+        seed: int
+
+    @dataclass
+    class Out:
+        text: str
+        token_ids: list = field(default_factory=list)
+        finish_reason: str = "stop"
+
+    class LLM:
+        def __init__(self, **kwargs: object) -> None:
+            calls["init"] = kwargs
+
+        def chat(self, messages, sampling_params, **kwargs):  # noqa: ANN001, ANN201, ANN003
+            calls["chat"] = (messages, sampling_params, kwargs)
+            return [types.SimpleNamespace(outputs=[Out(f"r{i}{j}", [1] * (j + 1), "length" if j else "stop")
+                                                   for j in range(p.n)]) for i, p in enumerate(sampling_params)]
+
+    fake = types.ModuleType("vllm")
+    fake.LLM, fake.SamplingParams = LLM, SamplingParams
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    monkeypatch.setattr(backends_mod, "require_vllm", lambda: None)
+    sampling = backends_mod.SamplingSettings(n=2, temperature=0.7, top_p=0.9, max_new_tokens=16)
+    backend = backends_mod.VLLMBackend(tiny_assets().model, sampling, seed=3)
+    prompts = [[{"role": "user", "content": "a"}], [{"role": "user", "content": "b"}]]
+    out = backend.generate(prompts, [11, 12])
+    assert out == [[backends_mod.Completion("r00", 1, "stop"), backends_mod.Completion("r01", 2, "length")],
+                   [backends_mod.Completion("r10", 1, "stop"), backends_mod.Completion("r11", 2, "length")]]
+    messages, params, kwargs = calls["chat"]
+    assert messages == prompts and [p.seed for p in params] == [11, 12]
+    assert {(p.n, p.temperature, p.top_p, p.max_tokens) for p in params} == {(2, 0.7, 0.9, 16)}
+    assert kwargs["add_generation_prompt"] is True and "<|assistant|>" in kwargs["chat_template"]
+    assert calls["init"]["seed"] == 3

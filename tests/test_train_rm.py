@@ -1,0 +1,137 @@
+"""Reward models: real TRL RewardTrainer steps on CPU with a tiny random Llama, margins, held-out accuracy."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from train_fixtures import tiny_assets, write_preference_build
+from typer.testing import CliRunner
+
+from mixer.errors import MixerError
+from mixer.train.cli import app
+from mixer.train.config import ConfigError, RMRunConfig, load_config
+from mixer.train.reward import RewardScorer, load_reward_dataset, load_reward_model, margin_from_scores
+from mixer.train.rm import build_rm_trainer, run_rm, warmup_steps
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_RM = REPO / "train" / "tiny-cpu-rm.yaml"
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _single_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    from mixer.train import launch
+
+    monkeypatch.setattr(launch, "detect_gpu_count", lambda: 0)
+
+
+def _m(role: str, content: str) -> dict[str, str]:
+    return {"role": role, "content": content}
+
+
+def separable_pairs(n: int = 24) -> list[dict]:
+    """Chosen replies are always the same polite answer, rejected ones always the same refusal: one feature
+    (the reply's tokens) separates every pair, so a reward model can reach full accuracy."""
+    return [{"dataset": "toy_rm", "id": f"sep_{i}", "prompt": [_m("user", f"The quick brown fox {i} jumps?")],
+             "chosen": [_m("assistant", "Yes, on a clear day.")],
+             "rejected": [_m("assistant", "No, it is green.")]} for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def separable_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_preference_build(tmp_path_factory.mktemp("rm-sep"), separable_pairs())
+
+
+def _cfg(data: Path, out: Path, *sets: str) -> RMRunConfig:
+    a = tiny_assets()
+    return load_config("rm", TINY_RM, list(sets), model=str(a.model), data=str(data), output_dir=str(out))
+
+
+def test_margin_maps_rating_gaps_to_llama2_margin_small() -> None:
+    # Table 28 "Margin Small": negligibly better 0, slightly better 1/3, better 2/3, significantly better 1
+    assert [margin_from_scores(8, 8 - g) for g in (0, 1, 2, 3)] == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    assert margin_from_scores(10, 1) == 1.0  # capped
+    assert margin_from_scores(7.5, 6.0) == pytest.approx(0.5)  # half points scale linearly
+    assert margin_from_scores(5, 7) == 0.0  # a reversed pair never asks for the reverse order
+    assert margin_from_scores(9, 5, full_gap=8) == pytest.approx(0.5)
+
+
+def test_rm_recipe_carries_the_llama2_values() -> None:
+    cfg = load_config("rm", REPO / "train" / "rm.yaml")
+    assert (cfg.num_train_epochs, cfg.learning_rate, cfg.effective_batch_size) == (1.0, 1e-5, 512)
+    assert (cfg.lr_scheduler_type, cfg.trl_args["lr_scheduler_kwargs"]) == ("cosine_with_min_lr", {"min_lr_rate": 0.1})
+    assert (cfg.warmup_ratio, cfg.min_warmup_steps) == (0.03, 5)
+    assert cfg.margin is False and cfg.batching == "padded"
+
+
+def test_warmup_is_three_percent_of_steps_but_at_least_five() -> None:
+    cfg = load_config("rm", REPO / "train" / "rm.yaml")
+    assert warmup_steps(cfg, n_train=512 * 100, n_processes=8) == 5  # 3 % of 100 steps = 3 -> 5
+    assert warmup_steps(cfg, n_train=512 * 1000, n_processes=8) == 30
+    assert warmup_steps(cfg, n_train=512 * 2, n_processes=8) == 2  # never more than the run has
+
+
+def test_rm_rejects_padding_free_batches() -> None:
+    with pytest.raises(ConfigError, match="padded"):
+        load_config("rm", TINY_RM, ["batching=padding_free"])
+
+
+def test_rm_loss_falls_and_held_out_accuracy_is_written(separable_build: Path, tmp_path: Path) -> None:
+    cfg = _cfg(separable_build, tmp_path / "rm", "max_steps=12")
+    metrics = run_rm(cfg)
+    lines = [json.loads(x) for x in (tmp_path / "rm" / "metrics.jsonl").read_text().splitlines()]
+    losses = [x["loss"] for x in lines if "loss" in x]
+    assert len(losses) == 12 and all(math.isfinite(v) for v in losses)
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.1, losses
+    result = json.loads((tmp_path / "rm" / "rm_eval.json").read_text())
+    assert result["eval_pairs"] == 4 and result["eval_pairwise_accuracy"] == 1.0
+    assert lines[-1]["eval_pairwise_accuracy"] == 1.0 and metrics["eval_pairwise_accuracy"] == 1.0
+    # the saved folder is a reward model a scorer can load, and it orders the pair as trained
+    scorer = RewardScorer(tmp_path / "rm")
+    good, bad = scorer.score([[_m("user", "Is it?"), _m("assistant", "Yes, on a clear day.")],
+                              [_m("user", "Is it?"), _m("assistant", "No, it is green.")]])
+    assert good > bad
+
+
+def test_held_out_pairs_are_not_trained_on(separable_build: Path, tmp_path: Path) -> None:
+    trainer = build_rm_trainer(_cfg(separable_build, tmp_path))
+    assert len(trainer.train_dataset) == 20 and len(trainer.mixer_eval_pairs) == 4
+
+
+def test_margin_column_comes_from_ultrafeedback_ratings(tmp_path: Path) -> None:
+    rows = [{"prompt": f"q{i}", "prompt_id": str(i), "chosen": [_m("user", f"q{i}"), _m("assistant", "good")],
+             "rejected": [_m("user", f"q{i}"), _m("assistant", "bad")], "score_chosen": 8.0,
+             "score_rejected": 8.0 - i} for i in range(4)]
+    path = tmp_path / "train_prefs.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    ds = load_reward_dataset(path, margin=True)
+    assert ds.column_names == ["chosen", "rejected", "margin"]
+    assert ds["margin"] == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    assert load_reward_dataset(path).column_names == ["chosen", "rejected"]
+
+
+def test_margin_without_ratings_exits_2_naming_the_columns(tmp_path: Path) -> None:
+    a = tiny_assets()
+    result = runner.invoke(app, ["rm", "--config", str(TINY_RM), "--model", str(a.model), "--data",
+                                 str(a.pref_data), "--output-dir", str(tmp_path), "--set", "margin=true"])
+    assert result.exit_code == 2, result.output
+    assert "score_chosen" in result.output and "Traceback" not in result.output
+
+
+def test_rm_dry_run_prints_the_resolved_config() -> None:
+    result = runner.invoke(app, ["rm", "--config", "tiny-cpu-rm", "--model", "m", "--data", "d",
+                                 "--output-dir", "o", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "margin: false" in result.output and "in-process" in result.output
+
+
+def test_a_policy_model_is_not_taken_for_a_reward_model() -> None:
+    with pytest.raises(MixerError, match="not a reward model"):
+        load_reward_model(tiny_assets().model)
