@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import torch
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
     from trl.trainer.utils import add_fused_lm_head
 
@@ -88,14 +89,17 @@ def main(argv: list[str] | None = None) -> int:
             torch.cuda.synchronize()
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
         batch = batches[2]
-        tokens = int(batch["input_ids"].numel())
+        tokens = int(batch["input_ids"].numel())  # a packed batch is one bin of max_length
         t0 = time.perf_counter()
         with profile(activities=activities) as prof:
             step(batch)
             if gpu:
                 torch.cuda.synchronize()
         wall = time.perf_counter() - t0
-        events = [e for e in prof.key_averages() if (e.device_time_total if gpu else e.self_cpu_time_total) > 0]
+        # on a GPU, count kernels only (an aten op's "self CUDA" time is its kernels' time again)
+        events = [e for e in prof.key_averages()
+                  if (e.self_device_time_total > 0 and e.device_type == DeviceType.CUDA if gpu
+                      else e.self_cpu_time_total > 0)]
         total_us = sum((e.self_device_time_total if gpu else e.self_cpu_time_total) for e in events)
         by_kind: dict[str, float] = defaultdict(float)
         for e in events:
