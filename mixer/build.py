@@ -4,12 +4,12 @@ replaces the output folder only when everything succeeded."""
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mixer.card import build_card, render_markdown
+from mixer.engine import LocalEngine
 from mixer.pipeline import BuildState, Reporter, file_info, peak_rss_mb, run_stages, shuffled_output
 from mixer.plots import render_plot_section, write_plots
 from mixer.recipe import Recipe
@@ -27,13 +27,15 @@ class BuildResult:
 def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None = None) -> BuildResult:
     """Build the mixture the recipe describes into ``recipe.output``.
 
-    ``workers``: processes for reading sources and counting tokens (default: all cores).
+    ``workers``: processes for reading sources and counting tokens (default: all cores); the build
+    runs on a ``LocalEngine`` of that many workers.
     """
-    state = run_stages(recipe, reporter, workers)
-    try:
-        return _write(recipe, state)
-    finally:
-        state.close()
+    with LocalEngine(workers) as engine:
+        state = run_stages(recipe, reporter, engine)
+        try:
+            return _write(recipe, state)
+        finally:
+            state.close()
 
 
 def _write(recipe: Recipe, state: BuildState) -> BuildResult:
@@ -52,17 +54,16 @@ def _write(recipe: Recipe, state: BuildState) -> BuildResult:
                         files.append(f"dropped/{path.name}")
                 return files
 
-            with ThreadPoolExecutor(1) as side:  # dropped/ is written while the shards are
-                dropped_files = side.submit(dropped)
-                written = write_shards(selected, order, recipe.kind, tmp / "data", opts.shard_max_bytes,
-                                       opts.row_group_rows, work_dir=state.work_dir, workers=state.workers)
-                shards = []
-                for path, rows in written:
-                    info = file_info(path)
-                    shards.append({"path": f"data/{path.name}", "rows": rows, "bytes": info.bytes,
-                                   "sha256": info.sha256})
+            dropped_files = state.executor.submit(dropped, threads=True)  # written while the shards are
+            written = write_shards(selected, order, recipe.kind, tmp / "data", opts.shard_max_bytes,
+                                   opts.row_group_rows, work_dir=state.work_dir, executor=state.executor)
+            shards = []
+            for path, rows in written:
+                info = file_info(path)
+                shards.append({"path": f"data/{path.name}", "rows": rows, "bytes": info.bytes,
+                               "sha256": info.sha256})
         with state.timed("card"):
-            card = build_card(state, shards, dropped_files.result())
+            card = build_card(state, shards, dropped_files())
             plot_paths = write_plots(card, tmp / "data", tmp / "plots")
             card["outputs"]["plots"] = [f"plots/{p.name}" for p in plot_paths]
             (tmp / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n",

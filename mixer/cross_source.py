@@ -119,47 +119,49 @@ def near_dedup(state: BuildState) -> None:
     """MinHash LSH near-duplicates across sources; the copy from the source listed first is kept."""
     from mixer.dedup.near import (
         NearItem,
-        SignaturePool,
         find_near_duplicates,
         key_text,
         load_against,
+        signatures_async,
         summarise_near,
     )
 
-    near = state.recipe.dedup.near
-    assert near is not None
-    config = dataclasses.replace(near, workers=near.workers or state.workers)
+    config = state.recipe.dedup.near
+    assert config is not None
     names = [s.name for s in state.recipe.sources]
     total = sum(len(state.alive.get(n, [])) for n in names if n in state.candidates)
     sig = np.empty((total, config.num_perm), dtype=np.uint32)  # items' signatures, in item order
     items: list[NearItem] = []  # without their texts: signatures are made batch by batch
     where: list[tuple[str, int]] = []
-    with SignaturePool(config.ngram, config.num_perm, config.seed, config.n_workers()) as pool:
 
-        def sign(table: SpillFiles, rows: np.ndarray) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
-            messages = table.take(rows, ["messages"]).column(0).to_pylist()
-            pending = pool.submit([key_text(m, config.key) for m in messages])
-            return lambda: (rows, pending())
+    def submit(texts: list[str]) -> Callable[[], np.ndarray]:
+        return signatures_async(texts, config.ngram, config.num_perm, config.seed, state.executor,
+                                width=config.workers)
 
-        for rank, name in enumerate(names):
-            table = state.candidates.get(name)
-            alive = np.asarray(state.alive.get(name, []), dtype=np.int64)
-            if table is None or not len(alive):
-                continue
-            stored = SourceSignatures.load(state.read_entries.get(name), config, table)
-            need = alive[~stored.has[alive]]
-            batches = (sign(table, need[i:i + CHUNK_ROWS]) for i in range(0, len(need), CHUNK_ROWS))
-            for rows, signed in one_ahead(batches):  # one batch signed while the next is prepared
-                stored.put(rows, signed)
-            stored.save()
-            sig[len(items):len(items) + len(alive)] = stored.sig[alive]
-            ids = table.column("id").to_pylist()
-            items.extend(NearItem("", rank, int(stored.chars[r]), ids[r], name) for r in alive.tolist())
-            where.extend((name, r) for r in alive.tolist())
-            del stored, ids
-        against = load_against(config.against, config.key) if config.against else []
-        if against:
-            sig = np.concatenate([sig, pool.submit([text for _, text, _ in against])()], axis=0)
+    def sign(table: SpillFiles, rows: np.ndarray) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+        messages = table.take(rows, ["messages"]).column(0).to_pylist()
+        pending = submit([key_text(m, config.key) for m in messages])
+        return lambda: (rows, pending())
+
+    for rank, name in enumerate(names):
+        table = state.candidates.get(name)
+        alive = np.asarray(state.alive.get(name, []), dtype=np.int64)
+        if table is None or not len(alive):
+            continue
+        stored = SourceSignatures.load(state.read_entries.get(name), config, table)
+        need = alive[~stored.has[alive]]
+        batches = (sign(table, need[i:i + CHUNK_ROWS]) for i in range(0, len(need), CHUNK_ROWS))
+        for rows, signed in one_ahead(batches):  # one batch signed while the next is prepared
+            stored.put(rows, signed)
+        stored.save()
+        sig[len(items):len(items) + len(alive)] = stored.sig[alive]
+        ids = table.column("id").to_pylist()
+        items.extend(NearItem("", rank, int(stored.chars[r]), ids[r], name) for r in alive.tolist())
+        where.extend((name, r) for r in alive.tolist())
+        del stored, ids
+    against = load_against(config.against, config.key) if config.against else []
+    if against:
+        sig = np.concatenate([sig, submit([text for _, text, _ in against])()], axis=0)
     found = find_near_duplicates(items, config, against, signatures_cache=sig)
     del sig
     per_source: dict[str, dict[int, Dropped]] = {}

@@ -25,10 +25,8 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,7 @@ import orjson
 import pyarrow as pa
 
 from mixer.dedup.exact import ExactDeduplicator, content_hash
+from mixer.engine import Executor, LocalEngine
 from mixer.errors import InputError, MixerError, RecordError
 from mixer.filters import LLMMentionFilter, TurnCountFilter
 from mixer.io import FilePart, ParseFailure, splittable
@@ -84,8 +83,9 @@ class BuildState:
 
     recipe: Recipe
     reporter: Reporter
-    #: worker processes for reading and token counting
-    workers: int = 1
+    #: where the stages' units of work run (``mixer.engine``); ``timed`` releases its workers after
+    #: each stage
+    executor: Executor = field(default_factory=LocalEngine)
     #: where the stages keep their intermediate Arrow files (candidates, selected records)
     work_dir: Path = field(default_factory=Path)
     stats: dict[str, SourceStats] = field(default_factory=dict)
@@ -130,6 +130,7 @@ class BuildState:
         try:
             yield
         finally:
+            self.executor.release()
             t = self.timings.setdefault(stage, StageTiming())
             t.wall_s += time.perf_counter() - t0
             t.cpu_s += time.process_time() - c0
@@ -296,7 +297,7 @@ def read_source(recipe: Recipe, source: Source, work_dir: Path, *, gate: bool, c
     context = SourceContext(source.name, recipe.source_seed(source.name), recipe.tokenizer)
     adapter = get_adapter(source.adapter)(source.options, context)
     record_gate = RecordGate(recipe) if gate else None
-    counter = TokenCounter(recipe.tokenizer, workers=1) if count_tokens else None
+    counter = TokenCounter(recipe.tokenizer) if count_tokens else None  # in this process
     name = "candidates.arrow" if only is None else f"candidates-{only.file_index:03d}-{only.part.index:03d}.arrow"
     store = CandidateStore(work_dir / name, counter)
     skip = source.on_error == "skip"
@@ -442,8 +443,8 @@ def read_sources(state: BuildState, work_dir: Path, *, gate: bool) -> None:
             state.warn(f"source {s.name!r} left out: {why}")
         else:
             todo.append(s)
-    with ThreadPoolExecutor(max(1, state.workers)) as hashing:  # hashlib releases the GIL
-        infos = {s.name: list(hashing.map(file_info, resolve_files(recipe, s))) for s in todo}
+    infos = {s.name: list(state.executor.map(file_info, resolve_files(recipe, s), threads=True))  # hashlib
+             for s in todo}                                                                       # drops the GIL
     # sources whose every record may reach the output get their tokens counted while reading
     eager = {s.name: gate and s.take == "all" for s in todo}
     root = read_cache_root()
@@ -464,7 +465,7 @@ def read_sources(state: BuildState, work_dir: Path, *, gate: bool) -> None:
             folders[s.name].mkdir()
     missing = [s for s in todo if s.name not in results]
     sizes = {s.name: sum(f.bytes for f in infos[s.name]) for s in missing}
-    workers = min(state.workers, max(1, len(missing)))
+    workers = min(state.executor.parallelism, max(1, len(missing)))
     try:
         if workers > 1 and sum(sizes.values()) >= PARALLEL_MIN_BYTES:
             # tasks (whole sources, or parts of large files) largest first, so the processes end together
@@ -476,17 +477,14 @@ def read_sources(state: BuildState, work_dir: Path, *, gate: bool) -> None:
                         infos[s.name][only.file_index].bytes // only.part.count
                     tasks.append((size, s, only))
             tasks.sort(key=lambda t: -t[0])
-            state.reporter.start(f"read {len(missing)} sources ({len(tasks)} tasks) in {workers} processes",
-                                 total=len(tasks))
+            state.reporter.start(f"read {len(missing)} sources in {len(tasks)} tasks", total=len(tasks))
             parts: dict[str, list[tuple[tuple[int, int], SourceRead]]] = {s.name: [] for s in missing}
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                futures = [(s.name, only, pool.submit(_read_task, (recipe, s.name, folders[s.name], gate,
-                                                                   eager[s.name], infos[s.name], only)))
-                           for _, s, only in tasks]
-                for name, only, future in futures:
-                    rank = (only.file_index, only.part.index) if only is not None else (0, 0)
-                    parts[name].append((rank, future.result()))
-                    state.reporter.advance()
+            units = [(recipe, s.name, folders[s.name], gate, eager[s.name], infos[s.name], only)
+                     for _, s, only in tasks]
+            for (_, s, only), result in zip(tasks, state.executor.map(_read_task, units), strict=True):
+                rank = (only.file_index, only.part.index) if only is not None else (0, 0)
+                parts[s.name].append((rank, result))
+                state.reporter.advance()
             state.reporter.finish()
             for s in missing:
                 ordered = [r for _, r in sorted(parts[s.name], key=lambda x: x[0])]
@@ -733,15 +731,15 @@ def allowed(recipe: Recipe, source: Source) -> str | None:
     return None
 
 
-def run_stages(recipe: Recipe, reporter: Reporter | None = None, workers: int | None = None,
+def run_stages(recipe: Recipe, reporter: Reporter | None = None, executor: Executor | None = None,
                work_dir: Path | None = None) -> BuildState:
     """Run every stage up to the selected records per source (no output files written).
 
-    The selected records are Arrow files in ``work_dir`` (default: a temporary folder that
-    ``state.close()`` deletes).
+    ``executor``: where the stages' work runs (default: ``LocalEngine`` on every core). The selected
+    records are Arrow files in ``work_dir`` (default: a temporary folder that ``state.close()``
+    deletes).
     """
-    workers = max(1, workers or os.cpu_count() or 1)
-    state = BuildState(recipe=recipe, reporter=reporter or Reporter(), workers=workers)
+    state = BuildState(recipe=recipe, reporter=reporter or Reporter(), executor=executor or LocalEngine())
     if work_dir is None:
         state._tmp = tempfile.TemporaryDirectory(prefix="mixer-work-")
         work_dir = Path(state._tmp.name)
@@ -752,7 +750,7 @@ def run_stages(recipe: Recipe, reporter: Reporter | None = None, workers: int | 
         state.drops[s.name] = []
         state.unsampled[s.name] = []
     sample_first = recipe.order == "sample_then_filter"
-    with TokenCounter(recipe.tokenizer, workers=workers) as counter:
+    with TokenCounter(recipe.tokenizer, executor=state.executor) as counter:
         with state.timed("read+normalise+filter" if not sample_first else "read"):
             read_sources(state, work_dir, gate=not sample_first)
         selector = Selector(state, counter)

@@ -12,8 +12,8 @@ How it decides, step by step:
 1. **Signatures.** Each text is split into words (``mixer.dedup.shingles.tokenize``: lowercase,
    punctuation-insensitive, CJK one token per character), the words into overlapping ``ngram``-word
    shingles (a text shorter than ``ngram`` words is one shingle), and the shingles into a
-   ``num_perm``-value MinHash. The hashing is vectorised numpy over whole batches and spread over a
-   process pool (spawn) for large inputs; the signatures equal datasketch's ``MinHash(num_perm, seed,
+   ``num_perm``-value MinHash. The hashing is vectorised numpy over whole batches, sent in chunks
+   through an executor (``mixer.engine``) for large inputs; the signatures equal datasketch's ``MinHash(num_perm, seed,
    scheme="affine32", hashfunc=shingle_hash32)`` bit for bit, whatever the worker count.
 2. **Candidates (LSH).** ``bands`` x ``rows`` banding exactly as ``datasketch.MinHashLSH`` does it
    (band ``i`` is hash values ``[i*rows, (i+1)*rows)``; two records are candidates when any band is
@@ -43,20 +43,22 @@ import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from functools import lru_cache
-from multiprocessing import get_context
+from functools import lru_cache, partial
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
-from mixer.dedup.shingles import EMPTY_HASH, permutations, signature_task, signatures_of
+from mixer.dedup.shingles import EMPTY_HASH, permutations, sign_chunk, signatures_of
 from mixer.errors import InputError, RecipeError
 from mixer.records import Message
 
+if TYPE_CHECKING:
+    from mixer.engine.base import Executor
+
 KEYS = ("conversation", "prompt", "assistant", "user")
 
-#: Below this much text (characters) a process pool costs more than it saves.
+#: Below this much text (characters) shipping the signing to workers costs more than it saves.
 POOL_MIN_CHARS = 8_000_000
 #: Records per pool task: big enough to amortise pickling, small enough to balance two cores.
 POOL_CHUNK_RECORDS = 4000
@@ -206,60 +208,31 @@ def assistant_chars(messages: Sequence[Message]) -> int:
 # -- signatures ----------------------------------------------------------------------------------
 
 def signatures(
-    texts: Sequence[str], ngram: int = 5, num_perm: int = 128, seed: int = 42, workers: int = 1,
-    pool_min_chars: int = POOL_MIN_CHARS,
+    texts: Sequence[str], ngram: int = 5, num_perm: int = 128, seed: int = 42,
+    executor: Executor | None = None, pool_min_chars: int | None = None,
 ) -> np.ndarray:
-    """(len(texts), num_perm) uint32 MinHash signatures, in input order.
+    """(len(texts), num_perm) uint32 MinHash signatures, in input order (see ``signatures_async``)."""
+    return signatures_async(texts, ngram, num_perm, seed, executor, pool_min_chars)()
 
-    Identical for any ``workers``: every text is hashed on its own, chunks only decide which process
-    does it. Large inputs go to a spawn-context process pool (spawn: no fork of a big parent); the
-    task lives in ``mixer.dedup.shingles``, which imports only numpy, so workers start light.
+
+def signatures_async(
+    texts: Sequence[str], ngram: int, num_perm: int, seed: int, executor: Executor | None = None,
+    pool_min_chars: int | None = None, width: int | None = None,
+) -> Callable[[], np.ndarray]:
+    """Start signing ``texts``; the returned function waits for the signatures.
+
+    Identical with or without an executor: every text is hashed on its own, chunks only decide which
+    worker does it. Large inputs go through ``executor.scatter`` (at most ``POOL_CHUNK_RECORDS``
+    texts per chunk, about ``width`` x 4 chunks); the worker function lives in
+    ``mixer.dedup.shingles``, which imports only numpy, so workers start light.
     """
-    with SignaturePool(ngram, num_perm, seed, workers, pool_min_chars) as pool:
-        return pool.submit(texts)()
-
-
-class SignaturePool:
-    """``signatures`` for a stream of batches on one process pool, so a build can sign 1.5 M
-    records batch by batch (never holding all their texts) without starting a pool per batch.
-    ``submit`` returns a function that waits for the batch's signatures; meanwhile the caller can
-    prepare the next batch."""
-
-    def __init__(self, ngram: int = 5, num_perm: int = 128, seed: int = 42, workers: int = 1,
-                 pool_min_chars: int | None = None) -> None:
-        self.ngram, self.num_perm, self.seed = ngram, num_perm, seed
-        self.workers = workers
-        self.pool_min_chars = POOL_MIN_CHARS if pool_min_chars is None else pool_min_chars
-        self._pool: Any = None
-        self._perms = permutations(num_perm, seed)
-
-    def submit(self, texts: Sequence[str]) -> Callable[[], np.ndarray]:
-        total = sum(len(t) for t in texts)
-        if self.workers <= 1 or total < self.pool_min_chars or len(texts) < 2:
-            sig = signatures_of(texts, self.ngram, self.num_perm, self.seed)
-            return lambda: sig
-        if self._pool is None:
-            self._pool = get_context("spawn").Pool(processes=self.workers)
-        chunk = max(1, min(POOL_CHUNK_RECORDS, -(-len(texts) // (self.workers * 4))))
-        tasks = [(list(texts[i:i + chunk]), self.ngram, self.num_perm, self.seed, self._perms)
-                 for i in range(0, len(texts), chunk)]
-        pending = self._pool.map_async(signature_task, tasks, chunksize=1)
-        empty = np.empty((0, self.num_perm), dtype=np.uint32)
-        return lambda: np.concatenate(pending.get(), axis=0) if tasks else empty
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool.join()
-            self._pool = None
-
-    def __enter__(self) -> SignaturePool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if exc[0] is not None and self._pool is not None:
-            self._pool.terminate()
-        self.close()
+    limit = POOL_MIN_CHARS if pool_min_chars is None else pool_min_chars
+    if executor is None or len(texts) < 2 or sum(len(t) for t in texts) < limit:
+        sig = signatures_of(texts, ngram, num_perm, seed)
+        return lambda: sig
+    task = partial(sign_chunk, ngram=ngram, num_perm=num_perm, seed=seed, perms=permutations(num_perm, seed))
+    pending = executor.scatter(task, list(texts), width=width, max_chunk=POOL_CHUNK_RECORDS)
+    return lambda: np.concatenate(pending(), axis=0)
 
 
 def to_minhash(signature: np.ndarray, seed: int = 42) -> Any:
@@ -410,7 +383,7 @@ def find_near_duplicates(
     if signatures_cache is not None:
         sig = signatures_cache
     else:
-        sig = signatures(texts, config.ngram, config.num_perm, config.seed, config.n_workers())
+        sig = signatures(texts, config.ngram, config.num_perm, config.seed)
     active = ~np.all(sig == EMPTY_HASH, axis=1)
     pairs = lsh_candidate_pairs(sig, bands, rows, active)
     if len(pairs) and against:
