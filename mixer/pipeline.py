@@ -23,7 +23,6 @@ import random
 import resource
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from mixer.chat import record_texts
 from mixer.dedup.exact import ExactDeduplicator, content_hash
 from mixer.engine import Executor, LocalEngine
 from mixer.errors import InputError, MixerError, RecordError
@@ -43,10 +43,10 @@ from mixer.normalise import normalise_record
 from mixer.overlap import one_ahead
 from mixer.read_cache import ReadCache, read_cache_root, read_key
 from mixer.recipe import Recipe, Source, license_key, resolve_files, source_license
-from mixer.records import MESSAGE_TYPE, Dropped, Record, record_key_messages, record_texts
+from mixer.records import MESSAGE_TYPE, Dropped, Record, record_key_messages
 from mixer.sources import SourceContext, get_adapter
 from mixer.sources.base import Adapter
-from mixer.stats import FileInfo, SourceStats
+from mixer.stats import FileInfo, SourceRead, SourceStats
 from mixer.tables import SpillFiles, SpillWriter
 from mixer.tokens import TokenCounter
 
@@ -260,18 +260,6 @@ def _raw_text(value: Any) -> str:
         return repr(value)[:RAW_TEXT_LIMIT]
 
 
-@dataclass
-class SourceRead:
-    """What reading one source produced; small enough to send back from a worker process."""
-
-    stats: SourceStats
-    drops: list[Dropped]
-    #: the candidate records, in file order (one file per read task)
-    candidates: list[Path]
-    #: what the adapter drew on besides the files: "seed", "tokenizer" (see SourceContext.used)
-    used: set[str] = field(default_factory=set)
-
-
 def read_source(recipe: Recipe, source: Source, work_dir: Path, *, gate: bool, count_tokens: bool,
                 reporter: Reporter | None = None, files: list[FileInfo] | None = None,
                 only: ReadPart | None = None) -> SourceRead:
@@ -371,20 +359,9 @@ class ReadPart:
 
 def merge_reads(parts: list[SourceRead], files: list[FileInfo]) -> SourceRead:
     """The parts of one source's read (in file, then part order) as if read in one go."""
-    stats = dataclasses.replace(parts[0].stats, files=list(files), raw_records=0, records_in=0,
-                                dropped=Counter(), normalised=Counter())
-    drops: list[Dropped] = []
-    candidates: list[Path] = []
-    used: set[str] = set()
-    for p in parts:
-        stats.raw_records += p.stats.raw_records
-        stats.records_in += p.stats.records_in
-        stats.dropped.update(p.stats.dropped)
-        stats.normalised.update(p.stats.normalised)
-        drops.extend(p.drops)
-        candidates.extend(p.candidates)
-        used |= p.used
-    return SourceRead(stats=stats, drops=drops, candidates=candidates, used=used)
+    merged = sum(parts[1:], parts[0])
+    merged.stats.files = list(files)
+    return merged
 
 
 #: A file larger than this is read in parts by several processes (when its format allows it).

@@ -39,9 +39,8 @@ from typing import TYPE_CHECKING, Any
 from mixer.token_cache import cache_root
 
 if TYPE_CHECKING:
-    from mixer.pipeline import SourceRead
     from mixer.recipe import Recipe, Source
-    from mixer.stats import FileInfo
+    from mixer.stats import FileInfo, SourceRead
 
 ENTRY_VERSION = 2
 #: staging folders older than this are leftovers (a build writes its own within minutes)

@@ -85,17 +85,6 @@ def record_key_messages(record: Record) -> list[Message]:
     return record["messages"]
 
 
-def record_texts(record: Record) -> list[str]:
-    """The texts the model sees in training: one conversation, or both sides of a preference pair."""
-    from mixer.chat import render_tulu
-
-    texts = [render_tulu(record["messages"])]
-    rejected = record.get("rejected")
-    if rejected:
-        texts.append(render_tulu([*record["messages"][:-1], *rejected]))
-    return texts
-
-
 DROPPED_SCHEMA = pa.schema(
     [
         ("source", pa.string()),
