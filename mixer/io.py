@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import io
 import json
 from collections.abc import Iterator, Sequence
@@ -20,6 +21,7 @@ from typing import Any
 import orjson
 
 from mixer.errors import InputError, Location
+from mixer.stats import FileInfo
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,17 @@ class FilePart:
 
     def bounds(self, total: int) -> tuple[int, int]:
         return total * self.index // self.count, total * (self.index + 1) // self.count
+
+
+def file_info(path: Path) -> FileInfo:
+    """Size and sha256 of one file (the card's provenance, the read cache's key, the shards' hashes)."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+            size += len(chunk)
+    return FileInfo(path=str(path), bytes=size, sha256=h.hexdigest())
 
 
 def splittable(path: Path) -> bool:

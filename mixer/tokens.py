@@ -13,7 +13,9 @@ from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from mixer.chat import record_texts
 from mixer.errors import RecipeError
+from mixer.records import Record
 from mixer.token_cache import TokenCountCache, cache_root, text_key
 
 if TYPE_CHECKING:
@@ -149,6 +151,30 @@ class TokenCounter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def count_record_tokens(counter: TokenCounter, records: Sequence[Record]) -> list[int]:
+    """Tokens per record in the Tulu format; a preference pair counts as its longer side."""
+    return count_record_tokens_async(counter, records)()
+
+
+def count_record_tokens_async(counter: TokenCounter, records: Sequence[Record]) -> Callable[[], list[int]]:
+    """``count_record_tokens``, started: the returned function waits for the counts."""
+    texts: list[str] = []
+    owners: list[int] = []
+    for i, r in enumerate(records):
+        for t in record_texts(r):
+            texts.append(t)
+            owners.append(i)
+    pending = counter.count_texts_async(texts)
+
+    def result() -> list[int]:
+        counts = [0] * len(records)
+        for i, n in zip(owners, pending(), strict=True):
+            counts[i] = max(counts[i], n)
+        return counts
+
+    return result
 
 
 @lru_cache(maxsize=8)

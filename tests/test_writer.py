@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mixer import writer
 from mixer.engine import LocalEngine
-from mixer.pipeline import SELECTED_SCHEMA
+from mixer.records import SELECTED_SCHEMA
+from mixer.stages import write as writer
 from mixer.tables import SpillFiles, SpillWriter
 
 

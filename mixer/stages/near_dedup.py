@@ -1,13 +1,15 @@
-"""Stages that look across all sources' candidates after exact dedup and before sampling, so that
-``take`` counts hold in the output: near-duplicate removal and benchmark decontamination.
+"""Stage **near dedup** (corpus-level, recipe ``dedup.near``): MinHash LSH across all sources'
+candidates, after exact dedup and before selection, so ``take`` counts hold in the output.
 
-Each stage removes rows from ``state.candidates``, records one ``Dropped`` per removed record (with
-its evidence in ``extra``) and adds its section to the card.
+The algorithm is ``mixer.dedup.near`` (pure: signatures, LSH banding, confirmation, clusters) over
+``mixer.dedup.shingles``; this stage feeds it the candidates a chunk at a time, sends the signing
+through the executor (one unit = a chunk of texts), keeps each source's signatures beside its
+read-cache entry (``SourceSignatures``), removes the dropped rows through the sink (each with its
+cluster, kept copy and Jaccard estimate) and returns the card's section.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 from collections.abc import Callable
@@ -17,43 +19,14 @@ from typing import Any
 import numpy as np
 import pyarrow.compute as pc
 
+from mixer.dedup.near import NearItem, find_near_duplicates, key_text, load_against, signatures_async, summarise_near
 from mixer.overlap import one_ahead
-from mixer.pipeline import BuildState
 from mixer.records import Dropped
+from mixer.stages.base import StageContext
 from mixer.tables import SpillFiles, list_sums
-
-
-def _remove(state: BuildState, source: str, rows: dict[int, Dropped]) -> None:
-    """Mark ``rows`` (table row index -> its Dropped) out of a source's candidates, in row order."""
-    if not rows:
-        return
-    table = state.candidates[source]
-    order = sorted(rows)
-    picked = table.take(order, ["dataset", "id", "messages"]).to_pylist()
-    for row_index, row in zip(order, picked, strict=True):
-        d = rows[row_index]
-        d.dataset, d.id, d.messages = row["dataset"], row["id"], row["messages"]
-        state.drop(source, d)
-    state.alive[source] = [i for i in state.alive[source] if i not in rows]
-
 
 #: candidates converted to Python at a time
 CHUNK_ROWS = 20_000
-
-Visit = Callable[[int, str, list[list[dict[str, str]]], list[str], list[int]], None]
-
-
-def _each_source(state: BuildState, fn: Visit) -> None:
-    """Call ``fn(rank, source, messages, ids, rows)`` over the live candidates, in recipe order and in
-    chunks, so only one chunk is ever held as Python objects."""
-    for rank, s in enumerate(state.recipe.sources):
-        table = state.candidates.get(s.name)
-        alive = state.alive.get(s.name, [])
-        for start in range(0, len(alive), CHUNK_ROWS):
-            rows = alive[start:start + CHUNK_ROWS]
-            chunk = table.take(rows, ["id", "messages"])
-            fn(rank, s.name, chunk.column("messages").to_pylist(), chunk.column("id").to_pylist(), rows)
-
 
 class SourceSignatures:
     """One source's MinHash signatures and assistant-text lengths, per candidate row.
@@ -115,27 +88,20 @@ def assistant_chars_column(table: SpillFiles) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def near_dedup(state: BuildState) -> None:
-    """MinHash LSH near-duplicates across sources; the copy from the source listed first is kept."""
-    from mixer.dedup.near import (
-        NearItem,
-        find_near_duplicates,
-        key_text,
-        load_against,
-        signatures_async,
-        summarise_near,
-    )
-
-    config = state.recipe.dedup.near
+def near_dedup(ctx: StageContext) -> dict[str, Any]:
+    """MinHash LSH near-duplicates across sources; the copy from the source listed first is kept.
+    Returns the card's ``near_dedup`` section."""
+    config = ctx.recipe.dedup.near
     assert config is not None
-    names = [s.name for s in state.recipe.sources]
-    total = sum(len(state.alive.get(n, [])) for n in names if n in state.candidates)
+    names = [s.name for s in ctx.recipe.sources]
+    candidates = ctx.candidates
+    total = sum(len(candidates.alive.get(n, [])) for n in names if n in candidates)
     sig = np.empty((total, config.num_perm), dtype=np.uint32)  # items' signatures, in item order
     items: list[NearItem] = []  # without their texts: signatures are made batch by batch
     where: list[tuple[str, int]] = []
 
     def submit(texts: list[str]) -> Callable[[], np.ndarray]:
-        return signatures_async(texts, config.ngram, config.num_perm, config.seed, state.executor,
+        return signatures_async(texts, config.ngram, config.num_perm, config.seed, ctx.executor,
                                 width=config.workers)
 
     def sign(table: SpillFiles, rows: np.ndarray) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
@@ -144,11 +110,11 @@ def near_dedup(state: BuildState) -> None:
         return lambda: (rows, pending())
 
     for rank, name in enumerate(names):
-        table = state.candidates.get(name)
-        alive = np.asarray(state.alive.get(name, []), dtype=np.int64)
+        table = candidates.tables.get(name)
+        alive = np.asarray(candidates.alive.get(name, []), dtype=np.int64)
         if table is None or not len(alive):
             continue
-        stored = SourceSignatures.load(state.read_entries.get(name), config, table)
+        stored = SourceSignatures.load(ctx.read_entries.get(name), config, table)
         need = alive[~stored.has[alive]]
         batches = (sign(table, need[i:i + CHUNK_ROWS]) for i in range(0, len(need), CHUNK_ROWS))
         for rows, signed in one_ahead(batches):  # one batch signed while the next is prepared
@@ -173,50 +139,14 @@ def near_dedup(state: BuildState) -> None:
             extra={"cluster_id": d.cluster_id, "jaccard": d.jaccard, "kept_source": d.kept_source,
                    "cluster_size": d.cluster_size, "link_jaccard": d.link_jaccard})
     for source, rows in per_source.items():
-        _remove(state, source, rows)
+        candidates.remove(source, rows, ctx.sink)
 
     def text_of(i: int) -> str:
         source, row = where[i]
-        return key_text(state.candidates[source].take([row], ["messages"]).column(0)[0].as_py(), config.key)
+        return key_text(candidates.tables[source].take([row], ["messages"]).column(0)[0].as_py(), config.key)
 
     summary = summarise_near(found, items, text_of=text_of)
     summary["config"] = {"key": config.key, "ngram": config.ngram, "num_perm": config.num_perm,
                          "threshold": config.threshold, "bands_rows": list(config.lsh_params()),
                          "against": list(config.against), "against_records": len(against)}
-    state.extra_card["near_dedup"] = summary
-
-
-def decontaminate(state: BuildState) -> None:
-    """Drop records whose prompt overlaps an evaluation benchmark's prompts."""
-    from mixer.decontaminate import Decontaminator, load_benchmarks, summarise_contamination
-
-    recipe = state.recipe
-    assert recipe.decontaminate is not None
-    config = recipe.decontaminate
-    benchmarks = load_benchmarks(config, base_dir=recipe.raw_dir)
-    checker = Decontaminator(config, benchmarks)
-    found: list[tuple[str, str, Any]] = []
-
-    removed: dict[str, dict[int, Dropped]] = {}
-
-    def check(rank: int, source: str, messages: list[list[dict[str, str]]], ids: list[str],
-              rows: list[int]) -> None:
-        results = checker.check_many([checker.text_of(m) for m in messages])
-        for i, c in enumerate(results):
-            if c is None:
-                continue
-            found.append((source, ids[i], c))
-            if not c.contaminated:
-                continue
-            removed.setdefault(source, {})[rows[i]] = Dropped(
-                reason=c.reason, stage="decontaminate",
-                detail=f"{c.rule}: overlap {c.overlap:.2f}, coverage {c.coverage:.2f} with {c.benchmark} item "
-                       f"{c.item_index}: {c.item_text[:200]}",
-                extra={k: v for k, v in dataclasses.asdict(c).items() if k != "contaminated"})
-
-    _each_source(state, check)
-    for source, rows in removed.items():
-        _remove(state, source, rows)
-    summary = summarise_contamination(found, list(benchmarks))
-    summary["benchmarks"] = {name: len(prompts) for name, prompts in benchmarks.items()}
-    state.extra_card["contamination"] = summary
+    return summary

@@ -1,7 +1,10 @@
-"""Writing a build: sharded Parquet, the dropped records, all into a staging directory that is
-renamed into place only when everything succeeded.
+"""Stage **write** (corpus-level): the shuffled selection as sharded Parquet and every dropped record
+in ``dropped/<source>.parquet``, into a staging directory that the build renames into place only
+when everything succeeded.
 
-Files are deterministic: same table in, same bytes out (no timestamps or random ids inside).
+Each shard is one unit of ``executor.map`` (its path and the spill files it gathers); ``dropped/`` is
+written as one more unit meanwhile. Files are deterministic: same table in, same bytes out (no
+timestamps or random ids inside).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -21,7 +24,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mixer.io import file_info
 from mixer.records import DROPPED_SCHEMA, OUTPUT_SCHEMA, PREFERENCE_OUTPUT_SCHEMA, Dropped
+from mixer.stages.base import StageContext
 from mixer.tables import SpillFiles, SpillWriter, list_sums
 
 if TYPE_CHECKING:
@@ -215,3 +220,28 @@ def write_dropped(source: str, drops: list[Dropped], unsampled: list[pa.Table], 
     path = dropped_dir / f"{source}.parquet"
     pq.write_table(pa.concat_tables(tables), path, **PARQUET_OPTIONS)
     return path
+
+
+def write_output(ctx: StageContext, selected: SpillFiles, order: Sequence[int], unsampled: dict[str, list[pa.Table]],
+                 out: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Shards in ``out/data`` (with their rows, size and sha256 for the card) and ``out/dropped``
+    (their paths relative to ``out``)."""
+    recipe = ctx.recipe
+    opts = recipe.output_options
+
+    def dropped() -> list[str]:
+        files = []
+        for s in recipe.sources:
+            path = write_dropped(s.name, ctx.sink.dropped(s.name), unsampled.get(s.name, []), out / "dropped")
+            if path is not None:
+                files.append(f"dropped/{path.name}")
+        return files
+
+    dropped_files = ctx.executor.submit(dropped, threads=True)  # written while the shards are
+    written = write_shards(selected, order, recipe.kind, out / "data", opts.shard_max_bytes, opts.row_group_rows,
+                           work_dir=ctx.work_dir, executor=ctx.executor)
+    shards = []
+    for path, rows in written:
+        info = file_info(path)
+        shards.append({"path": f"data/{path.name}", "rows": rows, "bytes": info.bytes, "sha256": info.sha256})
+    return shards, dropped_files()
