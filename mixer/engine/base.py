@@ -12,7 +12,11 @@ that lets a distributed engine (Ray: tasks or ``map_batches``) implement the sam
   bulk data goes to files in the work folder, which every worker can reach;
 - results are returned in unit order, so no result depends on the order units complete in;
 - ``local=True`` marks work too small to be worth shipping: an engine may run it in the calling
-  process. The result is the same either way.
+  process. The result is the same either way;
+- ``threads=True`` marks work that releases the GIL and may share the caller's memory (hashing
+  files, encoding Parquet, writing ``dropped/`` from the drops the build holds): a local engine runs
+  it on threads, a distributed engine in the driver process (or as a task, when its unit is
+  picklable, as a shard's is).
 
 ``parallelism`` is a planning hint only (how many units are worth making: a large file is cut into
 at least that many parts); outputs never depend on it.
