@@ -1,7 +1,9 @@
 """sha256 of what a build promises to reproduce: every ``data/`` and ``dropped/`` file and ``card.json``.
 
 ``card.json`` is hashed as canonical JSON without its ``versions`` block (library versions are
-provenance, not output); ``timings.json``, the plots and ``README.md`` are left out. A refactoring
+provenance, not output) and with an absolute recipe path cut to the file name (``bench/build.py``
+passes the checkout's absolute path, which differs between checkouts); ``timings.json``, the plots
+and ``README.md`` are left out. A refactoring
 of the pipeline must leave every hash unchanged, which is how issue 11 was checked:
 
     python bench/output_hashes.py OUT                  # prints {path: sha256} as JSON
@@ -18,9 +20,12 @@ from pathlib import Path
 
 
 def card_digest(card_path: Path) -> str:
-    """sha256 of the card as sorted, compact JSON with the ``versions`` block removed."""
+    """sha256 of the card as sorted, compact JSON without ``versions`` and with a relative recipe path."""
     card = json.loads(card_path.read_text(encoding="utf-8"))
     card.pop("versions", None)
+    recipe_path = card.get("recipe", {}).get("path")
+    if recipe_path and Path(recipe_path).is_absolute():
+        card["recipe"]["path"] = Path(recipe_path).name
     canonical = json.dumps(card, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
