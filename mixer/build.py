@@ -110,18 +110,27 @@ class BuildResult:
     timings: dict[str, Any]
 
 
-def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None = None) -> BuildResult:
+def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None = None,
+          engine: Executor | None = None) -> BuildResult:
     """Build the mixture the recipe describes into ``recipe.output``.
 
     ``workers``: processes for reading sources and counting tokens (default: all cores); the build
-    runs on a ``LocalEngine`` of that many workers.
+    runs on a ``LocalEngine`` of that many workers, unless ``engine`` gives another executor (which
+    the caller then owns and closes). Any executor that keeps the contract of ``mixer.engine.base``
+    gives the same bytes.
     """
-    with LocalEngine(workers) as engine:
-        state = run_stages(recipe, reporter, engine)
-        try:
-            return _write(state)
-        finally:
-            state.close()
+    if engine is not None:
+        return _build(recipe, reporter, engine)
+    with LocalEngine(workers) as local:
+        return _build(recipe, reporter, local)
+
+
+def _build(recipe: Recipe, reporter: Reporter | None, engine: Executor) -> BuildResult:
+    state = run_stages(recipe, reporter, engine)
+    try:
+        return _write(state)
+    finally:
+        state.close()
 
 
 def run_stages(recipe: Recipe, reporter: Reporter | None = None, executor: Executor | None = None,
