@@ -133,8 +133,8 @@ def test_a_rebuild_with_near_dedup_reuses_the_stored_signatures(cache: Path, tmp
     recipe_path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     first = build(load_recipe(recipe_path, output=str(tmp_path / "first")))
     assert list((cache / "reads").glob("*/near-*.npz"))
-    monkeypatch.setattr(mixer.stages.near_dedup, "signatures_async",
-                        lambda texts, *a, **k: pytest.fail(f"signed {len(texts)} texts again"))
+    monkeypatch.setattr(mixer.stages.near_dedup, "sign_rows",
+                        lambda unit, *a, **k: pytest.fail(f"signed {len(unit[1])} rows again"))
     second = build(load_recipe(recipe_path, output=str(tmp_path / "second")))
     assert second.timings["read_cache_hits"] == ALL
     _outputs_equal(first, second)

@@ -2,10 +2,11 @@
 candidates, after exact dedup and before selection, so ``take`` counts hold in the output.
 
 The algorithm is ``mixer.dedup.near`` (pure: signatures, LSH banding, confirmation, clusters) over
-``mixer.dedup.shingles``; this stage feeds it the candidates a chunk at a time, sends the signing
-through the executor (one unit = a chunk of texts), keeps each source's signatures beside its
-read-cache entry (``SourceSignatures``), removes the dropped rows through the sink (each with its
-cluster, kept copy and Jaccard estimate) and returns the card's section.
+``mixer.dedup.shingles``; this stage sends the signing through the executor (one unit = a batch of
+candidate row ids and the description of the Arrow files holding them, which the worker reads),
+keeps each source's signatures beside its read-cache entry (``SourceSignatures``), removes the
+dropped rows through the sink (each with its cluster, kept copy and Jaccard estimate) and returns
+the card's section.
 """
 
 from __future__ import annotations
@@ -13,19 +14,21 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
 
+from mixer.dedup import near as near_kernel
 from mixer.dedup.near import NearItem, find_near_duplicates, key_text, load_against, signatures_async, summarise_near
-from mixer.overlap import one_ahead
+from mixer.dedup.shingles import permutations, sign_chunk
 from mixer.records import Dropped
 from mixer.stages.base import StageContext
 from mixer.tables import SpillFiles, list_sums
 
-#: candidates converted to Python at a time
+#: candidate rows per signing unit at most (also bounded by ``mixer.dedup.near.POOL_CHUNK_RECORDS``)
 CHUNK_ROWS = 20_000
 
 class SourceSignatures:
@@ -76,6 +79,16 @@ class SourceSignatures:
             tmp.unlink(missing_ok=True)
 
 
+def sign_rows(unit: tuple[SpillFiles, np.ndarray], key: str, ngram: int, num_perm: int, seed: int,
+              perms: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """One unit of signing: the signatures of a batch of candidate rows, which whichever worker runs
+    it reads from the candidates' Arrow files in the work folder (the unit is the files' description
+    and the row ids, not the texts)."""
+    table, rows = unit
+    messages = table.take(rows, ["messages"]).column(0).to_pylist()
+    return sign_chunk([key_text(m, key) for m in messages], ngram, num_perm, seed, perms)
+
+
 def assistant_chars_column(table: SpillFiles) -> np.ndarray:
     """``mixer.dedup.near.assistant_chars`` of every row, computed on the Arrow columns (characters
     are code points in both)."""
@@ -104,11 +117,9 @@ def near_dedup(ctx: StageContext) -> dict[str, Any]:
         return signatures_async(texts, config.ngram, config.num_perm, config.seed, ctx.executor,
                                 width=config.workers)
 
-    def sign(table: SpillFiles, rows: np.ndarray) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
-        messages = table.take(rows, ["messages"]).column(0).to_pylist()
-        pending = submit([key_text(m, config.key) for m in messages])
-        return lambda: (rows, pending())
-
+    task = partial(sign_rows, key=config.key, ngram=config.ngram, num_perm=config.num_perm, seed=config.seed,
+                   perms=permutations(config.num_perm, config.seed))
+    unit_rows = max(1, min(CHUNK_ROWS, near_kernel.POOL_CHUNK_RECORDS))
     for rank, name in enumerate(names):
         table = candidates.tables.get(name)
         alive = np.asarray(candidates.alive.get(name, []), dtype=np.int64)
@@ -116,8 +127,10 @@ def near_dedup(ctx: StageContext) -> dict[str, Any]:
             continue
         stored = SourceSignatures.load(ctx.read_entries.get(name), config, table)
         need = alive[~stored.has[alive]]
-        batches = (sign(table, need[i:i + CHUNK_ROWS]) for i in range(0, len(need), CHUNK_ROWS))
-        for rows, signed in one_ahead(batches):  # one batch signed while the next is prepared
+        units = [(table, need[i:i + unit_rows]) for i in range(0, len(need), unit_rows)]
+        # the assistant text (known without reading the records) is a lower bound of what is signed
+        local = config.workers == 1 or int(stored.chars[need].sum()) < near_kernel.POOL_MIN_CHARS
+        for (_, rows), signed in zip(units, ctx.executor.map(task, units, local=local), strict=True):
             stored.put(rows, signed)
         stored.save()
         sig[len(items):len(items) + len(alive)] = stored.sig[alive]
