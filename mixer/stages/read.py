@@ -245,8 +245,8 @@ def read_sources(ctx: StageContext, *, gate: bool) -> dict[str, list[str]]:
             ctx.warn(f"source {s.name!r} left out: {why}")
         else:
             todo.append(s)
-    infos = {s.name: list(ctx.executor.map(file_info, resolve_files(recipe, s), threads=True))  # hashlib
-             for s in todo}                                                                       # drops the GIL
+    # the inputs' sizes and digests: hashlib drops the GIL, so a local engine hashes on threads
+    infos = {s.name: list(ctx.executor.map(file_info, resolve_files(recipe, s), threads=True)) for s in todo}
     # sources whose every record may reach the output get their tokens counted while reading
     eager = {s.name: gate and s.take == "all" for s in todo}
     root = read_cache_root()
