@@ -78,9 +78,6 @@ class BuildState:
     def stats(self) -> dict[str, SourceStats]:
         return self.ctx.stats
 
-    def drops(self, source: str) -> list[Dropped]:
-        return self.ctx.sink.dropped(source)
-
     def close(self) -> None:
         """Delete the work folder (when the build made its own)."""
         if self._tmp is not None:
