@@ -43,6 +43,7 @@ from mixer.dedup.near import (  # noqa: E402
     signatures,
 )
 from mixer.dedup.shingles import shingle_hashes, token_hashes  # noqa: E402
+from mixer.engine import LocalEngine  # noqa: E402
 
 SOURCES = ("flan_v2", "sharegpt", "oasst1", "cot")
 TEMPLATES = (
@@ -261,7 +262,8 @@ def main() -> None:
     items = [NearItem(key_text(r["messages"], config.key), names[r["dataset"]], assistant_chars(r["messages"]),
                       r["id"], r["dataset"]) for r in records]
     t2 = time.perf_counter()
-    sig = signatures([it.text for it in items], config.ngram, config.num_perm, config.seed, config.n_workers())
+    with LocalEngine(config.n_workers()) as engine:
+        sig = signatures([it.text for it in items], config.ngram, config.num_perm, config.seed, engine)
     t3 = time.perf_counter()
     dropped = find_near_duplicates(items, config, signatures_cache=sig)
     t4 = time.perf_counter()

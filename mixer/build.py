@@ -1,23 +1,106 @@
-"""``mixer build``: run the stages, then write data, drops and card into a staging folder that
-replaces the output folder only when everything succeeded."""
+"""``mixer build``: the orchestrator. It runs the stages of ``mixer.stages`` in pipeline order on an
+engine (``mixer.engine``), times each one, and writes data, drops and card into a staging folder that
+replaces the output folder only when everything succeeded.
+
+Each stage is called once, in order; between stages the orchestrator only times them and lets the
+engine release its workers. A record's way: ``stages.read`` (adapter, then ``stages.normalise`` and
+``stages.filter`` inside the read unit) -> ``stages.exact_dedup`` -> ``stages.near_dedup`` ->
+``stages.decontaminate`` -> ``stages.select`` -> ``stages.write`` -> ``stages.card``.
+"""
 
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+import os
+import resource
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from mixer import __version__
-from mixer.card import build_card, render_markdown
+from mixer.card import render_markdown
+from mixer.engine import Executor, LocalEngine
 from mixer.outdir import BUILD_MARKER, check_output_dir, lock_output, write_build_marker
 from mixer.pin import verify_pins
-from mixer.pipeline import BuildState, Reporter, file_info, peak_rss_mb, run_stages, shuffled_output
 from mixer.plots import render_plot_section, write_plots
-from mixer.recipe import Recipe
+from mixer.recipe import Recipe, source_license
+from mixer.records import CANDIDATE_SCHEMA, Dropped, Record
+from mixer.stages.base import Reporter, StageContext, run_record_stages
+from mixer.stages.card import build_card
+from mixer.stages.decontaminate import decontaminate
+from mixer.stages.exact_dedup import FirstCopy, exact_dedup
+from mixer.stages.near_dedup import near_dedup
+from mixer.stages.read import CandidateStore, read_sources, record_stages
+from mixer.stages.select import Selector, select_all, shuffled_output
+from mixer.stages.write import staging_dir, write_output
+from mixer.stats import SourceStats
+from mixer.tables import SpillFiles
 from mixer.token_cache import damage_counts, damage_log
-from mixer.writer import staging_dir, write_dropped, write_shards
+from mixer.tokens import TokenCounter
+
+__all__ = ["BuildResult", "BuildState", "Reporter", "build", "run_stages"]
+
+
+@dataclass
+class StageTiming:
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    #: this process's resident memory when the stage ended (MiB), to see which stage holds memory
+    rss_mb_after: float = 0.0
+
+
+@dataclass
+class BuildState:
+    """What the orchestrator keeps between stages: the stages' context (recipe, executor, stats,
+    candidates, drop sink), what selection chose, the card sections and the timings."""
+
+    ctx: StageContext
+    #: per source, the chosen records in selection order, with ``n_tokens`` (Arrow files)
+    selected: dict[str, SpillFiles] = field(default_factory=dict)
+    #: per source, (dataset, id) tables of the records sampling did not choose
+    unsampled: dict[str, list[pa.Table]] = field(default_factory=dict)
+    #: what the cross-source stages report for the card (``near_dedup``, ``contamination``)
+    card_sections: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, StageTiming] = field(default_factory=dict)
+    #: which sources the read cache served ("hits") and which were read ("misses"); not in the card
+    #: (the card is the same either way), reported in timings.json
+    read_cache: dict[str, list[str]] = field(default_factory=dict)
+
+    _tmp: Any = None
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.ctx.recipe
+
+    @property
+    def stats(self) -> dict[str, SourceStats]:
+        return self.ctx.stats
+
+    def close(self) -> None:
+        """Delete the work folder (when the build made its own)."""
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Time one stage (wall and this process's CPU); when it ends, the engine lets go of the
+        workers it started for it, as each stage's own pool did before there was an engine."""
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.ctx.executor.release()
+            t = self.timings.setdefault(stage, StageTiming())
+            t.wall_s += time.perf_counter() - t0
+            t.cpu_s += time.process_time() - c0
+            t.rss_mb_after = current_rss_mb()
 
 
 @dataclass
@@ -28,51 +111,126 @@ class BuildResult:
     timings: dict[str, Any]
 
 
-def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None = None, *,
-          overwrite: bool = False) -> BuildResult:
+def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None = None,
+          engine: Executor | None = None, *, overwrite: bool = False) -> BuildResult:
     """Build the mixture the recipe describes into ``recipe.output``.
 
-    ``workers``: processes for reading sources and counting tokens (default: all cores). The output
-    folder is locked for the whole build and checked before any work: it may replace only an earlier
-    mixer build (``mixer.outdir``) unless ``overwrite``. Pinned input files are verified first.
+    ``workers``: processes for reading sources and counting tokens (default: all cores); the build
+    runs on a ``LocalEngine`` of that many workers, unless ``engine`` gives another executor (which
+    the caller then owns and closes). Any executor that keeps the contract of ``mixer.engine.base``
+    gives the same bytes. The output folder is locked for the whole build and checked before any
+    work: it may replace only an earlier mixer build (``mixer.outdir``) unless ``overwrite``. Pinned
+    input files are verified first.
     """
     with lock_output(Path(recipe.output)), damage_log():
         check_output_dir(recipe.output, marker=BUILD_MARKER, overwrite=overwrite)
-        verify_pins(recipe)
-        state = run_stages(recipe, reporter, workers)
-        try:
-            return _write(recipe, state)
-        finally:
-            state.close()
+        if engine is not None:
+            return _build(recipe, reporter, engine)
+        with LocalEngine(workers) as local:
+            return _build(recipe, reporter, local)
 
 
-def _write(recipe: Recipe, state: BuildState) -> BuildResult:
+def _build(recipe: Recipe, reporter: Reporter | None, engine: Executor) -> BuildResult:
+    verify_pins(recipe, engine)  # before any work: a build never starts from a file that changed
+    state = run_stages(recipe, reporter, engine)
+    try:
+        return _write(state)
+    finally:
+        state.close()
+
+
+def run_stages(recipe: Recipe, reporter: Reporter | None = None, executor: Executor | None = None,
+               work_dir: Path | None = None) -> BuildState:
+    """Run every stage up to the selected records per source (no output files written).
+
+    ``executor``: where the stages' work runs (default: ``LocalEngine`` on every core). The selected
+    records are Arrow files in ``work_dir`` (default: a temporary folder that ``state.close()``
+    deletes).
+    """
+    tmp = None
+    if work_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="mixer-work-")
+        work_dir = Path(tmp.name)
+    stats = {s.name: SourceStats(name=s.name, adapter=s.adapter, license=source_license(s), take=s.take,
+                                 repeat=s.repeat) for s in recipe.sources}
+    ctx = StageContext(recipe=recipe, executor=executor or LocalEngine(), work_dir=work_dir,
+                       reporter=reporter or Reporter(), stats=stats)
+    state = BuildState(ctx=ctx, _tmp=tmp)
+    sample_first = recipe.order == "sample_then_filter"
+    with TokenCounter(recipe.tokenizer, executor=ctx.executor) as counter:
+        with state.timed("read+normalise+filter" if not sample_first else "read"):
+            state.read_cache = read_sources(ctx, gate=not sample_first)
+        selector = Selector(ctx, counter)
+        if sample_first:
+            _sample_then_filter(state, selector)
+        else:
+            if recipe.dedup.exact:
+                with state.timed("exact dedup"):
+                    exact_dedup(ctx)
+            _cross_source_stages(state)
+            with state.timed("select+tokens"):
+                state.selected = select_all(ctx, selector)
+        state.unsampled = selector.unsampled
+    for st in stats.values():
+        st.check_balance()
+    return state
+
+
+def _cross_source_stages(state: BuildState) -> None:
+    """The stages that look across sources after exact dedup, before selection."""
+    recipe = state.recipe
+    if recipe.dedup.near is not None and recipe.dedup.near.enabled:
+        with state.timed("near dedup"):
+            state.card_sections["near_dedup"] = near_dedup(state.ctx)
+    if recipe.decontaminate is not None:
+        with state.timed("decontaminate"):
+            state.card_sections["contamination"] = decontaminate(state.ctx)
+
+
+def _sample_then_filter(state: BuildState, selector: Selector) -> None:
+    """open-instruct's order: sample from the converted records, then normalise, filter and dedup the
+    sampled records (one at a time, in sampling order), then the cross-source stages, then the
+    length pass."""
+    ctx = state.ctx
+    recipe = ctx.recipe
+    stages = record_stages(recipe)
+    first_copy = FirstCopy() if recipe.dedup.exact else None
+    with state.timed("sample+normalise+filter"):
+        for s in recipe.sources:
+            if s.name not in ctx.candidates:
+                continue
+            table, alive = ctx.candidates.pop(s.name)
+            sampled = selector.select(s, table, alive, count_tokens=False)
+            stats = ctx.stats[s.name]
+            kept = CandidateStore(ctx.work_dir / f"sampled-{s.name}.arrow")
+            for row in (r for batch in sampled.iter_batches() for r in batch.to_pylist()):
+                record: Record = {"dataset": row["dataset"], "id": row["id"], "messages": row["messages"]}
+                if row["rejected"] is not None:
+                    record["rejected"] = row["rejected"]  # type: ignore[typeddict-unknown-key]
+                (out,) = run_record_stages(stages, s.name, [record], stats)
+                if not isinstance(out, Dropped) and first_copy is not None:
+                    out = first_copy.check(s.name, out) or out
+                if isinstance(out, Dropped):
+                    ctx.sink.drop(s.name, out)
+                    continue
+                kept.add(out, file_index=0)
+            ctx.candidates.add(s.name, SpillFiles([kept.close()], CANDIDATE_SCHEMA))
+    _cross_source_stages(state)
+    with state.timed("tokens"):
+        state.selected = select_all(ctx, selector, length_only=True)
+
+
+def _write(state: BuildState) -> BuildResult:
+    recipe = state.recipe
     out = Path(recipe.output)
     with state.timed("shuffle"):
-        selected, order = shuffled_output(state)
+        selected, order = shuffled_output(state.ctx, state.selected)
     with staging_dir(out) as tmp:
         with state.timed("write"):
-            opts = recipe.output_options
-
-            def dropped() -> list[str]:
-                files = []
-                for s in recipe.sources:
-                    path = write_dropped(s.name, state.drops[s.name], state.unsampled[s.name], tmp / "dropped")
-                    if path is not None:
-                        files.append(f"dropped/{path.name}")
-                return files
-
-            with ThreadPoolExecutor(1) as side:  # dropped/ is written while the shards are
-                dropped_files = side.submit(dropped)
-                written = write_shards(selected, order, recipe.kind, tmp / "data", opts.shard_max_bytes,
-                                       opts.row_group_rows, work_dir=state.work_dir, workers=state.workers)
-                shards = []
-                for path, rows in written:
-                    info = file_info(path)
-                    shards.append({"path": f"data/{path.name}", "rows": rows, "bytes": info.bytes,
-                                   "sha256": info.sha256})
+            shards, dropped_files = write_output(state.ctx, selected, order, state.unsampled, tmp)
         with state.timed("card"):
-            card = build_card(state, shards, dropped_files.result())
+            card = build_card(recipe, state.stats, state.selected, state.ctx.warnings, state.card_sections,
+                              shards, dropped_files)
             plot_paths = write_plots(card, tmp / "data", tmp / "plots")
             card["outputs"]["plots"] = [f"plots/{p.name}" for p in plot_paths]
             (tmp / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n",
@@ -89,3 +247,19 @@ def _write(recipe: Recipe, state: BuildState) -> BuildResult:
         (tmp / "timings.json").write_text(json.dumps(timings, indent=2) + "\n", encoding="utf-8")
         write_build_marker(tmp, {"version": __version__, "recipe_sha256": recipe.sha256})
     return BuildResult(out=out, card=card, state=state, timings=timings)
+
+
+def current_rss_mb() -> float:
+    """This process's resident memory now, in MiB (0 where /proc is not available)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return 0.0
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and its finished children, in MiB (Linux: KiB units)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 1024

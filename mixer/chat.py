@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mixer.records import Message
+from mixer.records import Message, Record
 
 #: Jinja chat template producing the Tulu format, with ``{% generation %}`` markers around the
 #: assistant text and its end-of-turn token so ``return_assistant_tokens_mask`` (and TRL's
@@ -39,3 +39,12 @@ def render_tulu(messages: Sequence[Message], eos_token: str = "</s>") -> str:
         else:
             parts.append(f"<|{role}|>\n{content}\n")
     return "".join(parts)
+
+
+def record_texts(record: Record) -> list[str]:
+    """The texts the model sees in training: one conversation, or both sides of a preference pair."""
+    texts = [render_tulu(record["messages"])]
+    rejected = record.get("rejected")
+    if rejected:
+        texts.append(render_tulu([*record["messages"][:-1], *rejected]))
+    return texts

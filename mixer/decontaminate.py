@@ -49,72 +49,15 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
+from mixer.config import BenchmarkSpec, DecontaminationConfig
 from mixer.dedup.near import key_text
 from mixer.dedup.shingles import shingle_hashes, token_hashes, tokenize
 from mixer.errors import InputError, RecipeError
 from mixer.records import Message
-
-KEYS = ("prompt", "user", "conversation")
-
-
-@dataclass(frozen=True)
-class BenchmarkSpec:
-    """One evaluation set: its files (JSONL/Parquet/CSV) and the prompt column (``a.b`` for nested)."""
-
-    name: str
-    files: tuple[str, ...]
-    field: str
-    #: where ``mixer fetch`` downloads each file from (in the order of ``files``)
-    url: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class DecontaminationConfig:
-    ngram: int = 8
-    threshold: float = 0.5
-    benchmarks: tuple[BenchmarkSpec, ...] = ()
-    key: Literal["prompt", "user", "conversation"] = "prompt"
-    long_ngram: int = 13
-    drop_on_long_ngram: bool = True
-    #: an n-gram found in at least this many items of one benchmark is that benchmark's boilerplate (a
-    #: shared instruction template) and is not evidence; 0 counts every n-gram, as datatrove does
-    boilerplate_items: int = 5
-
-    def __post_init__(self) -> None:
-        if self.ngram < 1:
-            raise RecipeError(f"decontaminate.ngram: must be >= 1, got {self.ngram}")
-        if not 0.0 < self.threshold <= 1.0:
-            raise RecipeError(f"decontaminate.threshold: must be in (0, 1], got {self.threshold}")
-        if self.long_ngram < self.ngram:
-            raise RecipeError(f"decontaminate.long_ngram ({self.long_ngram}) must be >= ngram ({self.ngram})")
-        if self.key not in KEYS:
-            raise RecipeError(f"decontaminate.key: expected one of {list(KEYS)}, got {self.key!r}")
-        names = [b.name for b in self.benchmarks]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise RecipeError(f"decontaminate.benchmarks: duplicate name(s) {dup}")
-
-    @classmethod
-    def from_options(cls, options: Mapping[str, Any] | Any) -> DecontaminationConfig:
-        """From a mapping or any object with the same attribute names (e.g. the recipe's dataclass)."""
-        get = options.get if isinstance(options, Mapping) else lambda k, d=None: getattr(options, k, d)
-        benches = []
-        for b in get("benchmarks", ()) or ():
-            bget = b.get if isinstance(b, Mapping) else lambda k, d=None, b=b: getattr(b, k, d)
-            files = bget("files", ())
-            urls = bget("url", ()) or ()
-            benches.append(BenchmarkSpec(str(bget("name")), tuple([files] if isinstance(files, str) else files),
-                                         str(bget("field")), tuple([urls] if isinstance(urls, str) else urls)))
-        values: dict[str, Any] = {"benchmarks": tuple(benches)}
-        for k in ("ngram", "threshold", "key", "long_ngram", "drop_on_long_ngram", "boilerplate_items"):
-            v = get(k, None)
-            if v is not None:
-                values[k] = v
-        return cls(**values)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,9 @@ from typing import Any
 
 import orjson
 
+from mixer.digest import file_digest
 from mixer.errors import InputError, Location
+from mixer.stats import FileInfo
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,12 @@ class FilePart:
 
     def bounds(self, total: int) -> tuple[int, int]:
         return total * self.index // self.count, total * (self.index + 1) // self.count
+
+
+def file_info(path: Path) -> FileInfo:
+    """Size and sha256 of one file (the card's provenance, the read cache's key, the shards' hashes)."""
+    sha256, size = file_digest(path)
+    return FileInfo(path=str(path), bytes=size, sha256=sha256)
 
 
 def splittable(path: Path) -> bool:

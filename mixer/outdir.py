@@ -163,7 +163,7 @@ def _holder(fd: int) -> str:
 def recover_interrupted(out: Path) -> None:
     """Undo what a killed build left beside ``out`` (call with the lock held).
 
-    ``mixer.writer.staging_dir`` writes ``.<name>.tmp-<pid>`` and swaps it in through
+    ``mixer.stages.write.staging_dir`` writes ``.<name>.tmp-<pid>`` and swaps it in through
     ``.<name>.old-<pid>``; a kill between the two renames leaves ``out`` missing and the previous
     build under the ``.old`` name, which is put back. Staging folders of dead builds are removed.
     """

@@ -9,13 +9,13 @@ layout (only the file entries change).
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from mixer.digest import file_sha256
+from mixer.engine.base import Executor
 from mixer.errors import MixerError, RecipeError
 from mixer.recipe import Recipe, load_recipe
 
@@ -27,27 +27,23 @@ def pinned_files(recipe: Recipe) -> list[tuple[str, Path, str]]:
             for s in recipe.sources for f in s.files if f.sha256]
 
 
-def verify_pins(recipe: Recipe) -> None:
-    """Raise ``MixerError`` naming the first pinned file whose bytes differ from its pin."""
-    pins = pinned_files(recipe)
-    if not pins:
+def verify_pins(recipe: Recipe, executor: Executor | None = None) -> None:
+    """Raise ``MixerError`` naming the first pinned file whose bytes differ from its pin.
+
+    ``executor``: the build's engine, which hashes the files on its threads (hashlib releases the GIL);
+    without one they are hashed here, one after the other.
+    """
+    pins = [(source, path, expected) for source, path, expected in pinned_files(recipe) if path.exists()]
+    if not pins:  # a missing file is reported when the source's files are resolved, with its url
         return
-
-    def check(item: tuple[str, Path, str]) -> str | None:
-        source, path, expected = item
-        if not path.exists():
-            return None  # resolving the source's files reports a missing file, with its url
-        actual = file_sha256(path)
-        if actual == expected:
-            return None
-        return (f"{path}: the file differs from the recipe's pin (source {source!r}): expected sha256 "
-                f"{expected}, found {actual}. It changed since it was pinned: download it again "
+    paths = [path for _, path, _ in pins]
+    actual = executor.map(file_sha256, paths, threads=True) if executor is not None else map(file_sha256, paths)
+    for (source, path, expected), found in zip(pins, actual, strict=True):
+        if found != expected:
+            raise MixerError(
+                f"{path}: the file differs from the recipe's pin (source {source!r}): expected sha256 "
+                f"{expected}, found {found}. It changed since it was pinned: download it again "
                 f"(`mixer fetch --force`), or pin the file at hand with `mixer pin`")
-
-    with ThreadPoolExecutor(4) as pool:  # hashlib releases the GIL
-        problems = [p for p in pool.map(check, pins) if p]
-    if problems:
-        raise MixerError(problems[0])
 
 
 @dataclass

@@ -104,7 +104,7 @@ def read_group_data(card: dict[str, Any], data_dir: Path) -> dict[str, GroupData
 
     For a preference pair the turns are those of the prompt plus the one chosen reply.
     """
-    from mixer.card import assistant_turns
+    from mixer.stages.card import assistant_turns
 
     label_group, groups = source_groups(card)
     preference = is_preference(card)

@@ -40,7 +40,6 @@ import pickle
 import shutil
 import time
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,9 +48,8 @@ from mixer.digest import file_sha256
 from mixer.token_cache import cache_root, report_damage
 
 if TYPE_CHECKING:
-    from mixer.pipeline import SourceRead
     from mixer.recipe import Recipe, Source
-    from mixer.stats import FileInfo
+    from mixer.stats import FileInfo, SourceRead
 
 ENTRY_VERSION = 3
 MANIFEST = "MANIFEST.json"
@@ -229,8 +227,7 @@ def _manifest_digest(body: dict[str, Any]) -> str:
 def write_manifest(entry: Path, key: str, names: list[str]) -> None:
     """Write ``MANIFEST.json``: the size and sha256 of each named file, the key, and its own digest.
     Written last, so an entry without a valid manifest is incomplete."""
-    with ThreadPoolExecutor(4) as pool:  # hashlib releases the GIL
-        digests = list(pool.map(lambda n: file_sha256(entry / n), names))
+    digests = [file_sha256(entry / n) for n in names]
     body = {"version": ENTRY_VERSION, "key": key,
             "files": {n: {"bytes": (entry / n).stat().st_size, "sha256": d} for n, d in zip(names, digests,
                                                                                             strict=True)}}
@@ -272,8 +269,7 @@ def verify_entry(entry: Path) -> str | None:
             return f"{name}: malformed manifest record"
         return None
 
-    with ThreadPoolExecutor(4) as pool:
-        problems = [p for p in pool.map(check, sorted(files.items())) if p is not None]
+    problems = [p for p in map(check, sorted(files.items())) if p is not None]
     return problems[0] if problems else None
 
 

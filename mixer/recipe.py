@@ -18,8 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
-from mixer.decontaminate import DecontaminationConfig
-from mixer.dedup.near import NearDedupConfig
+from mixer.config import DecontaminationConfig, NearDedupConfig
 from mixer.errors import RecipeError
 from mixer.sources import get_adapter
 

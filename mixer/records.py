@@ -85,17 +85,6 @@ def record_key_messages(record: Record) -> list[Message]:
     return record["messages"]
 
 
-def record_texts(record: Record) -> list[str]:
-    """The texts the model sees in training: one conversation, or both sides of a preference pair."""
-    from mixer.chat import render_tulu
-
-    texts = [render_tulu(record["messages"])]
-    rejected = record.get("rejected")
-    if rejected:
-        texts.append(render_tulu([*record["messages"][:-1], *rejected]))
-    return texts
-
-
 DROPPED_SCHEMA = pa.schema(
     [
         ("source", pa.string()),
@@ -112,3 +101,14 @@ DROPPED_SCHEMA = pa.schema(
         ("extra", pa.string()),
     ]
 )
+
+#: The build's intermediate records: a source's candidates after the read stage (with the read
+#: unit's file index, the exact-dedup hash and, for ``take: all`` sources, tokens counted while reading)
+CANDIDATE_SCHEMA = pa.schema([("dataset", pa.string()), ("id", pa.string()),
+                              ("messages", pa.list_(MESSAGE_TYPE)), ("file_index", pa.int32()),
+                              ("rejected", pa.list_(MESSAGE_TYPE)), ("hash", pa.binary(16)),
+                              ("n_tokens", pa.int32())])
+#: ... and the records selection chose, in selection order, with their token counts
+SELECTED_SCHEMA = pa.schema([("dataset", pa.string()), ("id", pa.string()),
+                             ("messages", pa.list_(MESSAGE_TYPE)), ("rejected", pa.list_(MESSAGE_TYPE)),
+                             ("n_tokens", pa.int32())])

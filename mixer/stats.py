@@ -9,7 +9,10 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from mixer.records import Dropped
 
 
 @dataclass
@@ -43,6 +46,19 @@ class SourceStats:
     def final(self) -> int:
         return self.selected * self.repeat
 
+    def __add__(self, other: SourceStats) -> SourceStats:
+        """Two units of work on one source (parts of its files, read apart) as one: the counters add
+        up, the files are listed once each in order, the settings (name, licence, take) are this one's."""
+        if other.name != self.name:
+            raise ValueError(f"cannot add the stats of source {other.name!r} to {self.name!r}")
+        return SourceStats(
+            name=self.name, adapter=self.adapter, license=self.license, take=self.take, repeat=self.repeat,
+            files=self.files + [f for f in other.files if f not in self.files],
+            raw_records=self.raw_records + other.raw_records, records_in=self.records_in + other.records_in,
+            dropped=self.dropped + other.dropped, normalised=self.normalised + other.normalised,
+            not_sampled=self.not_sampled + other.not_sampled, selected=self.selected + other.selected,
+            shortfall=self.shortfall + other.shortfall, excluded=self.excluded or other.excluded)
+
     def drop(self, reason: str, n: int = 1) -> None:
         self.dropped[reason] += n
 
@@ -53,6 +69,24 @@ class SourceStats:
                 f"source {self.name}: {self.records_in} records in but {accounted} accounted for "
                 f"(dropped {dict(self.dropped)}, not sampled {self.not_sampled}, selected {self.selected})"
             )
+
+
+@dataclass
+class SourceRead:
+    """What reading one source (or one part of it) produced; small enough to send back from a worker:
+    the counters, the drops in entry order, and the Arrow files holding the candidate records."""
+
+    stats: SourceStats
+    drops: list[Dropped]
+    #: the candidate records, in file order (one file per read unit)
+    candidates: list[Path]
+    #: what the adapter drew on besides the files: "seed", "tokenizer" (see SourceContext.used)
+    used: set[str] = field(default_factory=set)
+
+    def __add__(self, other: SourceRead) -> SourceRead:
+        """The next part of the same source (parts add in file, then part order)."""
+        return SourceRead(stats=self.stats + other.stats, drops=self.drops + other.drops,
+                          candidates=self.candidates + other.candidates, used=self.used | other.used)
 
 
 def summary(values: list[int]) -> dict[str, float | int]:

@@ -1,24 +1,27 @@
 """Token counting with the recipe's tokenizer: ``tiktoken:<encoding>`` or ``hf:<local path>``.
 
 Counting is the most expensive thing a build does (cl100k counts about 8-9 MB of text per second
-per process, and threads do not help), so large batches are spread over worker processes.
+per process, and threads do not help), so large batches are cut into chunks and sent through the
+build's executor (``mixer.engine``), which spreads them over worker processes.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from functools import lru_cache
-from multiprocessing import get_context
+from functools import lru_cache, partial
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from mixer.chat import record_texts
 from mixer.errors import RecipeError
+from mixer.records import Record
 from mixer.token_cache import TokenCountCache, cache_root, text_key
 
-#: Below this much text a process pool costs more than it saves.
+if TYPE_CHECKING:
+    from mixer.engine.base import Executor
+
+#: Below this much text shipping the counting to workers costs more than it saves.
 POOL_MIN_CHARS = 4_000_000
 
 
@@ -98,13 +101,12 @@ def tokenizer_identity(spec: str) -> str:
 
 class TokenCounter:
     """Counts tokens of many texts: known texts from the persistent cache (``mixer.token_cache``), the
-    rest in worker processes when the batch is large enough."""
+    rest through ``executor`` in chunks when the batch is large enough (in this process without one)."""
 
-    def __init__(self, spec: str, workers: int | None = None, use_cache: bool = True) -> None:
+    def __init__(self, spec: str, executor: Executor | None = None, use_cache: bool = True) -> None:
         self.spec = spec
-        self.workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
+        self.executor = executor
         self._encode = _encoder(spec)  # fail early on a bad spec
-        self._pool: ProcessPoolExecutor | None = None
         root = cache_root() if use_cache else None
         self.cache = TokenCountCache(root, tokenizer_identity(spec)) if root is not None else None
 
@@ -134,27 +136,45 @@ class TokenCounter:
         return result
 
     def _submit(self, texts: list[str]) -> Callable[[], list[int]]:
-        if self.workers == 1 or sum(map(len, texts)) < POOL_MIN_CHARS:
+        if self.executor is None or sum(map(len, texts)) < POOL_MIN_CHARS:
             counts = self._encode(texts)
             return lambda: counts
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
-        n = max(1, len(texts) // (self.workers * 4))
-        futures = [self._pool.submit(_count_chunk, self.spec, texts[i:i + n]) for i in range(0, len(texts), n)]
-        return lambda: [c for f in futures for c in f.result()]
+        pending = self.executor.scatter(partial(_count_chunk, self.spec), texts)
+        return lambda: [c for chunk in pending() for c in chunk]
 
     def close(self) -> None:
         if self.cache is not None:
             self.cache.flush()
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
 
     def __enter__(self) -> TokenCounter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def count_record_tokens(counter: TokenCounter, records: Sequence[Record]) -> list[int]:
+    """Tokens per record in the Tulu format; a preference pair counts as its longer side."""
+    return count_record_tokens_async(counter, records)()
+
+
+def count_record_tokens_async(counter: TokenCounter, records: Sequence[Record]) -> Callable[[], list[int]]:
+    """``count_record_tokens``, started: the returned function waits for the counts."""
+    texts: list[str] = []
+    owners: list[int] = []
+    for i, r in enumerate(records):
+        for t in record_texts(r):
+            texts.append(t)
+            owners.append(i)
+    pending = counter.count_texts_async(texts)
+
+    def result() -> list[int]:
+        counts = [0] * len(records)
+        for i, n in zip(owners, pending(), strict=True):
+            counts[i] = max(counts[i], n)
+        return counts
+
+    return result
 
 
 @lru_cache(maxsize=8)

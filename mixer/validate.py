@@ -10,9 +10,9 @@ from rich.table import Table
 
 from mixer.errors import InputError, RecordError
 from mixer.io import ParseFailure
-from mixer.pipeline import allowed
 from mixer.recipe import load_recipe, resolve_files
 from mixer.sources import SourceContext, get_adapter
+from mixer.stages.read import allowed
 
 PROBE_RECORDS = 50
 

@@ -16,12 +16,12 @@ from typing import Any
 #: moment -> (module, attribute path, kill at the n-th call)
 MOMENTS: dict[str, tuple[str, str, int]] = {
     "reading": ("mixer.sources.flan_v2", "FlanV2.convert", 5),
-    "exact_dedup": ("mixer.pipeline", "exact_dedup", 1),
-    "near_dedup": ("mixer.cross_source", "near_dedup", 1),
-    "selection": ("mixer.pipeline", "Selector.select", 3),
+    "exact_dedup": ("mixer.build", "exact_dedup", 1),
+    "near_dedup": ("mixer.build", "near_dedup", 1),
+    "selection": ("mixer.stages.select", "Selector.select", 3),
     "writing_read_cache_entry": ("mixer.read_cache", "write_manifest", 2),
     "writing_token_cache": ("mixer.token_cache", "file_sha256", 1),
-    "writing_shards": ("mixer.build", "file_info", 1),
+    "writing_shards": ("mixer.stages.write", "file_info", 1),
     "writing_card": ("mixer.build", "write_plots", 1),
 }
 

@@ -98,14 +98,14 @@ def test_dedup_against_an_existing_corpus_drops_new_copies_and_never_touches_it(
 
 
 def test_near_dedup_builds_are_identical_across_runs(tmp_path: Path, near_recipe, monkeypatch) -> None:
-    import mixer.cross_source
     import mixer.dedup.near
+    import mixer.stages.near_dedup
 
     recipe = near_recipe()
     a = build(load_recipe(recipe, output=str(tmp_path / "a")))
     b = build(load_recipe(recipe, output=str(tmp_path / "b")))
     # signed in batches of 4 records on two worker processes, as a large build is
-    monkeypatch.setattr(mixer.cross_source, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(mixer.stages.near_dedup, "CHUNK_ROWS", 4)
     monkeypatch.setattr(mixer.dedup.near, "POOL_MIN_CHARS", 0)
     monkeypatch.setenv("MIXER_READ_CACHE", "0")
     c = build(load_recipe(recipe, output=str(tmp_path / "c")), workers=2)
@@ -164,9 +164,9 @@ def test_bad_near_dedup_settings_fail_when_the_recipe_is_read() -> None:
 
 
 def test_assistant_lengths_on_arrow_columns_equal_the_per_record_definition(tmp_path: Path) -> None:
-    from mixer.cross_source import assistant_chars_column
     from mixer.dedup.near import assistant_chars
-    from mixer.pipeline import CandidateStore
+    from mixer.stages.near_dedup import assistant_chars_column
+    from mixer.stages.read import CandidateStore
     from mixer.tables import SpillFiles
 
     records = [{"dataset": "d", "id": str(i), "messages": m} for i, m in enumerate([

@@ -26,6 +26,7 @@ from mixer.dedup.near import (
     to_minhash,
 )
 from mixer.dedup.shingles import shingle_hash32, shingles, token_hashes, tokenize, word_hash
+from mixer.engine import LocalEngine
 from mixer.errors import RecipeError
 
 WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar "
@@ -214,8 +215,8 @@ def test_against_never_drops_from_existing_corpus(tmp_path) -> None:
 def test_determinism_same_seed_and_worker_count() -> None:
     items, _ = _two_sources(seed=7, n=150, dups=20)
     texts = [it.text for it in items]
-    s1 = signatures(texts, 5, 128, 42, workers=1)
-    s2 = signatures(texts, 5, 128, 42, workers=2, pool_min_chars=0)
+    s1 = signatures(texts, 5, 128, 42)
+    s2 = signatures(texts, 5, 128, 42, executor=LocalEngine(2), pool_min_chars=0)
     assert np.array_equal(s1, s2)
     a = find_near_duplicates(items, NearDedupConfig(workers=1))
     b = find_near_duplicates(items, NearDedupConfig(workers=1))

@@ -13,10 +13,9 @@ import yaml
 from conftest import ROOT
 
 from mixer.build import build
-from mixer.pipeline import SourceRead
 from mixer.read_cache import ReadCache
 from mixer.recipe import load_recipe
-from mixer.stats import SourceStats
+from mixer.stats import SourceRead, SourceStats
 
 SAMPLE = "recipes/v2-sample.yaml"
 ALL = ["flan_v2", "cot", "oasst1", "sharegpt", "gpt4_alpaca", "code_alpaca", "lima", "wizardlm", "open_orca",
@@ -126,7 +125,7 @@ def test_staging_folders_left_by_a_crashed_build_are_removed_a_day_later(tmp_pat
 
 
 def test_a_rebuild_with_near_dedup_reuses_the_stored_signatures(cache: Path, tmp_path: Path, monkeypatch) -> None:
-    import mixer.dedup.near
+    import mixer.stages.near_dedup
 
     data = yaml.safe_load((ROOT / SAMPLE).read_text(encoding="utf-8"))
     data["dedup"]["near"] = {"threshold": 0.7}
@@ -134,8 +133,8 @@ def test_a_rebuild_with_near_dedup_reuses_the_stored_signatures(cache: Path, tmp
     recipe_path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     first = build(load_recipe(recipe_path, output=str(tmp_path / "first")))
     assert list((cache / "reads").glob("*/near-*.npz"))
-    monkeypatch.setattr(mixer.dedup.near.SignaturePool, "submit",
-                        lambda self, texts: pytest.fail(f"signed {len(texts)} texts again"))
+    monkeypatch.setattr(mixer.stages.near_dedup, "sign_rows",
+                        lambda unit, *a, **k: pytest.fail(f"signed {len(unit[1])} rows again"))
     second = build(load_recipe(recipe_path, output=str(tmp_path / "second")))
     assert second.timings["read_cache_hits"] == ALL
     _outputs_equal(first, second)

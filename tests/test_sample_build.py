@@ -95,18 +95,19 @@ def test_sample_output_loads_with_datasets(sample_build) -> None:
 
 
 def test_parallel_read_gives_the_same_bytes_as_in_process(sample_build, tmp_path: Path, monkeypatch) -> None:
-    import mixer.pipeline
+    import mixer.stages.read
+    import mixer.stages.select
     import mixer.tokens
 
-    monkeypatch.setattr(mixer.pipeline, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(mixer.pipeline, "SPLIT_MIN_BYTES", 4096)  # JSONL and Parquet files read in parts
-    monkeypatch.setattr(mixer.pipeline, "WALK_CHUNK_ROWS", 7)  # selection counts chunks while gathering the next
+    monkeypatch.setattr(mixer.stages.read, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(mixer.stages.read, "SPLIT_MIN_BYTES", 4096)  # JSONL and Parquet files read in parts
+    monkeypatch.setattr(mixer.stages.select, "WALK_CHUNK_ROWS", 7)  # selection counts chunks while gathering the next
     monkeypatch.setattr(mixer.tokens, "POOL_MIN_CHARS", 0)  # ... in the token-count worker processes
     monkeypatch.setenv("MIXER_READ_CACHE", "0")
     monkeypatch.chdir(ROOT)
     plans = []
-    real_plan = mixer.pipeline.plan_reads
-    monkeypatch.setattr(mixer.pipeline, "plan_reads", lambda *a: plans.append(real_plan(*a)) or plans[-1])
+    real_plan = mixer.stages.read.plan_reads
+    monkeypatch.setattr(mixer.stages.read, "plan_reads", lambda *a: plans.append(real_plan(*a)) or plans[-1])
     parallel = build(load_recipe("recipes/v2-sample.yaml", output=str(tmp_path / "par")), workers=2)
     assert sum(len(p) > 1 for p in plans) >= 3  # several sources were split
     serial = build(load_recipe("recipes/v2-sample.yaml", output=str(tmp_path / "ser")), workers=1)

@@ -16,10 +16,10 @@ from mixer.tokens import TokenCounter
 def test_second_count_of_the_same_texts_comes_from_the_cache(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("MIXER_CACHE_DIR", str(tmp_path))
     texts = ["hello world", "the cat sat on the mat", "hello world"]
-    with TokenCounter("tiktoken:cl100k_base", workers=1) as first:
+    with TokenCounter("tiktoken:cl100k_base") as first:
         counts = first.count_texts(texts)
     assert list((tmp_path / "tokens").glob("*/counts-*.parquet"))
-    second = TokenCounter("tiktoken:cl100k_base", workers=1)
+    second = TokenCounter("tiktoken:cl100k_base")
     monkeypatch.setattr(second, "_submit", lambda texts: pytest.fail(f"recounted {texts}"))
     assert second.count_texts(texts) == counts == [2, 6, 2]
     assert second.cache.hits == 3 and second.cache.misses == 0
@@ -28,7 +28,7 @@ def test_second_count_of_the_same_texts_comes_from_the_cache(tmp_path: Path, mon
 def test_cache_can_be_turned_off(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("MIXER_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("MIXER_TOKEN_CACHE", "0")
-    with TokenCounter("tiktoken:cl100k_base", workers=1) as counter:
+    with TokenCounter("tiktoken:cl100k_base") as counter:
         assert counter.cache is None
         assert counter.count_texts(["hello world"]) == [2]
     assert not (tmp_path / "tokens").exists()
@@ -36,11 +36,11 @@ def test_cache_can_be_turned_off(tmp_path: Path, monkeypatch) -> None:
 
 def test_a_damaged_cache_file_means_a_recount_not_a_wrong_count(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("MIXER_CACHE_DIR", str(tmp_path))
-    with TokenCounter("tiktoken:cl100k_base", workers=1) as counter:
+    with TokenCounter("tiktoken:cl100k_base") as counter:
         counter.count_texts(["hello world"])
     for path in (tmp_path / "tokens").glob("*/counts-*.parquet"):
         path.write_bytes(b"not parquet")
-    assert TokenCounter("tiktoken:cl100k_base", workers=1).count_texts(["hello world"]) == [2]
+    assert TokenCounter("tiktoken:cl100k_base").count_texts(["hello world"]) == [2]
 
 
 def test_builds_are_byte_identical_with_a_cold_cache_a_warm_cache_and_none(tmp_path: Path, monkeypatch) -> None:

@@ -290,10 +290,15 @@ def test_shipped_recipes_load_by_name_from_any_directory(monkeypatch: pytest.Mon
 
 
 def test_the_wheel_ships_the_recipes_and_accelerate_presets(tmp_path: Path) -> None:
+    import shutil
     import subprocess
 
+    src = tmp_path / "src"  # a copy: setuptools leaves build/ in the tree it builds
+    shutil.copytree(REPO / "mixer", src / "mixer", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path), str(REPO)], check=True, capture_output=True)
+                    str(tmp_path), str(src)], check=True, capture_output=True)
     (wheel,) = tmp_path.glob("mixer-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for recipe in ("tulu2-sft", "tulu2-dpo", "tulu2-qlora", "tiny-cpu"):

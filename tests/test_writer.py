@@ -10,8 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mixer import writer
-from mixer.pipeline import SELECTED_SCHEMA
+from mixer.engine import LocalEngine
+from mixer.records import SELECTED_SCHEMA
+from mixer.stages import write as writer
 from mixer.tables import SpillFiles, SpillWriter
 
 
@@ -57,7 +58,7 @@ def test_bucketed_shuffle_writes_the_same_bytes_as_a_direct_gather(tmp_path: Pat
     np.random.default_rng(1).shuffle(order)
     monkeypatch.setattr(writer, "BUCKET_TEXT_BYTES", bucket_bytes)
     got = writer.write_shards(selected, order, "sft", tmp_path / "got", shard_max_bytes=150_000,
-                              row_group_rows=37, work_dir=tmp_path, workers=workers)
+                              row_group_rows=37, work_dir=tmp_path, executor=LocalEngine(workers))
     want = _direct(selected.to_table(), order, tmp_path / "want", 150_000, 37)
     assert len(want) > 2  # several shards, several row groups each
     assert [(p.name, n) for p, n in got] == [(p.name, n) for p, n in want]

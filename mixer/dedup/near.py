@@ -12,8 +12,8 @@ How it decides, step by step:
 1. **Signatures.** Each text is split into words (``mixer.dedup.shingles.tokenize``: lowercase,
    punctuation-insensitive, CJK one token per character), the words into overlapping ``ngram``-word
    shingles (a text shorter than ``ngram`` words is one shingle), and the shingles into a
-   ``num_perm``-value MinHash. The hashing is vectorised numpy over whole batches and spread over a
-   process pool (spawn) for large inputs; the signatures equal datasketch's ``MinHash(num_perm, seed,
+   ``num_perm``-value MinHash. The hashing is vectorised numpy over whole batches, sent in chunks
+   through an executor (``mixer.engine``) for large inputs; the signatures equal datasketch's ``MinHash(num_perm, seed,
    scheme="affine32", hashfunc=shingle_hash32)`` bit for bit, whatever the worker count.
 2. **Candidates (LSH).** ``bands`` x ``rows`` banding exactly as ``datasketch.MinHashLSH`` does it
    (band ``i`` is hash values ``[i*rows, (i+1)*rows)``; two records are candidates when any band is
@@ -39,24 +39,26 @@ in. Texts with no word tokens have no shingles and never match anything.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
-from functools import lru_cache
-from multiprocessing import get_context
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from mixer.dedup.shingles import EMPTY_HASH, permutations, signature_task, signatures_of
+from mixer.config import NEAR_KEYS as KEYS
+from mixer.config import NearDedupConfig
+from mixer.config import optimal_bands_rows as optimal_bands_rows  # re-exported: tests and bench use it here
+from mixer.dedup.shingles import EMPTY_HASH, permutations, sign_chunk, signatures_of
 from mixer.errors import InputError, RecipeError
 from mixer.records import Message
 
-KEYS = ("conversation", "prompt", "assistant", "user")
+if TYPE_CHECKING:
+    from mixer.engine.base import Executor
 
-#: Below this much text (characters) a process pool costs more than it saves.
+#: Below this much text (characters) shipping the signing to workers costs more than it saves.
 POOL_MIN_CHARS = 8_000_000
 #: Records per pool task: big enough to amortise pickling, small enough to balance two cores.
 POOL_CHUNK_RECORDS = 4000
@@ -64,95 +66,6 @@ POOL_CHUNK_RECORDS = 4000
 #: its ``MAX_BUCKET_PAIRS`` neighbours in input order (enough to connect a cluster; a bucket this large
 #: after exact dedup is a template family, not a set of unrelated texts).
 MAX_BUCKET_PAIRS = 64
-
-
-@dataclass(frozen=True)
-class NearDedupConfig:
-    """Recipe ``dedup.near`` (parsed straight into this class). ``workers=None`` uses every core this
-    process may run on."""
-
-    enabled: bool = True
-    key: Literal["conversation", "prompt", "assistant", "user"] = "conversation"
-    ngram: int = 5
-    num_perm: int = 128
-    threshold: float = 0.8
-    bands: int | None = None
-    rows: int | None = None
-    seed: int = 42
-    workers: int | None = None
-    against: tuple[str, ...] = ()
-    #: (false positive, false negative) weights for deriving bands/rows, as ``MinHashLSH(weights=...)``
-    lsh_weights: tuple[float, float] = (0.05, 0.95)
-
-    def __post_init__(self) -> None:
-        if self.key not in KEYS:
-            raise RecipeError(f"dedup.near.key: expected one of {list(KEYS)}, got {self.key!r}")
-        if self.ngram < 1:
-            raise RecipeError(f"dedup.near.ngram: must be >= 1, got {self.ngram}")
-        if self.num_perm < 2:
-            raise RecipeError(f"dedup.near.num_perm: must be >= 2, got {self.num_perm}")
-        if not 0.0 < self.threshold <= 1.0:
-            raise RecipeError(f"dedup.near.threshold: must be in (0, 1], got {self.threshold}")
-        if (self.bands is None) != (self.rows is None):
-            raise RecipeError("dedup.near: give both bands and rows, or neither (then they follow threshold)")
-        if self.bands is not None and self.rows is not None:
-            if self.bands < 1 or self.rows < 1 or self.bands * self.rows > self.num_perm:
-                raise RecipeError(
-                    f"dedup.near: bands x rows ({self.bands} x {self.rows}) must be >= 1 and at most "
-                    f"num_perm ({self.num_perm})")
-        if self.workers is not None and self.workers < 1:
-            raise RecipeError(f"dedup.near.workers: must be >= 1, got {self.workers}")
-        if len(self.lsh_weights) != 2 or min(self.lsh_weights) < 0 or abs(sum(self.lsh_weights) - 1) > 1e-9:
-            raise RecipeError(f"dedup.near.lsh_weights: two non-negative numbers adding up to 1, got "
-                              f"{self.lsh_weights}")
-
-    @classmethod
-    def from_options(cls, options: Mapping[str, Any] | Any) -> NearDedupConfig:
-        """Build from a mapping or any object with the same attribute names (e.g. the recipe's)."""
-        names = {f.name for f in fields(cls)}
-        if isinstance(options, Mapping):
-            unknown = sorted(set(options) - names)
-            if unknown:
-                raise RecipeError(f"dedup.near: unknown option(s) {unknown}; known: {sorted(names)}")
-            values = {k: v for k, v in options.items() if k in names}
-        else:
-            values = {k: getattr(options, k) for k in names if hasattr(options, k)}
-        for name in ("against", "lsh_weights"):
-            if name in values:
-                values[name] = tuple(values[name] or ())
-        return cls(**values)
-
-    def lsh_params(self) -> tuple[int, int]:
-        """(bands, rows): the recipe's, or datasketch's optimum for ``threshold`` and ``num_perm``."""
-        if self.bands is not None and self.rows is not None:
-            return self.bands, self.rows
-        return optimal_bands_rows(self.threshold, self.num_perm, *self.lsh_weights)
-
-    def n_workers(self) -> int:
-        if self.workers is not None:
-            return self.workers
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # pragma: no cover - not Linux
-            return max(1, os.cpu_count() or 1)
-
-
-@lru_cache(maxsize=32)
-def optimal_bands_rows(
-    threshold: float, num_perm: int, fp_weight: float = 0.05, fn_weight: float = 0.95
-) -> tuple[int, int]:
-    """datasketch's own choice, as ``MinHashLSH(threshold, num_perm, weights=(fp_weight, fn_weight))``.
-
-    Why not datasketch's default weights (0.5, 0.5): at threshold 0.8 and 128 permutations they give
-    9 bands x 13 rows, which makes a pair with Jaccard 0.8 a candidate only 40% of the time (0.85:
-    69%). Here every candidate is confirmed by its Jaccard estimate anyway, so an LSH false positive
-    costs one vectorised comparison while a false negative loses a duplicate: (0.05, 0.95) gives
-    16 x 8 (0.8: 95%, 0.85: 99.4%; Jaccard 0.5: 6%), close to datatrove's 14 x 8.
-    """
-    from datasketch.lsh import _optimal_param
-
-    b, r = _optimal_param(threshold, num_perm, fp_weight, fn_weight)
-    return int(b), int(r)
 
 
 class NearItem(NamedTuple):
@@ -206,60 +119,31 @@ def assistant_chars(messages: Sequence[Message]) -> int:
 # -- signatures ----------------------------------------------------------------------------------
 
 def signatures(
-    texts: Sequence[str], ngram: int = 5, num_perm: int = 128, seed: int = 42, workers: int = 1,
-    pool_min_chars: int = POOL_MIN_CHARS,
+    texts: Sequence[str], ngram: int = 5, num_perm: int = 128, seed: int = 42,
+    executor: Executor | None = None, pool_min_chars: int | None = None,
 ) -> np.ndarray:
-    """(len(texts), num_perm) uint32 MinHash signatures, in input order.
+    """(len(texts), num_perm) uint32 MinHash signatures, in input order (see ``signatures_async``)."""
+    return signatures_async(texts, ngram, num_perm, seed, executor, pool_min_chars)()
 
-    Identical for any ``workers``: every text is hashed on its own, chunks only decide which process
-    does it. Large inputs go to a spawn-context process pool (spawn: no fork of a big parent); the
-    task lives in ``mixer.dedup.shingles``, which imports only numpy, so workers start light.
+
+def signatures_async(
+    texts: Sequence[str], ngram: int, num_perm: int, seed: int, executor: Executor | None = None,
+    pool_min_chars: int | None = None, width: int | None = None,
+) -> Callable[[], np.ndarray]:
+    """Start signing ``texts``; the returned function waits for the signatures.
+
+    Identical with or without an executor: every text is hashed on its own, chunks only decide which
+    worker does it. Large inputs go through ``executor.scatter`` (at most ``POOL_CHUNK_RECORDS``
+    texts per chunk, about ``width`` x 4 chunks); the worker function lives in
+    ``mixer.dedup.shingles``, which imports only numpy, so workers start light.
     """
-    with SignaturePool(ngram, num_perm, seed, workers, pool_min_chars) as pool:
-        return pool.submit(texts)()
-
-
-class SignaturePool:
-    """``signatures`` for a stream of batches on one process pool, so a build can sign 1.5 M
-    records batch by batch (never holding all their texts) without starting a pool per batch.
-    ``submit`` returns a function that waits for the batch's signatures; meanwhile the caller can
-    prepare the next batch."""
-
-    def __init__(self, ngram: int = 5, num_perm: int = 128, seed: int = 42, workers: int = 1,
-                 pool_min_chars: int | None = None) -> None:
-        self.ngram, self.num_perm, self.seed = ngram, num_perm, seed
-        self.workers = workers
-        self.pool_min_chars = POOL_MIN_CHARS if pool_min_chars is None else pool_min_chars
-        self._pool: Any = None
-        self._perms = permutations(num_perm, seed)
-
-    def submit(self, texts: Sequence[str]) -> Callable[[], np.ndarray]:
-        total = sum(len(t) for t in texts)
-        if self.workers <= 1 or total < self.pool_min_chars or len(texts) < 2:
-            sig = signatures_of(texts, self.ngram, self.num_perm, self.seed)
-            return lambda: sig
-        if self._pool is None:
-            self._pool = get_context("spawn").Pool(processes=self.workers)
-        chunk = max(1, min(POOL_CHUNK_RECORDS, -(-len(texts) // (self.workers * 4))))
-        tasks = [(list(texts[i:i + chunk]), self.ngram, self.num_perm, self.seed, self._perms)
-                 for i in range(0, len(texts), chunk)]
-        pending = self._pool.map_async(signature_task, tasks, chunksize=1)
-        empty = np.empty((0, self.num_perm), dtype=np.uint32)
-        return lambda: np.concatenate(pending.get(), axis=0) if tasks else empty
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool.join()
-            self._pool = None
-
-    def __enter__(self) -> SignaturePool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if exc[0] is not None and self._pool is not None:
-            self._pool.terminate()
-        self.close()
+    limit = POOL_MIN_CHARS if pool_min_chars is None else pool_min_chars
+    if executor is None or len(texts) < 2 or sum(len(t) for t in texts) < limit:
+        sig = signatures_of(texts, ngram, num_perm, seed)
+        return lambda: sig
+    task = partial(sign_chunk, ngram=ngram, num_perm=num_perm, seed=seed, perms=permutations(num_perm, seed))
+    pending = executor.scatter(task, list(texts), width=width, max_chunk=POOL_CHUNK_RECORDS)
+    return lambda: np.concatenate(pending(), axis=0)
 
 
 def to_minhash(signature: np.ndarray, seed: int = 42) -> Any:
@@ -410,7 +294,7 @@ def find_near_duplicates(
     if signatures_cache is not None:
         sig = signatures_cache
     else:
-        sig = signatures(texts, config.ngram, config.num_perm, config.seed, config.n_workers())
+        sig = signatures(texts, config.ngram, config.num_perm, config.seed)
     active = ~np.all(sig == EMPTY_HASH, axis=1)
     pairs = lsh_candidate_pairs(sig, bands, rows, active)
     if len(pairs) and against:

@@ -331,12 +331,12 @@ def signatures_of(texts: Sequence[str], ngram: int, num_perm: int, seed: int) ->
     return out
 
 
-def signature_task(args: tuple[list[str], int, int, int, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Process-pool entry point: ``signatures_of(texts, ngram, num_perm, seed)``.
+def sign_chunk(texts: list[str], ngram: int, num_perm: int, seed: int,
+               perms: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Worker entry point: ``signatures_of(texts, ngram, num_perm, seed)``.
 
-    The parent passes datasketch's permutation parameters along, so a worker never imports
+    The caller passes datasketch's permutation parameters along, so a worker never imports
     datasketch (and scipy with it).
     """
-    texts, ngram, num_perm, seed, perms = args
     _perm_cache.setdefault((num_perm, seed), perms)
     return signatures_of(texts, ngram, num_perm, seed)

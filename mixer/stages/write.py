@@ -1,7 +1,10 @@
-"""Writing a build: sharded Parquet, the dropped records, all into a staging directory that is
-renamed into place only when everything succeeded.
+"""Stage **write** (corpus-level): the shuffled selection as sharded Parquet and every dropped record
+in ``dropped/<source>.parquet``, into a staging directory that the build renames into place only
+when everything succeeded.
 
-Files are deterministic: same table in, same bytes out (no timestamps or random ids inside).
+Each shard is one unit of ``executor.map`` (its path and the spill files it gathers); ``dropped/`` is
+written as one more unit meanwhile. Files are deterministic: same table in, same bytes out (no
+timestamps or random ids inside).
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -20,8 +24,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mixer.io import file_info
 from mixer.records import DROPPED_SCHEMA, OUTPUT_SCHEMA, PREFERENCE_OUTPUT_SCHEMA, Dropped
+from mixer.stages.base import StageContext
 from mixer.tables import SpillFiles, SpillWriter, list_sums
+
+if TYPE_CHECKING:
+    from mixer.engine.base import Executor
 
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "write_statistics": True,
                    "use_dictionary": ["dataset"]}
@@ -91,16 +100,19 @@ BUCKET_TEXT_BYTES = 64 * 1024 * 1024
 
 
 def write_shards(selected: SpillFiles, order: Sequence[int], kind: str, data_dir: Path, shard_max_bytes: int,
-                 row_group_rows: int, work_dir: Path | None = None, workers: int = 1) -> list[tuple[Path, int]]:
+                 row_group_rows: int, work_dir: Path | None = None, executor: Executor | None = None
+                 ) -> list[tuple[Path, int]]:
     """Write ``selected`` rows in ``order`` as ``train-00000-of-0000N.parquet`` shards of at most
-    ``shard_max_bytes`` of text each, ``workers`` shards at a time. Returns (path, rows) per shard.
+    ``shard_max_bytes`` of text each, one unit of ``executor.map`` per shard (in this process
+    without an executor). Returns (path, rows) per shard.
 
     The shuffle is external, so memory stays bounded by ``BUCKET_TEXT_BYTES`` per worker however
     large the mixture: one pass over the selected records scatters them into buckets of consecutive
     output row groups (Arrow files in ``work_dir``; a bucket never spans two shards), then each
     shard's buckets are read, put in output order and written. The bytes are the same as gathering
-    every row group directly. Shards are written on threads: Parquet encoding and compression run in
-    Arrow's C++ code without the GIL.
+    every row group directly. A shard's unit is its path and its buckets' files, so it can be
+    written anywhere the work folder is; locally it runs on a thread (``threads=True``): Parquet
+    encoding and compression run in Arrow's C++ code without the GIL.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     index = np.asarray(order, dtype=np.int64)
@@ -131,26 +143,29 @@ def write_shards(selected: SpillFiles, order: Sequence[int], kind: str, data_dir
         files = iter(_scatter(selected, index, [b[0][0] for b in flat], Path(tmp)))
         tasks = [(paths[k], [(next(files), bucket) for bucket in shards[k]]) for k in range(n_shards)]
 
-        def write(task: tuple[Path, list[tuple[SpillFiles, list[tuple[int, int]]]]]) -> None:
-            path, buckets = task
-            with pq.ParquetWriter(path, schema, **PARQUET_OPTIONS) as writer:
-                for bucket_rows, groups in buckets:
-                    rows = bucket_rows.to_table()
-                    rows = rows.take(pc.sort_indices(rows.column("position"))).drop_columns(["position"])
-                    rows = rows.combine_chunks()
-                    first = groups[0][0]
-                    for start, end in groups:
-                        part = rows.slice(start - first, end - start)
-                        writer.write_table(to_output(part, kind), row_group_size=row_group_rows)
-                    del rows
-
-        if workers > 1 and n_shards > 1:
-            with ThreadPoolExecutor(min(workers, n_shards)) as pool:
-                list(pool.map(write, tasks))
-        else:
+        write = partial(write_shard, schema=schema, kind=kind, row_group_rows=row_group_rows)
+        if executor is None or n_shards < 2:
             for task in tasks:
                 write(task)
+        else:
+            list(executor.map(write, tasks, threads=True))
     return [(paths[k], bounds[k + 1] - bounds[k]) for k in range(n_shards)]
+
+
+def write_shard(task: tuple[Path, list[tuple[SpillFiles, list[tuple[int, int]]]]], schema: pa.Schema, kind: str,
+                row_group_rows: int) -> None:
+    """Write one shard: its buckets' rows put back in output order, one row group at a time."""
+    path, buckets = task
+    with pq.ParquetWriter(path, schema, **PARQUET_OPTIONS) as writer:
+        for bucket_rows, groups in buckets:
+            rows = bucket_rows.to_table()
+            rows = rows.take(pc.sort_indices(rows.column("position"))).drop_columns(["position"])
+            rows = rows.combine_chunks()
+            first = groups[0][0]
+            for start, end in groups:
+                part = rows.slice(start - first, end - start)
+                writer.write_table(to_output(part, kind), row_group_size=row_group_rows)
+            del rows
 
 
 def _scatter(selected: SpillFiles, index: np.ndarray, bucket_starts: list[int], tmp: Path) -> list[SpillFiles]:
@@ -205,3 +220,28 @@ def write_dropped(source: str, drops: list[Dropped], unsampled: list[pa.Table], 
     path = dropped_dir / f"{source}.parquet"
     pq.write_table(pa.concat_tables(tables), path, **PARQUET_OPTIONS)
     return path
+
+
+def write_output(ctx: StageContext, selected: SpillFiles, order: Sequence[int], unsampled: dict[str, list[pa.Table]],
+                 out: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Shards in ``out/data`` (with their rows, size and sha256 for the card) and ``out/dropped``
+    (their paths relative to ``out``)."""
+    recipe = ctx.recipe
+    opts = recipe.output_options
+
+    def dropped() -> list[str]:
+        files = []
+        for s in recipe.sources:
+            path = write_dropped(s.name, ctx.sink.dropped(s.name), unsampled.get(s.name, []), out / "dropped")
+            if path is not None:
+                files.append(f"dropped/{path.name}")
+        return files
+
+    dropped_files = ctx.executor.submit(dropped, threads=True)  # written while the shards are
+    written = write_shards(selected, order, recipe.kind, out / "data", opts.shard_max_bytes, opts.row_group_rows,
+                           work_dir=ctx.work_dir, executor=ctx.executor)
+    shards = []
+    for path, rows in written:
+        info = file_info(path)
+        shards.append({"path": f"data/{path.name}", "rows": rows, "bytes": info.bytes, "sha256": info.sha256})
+    return shards, dropped_files()

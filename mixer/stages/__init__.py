@@ -1,0 +1,25 @@
+"""The curation stages, one module each, in pipeline order (``STAGES``).
+
+record-level, inside each read unit (a batch of one source's records in, kept records and drops
+with reasons out; ``mixer.stages.base.RecordStage``):
+
+- ``read``: the source's adapter converts raw items to canonical records (``mixer.sources``);
+- ``normalise``: NFC, whitespace, empty turns, turn order;
+- ``filter``: mentions of other LLMs, turn counts;
+
+corpus-level, over all sources' candidates (a function of ``StageContext``; pure work goes through
+the executor's ``map``/``scatter``, drops through the one ``DropSink``):
+
+- ``exact_dedup``: first copy of each conversation, in recipe order;
+- ``near_dedup``: MinHash LSH clusters, keeper from the source listed first;
+- ``decontaminate``: prompts that overlap an evaluation benchmark;
+- ``select``: seeded sample per source with ``max_tokens``, then repeat and one global shuffle;
+- ``write``: sharded Parquet and ``dropped/``;
+- ``card``: the numbers of ``card.json``.
+
+The algorithms they call are pure modules with no pools and no stage state (``mixer.normalise``,
+``mixer.filters``, ``mixer.dedup``, ``mixer.decontaminate``, ``mixer.tokens``); where the work runs is
+``mixer.engine``; the order and the timing are ``mixer.build``.
+"""
+
+STAGES = ("read", "normalise", "filter", "exact_dedup", "near_dedup", "decontaminate", "select", "write", "card")

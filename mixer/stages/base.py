@@ -1,0 +1,154 @@
+"""The stage contract: what a stage receives, what it may change, and how it says a record left.
+
+Two kinds of stage (after datatrove's ``BaseFilter.run`` and data-juicer's ops):
+
+- **record-level** (convert, normalise, filter): ``process(source, records, stats)`` takes a batch
+  of one source's records and returns one verdict per record, in order: the record (possibly
+  rewritten) or the ``Dropped`` that explains why it left. The read unit chains them
+  (``run_record_stages``) inside whichever worker reads the file, so they never see an executor.
+- **corpus-level** (exact and near dedup, decontaminate, select, write, card): a function of the
+  ``StageContext``. It reads the ``Candidates``, sends its pure work (sign a batch, count the tokens
+  of a chunk, write one shard) through ``ctx.executor`` and removes rows only with
+  ``Candidates.remove``; it never creates a pool or asks how many workers there are.
+
+Every drop goes through one ``DropSink``, once: it counts the reason in the source's
+``SourceStats`` and keeps the record for ``dropped/``. ``drop_record`` is the one way to describe a
+dropped record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mixer.recipe import Recipe
+from mixer.records import Dropped, Record
+from mixer.stats import SourceStats
+from mixer.tables import SpillFiles
+
+if TYPE_CHECKING:  # the interface only: stages receive an executor, they never build one
+    from mixer.engine.base import Executor
+
+
+class Reporter:
+    """Progress hooks; the CLI plugs in progress bars, library callers get silence."""
+
+    def start(self, description: str, total: int | None = None) -> None: ...
+    def advance(self, n: int = 1) -> None: ...
+    def finish(self) -> None: ...
+    def warn(self, message: str) -> None: ...
+
+
+def drop_record(record: Mapping[str, Any], reason: str, stage: str, detail: str = "", *,
+                kept_id: str | None = None, extra: dict[str, Any] | None = None) -> Dropped:
+    """The ``Dropped`` for a record that leaves at ``stage`` because of ``reason`` (``detail``: for
+    people, e.g. the matched keyword; ``extra``: facts for the card, e.g. the kept copy's source)."""
+    return Dropped(reason=reason, dataset=record["dataset"], id=record["id"], detail=detail,
+                   messages=record["messages"], stage=stage, kept_id=kept_id, extra=extra or {})
+
+
+class RecordStage(Protocol):
+    """A record-level stage: one verdict per record of the batch, in order."""
+
+    name: str
+
+    def process(self, source: str, records: list[Record], stats: SourceStats) -> list[Record | Dropped]: ...
+
+
+def run_record_stages(stages: Sequence[RecordStage], source: str, records: list[Record],
+                      stats: SourceStats) -> list[Record | Dropped]:
+    """Each stage in order over the records still in: one verdict per input record."""
+    out: list[Record | Dropped] = list(records)
+    for stage in stages:
+        alive = [i for i, r in enumerate(out) if not isinstance(r, Dropped)]
+        if not alive:
+            break
+        verdicts = stage.process(source, [out[i] for i in alive], stats)  # type: ignore[misc]
+        for i, verdict in zip(alive, verdicts, strict=True):
+            out[i] = verdict
+    return out
+
+
+class DropSink:
+    """Where every dropped record goes, once: counted under its reason and kept for ``dropped/``.
+
+    ``entry`` orders a source's drops when units report them out of order (a read unit batches its
+    records, but lists their drops in the order the records entered); ``dropped`` sorts stably.
+    """
+
+    def __init__(self, stats: dict[str, SourceStats]) -> None:
+        self.stats = stats
+        self._drops: dict[str, list[tuple[int, Dropped]]] = {}
+
+    def drop(self, source: str, item: Dropped, entry: int = 0) -> None:
+        item.source = source
+        self.stats[source].drop(item.reason)
+        self._drops.setdefault(source, []).append((entry, item))
+
+    def add_counted(self, source: str, items: Sequence[Dropped]) -> None:
+        """Drops a unit already counted in the stats it returned (which the build adds up)."""
+        self._drops.setdefault(source, []).extend((0, item) for item in items)
+
+    def dropped(self, source: str) -> list[Dropped]:
+        drops = self._drops.get(source, [])
+        if any(entry for entry, _ in drops):
+            drops.sort(key=lambda d: d[0])
+        return [item for _, item in drops]
+
+
+class Candidates:
+    """Per source, the candidate records (Arrow files read a batch at a time) and which of their rows
+    are still in. Corpus-level stages mark rows out; the records themselves are never copied."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, SpillFiles] = {}
+        self.alive: dict[str, list[int]] = {}
+
+    def add(self, source: str, table: SpillFiles) -> None:
+        self.tables[source] = table
+        self.alive[source] = list(range(table.num_rows))
+
+    def __contains__(self, source: str) -> bool:
+        return source in self.tables
+
+    def pop(self, source: str) -> tuple[SpillFiles, list[int]]:
+        """Hand a source's candidates to the next stage (selection), which consumes them."""
+        return self.tables.pop(source), self.alive.pop(source)
+
+    def remove(self, source: str, rows: dict[int, Dropped], sink: DropSink) -> None:
+        """Mark ``rows`` (table row -> its Dropped, record fields filled in here) out, in row order."""
+        if not rows:
+            return
+        order = sorted(rows)
+        picked = self.tables[source].take(order, ["dataset", "id", "messages"]).to_pylist()
+        for row_index, row in zip(order, picked, strict=True):
+            d = rows[row_index]
+            d.dataset, d.id, d.messages = row["dataset"], row["id"], row["messages"]
+            sink.drop(source, d)
+        self.alive[source] = [i for i in self.alive[source] if i not in rows]
+
+
+@dataclass
+class StageContext:
+    """What every corpus-level stage may use: the recipe, the executor, the work folder, the
+    candidates and the one drop sink (with the per-source stats it counts into)."""
+
+    recipe: Recipe
+    executor: Executor
+    work_dir: Path
+    reporter: Reporter = field(default_factory=Reporter)
+    stats: dict[str, SourceStats] = field(default_factory=dict)
+    candidates: Candidates = field(default_factory=Candidates)
+    sink: DropSink = field(init=False)
+    warnings: list[str] = field(default_factory=list)
+    #: per source, its read-cache entry folder (near dedup keeps signatures beside the candidates)
+    read_entries: dict[str, Path] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.sink = DropSink(self.stats)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        self.reporter.warn(message)

@@ -1,0 +1,70 @@
+"""Stage **decontaminate** (corpus-level, recipe ``decontaminate``): drop candidates whose prompt
+overlaps an evaluation benchmark, after dedup and before selection.
+
+The rules (n-gram coverage and overlap, exact match, long n-gram) are ``mixer.decontaminate``
+(pure); this stage walks the candidates in chunks, removes the contaminated rows through the sink
+(each with the matching benchmark item) and returns the card's benchmark x source table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from mixer.decontaminate import Decontaminator, load_benchmarks, summarise_contamination
+from mixer.records import Dropped
+from mixer.stages.base import StageContext
+
+#: candidates converted to Python at a time
+CHUNK_ROWS = 20_000
+
+
+Visit = Callable[[int, str, list[list[dict[str, str]]], list[str], list[int]], None]
+
+
+def _each_source(ctx: StageContext, fn: Visit) -> None:
+    """Call ``fn(rank, source, messages, ids, rows)`` over the live candidates, in recipe order and in
+    chunks, so only one chunk is ever held as Python objects."""
+    for rank, s in enumerate(ctx.recipe.sources):
+        table = ctx.candidates.tables.get(s.name)
+        alive = ctx.candidates.alive.get(s.name, [])
+        for start in range(0, len(alive), CHUNK_ROWS):
+            rows = alive[start:start + CHUNK_ROWS]
+            chunk = table.take(rows, ["id", "messages"])
+            fn(rank, s.name, chunk.column("messages").to_pylist(), chunk.column("id").to_pylist(), rows)
+
+
+def decontaminate(ctx: StageContext) -> dict[str, Any]:
+    """Drop records whose prompt overlaps an evaluation benchmark's prompts; returns the card's
+    ``contamination`` section."""
+    recipe = ctx.recipe
+    assert recipe.decontaminate is not None
+    config = recipe.decontaminate
+    benchmarks = load_benchmarks(config, base_dir=recipe.raw_dir)
+    checker = Decontaminator(config, benchmarks)
+    found: list[tuple[str, str, Any]] = []
+
+    removed: dict[str, dict[int, Dropped]] = {}
+
+    def check(rank: int, source: str, messages: list[list[dict[str, str]]], ids: list[str],
+              rows: list[int]) -> None:
+        results = checker.check_many([checker.text_of(m) for m in messages])
+        for i, c in enumerate(results):
+            if c is None:
+                continue
+            found.append((source, ids[i], c))
+            if not c.contaminated:
+                continue
+            removed.setdefault(source, {})[rows[i]] = Dropped(
+                reason=c.reason, stage="decontaminate",
+                detail=f"{c.rule}: overlap {c.overlap:.2f}, coverage {c.coverage:.2f} with {c.benchmark} item "
+                       f"{c.item_index}: {c.item_text[:200]}",
+                extra={k: v for k, v in dataclasses.asdict(c).items() if k != "contaminated"})
+
+    _each_source(ctx, check)
+    for source, rows in removed.items():
+        ctx.candidates.remove(source, rows, ctx.sink)
+    summary = summarise_contamination(found, list(benchmarks))
+    summary["benchmarks"] = {name: len(prompts) for name, prompts in benchmarks.items()}
+    return summary

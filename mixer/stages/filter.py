@@ -1,0 +1,41 @@
+"""Stage **filter** (record-level): Tulu V2's mentions-of-other-LLMs filter and turn-count bounds.
+
+The filters themselves are ``mixer.filters`` (pure: a record in, a reason and a detail or None
+out); the mention filter screens a whole batch at once. ``max_tokens`` is not here: counting tokens
+is expensive, so selection applies it only to the records it may take (``mixer.stages.select``).
+"""
+
+from __future__ import annotations
+
+from mixer.filters import LLMMentionFilter, TurnCountFilter
+from mixer.recipe import Recipe
+from mixer.records import Dropped, Record
+from mixer.stages.base import drop_record
+from mixer.stats import SourceStats
+
+
+class Filter:
+    """The recipe's ``filters`` over a batch of one source's records, in order."""
+
+    name = "filter"
+
+    def __init__(self, recipe: Recipe) -> None:
+        lm = recipe.filters.llm_mentions
+        self.mentions = LLMMentionFilter(lm.keywords) if lm.enabled else None
+        self.mention_exempt = set(lm.exempt)
+        f = recipe.filters
+        self.turns = TurnCountFilter(f.min_turns, f.max_turns) \
+            if f.min_turns is not None or f.max_turns is not None else None
+
+    def process(self, source: str, records: list[Record], stats: SourceStats) -> list[Record | Dropped]:
+        out: list[Record | Dropped] = list(records)
+        for flt in (self.mentions if source not in self.mention_exempt else None, self.turns):
+            if flt is None:
+                continue
+            alive = [i for i, r in enumerate(out) if not isinstance(r, Dropped)]
+            batch = [out[i] for i in alive]
+            verdicts = flt.check_batch(batch) if isinstance(flt, LLMMentionFilter) else [flt(r) for r in batch]
+            for i, verdict in zip(alive, verdicts, strict=True):
+                if verdict:
+                    out[i] = drop_record(out[i], verdict[0], "filter", verdict[1])  # type: ignore[arg-type]
+        return out

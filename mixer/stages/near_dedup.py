@@ -1,0 +1,165 @@
+"""Stage **near dedup** (corpus-level, recipe ``dedup.near``): MinHash LSH across all sources'
+candidates, after exact dedup and before selection, so ``take`` counts hold in the output.
+
+The algorithm is ``mixer.dedup.near`` (pure: signatures, LSH banding, confirmation, clusters) over
+``mixer.dedup.shingles``; this stage sends the signing through the executor (one unit = a batch of
+candidate row ids and the description of the Arrow files holding them, which the worker reads),
+keeps each source's signatures beside its read-cache entry (``SourceSignatures``), removes the
+dropped rows through the sink (each with its cluster, kept copy and Jaccard estimate) and returns
+the card's section.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+
+from mixer.dedup import near as near_kernel
+from mixer.dedup.near import NearItem, find_near_duplicates, key_text, load_against, signatures_async, summarise_near
+from mixer.dedup.shingles import permutations, sign_chunk
+from mixer.records import Dropped
+from mixer.stages.base import StageContext
+from mixer.tables import SpillFiles, list_sums
+
+#: candidate rows per signing unit at most (also bounded by ``mixer.dedup.near.POOL_CHUNK_RECORDS``)
+CHUNK_ROWS = 20_000
+
+class SourceSignatures:
+    """One source's MinHash signatures and assistant-text lengths, per candidate row.
+
+    When the source came from the read cache (``mixer.read_cache``), they are stored beside its
+    candidates, keyed by the near-dedup settings that shape a signature, so a rebuild signs only rows
+    it has not signed before (the entry's key already pins the candidates and mixer's code).
+    """
+
+    def __init__(self, path: Path | None, sig: np.ndarray, has: np.ndarray, chars: np.ndarray) -> None:
+        self.path, self.sig, self.has, self.chars = path, sig, has, chars
+        self.changed = False
+
+    @classmethod
+    def load(cls, entry: Path | None, config: Any, table: SpillFiles) -> SourceSignatures:
+        n = table.num_rows
+        path = None
+        if entry is not None:
+            digest = hashlib.sha256(repr((config.key, config.ngram, config.num_perm, config.seed)).encode())
+            path = entry / f"near-{digest.hexdigest()[:16]}.npz"
+            try:
+                with np.load(path) as saved:
+                    sig, has, chars = saved["sig"], saved["has"], saved["chars"]
+                if sig.shape == (n, config.num_perm) and has.shape == (n,) and chars.shape == (n,):
+                    return cls(path, sig, has, chars)
+            except (OSError, ValueError, KeyError):
+                pass
+        stored = cls(path, np.zeros((n, config.num_perm), dtype=np.uint32), np.zeros(n, dtype=bool),
+                     assistant_chars_column(table))
+        stored.changed = True
+        return stored
+
+    def put(self, rows: np.ndarray, sig: np.ndarray) -> None:
+        self.sig[rows] = sig
+        self.has[rows] = True
+        self.changed = True
+
+    def save(self) -> None:
+        if self.path is None or not self.changed:
+            return
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(f, sig=self.sig, has=self.has, chars=self.chars)
+            os.replace(tmp, self.path)
+        except OSError:  # a full or read-only cache costs a re-sign next time, never the build
+            tmp.unlink(missing_ok=True)
+
+
+def sign_rows(unit: tuple[SpillFiles, np.ndarray], key: str, ngram: int, num_perm: int, seed: int,
+              perms: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """One unit of signing: the signatures of a batch of candidate rows, which whichever worker runs
+    it reads from the candidates' Arrow files in the work folder (the unit is the files' description
+    and the row ids, not the texts)."""
+    table, rows = unit
+    messages = table.take(rows, ["messages"]).column(0).to_pylist()
+    return sign_chunk([key_text(m, key) for m in messages], ngram, num_perm, seed, perms)
+
+
+def assistant_chars_column(table: SpillFiles) -> np.ndarray:
+    """``mixer.dedup.near.assistant_chars`` of every row, computed on the Arrow columns (characters
+    are code points in both)."""
+    parts = [np.zeros(0, dtype=np.int64)]
+    for batch in table.iter_batches(["messages"]):
+        flat = pc.list_flatten(batch.column(0))
+        assistant = pc.equal(flat.field("role"), "assistant").to_numpy(zero_copy_only=False)
+        chars = pc.utf8_length(flat.field("content")).to_numpy(zero_copy_only=False).astype(np.int64)
+        parts.append(list_sums(batch.column(0), chars * assistant))
+    return np.concatenate(parts)
+
+
+def near_dedup(ctx: StageContext) -> dict[str, Any]:
+    """MinHash LSH near-duplicates across sources; the copy from the source listed first is kept.
+    Returns the card's ``near_dedup`` section."""
+    config = ctx.recipe.dedup.near
+    assert config is not None
+    names = [s.name for s in ctx.recipe.sources]
+    candidates = ctx.candidates
+    total = sum(len(candidates.alive.get(n, [])) for n in names if n in candidates)
+    sig = np.empty((total, config.num_perm), dtype=np.uint32)  # items' signatures, in item order
+    items: list[NearItem] = []  # without their texts: signatures are made batch by batch
+    where: list[tuple[str, int]] = []
+
+    def submit(texts: list[str]) -> Callable[[], np.ndarray]:
+        return signatures_async(texts, config.ngram, config.num_perm, config.seed, ctx.executor,
+                                width=config.workers)
+
+    task = partial(sign_rows, key=config.key, ngram=config.ngram, num_perm=config.num_perm, seed=config.seed,
+                   perms=permutations(config.num_perm, config.seed))
+    unit_rows = max(1, min(CHUNK_ROWS, near_kernel.POOL_CHUNK_RECORDS))
+    for rank, name in enumerate(names):
+        table = candidates.tables.get(name)
+        alive = np.asarray(candidates.alive.get(name, []), dtype=np.int64)
+        if table is None or not len(alive):
+            continue
+        stored = SourceSignatures.load(ctx.read_entries.get(name), config, table)
+        need = alive[~stored.has[alive]]
+        units = [(table, need[i:i + unit_rows]) for i in range(0, len(need), unit_rows)]
+        # the assistant text (known without reading the records) is a lower bound of what is signed
+        local = config.workers == 1 or int(stored.chars[need].sum()) < near_kernel.POOL_MIN_CHARS
+        for (_, rows), signed in zip(units, ctx.executor.map(task, units, local=local), strict=True):
+            stored.put(rows, signed)
+        stored.save()
+        sig[len(items):len(items) + len(alive)] = stored.sig[alive]
+        ids = table.column("id").to_pylist()
+        items.extend(NearItem("", rank, int(stored.chars[r]), ids[r], name) for r in alive.tolist())
+        where.extend((name, r) for r in alive.tolist())
+        del stored, ids
+    against = load_against(config.against, config.key) if config.against else []
+    if against:
+        sig = np.concatenate([sig, submit([text for _, text, _ in against])()], axis=0)
+    found = find_near_duplicates(items, config, against, signatures_cache=sig)
+    del sig
+    per_source: dict[str, dict[int, Dropped]] = {}
+    for d in found:
+        source, row = where[d.index]
+        per_source.setdefault(source, {})[row] = Dropped(
+            reason="near_duplicate", stage="dedup", kept_id=d.kept_id,
+            detail=f"estimated Jaccard {d.jaccard:.3f} with {d.kept_source}/{d.kept_id}",
+            extra={"cluster_id": d.cluster_id, "jaccard": d.jaccard, "kept_source": d.kept_source,
+                   "cluster_size": d.cluster_size, "link_jaccard": d.link_jaccard})
+    for source, rows in per_source.items():
+        candidates.remove(source, rows, ctx.sink)
+
+    def text_of(i: int) -> str:
+        source, row = where[i]
+        return key_text(candidates.tables[source].take([row], ["messages"]).column(0)[0].as_py(), config.key)
+
+    summary = summarise_near(found, items, text_of=text_of)
+    summary["config"] = {"key": config.key, "ngram": config.ngram, "num_perm": config.num_perm,
+                         "threshold": config.threshold, "bands_rows": list(config.lsh_params()),
+                         "against": list(config.against), "against_records": len(against)}
+    return summary

@@ -1,0 +1,331 @@
+"""Stage **read** (corpus-level, with the record-level stages inside its units): every source's raw
+files through its adapter (convert), then ``normalise`` and ``filter`` a batch at a time, into Arrow
+files of candidates in the work folder.
+
+A unit of work is one source, or one part of a large JSONL or Parquet file (``ReadPart``: a byte or
+row range; line numbers and ordinals stay those of the whole file), described by plain values so any
+engine can run it (``_read_task``); its result is a ``SourceRead`` (counters, drops, the paths of its
+candidate files), and the parts of a source add up (``SourceRead.__add__``) in file, then part order.
+JSONL and Parquet are never held as Python dicts. On a rebuild the read cache (``mixer.read_cache``)
+serves every source whose inputs and settings are unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from mixer.dedup.exact import content_hash
+from mixer.errors import InputError, RecordError
+from mixer.io import FilePart, ParseFailure, file_info, splittable
+from mixer.read_cache import ReadCache, read_cache_root, read_key
+from mixer.recipe import Recipe, Source, license_key, resolve_files, source_license
+from mixer.records import CANDIDATE_SCHEMA, Dropped, Record, record_key_messages
+from mixer.sources import SourceContext, get_adapter
+from mixer.sources.base import Adapter
+from mixer.stages.base import DropSink, RecordStage, Reporter, StageContext, run_record_stages
+from mixer.stages.filter import Filter
+from mixer.stages.normalise import Normalise
+from mixer.stats import FileInfo, SourceRead, SourceStats
+from mixer.tables import SpillFiles
+from mixer.tokens import TokenCounter, count_record_tokens
+
+RAW_TEXT_LIMIT = 20_000
+#: records put through the record-level stages together; the mention filter screens a batch at once
+GATE_BATCH = 2048
+
+
+def record_stages(recipe: Recipe) -> list[RecordStage]:
+    """The record-level stages after convert, in pipeline order."""
+    return [Normalise(recipe), Filter(recipe)]
+
+
+class CandidateStore:
+    """Streams records to an Arrow IPC file in batches, so a large source never sits in memory as
+    Python dicts (or at all: later stages read it back a batch at a time, see ``SpillFiles``).
+
+    With a token counter, tokens are counted per batch while reading (used for sources whose every
+    record is a candidate for the output, ``take: all``).
+    """
+
+    def __init__(self, path: Path, counter: TokenCounter | None = None, batch_rows: int = 10_000) -> None:
+        self.path = path
+        self._rows: list[dict[str, Any]] = []
+        self._writer = pa.ipc.new_file(str(path), CANDIDATE_SCHEMA)
+        self._counter = counter
+        self._batch_rows = batch_rows
+        self.rows = 0
+
+    def add(self, record: Record, file_index: int) -> None:
+        self._rows.append({"dataset": record["dataset"], "id": record["id"], "messages": record["messages"],
+                           "rejected": record.get("rejected"), "file_index": file_index,
+                           "hash": content_hash(record_key_messages(record)), "n_tokens": None})
+        if len(self._rows) >= self._batch_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._rows:
+            return
+        if self._counter is not None:
+            counts = count_record_tokens(self._counter, self._rows)  # type: ignore[arg-type]
+            for row, n in zip(self._rows, counts, strict=True):
+                row["n_tokens"] = n
+        self._writer.write_table(pa.Table.from_pylist(self._rows, schema=CANDIDATE_SCHEMA))
+        self.rows += len(self._rows)
+        self._rows = []
+
+    def close(self) -> Path:
+        self._flush()
+        self._writer.close()
+        return self.path
+
+
+
+def _raw_text(value: Any) -> str:
+    if isinstance(value, ParseFailure):
+        return value.text[:RAW_TEXT_LIMIT]
+    try:
+        return orjson.dumps(value, default=str).decode()[:RAW_TEXT_LIMIT]
+    except TypeError:
+        return repr(value)[:RAW_TEXT_LIMIT]
+
+
+
+def read_source(recipe: Recipe, source: Source, work_dir: Path, *, gate: bool, count_tokens: bool,
+                reporter: Reporter | None = None, files: list[FileInfo] | None = None,
+                only: ReadPart | None = None) -> SourceRead:
+    """Stream one source's files through its adapter (and the gate, unless sampling comes first) into
+    an Arrow file in ``work_dir``.
+
+    Pure with respect to the build: everything it decides is in the returned ``SourceRead``, so it
+    can run in a worker process. ``files``: the inputs' digests when the caller already has them.
+    ``only``: read just this part of one file (a task of a source split for parallel reading; the
+    parts' results are put together by ``merge_reads``).
+    """
+    reporter = reporter or Reporter()
+    stats = SourceStats(name=source.name, adapter=source.adapter, license=source_license(source),
+                        take=source.take, repeat=source.repeat)
+    # this unit's own sink: drops listed in the order their records entered, whatever the batching
+    sink = DropSink({source.name: stats})
+
+    def drop(item: Dropped, entry: int) -> None:
+        sink.drop(source.name, item, entry)
+
+    context = SourceContext(source.name, recipe.source_seed(source.name), recipe.tokenizer)
+    adapter = get_adapter(source.adapter)(source.options, context)
+    stages = record_stages(recipe) if gate else []
+    counter = TokenCounter(recipe.tokenizer) if count_tokens else None  # in this process
+    name = "candidates.arrow" if only is None else f"candidates-{only.file_index:03d}-{only.part.index:03d}.arrow"
+    store = CandidateStore(work_dir / name, counter)
+    skip = source.on_error == "skip"
+    where = f"source {source.name!r}, adapter {source.adapter!r}"
+    pending: list[Record] = []
+    pending_entry: list[int] = []
+
+    def flush(file_index: int) -> None:
+        verdicts = run_record_stages(stages, source.name, pending, stats)
+        for kept, entry in zip(verdicts, pending_entry, strict=True):
+            if isinstance(kept, Dropped):
+                drop(kept, entry)
+            else:
+                store.add(kept, file_index)
+        pending.clear()
+        pending_entry.clear()
+
+    for file_index, path in enumerate(resolve_files(recipe, source)):
+        if only is not None and file_index != only.file_index:
+            continue
+        stats.files.append(files[file_index] if files is not None else file_info(path))
+        reporter.start(f"read {source.name}: {path.name}")
+        for item in adapter.read_file(path, **({"part": only.part} if only is not None else {})):
+            stats.raw_records += 1
+            reporter.advance()
+            if isinstance(item.value, ParseFailure):
+                if not skip:
+                    raise InputError(item.location, f"{item.value.problem} ({where}; "
+                                     "set on_error: skip to drop such records)")
+                stats.records_in += 1
+                drop(Dropped(reason="invalid_record", detail=f"{item.location}: {item.value.problem}",
+                             raw=_raw_text(item.value)), stats.records_in)
+                continue
+            try:
+                outputs = list(adapter.convert(item.value, item.location))
+            except RecordError as e:
+                if not skip:
+                    raise InputError(item.location, f"{e} ({where}; set on_error: skip to drop such records)") \
+                        from None
+                stats.records_in += 1
+                drop(Dropped(reason="invalid_record", detail=f"{item.location}: {e}", raw=_raw_text(item.value)),
+                     stats.records_in)
+                continue
+            for out in outputs:
+                stats.records_in += 1
+                if isinstance(out, Dropped):
+                    if out.raw is None and out.messages is None:
+                        out.raw = _raw_text(item.value)
+                    drop(out, stats.records_in)
+                    continue
+                pending.append(out)
+                pending_entry.append(stats.records_in)
+                if len(pending) >= GATE_BATCH:
+                    flush(file_index)
+        flush(file_index)
+        reporter.finish()
+    candidates = store.close()  # counts the last batch
+    if counter is not None:
+        counter.close()
+    # entries (records_in) only grow, so the parts of a source read apart add up in order
+    return SourceRead(stats=stats, drops=sink.dropped(source.name), candidates=[candidates], used=set(context.used))
+
+
+@dataclass(frozen=True)
+class ReadPart:
+    """One read task of a source split into several: part ``part`` of file ``file_index``."""
+
+    file_index: int
+    part: FilePart
+
+
+def merge_reads(parts: list[SourceRead], files: list[FileInfo]) -> SourceRead:
+    """The parts of one source's read (in file, then part order) as if read in one go."""
+    merged = sum(parts[1:], parts[0])
+    merged.stats.files = list(files)
+    return merged
+
+
+#: A file larger than this is read in parts by several processes (when its format allows it).
+SPLIT_MIN_BYTES = 48 * 1024 * 1024
+MAX_PARTS = 64
+
+
+def plan_reads(adapter: type, paths: list[Path], infos: list[FileInfo], workers: int) -> list[ReadPart | None]:
+    """The read tasks of one source: ``[None]`` (the whole source in one task) unless it has large
+    JSONL or Parquet files and an adapter that reads them with the standard readers, which are then
+    cut into parts of about ``SPLIT_MIN_BYTES`` (at least ``workers`` parts per large file)."""
+    if workers < 2 or adapter.read_file is not Adapter.read_file:
+        return [None]
+    big = [i.bytes >= SPLIT_MIN_BYTES and splittable(p) for p, i in zip(paths, infos, strict=True)]
+    if not any(big):
+        return [None]
+    tasks: list[ReadPart | None] = []
+    for index, (info, split) in enumerate(zip(infos, big, strict=True)):
+        count = min(MAX_PARTS, max(workers, -(-info.bytes // SPLIT_MIN_BYTES))) if split else 1
+        tasks.extend(ReadPart(index, FilePart(k, count)) for k in range(count))
+    return tasks
+
+
+def _read_task(args: tuple[Recipe, str, Path, bool, bool, list[FileInfo], ReadPart | None]) -> SourceRead:
+    recipe, name, work_dir, gate, count_tokens, files, only = args
+    source = next(s for s in recipe.sources if s.name == name)
+    return read_source(recipe, source, work_dir, gate=gate, count_tokens=count_tokens, files=files, only=only)
+
+
+#: Below this much raw input, worker processes cost more than they save.
+PARALLEL_MIN_BYTES = 64 * 1024 * 1024
+
+
+def read_sources(ctx: StageContext, *, gate: bool) -> dict[str, list[str]]:
+    """Read every allowed source into ``ctx.candidates``: from the read cache when an identical read
+    is stored there (``mixer.read_cache``), else as units of ``ctx.executor.map`` (one per source, or
+    per part of a large file; largest first) when the input is large, else in this process. All paths
+    give identical results; the merge below is in recipe order. Returns which sources the read cache
+    served ("hits") and which were read ("misses"), for timings.json."""
+    recipe = ctx.recipe
+    work_dir = ctx.work_dir
+    todo = []
+    for s in recipe.sources:
+        why = allowed(recipe, s)
+        if why:
+            ctx.stats[s.name].excluded = why
+            ctx.warn(f"source {s.name!r} left out: {why}")
+        else:
+            todo.append(s)
+    # the inputs' sizes and digests: hashlib drops the GIL, so a local engine hashes on threads
+    infos = {s.name: list(ctx.executor.map(file_info, resolve_files(recipe, s), threads=True)) for s in todo}
+    # sources whose every record may reach the output get their tokens counted while reading
+    eager = {s.name: gate and s.take == "all" for s in todo}
+    root = read_cache_root()
+    cache = ReadCache(root) if root is not None else None
+    report: dict[str, list[str]] = {}
+    results: dict[str, SourceRead] = {}
+    folders: dict[str, Path] = {}
+    keys: dict[str, str] = {}
+    for i, s in enumerate(todo):
+        if cache is not None:
+            keys[s.name] = read_key(recipe, s, infos[s.name], gate=gate, count_tokens=eager[s.name])
+            hit = cache.get(keys[s.name], s.name, seed=recipe.source_seed(s.name), tokenizer=recipe.tokenizer)
+            if hit is not None:
+                results[s.name] = hit
+                continue
+            folders[s.name] = cache.staging(keys[s.name])
+        else:
+            folders[s.name] = work_dir / f"read-{i:03d}-{s.name}"
+            folders[s.name].mkdir()
+    missing = [s for s in todo if s.name not in results]
+    sizes = {s.name: sum(f.bytes for f in infos[s.name]) for s in missing}
+    workers = min(ctx.executor.parallelism, max(1, len(missing)))
+    try:
+        if workers > 1 and sum(sizes.values()) >= PARALLEL_MIN_BYTES:
+            # tasks (whole sources, or parts of large files) largest first, so the processes end together
+            tasks = []
+            for s in missing:
+                plan = plan_reads(get_adapter(s.adapter), resolve_files(recipe, s), infos[s.name], workers)
+                for only in plan:
+                    size = sizes[s.name] if only is None else \
+                        infos[s.name][only.file_index].bytes // only.part.count
+                    tasks.append((size, s, only))
+            tasks.sort(key=lambda t: -t[0])
+            ctx.reporter.start(f"read {len(missing)} sources in {len(tasks)} tasks", total=len(tasks))
+            parts: dict[str, list[tuple[tuple[int, int], SourceRead]]] = {s.name: [] for s in missing}
+            units = [(recipe, s.name, folders[s.name], gate, eager[s.name], infos[s.name], only)
+                     for _, s, only in tasks]
+            for (_, s, only), result in zip(tasks, ctx.executor.map(_read_task, units), strict=True):
+                rank = (only.file_index, only.part.index) if only is not None else (0, 0)
+                parts[s.name].append((rank, result))
+                ctx.reporter.advance()
+            ctx.reporter.finish()
+            for s in missing:
+                ordered = [r for _, r in sorted(parts[s.name], key=lambda x: x[0])]
+                results[s.name] = ordered[0] if len(ordered) == 1 else merge_reads(ordered, infos[s.name])
+        else:
+            for s in missing:
+                results[s.name] = read_source(recipe, s, folders[s.name], gate=gate, count_tokens=eager[s.name],
+                                              reporter=ctx.reporter, files=infos[s.name])
+    except BaseException:
+        if cache is not None:
+            for folder in folders.values():
+                cache.discard(folder)
+        raise
+    if cache is not None:
+        for s in missing:
+            results[s.name] = cache.put(keys[s.name], folders[s.name], results[s.name],
+                                        seed=recipe.source_seed(s.name), tokenizer=recipe.tokenizer,
+                                        used=results[s.name].used)
+        report = {"hits": list(cache.hits), "misses": [s.name for s in missing]}
+        for s in todo:
+            entry = results[s.name].candidates[0].parent
+            if entry.parent == cache.root and not entry.name.startswith("."):
+                ctx.read_entries[s.name] = entry
+    for s in todo:
+        r = results[s.name]
+        # what the recipe says about the source beyond reading it may differ from the cached read's
+        ctx.stats[s.name] = dataclasses.replace(r.stats, take=s.take, repeat=s.repeat,
+                                                license=source_license(s))
+        ctx.sink.add_counted(s.name, r.drops)  # counted in r.stats by the read unit's own sink
+        ctx.candidates.add(s.name, SpillFiles(r.candidates, CANDIDATE_SCHEMA))
+    return report
+
+
+def allowed(recipe: Recipe, source: Source) -> str | None:
+    """None if the source's licence is allowed, else why it is left out."""
+    if recipe.allow_licenses is None:
+        return None
+    lic = source_license(source)
+    if lic is None or license_key(lic) not in {license_key(x) for x in recipe.allow_licenses}:
+        return f"licence {lic or 'unknown'} not in allow_licenses {list(recipe.allow_licenses)}"
+    return None

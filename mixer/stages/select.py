@@ -1,0 +1,196 @@
+"""Stage **select** (corpus-level): sample ``take`` records per source and apply ``max_tokens``.
+
+Per source a seeded permutation is walked until ``take`` records that fit ``max_tokens`` are found,
+counting tokens (``mixer.tokens``, through the executor) only for records the walk reaches, so a
+30k sample of a 1M-row source never tokenizes the other 970k. Records over the limit are dropped
+(``too_many_tokens``) through the sink; records the walk never reaches are ``not_sampled`` (counted,
+not dropped: sampling is not a verdict on the record). The chosen records go to Arrow files in the
+work folder with their token counts.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+
+from mixer.errors import MixerError
+from mixer.overlap import one_ahead
+from mixer.recipe import Source
+from mixer.records import SELECTED_SCHEMA
+from mixer.stages.base import StageContext, drop_record
+from mixer.tables import SpillFiles, SpillWriter
+from mixer.tokens import TokenCounter, count_record_tokens_async
+
+#: rows converted to Python at a time while walking a sample (bounds memory, not results)
+WALK_CHUNK_ROWS = 20_000
+
+
+def _target(take: Any, available: int) -> int:
+    if take == "all":
+        return available
+    if isinstance(take, float):
+        return round(take * available)
+    return min(int(take), available)
+
+
+class Selector:
+    """Takes ``take`` records per source (or per file) from a seeded permutation.
+
+    Walks the permutation in order and counts tokens in chunks, only as far as needed: a record over
+    ``max_tokens`` is dropped (``too_many_tokens``) and the walk goes on, so ``take`` still holds.
+    Records the walk never reaches are ``not_sampled``. The result is a uniform random sample of the
+    records that pass the length limit, and does not depend on the chunk size. The chosen records go
+    to an Arrow file in the work folder, not into memory.
+    """
+
+    def __init__(self, ctx: StageContext, counter: TokenCounter) -> None:
+        self.ctx = ctx
+        self.counter = counter
+        self.max_tokens = ctx.recipe.max_tokens
+        #: per source, (dataset, id) tables of the records sampling did not choose (for ``dropped/``)
+        self.unsampled: dict[str, list[pa.Table]] = {s.name: [] for s in ctx.recipe.sources}
+
+    def select(self, source: Source, table: SpillFiles, rows: list[int] | None = None, *,
+               length_only: bool = False, count_tokens: bool = True) -> SpillFiles:
+        """The chosen rows with ``n_tokens`` (0 when ``count_tokens`` is off: sampling only).
+
+        ``length_only``: take every record that fits ``max_tokens`` (the length pass of
+        sample_then_filter, after sampling already happened).
+        """
+        stats = self.ctx.stats[source.name]
+        rng = random.Random(self.ctx.recipe.source_seed(source.name))
+        rows = list(range(table.num_rows)) if rows is None else rows
+        groups: dict[int, list[int]] = {}
+        if source.take_per_file:
+            file_index = table.column("file_index").to_pylist()
+            for row in rows:
+                groups.setdefault(file_index[row], []).append(row)
+        else:
+            groups[0] = rows
+        known = table.column("n_tokens").to_pylist() if count_tokens else []
+        chosen: list[int] = []
+        tokens: list[int] = []
+        for _, group in sorted(groups.items()):
+            want = len(group) if length_only else _target(source.take, len(group))
+            if isinstance(source.take, int) and not length_only and source.take > len(group):
+                stats.shortfall += source.take - len(group)
+                self.ctx.warn(f"source {source.name!r}: take {source.take} but only {len(group)} "
+                                "records are left after filtering and dedup; taking all of them")
+            order = group if (source.take == "all" or length_only) else rng.sample(group, len(group))
+            if count_tokens:
+                got_rows, got_tokens, walked = self._walk(source.name, table, known, order, want)
+            else:
+                got_rows, got_tokens, walked = order[:want], [0] * min(want, len(order)), want
+            chosen.extend(got_rows)
+            tokens.extend(got_tokens)
+            self._not_sampled(source.name, table, order[walked:])
+            if len(got_rows) < want and self.max_tokens is not None and source.take != "all":
+                stats.shortfall += want - len(got_rows)
+        return self._write(source.name, table, chosen, tokens)
+
+    def _write(self, source: str, table: SpillFiles, chosen: list[int], tokens: list[int]) -> SpillFiles:
+        index = list(self.ctx.stats).index(source)
+        writer = SpillWriter(self.ctx.work_dir / f"selected-{index:03d}-{source}.arrow", SELECTED_SCHEMA)
+        for start in range(0, len(chosen), WALK_CHUNK_ROWS):
+            part = table.take(chosen[start:start + WALK_CHUNK_ROWS], ["dataset", "id", "messages", "rejected"])
+            writer.write(pa.table({
+                "dataset": part.column("dataset"), "id": part.column("id"), "messages": part.column("messages"),
+                "rejected": part.column("rejected"),
+                "n_tokens": pa.array(tokens[start:start + WALK_CHUNK_ROWS], pa.int32())}, schema=SELECTED_SCHEMA))
+        return writer.close()
+
+    def _not_sampled(self, source: str, table: SpillFiles, rows: list[int]) -> None:
+        """Counted apart from drops (sampling is not a verdict on the record) but kept as ids."""
+        self.ctx.stats[source].not_sampled += len(rows)
+        if not rows or not self.ctx.recipe.output_options.write_unsampled:
+            return
+        # kept columnar: a 30k sample of a 1M-row source leaves ~970k of these
+        self.unsampled[source].append(table.take(rows, ["dataset", "id"]))
+
+    def _walk(self, source: str, table: SpillFiles, known: list[int | None], order: list[int], want: int
+              ) -> tuple[list[int], list[int], int]:
+        if self.max_tokens is None:
+            return self._take_first(table, known, order[:want])
+        got: list[int] = []
+        got_tokens: list[int] = []
+        pos = 0
+        while len(got) < want and pos < len(order):
+            need = want - len(got)
+            chunk = order[pos:pos + min(WALK_CHUNK_ROWS, max(256, int(need * 1.05) + 16))]
+            counts = self._count_chunk(table, known, chunk)()
+            too_long: list[tuple[int, int]] = []
+            for row_index, n in zip(chunk, counts, strict=True):
+                pos += 1
+                if self.max_tokens is not None and n > self.max_tokens:  # type: ignore[operator]
+                    too_long.append((row_index, n))  # type: ignore[arg-type]
+                    continue
+                got.append(row_index)
+                got_tokens.append(n)  # type: ignore[arg-type]
+                if len(got) == want:
+                    break
+            if too_long:
+                rows = table.take([r for r, _ in too_long], ["dataset", "id", "messages"]).to_pylist()
+                for row, (_, n) in zip(rows, too_long, strict=True):
+                    self.ctx.sink.drop(source, drop_record(row, "too_many_tokens", "select",
+                                                           f"{n} tokens > max_tokens {self.max_tokens}"))
+        return got, got_tokens, pos
+
+    def _take_first(self, table: SpillFiles, known: list[int | None], rows: list[int]
+                    ) -> tuple[list[int], list[int], int]:
+        """The walk when nothing can be dropped for length: exactly ``rows`` are taken, so the next
+        chunk's records are gathered while the worker processes count the previous one."""
+        chunks = (self._count_chunk(table, known, rows[i:i + WALK_CHUNK_ROWS])
+                  for i in range(0, len(rows), WALK_CHUNK_ROWS))
+        tokens = [n for counts in one_ahead(chunks) for n in counts]
+        return rows, tokens, len(rows)
+
+    def _count_chunk(self, table: SpillFiles, known: list[int | None], chunk: list[int]
+                     ) -> Callable[[], list[int]]:
+        """Start counting the tokens of ``chunk``'s rows; counts made while reading (``take: all``
+        sources) are reused. The returned function waits for the counts, in ``chunk`` order."""
+        counts = [known[i] for i in chunk]
+        missing = [i for i, n in enumerate(counts) if n is None]
+        if not missing:
+            return lambda: counts  # type: ignore[return-value]
+        records = table.take([chunk[i] for i in missing], ["messages", "rejected"]).to_pylist()
+        pending = count_record_tokens_async(self.counter, records)
+
+        def result() -> list[int]:
+            for i, n in zip(missing, pending(), strict=True):
+                counts[i] = n
+            return counts  # type: ignore[return-value]
+
+        return result
+
+
+def select_all(ctx: StageContext, selector: Selector, *, length_only: bool = False) -> dict[str, SpillFiles]:
+    """Every source's candidates through ``selector`` in recipe order (consuming them): the chosen
+    records per source. ``length_only``: the length pass of ``sample_then_filter``."""
+    selected: dict[str, SpillFiles] = {}
+    for s in ctx.recipe.sources:
+        if s.name in ctx.candidates:
+            table, alive = ctx.candidates.pop(s.name)
+            selected[s.name] = selector.select(s, table, alive, length_only=length_only)
+            ctx.stats[s.name].selected = selected[s.name].num_rows
+    return selected
+
+
+def shuffled_output(ctx: StageContext, selected: dict[str, SpillFiles]) -> tuple[SpillFiles, list[int]]:
+    """All selected records (their files, in recipe order) and the output order: each record
+    ``repeat`` times, in one seeded global shuffle."""
+    paths, index = [], []
+    offset = 0
+    for s in ctx.recipe.sources:
+        table = selected.get(s.name)
+        if table is None:
+            continue
+        paths.extend(table.paths)
+        index.extend(list(range(offset, offset + table.num_rows)) * s.repeat)
+        offset += table.num_rows
+    if not paths:
+        raise MixerError("the build selected no records: every source is empty, filtered out or excluded")
+    random.Random(ctx.recipe.seed).shuffle(index)
+    return SpillFiles(paths, SELECTED_SCHEMA), index

@@ -1,0 +1,157 @@
+"""The module layers point one way, nothing imports in a cycle, and only the engine creates pools.
+
+Layers, lowest first (a module may import its own layer and those below; every import counts, also
+one inside a function or under ``TYPE_CHECKING``):
+
+core <- config <- io / kernels / sources <- stages <- engine <- build <- cli
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from conftest import ROOT
+
+PACKAGE = ROOT / "mixer"
+
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    # the executor interface (a Protocol importing nothing from mixer) sits with the core types:
+    # stages receive an executor, so its type is below them; the engines that implement it are above
+    ("core", ("mixer", "mixer.errors", "mixer.records", "mixer.chat", "mixer.stats", "mixer.tables",
+              "mixer.overlap", "mixer.engine.base", "mixer.digest", "mixer.outdir")),
+    ("config", ("mixer.recipe", "mixer.config")),
+    ("io, kernels, sources", ("mixer.io", "mixer.read_cache", "mixer.token_cache", "mixer.tokens",
+                              "mixer.normalise", "mixer.filters", "mixer.dedup", "mixer.decontaminate",
+                              "mixer.sources")),
+    ("stages", ("mixer.stages",)),
+    ("engine", ("mixer.engine",)),
+    ("build", ("mixer.build", "mixer.validate", "mixer.card", "mixer.plots", "mixer.fetch", "mixer.pin")),
+    ("cli", ("mixer.cli", "mixer.report", "mixer.html_report", "mixer.diff", "mixer.train", "mixer.generate")),
+]
+
+#: imports that point down the wrong way, each with why it is tolerated for now
+KNOWN_EXCEPTIONS = {
+    # the recipe checks adapter names, parses adapter options and takes an adapter's default licence
+    # when it is read; moving that out of recipe.py is left for when recipe.py is not being edited
+    ("mixer.recipe", "mixer.sources"),
+}
+
+#: where process and thread pools may be created
+POOL_NAMES = ("ProcessPoolExecutor", "ThreadPoolExecutor", "get_context", "Pool")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, ast.Module]:
+    return {_module_name(p): ast.parse(p.read_text(encoding="utf-8")) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _mixer_imports(name: str, tree: ast.Module, known: set[str]) -> set[str]:
+    """Every mixer module ``name`` imports, wherever the import statement is."""
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = name.split(".")[: -node.level] if not name.endswith("__init__") else name.split(".")
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            # ``from mixer.stages import write`` imports the module mixer.stages.write
+            targets = [f"{target}.{a.name}" if f"{target}.{a.name}" in known else target for a in node.names]
+        else:
+            continue
+        out.update(t for t in targets if t == "mixer" or t.startswith("mixer."))
+    out.discard(name)
+    return out
+
+
+def _layer(module: str) -> int:
+    best, rank = -1, -1
+    for i, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+                best, rank = len(prefix), i
+    assert rank >= 0, f"{module} is in no layer: add it to LAYERS in tests/test_layers.py"
+    return rank
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    known = set(modules)
+    return {name: {m for m in _mixer_imports(name, tree, known)} for name, tree in modules.items()}
+
+
+def test_every_import_points_to_the_same_layer_or_below() -> None:
+    wrong = []
+    for module, imports in _graph().items():
+        for target in imports:
+            if _layer(target) > _layer(module) and not any(
+                    module.startswith(a) and (target == b or target.startswith(b + ".")) for a, b in KNOWN_EXCEPTIONS):
+                wrong.append(f"{module} ({LAYERS[_layer(module)][0]}) imports {target} ({LAYERS[_layer(target)][0]})")
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    graph = _graph()
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in graph:
+                continue
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def test_pools_are_created_only_in_the_engine() -> None:
+    found = []
+    for name, tree in _modules().items():
+        if name.startswith(("mixer.engine", "mixer.train")):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module in ("concurrent.futures", "multiprocessing"):
+                found.extend(f"{name}: imports {a.name} from {node.module}" for a in node.names
+                             if a.name in POOL_NAMES)
+            elif isinstance(node, ast.Import):
+                found.extend(f"{name}: imports {a.name}" for a in node.names
+                             if a.name in ("multiprocessing", "concurrent.futures", "threading"))
+    assert not found, "\n".join(found)
+
+
+def test_the_stage_modules_are_listed_in_pipeline_order() -> None:
+    from mixer.stages import STAGES
+
+    assert STAGES == ("read", "normalise", "filter", "exact_dedup", "near_dedup", "decontaminate", "select",
+                      "write", "card")
+    for stage in STAGES:
+        assert (PACKAGE / "stages" / f"{stage}.py").exists(), stage
