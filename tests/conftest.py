@@ -63,3 +63,13 @@ def sample_build(tmp_path_factory: pytest.TempPathFactory) -> Any:
         os.chdir(cwd)
     yield result
     shutil.rmtree(out, ignore_errors=True)
+
+
+@pytest.fixture
+def single_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain one-process run on a host with no GPU: no launcher variables, no re-exec or launch."""
+    for var in ("LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    from mixer.train import launch
+
+    monkeypatch.setattr(launch, "detect_gpu_count", lambda: 0)

@@ -24,13 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _single_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("LOCAL_RANK", "WORLD_SIZE"):
-        monkeypatch.delenv(var, raising=False)
-    from mixer.train import launch
-
-    monkeypatch.setattr(launch, "detect_gpu_count", lambda: 0)
+pytestmark = pytest.mark.usefixtures("single_process")
 
 
 @pytest.fixture(scope="module")

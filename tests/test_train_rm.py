@@ -23,13 +23,7 @@ TINY_RM = REPO / "train" / "tiny-cpu-rm.yaml"
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _single_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("LOCAL_RANK", "WORLD_SIZE"):
-        monkeypatch.delenv(var, raising=False)
-    from mixer.train import launch
-
-    monkeypatch.setattr(launch, "detect_gpu_count", lambda: 0)
+pytestmark = pytest.mark.usefixtures("single_process")
 
 
 def _m(role: str, content: str) -> dict[str, str]:

@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from mixer.errors import MixerError
 from mixer.generate.backends import BACKENDS
 from mixer.generate.prompts import PROMPT_MODES
+from mixer.train.cli import exits_on_mixer_error
 
 
-def plain_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``error: <message>`` and exit 2 for a MixerError, printed as is (install hints hold brackets:
-    ``mixer[vllm]``, which rich markup would swallow)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except MixerError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
-
-
-@plain_errors
+@exits_on_mixer_error
 def generate(
     policy: Annotated[str, typer.Option("--policy", help="Policy model folder that samples (with a chat template).")],
     reward_model: Annotated[str, typer.Option("--reward-model", help="A `mixer train rm` output that scores.")],
