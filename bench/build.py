@@ -3,6 +3,7 @@
     python bench/build.py --scale 0.1 0.3 1.0            # exact dedup + token counts (recipes/v2.yaml)
     python bench/build.py --scale 1.0 --near             # the same recipe with dedup.near: {} added
     python bench/build.py --scale 0.1 --profile          # plus a cProfile of the build, top 25 entries
+    python bench/build.py --scale 0.1 1.0 --engine ray   # the same builds on a Ray instance started here
 
 For each scale it generates the raw files once with ``bench/gen_raw.py`` (cached in
 ``--cache-dir``/raw-<scale>-<seed>, reused while its MANIFEST.json matches), runs the build as a
@@ -89,6 +90,12 @@ class Run:
     output_records: int | None = None
     stages: list[StageRow] = field(default_factory=list)
     profile_top: str = ""
+    #: ``mixer build --engine``: local, or ray (a Ray instance the build starts on this machine)
+    engine: str = "local"
+
+    @property
+    def label(self) -> str:
+        return f"{self.scale:g}{' near' if self.near else ''}{' ray' if self.engine == 'ray' else ''}"
 
 
 # -- generation ---------------------------------------------------------------------------------
@@ -299,7 +306,7 @@ def profile_top(path: Path, n: int = 25) -> str:
 def run_scale(args: argparse.Namespace, scale: float) -> Run:
     raw, manifest, gen_s = ensure_raw(args.cache_dir, scale, args.seed, args.gen_flags)
     run = Run(scale=scale, near=args.near, raw_dir=raw, raw_bytes=manifest["bytes"],
-              raw_records=manifest["records"], gen_seconds=gen_s)
+              raw_records=manifest["records"], gen_seconds=gen_s, engine=args.engine)
     tmp = Path(tempfile.mkdtemp(prefix=f"build-{scale:g}-", dir=args.cache_dir))
     try:
         recipe = near_recipe(args.recipe, tmp) if args.near else args.recipe
@@ -308,6 +315,8 @@ def run_scale(args: argparse.Namespace, scale: float) -> Run:
         print(f"building scale {scale:g}{' with near-dedup' if args.near else ''} ...", file=sys.stderr, flush=True)
         workers = args.workers if args.workers is not None else (1 if args.profile else None)
         extra = ["--workers", str(workers)] if workers is not None else []
+        if args.engine != "local":
+            extra = ["--engine", args.engine]  # Ray runs as many tasks as the cluster has CPUs
         if args.warm:  # a first build fills fresh caches; the measured one reuses them
             os.environ["MIXER_CACHE_DIR"] = str(tmp / "cache")
             os.environ.pop("MIXER_TOKEN_CACHE", None)
@@ -393,10 +402,10 @@ def markdown(runs: list[Run]) -> str:
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in runs:
         if not r.ok:
-            lines.append(f"| {r.scale:g}{' near' if r.near else ''} | {r.raw_records:,} | {r.raw_bytes / 1e9:.2f} | "
+            lines.append(f"| {r.label} | {r.raw_records:,} | {r.raw_bytes / 1e9:.2f} | "
                          f"failed | | | | | |")
             continue
-        lines.append(f"| {r.scale:g}{' near' if r.near else ''} | {r.raw_records:,} | {r.raw_bytes / 1e9:.2f} | "
+        lines.append(f"| {r.label} | {r.raw_records:,} | {r.raw_bytes / 1e9:.2f} | "
                      f"{_n(r.output_records)} | {r.wall_s:.1f} | {r.cpu_s:.1f} | {r.peak_rss_mb:,.0f} | "
                      f"{r.tree_rss_mb:,.0f} | {_r(r.other_cpu_s)} |")
     lines += ["", "| scale | stage | wall s | CPU s (main process) | records in | records out | records/s | "
@@ -404,7 +413,7 @@ def markdown(runs: list[Run]) -> str:
               "|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in runs:
         for s in r.stages:
-            lines.append(f"| {r.scale:g}{' near' if r.near else ''} | {s.stage} | {s.wall_s:.2f} | {s.cpu_s:.2f} | "
+            lines.append(f"| {r.label} | {s.stage} | {s.wall_s:.2f} | {s.cpu_s:.2f} | "
                          f"{_n(s.records_in)} | {_n(s.records_out)} | {_r(s.rate)} | {_r(s.tree_rss_mb)} |")
     return "\n".join(lines)
 
@@ -440,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="store_true",
                     help="run the build under cProfile and print the top 25 (implies --workers 1, so the "
                          "work happens in the profiled process)")
+    ap.add_argument("--engine", choices=["local", "ray"], default="local",
+                    help="mixer build --engine (ray: a Ray instance started by the build; needs the [ray] extra)")
     ap.add_argument("--workers", type=int, help="passed to mixer build --workers (default: the build's own)")
     ap.add_argument("--warm", nargs="?", const="all", choices=["all", "tokens"],
                     help="measure a rebuild: run each scale twice with fresh caches and report the second run; "

@@ -137,6 +137,11 @@ def build(
     if engine == "ray":
         from mixer.engine.ray_engine import RayEngine
 
+        if address is not None and "MIXER_CACHE_DIR" not in os.environ:
+            # read units write the read cache's entries, so on a cluster it must be on shared storage:
+            # without a MIXER_CACHE_DIR (which every node then reaches), no read cache
+            os.environ["MIXER_READ_CACHE"] = "0"
+
         with RayEngine(address) as ray_engine:
             result = run_build(r, reporter, engine=ray_engine, overwrite=overwrite,  # type: ignore[arg-type]
                                work_dir=work_dir)
