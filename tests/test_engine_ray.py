@@ -45,14 +45,17 @@ def ray_engine() -> Iterator[RayEngine]:
 
 def force_units(monkeypatch: pytest.MonkeyPatch, split_bytes: int = 4096, group: bool = True) -> None:
     """Every stage's work through the engine, large files cut into ranges of about ``split_bytes``;
-    ``group``: exact dedup as the partitioned group-by (else one sort in the driver)."""
+    ``group``: exact dedup as the partitioned group-by and LSH as per-band units (else both in the
+    driver)."""
     import mixer.dedup.near
     import mixer.stages.exact_dedup
+    import mixer.stages.near_dedup
     import mixer.stages.read
     import mixer.tokens
 
     if group:
         monkeypatch.setattr(mixer.stages.exact_dedup, "GROUP_MIN_ROWS", 0)
+        monkeypatch.setattr(mixer.stages.near_dedup, "BAND_UNITS_MIN_ROWS", 0)
 
     monkeypatch.setattr(mixer.stages.read, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(mixer.stages.read, "SPLIT_MIN_BYTES", split_bytes)
@@ -235,7 +238,7 @@ def test_generated_corpus_with_planted_duplicates_is_identical_read_as_2_or_7_un
     recipe, planted = corpus
     sizes = [p.stat().st_size for p in sorted((recipe.parent / "raw").glob("*.jsonl"))]
     builds = {}
-    # local: exact dedup as one sort in the driver; ray: as the group-by over hash partitions in tasks
+    # local: exact dedup and LSH in the driver; ray: as group-bys in tasks (hash partitions, bands)
     for name, engine_kind, split in [("local-2", "local", sum(sizes)), ("ray-2", "ray", sum(sizes)),
                                      ("ray-7", "ray", _split_bytes_for(sizes, 7))]:
         with monkeypatch.context() as patch:
@@ -244,7 +247,8 @@ def test_generated_corpus_with_planted_duplicates_is_identical_read_as_2_or_7_un
             if engine_kind == "ray":
                 result = build(load_recipe(recipe, output=str(tmp_path / name)), engine=ray_engine)
                 assert _read_units(ray_engine) == int(name[-1]), name
-                assert {"partition_hashes", "partition_duplicates", "sign_rows", "write_shard"} <= \
+                assert {"partition_hashes", "partition_duplicates", "sign_rows", "confirmed_band_pairs",
+                        "write_shard"} <= \
                     {fn for fn, _ in ray_engine.units_run}
             else:
                 with LocalEngine(2) as local:

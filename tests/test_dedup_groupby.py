@@ -1,5 +1,6 @@
-"""Exact dedup as a group-by over hash partitions in the executor's units (large corpora) keeps the
-same copies as the single sort in the driver, whatever the partitions and units."""
+"""The dedup group-bys that run in the executor's units for large corpora give what the driver's
+single pass gives: exact dedup over hash partitions keeps the same copies whatever the partitions,
+and LSH banding + confirmation per band confirm the same pairs."""
 
 from __future__ import annotations
 
@@ -79,3 +80,37 @@ def test_grouped_exact_dedup_does_not_depend_on_the_number_of_partitions(
         other = _context(tmp_path / "b", engine)
         exact.exact_dedup(other)
     assert _drops(other) == _drops(reference)
+
+
+def test_per_band_units_confirm_the_same_pairs_as_banding_in_one_process(tmp_path: Path) -> None:
+    import numpy as np
+
+    from mixer.config import NearDedupConfig
+    from mixer.dedup import near
+    from mixer.dedup.shingles import EMPTY_HASH
+    from mixer.stages.near_dedup import _confirm_in_units
+
+    rng = np.random.default_rng(3)
+    sig = rng.integers(0, 2**32 - 1, size=(3000, 128), dtype=np.uint32)
+    for k in range(0, 2900, 7):  # near copies: a share of the values changed; some in buckets of many
+        sig[k + 1] = sig[k]
+        sig[k + 1, rng.choice(128, size=int(rng.integers(0, 40)), replace=False)] = rng.integers(0, 2**31)
+    sig[100:300] = sig[99]  # one bucket far larger than MAX_BUCKET_PAIRS
+    sig[50] = EMPTY_HASH  # no shingles: never a candidate
+    n_new = 2800  # the rest stand for an ``against`` corpus
+    config = NearDedupConfig(threshold=0.7)
+    bands, rows = config.lsh_params()
+    pairs = near.lsh_candidate_pairs(sig, bands, rows, ~np.all(sig == EMPTY_HASH, axis=1))
+    pairs = pairs[pairs[:, 0] < n_new]
+    jac = near.estimated_jaccard(sig, pairs)
+    expected = pairs[jac >= config.threshold]
+    recipe = parse_recipe({"name": "t", "seed": 1, "raw_dir": str(tmp_path), "output": str(tmp_path / "out"),
+                           "dedup": {"near": {"threshold": 0.7}},
+                           "sources": [{"name": "s", "adapter": "messages", "files": ["x.jsonl"]}]})
+    with LocalEngine(2) as engine:
+        ctx = StageContext(recipe=recipe, executor=engine, work_dir=tmp_path)
+        got, estimates = _confirm_in_units(ctx, sig, n_new)
+    assert len(expected) > 300
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(estimates, jac[jac >= config.threshold])
+    assert not list(tmp_path.glob("near-lsh-*"))
