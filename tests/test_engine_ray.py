@@ -270,13 +270,16 @@ def test_generated_corpus_with_planted_duplicates_is_identical_read_as_2_or_7_un
 # --- a worker killed mid-unit -----------------------------------------------------------------------------
 
 def _die_once(marker: str, fn: Any, unit: Any) -> Any:
-    """Run the unit, then kill this worker before it can answer, the first time any unit gets here:
-    the unit's files are written, its result is lost, and Ray must run it again."""
+    """Run the unit, cut its candidate files to half (as a write cut short would leave them) and kill
+    this worker before it can answer, the first time any unit gets here: its result is lost, its
+    files are damaged, and Ray must run it again."""
     result = fn(unit)
     try:
         os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except FileExistsError:
         return result
+    for path in result.candidates:
+        os.truncate(path, os.path.getsize(path) // 2)
     os.kill(os.getpid(), signal.SIGKILL)
     return result  # not reached
 
