@@ -310,3 +310,24 @@ def test_a_ray_worker_killed_mid_unit_is_retried_and_the_output_is_unchanged(
     result = build(load_recipe(recipe, output=str(tmp_path / "ray")), engine=KillingEngine(ray_engine, marker))
     assert marker.exists()  # a worker did die mid-unit
     assert output_hashes_module.output_hashes(result.out) == output_hashes_module.output_hashes(expected.out)
+
+
+def test_mixer_build_engine_ray_reports_bad_input_like_the_local_engine(
+        ray_engine: RayEngine, tmp_path: Path, monkeypatch, make_recipe) -> None:
+    from typer.testing import CliRunner
+
+    from mixer.cli import app
+
+    force_units(monkeypatch, split_bytes=2048)
+    raw = tmp_path / "raw" / "chat.jsonl"
+    raw.parent.mkdir(parents=True)
+    lines = [json.dumps(_conversation(i, f"question {i}", f"answer {i}")) for i in range(400)]
+    lines[321] = '{"id": "broken", "messages": [ '
+    raw.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    recipe = make_recipe([{"name": "chat", "adapter": "messages", "files": ["chat.jsonl"]}])
+    runs = {engine: CliRunner().invoke(app, ["build", str(recipe), "-q", "--engine", engine,
+                                             "--work-dir", (tmp_path / "work").as_uri()])
+            for engine in ("local", "ray")}
+    assert runs["ray"].exit_code == runs["local"].exit_code == 2
+    assert runs["ray"].output == runs["local"].output
+    assert "chat.jsonl, line 322" in runs["ray"].output and "Traceback" not in runs["ray"].output
