@@ -132,6 +132,9 @@ def build(
         raise MixerError(f"--engine {engine!r}: choose local or ray")
     if address is not None and engine != "ray":
         raise MixerError("--address needs --engine ray")
+    if workers is not None and engine == "ray":
+        raise MixerError("--workers sizes the local engine; --engine ray runs as many units at once as the "
+                         "cluster has CPUs")
     r = load_recipe(recipe, raw_dir=raw_dir, output=out_dir, seed=seed)
     reporter = None if quiet else RichReporter()
     if engine == "ray":

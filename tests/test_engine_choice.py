@@ -21,11 +21,14 @@ def test_engine_ray_without_ray_installed_names_the_extra_and_exits_2(tmp_path, 
     assert not (tmp_path / "out").exists()
 
 
-def test_an_unknown_engine_or_an_address_without_ray_is_a_usage_error(tmp_path) -> None:
+def test_an_unknown_engine_an_address_without_ray_or_workers_with_ray_is_a_usage_error(tmp_path) -> None:
     unknown = runner.invoke(app, ["build", str(SAMPLE_RECIPE), "-q", "--engine", "spark", "--out", str(tmp_path)])
     assert unknown.exit_code == 2 and "choose local or ray" in unknown.output
     address = runner.invoke(app, ["build", str(SAMPLE_RECIPE), "-q", "--address", "auto", "--out", str(tmp_path)])
     assert address.exit_code == 2 and "--address needs --engine ray" in address.output
+    workers = runner.invoke(app, ["build", str(SAMPLE_RECIPE), "-q", "--engine", "ray", "--workers", "2",
+                                  "--out", str(tmp_path)])
+    assert workers.exit_code == 2 and "cluster has CPUs" in workers.output
 
 
 def test_an_object_store_work_dir_is_refused_with_what_to_do_instead(tmp_path) -> None:
