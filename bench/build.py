@@ -3,6 +3,7 @@
     python bench/build.py --scale 0.1 0.3 1.0            # exact dedup + token counts (recipes/v2.yaml)
     python bench/build.py --scale 1.0 --near             # the same recipe with dedup.near: {} added
     python bench/build.py --scale 0.1 --profile          # plus a cProfile of the build, top 25 entries
+    python bench/build.py --scale 0.1 1.0 --engine ray   # the same builds on a Ray instance started here
 
 For each scale it generates the raw files once with ``bench/gen_raw.py`` (cached in
 ``--cache-dir``/raw-<scale>-<seed>, reused while its MANIFEST.json matches), runs the build as a
@@ -82,6 +83,8 @@ class Run:
     cpu_s: float = 0.0
     peak_rss_mb: float = 0.0
     tree_rss_mb: float = 0.0
+    #: CPU seconds of every process of the build's tree, sampled (see ``TreeRSSSampler``)
+    tree_cpu_s: float = 0.0
     #: CPU seconds other processes used on this machine during the build: non-zero means the wall
     #: times were measured on a shared machine and are pessimistic
     other_cpu_s: float | None = None
@@ -89,6 +92,12 @@ class Run:
     output_records: int | None = None
     stages: list[StageRow] = field(default_factory=list)
     profile_top: str = ""
+    #: ``mixer build --engine``: local, or ray (a Ray instance the build starts on this machine)
+    engine: str = "local"
+
+    @property
+    def label(self) -> str:
+        return f"{self.scale:g}{' near' if self.near else ''}{' ray' if self.engine == 'ray' else ''}"
 
 
 # -- generation ---------------------------------------------------------------------------------
@@ -121,7 +130,10 @@ def ensure_raw(cache: Path, scale: float, seed: int, gen_flags: list[str]) -> tu
 # -- measuring one build ------------------------------------------------------------------------
 
 class TreeRSSSampler(threading.Thread):
-    """Peak of the summed RSS of a process and all its descendants, sampled every ``interval`` s."""
+    """Peak of the summed RSS of a process and all its descendants, sampled every ``interval`` s, and
+    the CPU seconds every process of the tree was last seen with (``cpu_s``): it counts processes
+    that ``wait4`` misses because nobody waits for them (Ray's raylet and workers outlive the
+    driver's wait), at the cost of the last interval of each process."""
 
     def __init__(self, pid: int, interval: float = 0.05) -> None:
         super().__init__(daemon=True)
@@ -130,6 +142,11 @@ class TreeRSSSampler(threading.Thread):
         #: (seconds since start, summed tree RSS in bytes), to attribute the peak to a stage
         self.series: list[tuple[float, int]] = []
         self._halt = threading.Event()
+        self._cpu: dict[tuple[int, float], float] = {}
+
+    @property
+    def cpu_s(self) -> float:
+        return sum(self._cpu.values())
 
     def run(self) -> None:
         try:
@@ -150,6 +167,8 @@ class TreeRSSSampler(threading.Thread):
             for p in procs:
                 try:
                     total += p.memory_info().rss
+                    t = p.cpu_times()
+                    self._cpu[(p.pid, p.create_time())] = t.user + t.system
                 except psutil.Error:
                     pass
             self.peak = max(self.peak, total)
@@ -220,6 +239,7 @@ def measure_build(recipe: Path, raw_dir: Path, out: Path, profile: Path | None,
     busy = (busy1 or 0.0) - (busy0 or 0.0)
     result = {"returncode": proc.returncode, "wall_s": wall, "cpu_s": cpu,
               "peak_rss_mb": usage.ru_maxrss / 1024, "tree_rss_mb": sampler.peak / 2**20,
+              "tree_cpu_s": sampler.cpu_s,
               "series": sampler.series,
               "other_cpu_s": max(0.0, busy - cpu) if busy0 is not None else None}
     return result, (outputs.get("stderr", "") + outputs.get("stdout", "")).strip()
@@ -299,7 +319,7 @@ def profile_top(path: Path, n: int = 25) -> str:
 def run_scale(args: argparse.Namespace, scale: float) -> Run:
     raw, manifest, gen_s = ensure_raw(args.cache_dir, scale, args.seed, args.gen_flags)
     run = Run(scale=scale, near=args.near, raw_dir=raw, raw_bytes=manifest["bytes"],
-              raw_records=manifest["records"], gen_seconds=gen_s)
+              raw_records=manifest["records"], gen_seconds=gen_s, engine=args.engine)
     tmp = Path(tempfile.mkdtemp(prefix=f"build-{scale:g}-", dir=args.cache_dir))
     try:
         recipe = near_recipe(args.recipe, tmp) if args.near else args.recipe
@@ -308,6 +328,8 @@ def run_scale(args: argparse.Namespace, scale: float) -> Run:
         print(f"building scale {scale:g}{' with near-dedup' if args.near else ''} ...", file=sys.stderr, flush=True)
         workers = args.workers if args.workers is not None else (1 if args.profile else None)
         extra = ["--workers", str(workers)] if workers is not None else []
+        if args.engine != "local":
+            extra = ["--engine", args.engine]  # Ray runs as many tasks as the cluster has CPUs
         if args.warm:  # a first build fills fresh caches; the measured one reuses them
             os.environ["MIXER_CACHE_DIR"] = str(tmp / "cache")
             os.environ.pop("MIXER_TOKEN_CACHE", None)
@@ -320,6 +342,7 @@ def run_scale(args: argparse.Namespace, scale: float) -> Run:
         res, log = measure_build(recipe, raw, out, prof, extra)
         run.wall_s, run.cpu_s = res["wall_s"], res["cpu_s"]
         run.peak_rss_mb, run.tree_rss_mb = res["peak_rss_mb"], res["tree_rss_mb"]
+        run.tree_cpu_s = res["tree_cpu_s"]
         run.other_cpu_s = res["other_cpu_s"]
         if res["returncode"] != 0:
             run.error = f"exit {res['returncode']}: {log[-3000:]}"
@@ -369,7 +392,8 @@ def print_run(run: Run) -> None:
         return
     if run.error:
         print(f"note: {run.error}")
-    print(f"process: wall {run.wall_s:.1f} s, CPU {run.cpu_s:.1f} s (with workers), peak RSS "
+    print(f"process: wall {run.wall_s:.1f} s, CPU {run.cpu_s:.1f} s (with workers; {run.tree_cpu_s:.1f} s whole "
+          f"tree, sampled), peak RSS "
           f"{run.peak_rss_mb:,.0f} MiB largest process / {run.tree_rss_mb:,.0f} MiB tree (sampled), "
           f"timings.json peak {run.inproc_rss_mb} MiB; {_n(run.output_records)} output records")
     if run.other_cpu_s is not None:
@@ -389,22 +413,24 @@ def print_run(run: Run) -> None:
 
 def markdown(runs: list[Run]) -> str:
     lines = ["| scale | raw records | raw GB | output records | wall s | CPU s (with workers) | "
-             "peak RSS MiB (largest process) | peak RSS MiB (tree, sampled) | other processes' CPU s |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "CPU s (tree, sampled) | peak RSS MiB (largest process) | peak RSS MiB (tree, sampled) | "
+             "other processes' CPU s |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in runs:
         if not r.ok:
-            lines.append(f"| {r.scale:g}{' near' if r.near else ''} | {r.raw_records:,} | {r.raw_bytes / 1e9:.2f} | "
-                         f"failed | | | | | |")
+            lines.append(f"| {r.label} | {r.raw_records:,} | {r.raw_bytes / 1e9:.2f} | "
+                         f"failed | | | | | | |")
             continue
-        lines.append(f"| {r.scale:g}{' near' if r.near else ''} | {r.raw_records:,} | {r.raw_bytes / 1e9:.2f} | "
-                     f"{_n(r.output_records)} | {r.wall_s:.1f} | {r.cpu_s:.1f} | {r.peak_rss_mb:,.0f} | "
+        lines.append(f"| {r.label} | {r.raw_records:,} | {r.raw_bytes / 1e9:.2f} | "
+                     f"{_n(r.output_records)} | {r.wall_s:.1f} | {r.cpu_s:.1f} | {r.tree_cpu_s:.1f} | "
+                     f"{r.peak_rss_mb:,.0f} | "
                      f"{r.tree_rss_mb:,.0f} | {_r(r.other_cpu_s)} |")
     lines += ["", "| scale | stage | wall s | CPU s (main process) | records in | records out | records/s | "
               "peak tree RSS MiB (sampled, approx.) |",
               "|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in runs:
         for s in r.stages:
-            lines.append(f"| {r.scale:g}{' near' if r.near else ''} | {s.stage} | {s.wall_s:.2f} | {s.cpu_s:.2f} | "
+            lines.append(f"| {r.label} | {s.stage} | {s.wall_s:.2f} | {s.cpu_s:.2f} | "
                          f"{_n(s.records_in)} | {_n(s.records_out)} | {_r(s.rate)} | {_r(s.tree_rss_mb)} |")
     return "\n".join(lines)
 
@@ -440,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="store_true",
                     help="run the build under cProfile and print the top 25 (implies --workers 1, so the "
                          "work happens in the profiled process)")
+    ap.add_argument("--engine", choices=["local", "ray"], default="local",
+                    help="mixer build --engine (ray: a Ray instance started by the build; needs the [ray] extra)")
     ap.add_argument("--workers", type=int, help="passed to mixer build --workers (default: the build's own)")
     ap.add_argument("--warm", nargs="?", const="all", choices=["all", "tokens"],
                     help="measure a rebuild: run each scale twice with fresh caches and report the second run; "

@@ -26,6 +26,7 @@ import pyarrow as pa
 from mixer import __version__
 from mixer.card import render_markdown
 from mixer.engine import Executor, LocalEngine
+from mixer.errors import MixerError
 from mixer.outdir import BUILD_MARKER, check_output_dir, lock_output, write_build_marker
 from mixer.pin import verify_pins
 from mixer.plots import render_plot_section, write_plots
@@ -112,7 +113,8 @@ class BuildResult:
 
 
 def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None = None,
-          engine: Executor | None = None, *, overwrite: bool = False) -> BuildResult:
+          engine: Executor | None = None, *, overwrite: bool = False, work_dir: str | Path | None = None
+          ) -> BuildResult:
     """Build the mixture the recipe describes into ``recipe.output``.
 
     ``workers``: processes for reading sources and counting tokens (default: all cores); the build
@@ -120,23 +122,57 @@ def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None 
     the caller then owns and closes). Any executor that keeps the contract of ``mixer.engine.base``
     gives the same bytes. The output folder is locked for the whole build and checked before any
     work: it may replace only an earlier mixer build (``mixer.outdir``) unless ``overwrite``. Pinned
-    input files are verified first.
+    input files are verified first. ``work_dir``: where the intermediate Arrow files go (a folder is
+    made inside it and deleted at the end), a path or a ``file://`` URI; a distributed engine needs
+    one every node reaches (default: the system's temporary folder).
     """
+    root = resolve_work_dir(work_dir) if work_dir is not None else None
     with lock_output(Path(recipe.output)), damage_log():
         check_output_dir(recipe.output, marker=BUILD_MARKER, overwrite=overwrite)
         if engine is not None:
-            return _build(recipe, reporter, engine)
+            return _build(recipe, reporter, engine, root)
         with LocalEngine(workers) as local:
-            return _build(recipe, reporter, local)
+            return _build(recipe, reporter, local, root)
 
 
-def _build(recipe: Recipe, reporter: Reporter | None, engine: Executor) -> BuildResult:
+def _build(recipe: Recipe, reporter: Reporter | None, engine: Executor, work_root: Path | None) -> BuildResult:
     verify_pins(recipe, engine)  # before any work: a build never starts from a file that changed
-    state = run_stages(recipe, reporter, engine)
+    tmp = None if work_root is None else tempfile.TemporaryDirectory(prefix="mixer-work-", dir=work_root)
     try:
-        return _write(state)
+        state = run_stages(recipe, reporter, engine, work_dir=None if tmp is None else Path(tmp.name))
+        try:
+            return _write(state)
+        finally:
+            state.close()
     finally:
-        state.close()
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def resolve_work_dir(where: str | Path) -> Path:
+    """The local path of a work folder given as a path or a URI that pyarrow's filesystem layer
+    resolves to one (``file:///shared/mixer-work``). The stages write their Arrow files with local
+    file APIs, so an object store (``s3://``, ``gs://``) is refused with what to do instead: mount it
+    (or use NFS/Lustre) and pass the mount point. The folder is created if missing."""
+    text = str(where)
+    if "://" in text:
+        from pyarrow import fs
+
+        try:
+            filesystem, path = fs.FileSystem.from_uri(text)
+        except (pa.ArrowInvalid, ValueError, OSError) as e:
+            raise MixerError(f"--work-dir {text}: pyarrow cannot open this URI ({e})") from None
+        if not isinstance(filesystem, fs.LocalFileSystem):
+            raise MixerError(f"--work-dir {text}: the work folder must be a file system path every node can "
+                             f"reach ({filesystem.type_name} URIs are not supported yet); mount the bucket "
+                             "(e.g. mountpoint-s3, gcsfuse) or use NFS, and pass the mount point")
+        text = path
+    folder = Path(text)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MixerError(f"--work-dir {where}: cannot create the work folder ({e.strerror})") from None
+    return folder
 
 
 def run_stages(recipe: Recipe, reporter: Reporter | None = None, executor: Executor | None = None,

@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from mixer import __version__
 from mixer.errors import MixerError
@@ -39,7 +40,8 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except MixerError as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+            # the message is text, not markup: "[ray]" in an install hint must survive
+            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -108,6 +110,12 @@ def build(
                                              "and mixer's code are unchanged.")] = True,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT even when it is not an earlier "
                                             "mixer build (its files are deleted).")] = False,
+    engine: Annotated[str, typer.Option(help="Where the work runs: local (this machine's cores) or ray (a Ray "
+                                        "cluster; needs the [ray] extra). Both give the same bytes.")] = "local",
+    address: Annotated[str | None, typer.Option(help="--engine ray: the cluster to join (what `ray start "
+                                                "--head` printed, or auto); default: start Ray here.")] = None,
+    work_dir: Annotated[str | None, typer.Option(help="Folder for intermediate files (a path or file:// URI); "
+                                                 "with a cluster, on storage every node reaches.")] = None,
 ) -> None:
     """Build a mixture: sharded Parquet in OUT/data, the data card in OUT/README.md and OUT/card.json,
     every dropped record in OUT/dropped/."""
@@ -120,9 +128,28 @@ def build(
         os.environ["MIXER_TOKEN_CACHE"] = "0"  # worker processes inherit it
     if not read_cache:
         os.environ["MIXER_READ_CACHE"] = "0"
+    if engine not in ("local", "ray"):
+        raise MixerError(f"--engine {engine!r}: choose local or ray")
+    if address is not None and engine != "ray":
+        raise MixerError("--address needs --engine ray")
+    if workers is not None and engine == "ray":
+        raise MixerError("--workers sizes the local engine; --engine ray runs as many units at once as the "
+                         "cluster has CPUs")
     r = load_recipe(recipe, raw_dir=raw_dir, output=out_dir, seed=seed)
     reporter = None if quiet else RichReporter()
-    result = run_build(r, reporter, workers, overwrite=overwrite)  # type: ignore[arg-type]
+    if engine == "ray":
+        from mixer.engine.ray_engine import RayEngine
+
+        if address is not None and "MIXER_CACHE_DIR" not in os.environ:
+            # read units write the read cache's entries, so on a cluster it must be on shared storage:
+            # without a MIXER_CACHE_DIR (which every node then reaches), no read cache
+            os.environ["MIXER_READ_CACHE"] = "0"
+
+        with RayEngine(address) as ray_engine:
+            result = run_build(r, reporter, engine=ray_engine, overwrite=overwrite,  # type: ignore[arg-type]
+                               work_dir=work_dir)
+    else:
+        result = run_build(r, reporter, workers, overwrite=overwrite, work_dir=work_dir)  # type: ignore[arg-type]
     if not quiet:
         from mixer.report import print_card
 

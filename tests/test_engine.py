@@ -114,6 +114,8 @@ def test_a_build_whose_units_are_pickled_and_run_out_of_order_gives_the_same_byt
     from test_output_hashes import _expected, output_hashes_module
 
     import mixer.dedup.near
+    import mixer.stages.exact_dedup
+    import mixer.stages.near_dedup
     import mixer.stages.read
     import mixer.tokens
     from mixer.build import build
@@ -124,6 +126,8 @@ def test_a_build_whose_units_are_pickled_and_run_out_of_order_gives_the_same_byt
     monkeypatch.setattr(mixer.stages.read, "SPLIT_MIN_BYTES", 4096)  # large files in byte/row ranges
     monkeypatch.setattr(mixer.tokens, "POOL_MIN_CHARS", 0)  # token counts shipped in chunks
     monkeypatch.setattr(mixer.dedup.near, "POOL_MIN_CHARS", 0)  # signatures too
+    monkeypatch.setattr(mixer.stages.exact_dedup, "GROUP_MIN_ROWS", 0)  # exact dedup as a group-by in units
+    monkeypatch.setattr(mixer.stages.near_dedup, "BAND_UNITS_MIN_ROWS", 0)  # LSH bands as units
     monkeypatch.setenv("MIXER_READ_CACHE", "0")
     monkeypatch.chdir(ROOT)
     engine = ShippingEngine()

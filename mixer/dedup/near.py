@@ -175,37 +175,67 @@ def lsh_candidate_pairs(sig: np.ndarray, bands: int, rows: int, active: np.ndarr
     idx = np.arange(len(sig)) if active is None else np.flatnonzero(active)
     if len(idx) < 2:
         return np.zeros((0, 2), dtype=np.int64)
-    chunks: list[np.ndarray] = []
-    for band in range(bands):
-        keys = _band_keys(sig[idx, band * rows:(band + 1) * rows])
-        order = np.argsort(keys, kind="stable")
-        ks = keys[order]
-        same_next = ks[1:] == ks[:-1]
-        if not same_next.any():
-            continue
-        # keep only members of multi-member runs, in sorted order (runs stay contiguous)
-        member = np.zeros(len(ks), dtype=bool)
-        member[1:] |= same_next
-        member[:-1] |= same_next
-        sel = np.flatnonzero(member)
-        mks = ks[sel]
-        mids = idx[order[sel]]
-        run_start = np.ones(len(sel), dtype=bool)
-        run_start[1:] = mks[1:] != mks[:-1]
-        run_id = np.cumsum(run_start)
-        for d in range(1, MAX_BUCKET_PAIRS + 1):
-            if d >= len(sel):
-                break
-            ok = run_id[d:] == run_id[:-d]
-            if not ok.any():
-                break  # runs are contiguous: no run is longer than d
-            a, b = mids[:-d][ok], mids[d:][ok]
-            chunks.append(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1))
-    if not chunks:
+    chunks = [band_pairs(sig, idx, band, rows) for band in range(bands)]
+    return unique_pairs(chunks, len(sig))
+
+
+def band_pairs(sig: np.ndarray, idx: np.ndarray, band: int, rows: int) -> np.ndarray:
+    """The candidate pairs of one band: the rows ``idx`` grouped by their band key (a sort), each
+    member of a bucket paired with up to ``MAX_BUCKET_PAIRS`` following members (by row). Not unique
+    across bands; ``unique_pairs`` puts bands together."""
+    keys = _band_keys(np.asarray(sig[idx, band * rows:(band + 1) * rows]))
+    order = np.argsort(keys, kind="stable")
+    ks = keys[order]
+    same_next = ks[1:] == ks[:-1]
+    if not same_next.any():
         return np.zeros((0, 2), dtype=np.int64)
-    pairs = np.concatenate(chunks).astype(np.int64)
-    code = np.unique(pairs[:, 0] * len(sig) + pairs[:, 1])
-    return np.stack([code // len(sig), code % len(sig)], axis=1)
+    # keep only members of multi-member runs, in sorted order (runs stay contiguous)
+    member = np.zeros(len(ks), dtype=bool)
+    member[1:] |= same_next
+    member[:-1] |= same_next
+    sel = np.flatnonzero(member)
+    mks = ks[sel]
+    mids = idx[order[sel]]
+    run_start = np.ones(len(sel), dtype=bool)
+    run_start[1:] = mks[1:] != mks[:-1]
+    run_id = np.cumsum(run_start)
+    chunks = [np.zeros((0, 2), dtype=np.int64)]
+    for d in range(1, MAX_BUCKET_PAIRS + 1):
+        if d >= len(sel):
+            break
+        ok = run_id[d:] == run_id[:-d]
+        if not ok.any():
+            break  # runs are contiguous: no run is longer than d
+        a, b = mids[:-d][ok], mids[d:][ok]
+        chunks.append(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1).astype(np.int64))
+    return np.concatenate(chunks)
+
+
+def unique_pairs(chunks: Sequence[np.ndarray], n: int) -> np.ndarray:
+    """The pairs of all chunks, sorted and unique."""
+    pairs = np.concatenate([np.zeros((0, 2), dtype=np.int64), *chunks]).astype(np.int64)
+    if not len(pairs):
+        return pairs
+    code = np.unique(pairs[:, 0] * n + pairs[:, 1])
+    return np.stack([code // n, code % n], axis=1)
+
+
+def confirmed_band_pairs(band: int, signatures: str, active: str, rows: int, threshold: float,
+                         n_new: int) -> tuple[np.ndarray, np.ndarray]:
+    """One unit of the distributed LSH: band ``band``'s candidate pairs over the signatures saved in
+    the work folder (``.npy`` files, read memory-mapped: only this band's columns and the candidates'
+    rows are read), confirmed by their Jaccard estimate. Returns (pairs, estimates) with the pairs
+    that reach ``threshold``; a pair of two ``against`` rows (index >= ``n_new``) is never one.
+    The union of every band's result, made unique, is what ``find_near_duplicates`` confirms itself."""
+    sig = np.load(signatures, mmap_mode="r")
+    idx = np.load(active)
+    pairs = band_pairs(sig, idx, band, rows)
+    pairs = unique_pairs([pairs[pairs[:, 0] < n_new]], len(sig))
+    if not len(pairs):
+        return pairs, np.zeros(0, dtype=np.float64)
+    jac = estimated_jaccard(sig, pairs)
+    keep = jac >= threshold
+    return pairs[keep], jac[keep]
 
 
 def lsh_candidate_pairs_datasketch(sig: np.ndarray, bands: int, rows: int, seed: int = 42) -> set[tuple[int, int]]:
@@ -277,13 +307,16 @@ def find_near_duplicates(
     items: Sequence[NearItem], config: NearDedupConfig,
     against_texts: Sequence[tuple[str, str]] | Sequence[tuple[str, str, str]] = (),
     signatures_cache: np.ndarray | None = None,
+    confirmed: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[NearDuplicate]:
     """The records to drop, sorted by index (see the module docstring for the rule).
 
     ``against_texts``: records of an existing corpus as ``(id, text)`` or ``(id, text, origin)``
     (origin: its file name; see ``load_against``), ``text`` from ``key_text`` with the same key. They
     can only ever be keepers. ``signatures_cache``: precomputed signatures of items then against
-    records (the benchmark passes them to time the stages separately).
+    records (the benchmark passes them to time the stages separately). ``confirmed``: the confirmed
+    pairs (sorted, unique) and their estimates when the caller ran steps 2 and 3 elsewhere (in units:
+    ``confirmed_band_pairs``); only clustering is left to do here.
     """
     against = _normalise_against(against_texts)
     n_new = len(items)
@@ -295,15 +328,18 @@ def find_near_duplicates(
         sig = signatures_cache
     else:
         sig = signatures(texts, config.ngram, config.num_perm, config.seed)
-    active = ~np.all(sig == EMPTY_HASH, axis=1)
-    pairs = lsh_candidate_pairs(sig, bands, rows, active)
-    if len(pairs) and against:
-        pairs = pairs[pairs[:, 0] < n_new]  # two against records never need comparing
-    if len(pairs) == 0:
-        return []
-    jac = estimated_jaccard(sig, pairs)
-    keep = jac >= config.threshold
-    pairs, jac = pairs[keep], jac[keep]
+    if confirmed is not None:
+        pairs, jac = confirmed
+    else:
+        active = ~np.all(sig == EMPTY_HASH, axis=1)
+        pairs = lsh_candidate_pairs(sig, bands, rows, active)
+        if len(pairs) and against:
+            pairs = pairs[pairs[:, 0] < n_new]  # two against records never need comparing
+        if len(pairs) == 0:
+            return []
+        jac = estimated_jaccard(sig, pairs)
+        keep = jac >= config.threshold
+        pairs, jac = pairs[keep], jac[keep]
     if len(pairs) == 0:
         return []
 

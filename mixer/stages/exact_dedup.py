@@ -8,15 +8,29 @@ in the candidates' ``hash`` column, so this stage reads one 16-byte column per s
 ``exact_dedup`` is the stage of the default order; ``FirstCopy`` is the same rule for a stream of
 records one at a time, which the ``sample_then_filter`` order needs (it dedups records as sampling
 reaches them, and lists their drops in that order).
+
+Large corpora are deduplicated as a group-by in units of the executor, so only narrow data moves
+and no process holds every hash: units over the candidates' Arrow files write ``(hash, source rank,
+row)`` triples into hash partitions in the work folder (``partition_hashes``), one unit per
+partition sorts its triples and returns only the duplicates with their keepers
+(``partition_duplicates``). A record's global id is (source rank in the recipe, row in the source's
+candidates), the keeper the smallest id of its group: the same as the single sort below, whatever
+the number of partitions or units and whichever finishes first.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import numpy as np
+import pyarrow as pa
 
 from mixer.dedup.exact import content_hash
 from mixer.records import Dropped, Record, record_key_messages
 from mixer.stages.base import StageContext
+from mixer.tables import SpillFiles
 
 REASON = "exact_duplicate"
 
@@ -45,24 +59,117 @@ class FirstCopy:
         return d
 
 
+#: from this many candidates on, the hashes are grouped in units (``partition_hashes``); below it one
+#: sort in this process is quicker than writing partitions
+GROUP_MIN_ROWS = 4_000_000
+#: hash triples (32 bytes each) per partition at most, so a partition's unit holds about 100 MB
+PARTITION_ROWS = 3_000_000
+
+
+def _hash_words(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """The 16-byte hashes as (n, 2) uint64 words, without copying them into Python objects."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if not len(column):
+        return np.zeros((0, 2), dtype=np.uint64)
+    return np.frombuffer(column.buffers()[1], dtype=np.uint64,
+                         count=2 * len(column), offset=column.offset * 16).reshape(-1, 2)
+
+
+def partition_hashes(unit: tuple[str, int, int, np.ndarray, str, int]) -> None:
+    """One candidates file's live rows as (hash, source rank, row) triples, split by hash into
+    ``partitions`` files of the folder (names fixed by the unit, so a retried unit overwrites)."""
+    path, rank, first_row, rows, folder, partitions = unit
+    words = _hash_words(SpillFiles([path]).column("hash"))[rows - first_row]
+    part = (words[:, 0] % np.uint64(partitions)).astype(np.int64)
+    for p in np.unique(part).tolist():
+        mine = part == p
+        with open(Path(folder) / f"{p:04d}-{rank:04d}-{first_row:012d}.npz", "wb") as f:
+            np.savez(f, key=words[mine], row=rows[mine], rank=np.full(int(mine.sum()), rank, dtype=np.int32))
+
+
+def partition_duplicates(files: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One hash partition: every duplicate's (rank, row) and its keeper's (rank, row), the keeper
+    being the smallest (rank, row) of its hash group."""
+    keys, rows, ranks = [np.zeros((0, 2), dtype=np.uint64)], [np.zeros(0, dtype=np.int64)], [np.zeros(0, np.int32)]
+    for path in files:
+        with np.load(path) as saved:
+            keys.append(saved["key"])
+            rows.append(saved["row"])
+            ranks.append(saved["rank"])
+    key, row, rank = np.concatenate(keys), np.concatenate(rows), np.concatenate(ranks)
+    order = np.lexsort((row, rank, key[:, 1], key[:, 0]))
+    sk = key[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = (sk[1:, 0] != sk[:-1, 0]) | (sk[1:, 1] != sk[:-1, 1])
+    keeper = order[np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))]
+    dup = order[~first]
+    kept = keeper[~first]
+    return rank[dup], row[dup], rank[kept], row[kept]
+
+
+def _grouped_duplicates(ctx: StageContext, names: list[str]) -> tuple[np.ndarray, ...]:
+    """``partition_hashes`` then ``partition_duplicates`` through the executor; returns duplicates
+    (rank, row) and keepers (rank, row), sorted by the duplicate's (rank, row)."""
+    candidates = ctx.candidates
+    total = sum(len(candidates.alive[name]) for name in names)
+    partitions = max(ctx.executor.parallelism, -(-total // PARTITION_ROWS))
+    folder = Path(tempfile.mkdtemp(prefix="exact-dedup-", dir=ctx.work_dir))
+    try:
+        units = []
+        for rank, name in enumerate(names):
+            table = candidates.tables[name]
+            alive = np.asarray(candidates.alive[name], dtype=np.int64)
+            first_row = 0
+            for path in table.paths:
+                n = SpillFiles([path]).num_rows
+                rows = alive[(alive >= first_row) & (alive < first_row + n)]
+                if len(rows):
+                    units.append((str(path), rank, first_row, rows, str(folder), partitions))
+                first_row += n
+        list(ctx.executor.map(partition_hashes, units))
+        files: dict[int, list[str]] = {}
+        for path in sorted(folder.glob("*.npz")):
+            files.setdefault(int(path.name[:4]), []).append(str(path))
+        found = list(ctx.executor.map(partition_duplicates, [files[p] for p in sorted(files)]))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if not found:
+        return tuple(np.zeros(0, dtype=np.int64) for _ in range(4))
+    dup_rank, dup_row, kept_rank, kept_row = (np.concatenate(parts) for parts in zip(*found, strict=True))
+    order = np.lexsort((dup_row, dup_rank))
+    return dup_rank[order], dup_row[order], kept_rank[order], kept_row[order]
+
+
 def exact_dedup(ctx: StageContext) -> None:
     """Keep the first copy of each content hash, in recipe order then file order.
 
     Vectorised over the 16-byte hashes (a sort, not a dict of 1.5M Python bytes objects): only the
     hash column is read, and only the duplicates' records are fetched, to be written to ``dropped/``.
+    From ``GROUP_MIN_ROWS`` candidates on, the sort is a group-by in the executor's units (module
+    docstring), with the same result.
     """
     candidates = ctx.candidates
     names = [s.name for s in ctx.recipe.sources if s.name in candidates]
+    if sum(len(candidates.alive[name]) for name in names) >= GROUP_MIN_ROWS:
+        dup_rank, dup_row, kept_rank, kept_row = _grouped_duplicates(ctx, names)
+        kept_ids: dict[tuple[int, int], str] = {}
+        for k, name in enumerate(names):
+            mine = np.unique(kept_row[kept_rank == k])
+            if len(mine):
+                ids = candidates.tables[name].take(mine, ["id"]).column("id").to_pylist()
+                kept_ids.update(((k, r), i) for r, i in zip(mine.tolist(), ids, strict=True))
+        for k, name in enumerate(names):
+            mine = np.flatnonzero(dup_rank == k)
+            drops = {int(dup_row[i]): duplicate_of(names[int(kept_rank[i])],
+                                                   kept_ids[(int(kept_rank[i]), int(kept_row[i]))])
+                     for i in mine.tolist()}
+            candidates.remove(name, drops, ctx.sink)
+        return
     keys, rows_of, source_of = [], [], []
     for k, name in enumerate(names):
         alive = np.asarray(candidates.alive[name], dtype=np.int64)
-        column = candidates.tables[name].column("hash").combine_chunks()
-        if len(column):
-            data = np.frombuffer(column.buffers()[1], dtype=np.uint64,
-                                 count=2 * len(column), offset=column.offset * 16).reshape(-1, 2)
-        else:
-            data = np.zeros((0, 2), dtype=np.uint64)
-        keys.append(data[alive])
+        keys.append(_hash_words(candidates.tables[name].column("hash"))[alive])
         rows_of.append(alive)
         source_of.append(np.full(len(alive), k, dtype=np.int32))
     if not names:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -22,14 +24,50 @@ import numpy as np
 import pyarrow.compute as pc
 
 from mixer.dedup import near as near_kernel
-from mixer.dedup.near import NearItem, find_near_duplicates, key_text, load_against, signatures_async, summarise_near
-from mixer.dedup.shingles import permutations, sign_chunk
+from mixer.dedup.near import (
+    NearItem,
+    confirmed_band_pairs,
+    find_near_duplicates,
+    key_text,
+    load_against,
+    signatures_async,
+    summarise_near,
+)
+from mixer.dedup.shingles import EMPTY_HASH, permutations, sign_chunk
 from mixer.records import Dropped
 from mixer.stages.base import StageContext
 from mixer.tables import SpillFiles, list_sums
 
 #: candidate rows per signing unit at most (also bounded by ``mixer.dedup.near.POOL_CHUNK_RECORDS``)
 CHUNK_ROWS = 20_000
+#: from this many signatures on, LSH banding and confirmation run as one unit per band
+#: (``_confirm_in_units``); below it, in this process
+BAND_UNITS_MIN_ROWS = 1_000_000
+
+
+def _confirm_in_units(ctx: StageContext, sig: np.ndarray, n_new: int) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 2 and 3 of ``mixer.dedup.near`` as one unit of the executor per band: the signatures
+    are saved to the work folder once, each unit groups one band's keys and confirms its candidate
+    pairs (``confirmed_band_pairs``), and only confirmed pairs with their estimates come back. The
+    union, made unique, equals the pairs ``find_near_duplicates`` would confirm itself; clustering
+    and the keeper rule stay here, over those edges (16 bytes each)."""
+    config = ctx.recipe.dedup.near
+    assert config is not None
+    bands, rows = config.lsh_params()
+    folder = Path(tempfile.mkdtemp(prefix="near-lsh-", dir=ctx.work_dir))
+    try:
+        np.save(folder / "signatures.npy", sig)
+        np.save(folder / "active.npy", np.flatnonzero(~np.all(sig == EMPTY_HASH, axis=1)))
+        task = partial(confirmed_band_pairs, signatures=str(folder / "signatures.npy"),
+                       active=str(folder / "active.npy"), rows=rows, threshold=config.threshold, n_new=n_new)
+        found = list(ctx.executor.map(task, range(bands)))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    n = len(sig)
+    codes = np.concatenate([np.zeros(0, dtype=np.int64)] + [pairs[:, 0] * n + pairs[:, 1] for pairs, _ in found])
+    estimates = np.concatenate([np.zeros(0, dtype=np.float64)] + [jac for _, jac in found])
+    codes, first = np.unique(codes, return_index=True)
+    return np.stack([codes // n, codes % n], axis=1), estimates[first]
 
 class SourceSignatures:
     """One source's MinHash signatures and assistant-text lengths, per candidate row.
@@ -141,7 +179,8 @@ def near_dedup(ctx: StageContext) -> dict[str, Any]:
     against = load_against(config.against, config.key) if config.against else []
     if against:
         sig = np.concatenate([sig, submit([text for _, text, _ in against])()], axis=0)
-    found = find_near_duplicates(items, config, against, signatures_cache=sig)
+    confirmed = _confirm_in_units(ctx, sig, len(items)) if len(sig) >= BAND_UNITS_MIN_ROWS else None
+    found = find_near_duplicates(items, config, against, signatures_cache=sig, confirmed=confirmed)
     del sig
     per_source: dict[str, dict[int, Dropped]] = {}
     for d in found:

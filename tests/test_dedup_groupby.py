@@ -1,0 +1,116 @@
+"""The dedup group-bys that run in the executor's units for large corpora give what the driver's
+single pass gives: exact dedup over hash partitions keeps the same copies whatever the partitions,
+and LSH banding + confirmation per band confirm the same pairs."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+import mixer.stages.exact_dedup as exact
+from mixer.engine import LocalEngine
+from mixer.recipe import parse_recipe
+from mixer.records import Record
+from mixer.stages.base import StageContext
+from mixer.stages.read import CandidateStore
+from mixer.stats import SourceStats
+from mixer.tables import SpillFiles
+
+SOURCES = ("first", "second", "third")
+
+
+def _context(tmp_path: Path, engine: LocalEngine) -> StageContext:
+    """Three sources, each in several candidate files, with copies inside files, across files and
+    across sources, and some rows already marked out (as an earlier stage would)."""
+    recipe = parse_recipe({"name": "t", "seed": 1, "raw_dir": str(tmp_path), "output": str(tmp_path / "out"),
+                           "sources": [{"name": n, "adapter": "messages", "files": ["x.jsonl"]} for n in SOURCES]})
+    stats = {n: SourceStats(n, "messages", None, "all", 1) for n in SOURCES}
+    ctx = StageContext(recipe=recipe, executor=engine, work_dir=tmp_path, stats=stats)
+    rng = random.Random(5)
+    for name in SOURCES:
+        paths = []
+        for f in range(3):
+            store = CandidateStore(tmp_path / f"{name}-{f}.arrow", batch_rows=50)
+            for i in range(120):
+                text = f"text {rng.randrange(150)}"  # about a third of the rows repeat an earlier text
+                record: Record = {"dataset": name, "id": f"{name}-{f}-{i}",
+                                  "messages": [{"role": "user", "content": text},
+                                               {"role": "assistant", "content": "same answer"}]}
+                store.add(record, file_index=f)
+            paths.append(store.close())
+        ctx.candidates.add(name, SpillFiles(paths))
+        ctx.candidates.alive[name] = [r for r in ctx.candidates.alive[name] if r % 17]
+    return ctx
+
+
+def _drops(ctx: StageContext) -> dict[str, list[tuple[str, str | None, str]]]:
+    return {n: [(d.id, d.kept_id, d.detail) for d in ctx.sink.dropped(n)] for n in SOURCES}
+
+
+def test_grouped_exact_dedup_keeps_the_same_copies_as_one_sort(tmp_path: Path, monkeypatch) -> None:
+    with LocalEngine(2) as engine:
+        (tmp_path / "single").mkdir()
+        single = _context(tmp_path / "single", engine)
+        exact.exact_dedup(single)
+        monkeypatch.setattr(exact, "GROUP_MIN_ROWS", 0)
+        monkeypatch.setattr(exact, "PARTITION_ROWS", 100)  # many partitions, several files each
+        (tmp_path / "grouped").mkdir()
+        grouped = _context(tmp_path / "grouped", engine)
+        exact.exact_dedup(grouped)
+    assert sum(len(v) for v in _drops(single).values()) > 100
+    assert _drops(grouped) == _drops(single)
+    assert grouped.candidates.alive == single.candidates.alive
+    assert {n: s.dropped for n, s in grouped.stats.items()} == {n: s.dropped for n, s in single.stats.items()}
+    assert not list((tmp_path / "grouped").glob("exact-dedup-*"))  # the partitions are deleted
+
+
+@pytest.mark.parametrize("partition_rows", [1, 10_000])
+def test_grouped_exact_dedup_does_not_depend_on_the_number_of_partitions(
+        partition_rows: int, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(exact, "GROUP_MIN_ROWS", 0)
+    monkeypatch.setattr(exact, "PARTITION_ROWS", 97)
+    with LocalEngine(1) as engine:
+        (tmp_path / "a").mkdir()
+        reference = _context(tmp_path / "a", engine)
+        exact.exact_dedup(reference)
+        monkeypatch.setattr(exact, "PARTITION_ROWS", partition_rows)
+        (tmp_path / "b").mkdir()
+        other = _context(tmp_path / "b", engine)
+        exact.exact_dedup(other)
+    assert _drops(other) == _drops(reference)
+
+
+def test_per_band_units_confirm_the_same_pairs_as_banding_in_one_process(tmp_path: Path) -> None:
+    import numpy as np
+
+    from mixer.config import NearDedupConfig
+    from mixer.dedup import near
+    from mixer.dedup.shingles import EMPTY_HASH
+    from mixer.stages.near_dedup import _confirm_in_units
+
+    rng = np.random.default_rng(3)
+    sig = rng.integers(0, 2**32 - 1, size=(3000, 128), dtype=np.uint32)
+    for k in range(0, 2900, 7):  # near copies: a share of the values changed; some in buckets of many
+        sig[k + 1] = sig[k]
+        sig[k + 1, rng.choice(128, size=int(rng.integers(0, 40)), replace=False)] = rng.integers(0, 2**31)
+    sig[100:300] = sig[99]  # one bucket far larger than MAX_BUCKET_PAIRS
+    sig[50] = EMPTY_HASH  # no shingles: never a candidate
+    n_new = 2800  # the rest stand for an ``against`` corpus
+    config = NearDedupConfig(threshold=0.7)
+    bands, rows = config.lsh_params()
+    pairs = near.lsh_candidate_pairs(sig, bands, rows, ~np.all(sig == EMPTY_HASH, axis=1))
+    pairs = pairs[pairs[:, 0] < n_new]
+    jac = near.estimated_jaccard(sig, pairs)
+    expected = pairs[jac >= config.threshold]
+    recipe = parse_recipe({"name": "t", "seed": 1, "raw_dir": str(tmp_path), "output": str(tmp_path / "out"),
+                           "dedup": {"near": {"threshold": 0.7}},
+                           "sources": [{"name": "s", "adapter": "messages", "files": ["x.jsonl"]}]})
+    with LocalEngine(2) as engine:
+        ctx = StageContext(recipe=recipe, executor=engine, work_dir=tmp_path)
+        got, estimates = _confirm_in_units(ctx, sig, n_new)
+    assert len(expected) > 300
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(estimates, jac[jac >= config.threshold])
+    assert not list(tmp_path.glob("near-lsh-*"))
