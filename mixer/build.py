@@ -42,7 +42,7 @@ from mixer.stages.write import staging_dir, write_output
 from mixer.stats import SourceStats
 from mixer.tables import SpillFiles
 from mixer.token_cache import damage_counts, damage_log
-from mixer.tokens import TokenCounter
+from mixer.tokens import TokenCounter, counter_note
 
 __all__ = ["BuildResult", "BuildState", "Reporter", "build", "run_stages"]
 
@@ -71,6 +71,9 @@ class BuildState:
     #: which sources the read cache served ("hits") and which were read ("misses"); not in the card
     #: (the card is the same either way), reported in timings.json
     read_cache: dict[str, list[str]] = field(default_factory=dict)
+    #: which library counted tokens in this process (bpe-openai, or tiktoken when it cannot be used);
+    #: the counts are the same, so it is reported in timings.json, not in the card
+    token_counter: str = ""
 
     _tmp: Any = None
 
@@ -158,6 +161,9 @@ def run_stages(recipe: Recipe, reporter: Reporter | None = None, executor: Execu
     state = BuildState(ctx=ctx, _tmp=tmp)
     sample_first = recipe.order == "sample_then_filter"
     with TokenCounter(recipe.tokenizer, executor=ctx.executor) as counter:
+        state.token_counter, why = counter_note(recipe.tokenizer)
+        if why:
+            ctx.reporter.warn(why)
         with state.timed("read+normalise+filter" if not sample_first else "read"):
             state.read_cache = read_sources(ctx, gate=not sample_first)
         selector = Selector(ctx, counter)
@@ -240,6 +246,7 @@ def _write(state: BuildState) -> BuildResult:
         timings = {name: {"wall_s": round(t.wall_s, 3), "cpu_s": round(t.cpu_s, 3),
                           "rss_mb_after": round(t.rss_mb_after, 1)} for name, t in state.timings.items()}
         timings["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        timings["token_counter"] = state.token_counter
         if state.read_cache:
             timings["read_cache_hits"] = state.read_cache["hits"]
         # cache entries found damaged (truncated, altered, foreign), removed and rebuilt, per cache
