@@ -10,9 +10,10 @@ For each scale it generates the raw files once with ``bench/gen_raw.py`` (cached
 subprocess exactly as a user would (``mixer build <recipe> --raw-dir <gen> --out <tmp> --quiet``) and
 reports:
 
-* per stage, from the build's own ``timings.json``: wall and CPU seconds (CPU of the main process
-  only: ``time.process_time``), records in and out (derived from ``card.json``'s per-source counts and
-  drop reasons), records/s (records in / wall);
+* per stage, from the build's own ``timings.json``: wall and CPU seconds (CPU of the main process,
+  ``time.process_time``, and of the worker processes the stage ran, ``cpu_workers_s``), records in
+  and out (derived from ``card.json``'s per-source counts and drop reasons), records/s (records in /
+  wall);
 * for the whole process: wall seconds (imports and start-up included), CPU seconds of the process
   *and its children* (token-counting and near-dedup workers; from ``os.wait4``), and peak RSS two
   ways: the largest single process (``ru_maxrss`` of the tree, kernel-exact) and the whole tree's
@@ -58,6 +59,8 @@ class StageRow:
     cpu_s: float
     records_in: int | None
     records_out: int | None
+    #: CPU of the worker processes the stage ran (timings.json ``cpu_workers_s``; None before it existed)
+    cpu_workers_s: float | None = None
     #: peak of the sampled process-tree RSS while this stage ran (approximate: stage windows are
     #: placed from the stage durations, start-up first)
     tree_rss_mb: float | None = None
@@ -290,7 +293,9 @@ def stage_rows(timings: dict[str, Any], card: dict[str, Any]) -> list[StageRow]:
             current = selected
         if name.lower().startswith("shuffle"):
             current = final
-        rows.append(StageRow(name, float(t.get("wall_s", 0.0)), float(t.get("cpu_s", 0.0)), before, current))
+        workers = t.get("cpu_workers_s")
+        rows.append(StageRow(name, float(t.get("wall_s", 0.0)), float(t.get("cpu_s", 0.0)), before, current,
+                             float(workers) if workers is not None else None))
     return rows
 
 
@@ -399,14 +404,15 @@ def print_run(run: Run) -> None:
     if run.other_cpu_s is not None:
         print(f"other processes used {run.other_cpu_s:.1f} CPU s on this machine during the build"
               + (" (wall times are pessimistic)" if run.other_cpu_s > 0.1 * run.wall_s else ""))
-    print(f"{'stage':<30} {'wall s':>8} {'CPU s':>8} {'records in':>12} {'records out':>12} {'records/s':>11} "
-          f"{'tree RSS MiB':>13}")
+    print(f"{'stage':<30} {'wall s':>8} {'CPU s':>8} {'wkr CPU':>8} {'records in':>12} {'records out':>12} "
+          f"{'records/s':>11} {'tree RSS MiB':>13}")
     for r in run.stages:
-        print(f"{r.stage:<30} {r.wall_s:>8.2f} {r.cpu_s:>8.2f} {_n(r.records_in):>12} {_n(r.records_out):>12} "
-              f"{_r(r.rate):>11} {_r(r.tree_rss_mb):>13}")
+        print(f"{r.stage:<30} {r.wall_s:>8.2f} {r.cpu_s:>8.2f} {_r(r.cpu_workers_s):>8} {_n(r.records_in):>12} "
+              f"{_n(r.records_out):>12} {_r(r.rate):>11} {_r(r.tree_rss_mb):>13}")
     tw = sum(r.wall_s for r in run.stages)
     tc = sum(r.cpu_s for r in run.stages)
-    print(f"{'(sum of stages)':<30} {tw:>8.2f} {tc:>8.2f}")
+    tk = sum(r.cpu_workers_s or 0.0 for r in run.stages)
+    print(f"{'(sum of stages)':<30} {tw:>8.2f} {tc:>8.2f} {tk:>8.2f}")
     if run.profile_top:
         print("\ncProfile, top 25 by cumulative time:\n" + run.profile_top)
 
@@ -425,13 +431,14 @@ def markdown(runs: list[Run]) -> str:
                      f"{_n(r.output_records)} | {r.wall_s:.1f} | {r.cpu_s:.1f} | {r.tree_cpu_s:.1f} | "
                      f"{r.peak_rss_mb:,.0f} | "
                      f"{r.tree_rss_mb:,.0f} | {_r(r.other_cpu_s)} |")
-    lines += ["", "| scale | stage | wall s | CPU s (main process) | records in | records out | records/s | "
-              "peak tree RSS MiB (sampled, approx.) |",
-              "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    lines += ["", "| scale | stage | wall s | CPU s (main process) | CPU s (workers) | records in | records out | "
+              "records/s | peak tree RSS MiB (sampled, approx.) |",
+              "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in runs:
         for s in r.stages:
             lines.append(f"| {r.label} | {s.stage} | {s.wall_s:.2f} | {s.cpu_s:.2f} | "
-                         f"{_n(s.records_in)} | {_n(s.records_out)} | {_r(s.rate)} | {_r(s.tree_rss_mb)} |")
+                         f"{_r(s.cpu_workers_s)} | {_n(s.records_in)} | {_n(s.records_out)} | {_r(s.rate)} | "
+                         f"{_r(s.tree_rss_mb)} |")
     return "\n".join(lines)
 
 

@@ -43,7 +43,7 @@ from mixer.stages.write import staging_dir, write_output
 from mixer.stats import SourceStats
 from mixer.tables import SpillFiles
 from mixer.token_cache import damage_counts, damage_log
-from mixer.tokens import TokenCounter
+from mixer.tokens import TokenCounter, counter_note
 
 __all__ = ["BuildResult", "BuildState", "Reporter", "build", "run_stages"]
 
@@ -52,6 +52,9 @@ __all__ = ["BuildResult", "BuildState", "Reporter", "build", "run_stages"]
 class StageTiming:
     wall_s: float = 0.0
     cpu_s: float = 0.0
+    #: CPU of the worker processes the stage started and the engine ended with it (0 for an engine
+    #: whose workers outlive the stage, e.g. a cluster's): with ``cpu_s``, what the stage cost
+    cpu_workers_s: float = 0.0
     #: this process's resident memory when the stage ended (MiB), to see which stage holds memory
     rss_mb_after: float = 0.0
 
@@ -72,6 +75,9 @@ class BuildState:
     #: which sources the read cache served ("hits") and which were read ("misses"); not in the card
     #: (the card is the same either way), reported in timings.json
     read_cache: dict[str, list[str]] = field(default_factory=dict)
+    #: which library counted tokens in this process (bpe-openai, or tiktoken when it cannot be used);
+    #: the counts are the same, so it is reported in timings.json, not in the card
+    token_counter: str = ""
 
     _tmp: Any = None
 
@@ -93,7 +99,7 @@ class BuildState:
     def timed(self, stage: str) -> Iterator[None]:
         """Time one stage (wall and this process's CPU); when it ends, the engine lets go of the
         workers it started for it, as each stage's own pool did before there was an engine."""
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0, c0, k0 = time.perf_counter(), time.process_time(), children_cpu_s()
         try:
             yield
         finally:
@@ -101,6 +107,7 @@ class BuildState:
             t = self.timings.setdefault(stage, StageTiming())
             t.wall_s += time.perf_counter() - t0
             t.cpu_s += time.process_time() - c0
+            t.cpu_workers_s += children_cpu_s() - k0
             t.rss_mb_after = current_rss_mb()
 
 
@@ -194,6 +201,9 @@ def run_stages(recipe: Recipe, reporter: Reporter | None = None, executor: Execu
     state = BuildState(ctx=ctx, _tmp=tmp)
     sample_first = recipe.order == "sample_then_filter"
     with TokenCounter(recipe.tokenizer, executor=ctx.executor) as counter:
+        state.token_counter, why = counter_note(recipe.tokenizer)
+        if why:
+            ctx.reporter.warn(why)
         with state.timed("read+normalise+filter" if not sample_first else "read"):
             state.read_cache = read_sources(ctx, gate=not sample_first)
         selector = Selector(ctx, counter)
@@ -274,8 +284,10 @@ def _write(state: BuildState) -> BuildResult:
             (tmp / "README.md").write_text(render_markdown(card, render_plot_section(plot_paths, tmp)),
                                            encoding="utf-8")
         timings = {name: {"wall_s": round(t.wall_s, 3), "cpu_s": round(t.cpu_s, 3),
+                          "cpu_workers_s": round(t.cpu_workers_s, 3),
                           "rss_mb_after": round(t.rss_mb_after, 1)} for name, t in state.timings.items()}
         timings["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        timings["token_counter"] = state.token_counter
         if state.read_cache:
             timings["read_cache_hits"] = state.read_cache["hits"]
         # cache entries found damaged (truncated, altered, foreign), removed and rebuilt, per cache
@@ -292,6 +304,12 @@ def current_rss_mb() -> float:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError):
         return 0.0
+
+
+def children_cpu_s() -> float:
+    """CPU seconds (user + system) of this process's ended and reaped child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_rss_mb() -> float:

@@ -15,13 +15,16 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from mixer.digest import file_digest
 from mixer.errors import InputError, Location
 from mixer.stats import FileInfo
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -276,6 +279,16 @@ def read_parquet(
 ) -> Iterator[RawItem]:
     """Parquet in record batches, only the needed columns (and with ``part``, only the row groups
     that hold its rows); rows become dicts of plain Python values."""
+    for first, batch in read_parquet_batches(path, columns, batch_size, part):
+        for i, item in enumerate(batch.to_pylist(), start=first):
+            yield RawItem(item, Location(str(path), record=i))
+
+
+def read_parquet_batches(
+    path: Path, columns: Sequence[str] | None = None, batch_size: int = 8192, part: FilePart | None = None
+) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """The Arrow record batches ``read_parquet`` turns into dicts, each with the file ordinal of its
+    first row: for adapters that convert whole columns at once (``Adapter.convert_columns``)."""
     import pyarrow.parquet as pq
 
     try:
@@ -304,8 +317,7 @@ def read_parquet(
                                  columns=list(columns) if columns else None):
         lo, hi = max(start - row, 0), min(stop - row, batch.num_rows)
         if lo < hi:
-            for i, item in enumerate(batch.slice(lo, hi - lo).to_pylist(), start=row + lo):
-                yield RawItem(item, Location(str(path), record=i))
+            yield row + lo, batch.slice(lo, hi - lo)
         row += batch.num_rows
 
 

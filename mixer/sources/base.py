@@ -24,6 +24,8 @@ from mixer.io import FilePart, RawItem, read_raw
 from mixer.records import Dropped, Record
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from mixer.tokens import TokenCounter
 
 #: a record carrying more message text than this (characters) is dropped, reason
@@ -102,6 +104,17 @@ class Adapter:
     def convert(self, raw: Any, location: Location) -> Iterable[Record | Dropped]:
         """Turn one raw record into canonical records; raise ``RecordError`` when it is malformed."""
         raise NotImplementedError
+
+    def convert_columns(self, batch: pa.RecordBatch) -> list[Record | None] | None:
+        """Optional, for Parquet sources: convert a whole Arrow batch without a dict per row.
+
+        One entry per row: the record for a row that ``convert`` would turn into exactly that one
+        record and that ``invalid_record`` and the normaliser would pass unchanged (see
+        ``mixer.sources._columns``), None for any other row, which then takes the per-record path.
+        None for the whole batch when its columns are not of the expected types. Per-record reading
+        of a 1M-row file is mostly dict building and per-field checks; this does them on columns.
+        """
+        return None
 
 
 #: UTF-16 surrogate code points: JSON may escape them singly ("\\ud800"), Python keeps them in a str,

@@ -33,7 +33,8 @@ def assistant_turns(messages: pa.ChunkedArray | pa.Array) -> list[int]:
 
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "mixer": __version__}
-    for pkg in ("pyarrow", "polars", "numpy", "tiktoken", "tokenizers", "datasketch", "orjson", "matplotlib"):
+    for pkg in ("pyarrow", "polars", "numpy", "tiktoken", "bpe-openai", "tokenizers", "datasketch", "orjson",
+                "matplotlib"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
