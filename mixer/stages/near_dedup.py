@@ -24,9 +24,9 @@ import numpy as np
 import pyarrow.compute as pc
 
 from mixer.dedup import near as near_kernel
+from mixer.dedup.lsh import confirmed_band_pairs
 from mixer.dedup.near import (
     NearItem,
-    confirmed_band_pairs,
     find_near_duplicates,
     key_text,
     load_against,
