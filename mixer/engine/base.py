@@ -67,3 +67,12 @@ class Executor(Protocol):
     def close(self) -> None:
         """End of the build."""
         ...
+
+
+def scatter_chunks(items: Sequence[T], width: int, max_chunk: int | None = None) -> list[list[T]]:
+    """How every engine cuts ``scatter``'s items: about ``width`` x 4 chunks of consecutive items, at
+    most ``max_chunk`` each, so the engines split work the same way (results never depend on it)."""
+    size = max(1, -(-len(items) // (width * 4)))
+    if max_chunk is not None:
+        size = min(size, max_chunk)
+    return [list(items[i:i + size]) for i in range(0, len(items), size)]

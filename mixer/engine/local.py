@@ -15,7 +15,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import get_context
 from typing import Any, TypeVar
 
-from mixer.engine.base import Pending
+from mixer.engine.base import Pending, scatter_chunks
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -57,11 +57,8 @@ class LocalEngine:
         if local or width <= 1 or len(items) < 2:
             result = [fn(list(items))]
             return lambda: result
-        size = max(1, -(-len(items) // (width * 4)))
-        if max_chunk is not None:
-            size = min(size, max_chunk)
         pool = self._process_pool()
-        futures = [pool.submit(fn, list(items[i:i + size])) for i in range(0, len(items), size)]
+        futures = [pool.submit(fn, chunk) for chunk in scatter_chunks(items, width, max_chunk)]
         return lambda: [f.result() for f in futures]
 
     def submit(self, fn: Callable[..., R], *args: Any, threads: bool = False) -> Pending[R]:

@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from mixer.engine.base import Pending
+from mixer.engine.base import Pending, scatter_chunks
 from mixer.errors import MixerError
 
 T = TypeVar("T")
@@ -146,11 +146,8 @@ class RayEngine:
         if local or width <= 1 or len(items) < 2:
             result = [fn(list(items))]
             return lambda: result
-        size = max(1, -(-len(items) // (width * 4)))
-        if max_chunk is not None:
-            size = min(size, max_chunk)
         fn_ref = self._ray.put(fn)
-        waits = [self._start(fn, fn_ref, list(items[i:i + size])) for i in range(0, len(items), size)]
+        waits = [self._start(fn, fn_ref, chunk) for chunk in scatter_chunks(items, width, max_chunk)]
         return lambda: [wait() for wait in waits]
 
     def submit(self, fn: Callable[..., R], *args: Any, threads: bool = False) -> Pending[R]:
