@@ -81,12 +81,15 @@ class NearDedupConfig:
         return optimal_bands_rows(self.threshold, self.num_perm, *self.lsh_weights)
 
     def n_workers(self) -> int:
-        if self.workers is not None:
-            return self.workers
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # pragma: no cover - not Linux
-            return max(1, os.cpu_count() or 1)
+        return self.workers if self.workers is not None else usable_cores()
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity where the OS tells it, else every core)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 @lru_cache(maxsize=32)

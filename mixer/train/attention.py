@@ -14,6 +14,7 @@ transformers lazily.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import inspect
 import logging
@@ -190,7 +191,7 @@ def _cuda_varlen(q: Any, k: Any, v: Any, cu: Any, max_len: int, scaling: float |
     import torch
     from torch.nn.attention.varlen import varlen_attn
 
-    params = inspect.signature(varlen_attn).parameters
+    params = _varlen_keywords()
     dtype = q.dtype
     if dtype not in (torch.bfloat16, torch.float16):  # fp32 residual stream (e.g. QLoRA norms): kernel is 16-bit
         q, k, v = (t.to(torch.bfloat16) for t in (q, k, v))
@@ -211,6 +212,15 @@ def _cuda_varlen(q: Any, k: Any, v: Any, cu: Any, max_len: int, scaling: float |
     if isinstance(out, tuple):
         out = out[0]
     return out.to(dtype)
+
+
+@functools.cache
+def _varlen_keywords() -> frozenset[str]:
+    """The keywords this torch's ``varlen_attn`` takes (2.10: ``is_causal``; later: ``window_size``,
+    ``scale``, ``enable_gqa``), read once rather than in every layer's attention call."""
+    from torch.nn.attention.varlen import varlen_attn
+
+    return frozenset(inspect.signature(varlen_attn).parameters)
 
 
 def _reference_varlen(q: Any, k: Any, v: Any, cu: Any, scaling: float | None) -> Any:

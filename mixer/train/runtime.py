@@ -10,10 +10,10 @@ and why at WARNING on the first lines of the run, and the run saves it beside it
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from mixer.config import usable_cores
 from mixer.train.attention import AttentionChoice, choose_attention
 from mixer.train.config import BaseRunConfig
 
@@ -96,6 +96,5 @@ def tokenise_processes(configured: int | None, n_rows: int) -> int | None:
         return configured if configured > 1 else None
     if n_rows < PARALLEL_TOKENISE_MIN_ROWS:
         return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    n = min(cores, MAX_TOKENISE_PROCESSES)
+    n = min(usable_cores(), MAX_TOKENISE_PROCESSES)
     return n if n > 1 else None
