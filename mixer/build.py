@@ -31,7 +31,7 @@ from mixer.outdir import BUILD_MARKER, check_output_dir, lock_output, write_buil
 from mixer.pin import verify_pins
 from mixer.plots import render_plot_section, write_plots
 from mixer.recipe import Recipe, source_license
-from mixer.records import CANDIDATE_SCHEMA, Dropped, Record
+from mixer.records import CANDIDATE_SCHEMA, Dropped, Record, record_scores
 from mixer.stages.base import Reporter, StageContext, run_record_stages
 from mixer.stages.card import build_card
 from mixer.stages.decontaminate import decontaminate
@@ -253,6 +253,7 @@ def _sample_then_filter(state: BuildState, selector: Selector) -> None:
                 record: Record = {"dataset": row["dataset"], "id": row["id"], "messages": row["messages"]}
                 if row["rejected"] is not None:
                     record["rejected"] = row["rejected"]  # type: ignore[typeddict-unknown-key]
+                    record.update(record_scores(row))  # type: ignore[typeddict-item, arg-type]
                 (out,) = run_record_stages(stages, s.name, [record], stats)
                 if not isinstance(out, Dropped) and first_copy is not None:
                     out = first_copy.check(s.name, out) or out

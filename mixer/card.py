@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from mixer.recipe import license_key
+from mixer.records import SCORE_FIELDS
 
 #: Hugging Face Hub licence identifiers for the licences the known sources carry.
 HF_LICENSE_IDS = {
@@ -41,7 +42,8 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
 
 def front_matter(card: dict[str, Any]) -> dict[str, Any]:
     message = [{"name": "role", "dtype": "string"}, {"name": "content", "dtype": "string"}]
-    columns = ["prompt", "chosen", "rejected"] if card["recipe"].get("kind") == "preference" else ["messages"]
+    preference = card["recipe"].get("kind") == "preference"
+    columns = ["prompt", "chosen", "rejected"] if preference else ["messages"]
     licences = sorted({HF_LICENSE_IDS.get(license_key(s["license"]), "other")
                        for s in card["sources"] if s["license"] and not s["excluded"]}) or ["other"]
     return {
@@ -53,6 +55,7 @@ def front_matter(card: dict[str, Any]) -> dict[str, Any]:
                 {"name": "dataset", "dtype": "string"},
                 {"name": "id", "dtype": "string"},
                 *({"name": name, "list": message} for name in columns),
+                *({"name": name, "dtype": "float64"} for name in (SCORE_FIELDS if preference else ())),
                 {"name": "n_tokens", "dtype": "int32"},
             ],
             "splits": [{"name": "train", "num_examples": card["totals"]["records"]}],
@@ -105,6 +108,8 @@ def render_markdown(card: dict[str, Any], plot_section: str = "") -> str:
                           tu["mean"], tu["p50"], tu["p95"], tu["max"]])
     out.append(_table(["source", "records", "tokens", "mean", "p50", "p95", "max",
                        "turns mean", "turns p50", "turns p95", "turns max"], stat_rows) + "\n")
+    if any("scores" in s for s in card["sources"]):
+        out.append(scores_section(card))
     for key, title in (("near_dedup", "Near-duplicates"), ("contamination", "Decontamination")):
         if key in card:
             out.append(f"## {title}\n")
@@ -121,6 +126,32 @@ def render_markdown(card: dict[str, Any], plot_section: str = "") -> str:
     out.append(_table(["output", "rows", "bytes", "sha256"], shard_rows) + "\n")
     out.append("Versions: " + ", ".join(f"{k} {v}" for k, v in card["versions"].items()) + ".\n")
     return "\n".join(out)
+
+
+def _num(v: float | None) -> str:
+    """A score statistic: up to 4 significant digits (ratings 1-10 and reward-model outputs alike)."""
+    return "" if v is None else f"{v:.4g}"
+
+
+def scores_section(card: dict[str, Any]) -> str:
+    """Preference builds: per source, how many pairs carry ratings (``mixer train rm`` derives its margin
+    from them) and the gap chosen - rejected, on the scale the source rates on."""
+    rows = []
+    for s in card["sources"]:
+        sc = s.get("scores")
+        if sc is None:
+            continue
+        gap = sc["gap"]
+        rows.append([s["name"], sc["pairs"], sc["scored"], _num(gap["mean"]), _num(gap["min"]), _num(gap["p5"]),
+                     _num(gap["p50"]), _num(gap["p95"]), _num(gap["max"]), _num(sc["chosen"]["mean"]),
+                     _num(sc["rejected"]["mean"]), sc["scale"] or "no ratings"])
+    total = card["totals"].get("scores", {})
+    intro = (f"{total.get('scored', 0):,} of {total.get('pairs', 0):,} pairs carry `score_chosen`/`score_rejected` "
+             "(null on the others); `mixer train rm` with `margin: true` derives its margin from the gap "
+             "(chosen - rejected). Percentiles are nearest-rank.\n")
+    return "## Preference scores\n\n" + intro + "\n" + _table(
+        ["source", "pairs", "with scores", "gap mean", "gap min", "gap p5", "gap p50", "gap p95", "gap max",
+         "chosen mean", "rejected mean", "scale"], rows) + "\n"
 
 
 def load_card(out_dir: Path) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import unicodedata
 from collections import Counter
 
 from mixer.recipe import Normalise
-from mixer.records import Message, Record
+from mixer.records import Message, Record, record_scores
 
 
 def turn_order_problem(messages: list[Message]) -> str | None:
@@ -74,6 +74,7 @@ def normalise_record(record: Record, rules: Normalise, touched: Counter[str]) ->
         normalised = [{"role": m["role"], "content": _normalise_text(m["content"], rules, changed)}
                       for m in rejected]
         out["rejected"] = normalised  # type: ignore[typeddict-unknown-key]
+        out.update(record_scores(record))  # type: ignore[typeddict-item]
         if len(normalised) != 1 or normalised[0]["role"] != "assistant" or not normalised[0]["content"].strip():
             problem = "empty_or_invalid_rejected"
     touched.update(changed)

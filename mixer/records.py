@@ -63,8 +63,15 @@ OUTPUT_SCHEMA = pa.schema(
     ]
 )
 
+#: A preference record's optional ratings of its two replies (UltraFeedback's ``score_chosen`` /
+#: ``score_rejected``): the record keys, and the nullable float columns of the candidate, selected and
+#: output tables. Sources without ratings (HH-RLHF) leave them out of the record and null in the tables;
+#: ``mixer train rm`` derives Llama 2's margin from them.
+SCORE_FIELDS = ("score_chosen", "score_rejected")
+SCORE_COLUMNS = [(name, pa.float64()) for name in SCORE_FIELDS]
+
 #: Preference pairs for DPO, in TRL's conversational form: ``prompt`` ends with a user turn,
-#: ``chosen`` and ``rejected`` each hold the one assistant reply.
+#: ``chosen`` and ``rejected`` each hold the one assistant reply; the scores are null for unrated pairs.
 PREFERENCE_OUTPUT_SCHEMA = pa.schema(
     [
         ("dataset", pa.string()),
@@ -72,9 +79,16 @@ PREFERENCE_OUTPUT_SCHEMA = pa.schema(
         ("prompt", pa.list_(MESSAGE_TYPE)),
         ("chosen", pa.list_(MESSAGE_TYPE)),
         ("rejected", pa.list_(MESSAGE_TYPE)),
+        *SCORE_COLUMNS,
         ("n_tokens", pa.int32()),
     ]
 )
+
+
+def record_scores(record: Record) -> dict[str, float]:
+    """The score fields a record carries (none for an SFT record or an unrated pair); the stages that
+    rebuild a record (normalise, sample-then-filter) copy them with this, so no stage loses them."""
+    return {key: record[key] for key in SCORE_FIELDS if record.get(key) is not None}  # type: ignore[literal-required]
 
 
 def record_key_messages(record: Record) -> list[Message]:
@@ -106,9 +120,9 @@ DROPPED_SCHEMA = pa.schema(
 #: unit's file index, the exact-dedup hash and, for ``take: all`` sources, tokens counted while reading)
 CANDIDATE_SCHEMA = pa.schema([("dataset", pa.string()), ("id", pa.string()),
                               ("messages", pa.list_(MESSAGE_TYPE)), ("file_index", pa.int32()),
-                              ("rejected", pa.list_(MESSAGE_TYPE)), ("hash", pa.binary(16)),
-                              ("n_tokens", pa.int32())])
+                              ("rejected", pa.list_(MESSAGE_TYPE)), *SCORE_COLUMNS,
+                              ("hash", pa.binary(16)), ("n_tokens", pa.int32())])
 #: ... and the records selection chose, in selection order, with their token counts
 SELECTED_SCHEMA = pa.schema([("dataset", pa.string()), ("id", pa.string()),
                              ("messages", pa.list_(MESSAGE_TYPE)), ("rejected", pa.list_(MESSAGE_TYPE)),
-                             ("n_tokens", pa.int32())])
+                             *SCORE_COLUMNS, ("n_tokens", pa.int32())])

@@ -80,6 +80,19 @@ def print_card(card: dict[str, Any], console: Console) -> None:
                         _n(tu["max"]), style="bold" if s["name"] == "total" and "adapter" not in s else None)
     console.print(lengths)
 
+    scored = [s for s in sources if "scores" in s]
+    if scored:
+        scores = Table(title="preference scores (gap = chosen - rejected, on each source's scale)",
+                       title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        scores.add_column("source", overflow="fold")
+        for col in ("pairs", "with scores", "gap mean", "gap p5", "gap p50", "gap p95"):
+            scores.add_column(col, justify="right")
+        for s in scored:
+            sc, gap = s["scores"], s["scores"]["gap"]
+            scores.add_row(escape(s["name"]), _n(sc["pairs"]), _n(sc["scored"]),
+                           *("" if gap[k] is None else f"{gap[k]:.3g}" for k in ("mean", "p5", "p50", "p95")))
+        console.print(scores)
+
     reasons = Table(title="dropped by reason", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("source", "reason", "records", "% of in"):
         reasons.add_column(col, justify="left" if col in ("source", "reason") else "right", overflow="fold")

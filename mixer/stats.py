@@ -102,3 +102,19 @@ def summary(values: list[int]) -> dict[str, float | int]:
     total = sum(ordered)
     return {"count": n, "mean": round(total / n, 2), "p50": pct(50), "p95": pct(95),
             "max": ordered[-1], "total": total}
+
+
+def score_summary(values: list[float]) -> dict[str, float | int | None]:
+    """count, mean and nearest-rank min/p5/p25/p50/p75/p95/max of real-valued scores (rating gaps);
+    None for the statistics of no values. Rounded to 4 decimals so the card does not carry float noise."""
+    if not values:
+        return {"count": 0, "mean": None, "min": None, "p5": None, "p25": None, "p50": None, "p75": None,
+                "p95": None, "max": None}
+    ordered = sorted(values)
+    n = len(ordered)
+
+    def pct(p: int) -> float:
+        return round(ordered[max(0, math.ceil(p * n / 100) - 1)], 4)
+
+    return {"count": n, "mean": round(math.fsum(ordered) / n, 4), "min": round(ordered[0], 4), "p5": pct(5),
+            "p25": pct(25), "p50": pct(50), "p75": pct(75), "p95": pct(95), "max": round(ordered[-1], 4)}

@@ -82,8 +82,10 @@ def test_ultrafeedback_pair_is_prompt_plus_chosen_with_rejected_reply() -> None:
         "id": f"ultrafeedback_{row['prompt_id']}",
         "messages": [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "Blue."}],
         "rejected": [{"role": "assistant", "content": "Potato."}],
+        "score_chosen": 8.0,
+        "score_rejected": 3.0,
     }
-    assert list(record) == ["dataset", "id", "messages", "rejected"]
+    assert list(record) == ["dataset", "id", "messages", "rejected", "score_chosen", "score_rejected"]
 
 
 def test_ultrafeedback_keeps_texts_exactly_as_published() -> None:
@@ -427,3 +429,38 @@ def test_hh_rlhf_sample_lines_have_only_chosen_and_rejected() -> None:
         rows = [json.loads(line) for line in f]
     assert all(set(row) == {"chosen", "rejected"} for row in rows)
 
+
+
+# -- preference (generic): ratings when the file has them -----------------------------------------
+
+PAIR = {"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": "a"}],
+        "rejected": [{"role": "assistant", "content": "b"}]}
+
+
+def test_preference_adapter_reads_scores_when_present_and_leaves_unrated_pairs_without() -> None:
+    (rated,) = convert("preference", dict(PAIR, score_chosen=9, score_rejected=2.5), path="pairs.jsonl")
+    assert (rated["score_chosen"], rated["score_rejected"]) == (9.0, 2.5)  # type: ignore[index]
+    assert isinstance(rated["score_chosen"], float)  # type: ignore[index]
+    for unrated in (PAIR, dict(PAIR, score_chosen=None, score_rejected=None)):
+        (record,) = convert("preference", unrated, path="pairs.jsonl")
+        assert "score_chosen" not in record and "score_rejected" not in record
+
+
+def test_preference_adapter_takes_generate_rewards_as_scores_when_asked() -> None:
+    raw = dict(PAIR, reward_chosen=1.25, reward_rejected=-0.5, score_chosen=7.0, score_rejected=1.0)
+    (record,) = convert("preference", raw, path="pairs.parquet", scores="reward")
+    assert (record["score_chosen"], record["score_rejected"]) == (1.25, -0.5)  # type: ignore[index]
+    (record,) = convert("preference", raw, path="pairs.parquet")
+    assert (record["score_chosen"], record["score_rejected"]) == (7.0, 1.0)  # type: ignore[index]
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"score_chosen": 7.0}, "'score_rejected' is missing or null"),
+    ({"score_chosen": None, "score_rejected": 3.0}, "'score_chosen' is missing or null"),
+    ({"score_chosen": "7", "score_rejected": 3.0}, "'score_chosen' must be a finite number"),
+    ({"score_chosen": 7.0, "score_rejected": True}, "'score_rejected' must be a finite number"),
+    ({"score_chosen": float("nan"), "score_rejected": 3.0}, "'score_chosen' must be a finite number"),
+])
+def test_preference_adapter_rejects_half_or_malformed_ratings(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(RecordError, match=message):
+        convert("preference", dict(PAIR, **fields), path="pairs.jsonl")

@@ -95,6 +95,12 @@ class Adapter:
         if convert is not None and not getattr(convert, "_bounded", False):
             cls.convert = _bounded(convert)  # type: ignore[method-assign]
 
+    @classmethod
+    def score_scale(cls, options: Any) -> str | None:
+        """What the ``score_chosen``/``score_rejected`` of this source's pairs measure, for the data card
+        (a gap means nothing without its scale); None for a source that never rates its pairs."""
+        return None
+
     def read_file(self, path: Path, part: FilePart | None = None) -> Iterator[RawItem]:
         """Stream raw records of one file (or of one part of a large JSONL/Parquet file, so several
         processes can read it); override for formats that need special reading (such an adapter's

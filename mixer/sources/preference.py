@@ -6,16 +6,23 @@ hold the one assistant reply, e.g. a preference build's own output or ``mixer ge
 ``best_vs_worst``. Records keep their ``id`` and ``dataset`` when they have them (else the ``dataset``
 option and ``<dataset>_<ordinal>``). A pair whose two replies are the same text (ignoring surrounding
 whitespace) is dropped as ``chosen_equals_rejected``, as the other preference adapters do.
+
+Ratings of the two replies go on with the pair when the file has them: ``score_chosen``/``score_rejected``
+(a preference build's own columns), or with option ``scores: reward`` the ``reward_chosen``/``reward_rejected``
+columns ``mixer generate`` writes (the reward model's raw outputs, unbounded and on that model's own
+scale, not UltraFeedback's 1-10). Both or neither: a pair with one of the two is an error, a pair with
+neither (or both null) is an unrated pair, as HH-RLHF's are.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from mixer.errors import Location, RecordError
-from mixer.records import ROLES, Dropped, Message, Record, make_record, msg
+from mixer.records import ROLES, SCORE_FIELDS, Dropped, Message, Record, make_record, msg
 from mixer.sources import register
 from mixer.sources.base import Adapter, require_dict, require_list
 from mixer.sources.messages import _optional_label
@@ -25,6 +32,25 @@ from mixer.sources.messages import _optional_label
 class PreferenceOptions:
     #: label for records without their own ``dataset`` field (also the id prefix)
     dataset: str = "preference"
+    #: which columns rate the two replies: ``score`` (``score_chosen``/``score_rejected``) or ``reward``
+    #: (``reward_chosen``/``reward_rejected``, as ``mixer generate`` names them); absent columns: unrated
+    scores: Literal["score", "reward"] = "score"
+
+
+def _scores(raw: dict[str, Any], prefix: str) -> dict[str, float]:
+    """The pair's two ratings as the record's score fields, or none for an unrated pair."""
+    keys = (f"{prefix}_chosen", f"{prefix}_rejected")
+    values = [raw.get(key) for key in keys]
+    if all(v is None for v in values):
+        return {}
+    for key, value in zip(keys, values, strict=True):
+        if value is None:
+            other = keys[1 - keys.index(key)]
+            raise RecordError(f"field {other!r} is set but {key!r} is missing or null: a pair is rated on both "
+                              "replies or on neither")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise RecordError(f"field {key!r} must be a finite number, found {value!r}")
+    return dict(zip(SCORE_FIELDS, map(float, values), strict=True))
 
 
 def _turns(raw: dict[str, Any], key: str) -> list[Message]:
@@ -45,9 +71,16 @@ class Preference(Adapter):
     name = "preference"
     kind = "preference"
     description = ("Conversational preference pairs, JSONL or Parquet: {prompt:[{role, content}], "
-                   "chosen:[assistant], rejected:[assistant], id?, dataset?}")
+                   "chosen:[assistant], rejected:[assistant], id?, dataset?, score_chosen?, score_rejected?}")
     license = None
     Options = PreferenceOptions
+
+    @classmethod
+    def score_scale(cls, options: Any) -> str | None:
+        if options.scores == "reward":
+            return ("reward-model outputs (mixer generate's reward_chosen/reward_rejected): unbounded, on that "
+                    "model's own scale")
+        return "the file's score_chosen/score_rejected (a preference build's: its sources' own scales)"
 
     def convert(self, raw: Any, location: Location) -> Iterable[Record | Dropped]:
         raw = require_dict(raw)
@@ -68,4 +101,4 @@ class Preference(Adapter):
                           detail="the chosen and rejected replies are the same text")
             return
         yield {**make_record(dataset, rid, [*prompt, replies["chosen"]]),  # type: ignore[typeddict-item]
-               "rejected": [replies["rejected"]]}
+               "rejected": [replies["rejected"]], **_scores(raw, self.options.scores)}

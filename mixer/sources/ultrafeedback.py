@@ -20,6 +20,10 @@ Rows the source's own construction makes useless for DPO are dropped (stage ``re
 - ``tie``: ``score_chosen == score_rejected`` (row 0 of the real file is 8.5 vs 8.5), with option
   ``drop_ties`` (default true): the "chosen" side of a tie was picked arbitrarily.
 
+The two ratings (the ``overall_score`` of each completion, 1-10, judged by GPT-4) go on with the pair as
+``score_chosen``/``score_rejected``: ``mixer train rm`` derives Llama 2's margin from their gap, so a
+build must keep them.
+
 Texts are kept exactly as published; normalisation happens later in the pipeline. The id is
 ``ultrafeedback_<prompt_id>``; ``prompt_id`` is a hash of the prompt, so a prompt that appears in two
 rows gives two records with the same id (the pipeline's prompt dedup keeps one of them).
@@ -91,6 +95,10 @@ class UltraFeedback(Adapter):
     columns = ("prompt", "prompt_id", "chosen", "rejected", "score_chosen", "score_rejected")
     Options = UltraFeedbackOptions
 
+    @classmethod
+    def score_scale(cls, options: Any) -> str | None:
+        return "UltraFeedback overall rating of each reply, 1-10 (GPT-4 as judge)"
+
     def read_file(self, path: Path) -> Iterator[RawItem]:
         """Read the fixed columns plus ``source`` when the file has it (the allenai cleaned variant).
 
@@ -155,4 +163,5 @@ class UltraFeedback(Adapter):
             yield drop("tie", f"score_chosen {score_chosen:g} == score_rejected {score_rejected:g}")
             return
         yield {**make_record(DATASET, record_id, [*prompt, chosen[-1]]),  # type: ignore[typeddict-item]
-               "rejected": [msg("assistant", rejected_text)]}
+               "rejected": [msg("assistant", rejected_text)],
+               "score_chosen": score_chosen, "score_rejected": score_rejected}

@@ -18,7 +18,9 @@ import pyarrow.compute as pc
 
 from mixer import __version__
 from mixer.recipe import Recipe
-from mixer.stats import SourceStats, summary
+from mixer.records import SCORE_FIELDS
+from mixer.sources import get_adapter
+from mixer.stats import SourceStats, score_summary, summary
 from mixer.tables import SpillFiles, list_sums
 
 
@@ -56,24 +58,48 @@ class SelectedColumns:
     tokens: list[int] = field(default_factory=list)
     turns: list[int] = field(default_factory=list)
     datasets: Counter[str] = field(default_factory=Counter)
+    #: preference pairs only: the ratings of the pairs that carry them, and how many carry none
+    score_chosen: list[float] = field(default_factory=list)
+    score_rejected: list[float] = field(default_factory=list)
+    unscored: int = 0
 
     @classmethod
-    def read(cls, table: SpillFiles | None) -> SelectedColumns:
+    def read(cls, table: SpillFiles | None, preference: bool = False) -> SelectedColumns:
         out = cls()
         if table is None:
             return out
-        for batch in table.iter_batches(["dataset", "messages", "n_tokens"]):
+        columns = ["dataset", "messages", "n_tokens", *(SCORE_FIELDS if preference else ())]
+        for batch in table.iter_batches(columns):
             out.tokens.extend(batch.column("n_tokens").to_pylist())
             out.turns.extend(assistant_turns(batch.column("messages")))
             for row in pc.value_counts(batch.column("dataset")).to_pylist():
                 out.datasets[row["values"]] += row["counts"]
+            if preference:
+                for c, r in zip(*(batch.column(k).to_pylist() for k in SCORE_FIELDS), strict=True):
+                    if c is None or r is None:
+                        out.unscored += 1
+                    else:
+                        out.score_chosen.append(c)
+                        out.score_rejected.append(r)
         return out
 
+    def scores(self, repeat: int, scale: str | None) -> dict[str, Any]:
+        """The card's ``scores`` of a preference source: how many of its final pairs carry ratings (what
+        ``mixer train rm``'s margin needs), and the ratings and their gap (chosen - rejected), counted
+        ``repeat`` times as the tokens are."""
+        gaps = [c - r for c, r in zip(self.score_chosen, self.score_rejected, strict=True)]
+        scored = len(gaps) * repeat
+        return {"scale": scale, "pairs": scored + self.unscored * repeat, "scored": scored,
+                "gap": score_summary(gaps * repeat), "chosen": score_summary(self.score_chosen * repeat),
+                "rejected": score_summary(self.score_rejected * repeat)}
 
-def source_card(stats: SourceStats, selected: SelectedColumns, raw_dir: str) -> dict[str, Any]:
+
+def source_card(stats: SourceStats, selected: SelectedColumns, raw_dir: str,
+                scores: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One source's entry of the card; ``scores`` (preference builds only) is ``SelectedColumns.scores``."""
     tokens, turns = selected.tokens, selected.turns
     datasets = {name: n * stats.repeat for name, n in selected.datasets.items()}
-    return {
+    card = {
         "name": stats.name,
         "adapter": stats.adapter,
         "license": stats.license,
@@ -95,6 +121,9 @@ def source_card(stats: SourceStats, selected: SelectedColumns, raw_dir: str) -> 
         "tokens": summary(tokens * stats.repeat),
         "turns": summary(turns * stats.repeat),
     }
+    if scores is not None:
+        card["scores"] = scores
+    return card
 
 
 def build_card(recipe: Recipe, stats: Mapping[str, SourceStats], selected_records: Mapping[str, SpillFiles],
@@ -103,8 +132,12 @@ def build_card(recipe: Recipe, stats: Mapping[str, SourceStats], selected_record
     """The card as a JSON-ready dict: per source its counters (``stats``, fed by the stages through
     the drop sink) and its selected records' token, turn and dataset counts; ``sections``: what the
     cross-source stages reported (``near_dedup``, ``contamination``)."""
-    selected = {s.name: SelectedColumns.read(selected_records.get(s.name)) for s in recipe.sources}
-    sources = [source_card(stats[s.name], selected[s.name], recipe.raw_dir) for s in recipe.sources]
+    preference = recipe.kind == "preference"
+    selected = {s.name: SelectedColumns.read(selected_records.get(s.name), preference) for s in recipe.sources}
+    scores = {s.name: selected[s.name].scores(s.repeat, get_adapter(s.adapter).score_scale(s.options))
+              for s in recipe.sources} if preference else {}
+    sources = [source_card(stats[s.name], selected[s.name], recipe.raw_dir, scores.get(s.name))
+               for s in recipe.sources]
     all_tokens: list[int] = []
     all_turns: list[int] = []
     for s in recipe.sources:
@@ -130,6 +163,9 @@ def build_card(recipe: Recipe, stats: Mapping[str, SourceStats], selected_record
             "not_sampled": sum(s["not_sampled"] for s in sources),
             "tokens": summary(all_tokens),
             "turns": summary(all_turns),
+            # counts only: a gap summed over sources would mix rating scales
+            **({"scores": {"pairs": sum(v["pairs"] for v in scores.values()),
+                           "scored": sum(v["scored"] for v in scores.values())}} if preference else {}),
         },
         "sources": sources,
         "outputs": {"data": shards, "dropped": dropped_files},

@@ -68,6 +68,7 @@ class CandidateStore:
     def add(self, record: Record, file_index: int) -> None:
         self._rows.append({"dataset": record["dataset"], "id": record["id"], "messages": record["messages"],
                            "rejected": record.get("rejected"), "file_index": file_index,
+                           "score_chosen": record.get("score_chosen"), "score_rejected": record.get("score_rejected"),
                            "hash": content_hash(record_key_messages(record)), "n_tokens": None})
         if len(self._rows) >= self._batch_rows:
             self._flush()

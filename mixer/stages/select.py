@@ -95,10 +95,9 @@ class Selector:
         index = list(self.ctx.stats).index(source)
         writer = SpillWriter(self.ctx.work_dir / f"selected-{index:03d}-{source}.arrow", SELECTED_SCHEMA)
         for start in range(0, len(chosen), WALK_CHUNK_ROWS):
-            part = table.take(chosen[start:start + WALK_CHUNK_ROWS], ["dataset", "id", "messages", "rejected"])
+            part = table.take(chosen[start:start + WALK_CHUNK_ROWS], SELECTED_SCHEMA.names[:-1])
             writer.write(pa.table({
-                "dataset": part.column("dataset"), "id": part.column("id"), "messages": part.column("messages"),
-                "rejected": part.column("rejected"),
+                **{name: part.column(name) for name in part.column_names},
                 "n_tokens": pa.array(tokens[start:start + WALK_CHUNK_ROWS], pa.int32())}, schema=SELECTED_SCHEMA))
         return writer.close()
 

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mixer.io import file_info
-from mixer.records import DROPPED_SCHEMA, OUTPUT_SCHEMA, PREFERENCE_OUTPUT_SCHEMA, Dropped
+from mixer.records import DROPPED_SCHEMA, OUTPUT_SCHEMA, PREFERENCE_OUTPUT_SCHEMA, SCORE_FIELDS, Dropped
 from mixer.stages.base import StageContext
 from mixer.tables import SpillFiles, SpillWriter, list_sums
 
@@ -65,10 +65,10 @@ def to_output(table: pa.Table, kind: str) -> pa.Table:
     """The published schema: SFT conversations, or preference pairs split into prompt/chosen/rejected."""
     if kind == "sft":
         return table.select(OUTPUT_SCHEMA.names).cast(OUTPUT_SCHEMA)
-    rows = table.select(["dataset", "id", "messages", "rejected", "n_tokens"]).to_pylist()
+    rows = table.select(["dataset", "id", "messages", "rejected", *SCORE_FIELDS, "n_tokens"]).to_pylist()
     return pa.Table.from_pylist(
         [{"dataset": r["dataset"], "id": r["id"], "prompt": r["messages"][:-1], "chosen": r["messages"][-1:],
-          "rejected": r["rejected"], "n_tokens": r["n_tokens"]} for r in rows],
+          "rejected": r["rejected"], **{k: r[k] for k in SCORE_FIELDS}, "n_tokens": r["n_tokens"]} for r in rows],
         schema=PREFERENCE_OUTPUT_SCHEMA,
     )
 
