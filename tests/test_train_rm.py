@@ -119,6 +119,76 @@ def test_margin_without_ratings_exits_2_naming_the_columns(tmp_path: Path) -> No
     assert "score_chosen" in result.output and "Traceback" not in result.output
 
 
+@pytest.fixture(scope="module")
+def dpo_sample_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """recipes/dpo-sample.yaml built: UltraFeedback pairs with their ratings, HH-RLHF pairs without."""
+    from mixer.build import build
+    from mixer.recipe import load_recipe
+
+    out = tmp_path_factory.mktemp("rm-dpo-sample") / "out"
+    return build(load_recipe(REPO / "recipes" / "dpo-sample.yaml", raw_dir=str(UF_FILE.parents[1]),
+                             output=str(out))).out
+
+
+UF_FILE = REPO / "samples" / "raw_train" / "ultrafeedback" / "train_prefs-00000-of-00001.parquet"
+
+
+def _keys(files: list[str], *, build: bool) -> list[tuple[str, str]]:
+    """(pair id, chosen reply stripped) per row, in the order load_reward_dataset reads the rows."""
+    rows = pa.concat_tables([pq.read_table(f) for f in files]).to_pylist()
+    if build:
+        return [(r["id"], r["chosen"][0]["content"]) for r in rows]
+    return [(f"ultrafeedback_{r['prompt_id']}", r["chosen"][-1]["content"].strip()) for r in rows]
+
+
+def test_margin_from_a_built_mixture_equals_the_one_from_the_raw_ultrafeedback_file(dpo_sample_build: Path) -> None:
+    from mixer.train.data import resolve_parquet_files
+
+    built = load_reward_dataset(dpo_sample_build, margin=True)
+    raw = load_reward_dataset(UF_FILE, margin=True)
+    from_build = dict(zip(_keys(resolve_parquet_files(dpo_sample_build), build=True), built["margin"], strict=True))
+    from_raw = dict(zip(_keys([str(UF_FILE)], build=False), raw["margin"], strict=True))
+    uf = {k: m for k, m in from_build.items() if k[0].startswith("ultrafeedback_")}
+    assert len(uf) == 14 and any(0 < m < 1 for m in uf.values()) and 1.0 in uf.values()
+    assert uf == {k: from_raw[k] for k in uf}
+    assert all(m == 0.0 for k, m in from_build.items() if k[0].startswith("hh_rlhf_"))
+
+
+def test_unrated_pairs_of_a_mixed_build_get_margin_zero_with_a_warning_counting_them(
+        dpo_sample_build: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="mixer.train"):
+        ds = load_reward_dataset(dpo_sample_build, margin=True)
+    assert "15 of 29 pairs carry no scores (hh_rlhf: 15) and get margin 0" in caplog.text
+    assert "other 14 get min(gap / 3, 1)" in caplog.text
+    assert sum(m > 0 for m in ds["margin"]) == 14
+
+
+def test_rm_trains_with_margins_from_a_built_mixture(dpo_sample_build: Path, tmp_path: Path) -> None:
+    cfg = _cfg(dpo_sample_build, tmp_path / "rm", "margin=true", "max_steps=2", "eval_size=0")
+    trainer = build_rm_trainer(cfg)
+    margins = trainer.train_dataset["margin"]
+    # the UltraFeedback pairs' rating gaps (pairs past max_length are left out), HH-RLHF's 0
+    assert any(m > 0 for m in margins) and any(m == 0 for m in margins)
+    trainer.train()
+    assert all(math.isfinite(h["loss"]) for h in trainer.state.log_history if "loss" in h)
+
+
+def test_margin_on_a_build_where_no_pair_carries_scores_exits_2(tmp_path: Path) -> None:
+    from mixer.build import build
+    from mixer.recipe import load_recipe
+
+    recipe = tmp_path / "hh.yaml"
+    recipe.write_text(f"name: hh\nkind: preference\nraw_dir: {UF_FILE.parents[1]}\noutput: {tmp_path / 'hh'}\n"
+                      "sources:\n  - {name: hh_rlhf, files: hh_rlhf/helpful-base/train.jsonl.gz}\n")
+    out = build(load_recipe(recipe)).out
+    a = tiny_assets()
+    result = runner.invoke(app, ["rm", "--config", str(TINY_RM), "--model", str(a.model), "--data", str(out),
+                                 "--output-dir", str(tmp_path / "rm"), "--set", "margin=true"])
+    assert result.exit_code == 2, result.output
+    assert str(out) in result.output and "no pair carries scores" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "rm" / "metrics.jsonl").exists()
+
+
 def test_rm_dry_run_prints_the_resolved_config() -> None:
     result = runner.invoke(app, ["rm", "--config", "tiny-cpu-rm", "--model", "m", "--data", "d",
                                  "--output-dir", "o", "--dry-run"])

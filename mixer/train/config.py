@@ -232,8 +232,8 @@ class RMRunConfig(BaseRunConfig):
         default=False,
         metadata={
             "help": "Llama 2's margin m: derived from the pair's rating gap (`score_chosen - score_rejected` columns, "
-            "as in UltraFeedback's 1-10 ratings) as min(gap / margin_full_gap, 1). Off: m = 0 (HH-RLHF has no "
-            "ratings)."
+            "as in UltraFeedback's 1-10 ratings; a preference build keeps them) as min(gap / margin_full_gap, 1); "
+            "unrated pairs get m = 0, and data with no rated pair is an error. Off: m = 0 (HH-RLHF has no ratings)."
         },
     )
     margin_full_gap: float = field(

@@ -13,7 +13,9 @@ the default ``full_gap = 3`` gaps of 0, 1, 2 and 3+ points reproduce the four Ll
 
 from __future__ import annotations
 
+import logging
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from mixer.errors import MixerError
 from mixer.train.data import PREFERENCE_COLUMNS, DataError, load_parquet
 
 SCORE_COLUMNS = ("score_chosen", "score_rejected")
+logger = logging.getLogger("mixer.train")
 
 
 def margin_from_scores(score_chosen: float, score_rejected: float, full_gap: float = 3.0) -> float:
@@ -43,10 +46,12 @@ def load_reward_dataset(path: str | Path, max_rows: int | None = None, *, margin
                         full_gap: float = 3.0) -> Any:
     """Pairs for ``RewardTrainer``: ``chosen``/``rejected`` (and ``prompt`` when separate), plus ``margin``.
 
-    Reads a preference build (``prompt`` ending with a user turn, one-message ``chosen``/``rejected``) or the
-    UltraFeedback binarized file itself (string ``prompt``, whole conversations in ``chosen``/``rejected``,
-    ratings in ``score_chosen``/``score_rejected``). ``margin`` needs the ratings; a build does not keep
-    them, so the error says where they are.
+    Reads a preference build (``prompt`` ending with a user turn, one-message ``chosen``/``rejected``, and
+    the ratings of the pairs whose source has them) or the UltraFeedback binarized file itself (string
+    ``prompt``, whole conversations in ``chosen``/``rejected``). ``margin`` needs the ratings in
+    ``score_chosen``/``score_rejected``: pairs without them (null, e.g. HH-RLHF's in a mixed build) get
+    margin 0, the plain ranking loss, and a warning counts them; data where no pair is rated is an error
+    rather than a run that silently trains without the margin it was asked for.
     """
     ds = load_parquet(path, ("chosen", "rejected"), max_rows)
     first = ds[0]
@@ -70,13 +75,40 @@ def load_reward_dataset(path: str | Path, max_rows: int | None = None, *, margin
     if missing:
         raise DataError(
             f"{path}: margin: true needs the ratings of each pair ({', '.join(SCORE_COLUMNS)}); missing "
-            f"{', '.join(missing)}. HH-RLHF has none, and a `mixer build` output does not keep them: train on "
-            "the UltraFeedback binarized Parquet itself (--data .../train_prefs-00000-of-00001.parquet) or set "
-            "margin: false"
+            f"{', '.join(missing)}. A `mixer build` of rated pairs (UltraFeedback) keeps them: rebuild a preference "
+            "build made before it did, point --data at the UltraFeedback binarized Parquet, or set margin: false"
         )
-    ds = ds.map(lambda c, r: {"margin": margin_from_scores(c, r, full_gap)}, input_columns=list(SCORE_COLUMNS),
-                desc="Margins from rating gaps")
+    rated = _rated(ds)
+    n_rated = sum(rated)
+    if n_rated == 0:
+        raise DataError(
+            f"{path}: margin: true, but no pair carries scores: {' and '.join(SCORE_COLUMNS)} are null in all "
+            f"{len(ds):,} pairs (sources such as HH-RLHF have no ratings). Build from a rated source "
+            "(UltraFeedback) or set margin: false"
+        )
+    if n_rated < len(ds):
+        where = ""
+        if "dataset" in ds.column_names:
+            names = Counter(d for d, ok in zip(ds["dataset"], rated, strict=True) if not ok)
+            where = " (" + ", ".join(f"{name}: {n:,}" for name, n in sorted(names.items())) + ")"
+        logger.warning("margin: true: %s of %s pairs carry no scores%s and get margin 0 (the plain ranking loss); "
+                       "the other %s get min(gap / %g, 1) from their ratings",
+                       f"{len(ds) - n_rated:,}", f"{len(ds):,}", where, f"{n_rated:,}", full_gap)
+
+    def row_margin(c: float | None, r: float | None) -> dict[str, float]:
+        return {"margin": 0.0 if c is None or r is None else margin_from_scores(c, r, full_gap)}
+
+    ds = ds.map(row_margin, input_columns=list(SCORE_COLUMNS), desc="Margins from rating gaps")
     return ds.select_columns([*keep, "margin"])
+
+
+def _rated(ds: Any) -> list[bool]:
+    """Per pair, whether both of its ratings are set (read as Arrow columns, through any row selection)."""
+    import pyarrow.compute as pc
+
+    table = ds.select_columns(list(SCORE_COLUMNS)).with_format("arrow")[:]
+    both = pc.and_(pc.is_valid(table.column(SCORE_COLUMNS[0])), pc.is_valid(table.column(SCORE_COLUMNS[1])))
+    return both.to_pylist()
 
 
 def split_eval(ds: Any, eval_size: float, seed: int) -> tuple[Any, Any | None]:
