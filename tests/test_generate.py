@@ -256,6 +256,11 @@ def test_outputs_build_through_recipes_and_train_with_sft_and_dpo(generated: Pat
     assert {r["id"] for r in built} <= {r["id"] for r in best} and all(r["dataset"] == "gen" for r in built)
     (source,) = dpo_build.card["sources"]
     assert source["records_in"] == len(pairs)
+    # the rewards of the two replies go on as the pair's scores (recipe option scores: reward)
+    rewards = {r["id"]: (r["reward_chosen"], r["reward_rejected"]) for r in pairs}
+    built_pairs = pq.read_table(dpo_build.out / "data").to_pylist()
+    assert built_pairs and all((r["score_chosen"], r["score_rejected"]) == rewards[r["id"]] for r in built_pairs)
+    assert source["scores"]["scored"] == len(built_pairs) and "reward-model" in source["scores"]["scale"]
     a = tiny_assets()
     sft = load_config("sft", REPO / "train" / "tiny-cpu.yaml", ["max_steps=2"], model=str(a.model),
                       data=str(sft_build.out), output_dir=str(tmp_path / "sft"))
