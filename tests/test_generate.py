@@ -293,10 +293,10 @@ def test_preference_adapter_reads_pairs_and_rejects_malformed_ones() -> None:
         list(adapter.convert({"prompt": [user], "chosen": [user], "rejected": [bad]}, loc))
 
 
-def test_vllm_backend_maps_outputs_to_the_shared_format_with_one_seed_per_prompt(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """vLLM cannot run here (no GPU, no CPU wheel): a stand-in module records what the backend asks of vLLM's
-    documented offline API (LLM(...), SamplingParams(n, seed, ...), LLM.chat) and returns its output shape."""
+def fake_vllm(monkeypatch: pytest.MonkeyPatch, finish_reasons: tuple[str, ...] = ("stop", "length")) -> dict:
+    """vLLM cannot run here (no GPU, no CPU wheel): a stand-in module that records what the backend asks of
+    vLLM's offline API (LLM(...), SamplingParams(n, seed, ...), LLM.chat), checks the arguments as vLLM's
+    SamplingParams does (n must be 1 when greedy, temperature in [0, 2]) and returns its output shape."""
     import sys
     import types
     from dataclasses import dataclass, field
@@ -311,6 +311,12 @@ def test_vllm_backend_maps_outputs_to_the_shared_format_with_one_seed_per_prompt
         max_tokens: int
         seed: int
 
+        def __post_init__(self) -> None:  # vllm/sampling_params.py: _verify_args, _verify_greedy_sampling
+            if not 0 <= self.temperature <= 2:
+                raise ValueError(f"temperature must be in [0, 2], got {self.temperature}.")
+            if self.temperature == 0 and self.n > 1:
+                raise ValueError(f"n must be 1 when using greedy sampling, got {self.n}.")
+
     @dataclass
     class Out:
         text: str
@@ -323,21 +329,57 @@ def test_vllm_backend_maps_outputs_to_the_shared_format_with_one_seed_per_prompt
 
         def chat(self, messages, sampling_params, **kwargs):  # noqa: ANN001, ANN201, ANN003
             calls["chat"] = (messages, sampling_params, kwargs)
-            return [types.SimpleNamespace(outputs=[Out(f"r{i}{j}", [1] * (j + 1), "length" if j else "stop")
+            return [types.SimpleNamespace(outputs=[Out(f"r{i}{j}", [1] * (j + 1), finish_reasons[j % 2])
                                                    for j in range(p.n)]) for i, p in enumerate(sampling_params)]
 
     fake = types.ModuleType("vllm")
     fake.LLM, fake.SamplingParams = LLM, SamplingParams
     monkeypatch.setitem(sys.modules, "vllm", fake)
     monkeypatch.setattr(backends_mod, "require_vllm", lambda: None)
+    return calls
+
+
+PROMPTS = [[{"role": "user", "content": "a"}], [{"role": "user", "content": "b"}]]
+
+
+def test_vllm_backend_maps_outputs_to_the_shared_format_with_one_seed_per_prompt(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = fake_vllm(monkeypatch)
     sampling = backends_mod.SamplingSettings(n=2, temperature=0.7, top_p=0.9, max_new_tokens=16)
     backend = backends_mod.VLLMBackend(tiny_assets().model, sampling, seed=3)
-    prompts = [[{"role": "user", "content": "a"}], [{"role": "user", "content": "b"}]]
-    out = backend.generate(prompts, [11, 12])
+    out = backend.generate(PROMPTS, [11, 12])
     assert out == [[backends_mod.Completion("r00", 1, "stop"), backends_mod.Completion("r01", 2, "length")],
                    [backends_mod.Completion("r10", 1, "stop"), backends_mod.Completion("r11", 2, "length")]]
     messages, params, kwargs = calls["chat"]
-    assert messages == prompts and [p.seed for p in params] == [11, 12]
+    assert messages == PROMPTS and [p.seed for p in params] == [11, 12]
     assert {(p.n, p.temperature, p.top_p, p.max_tokens) for p in params} == {(2, 0.7, 0.9, 16)}
     assert kwargs["add_generation_prompt"] is True and "<|assistant|>" in kwargs["chat_template"]
     assert calls["init"]["seed"] == 3
+
+
+def test_vllm_backend_decodes_greedy_once_and_repeats_it_n_times(monkeypatch: pytest.MonkeyPatch) -> None:
+    """vLLM refuses SamplingParams(n > 1, temperature 0); the transformers backend repeats its one greedy answer."""
+    calls = fake_vllm(monkeypatch)
+    sampling = backends_mod.SamplingSettings(n=3, temperature=0.0, top_p=0.9, max_new_tokens=16)
+    out = backends_mod.VLLMBackend(tiny_assets().model, sampling).generate(PROMPTS, [11, 12])
+    assert [p.n for p in calls["chat"][1]] == [1, 1]
+    assert out == [[backends_mod.Completion("r00", 1, "stop")] * 3, [backends_mod.Completion("r10", 1, "stop")] * 3]
+
+
+def test_vllm_backend_refuses_an_aborted_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mixer.errors import MixerError
+
+    fake_vllm(monkeypatch, finish_reasons=("stop", "abort"))
+    sampling = backends_mod.SamplingSettings(n=2, temperature=1.0, top_p=1.0, max_new_tokens=16)
+    with pytest.raises(MixerError, match="finish_reason 'abort'"):
+        backends_mod.VLLMBackend(tiny_assets().model, sampling).generate(PROMPTS, [1, 2])
+
+
+def test_vllm_temperature_above_vllms_range_is_refused_before_loading(tmp_path: Path) -> None:
+    from mixer.errors import MixerError
+
+    cfg = GenerateConfig(policy="p", reward_model="r", output=str(tmp_path / "o"), data="d", backend="vllm",
+                         temperature=2.5)
+    with pytest.raises(MixerError, match=r"vllm takes temperatures in \[0, 2\], got 2.5"):
+        cfg.validate()
+    GenerateConfig(policy="p", reward_model="r", output=str(tmp_path / "o"), data="d", temperature=2.5).validate()

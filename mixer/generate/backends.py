@@ -8,8 +8,9 @@ on which other prompts share its batch, on the batch size, or on where an interr
   same length, so there is no padding to change the numerics), the global torch RNG seeded with the
   prompt's seed. Exact on CPU: two runs give the same bytes. Works on one GPU too, slower than vLLM.
 - ``vllm``: ``LLM.chat`` over ``batch_size`` prompts per call, one ``SamplingParams(n=..., seed=...)``
-  per prompt. vLLM is an optional extra (``pip install 'mixer[vllm]'``), GPU only; reproducible with
-  per-request seeds on the same hardware and version, not across them.
+  per prompt (``n=1`` and the reply repeated when greedy: vLLM refuses ``n > 1`` at temperature 0). vLLM is
+  an optional extra (``pip install 'mixer[vllm]'``), GPU only; reproducible with per-request seeds on the
+  same hardware and version, not across them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from mixer.errors import MixerError
 logger = logging.getLogger("mixer.generate")
 
 BACKENDS = ("transformers", "vllm")
+#: vLLM's SamplingParams accepts temperatures in [0, 2] (it raises above)
+VLLM_MAX_TEMPERATURE = 2.0
 
 
 @dataclass(frozen=True)
@@ -166,12 +169,23 @@ class VLLMBackend:
         from vllm import SamplingParams
 
         s = self.sampling
-        params = [SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p if s.temperature > 0 else 1.0,
+        greedy = s.temperature == 0
+        # vLLM refuses n > 1 with greedy decoding ("n must be 1 when using greedy sampling"): ask for the one
+        # answer and repeat it, as the transformers backend does
+        params = [SamplingParams(n=1 if greedy else s.n, temperature=s.temperature, top_p=1.0 if greedy else s.top_p,
                                  max_tokens=s.max_new_tokens, seed=seed) for seed in seeds]
         outputs = self.llm.chat(prompts, sampling_params=params, chat_template=self.template,
                                 add_generation_prompt=True, use_tqdm=False)
-        return [[Completion(o.text, len(o.token_ids), "stop" if o.finish_reason == "stop" else "length")
-                 for o in out.outputs] for out in outputs]
+        return [[_completion(o) for o in out.outputs] * (s.n if greedy else 1) for out in outputs]
+
+
+def _completion(output: Any) -> Completion:
+    """One vLLM ``CompletionOutput`` in the shared format. vLLM ends a finished request with ``stop`` (an
+    end-of-turn token) or ``length``; anything else (``abort``) is not a reply to score."""
+    if output.finish_reason not in ("stop", "length"):
+        raise MixerError(f"vLLM ended a sample with finish_reason {output.finish_reason!r}, not 'stop' or 'length'; "
+                         "the run cannot score an unfinished reply (rerun the same command to resume)")
+    return Completion(output.text, len(output.token_ids), output.finish_reason)
 
 
 def require_vllm() -> None:

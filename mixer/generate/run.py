@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 
 from mixer import __version__
 from mixer.errors import MixerError
-from mixer.generate.backends import BACKENDS, Backend, SamplingSettings, make_backend
+from mixer.generate.backends import BACKENDS, VLLM_MAX_TEMPERATURE, Backend, SamplingSettings, make_backend
 from mixer.generate.prompts import PROMPT_MODES, Prompt, PromptSet, read_build_prompts, read_recipe_prompts
 from mixer.records import MESSAGE_TYPE
 
@@ -116,6 +116,10 @@ class GenerateConfig:
             raise MixerError(f"max_prompts must be positive, got {self.max_prompts}")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
             raise MixerError(f"need temperature >= 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
+        if self.backend == "vllm" and self.temperature > VLLM_MAX_TEMPERATURE:
+            # vLLM's SamplingParams refuses it (after the model has loaded); say so before anything loads
+            raise MixerError(f"--backend vllm takes temperatures in [0, {VLLM_MAX_TEMPERATURE:g}], "
+                             f"got {self.temperature}")
         if self.min_reward_gap < 0:
             raise MixerError(f"min_reward_gap must be >= 0, got {self.min_reward_gap}")
 
