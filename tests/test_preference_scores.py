@@ -95,6 +95,19 @@ def test_card_reports_how_many_pairs_carry_scores_and_their_gap(dpo_build) -> No
     assert "name: score_chosen" in readme and "dtype: float64" in readme
 
 
+def test_mixer_card_shows_the_scores_table_within_100_columns(dpo_build) -> None:
+    from rich.console import Console
+
+    from mixer.report import print_card
+
+    console = Console(width=100, record=True)
+    print_card(dpo_build.card, console)
+    text = console.export_text()
+    assert max(map(len, text.splitlines())) <= 100 and "…" not in text
+    scores = text.split("preference scores", 1)[1].split("dropped by reason", 1)[0]
+    assert " ultrafeedback " in scores and " hh_rlhf " in scores and "with scores" in scores
+
+
 def test_sft_cards_have_no_scores(sample_build) -> None:
     assert all("scores" not in s for s in sample_build.card["sources"])
     assert "scores" not in sample_build.card["totals"]
