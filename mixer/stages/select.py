@@ -94,8 +94,9 @@ class Selector:
     def _write(self, source: str, table: SpillFiles, chosen: list[int], tokens: list[int]) -> SpillFiles:
         index = list(self.ctx.stats).index(source)
         writer = SpillWriter(self.ctx.work_dir / f"selected-{index:03d}-{source}.arrow", SELECTED_SCHEMA)
+        carried = [name for name in SELECTED_SCHEMA.names if name != "n_tokens"]  # the candidate's own columns
         for start in range(0, len(chosen), WALK_CHUNK_ROWS):
-            part = table.take(chosen[start:start + WALK_CHUNK_ROWS], SELECTED_SCHEMA.names[:-1])
+            part = table.take(chosen[start:start + WALK_CHUNK_ROWS], carried)
             writer.write(pa.table({
                 **{name: part.column(name) for name in part.column_names},
                 "n_tokens": pa.array(tokens[start:start + WALK_CHUNK_ROWS], pa.int32())}, schema=SELECTED_SCHEMA))
