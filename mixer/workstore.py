@@ -27,6 +27,7 @@ import functools
 import shutil
 import tempfile
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -175,13 +176,14 @@ def remove_tree(folder: WorkPath) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def load_npz(path: WorkPath) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` file (read through ``open_input`` for a remote one)."""
+def load_npz(path: WorkPath, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """The arrays ``names`` (default: all) of an ``.npz`` file; only those members are read (through
+    ``open_input`` for a remote one)."""
     if isinstance(path, RemotePath):
         with open_input(path) as f, np.load(f) as saved:
-            return {k: saved[k] for k in saved.files}
+            return {k: saved[k] for k in (saved.files if names is None else names)}
     with np.load(path) as saved:
-        return {k: saved[k] for k in saved.files}
+        return {k: saved[k] for k in (saved.files if names is None else names)}
 
 
 def npy_rows(path: WorkPath, rows: np.ndarray | slice) -> np.ndarray:
@@ -235,9 +237,11 @@ class OwnFolder:
     ``cleanup``, which deletes it and nothing else.
 
     In an object store, pyarrow keeps a deleted object's parent "folder" visible by writing an empty
-    marker object for it; so the folders above the build's own that did not exist when it started
-    are deleted again at the end, deepest first, each only while nothing else is in it. A prefix
-    that held anything before the build is never touched.
+    marker object for it (``prefix/``); so the folders above the build's own that did not exist when
+    it started are deleted again at the end, deepest first, each only while nothing else is in it.
+    Nothing that was there before the build is deleted. What pyarrow's API cannot avoid: the first
+    folder above that did exist (unless it is the bucket) is left with such an empty marker when it
+    had none (a folder that only existed through the files in it).
     """
 
     def __init__(self, root: WorkPath, prefix: str = "mixer-work-") -> None:
