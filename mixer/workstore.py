@@ -186,10 +186,18 @@ def load_npz(path: WorkPath, names: Sequence[str] | None = None) -> dict[str, np
         return {k: saved[k] for k in (saved.files if names is None else names)}
 
 
+#: reading rows remotely: rows closer than this many bytes apart are fetched in one request (a
+#: request costs about as much as a megabyte of transfer), and no request is larger than
+#: ``SPAN_BYTES``, which bounds the memory a read holds at once
+GAP_BYTES = 1 << 20
+SPAN_BYTES = 64 << 20
+
+
 def npy_rows(path: WorkPath, rows: np.ndarray | slice) -> np.ndarray:
     """Rows of a 2-D ``.npy`` array (C order): a sorted index array or a slice. Locally through a
-    memory map (only the pages holding those rows are read); remotely by byte ranges, consecutive
-    rows read together, so a slice is one request."""
+    memory map (only the pages holding those rows are read); remotely by byte ranges: rows less than
+    ``GAP_BYTES`` apart are read in one request of at most ``SPAN_BYTES`` (so a slice, or rows dense
+    in the file, take few requests)."""
     if not isinstance(path, RemotePath):
         return np.asarray(np.load(path, mmap_mode="r")[rows])
     with open_input(path) as f:
@@ -203,10 +211,13 @@ def npy_rows(path: WorkPath, rows: np.ndarray | slice) -> np.ndarray:
         out = np.empty((len(index), *shape[1:]), dtype=dtype)
         if not len(index):
             return out
-        breaks = np.flatnonzero(np.diff(index) != 1) + 1
+        span_rows = max(1, SPAN_BYTES // width)
+        breaks = np.flatnonzero((np.diff(index) > max(1, GAP_BYTES // width))
+                                | (np.diff(index // span_rows) != 0)) + 1
         for start, end in zip(np.r_[0, breaks].tolist(), np.r_[breaks, len(index)].tolist(), strict=True):
-            data = f.read_at((end - start) * width, offset + int(index[start]) * width)
-            out[start:end] = np.frombuffer(data, dtype=dtype).reshape((end - start, *shape[1:]))
+            first, last = int(index[start]), int(index[end - 1]) + 1
+            data = np.frombuffer(f.read_at((last - first) * width, offset + first * width), dtype=dtype)
+            out[start:end] = data.reshape((last - first, *shape[1:]))[index[start:end] - first]
         return out
 
 

@@ -138,7 +138,9 @@ def test_a_work_dir_uri_that_cannot_work_exits_2_naming_it(where: str, says: str
     assert "Traceback" not in result.output and not (tmp_path / "out").exists()
 
 
-def test_remote_npy_rows_reads_the_rows_and_ranges_asked_for(s3: S3) -> None:
+def test_remote_npy_rows_reads_the_rows_and_ranges_asked_for(s3: S3, monkeypatch) -> None:
+    import mixer.workstore
+
     folder = work_path(s3.uri("npy-rows"))
     assert isinstance(folder, RemotePath)
     array = np.arange(40 * 3, dtype=np.uint32).reshape(40, 3)
@@ -146,6 +148,13 @@ def test_remote_npy_rows_reads_the_rows_and_ranges_asked_for(s3: S3) -> None:
         np.save(f, array)
     rows = np.array([0, 1, 2, 7, 20, 21, 39])
     np.testing.assert_array_equal(npy_rows(folder / "a.npy", rows), array[rows])
+    # rows up to 3 apart read together, no request over 8 rows: spans merged and cut
+    monkeypatch.setattr(mixer.workstore, "GAP_BYTES", 3 * 12)
+    monkeypatch.setattr(mixer.workstore, "SPAN_BYTES", 8 * 12)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        rows = np.unique(rng.integers(0, 40, size=int(rng.integers(1, 30))))
+        np.testing.assert_array_equal(npy_rows(folder / "a.npy", rows), array[rows])
     np.testing.assert_array_equal(npy_rows(folder / "a.npy", slice(5, 17)), array[5:17])
     np.testing.assert_array_equal(npy_rows(folder / "a.npy", slice(5, 5)), array[5:5])
     s3.client.delete_object(Bucket=BUCKET, Key="npy-rows/a.npy")

@@ -128,11 +128,10 @@ def band_keys_unit(unit: tuple[WorkPath, int, int, WorkPath, WorkPath], bands: i
     block = npy_rows(signatures, slice(lo, hi))
     live = ~np.all(block == EMPTY_HASH, axis=1)
     ids = (np.flatnonzero(live) + lo).astype(np.uint64)
-    block = block[live]
     entries = []
     offsets = np.zeros((bands, partitions + 1), dtype=np.int64)
     for band in range(bands):
-        keys = _band_keys(block[:, band * rows:(band + 1) * rows])
+        keys = _band_keys(block[:, band * rows:(band + 1) * rows])[live]
         part = (keys % np.uint64(partitions)).astype(np.int64)
         order = np.argsort(part, kind="stable")
         offsets[band] = band * len(ids) + np.r_[0, np.cumsum(np.bincount(part, minlength=partitions))]
