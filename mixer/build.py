@@ -44,6 +44,7 @@ from mixer.stats import SourceStats
 from mixer.tables import SpillFiles
 from mixer.token_cache import damage_counts, damage_log
 from mixer.tokens import TokenCounter, counter_note
+from mixer.workstore import OwnFolder, RemotePath, WorkPath, check_reachable, work_path
 
 __all__ = ["BuildResult", "BuildState", "Reporter", "build", "run_stages"]
 
@@ -130,8 +131,9 @@ def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None 
     gives the same bytes. The output folder is locked for the whole build and checked before any
     work: it may replace only an earlier mixer build (``mixer.outdir``) unless ``overwrite``. Pinned
     input files are verified first. ``work_dir``: where the intermediate Arrow files go (a folder is
-    made inside it and deleted at the end), a path or a ``file://`` URI; a distributed engine needs
-    one every node reaches (default: the system's temporary folder).
+    made inside it and deleted at the end), a path, a ``file://`` URI or any URI pyarrow's filesystem
+    layer opens (``s3://bucket/prefix``, see ``mixer.workstore``); a distributed engine needs one every
+    node reaches (default: the system's temporary folder).
     """
     root = resolve_work_dir(work_dir) if work_dir is not None else None
     with lock_output(Path(recipe.output)), damage_log():
@@ -142,11 +144,11 @@ def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None 
             return _build(recipe, reporter, local, root)
 
 
-def _build(recipe: Recipe, reporter: Reporter | None, engine: Executor, work_root: Path | None) -> BuildResult:
+def _build(recipe: Recipe, reporter: Reporter | None, engine: Executor, work_root: WorkPath | None) -> BuildResult:
     verify_pins(recipe, engine)  # before any work: a build never starts from a file that changed
-    tmp = None if work_root is None else tempfile.TemporaryDirectory(prefix="mixer-work-", dir=work_root)
+    tmp = None if work_root is None else _own_folder(work_root)
     try:
-        state = run_stages(recipe, reporter, engine, work_dir=None if tmp is None else Path(tmp.name))
+        state = run_stages(recipe, reporter, engine, work_dir=None if tmp is None else tmp.path)
         try:
             return _write(state)
         finally:
@@ -156,25 +158,29 @@ def _build(recipe: Recipe, reporter: Reporter | None, engine: Executor, work_roo
             tmp.cleanup()
 
 
-def resolve_work_dir(where: str | Path) -> Path:
-    """The local path of a work folder given as a path or a URI that pyarrow's filesystem layer
-    resolves to one (``file:///shared/mixer-work``). The stages write their Arrow files with local
-    file APIs, so an object store (``s3://``, ``gs://``) is refused with what to do instead: mount it
-    (or use NFS/Lustre) and pass the mount point. The folder is created if missing."""
+def resolve_work_dir(where: str | Path) -> WorkPath:
+    """The work folder given as a path, a ``file://`` URI (a local path), or another URI pyarrow's
+    filesystem layer opens (``s3://bucket/prefix?endpoint_override=host:port&scheme=http``: a
+    ``RemotePath``, which the stages write to and read from through ``mixer.workstore``). A local
+    folder is created if missing; a remote one is checked now (the store answers, the bucket exists),
+    so a wrong URI, endpoint or credentials stop the build with a message naming the work folder
+    rather than a traceback from a unit. ``mock://`` (pyarrow's in-memory filesystem, one per
+    process) is refused: no other process could see the files."""
     text = str(where)
-    if "://" in text:
-        from pyarrow import fs
-
+    try:
+        folder = work_path(text)
+    except (pa.ArrowInvalid, ValueError, OSError) as e:
+        raise MixerError(f"--work-dir {text}: pyarrow cannot open this URI ({e})") from None
+    if isinstance(folder, RemotePath):
+        if text.startswith("mock:"):
+            raise MixerError(f"--work-dir {text}: pyarrow's mock:// filesystem lives in one process's memory, "
+                             "which the build's other processes cannot see; give a path, or an object store "
+                             "URI such as s3://bucket/prefix")
         try:
-            filesystem, path = fs.FileSystem.from_uri(text)
-        except (pa.ArrowInvalid, ValueError, OSError) as e:
-            raise MixerError(f"--work-dir {text}: pyarrow cannot open this URI ({e})") from None
-        if not isinstance(filesystem, fs.LocalFileSystem):
-            raise MixerError(f"--work-dir {text}: the work folder must be a file system path every node can "
-                             f"reach ({filesystem.type_name} URIs are not supported yet); mount the bucket "
-                             "(e.g. mountpoint-s3, gcsfuse) or use NFS, and pass the mount point")
-        text = path
-    folder = Path(text)
+            check_reachable(folder)
+        except OSError as e:
+            raise MixerError(f"--work-dir {text}: cannot reach the work folder ({e})") from None
+        return folder
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -182,8 +188,17 @@ def resolve_work_dir(where: str | Path) -> Path:
     return folder
 
 
+def _own_folder(root: WorkPath) -> OwnFolder:
+    """The build's own folder in the work folder (see ``OwnFolder``), an unreachable store's error
+    as a message naming it."""
+    try:
+        return OwnFolder(root)
+    except OSError as e:
+        raise MixerError(f"--work-dir {root}: cannot reach the work folder ({e})") from None
+
+
 def run_stages(recipe: Recipe, reporter: Reporter | None = None, executor: Executor | None = None,
-               work_dir: Path | None = None) -> BuildState:
+               work_dir: WorkPath | None = None) -> BuildState:
     """Run every stage up to the selected records per source (no output files written).
 
     ``executor``: where the stages' work runs (default: ``LocalEngine`` on every core). The selected

@@ -114,8 +114,9 @@ def build(
                                         "cluster; needs the [ray] extra). Both give the same bytes.")] = "local",
     address: Annotated[str | None, typer.Option(help="--engine ray: the cluster to join (what `ray start "
                                                 "--head` printed, or auto); default: start Ray here.")] = None,
-    work_dir: Annotated[str | None, typer.Option(help="Folder for intermediate files (a path or file:// URI); "
-                                                 "with a cluster, on storage every node reaches.")] = None,
+    work_dir: Annotated[str | None, typer.Option(help="Folder for intermediate files: a path, a file:// URI "
+                                                 "or an object store URI (s3://bucket/prefix); with a cluster, "
+                                                 "one every node reaches.")] = None,
 ) -> None:
     """Build a mixture: sharded Parquet in OUT/data, the data card in OUT/README.md and OUT/card.json,
     every dropped record in OUT/dropped/."""

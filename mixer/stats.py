@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from mixer.records import Dropped
+from mixer.workstore import WorkPath
 
 
 @dataclass
@@ -79,7 +79,7 @@ class SourceRead:
     stats: SourceStats
     drops: list[Dropped]
     #: the candidate records, in file order (one file per read unit)
-    candidates: list[Path]
+    candidates: list[WorkPath]
     #: what the adapter drew on besides the files: "seed", "tokenizer" (see SourceContext.used)
     used: set[str] = field(default_factory=set)
 

@@ -17,6 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mixer.workstore import IpcWriter, RemotePath, WorkPath, open_input
+
 
 def list_sums(lists: pa.Array, values: np.ndarray) -> np.ndarray:
     """Per list of ``lists`` (e.g. each record's messages), the sum of ``values``, which holds one
@@ -30,12 +32,12 @@ def list_sums(lists: pa.Array, values: np.ndarray) -> np.ndarray:
 class SpillFiles:
     """The rows of one or more Arrow IPC files (same schema), in file order, read on demand.
 
-    The files are this build's own intermediate files; a build keeps them in its work folder and
-    deletes them with it.
+    The files are this build's own intermediate files; a build keeps them in its work folder (local,
+    or remote: ``mixer.workstore``) and deletes them with it.
     """
 
-    def __init__(self, paths: Sequence[Path | str], schema: pa.Schema | None = None) -> None:
-        self.paths = [Path(p) for p in paths]
+    def __init__(self, paths: Sequence[WorkPath | str], schema: pa.Schema | None = None) -> None:
+        self.paths: list[WorkPath] = [p if isinstance(p, RemotePath) else Path(p) for p in paths]
         if not self.paths and schema is None:
             raise ValueError("SpillFiles needs at least one file or a schema")
         self.schema = schema if schema is not None else self._reader(self.paths[0]).schema
@@ -51,9 +53,9 @@ class SpillFiles:
         self._offsets = np.asarray(rows, dtype=np.int64)
 
     @staticmethod
-    def _reader(path: Path, fields: Sequence[int] | None = None) -> pa.ipc.RecordBatchFileReader:
+    def _reader(path: WorkPath, fields: Sequence[int] | None = None) -> pa.ipc.RecordBatchFileReader:
         options = pa.ipc.IpcReadOptions(included_fields=list(fields)) if fields is not None else None
-        return pa.ipc.open_file(pa.OSFile(str(path)), options=options)
+        return pa.ipc.open_file(open_input(path), options=options)
 
     @property
     def num_rows(self) -> int:
@@ -115,10 +117,10 @@ class SpillFiles:
 class SpillWriter:
     """Writes record batches to an Arrow IPC file that ``SpillFiles`` reads back."""
 
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
+    def __init__(self, path: WorkPath, schema: pa.Schema) -> None:
         self.path = path
         self.schema = schema
-        self._writer = pa.ipc.new_file(str(path), schema)
+        self._writer = IpcWriter(path, schema)
         self.rows = 0
 
     def write(self, table: pa.Table | pa.RecordBatch) -> None:

@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 import mixer.stages.exact_dedup as exact
+from mixer.config import NearDedupConfig
+from mixer.dedup import near
+from mixer.dedup.shingles import EMPTY_HASH
 from mixer.engine import LocalEngine
 from mixer.recipe import parse_recipe
 from mixer.records import Record
 from mixer.stages.base import StageContext
+from mixer.stages.near_dedup import _confirm_in_units
 from mixer.stages.read import CandidateStore
 from mixer.stats import SourceStats
 from mixer.tables import SpillFiles
@@ -82,14 +88,9 @@ def test_grouped_exact_dedup_does_not_depend_on_the_number_of_partitions(
     assert _drops(other) == _drops(reference)
 
 
-def test_per_band_units_confirm_the_same_pairs_as_banding_in_one_process(tmp_path: Path) -> None:
-    import numpy as np
-
-    from mixer.config import NearDedupConfig
-    from mixer.dedup import near
-    from mixer.dedup.shingles import EMPTY_HASH
-    from mixer.stages.near_dedup import _confirm_in_units
-
+def planted_signatures() -> tuple[np.ndarray, int]:
+    """3,000 signatures with near copies (some in buckets of many), one planted bucket of 201 members,
+    one row without shingles, and the last 200 rows standing for an ``against`` corpus."""
     rng = np.random.default_rng(3)
     sig = rng.integers(0, 2**32 - 1, size=(3000, 128), dtype=np.uint32)
     for k in range(0, 2900, 7):  # near copies: a share of the values changed; some in buckets of many
@@ -97,20 +98,59 @@ def test_per_band_units_confirm_the_same_pairs_as_banding_in_one_process(tmp_pat
         sig[k + 1, rng.choice(128, size=int(rng.integers(0, 40)), replace=False)] = rng.integers(0, 2**31)
     sig[100:300] = sig[99]  # one bucket far larger than MAX_BUCKET_PAIRS
     sig[50] = EMPTY_HASH  # no shingles: never a candidate
-    n_new = 2800  # the rest stand for an ``against`` corpus
-    config = NearDedupConfig(threshold=0.7)
-    bands, rows = config.lsh_params()
+    return sig, 2800
+
+
+def confirmed_in_one_process(sig: np.ndarray, n_new: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """What ``find_near_duplicates`` confirms itself: every band in one process, then the estimates."""
+    bands, rows = NearDedupConfig(threshold=threshold).lsh_params()
     pairs = near.lsh_candidate_pairs(sig, bands, rows, ~np.all(sig == EMPTY_HASH, axis=1))
     pairs = pairs[pairs[:, 0] < n_new]
     jac = near.estimated_jaccard(sig, pairs)
-    expected = pairs[jac >= config.threshold]
-    recipe = parse_recipe({"name": "t", "seed": 1, "raw_dir": str(tmp_path), "output": str(tmp_path / "out"),
-                           "dedup": {"near": {"threshold": 0.7}},
+    return pairs[jac >= threshold], jac[jac >= threshold]
+
+
+def confirm_in_units(engine: Any, work_dir: Any, sig: np.ndarray, n_new: int, threshold: float,
+                     raw_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``_confirm_in_units`` of the near-dedup stage on ``engine``, with ``work_dir`` as its work folder."""
+    recipe = parse_recipe({"name": "t", "seed": 1, "raw_dir": str(raw_dir), "output": str(raw_dir / "out"),
+                           "dedup": {"near": {"threshold": threshold}},
                            "sources": [{"name": "s", "adapter": "messages", "files": ["x.jsonl"]}]})
+    return _confirm_in_units(StageContext(recipe=recipe, executor=engine, work_dir=work_dir), sig, n_new)
+
+
+def split_tiny(monkeypatch: pytest.MonkeyPatch, max_members: int = 20) -> list[int]:
+    """Limits small enough to split the planted signatures everywhere: key units of 512 rows, each
+    band in 8 partitions, buckets of more than ``max_members`` members in chunks of that many (a
+    chunk's members pair with up to 64 following ones). Returns a list that gets each large
+    bucket's size."""
+    import mixer.stages.near_dedup as stage
+
+    monkeypatch.setattr(stage, "KEY_RANGE_ROWS", 512)
+    monkeypatch.setattr(stage, "PARTITION_KEYS", 400)
+    monkeypatch.setattr(stage, "MAX_BUCKET_MEMBERS", max_members)
+    large: list[int] = []
+    chunks = stage.bucket_chunks
+
+    def recorded(members: np.ndarray, max_members: int) -> list[tuple[np.ndarray, int]]:
+        large.append(len(members))
+        return chunks(members, max_members)
+
+    monkeypatch.setattr(stage, "bucket_chunks", recorded)
+    return large
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["default-limits", "tiny-partitions-and-buckets"])
+def test_lsh_units_confirm_the_same_pairs_as_banding_in_one_process(tmp_path: Path, split: bool,
+                                                                      monkeypatch) -> None:
+    sig, n_new = planted_signatures()
+    expected, expected_jac = confirmed_in_one_process(sig, n_new, 0.7)
+    large = split_tiny(monkeypatch) if split else []
     with LocalEngine(2) as engine:
-        ctx = StageContext(recipe=recipe, executor=engine, work_dir=tmp_path)
-        got, estimates = _confirm_in_units(ctx, sig, n_new)
+        got, estimates = confirm_in_units(engine, tmp_path, sig, n_new, 0.7, tmp_path)
     assert len(expected) > 300
     np.testing.assert_array_equal(got, expected)
-    np.testing.assert_array_equal(estimates, jac[jac >= config.threshold])
+    np.testing.assert_array_equal(estimates, expected_jac)
+    if split:  # the planted bucket (201 members) went through chunk units, in every band
+        assert large and max(large) >= 201
     assert not list(tmp_path.glob("near-lsh-*"))

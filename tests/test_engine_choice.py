@@ -31,7 +31,9 @@ def test_an_unknown_engine_an_address_without_ray_or_workers_with_ray_is_a_usage
     assert workers.exit_code == 2 and "cluster has CPUs" in workers.output
 
 
-def test_an_object_store_work_dir_is_refused_with_what_to_do_instead(tmp_path) -> None:
+def test_an_in_memory_mock_work_dir_is_refused_as_invisible_to_other_processes(tmp_path) -> None:
     result = runner.invoke(app, ["build", str(SAMPLE_RECIPE), "-q", "--work-dir", "mock:///bucket/work",
                                  "--out", str(tmp_path / "out")])
-    assert result.exit_code == 2 and "mount" in result.output
+    assert result.exit_code == 2
+    assert "--work-dir mock:///bucket/work" in result.output and "one process's memory" in result.output
+    assert not (tmp_path / "out").exists()

@@ -247,7 +247,7 @@ def test_generated_corpus_with_planted_duplicates_is_identical_read_as_2_or_7_un
             if engine_kind == "ray":
                 result = build(load_recipe(recipe, output=str(tmp_path / name)), engine=ray_engine)
                 assert _read_units(ray_engine) == int(name[-1]), name
-                assert {"partition_hashes", "partition_duplicates", "sign_rows", "confirmed_band_pairs",
+                assert {"partition_hashes", "partition_duplicates", "sign_rows", "band_partition_pairs",
                         "write_shard"} <= \
                     {fn for fn, _ in ray_engine.units_run}
             else:
@@ -331,3 +331,21 @@ def test_mixer_build_engine_ray_reports_bad_input_like_the_local_engine(
     assert runs["ray"].exit_code == runs["local"].exit_code == 2
     assert runs["ray"].output == runs["local"].output
     assert "chat.jsonl, line 322" in runs["ray"].output and "Traceback" not in runs["ray"].output
+
+
+def test_lsh_split_in_partitions_and_bucket_chunks_as_ray_tasks_confirms_the_one_process_pairs(
+        ray_engine: RayEngine, tmp_path: Path, monkeypatch) -> None:
+    import numpy as np
+    from test_dedup_groupby import confirm_in_units, confirmed_in_one_process, planted_signatures, split_tiny
+
+    sig, n_new = planted_signatures()
+    expected, expected_jac = confirmed_in_one_process(sig, n_new, 0.7)
+    large = split_tiny(monkeypatch)
+    ray_engine.units_run.clear()
+    got, estimates = confirm_in_units(ray_engine, tmp_path, sig, n_new, 0.7, tmp_path)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(estimates, expected_jac)
+    assert max(large) >= 201  # the planted bucket, confirmed in chunks
+    ran = {name for name, _ in ray_engine.units_run}
+    assert {"band_keys_unit", "band_partition_pairs", "bucket_chunk_pairs"} <= ran
+    assert not list(tmp_path.glob("near-lsh-*"))

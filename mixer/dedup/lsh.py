@@ -1,8 +1,9 @@
 """Locality-sensitive hashing over MinHash signatures: the candidate pairs of near-duplicate detection.
 
-Pure numpy, no pools and no state: ``lsh_candidate_pairs`` does every band in one process,
-``band_pairs`` / ``confirmed_band_pairs`` one band (a unit an engine can run anywhere), and
-``unique_pairs`` puts bands together; ``estimated_jaccard`` confirms candidates. datasketch's
+Pure numpy, no pools and no state: ``lsh_candidate_pairs`` does every band in one process
+(``band_pairs`` one band, ``unique_pairs`` puts bands together); ``band_keys_unit``,
+``band_partition_pairs`` and ``bucket_chunk_pairs`` are the same work cut into units of bounded
+memory that an engine can run anywhere; ``estimated_jaccard`` confirms candidates. datasketch's
 ``MinHashLSH`` is the reference the tests compare against (``lsh_candidate_pairs_datasketch``).
 """
 
@@ -12,6 +13,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from mixer.dedup.shingles import EMPTY_HASH
+from mixer.workstore import WorkPath, npy_rows, open_output
 
 #: A band bucket with more members than this is not compared all-pairs: each member is compared with
 #: its ``MAX_BUCKET_PAIRS`` neighbours in input order (enough to connect a cluster; a bucket this large
@@ -66,18 +70,26 @@ def band_pairs(sig: np.ndarray, idx: np.ndarray, band: int, rows: int) -> np.nda
     member[:-1] |= same_next
     sel = np.flatnonzero(member)
     mks = ks[sel]
-    mids = idx[order[sel]]
     run_start = np.ones(len(sel), dtype=bool)
     run_start[1:] = mks[1:] != mks[:-1]
-    run_id = np.cumsum(run_start)
+    return neighbour_pairs(idx[order[sel]], np.cumsum(run_start))
+
+
+def neighbour_pairs(members: np.ndarray, run_id: np.ndarray, first: int | None = None) -> np.ndarray:
+    """Pairs (smaller, larger id) of ``members`` (bucket after bucket, each in id order, ``run_id``
+    the bucket of each) with each of its up to ``MAX_BUCKET_PAIRS`` following members in its bucket.
+    ``first``: only pairs whose first member is among the first ``first`` (a chunk of a large
+    bucket; its members run on ``MAX_BUCKET_PAIRS`` past the chunk so its last pairs are whole)."""
     chunks = [np.zeros((0, 2), dtype=np.int64)]
+    starts = len(members) if first is None else first
     for d in range(1, MAX_BUCKET_PAIRS + 1):
-        if d >= len(sel):
+        if d >= len(members):
             break
         ok = run_id[d:] == run_id[:-d]
+        ok[starts:] = False
         if not ok.any():
             break  # runs are contiguous: no run is longer than d
-        a, b = mids[:-d][ok], mids[d:][ok]
+        a, b = members[:-d][ok], members[d:][ok]
         chunks.append(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1).astype(np.int64))
     return np.concatenate(chunks)
 
@@ -91,20 +103,104 @@ def unique_pairs(chunks: Sequence[np.ndarray], n: int) -> np.ndarray:
     return np.stack([code // n, code % n], axis=1)
 
 
-def confirmed_band_pairs(band: int, signatures: str, active: str, rows: int, threshold: float,
-                         n_new: int) -> tuple[np.ndarray, np.ndarray]:
-    """One unit of the distributed LSH: band ``band``'s candidate pairs over the signatures saved in
-    the work folder (``.npy`` files, read memory-mapped: only this band's columns and the candidates'
-    rows are read), confirmed by their Jaccard estimate. Returns (pairs, estimates) with the pairs
-    that reach ``threshold``; a pair of two ``against`` rows (index >= ``n_new``) is never one.
-    The union of every band's result, made unique, is what ``find_near_duplicates`` confirms itself."""
-    sig = np.load(signatures, mmap_mode="r")
-    idx = np.load(active)
-    pairs = band_pairs(sig, idx, band, rows)
-    pairs = unique_pairs([pairs[pairs[:, 0] < n_new]], len(sig))
+# The distributed LSH: three kinds of unit, each of bounded memory, whose confirmed pairs, put together
+# and made unique, are exactly those ``lsh_candidate_pairs`` + ``estimated_jaccard`` give in one process.
+#
+# 1. ``band_keys_unit``: a range of signature rows -> every band's (bucket key, global id) of its
+#    non-empty rows, split by key into ``partitions`` (so one bucket is always in one partition).
+# 2. ``band_partition_pairs``: one (band, partition): its entries sorted by (key, id), the buckets
+#    paired and confirmed in blocks of at most ``max_members`` members; a bucket larger than that
+#    is returned (its member ids) instead, to be cut into chunks.
+# 3. ``bucket_chunk_pairs``: one member range of one large bucket, paired and confirmed.
+#
+# Signatures are read from the ``.npy`` file the driver saved in the work folder (local: memory-mapped;
+# remote: by byte ranges, ``mixer.workstore.npy_rows``), only the rows a unit needs.
+
+
+def band_keys_unit(unit: tuple[WorkPath, int, int, WorkPath, WorkPath], bands: int, rows: int,
+                   partitions: int) -> None:
+    """Unit 1: rows ``[lo, hi)`` of the signatures -> every band's (bucket key, row) entries of its
+    rows with shingles (a row whose values are all ``EMPTY_HASH`` is never a candidate), as one
+    (entries, 2) uint64 ``.npy`` grouped by band, then by partition (``key % partitions``), and
+    ``offsets`` (bands, partitions + 1): where each band's partitions start. A (band, partition)
+    unit then reads one contiguous slice of every range's file."""
+    signatures, lo, hi, entries_path, offsets_path = unit
+    block = npy_rows(signatures, slice(lo, hi))
+    live = ~np.all(block == EMPTY_HASH, axis=1)
+    ids = (np.flatnonzero(live) + lo).astype(np.uint64)
+    entries = []
+    offsets = np.zeros((bands, partitions + 1), dtype=np.int64)
+    for band in range(bands):
+        keys = _band_keys(block[:, band * rows:(band + 1) * rows])[live]
+        part = (keys % np.uint64(partitions)).astype(np.int64)
+        order = np.argsort(part, kind="stable")
+        offsets[band] = band * len(ids) + np.r_[0, np.cumsum(np.bincount(part, minlength=partitions))]
+        entries.append(np.stack([keys[order], ids[order]], axis=1))
+    for path, array in ((entries_path, np.concatenate(entries or [np.zeros((0, 2), np.uint64)])),
+                        (offsets_path, offsets)):
+        with open_output(path) as f:
+            np.save(f, array)
+
+
+def band_partition_pairs(unit: tuple[int, int], key_files: Sequence[tuple[WorkPath, WorkPath]],
+                         signatures: WorkPath, threshold: float, n_new: int, max_members: int
+                         ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Unit 2: band ``unit[0]``, partition ``unit[1]``, from every key unit's (entries, offsets)
+    files. Returns the confirmed pairs and estimates of its buckets of at most ``max_members``
+    members, and the member ids (sorted) of each larger one."""
+    band, part = unit
+    keys, ids = [np.zeros(0, np.uint64)], [np.zeros(0, np.int64)]
+    for entries, offsets in key_files:
+        start, end = npy_rows(offsets, slice(band, band + 1))[0, [part, part + 1]].tolist()
+        mine = npy_rows(entries, slice(start, end))
+        keys.append(mine[:, 0])
+        ids.append(mine[:, 1].astype(np.int64))
+    key, gid = np.concatenate(keys), np.concatenate(ids)
+    order = np.lexsort((gid, key))  # by bucket, members by id: the order ``band_pairs`` pairs them in
+    key, gid = key[order], gid[order]
+    start = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    size = np.diff(np.r_[start, len(key)])
+    large = [gid[s:s + n] for s, n in zip(start.tolist(), size.tolist(), strict=True) if n > max_members]
+    # the other multi-member buckets in blocks: a bucket starting at member c of them goes to block
+    # c // max_members, so a block holds fewer than 2 x max_members members
+    small = (size >= 2) & (size <= max_members)
+    bucket = np.repeat(np.arange(len(size)), size)
+    keep = small[bucket]
+    members, run_id = gid[keep], bucket[keep]
+    sizes = size[small]
+    block = np.repeat((np.cumsum(sizes) - sizes) // max_members, sizes)
+    bounds = np.flatnonzero(np.r_[True, block[1:] != block[:-1], True]) if len(block) else np.zeros(1, np.int64)
+    pairs, estimates = [np.zeros((0, 2), np.int64)], [np.zeros(0, np.float64)]
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        found, jac = _confirm(neighbour_pairs(members[lo:hi], run_id[lo:hi]), signatures, threshold, n_new)
+        pairs.append(found)
+        estimates.append(jac)
+    return np.concatenate(pairs), np.concatenate(estimates), large
+
+
+def bucket_chunks(members: np.ndarray, max_members: int) -> list[tuple[np.ndarray, int]]:
+    """The units 3 of one large bucket: ``(members[s:s + n + MAX_BUCKET_PAIRS], n)`` for each range
+    ``[s, s + n)`` of at most ``max_members`` first members."""
+    return [(members[s:s + max_members + MAX_BUCKET_PAIRS], min(max_members, len(members) - s))
+            for s in range(0, len(members), max_members)]
+
+
+def bucket_chunk_pairs(unit: tuple[np.ndarray, int], signatures: WorkPath, threshold: float,
+                       n_new: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unit 3: the confirmed pairs of one chunk of a large bucket (``bucket_chunks``)."""
+    members, first = unit
+    return _confirm(neighbour_pairs(members, np.zeros(len(members), np.int64), first), signatures,
+                    threshold, n_new)
+
+
+def _confirm(pairs: np.ndarray, signatures: WorkPath, threshold: float, n_new: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs (not both ``against`` rows, index >= ``n_new``) whose estimate reaches ``threshold``,
+    reading only their rows of the signatures."""
+    pairs = pairs[pairs[:, 0] < n_new]
     if not len(pairs):
         return pairs, np.zeros(0, dtype=np.float64)
-    jac = estimated_jaccard(sig, pairs)
+    rows = np.unique(pairs)
+    jac = estimated_jaccard(npy_rows(signatures, rows), np.searchsorted(rows, pairs))
     keep = jac >= threshold
     return pairs[keep], jac[keep]
 

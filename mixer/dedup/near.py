@@ -54,7 +54,6 @@ from mixer.config import optimal_bands_rows as optimal_bands_rows  # re-exported
 from mixer.dedup.lsh import (  # noqa: F401 - re-exported: the stages, tests and bench use them from here
     MAX_BUCKET_PAIRS,
     band_pairs,
-    confirmed_band_pairs,
     estimated_jaccard,
     lsh_candidate_pairs,
     lsh_candidate_pairs_datasketch,
@@ -205,7 +204,7 @@ def find_near_duplicates(
     can only ever be keepers. ``signatures_cache``: precomputed signatures of items then against
     records (the benchmark passes them to time the stages separately). ``confirmed``: the confirmed
     pairs (sorted, unique) and their estimates when the caller ran steps 2 and 3 elsewhere (in units:
-    ``confirmed_band_pairs``); only clustering is left to do here.
+    ``mixer.stages.near_dedup._confirm_in_units``); only clustering is left to do here.
     """
     against = _normalise_against(against_texts)
     n_new = len(items)

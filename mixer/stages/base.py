@@ -27,6 +27,7 @@ from mixer.recipe import Recipe
 from mixer.records import Dropped, Record
 from mixer.stats import SourceStats
 from mixer.tables import SpillFiles
+from mixer.workstore import WorkPath
 
 if TYPE_CHECKING:  # the interface only: stages receive an executor, they never build one
     from mixer.engine.base import Executor
@@ -137,7 +138,8 @@ class StageContext:
 
     recipe: Recipe
     executor: Executor
-    work_dir: Path
+    #: the build's own folder for intermediate files: local, or in an object store (``mixer.workstore``)
+    work_dir: WorkPath
     reporter: Reporter = field(default_factory=Reporter)
     stats: dict[str, SourceStats] = field(default_factory=dict)
     candidates: Candidates = field(default_factory=Candidates)

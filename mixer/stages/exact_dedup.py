@@ -20,10 +20,6 @@ the number of partitions or units and whichever finishes first.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
-
 import numpy as np
 import pyarrow as pa
 
@@ -31,6 +27,7 @@ from mixer.dedup.exact import content_hash
 from mixer.records import Dropped, Record, record_key_messages
 from mixer.stages.base import StageContext
 from mixer.tables import SpillFiles
+from mixer.workstore import WorkPath, list_files, load_npz, make_temp_dir, open_output, remove_tree
 
 REASON = "exact_duplicate"
 
@@ -76,7 +73,7 @@ def _hash_words(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
                          count=2 * len(column), offset=column.offset * 16).reshape(-1, 2)
 
 
-def partition_hashes(unit: tuple[str, int, int, np.ndarray, str, int]) -> None:
+def partition_hashes(unit: tuple[WorkPath, int, int, np.ndarray, WorkPath, int]) -> None:
     """One candidates file's live rows as (hash, source rank, row) triples, split by hash into
     ``partitions`` files of the folder (names fixed by the unit, so a retried unit overwrites)."""
     path, rank, first_row, rows, folder, partitions = unit
@@ -84,19 +81,19 @@ def partition_hashes(unit: tuple[str, int, int, np.ndarray, str, int]) -> None:
     part = (words[:, 0] % np.uint64(partitions)).astype(np.int64)
     for p in np.unique(part).tolist():
         mine = part == p
-        with open(Path(folder) / f"{p:04d}-{rank:04d}-{first_row:012d}.npz", "wb") as f:
+        with open_output(folder / f"{p:04d}-{rank:04d}-{first_row:012d}.npz") as f:
             np.savez(f, key=words[mine], row=rows[mine], rank=np.full(int(mine.sum()), rank, dtype=np.int32))
 
 
-def partition_duplicates(files: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def partition_duplicates(files: list[WorkPath]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One hash partition: every duplicate's (rank, row) and its keeper's (rank, row), the keeper
     being the smallest (rank, row) of its hash group."""
     keys, rows, ranks = [np.zeros((0, 2), dtype=np.uint64)], [np.zeros(0, dtype=np.int64)], [np.zeros(0, np.int32)]
     for path in files:
-        with np.load(path) as saved:
-            keys.append(saved["key"])
-            rows.append(saved["row"])
-            ranks.append(saved["rank"])
+        saved = load_npz(path)
+        keys.append(saved["key"])
+        rows.append(saved["row"])
+        ranks.append(saved["rank"])
     key, row, rank = np.concatenate(keys), np.concatenate(rows), np.concatenate(ranks)
     order = np.lexsort((row, rank, key[:, 1], key[:, 0]))
     sk = key[order]
@@ -114,7 +111,7 @@ def _grouped_duplicates(ctx: StageContext, names: list[str]) -> tuple[np.ndarray
     candidates = ctx.candidates
     total = sum(len(candidates.alive[name]) for name in names)
     partitions = max(ctx.executor.parallelism, -(-total // PARTITION_ROWS))
-    folder = Path(tempfile.mkdtemp(prefix="exact-dedup-", dir=ctx.work_dir))
+    folder = make_temp_dir(ctx.work_dir, "exact-dedup-")
     try:
         units = []
         for rank, name in enumerate(names):
@@ -125,15 +122,15 @@ def _grouped_duplicates(ctx: StageContext, names: list[str]) -> tuple[np.ndarray
                 n = SpillFiles([path]).num_rows
                 rows = alive[(alive >= first_row) & (alive < first_row + n)]
                 if len(rows):
-                    units.append((str(path), rank, first_row, rows, str(folder), partitions))
+                    units.append((path, rank, first_row, rows, folder, partitions))
                 first_row += n
         list(ctx.executor.map(partition_hashes, units))
-        files: dict[int, list[str]] = {}
-        for path in sorted(folder.glob("*.npz")):
-            files.setdefault(int(path.name[:4]), []).append(str(path))
+        files: dict[int, list[WorkPath]] = {}
+        for path in list_files(folder):
+            files.setdefault(int(path.name[:4]), []).append(path)
         found = list(ctx.executor.map(partition_duplicates, [files[p] for p in sorted(files)]))
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_tree(folder)
     if not found:
         return tuple(np.zeros(0, dtype=np.int64) for _ in range(4))
     dup_rank, dup_row, kept_rank, kept_row = (np.concatenate(parts) for parts in zip(*found, strict=True))

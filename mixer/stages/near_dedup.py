@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -24,7 +22,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from mixer.dedup import near as near_kernel
-from mixer.dedup.lsh import confirmed_band_pairs
+from mixer.dedup.lsh import band_keys_unit, band_partition_pairs, bucket_chunk_pairs, bucket_chunks
 from mixer.dedup.near import (
     NearItem,
     find_near_duplicates,
@@ -37,37 +35,59 @@ from mixer.dedup.shingles import EMPTY_HASH, permutations, sign_chunk
 from mixer.records import Dropped
 from mixer.stages.base import StageContext
 from mixer.tables import SpillFiles, list_sums
+from mixer.workstore import make_temp_dir, open_output, remove_tree
 
 #: candidate rows per signing unit at most (also bounded by ``mixer.dedup.near.POOL_CHUNK_RECORDS``)
 CHUNK_ROWS = 20_000
-#: from this many signatures on, LSH banding and confirmation run as one unit per band
+#: from this many signatures on, LSH banding and confirmation run as units of the executor
 #: (``_confirm_in_units``); below it, in this process
 BAND_UNITS_MIN_ROWS = 1_000_000
+#: signature rows a key unit reads (x num_perm x 4 bytes: 128 MB at 128 permutations)
+KEY_RANGE_ROWS = 250_000
+#: (bucket key, id) entries of one band per partition, about: each band is cut into
+#: ceil(non-empty signatures / PARTITION_KEYS) partitions by bucket key (16 bytes an entry, sorted)
+PARTITION_KEYS = 4_000_000
+#: a bucket of more members than this is paired and confirmed in chunks of this many members, each a
+#: unit of its own; smaller buckets are confirmed together in blocks of fewer than twice this many
+MAX_BUCKET_MEMBERS = 100_000
 
 
 def _confirm_in_units(ctx: StageContext, sig: np.ndarray, n_new: int) -> tuple[np.ndarray, np.ndarray]:
-    """Steps 2 and 3 of ``mixer.dedup.near`` as one unit of the executor per band: the signatures
-    are saved to the work folder once, each unit groups one band's keys and confirms its candidate
-    pairs (``confirmed_band_pairs``), and only confirmed pairs with their estimates come back. The
-    union, made unique, equals the pairs ``find_near_duplicates`` would confirm itself; clustering
-    and the keeper rule stay here, over those edges (16 bytes each)."""
+    """Steps 2 and 3 of ``mixer.dedup.near`` as units of the executor, each of bounded memory
+    (``mixer.dedup.lsh``): the signatures are saved to the work folder once; key units turn ranges of
+    ``KEY_RANGE_ROWS`` rows into every band's (bucket key, id) entries split into partitions by key;
+    one unit per (band, partition) groups and confirms its buckets; a bucket over
+    ``MAX_BUCKET_MEMBERS`` members comes back as its member ids and is confirmed in chunks, one unit
+    each. Only confirmed pairs with their estimates come back; their union, made unique, equals the
+    pairs ``find_near_duplicates`` would confirm itself, whatever the limits and the order units end
+    in. Clustering and the keeper rule stay here, over those edges (16 bytes each)."""
     config = ctx.recipe.dedup.near
     assert config is not None
     bands, rows = config.lsh_params()
-    folder = Path(tempfile.mkdtemp(prefix="near-lsh-", dir=ctx.work_dir))
-    try:
-        np.save(folder / "signatures.npy", sig)
-        np.save(folder / "active.npy", np.flatnonzero(~np.all(sig == EMPTY_HASH, axis=1)))
-        task = partial(confirmed_band_pairs, signatures=str(folder / "signatures.npy"),
-                       active=str(folder / "active.npy"), rows=rows, threshold=config.threshold, n_new=n_new)
-        found = list(ctx.executor.map(task, range(bands)))
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
     n = len(sig)
-    codes = np.concatenate([np.zeros(0, dtype=np.int64)] + [pairs[:, 0] * n + pairs[:, 1] for pairs, _ in found])
-    estimates = np.concatenate([np.zeros(0, dtype=np.float64)] + [jac for _, jac in found])
+    live = int((~np.all(sig == EMPTY_HASH, axis=1)).sum())
+    partitions = max(1, -(-live // PARTITION_KEYS))
+    folder = make_temp_dir(ctx.work_dir, "near-lsh-")
+    try:
+        signatures = folder / "signatures.npy"
+        with open_output(signatures) as f:
+            np.save(f, sig)
+        ranges = [(signatures, lo, min(n, lo + KEY_RANGE_ROWS), folder / f"keys-{lo:012d}.npy",
+                   folder / f"offsets-{lo:012d}.npy") for lo in range(0, n, KEY_RANGE_ROWS)]
+        list(ctx.executor.map(partial(band_keys_unit, bands=bands, rows=rows, partitions=partitions), ranges))
+        group = partial(band_partition_pairs, key_files=[r[3:] for r in ranges], signatures=signatures,
+                        threshold=config.threshold, n_new=n_new, max_members=MAX_BUCKET_MEMBERS)
+        found = list(ctx.executor.map(group, [(b, p) for b in range(bands) for p in range(partitions)]))
+        chunks = [c for _, _, large in found for members in large for c in bucket_chunks(members, MAX_BUCKET_MEMBERS)]
+        chunked = partial(bucket_chunk_pairs, signatures=signatures, threshold=config.threshold, n_new=n_new)
+        confirmed = [(pairs, jac) for pairs, jac, _ in found] + list(ctx.executor.map(chunked, chunks))
+    finally:
+        remove_tree(folder)
+    codes = np.concatenate([np.zeros(0, dtype=np.int64)] + [pairs[:, 0] * n + pairs[:, 1] for pairs, _ in confirmed])
+    estimates = np.concatenate([np.zeros(0, dtype=np.float64)] + [jac for _, jac in confirmed])
     codes, first = np.unique(codes, return_index=True)
     return np.stack([codes // n, codes % n], axis=1), estimates[first]
+
 
 class SourceSignatures:
     """One source's MinHash signatures and assistant-text lengths, per candidate row.

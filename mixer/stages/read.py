@@ -34,6 +34,7 @@ from mixer.stages.normalise import Normalise
 from mixer.stats import FileInfo, SourceRead, SourceStats
 from mixer.tables import SpillFiles
 from mixer.tokens import TokenCounter, count_record_tokens
+from mixer.workstore import IpcWriter, WorkPath
 
 RAW_TEXT_LIMIT = 20_000
 #: records put through the record-level stages together; the mention filter screens a batch at once
@@ -57,10 +58,10 @@ class CandidateStore:
     record is a candidate for the output, ``take: all``).
     """
 
-    def __init__(self, path: Path, counter: TokenCounter | None = None, batch_rows: int = 10_000) -> None:
+    def __init__(self, path: WorkPath, counter: TokenCounter | None = None, batch_rows: int = 10_000) -> None:
         self.path = path
         self._rows: list[dict[str, Any]] = []
-        self._writer = pa.ipc.new_file(str(path), CANDIDATE_SCHEMA)
+        self._writer = IpcWriter(path, CANDIDATE_SCHEMA)
         self._counter = counter
         self._batch_rows = batch_rows
         self.rows = 0
@@ -84,7 +85,7 @@ class CandidateStore:
         self.rows += len(self._rows)
         self._rows = []
 
-    def close(self) -> Path:
+    def close(self) -> WorkPath:
         self._flush()
         self._writer.close()
         return self.path
@@ -101,7 +102,7 @@ def _raw_text(value: Any) -> str:
 
 
 
-def read_source(recipe: Recipe, source: Source, work_dir: Path, *, gate: bool, count_tokens: bool,
+def read_source(recipe: Recipe, source: Source, work_dir: WorkPath, *, gate: bool, count_tokens: bool,
                 reporter: Reporter | None = None, files: list[FileInfo] | None = None,
                 only: ReadPart | None = None) -> SourceRead:
     """Stream one source's files through its adapter (and the gate, unless sampling comes first) into
@@ -261,7 +262,7 @@ def plan_reads(adapter: type, paths: list[Path], infos: list[FileInfo], workers:
     return tasks
 
 
-def _read_task(args: tuple[Recipe, str, Path, bool, bool, list[FileInfo], ReadPart | None]) -> SourceRead:
+def _read_task(args: tuple[Recipe, str, WorkPath, bool, bool, list[FileInfo], ReadPart | None]) -> SourceRead:
     recipe, name, work_dir, gate, count_tokens, files, only = args
     source = next(s for s in recipe.sources if s.name == name)
     return read_source(recipe, source, work_dir, gate=gate, count_tokens=count_tokens, files=files, only=only)
@@ -295,7 +296,7 @@ def read_sources(ctx: StageContext, *, gate: bool) -> dict[str, list[str]]:
     cache = ReadCache(root) if root is not None else None
     report: dict[str, list[str]] = {}
     results: dict[str, SourceRead] = {}
-    folders: dict[str, Path] = {}
+    folders: dict[str, WorkPath] = {}
     keys: dict[str, str] = {}
     for i, s in enumerate(todo):
         if cache is not None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -28,6 +27,7 @@ from mixer.io import file_info
 from mixer.records import DROPPED_SCHEMA, OUTPUT_SCHEMA, PREFERENCE_OUTPUT_SCHEMA, SCORE_FIELDS, Dropped
 from mixer.stages.base import StageContext
 from mixer.tables import SpillFiles, SpillWriter, list_sums
+from mixer.workstore import WorkPath, make_temp_dir, remove_tree
 
 if TYPE_CHECKING:
     from mixer.engine.base import Executor
@@ -100,7 +100,7 @@ BUCKET_TEXT_BYTES = 64 * 1024 * 1024
 
 
 def write_shards(selected: SpillFiles, order: Sequence[int], kind: str, data_dir: Path, shard_max_bytes: int,
-                 row_group_rows: int, work_dir: Path | None = None, executor: Executor | None = None
+                 row_group_rows: int, work_dir: WorkPath | None = None, executor: Executor | None = None
                  ) -> list[tuple[Path, int]]:
     """Write ``selected`` rows in ``order`` as ``train-00000-of-0000N.parquet`` shards of at most
     ``shard_max_bytes`` of text each, one unit of ``executor.map`` per shard (in this process
@@ -139,8 +139,9 @@ def write_shards(selected: SpillFiles, order: Sequence[int], kind: str, data_dir
     flat = [b for buckets in shards for b in buckets]
     schema = OUTPUT_SCHEMA if kind == "sft" else PREFERENCE_OUTPUT_SCHEMA
     paths = [data_dir / f"train-{k:05d}-of-{n_shards:05d}.parquet" for k in range(n_shards)]
-    with tempfile.TemporaryDirectory(prefix="mixer-shuffle-", dir=work_dir) as tmp:
-        files = iter(_scatter(selected, index, [b[0][0] for b in flat], Path(tmp)))
+    tmp = make_temp_dir(work_dir, "mixer-shuffle-")
+    try:
+        files = iter(_scatter(selected, index, [b[0][0] for b in flat], tmp))
         tasks = [(paths[k], [(next(files), bucket) for bucket in shards[k]]) for k in range(n_shards)]
 
         write = partial(write_shard, schema=schema, kind=kind, row_group_rows=row_group_rows)
@@ -149,6 +150,8 @@ def write_shards(selected: SpillFiles, order: Sequence[int], kind: str, data_dir
                 write(task)
         else:
             list(executor.map(write, tasks, threads=True))
+    finally:
+        remove_tree(tmp)
     return [(paths[k], bounds[k + 1] - bounds[k]) for k in range(n_shards)]
 
 
@@ -168,7 +171,7 @@ def write_shard(task: tuple[Path, list[tuple[SpillFiles, list[tuple[int, int]]]]
             del rows
 
 
-def _scatter(selected: SpillFiles, index: np.ndarray, bucket_starts: list[int], tmp: Path) -> list[SpillFiles]:
+def _scatter(selected: SpillFiles, index: np.ndarray, bucket_starts: list[int], tmp: WorkPath) -> list[SpillFiles]:
     """One pass over the selected records: each output position's record goes to its bucket's file,
     with the position (a record repeated n times goes n times)."""
     by_row = np.argsort(index, kind="stable")  # output positions, grouped by the row they show
