@@ -40,8 +40,9 @@ class ParseFailure:
 @dataclass(frozen=True)
 class FilePart:
     """Part ``index`` of ``count`` equal parts of a file, so one large file can be read by several
-    processes: JSONL by byte range (a line belongs to the part its first byte falls in), Parquet by
-    row range. Locations (line numbers, record ordinals) stay those of the whole file."""
+    processes: JSONL by byte range (a line belongs to the part its first byte falls in), a JSON array
+    by byte range too (an element belongs to the part its first byte falls in), Parquet by row range.
+    Locations (line numbers, record ordinals) stay those of the whole file."""
 
     index: int
     count: int
@@ -57,11 +58,20 @@ def file_info(path: Path) -> FileInfo:
 
 
 def splittable(path: Path) -> bool:
-    """Whether ``read_raw`` can read the file in parts (plain JSONL and Parquet)."""
+    """Whether ``read_raw`` can read the file in parts (plain JSONL and Parquet, and plain JSON arrays
+    large enough to be streamed: ``STREAM_MIN_BYTES``)."""
     if path.suffix == ".gz" or not path.exists():
         return False
-    fmt = file_format(path)
-    return fmt == "parquet" or fmt == "jsonl" or (fmt == "json" and _looks_like_jsonl(path))
+    if json_array(path):
+        return path.stat().st_size >= STREAM_MIN_BYTES
+    return file_format(path) in ("parquet", "jsonl", "json")
+
+
+def json_array(path: Path) -> bool:
+    """Whether ``read_raw`` reads the file as one JSON array (a ``.json`` file not holding JSON Lines).
+    Each part of such a file walks every element before it (its ordinals and lines are counted, not
+    known), so it is worth cutting into only as many parts as there are processes to read them."""
+    return file_format(path) == "json" and not _looks_like_jsonl(path)
 
 
 @dataclass(frozen=True)
@@ -104,13 +114,15 @@ def read_raw(path: Path, columns: Sequence[str] | None = None, part: FilePart | 
     if part is not None and part.count == 1:
         part = None  # the one part of a file is the whole file, whatever its format
     if part is not None and not splittable(path):
-        raise ValueError(f"{path}: only plain JSONL and Parquet files can be read in parts")
+        raise ValueError(f"{path}: only plain JSONL, Parquet and large JSON-array files can be read in parts")
     if fmt == "parquet":
         yield from read_parquet(path, columns, part=part)
     elif fmt == "jsonl":
         yield from read_jsonl(path, part)
+    elif fmt == "json":
+        yield from read_json_array(path, part)
     else:
-        yield from {"json": read_json_array, "xlsx": read_xlsx, "csv": read_csv}[fmt](path)
+        yield from {"xlsx": read_xlsx, "csv": read_csv}[fmt](path)
 
 
 def _looks_like_jsonl(path: Path) -> bool:
