@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,10 +135,12 @@ def _looks_like_jsonl(path: Path) -> bool:
 def read_jsonl(path: Path, part: FilePart | None = None) -> Iterator[RawItem]:
     """One JSON value per line; blank lines are skipped, bad lines become ParseFailures.
 
-    With ``part``, every line is still scanned (cheap: it keeps line numbers and ordinals those of
-    the whole file) but only the part's lines are parsed.
+    With ``part``, the lines before the part are still scanned (cheap: it keeps line numbers and
+    ordinals those of the whole file) but only the part's lines are parsed, and the scan stops where
+    the next part begins.
     """
-    start, stop = part.bounds(path.stat().st_size) if part is not None else (0, -1)
+    start, stop = part.bounds(path.stat().st_size) if part is not None else (0, sys.maxsize)
+    stopped = False
     try:
         with _open_bytes(path) as f:
             ordinal = 0
@@ -145,12 +148,15 @@ def read_jsonl(path: Path, part: FilePart | None = None) -> Iterator[RawItem]:
             for lineno, line in enumerate(f, start=1):
                 at = pos
                 pos += len(line)
+                if at >= stop:
+                    stopped = True
+                    break
                 if not line.strip():
                     continue
-                loc = Location(str(path), line=lineno, record=ordinal)
                 ordinal += 1
-                if part is not None and not start <= at < stop:
+                if at < start:
                     continue
+                loc = Location(str(path), line=lineno, record=ordinal - 1)
                 try:
                     value = orjson.loads(line)
                 except orjson.JSONDecodeError as e:
@@ -161,7 +167,7 @@ def read_jsonl(path: Path, part: FilePart | None = None) -> Iterator[RawItem]:
                 yield RawItem(value, loc)
     except (OSError, EOFError, gzip.BadGzipFile) as e:
         raise InputError(str(path), f"cannot read file: {e}") from None
-    if ordinal == 0:
+    if ordinal == 0 and not stopped:  # a part that stopped early leaves the verdict to the last part
         raise InputError(str(path), "file is empty: expected JSON Lines records")
 
 

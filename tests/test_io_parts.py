@@ -115,3 +115,18 @@ def test_a_large_json_array_is_planned_as_one_part_per_worker(tmp_path: Path, mo
     adapter = get_adapter("sharegpt")
     assert plan_reads(adapter, [path], [file_info(path)], 3) == [ReadPart(0, FilePart(k, 3)) for k in range(3)]
     assert plan_reads(adapter, [small], [file_info(small)], 3) == [None]
+
+
+def test_jsonl_part_of_blank_lines_leaves_the_empty_file_verdict_to_the_last_part(tmp_path: Path) -> None:
+    """A part stops scanning where the next begins, so only the last part sees whether the whole
+    file holds no record."""
+    from mixer.errors import InputError
+
+    path = tmp_path / "data.jsonl"
+    path.write_text("\n" * 200 + '{"i": 1}\n{"i": 2}\n', encoding="utf-8")
+    assert _items(path, FilePart(0, 2)) == []
+    assert _items(path, FilePart(1, 2)) == _items(path) == [({"i": 1}, 201, 0), ({"i": 2}, 202, 1)]
+    path.write_text("  \n" * 100, encoding="utf-8")
+    assert _items(path, FilePart(0, 2)) == []
+    with pytest.raises(InputError, match="file is empty"):
+        _items(path, FilePart(1, 2))
