@@ -134,3 +134,30 @@ def test_a_build_whose_units_are_pickled_and_run_out_of_order_gives_the_same_byt
     result = build(load_recipe(recipe, output=str(tmp_path / "out")), engine=engine)
     assert engine.shipped > 20
     assert output_hashes_module.output_hashes(result.out) == expected
+
+
+def test_json_arrays_streamed_and_read_in_parts_out_of_order_give_the_same_bytes(tmp_path: Path, monkeypatch) -> None:
+    """Every JSON array of the sample streamed (as files of 64 MB or more are) and cut into byte
+    ranges, one unit each, run in reverse order: the bytes of the sample build, which parsed each
+    array whole."""
+    from test_output_hashes import _expected, output_hashes_module
+
+    import mixer.io
+    import mixer.stages.read
+    from mixer.build import build
+    from mixer.recipe import load_recipe
+
+    monkeypatch.setattr(mixer.io, "STREAM_MIN_BYTES", 4096)
+    monkeypatch.setattr(mixer.io, "JSON_CHUNK_BYTES", 1000)  # elements cut across chunks
+    monkeypatch.setattr(mixer.stages.read, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(mixer.stages.read, "SPLIT_MIN_BYTES", 4096)
+    monkeypatch.setenv("MIXER_READ_CACHE", "0")
+    monkeypatch.chdir(ROOT)
+    plans = []
+    real_plan = mixer.stages.read.plan_reads
+    monkeypatch.setattr(mixer.stages.read, "plan_reads",
+                        lambda *a: plans.append((a[1], real_plan(*a))) or plans[-1][1])
+    result = build(load_recipe("recipes/v2-sample.yaml", output=str(tmp_path / "out")), engine=ShippingEngine())
+    split = {p.name for paths, plan in plans if len(plan) > 1 for p in paths if mixer.io.json_array(p)}
+    assert {"sharegpt_html_cleaned_and_split_4096.json", "alpaca_gpt4_data.json"} <= split
+    assert output_hashes_module.output_hashes(result.out) == _expected("sample")

@@ -2,12 +2,13 @@
 files through its adapter (convert), then ``normalise`` and ``filter`` a batch at a time, into Arrow
 files of candidates in the work folder.
 
-A unit of work is one source, or one part of a large JSONL or Parquet file (``ReadPart``: a byte or
-row range; line numbers and ordinals stay those of the whole file), described by plain values so any
-engine can run it (``_read_task``); its result is a ``SourceRead`` (counters, drops, the paths of its
-candidate files), and the parts of a source add up (``SourceRead.__add__``) in file, then part order.
-JSONL and Parquet are never held as Python dicts. On a rebuild the read cache (``mixer.read_cache``)
-serves every source whose inputs and settings are unchanged.
+A unit of work is one source, or one part of a large JSONL, JSON-array or Parquet file (``ReadPart``:
+a byte or row range; line numbers and ordinals stay those of the whole file), described by plain values
+so any engine can run it (``_read_task``); its result is a ``SourceRead`` (counters, drops, the paths of
+its candidate files), and the parts of a source add up (``SourceRead.__add__``) in file, then part
+order. No file is held whole as Python dicts (JSON arrays of 64 MB or more are streamed). On a
+rebuild the read cache (``mixer.read_cache``) serves every source whose inputs and settings are
+unchanged.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pyarrow as pa
 
 from mixer.dedup.exact import content_hash
 from mixer.errors import InputError, Location, RecordError
-from mixer.io import FilePart, ParseFailure, file_format, file_info, read_parquet_batches, splittable
+from mixer.io import FilePart, ParseFailure, file_format, file_info, json_array, read_parquet_batches, splittable
 from mixer.read_cache import ReadCache, read_cache_root, read_key
 from mixer.recipe import Recipe, Source, license_key, resolve_files, source_license
 from mixer.records import CANDIDATE_SCHEMA, Dropped, Record, record_key_messages
@@ -248,16 +249,19 @@ MAX_PARTS = 64
 
 def plan_reads(adapter: type, paths: list[Path], infos: list[FileInfo], workers: int) -> list[ReadPart | None]:
     """The read tasks of one source: ``[None]`` (the whole source in one task) unless it has large
-    JSONL or Parquet files and an adapter that reads them with the standard readers, which are then
-    cut into parts of about ``SPLIT_MIN_BYTES`` (at least ``workers`` parts per large file)."""
+    JSONL, JSON-array or Parquet files and an adapter that reads them with the standard readers, which
+    are then cut into parts of about ``SPLIT_MIN_BYTES`` (at least ``workers`` parts per large file; exactly
+    ``workers`` for a JSON array, see ``mixer.io.json_array``)."""
     if workers < 2 or adapter.read_file is not Adapter.read_file:
         return [None]
     big = [i.bytes >= SPLIT_MIN_BYTES and splittable(p) for p, i in zip(paths, infos, strict=True)]
     if not any(big):
         return [None]
     tasks: list[ReadPart | None] = []
-    for index, (info, split) in enumerate(zip(infos, big, strict=True)):
+    for index, (path, info, split) in enumerate(zip(paths, infos, big, strict=True)):
         count = min(MAX_PARTS, max(workers, -(-info.bytes // SPLIT_MIN_BYTES))) if split else 1
+        if split and json_array(path):
+            count = workers  # each part walks the elements before it: more parts cost more than they save
         tasks.extend(ReadPart(index, FilePart(k, count)) for k in range(count))
     return tasks
 
