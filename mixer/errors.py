@@ -43,6 +43,11 @@ class InputError(MixerError):
         self.problem = problem
         super().__init__(f"{location}: {problem}")
 
+    def __reduce__(self) -> tuple[type[InputError], tuple[Location | str, str]]:
+        # rebuilt from both fields: a worker process's error must reach the build unchanged (the default
+        # pickling replays only the message, which __init__ cannot take, and the pool breaks instead)
+        return (type(self), (self.location, self.problem))
+
 
 class RecordError(ValueError):
     """Raised by an adapter's pure conversion function for one bad raw record.

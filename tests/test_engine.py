@@ -33,6 +33,14 @@ def _fail(x: int) -> int:
     return x
 
 
+def _bad_record(x: int) -> int:
+    from mixer.errors import InputError, Location
+
+    if x == 2:
+        raise InputError(Location("raw/chat.jsonl", line=3, record=2), "malformed JSON")
+    return x
+
+
 @pytest.mark.parametrize("threads", [False, True])
 def test_map_returns_results_in_unit_order_whatever_finishes_first(threads: bool) -> None:
     with LocalEngine(2) as engine:
@@ -60,6 +68,58 @@ def test_work_runs_in_worker_processes_unless_local_or_one_worker() -> None:
 def test_a_failing_unit_raises_in_the_caller() -> None:
     with LocalEngine(2) as engine, pytest.raises(ValueError, match="unit 3"):
         list(engine.map(_fail, range(6)))
+
+
+def test_an_input_error_raised_in_a_worker_process_reaches_the_caller_with_its_location() -> None:
+    from mixer.errors import InputError
+
+    with LocalEngine(2) as engine, pytest.raises(InputError) as caught:
+        list(engine.map(_bad_record, range(4)))
+    assert str(caught.value) == "raw/chat.jsonl, line 3, record 2: malformed JSON"
+    assert caught.value.problem == "malformed JSON" and caught.value.location.line == 3
+
+
+def test_one_large_source_is_read_in_parts_by_worker_processes(tmp_path: Path, monkeypatch, make_recipe) -> None:
+    """A recipe of one big file is cut into parts for every worker (it used to be read in the main
+    process, since workers were capped at the number of sources); a broken record in a later part
+    fails the build with its line, as the in-process read does."""
+    import json
+
+    import mixer.stages.read
+    from mixer.build import build
+    from mixer.errors import InputError
+    from mixer.recipe import load_recipe
+
+    monkeypatch.setattr(mixer.stages.read, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(mixer.stages.read, "SPLIT_MIN_BYTES", 2048)
+    monkeypatch.setenv("MIXER_READ_CACHE", "0")
+    raw = tmp_path / "raw" / "chat.jsonl"
+    raw.parent.mkdir(parents=True)
+    lines = [json.dumps({"id": f"c{i}", "messages": [{"role": "user", "content": f"question {i}"},
+                                                      {"role": "assistant", "content": f"answer {i}"}]})
+             for i in range(400)]
+    raw.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    recipe = load_recipe(make_recipe([{"name": "chat", "adapter": "messages", "files": ["chat.jsonl"]}]))
+    from test_output_hashes import output_hashes_module
+
+    shipped: list[tuple[str, int]] = []
+    with LocalEngine(2) as engine:
+        real_map = engine.map
+
+        def recording_map(fn, units, **kw):  # noqa: ANN001, ANN202
+            units = list(units)
+            shipped.append((fn.__name__, len(units)))
+            return real_map(fn, units, **kw)
+
+        monkeypatch.setattr(engine, "map", recording_map)
+        in_parts = output_hashes_module.output_hashes(build(recipe, engine=engine, overwrite=True).out)
+        assert any(name == "_read_task" and n >= 2 for name, n in shipped)  # parts, not one in-process read
+        whole = output_hashes_module.output_hashes(build(recipe, engine=LocalEngine(1), overwrite=True).out)
+        assert in_parts == whole
+        lines[321] = '{"id": "broken", "messages": [ '  # cut off mid-record, in a later part of the file
+        raw.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        with pytest.raises(InputError, match=r"chat\.jsonl, line 322"):
+            build(recipe, engine=engine, overwrite=True)
 
 
 def test_release_ends_the_stage_workers_and_the_engine_starts_new_ones_on_demand() -> None:

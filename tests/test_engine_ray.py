@@ -149,6 +149,7 @@ def test_bad_input_read_in_a_ray_task_fails_the_build_with_the_record_named(
     lines[321] = '{"id": "broken", "messages": [ '  # cut off mid-record, in a later part of the file
     raw.write_text("\n".join(lines) + "\n", encoding="utf-8")
     recipe = make_recipe([{"name": "chat", "adapter": "messages", "files": ["chat.jsonl"]}])
+    ray_engine.units_run.clear()  # the engine is shared by the module's tests: count this build's units only
     with pytest.raises(InputError, match=r"chat\.jsonl, line 322"):
         build(load_recipe(recipe), engine=ray_engine)
     assert {name for name, _ in ray_engine.units_run} >= {"_read_task"}

@@ -315,18 +315,19 @@ def read_sources(ctx: StageContext, *, gate: bool) -> dict[str, list[str]]:
             folders[s.name].mkdir()
     missing = [s for s in todo if s.name not in results]
     sizes = {s.name: sum(f.bytes for f in infos[s.name]) for s in missing}
-    workers = min(ctx.executor.parallelism, max(1, len(missing)))
+    # one large source is worth several workers too: its large files are cut into parts
+    workers = ctx.executor.parallelism
+    tasks: list[tuple[int, Source, ReadPart | None]] = []
+    if workers > 1 and sum(sizes.values()) >= PARALLEL_MIN_BYTES:
+        # tasks (whole sources, or parts of large files) largest first, so the processes end together
+        for s in missing:
+            plan = plan_reads(get_adapter(s.adapter), resolve_files(recipe, s), infos[s.name], workers)
+            for only in plan:
+                size = sizes[s.name] if only is None else infos[s.name][only.file_index].bytes // only.part.count
+                tasks.append((size, s, only))
+        tasks.sort(key=lambda t: -t[0])
     try:
-        if workers > 1 and sum(sizes.values()) >= PARALLEL_MIN_BYTES:
-            # tasks (whole sources, or parts of large files) largest first, so the processes end together
-            tasks = []
-            for s in missing:
-                plan = plan_reads(get_adapter(s.adapter), resolve_files(recipe, s), infos[s.name], workers)
-                for only in plan:
-                    size = sizes[s.name] if only is None else \
-                        infos[s.name][only.file_index].bytes // only.part.count
-                    tasks.append((size, s, only))
-            tasks.sort(key=lambda t: -t[0])
+        if len(tasks) > 1:
             ctx.reporter.start(f"read {len(missing)} sources in {len(tasks)} tasks", total=len(tasks))
             parts: dict[str, list[tuple[tuple[int, int], SourceRead]]] = {s.name: [] for s in missing}
             units = [(recipe, s.name, folders[s.name], gate, eager[s.name], infos[s.name], only)
