@@ -82,8 +82,14 @@ def test_records_sharing_only_a_prompt_template_are_kept(tmp_path: Path, make_re
     assert result.card["sources"][0]["selected"] == 3
 
 
+@pytest.mark.parametrize("in_units", [False, True], ids=["in-process", "signature-parts-and-lsh-units"])
 def test_dedup_against_an_existing_corpus_drops_new_copies_and_never_touches_it(
-        tmp_path: Path, make_recipe) -> None:
+        tmp_path: Path, make_recipe, in_units: bool, monkeypatch) -> None:
+    import mixer.stages.near_dedup
+
+    if in_units:  # the against corpus's signatures are one more part file after the sources' parts
+        monkeypatch.setattr(mixer.stages.near_dedup, "BAND_UNITS_MIN_ROWS", 0)
+        monkeypatch.setattr(mixer.stages.near_dedup, "CHUNK_ROWS", 2)
     corpus = tmp_path / "previous.parquet"
     pq.write_table(pa.Table.from_pylist([{"dataset": "old", "id": "old_1", "messages": [
         {"role": "user", "content": _variant(4)}, {"role": "assistant", "content": "A bridge was kept."}]}]), corpus)
@@ -109,9 +115,13 @@ def test_near_dedup_builds_are_identical_across_runs(tmp_path: Path, near_recipe
     monkeypatch.setattr(mixer.dedup.near, "POOL_MIN_CHARS", 0)
     monkeypatch.setenv("MIXER_READ_CACHE", "0")
     c = build(load_recipe(recipe, output=str(tmp_path / "c")), workers=2)
+    # as a build of a million candidates: signatures written to part files by the signing units, LSH in units
+    monkeypatch.setattr(mixer.stages.near_dedup, "BAND_UNITS_MIN_ROWS", 0)
+    units = build(load_recipe(recipe, output=str(tmp_path / "units")), workers=2)
     assert a.card["near_dedup"]["removed_total"] == 3
     for rel in ["card.json", "dropped/second.parquet", *[d["path"] for d in a.card["outputs"]["data"]]]:
-        assert (a.out / rel).read_bytes() == (b.out / rel).read_bytes() == (c.out / rel).read_bytes(), rel
+        assert (a.out / rel).read_bytes() == (b.out / rel).read_bytes() == (c.out / rel).read_bytes() == \
+            (units.out / rel).read_bytes(), rel
 
 
 BENCH_QUESTION = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "

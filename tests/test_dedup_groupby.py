@@ -154,3 +154,79 @@ def test_lsh_units_confirm_the_same_pairs_as_banding_in_one_process(tmp_path: Pa
     if split:  # the planted bucket (201 members) went through chunk units, in every band
         assert large and max(large) >= 201
     assert not list(tmp_path.glob("near-lsh-*"))
+
+
+def test_signature_parts_read_global_rows_across_part_files(tmp_path: Path) -> None:
+    """Ranges and row sets that straddle part files (one part empty) read the rows of the whole matrix."""
+    sig = np.random.default_rng(3).integers(0, 2**32, size=(50, 8), dtype=np.uint32)
+    bounds = [0, 7, 7, 20, 49, 50]
+    paths = []
+    for k, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        paths.append(tmp_path / f"part-{k}.npy")
+        np.save(paths[-1], sig[lo:hi])
+    parts = near.SignatureParts(tuple(paths), tuple(bounds), 8)
+    assert parts.shape == sig.shape
+    for lo, hi in [(0, 50), (5, 21), (7, 7), (19, 50), (48, 60)]:
+        np.testing.assert_array_equal(parts.rows(slice(lo, hi)), sig[lo:hi])
+    index = np.array([49, 0, 6, 7, 20, 19, 6, 33])  # unsorted, repeated
+    np.testing.assert_array_equal(parts.rows(index), sig[index])
+
+
+class RecordingEngine(LocalEngine):
+    """A local engine that keeps what the signing units returned to the driver and, when the LSH key
+    units start, which signature part files are in the work folder."""
+
+    def __init__(self, work: Path) -> None:
+        super().__init__(2)
+        self.work = work
+        self.signed: dict[str, list[Any]] = {}
+        self.parts_at_lsh: list[str] = []
+
+    def map(self, fn, units, *, threads=False, local=False):  # noqa: ANN001, ANN201
+        name = getattr(getattr(fn, "func", fn), "__name__", "")
+        if name == "band_keys_unit":
+            self.parts_at_lsh = sorted(p.name for p in self.work.glob("*/near-sig-*/signatures-*.npy"))
+        results = super().map(fn, units, threads=threads, local=local)
+        if name.startswith("sign_rows"):
+            results = list(results)
+            self.signed.setdefault(name, []).extend(results)
+            return iter(results)
+        return results
+
+
+def test_a_build_in_units_writes_signatures_to_part_files_and_the_driver_gets_none(
+        tmp_path: Path, monkeypatch) -> None:
+    """From ``BAND_UNITS_MIN_ROWS`` candidates on, each signing unit writes its signatures to its own
+    file in the work folder and returns only counts and assistant-text lengths; the LSH units read
+    those parts; the build's bytes and near-dedup card equal the in-process path's, and the parts are
+    gone afterwards."""
+    from conftest import ROOT
+    from test_output_hashes import _expected, output_hashes_module
+
+    import mixer.stages.near_dedup as stage
+    from mixer.build import build
+    from mixer.recipe import load_recipe
+
+    monkeypatch.setenv("MIXER_READ_CACHE", "0")
+    monkeypatch.chdir(ROOT)
+    recipe = "tests/data/v2-sample-near-decont.yaml"
+    with LocalEngine(2) as engine:
+        in_process = build(load_recipe(recipe, output=str(tmp_path / "in-process")), engine=engine)
+    monkeypatch.setattr(stage, "BAND_UNITS_MIN_ROWS", 0)
+    monkeypatch.setattr(stage, "CHUNK_ROWS", 64)  # several part files per source
+    work = tmp_path / "work"
+    work.mkdir()
+    with RecordingEngine(work) as engine:
+        in_units = build(load_recipe(recipe, output=str(tmp_path / "in-units")), engine=engine, work_dir=work)
+    results = engine.signed["sign_rows_to_part"]
+    assert "sign_rows" not in engine.signed  # no unit sent signatures back
+    assert len(results) > 5
+    for count, live, chars in results:  # narrow: two counts and one length per row, no signature array
+        assert isinstance(count, int) and isinstance(live, int) and 0 <= live <= count
+        assert chars.shape == (count,) and chars.dtype == np.int64
+    assert engine.parts_at_lsh == [f"signatures-{k:08d}.npy" for k in range(len(results))]
+    assert not list(work.glob("**/near-sig-*")) and not list(work.glob("**/near-lsh-*"))
+    assert in_units.card["near_dedup"]["removed_total"] > 0
+    assert in_units.card["near_dedup"] == in_process.card["near_dedup"]
+    assert output_hashes_module.output_hashes(in_units.out) == output_hashes_module.output_hashes(in_process.out) \
+        == _expected("sample-near-decont")

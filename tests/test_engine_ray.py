@@ -248,7 +248,7 @@ def test_generated_corpus_with_planted_duplicates_is_identical_read_as_2_or_7_un
             if engine_kind == "ray":
                 result = build(load_recipe(recipe, output=str(tmp_path / name)), engine=ray_engine)
                 assert _read_units(ray_engine) == int(name[-1]), name
-                assert {"partition_hashes", "partition_duplicates", "sign_rows", "band_partition_pairs",
+                assert {"partition_hashes", "partition_duplicates", "sign_rows_to_part", "band_partition_pairs",
                         "write_shard"} <= \
                     {fn for fn, _ in ray_engine.units_run}
             else:

@@ -103,7 +103,7 @@ def test_an_s3_work_dir_gives_the_local_bytes_and_card_and_leaves_the_prefix_as_
         engine = request.getfixturevalue("ray_engine")
         engine.units_run.clear()
         result = build(recipe, engine=engine, work_dir=work)
-        assert {"_read_task", "partition_hashes", "partition_duplicates", "sign_rows", "band_keys_unit",
+        assert {"_read_task", "partition_hashes", "partition_duplicates", "sign_rows_to_part", "band_keys_unit",
                 "band_partition_pairs", "bucket_chunk_pairs"} <= {name for name, _ in engine.units_run}
     else:
         with LocalEngine(2) as local:

@@ -10,6 +10,7 @@ memory that an engine can run anywhere; ``estimated_jaccard`` confirms candidate
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -113,19 +114,75 @@ def unique_pairs(chunks: Sequence[np.ndarray], n: int) -> np.ndarray:
 #    is returned (its member ids) instead, to be cut into chunks.
 # 3. ``bucket_chunk_pairs``: one member range of one large bucket, paired and confirmed.
 #
-# Signatures are read from the ``.npy`` file the driver saved in the work folder (local: memory-mapped;
-# remote: by byte ranges, ``mixer.workstore.npy_rows``), only the rows a unit needs.
+# Signatures are read from ``.npy`` part files in the work folder (``SignatureParts``: one per signing
+# unit, which wrote it; local: memory-mapped; remote: by byte ranges, ``mixer.workstore.npy_rows``),
+# only the rows a unit needs.
 
 
-def band_keys_unit(unit: tuple[WorkPath, int, int, WorkPath, WorkPath], bands: int, rows: int,
+@dataclass(frozen=True)
+class SignatureParts:
+    """The signature matrix as the ``.npy`` files that hold consecutive row ranges of it: part ``k``
+    holds global rows ``[starts[k], starts[k + 1])``. Why parts: each signing unit writes its own
+    rows where it runs, so the matrix (51 GB at 100 M records) is never gathered in one process; a
+    unit reading a global row range or a set of rows gets them from whichever parts hold them."""
+
+    paths: tuple[WorkPath, ...]
+    starts: tuple[int, ...]  #: len(paths) + 1 boundaries, the last the number of rows
+    num_perm: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.starts[-1], self.num_perm)
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    def rows(self, rows: np.ndarray | slice) -> np.ndarray:
+        """Global rows (a slice, or an index array in any order) as one (len, num_perm) array."""
+        starts = np.asarray(self.starts, dtype=np.int64)
+        if isinstance(rows, slice):
+            lo, hi, _ = rows.indices(len(self))
+            blocks = [np.zeros((0, self.num_perm), dtype=np.uint32)]
+            for k in range(max(0, int(np.searchsorted(starts, lo, "right")) - 1), len(self.paths)):
+                if starts[k] >= hi:
+                    break
+                a, b = max(lo, int(starts[k])), min(hi, int(starts[k + 1]))
+                if b > a:
+                    blocks.append(npy_rows(self.paths[k], slice(a - int(starts[k]), b - int(starts[k]))))
+            return np.concatenate(blocks)
+        index = np.asarray(rows, dtype=np.int64)
+        order = np.argsort(index, kind="stable")
+        ordered = index[order]
+        part = np.searchsorted(starts, ordered, "right") - 1
+        out = np.empty((len(index), self.num_perm), dtype=np.uint32)
+        bounds = np.flatnonzero(np.r_[True, part[1:] != part[:-1], True]) if len(part) else np.zeros(1, np.int64)
+        for s, e in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            k = int(part[s])
+            out[order[s:e]] = npy_rows(self.paths[k], ordered[s:e] - starts[k])
+        return out
+
+
+def pair_estimates(signatures: np.ndarray | SignatureParts, pairs: np.ndarray, chunk: int = 1_000_000) -> np.ndarray:
+    """``estimated_jaccard`` of ``pairs`` reading only their rows (a chunk of pairs at a time), from
+    an array or from part files."""
+    out = np.empty(len(pairs), dtype=np.float64)
+    for s in range(0, len(pairs), chunk):
+        p = pairs[s:s + chunk]
+        rows = np.unique(p)
+        block = signatures.rows(rows) if isinstance(signatures, SignatureParts) else signatures[rows]
+        out[s:s + chunk] = estimated_jaccard(block, np.searchsorted(rows, p))
+    return out
+
+
+def band_keys_unit(unit: tuple[int, int, WorkPath, WorkPath], signatures: SignatureParts, bands: int, rows: int,
                    partitions: int) -> None:
     """Unit 1: rows ``[lo, hi)`` of the signatures -> every band's (bucket key, row) entries of its
     rows with shingles (a row whose values are all ``EMPTY_HASH`` is never a candidate), as one
     (entries, 2) uint64 ``.npy`` grouped by band, then by partition (``key % partitions``), and
     ``offsets`` (bands, partitions + 1): where each band's partitions start. A (band, partition)
     unit then reads one contiguous slice of every range's file."""
-    signatures, lo, hi, entries_path, offsets_path = unit
-    block = npy_rows(signatures, slice(lo, hi))
+    lo, hi, entries_path, offsets_path = unit
+    block = signatures.rows(slice(lo, hi))
     live = ~np.all(block == EMPTY_HASH, axis=1)
     ids = (np.flatnonzero(live) + lo).astype(np.uint64)
     entries = []
@@ -143,7 +200,7 @@ def band_keys_unit(unit: tuple[WorkPath, int, int, WorkPath, WorkPath], bands: i
 
 
 def band_partition_pairs(unit: tuple[int, int], key_files: Sequence[tuple[WorkPath, WorkPath]],
-                         signatures: WorkPath, threshold: float, n_new: int, max_members: int
+                         signatures: SignatureParts, threshold: float, n_new: int, max_members: int
                          ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """Unit 2: band ``unit[0]``, partition ``unit[1]``, from every key unit's (entries, offsets)
     files. Returns the confirmed pairs and estimates of its buckets of at most ``max_members``
@@ -185,7 +242,7 @@ def bucket_chunks(members: np.ndarray, max_members: int) -> list[tuple[np.ndarra
             for s in range(0, len(members), max_members)]
 
 
-def bucket_chunk_pairs(unit: tuple[np.ndarray, int], signatures: WorkPath, threshold: float,
+def bucket_chunk_pairs(unit: tuple[np.ndarray, int], signatures: SignatureParts, threshold: float,
                        n_new: int) -> tuple[np.ndarray, np.ndarray]:
     """Unit 3: the confirmed pairs of one chunk of a large bucket (``bucket_chunks``)."""
     members, first = unit
@@ -193,14 +250,14 @@ def bucket_chunk_pairs(unit: tuple[np.ndarray, int], signatures: WorkPath, thres
                     threshold, n_new)
 
 
-def _confirm(pairs: np.ndarray, signatures: WorkPath, threshold: float, n_new: int) -> tuple[np.ndarray, np.ndarray]:
+def _confirm(pairs: np.ndarray, signatures: SignatureParts, threshold: float, n_new: int
+             ) -> tuple[np.ndarray, np.ndarray]:
     """The pairs (not both ``against`` rows, index >= ``n_new``) whose estimate reaches ``threshold``,
     reading only their rows of the signatures."""
     pairs = pairs[pairs[:, 0] < n_new]
     if not len(pairs):
         return pairs, np.zeros(0, dtype=np.float64)
-    rows = np.unique(pairs)
-    jac = estimated_jaccard(npy_rows(signatures, rows), np.searchsorted(rows, pairs))
+    jac = pair_estimates(signatures, pairs)
     keep = jac >= threshold
     return pairs[keep], jac[keep]
 

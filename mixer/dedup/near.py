@@ -53,10 +53,12 @@ from mixer.config import NearDedupConfig
 from mixer.config import optimal_bands_rows as optimal_bands_rows  # re-exported: tests and bench use it here
 from mixer.dedup.lsh import (  # noqa: F401 - re-exported: the stages, tests and bench use them from here
     MAX_BUCKET_PAIRS,
+    SignatureParts,
     band_pairs,
     estimated_jaccard,
     lsh_candidate_pairs,
     lsh_candidate_pairs_datasketch,
+    pair_estimates,
     to_minhash,
     unique_pairs,
 )
@@ -194,7 +196,7 @@ def _normalise_against(against_texts: Sequence[Sequence[str]]) -> list[tuple[str
 def find_near_duplicates(
     items: Sequence[NearItem], config: NearDedupConfig,
     against_texts: Sequence[tuple[str, str]] | Sequence[tuple[str, str, str]] = (),
-    signatures_cache: np.ndarray | None = None,
+    signatures_cache: np.ndarray | SignatureParts | None = None,
     confirmed: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[NearDuplicate]:
     """The records to drop, sorted by index (see the module docstring for the rule).
@@ -202,8 +204,10 @@ def find_near_duplicates(
     ``against_texts``: records of an existing corpus as ``(id, text)`` or ``(id, text, origin)``
     (origin: its file name; see ``load_against``), ``text`` from ``key_text`` with the same key. They
     can only ever be keepers. ``signatures_cache``: precomputed signatures of items then against
-    records (the benchmark passes them to time the stages separately). ``confirmed``: the confirmed
-    pairs (sorted, unique) and their estimates when the caller ran steps 2 and 3 elsewhere (in units:
+    records (the benchmark passes them to time the stages separately), or the part files holding
+    them (``SignatureParts``, only with ``confirmed``: the build in units never gathers them; only the
+    rows of dropped records and their keepers are read). ``confirmed``: the confirmed pairs (sorted,
+    unique) and their estimates when the caller ran steps 2 and 3 elsewhere (in units:
     ``mixer.stages.near_dedup._confirm_in_units``); only clustering is left to do here.
     """
     against = _normalise_against(against_texts)
@@ -219,6 +223,7 @@ def find_near_duplicates(
     if confirmed is not None:
         pairs, jac = confirmed
     else:
+        assert isinstance(sig, np.ndarray), "signature part files come with the confirmed pairs"
         active = ~np.all(sig == EMPTY_HASH, axis=1)
         pairs = lsh_candidate_pairs(sig, bands, rows, active)
         if len(pairs) and against:
@@ -250,23 +255,25 @@ def find_near_duplicates(
         it = items[i]
         return (it.source_rank, -it.assistant_chars, it.id, it.source, i)
 
-    out: list[NearDuplicate] = []
+    # every dropped record's estimate with its keeper, in one pass over their rows (not a read per cluster)
+    drops: list[tuple[int, int, int]] = []  # (dropped, keeper, cluster size)
     for members in clusters.values():
         keeper = min(members, key=rank)
+        drops.extend((m, keeper, len(members)) for m in members if m != keeper and m < n_new)
+    if not drops:
+        return []
+    with_keeper = pair_estimates(sig, np.array([(m, k) for m, k, _ in drops], dtype=np.int64))
+    out: list[NearDuplicate] = []
+    for (m, keeper, size), j in zip(drops, with_keeper.tolist(), strict=True):
         if keeper >= n_new:
             kept_index, kept_id = None, against[keeper - n_new][0]
             kept_source = f"against:{against[keeper - n_new][2]}"
         else:
             kept_index, kept_id, kept_source = keeper, items[keeper].id, items[keeper].source
-        cid = cluster_id_for(kept_source, kept_id)
-        losers = [m for m in members if m != keeper and m < n_new]
-        if not losers:
-            continue
-        with_keeper = estimated_jaccard(sig, np.array([[m, keeper] for m in losers], dtype=np.int64))
-        for m, j in zip(losers, with_keeper.tolist(), strict=True):
-            out.append(NearDuplicate(
-                index=m, cluster_id=cid, kept_index=kept_index, kept_id=kept_id, kept_source=kept_source,
-                jaccard=round(float(j), 6), cluster_size=len(members), link_jaccard=round(link[m], 6)))
+        out.append(NearDuplicate(
+            index=m, cluster_id=cluster_id_for(kept_source, kept_id), kept_index=kept_index, kept_id=kept_id,
+            kept_source=kept_source, jaccard=round(float(j), 6), cluster_size=size,
+            link_jaccard=round(link[m], 6)))
     out.sort(key=lambda d: d.index)
     return out
 

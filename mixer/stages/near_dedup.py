@@ -4,16 +4,26 @@ candidates, after exact dedup and before selection, so ``take`` counts hold in t
 The algorithm is ``mixer.dedup.near`` (pure: signatures, LSH banding, confirmation, clusters) over
 ``mixer.dedup.shingles``; this stage sends the signing through the executor (one unit = a batch of
 candidate row ids and the description of the Arrow files holding them, which the worker reads),
-keeps each source's signatures beside its read-cache entry (``SourceSignatures``), removes the
-dropped rows through the sink (each with its cluster, kept copy and Jaccard estimate) and returns
-the card's section.
+removes the dropped rows through the sink (each with its cluster, kept copy and Jaccard estimate)
+and returns the card's section.
+
+Two ways, chosen by the number of signatures (``BAND_UNITS_MIN_ROWS``):
+
+* small builds: the signatures come back to this process, which keeps each source's beside its
+  read-cache entry (``SourceSignatures``, so a rebuild signs only new rows) and bands them here;
+* large builds, in units from end to end: each signing unit writes its signatures to its own
+  ``.npy`` file in the work folder (``sign_rows_to_part``) and returns only its row count, its count
+  of rows with shingles and its rows' assistant-text lengths; the LSH units read their rows from those
+  parts (``SignatureParts``), and this process reads only the rows of dropped records and their
+  keepers. The signature matrix is never in one process. The signature cache is not used here: it
+  lives beside the driver's read-cache entry, which tasks on other nodes do not reach, and filling it
+  would mean gathering the signatures.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,7 +32,13 @@ import numpy as np
 import pyarrow.compute as pc
 
 from mixer.dedup import near as near_kernel
-from mixer.dedup.lsh import band_keys_unit, band_partition_pairs, bucket_chunk_pairs, bucket_chunks
+from mixer.dedup.lsh import (
+    SignatureParts,
+    band_keys_unit,
+    band_partition_pairs,
+    bucket_chunk_pairs,
+    bucket_chunks,
+)
 from mixer.dedup.near import (
     NearItem,
     find_near_duplicates,
@@ -35,7 +51,7 @@ from mixer.dedup.shingles import EMPTY_HASH, permutations, sign_chunk
 from mixer.records import Dropped
 from mixer.stages.base import StageContext
 from mixer.tables import SpillFiles, list_sums
-from mixer.workstore import make_temp_dir, open_output, remove_tree
+from mixer.workstore import WorkPath, make_temp_dir, open_output, remove_tree
 
 #: candidate rows per signing unit at most (also bounded by ``mixer.dedup.near.POOL_CHUNK_RECORDS``)
 CHUNK_ROWS = 20_000
@@ -52,9 +68,11 @@ PARTITION_KEYS = 4_000_000
 MAX_BUCKET_MEMBERS = 100_000
 
 
-def _confirm_in_units(ctx: StageContext, sig: np.ndarray, n_new: int) -> tuple[np.ndarray, np.ndarray]:
+def _confirm_in_units(ctx: StageContext, sig: np.ndarray | SignatureParts, n_new: int,
+                      live: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Steps 2 and 3 of ``mixer.dedup.near`` as units of the executor, each of bounded memory
-    (``mixer.dedup.lsh``): the signatures are saved to the work folder once; key units turn ranges of
+    (``mixer.dedup.lsh``), over the signatures' part files in the work folder (an array is first saved
+    as one part; ``live``: how many rows have shingles, needed with parts); key units turn ranges of
     ``KEY_RANGE_ROWS`` rows into every band's (bucket key, id) entries split into partitions by key;
     one unit per (band, partition) groups and confirms its buckets; a bucket over
     ``MAX_BUCKET_MEMBERS`` members comes back as its member ids and is confirmed in chunks, one unit
@@ -65,17 +83,23 @@ def _confirm_in_units(ctx: StageContext, sig: np.ndarray, n_new: int) -> tuple[n
     assert config is not None
     bands, rows = config.lsh_params()
     n = len(sig)
-    live = int((~np.all(sig == EMPTY_HASH, axis=1)).sum())
-    partitions = max(1, -(-live // PARTITION_KEYS))
     folder = make_temp_dir(ctx.work_dir, "near-lsh-")
     try:
-        signatures = folder / "signatures.npy"
-        with open_output(signatures) as f:
-            np.save(f, sig)
-        ranges = [(signatures, lo, min(n, lo + KEY_RANGE_ROWS), folder / f"keys-{lo:012d}.npy",
+        if isinstance(sig, np.ndarray):
+            live = int((~np.all(sig == EMPTY_HASH, axis=1)).sum())
+            path = folder / "signatures.npy"
+            with open_output(path) as f:
+                np.save(f, sig)
+            signatures = SignatureParts((path,), (0, n), config.num_perm)
+        else:
+            assert live is not None, "signature parts come with their count of rows with shingles"
+            signatures = sig
+        partitions = max(1, -(-live // PARTITION_KEYS))
+        ranges = [(lo, min(n, lo + KEY_RANGE_ROWS), folder / f"keys-{lo:012d}.npy",
                    folder / f"offsets-{lo:012d}.npy") for lo in range(0, n, KEY_RANGE_ROWS)]
-        list(ctx.executor.map(partial(band_keys_unit, bands=bands, rows=rows, partitions=partitions), ranges))
-        group = partial(band_partition_pairs, key_files=[r[3:] for r in ranges], signatures=signatures,
+        list(ctx.executor.map(partial(band_keys_unit, signatures=signatures, bands=bands, rows=rows,
+                                      partitions=partitions), ranges))
+        group = partial(band_partition_pairs, key_files=[r[2:] for r in ranges], signatures=signatures,
                         threshold=config.threshold, n_new=n_new, max_members=MAX_BUCKET_MEMBERS)
         found = list(ctx.executor.map(group, [(b, p) for b in range(bands) for p in range(partitions)]))
         chunks = [c for _, _, large in found for members in large for c in bucket_chunks(members, MAX_BUCKET_MEMBERS)]
@@ -147,16 +171,48 @@ def sign_rows(unit: tuple[SpillFiles, np.ndarray], key: str, ngram: int, num_per
     return sign_chunk([key_text(m, key) for m in messages], ngram, num_perm, seed, perms)
 
 
+def sign_rows_to_part(unit: tuple[SpillFiles, np.ndarray, WorkPath], key: str, ngram: int, num_perm: int,
+                      seed: int, perms: tuple[np.ndarray, np.ndarray]) -> tuple[int, int, np.ndarray]:
+    """One signing unit of a build in units: signs its rows (as ``sign_rows``) and writes the
+    signatures to its own ``.npy`` file in the work folder (the unit names it, so a retried unit
+    overwrites what a killed attempt left). Returns only what the driver needs: the row count, how
+    many rows have shingles (to size the LSH partitions) and each row's assistant-text length (for
+    the keeper rule), never the signatures."""
+    table, rows, path = unit
+    column = table.take(rows, ["messages"]).column(0)
+    sig = sign_chunk([key_text(m, key) for m in column.to_pylist()], ngram, num_perm, seed, perms)
+    with open_output(path) as f:
+        np.save(f, sig)
+    live = int((~np.all(sig == EMPTY_HASH, axis=1)).sum())
+    chars = np.concatenate([np.zeros(0, dtype=np.int64)] + [_assistant_chars(c) for c in column.chunks])
+    return len(sig), live, chars
+
+
+def _assistant_chars(messages: Any) -> np.ndarray:
+    """Assistant-text characters (code points, as ``mixer.dedup.near.assistant_chars``) of each row
+    of an Arrow ``messages`` array, on the Arrow columns."""
+    flat = pc.list_flatten(messages)
+    assistant = pc.equal(flat.field("role"), "assistant").to_numpy(zero_copy_only=False)
+    chars = pc.utf8_length(flat.field("content")).to_numpy(zero_copy_only=False).astype(np.int64)
+    return list_sums(messages, chars * assistant)
+
+
 def assistant_chars_column(table: SpillFiles) -> np.ndarray:
     """``mixer.dedup.near.assistant_chars`` of every row, computed on the Arrow columns (characters
     are code points in both)."""
     parts = [np.zeros(0, dtype=np.int64)]
     for batch in table.iter_batches(["messages"]):
-        flat = pc.list_flatten(batch.column(0))
-        assistant = pc.equal(flat.field("role"), "assistant").to_numpy(zero_copy_only=False)
-        chars = pc.utf8_length(flat.field("content")).to_numpy(zero_copy_only=False).astype(np.int64)
-        parts.append(list_sums(batch.column(0), chars * assistant))
+        parts.append(_assistant_chars(batch.column(0)))
     return np.concatenate(parts)
+
+
+def _add_items(items: list[NearItem], where: list[tuple[str, int]], name: str, rank: int, table: SpillFiles,
+               alive: np.ndarray, chars: np.ndarray) -> None:
+    """Append the keeper rule's view of a source's candidate rows ``alive`` (``chars``: their
+    assistant-text lengths) and where each came from."""
+    ids = table.column("id").to_pylist()
+    items.extend(NearItem("", rank, int(c), ids[r], name) for r, c in zip(alive.tolist(), chars.tolist(), strict=True))
+    where.extend((name, r) for r in alive.tolist())
 
 
 def near_dedup(ctx: StageContext) -> dict[str, Any]:
@@ -167,41 +223,73 @@ def near_dedup(ctx: StageContext) -> dict[str, Any]:
     names = [s.name for s in ctx.recipe.sources]
     candidates = ctx.candidates
     total = sum(len(candidates.alive.get(n, [])) for n in names if n in candidates)
-    sig = np.empty((total, config.num_perm), dtype=np.uint32)  # items' signatures, in item order
+    against = load_against(config.against, config.key) if config.against else []
     items: list[NearItem] = []  # without their texts: signatures are made batch by batch
     where: list[tuple[str, int]] = []
-
-    def submit(texts: list[str]) -> Callable[[], np.ndarray]:
-        return signatures_async(texts, config.ngram, config.num_perm, config.seed, ctx.executor,
-                                width=config.workers)
-
     task = partial(sign_rows, key=config.key, ngram=config.ngram, num_perm=config.num_perm, seed=config.seed,
                    perms=permutations(config.num_perm, config.seed))
     unit_rows = max(1, min(CHUNK_ROWS, near_kernel.POOL_CHUNK_RECORDS))
-    for rank, name in enumerate(names):
-        table = candidates.tables.get(name)
-        alive = np.asarray(candidates.alive.get(name, []), dtype=np.int64)
-        if table is None or not len(alive):
-            continue
-        stored = SourceSignatures.load(ctx.read_entries.get(name), config, table)
-        need = alive[~stored.has[alive]]
-        units = [(table, need[i:i + unit_rows]) for i in range(0, len(need), unit_rows)]
-        # the assistant text (known without reading the records) is a lower bound of what is signed
-        local = config.workers == 1 or int(stored.chars[need].sum()) < near_kernel.POOL_MIN_CHARS
-        for (_, rows), signed in zip(units, ctx.executor.map(task, units, local=local), strict=True):
-            stored.put(rows, signed)
-        stored.save()
-        sig[len(items):len(items) + len(alive)] = stored.sig[alive]
-        ids = table.column("id").to_pylist()
-        items.extend(NearItem("", rank, int(stored.chars[r]), ids[r], name) for r in alive.tolist())
-        where.extend((name, r) for r in alive.tolist())
-        del stored, ids
-    against = load_against(config.against, config.key) if config.against else []
-    if against:
-        sig = np.concatenate([sig, submit([text for _, text, _ in against])()], axis=0)
-    confirmed = _confirm_in_units(ctx, sig, len(items)) if len(sig) >= BAND_UNITS_MIN_ROWS else None
-    found = find_near_duplicates(items, config, against, signatures_cache=sig, confirmed=confirmed)
-    del sig
+
+    def against_sig() -> np.ndarray:
+        return signatures_async([text for _, text, _ in against], config.ngram, config.num_perm, config.seed,
+                                ctx.executor, width=config.workers)()
+
+    if total + len(against) >= BAND_UNITS_MIN_ROWS:
+        folder = make_temp_dir(ctx.work_dir, "near-sig-")
+        try:
+            to_part = partial(sign_rows_to_part, **task.keywords)
+            parts: list[WorkPath] = []
+            starts, live = [0], 0
+            for rank, name in enumerate(names):
+                table = candidates.tables.get(name)
+                alive = np.asarray(candidates.alive.get(name, []), dtype=np.int64)
+                if table is None or not len(alive):
+                    continue
+                units = [(table, alive[i:i + unit_rows], folder / f"signatures-{len(parts) + k:08d}.npy")
+                         for k, i in enumerate(range(0, len(alive), unit_rows))]
+                chars: list[np.ndarray] = []
+                for unit, (count, unit_live, unit_chars) in zip(
+                        units, ctx.executor.map(to_part, units, local=config.workers == 1), strict=True):
+                    parts.append(unit[2])
+                    starts.append(starts[-1] + count)
+                    live += unit_live
+                    chars.append(unit_chars)
+                _add_items(items, where, name, rank, table, alive, np.concatenate(chars))
+            if against:
+                sig = against_sig()  # the against corpus's: its texts are in this process already
+                parts.append(folder / "signatures-against.npy")
+                with open_output(parts[-1]) as f:
+                    np.save(f, sig)
+                starts.append(starts[-1] + len(sig))
+                live += int((~np.all(sig == EMPTY_HASH, axis=1)).sum())
+                del sig
+            signatures = SignatureParts(tuple(parts), tuple(starts), config.num_perm)
+            confirmed = _confirm_in_units(ctx, signatures, len(items), live)
+            found = find_near_duplicates(items, config, against, signatures_cache=signatures, confirmed=confirmed)
+        finally:
+            remove_tree(folder)
+    else:
+        sig = np.empty((total, config.num_perm), dtype=np.uint32)  # items' signatures, in item order
+        for rank, name in enumerate(names):
+            table = candidates.tables.get(name)
+            alive = np.asarray(candidates.alive.get(name, []), dtype=np.int64)
+            if table is None or not len(alive):
+                continue
+            stored = SourceSignatures.load(ctx.read_entries.get(name), config, table)
+            need = alive[~stored.has[alive]]
+            units = [(table, need[i:i + unit_rows]) for i in range(0, len(need), unit_rows)]
+            # the assistant text (known without reading the records) is a lower bound of what is signed
+            local = config.workers == 1 or int(stored.chars[need].sum()) < near_kernel.POOL_MIN_CHARS
+            for (_, rows), signed in zip(units, ctx.executor.map(task, units, local=local), strict=True):
+                stored.put(rows, signed)
+            stored.save()
+            sig[len(items):len(items) + len(alive)] = stored.sig[alive]
+            _add_items(items, where, name, rank, table, alive, stored.chars[alive])
+            del stored
+        if against:
+            sig = np.concatenate([sig, against_sig()], axis=0)
+        found = find_near_duplicates(items, config, against, signatures_cache=sig)
+        del sig
     per_source: dict[str, dict[int, Dropped]] = {}
     for d in found:
         source, row = where[d.index]
