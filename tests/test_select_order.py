@@ -1,0 +1,33 @@
+"""The select stage's permutation: its own array-based draw must give the exact order (and leave the
+generator in the exact state) that ``random.Random.sample`` gives, since the pinned outputs (the
+sampled records, the order of ``dropped/``'s ``not_sampled`` rows and of later per-file groups)
+depend on it."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mixer.stages.select import sample_order
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 5, 6, 7, 64, 1000, 20_001])
+def test_sample_order_is_random_sample_of_range(n: int) -> None:
+    ours, theirs = random.Random(f"seed-{n}"), random.Random(f"seed-{n}")
+    got = sample_order(ours, n)
+    assert got.dtype == np.int64
+    assert got.tolist() == theirs.sample(range(n), n)
+    assert ours.getstate() == theirs.getstate()  # the next group of the same source draws the same
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**64), sizes=st.lists(st.integers(0, 300), max_size=4))
+def test_consecutive_groups_draw_the_same_orders_as_random_sample(seed: int, sizes: list[int]) -> None:
+    ours, theirs = random.Random(seed), random.Random(seed)
+    for n in sizes:  # per-file groups share one generator, in file order
+        group = list(range(1000, 1000 + 3 * n, 3))
+        assert np.asarray(group, dtype=np.int64)[sample_order(ours, n)].tolist() == theirs.sample(group, n)
