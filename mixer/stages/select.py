@@ -197,8 +197,8 @@ def select_all(ctx: StageContext, selector: Selector, *, length_only: bool = Fal
     selected: dict[str, SpillFiles] = {}
     for s in ctx.recipe.sources:
         if s.name in ctx.candidates:
-            # popped straight into select, which turns the row list into an array and lets it go
-            selected[s.name] = selector.select(s, *ctx.candidates.pop(s.name), length_only=length_only)
+            table, alive = ctx.candidates.pop(s.name)
+            selected[s.name] = selector.select(s, table, alive, length_only=length_only)
             ctx.stats[s.name].selected = selected[s.name].num_rows
     return selected
 
