@@ -31,3 +31,19 @@ def test_consecutive_groups_draw_the_same_orders_as_random_sample(seed: int, siz
     for n in sizes:  # per-file groups share one generator, in file order
         group = list(range(1000, 1000 + 3 * n, 3))
         assert np.asarray(group, dtype=np.int64)[sample_order(ours, n)].tolist() == theirs.sample(group, n)
+
+
+def test_record_token_counts_from_a_generator_equal_those_from_a_list() -> None:
+    """The select stage hands its records as a generator of slices, so no chunk's record dicts are
+    all alive at once; the counts (and their order) must not change."""
+    from mixer.tokens import count_record_tokens_async, get_token_counter
+
+    counter = get_token_counter("tiktoken:cl100k_base")
+    records = [{"dataset": "d", "id": str(i), "messages": [{"role": "user", "content": "hi " * i},
+                                                           {"role": "assistant", "content": "yes"}]}
+               for i in range(40)]
+    records[3]["rejected"] = [{"role": "assistant", "content": "no " * 200}]
+    expected = count_record_tokens_async(counter, list(records))()
+    assert count_record_tokens_async(counter, (r for r in records))() == expected
+    assert count_record_tokens_async(counter, iter([]))() == []
+    assert expected[3] > expected[2] + 150  # the longer rejected side counts

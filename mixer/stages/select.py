@@ -28,6 +28,8 @@ from mixer.tokens import TokenCounter, count_record_tokens_async
 
 #: rows converted to Python at a time while walking a sample (bounds memory, not results)
 WALK_CHUNK_ROWS = 20_000
+#: rows of a chunk turned into record dicts at a time to render the texts to count (bounds memory)
+RECORD_SLICE_ROWS = 1_000
 
 
 def sample_order(rng: random.Random, n: int) -> np.ndarray:
@@ -180,8 +182,10 @@ class Selector:
         missing = [i for i, n in enumerate(counts) if n is None]
         if not missing:
             return lambda: counts  # type: ignore[return-value]
-        records = table.take(chunk[missing], ["messages", "rejected"]).to_pylist()
+        part = table.take(chunk[missing], ["messages", "rejected"])
+        records = (r for batch in part.to_batches(max_chunksize=RECORD_SLICE_ROWS) for r in batch.to_pylist())
         pending = count_record_tokens_async(self.counter, records)
+        del part, records
 
         def result() -> list[int]:
             for i, n in zip(missing, pending(), strict=True):
