@@ -13,7 +13,7 @@ either way, so the token-count cache and the output do not depend on which one c
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -249,18 +249,24 @@ def count_record_tokens(counter: TokenCounter, records: Sequence[Record]) -> lis
     return count_record_tokens_async(counter, records)()
 
 
-def count_record_tokens_async(counter: TokenCounter, records: Sequence[Record]) -> Callable[[], list[int]]:
-    """``count_record_tokens``, started: the returned function waits for the counts."""
+def count_record_tokens_async(counter: TokenCounter, records: Iterable[Record]) -> Callable[[], list[int]]:
+    """``count_record_tokens``, started: the returned function waits for the counts.
+
+    ``records`` is walked once and not kept (only the rendered texts are, until they are counted), so
+    a caller may hand a generator that converts its records a slice at a time: the record dicts of a
+    20k-row chunk of long conversations are ~200 MB of Python objects.
+    """
     texts: list[str] = []
     owners: list[int] = []
-    for i, r in enumerate(records):
+    size = 0
+    for size, r in enumerate(records, 1):
         for t in record_texts(r):
             texts.append(t)
-            owners.append(i)
+            owners.append(size - 1)
     pending = counter.count_texts_async(texts)
 
     def result() -> list[int]:
-        counts = [0] * len(records)
+        counts = [0] * size
         for i, n in zip(owners, pending(), strict=True):
             counts[i] = max(counts[i], n)
         return counts

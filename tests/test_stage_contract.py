@@ -58,7 +58,7 @@ def test_candidates_remove_marks_rows_out_and_fills_the_drop_from_the_record(tmp
     candidates.add("s", SpillFiles([store.close()]))
     sink = DropSink({"s": SourceStats("s", "messages", None, "all", 1)})
     candidates.remove("s", {2: Dropped("near_duplicate", stage="dedup"), 0: Dropped("contaminated:x")}, sink)
-    assert candidates.alive["s"] == [1, 3]
+    assert candidates.alive["s"].tolist() == [1, 3]
     dropped = sink.dropped("s")
     assert [d.id for d in dropped] == ["0", "2"]  # row order
     assert dropped[1].messages[0]["content"] == "question 2" and dropped[1].dataset == "d"

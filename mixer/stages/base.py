@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
+
 from mixer.recipe import Recipe
 from mixer.records import Dropped, Record
 from mixer.stats import SourceStats
@@ -101,20 +103,22 @@ class DropSink:
 
 class Candidates:
     """Per source, the candidate records (Arrow files read a batch at a time) and which of their rows
-    are still in. Corpus-level stages mark rows out; the records themselves are never copied."""
+    are still in. Corpus-level stages mark rows out; the records themselves are never copied. The rows
+    still in are an int64 array, not a list: 8 bytes a row instead of ~40 with the int objects, held
+    from the read to the select stage for millions of rows."""
 
     def __init__(self) -> None:
         self.tables: dict[str, SpillFiles] = {}
-        self.alive: dict[str, list[int]] = {}
+        self.alive: dict[str, np.ndarray] = {}
 
     def add(self, source: str, table: SpillFiles) -> None:
         self.tables[source] = table
-        self.alive[source] = list(range(table.num_rows))
+        self.alive[source] = np.arange(table.num_rows, dtype=np.int64)
 
     def __contains__(self, source: str) -> bool:
         return source in self.tables
 
-    def pop(self, source: str) -> tuple[SpillFiles, list[int]]:
+    def pop(self, source: str) -> tuple[SpillFiles, np.ndarray]:
         """Hand a source's candidates to the next stage (selection), which consumes them."""
         return self.tables.pop(source), self.alive.pop(source)
 
@@ -128,7 +132,8 @@ class Candidates:
             d = rows[row_index]
             d.dataset, d.id, d.messages = row["dataset"], row["id"], row["messages"]
             sink.drop(source, d)
-        self.alive[source] = [i for i in self.alive[source] if i not in rows]
+        alive = self.alive[source]
+        self.alive[source] = alive[~np.isin(alive, np.asarray(order, dtype=np.int64))]
 
 
 @dataclass

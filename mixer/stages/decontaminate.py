@@ -12,6 +12,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from mixer.decontaminate import Decontaminator, load_benchmarks, summarise_contamination
 from mixer.records import Dropped
 from mixer.stages.base import StageContext
@@ -28,9 +30,9 @@ def _each_source(ctx: StageContext, fn: Visit) -> None:
     chunks, so only one chunk is ever held as Python objects."""
     for rank, s in enumerate(ctx.recipe.sources):
         table = ctx.candidates.tables.get(s.name)
-        alive = ctx.candidates.alive.get(s.name, [])
+        alive = ctx.candidates.alive.get(s.name, np.empty(0, np.int64))
         for start in range(0, len(alive), CHUNK_ROWS):
-            rows = alive[start:start + CHUNK_ROWS]
+            rows = alive[start:start + CHUNK_ROWS].tolist()
             chunk = table.take(rows, ["id", "messages"])
             fn(rank, s.name, chunk.column("messages").to_pylist(), chunk.column("id").to_pylist(), rows)
 
