@@ -181,6 +181,17 @@ def test_dry_run_one_gpu_runs_in_process(monkeypatch: pytest.MonkeyPatch) -> Non
     assert "in-process" in result.output and "accelerate launch" not in result.output
 
 
+def test_an_accelerate_preset_named_for_a_one_process_run_is_reported_as_unused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _gpus(monkeypatch, 1)
+    result = runner.invoke(app, [*SFT_ARGS, "--accelerate-config", "zero3", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "--accelerate-config zero3 is not used: one process runs without accelerate" in result.output
+    assert "in-process" in result.output
+    quiet = runner.invoke(app, [*SFT_ARGS, "--dry-run"])  # the recipe's own preset (fsdp2) is no user request
+    assert "is not used" not in quiet.output
+
+
 def test_dry_run_eight_gpus_prints_accelerate_launch(monkeypatch: pytest.MonkeyPatch) -> None:
     _gpus(monkeypatch, 8)
     result = runner.invoke(app, [*SFT_ARGS, "--set", "learning_rate=1e-5", "--dry-run"])

@@ -85,6 +85,8 @@ def _train(kind: str, config: str | None, model: str | None, data: str | None, o
                          option="--overwrite-output-dir", what="run folder")
     forwarded = _forwarded(config, model, data, output_dir, sets, overwrite_output_dir)
     plan = plan_launch(kind, cfg, forwarded, num_processes, accelerate_config)
+    for warning in plan.warnings:
+        typer.echo(f"warning: {warning}", err=True)
     if dry_run:
         typer.echo(f"# resolved {kind} config\n{to_yaml(cfg)}")
         typer.echo(f"# processes: {plan.num_processes}, gradient_accumulation_steps: "

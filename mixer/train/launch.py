@@ -92,6 +92,8 @@ class LaunchPlan:
     gradient_accumulation_steps: int
     command: list[str] | None
     env: dict[str, str] = field(default_factory=dict)
+    #: what the user asked for that this plan does not do, said before the run starts
+    warnings: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         if self.command is None:
@@ -126,10 +128,14 @@ def plan_launch(
         raise ConfigError(f"num_processes must be positive, got {n}")
     accumulation = _accumulation(cfg, n)
     if n == 1:
+        # an accelerate preset shapes multi-process runs only; one asked for by name on the command line
+        # must not be dropped silently (FSDP2/ZeRO-3 on one GPU is not what this run will do)
+        ignored = [f"--accelerate-config {accelerate_config} is not used: one process runs without accelerate "
+                   "(presets apply to runs of 2+ processes)"] if accelerate_config else []
         if gpus > 1:  # pin one GPU, else the Trainer wraps the model in nn.DataParallel (TRL refuses it)
             command = [sys.executable, "-m", "mixer.train.run", kind, *forwarded_args]
-            return LaunchPlan(1, accumulation, command, {"CUDA_VISIBLE_DEVICES": first_visible_gpu()})
-        return LaunchPlan(1, accumulation, None)
+            return LaunchPlan(1, accumulation, command, {"CUDA_VISIBLE_DEVICES": first_visible_gpu()}, ignored)
+        return LaunchPlan(1, accumulation, None, warnings=ignored)
     if gpus and n > gpus:
         raise ConfigError(f"num_processes {n} is more than the {gpus} GPU(s) visible on this host")
     config_file = resolve_accelerate_config(accelerate_config or cfg.accelerate_config)
