@@ -86,7 +86,7 @@ def _confirm_in_units(ctx: StageContext, sig: np.ndarray | SignatureParts, n_new
     folder = make_temp_dir(ctx.work_dir, "near-lsh-")
     try:
         if isinstance(sig, np.ndarray):
-            live = int((~np.all(sig == EMPTY_HASH, axis=1)).sum())
+            live = rows_with_shingles(sig)
             path = folder / "signatures.npy"
             with open_output(path) as f:
                 np.save(f, sig)
@@ -161,6 +161,12 @@ class SourceSignatures:
             tmp.unlink(missing_ok=True)
 
 
+def rows_with_shingles(sig: np.ndarray) -> int:
+    """Signature rows of texts that had shingles (an empty text signs as all ``EMPTY_HASH`` and is in
+    no bucket): what sizes the LSH partitions."""
+    return int((~np.all(sig == EMPTY_HASH, axis=1)).sum())
+
+
 def sign_rows(unit: tuple[SpillFiles, np.ndarray], key: str, ngram: int, num_perm: int, seed: int,
               perms: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """One unit of signing: the signatures of a batch of candidate rows, which whichever worker runs
@@ -183,7 +189,7 @@ def sign_rows_to_part(unit: tuple[SpillFiles, np.ndarray, WorkPath], key: str, n
     sig = sign_chunk([key_text(m, key) for m in column.to_pylist()], ngram, num_perm, seed, perms)
     with open_output(path) as f:
         np.save(f, sig)
-    live = int((~np.all(sig == EMPTY_HASH, axis=1)).sum())
+    live = rows_with_shingles(sig)
     chars = np.concatenate([np.zeros(0, dtype=np.int64)] + [_assistant_chars(c) for c in column.chunks])
     return len(sig), live, chars
 
@@ -261,7 +267,7 @@ def near_dedup(ctx: StageContext) -> dict[str, Any]:
                 with open_output(parts[-1]) as f:
                     np.save(f, sig)
                 starts.append(starts[-1] + len(sig))
-                live += int((~np.all(sig == EMPTY_HASH, axis=1)).sum())
+                live += rows_with_shingles(sig)
                 del sig
             signatures = SignatureParts(tuple(parts), tuple(starts), config.num_perm)
             confirmed = _confirm_in_units(ctx, signatures, len(items), live)
