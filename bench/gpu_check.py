@@ -326,18 +326,21 @@ def stage_sft() -> None:
     env = read("env.json") or {}
     best = (env.get("mixer_auto") or {}).get("implementation") if cuda() else "torch_varlen"
     max_len = 4096 if cuda() else 256
-    variants = [("sdpa", "padded"), ("auto", "padding_free"), ("auto", "packed"), (best, "padded")]
+    # mixed precision as resolved (one process, full fine-tuning: bf16 compute copies cast once per step),
+    # and packed once more with autocast (the weights cast in every forward) to measure what the copies save
+    variants = [("sdpa", "padded", "auto"), ("auto", "padding_free", "auto"), ("auto", "packed", "auto"),
+                ("auto", "packed", "autocast"), (best, "padded", "auto")]
     deadline = float(os.environ.get("GC_PART_DEADLINE", "inf"))
     per_variant = {"7b": 50, "1b": 25}.get(SIZE, 10)  # seconds one variant needs (load + steps), measured guess
     results = []
-    for attn, mode in variants:
-        label = f"{attn}/{mode}"
+    for attn, mode, precision in variants:
+        label = f"{attn}/{mode}" + ("" if precision == "auto" else f"/{precision}")
         if time.time() + per_variant > deadline:
             results.append({"variant": label, "status": "skipped: part time limit"})
             continue
         overrides = [f"attn_implementation={attn}", f"batching={mode}", f"per_device_train_batch_size={PDB}",
                      f"effective_batch_size={PDB * ACCUM}", f"max_steps={STEPS}", "learning_rate=2e-5",
-                     *common_overrides(max_len)]
+                     f"mixed_precision={precision}", *common_overrides(max_len)]
         results.append(train_once("sft", label, overrides, WORK / "sft", 6))
         write("sft.json", {"model_size": SIZE, "per_device_batch": PDB, "results": results})
     write("sft.json", {"model_size": SIZE, "per_device_batch": PDB, "results": results})
@@ -387,18 +390,18 @@ def stage_summary() -> None:
           f"{env.get('torch')}, transformers {pk.get('transformers')}, trl {pk.get('trl')}, peft {pk.get('peft')}, "
           f"bitsandbytes {pk.get('bitsandbytes')}; bf16 matmul {env.get('bf16_matmul_tflops')} TFLOP/s")
     print(f"mixer auto attention: {env.get('mixer_auto')}")
-    print(f"{'part':6} {'variant':26} {'kernel/batching used':28} {'tok/s':>9} {'MFU':>6} {'pad%':>5} "
+    print(f"{'part':6} {'variant':26} {'kernel/batching/precision used':40} {'tok/s':>9} {'MFU':>6} {'pad%':>5} "
           f"{'peakGiB':>8}  loss first->last")
     for part, r in rows:
         status = r.get("status", "?")
         rt = r.get("runtime") or {}
-        used = f"{rt.get('attn_implementation', '-')}/{rt.get('batching', '-')}"
+        used = f"{rt.get('attn_implementation', '-')}/{rt.get('batching', '-')}/{rt.get('mixed_precision', '-')}"
         mfu = f"{r['mfu']:.1%}" if isinstance(r.get("mfu"), float) else "-"
         pad = f"{r['padding_fraction']:.0%}" if isinstance(r.get("padding_fraction"), float) else "-"
         tps = f"{r['tokens_per_s']:,.0f}" if isinstance(r.get("tokens_per_s"), (int, float)) else "-"
         mem = f"{r['peak_mem_gib']:.1f}" if isinstance(r.get("peak_mem_gib"), (int, float)) else "-"
         loss = f"{r.get('first_loss')} -> {r.get('last_loss')}" if r.get("first_loss") is not None else ""
-        print(f"{part:6} {r.get('variant', '-'):26} {used:28} {tps:>9} {mfu:>6} {pad:>5} {mem:>8}  {loss}")
+        print(f"{part:6} {r.get('variant', '-'):26} {used:40} {tps:>9} {mfu:>6} {pad:>5} {mem:>8}  {loss}")
         if status != "ok":
             print(f"       {status[:400]}")
     verdicts: dict[str, Any] = {}
@@ -408,6 +411,10 @@ def stage_summary() -> None:
         for name, r in ok.items():
             verdicts[f"speed-up {name} vs sdpa/padded"] = round(r["tokens_per_s"] / base, 2)
         best = max((r["tokens_per_s"] for k, r in ok.items() if k.startswith("auto/")), default=None)
+        copies, autocast = ok.get("auto/packed"), ok.get("auto/packed/autocast")
+        if copies and autocast:
+            verdicts["bf16 compute copies vs autocast (packed)"] = round(
+                copies["tokens_per_s"] / autocast["tokens_per_s"], 3)
         if best:
             verdicts["target: padding-free/packed >= 1.8x padded SDPA"] = "met" if best / base >= 1.8 else "MISSED"
     mfus = [r["mfu"] for r in ok.values() if isinstance(r.get("mfu"), float)]

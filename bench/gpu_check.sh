@@ -14,8 +14,9 @@
 #            bf16 matmul ceiling                                                            -> env.json
 #   assets   tokenizer trained locally, random-init model (MODEL_SIZE 7b = Llama-2-7B shape) saved as
 #            safetensors, SFT and preference builds with Tulu-V2-like lengths (median ~350 tokens)
-#   sft      mixer's build_sft_trainer: sdpa/padded vs auto/padding_free vs auto/packed vs <auto>/padded,
-#            bf16 + gradient checkpointing + fp32 master weights as the recipes run      -> sft.json
+#   sft      mixer's build_sft_trainer: sdpa/padded vs auto/padding_free vs auto/packed (bf16 compute
+#            copies of the fp32 master weights, as resolved) vs auto/packed/autocast vs <auto>/padded,
+#            bf16 + gradient checkpointing as the recipes run                            -> sft.json
 #   dpo      mixer's build_dpo_trainer (7b: reference log-probs precomputed), first loss vs ln 2 -> dpo.json
 #   qlora    mixer's QLoRA path (NF4 + double quantisation, LoRA r64 on all linears)      -> qlora.json
 #   bench    bench/train_throughput.py (raw step: sdpa and auto kernel x padded/padding-free/packed)
@@ -109,7 +110,7 @@ if wants assets; then
   fi
 fi
 if [ -f "$WORK/assets.json" ]; then
-  wants sft   && part sft 240 "$PY" bench/gpu_check.py sft
+  wants sft   && part sft 280 "$PY" bench/gpu_check.py sft
   wants dpo   && part dpo 120 "$PY" bench/gpu_check.py dpo
   wants qlora && part qlora 90 "$PY" bench/gpu_check.py qlora
 else

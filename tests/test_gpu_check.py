@@ -22,7 +22,8 @@ def test_gpu_check_runs_end_to_end_in_cpu_smoke_mode(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert all(status.startswith("ok") for status in summary["parts"].values()), summary["parts"]
     sft = json.loads((out / "sft.json").read_text())["results"]
-    assert [r["variant"] for r in sft] == ["sdpa/padded", "auto/padding_free", "auto/packed", "torch_varlen/padded"]
+    assert [r["variant"] for r in sft] == ["sdpa/padded", "auto/padding_free", "auto/packed", "auto/packed/autocast",
+                                           "torch_varlen/padded"]
     assert all(r["status"] == "ok" and r["tokens_per_s"] > 0 for r in sft), sft
     assert sft[1]["runtime"]["attn_implementation"] == "sdpa"  # CPU: auto is SDPA
     assert abs(json.loads((out / "dpo.json").read_text())["first_loss_minus_ln2"]) < 1e-3

@@ -94,6 +94,24 @@ def test_rm_loss_falls_and_held_out_accuracy_is_written(separable_build: Path, t
     assert good > bad
 
 
+def test_rm_in_bf16_trains_on_compute_copies_and_scores_held_out_pairs_on_plain_fp32_weights(
+        separable_build: Path, tmp_path: Path) -> None:
+    import yaml
+
+    cfg = _cfg(separable_build, tmp_path / "rm", "max_steps=12", "bf16=true", "trl_args.use_cpu=true")
+    trainer = build_rm_trainer(cfg)
+    assert trainer.mixer_runtime.mixed_precision == "bf16_copy" and trainer.mixer_compute_copies is not None
+    from mixer.train.common import train_and_save
+    from mixer.train.rm import evaluate_held_out
+
+    train_and_save(trainer, cfg)
+    assert not any(m._forward_pre_hooks for m in trainer.model.modules())
+    assert {str(p.dtype) for p in trainer.model.parameters()} == {"torch.float32"}
+    assert evaluate_held_out(trainer, cfg)["eval_pairwise_accuracy"] == 1.0
+    resolved = yaml.safe_load((tmp_path / "rm" / "mixer_train_config.yaml").read_text())["resolved"]
+    assert resolved["mixed_precision"] == "bf16_copy"
+
+
 def test_held_out_pairs_are_not_trained_on(separable_build: Path, tmp_path: Path) -> None:
     trainer = build_rm_trainer(_cfg(separable_build, tmp_path))
     assert len(trainer.train_dataset) == 20 and len(trainer.mixer_eval_pairs) == 4

@@ -39,6 +39,16 @@ def deepspeed_zero3_launched() -> bool:
             and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3")
 
 
+def engine_mixed_precision() -> str | None:
+    """``FSDP2``/``DeepSpeed`` when ``accelerate launch`` started this process with that engine (whose
+    mixed-precision policy then owns the bf16 casts), else None."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+        return "FSDP2"
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
+        return "DeepSpeed"
+    return None
+
+
 def training_kwargs(cfg: BaseRunConfig, n_processes: int | None = None,
                     num_proc: int | None = None) -> dict[str, Any]:
     """``TrainingArguments`` fields shared by SFTConfig and DPOConfig.
@@ -177,6 +187,9 @@ def train_and_save(trainer: Any, cfg: BaseRunConfig) -> dict[str, Any]:
     checkpoint = resume_checkpoint(cfg)
     trainer.add_callback(metrics_callback(Path(cfg.output_dir) / METRICS_NAME, fresh=checkpoint is None))
     result = trainer.train(resume_from_checkpoint=checkpoint)
+    copies = getattr(trainer, "mixer_compute_copies", None)
+    if copies is not None:  # leave a plain fp32 model for saving and for what runs after (RM held-out eval)
+        copies.remove()
     trainer.save_model(cfg.output_dir)
     if trainer.is_world_process_zero():
         trainer.processing_class.save_pretrained(cfg.output_dir)

@@ -53,6 +53,7 @@ LLAMA_LINEAR_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up
 BATCHING_MODES = ("padding_free", "packed", "padded")
 ATTN_CHOICES = ("auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3", "flash_attention_4", "torch_varlen")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
+MIXED_PRECISION = ("auto", "autocast", "bf16_copy")
 
 
 @dataclass
@@ -95,6 +96,15 @@ class BaseRunConfig:
         },
     )
     bf16: bool = field(default=True, metadata={"help": "bf16 mixed precision (TrainingArguments.bf16)."})
+    mixed_precision: str = field(
+        default="auto",
+        metadata={
+            "help": f"How one process computes in bf16 over fp32 master weights, one of {MIXED_PRECISION}: "
+            "`bf16_copy` keeps a bf16 copy of the weights, cast once per optimizer step; `autocast` casts "
+            "them in every forward and recomputation; `auto` = bf16_copy for one-process full fine-tuning "
+            "with bf16, autocast otherwise (multi-GPU presets use FSDP2's or DeepSpeed's own policy)."
+        },
+    )
     gradient_checkpointing: bool = field(default=True, metadata={"help": "Recompute activations to save memory."})
 
     # Data
@@ -178,6 +188,7 @@ class BaseRunConfig:
         _check_choice("batching", self.batching, BATCHING_MODES)
         _check_choice("attn_implementation", self.attn_implementation, ATTN_CHOICES)
         _check_choice("dtype", self.dtype, DTYPES)
+        _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         if self.max_length < 1:
             raise ConfigError(f"max_length must be positive, got {self.max_length}")
         if self.load_in_4bit and not self.use_lora:

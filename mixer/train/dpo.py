@@ -13,6 +13,7 @@ from mixer.train.common import (
 )
 from mixer.train.config import DPORunConfig
 from mixer.train.deps import require_train_deps
+from mixer.train.precision import apply_mixed_precision
 from mixer.train.runtime import resolve_runtime, tokenise_processes
 
 
@@ -63,6 +64,7 @@ def build_dpo_trainer(cfg: DPORunConfig, callbacks: list[Any] | None = None) -> 
         peft_config=lora_config(cfg) if cfg.use_lora else None,
         callbacks=callbacks,
     )
+    apply_mixed_precision(trainer, runtime.mixed_precision)
     trainer.mixer_runtime = runtime
     return trainer
 

@@ -26,6 +26,7 @@ from mixer.train.common import (
 )
 from mixer.train.config import RMRunConfig
 from mixer.train.deps import require_train_deps
+from mixer.train.precision import apply_mixed_precision
 from mixer.train.runtime import resolve_runtime, tokenise_processes
 
 logger = logging.getLogger("mixer.train")
@@ -130,6 +131,7 @@ def build_rm_trainer(cfg: RMRunConfig, callbacks: list[Any] | None = None) -> An
     )
     if len(trainer.train_dataset) == 0:
         raise MixerError(f"no training pair fits max_length={cfg.max_length} tokens")
+    apply_mixed_precision(trainer, runtime.mixed_precision)
     trainer.mixer_runtime = runtime
     trainer.mixer_eval_pairs = held_out
     return trainer

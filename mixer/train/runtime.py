@@ -1,4 +1,5 @@
-"""What a run resolves on the host it starts on: attention kernel, batching, weight dtype, workers.
+"""What a run resolves on the host it starts on: attention kernel, batching, weight dtype and mixed
+precision, workers.
 
 A recipe says what the user wants (``attn_implementation: auto``, ``batching: padding_free``, ...);
 whether that is fast, or even correct, depends on the host: a CUDA GPU without a varlen kernel turns
@@ -15,7 +16,8 @@ from typing import Any
 
 from mixer.config import usable_cores
 from mixer.train.attention import AttentionChoice, choose_attention
-from mixer.train.config import BaseRunConfig
+from mixer.train.common import engine_mixed_precision, world_size
+from mixer.train.config import BaseRunConfig, ConfigError
 
 logger = logging.getLogger("mixer.train")
 
@@ -34,6 +36,8 @@ class Runtime:
     batching_reason: str
     weights_dtype: str
     weights_reason: str
+    mixed_precision: str = "autocast"
+    mixed_precision_reason: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,15 +77,57 @@ def choose_batching(requested: str, attention: AttentionChoice, cuda: bool) -> t
         f"use attn_implementation: auto or torch_varlen (torch >= 2.9), or install flash-attn-4 (Hopper+)")
 
 
+def choose_mixed_precision(cfg: BaseRunConfig, *, processes: int, engine: str | None) -> tuple[str, str]:
+    """How bf16 compute runs over the fp32 master weights: ``bf16_copy``, ``autocast``, an engine's own
+    policy, or ``none`` (fp32 compute); and why.
+
+    ``bf16_copy`` (:mod:`mixer.train.precision`) casts the weights once per optimizer step instead of in
+    every forward and recomputation. It needs the model's parameters to be plain tensors that this
+    process alone updates: one process, full fine-tuning. Across processes DDP's gradient hooks sit on
+    the fp32 parameters, and FSDP2/DeepSpeed already cast once per step with their own policies; with
+    LoRA the frozen base is already in ``dtype`` and only the small fp32 adapter goes through autocast.
+    An explicit ``bf16_copy`` that cannot apply is an error where the recipe contradicts itself (LoRA,
+    ``bf16: false``) and a warning where it is the launch that differs (several processes).
+    """
+    asked = cfg.mixed_precision
+    if not cfg.bf16:
+        if asked == "bf16_copy":
+            raise ConfigError("mixed_precision: bf16_copy needs bf16: true")
+        return "none", "bf16: false, fp32 compute"
+    if cfg.use_lora:
+        if asked == "bf16_copy":
+            raise ConfigError("mixed_precision: bf16_copy is for full fine-tuning; with LoRA the frozen base "
+                              "is already in `dtype` (use auto or autocast)")
+        return "autocast", "LoRA/QLoRA: base weights already in `dtype`, the fp32 adapter goes through autocast"
+    if engine is not None:
+        note = "; mixed_precision: bf16_copy applies to one process only" if asked == "bf16_copy" else ""
+        if note:
+            logger.warning("mixed_precision: bf16_copy is not used under %s: its own policy casts once per step",
+                           engine)
+        return engine, f"{engine}'s mixed-precision policy (bf16 compute, fp32 master shards){note}"
+    if processes > 1:
+        if asked == "bf16_copy":
+            logger.warning("mixed_precision: bf16_copy is not used with %d DDP processes: autocast instead",
+                           processes)
+        return "autocast", f"{processes} DDP processes: autocast over fp32 parameters"
+    if asked == "autocast":
+        return "autocast", "as configured: fp32 weights cast to bf16 in every forward and recomputation"
+    return "bf16_copy", ("one process, full fine-tuning: bf16 compute copies of the fp32 master weights, "
+                         "cast once per optimizer step")
+
+
 def resolve_runtime(cfg: BaseRunConfig, *, cuda: bool) -> Runtime:
     """Decide the host-dependent choices and log them at WARNING, before anything slow happens."""
     attention = choose_attention(cfg.attn_implementation, cuda=cuda)
     batching, batching_reason = choose_batching(cfg.batching, attention, cuda)
     dtype, dtype_reason = weights_dtype(cfg)
-    runtime = Runtime(attention.implementation, attention.reason, batching, batching_reason, dtype, dtype_reason)
+    precision, precision_reason = choose_mixed_precision(cfg, processes=world_size(), engine=engine_mixed_precision())
+    runtime = Runtime(attention.implementation, attention.reason, batching, batching_reason, dtype, dtype_reason,
+                      precision, precision_reason)
     logger.warning("attention: %s (%s)", runtime.attn_implementation, runtime.attention_reason)
     logger.warning("batching: %s (%s)", runtime.batching, runtime.batching_reason)
     logger.warning("weights: %s (%s)", runtime.weights_dtype, runtime.weights_reason)
+    logger.warning("mixed precision: %s (%s)", runtime.mixed_precision, runtime.mixed_precision_reason)
     return runtime
 
 
