@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from mixer import __version__
-from mixer.errors import MixerError
+from mixer.errors import MixerError, environment_error
 
 app = typer.Typer(
     name="mixer",
@@ -42,6 +42,12 @@ def user_errors(fn: F) -> F:
         except MixerError as e:
             # the message is text, not markup: "[ray]" in an install hint must survive
             err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except OSError as e:  # a read-only folder, a full disk: the user's to fix, so no traceback
+            message = environment_error(e)
+            if message is None:
+                raise
+            err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]

@@ -383,3 +383,19 @@ def test_vllm_temperature_above_vllms_range_is_refused_before_loading(tmp_path: 
     with pytest.raises(MixerError, match=r"vllm takes temperatures in \[0, 2\], got 2.5"):
         cfg.validate()
     GenerateConfig(policy="p", reward_model="r", output=str(tmp_path / "o"), data="d", temperature=2.5).validate()
+
+
+def test_an_unwritable_output_folder_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    a = tiny_assets()
+
+    def read_only(cfg: GenerateConfig, manifest: dict) -> str:
+        raise OSError(errno.EROFS, "Read-only file system", cfg.output)
+
+    monkeypatch.setattr(run_mod, "prepare_output", read_only)
+    out = tmp_path / "ro" / "gen"
+    result = runner.invoke(app, ["generate", "--policy", str(a.model), "--reward-model", str(a.model),
+                                 "--data", str(a.sft_data), "--output", str(out)])
+    assert result.exit_code == 2, result.output
+    assert f"error: {out}: Read-only file system" in result.output and "Traceback" not in result.output
