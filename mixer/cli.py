@@ -194,7 +194,7 @@ def card(
     as_json: Annotated[bool, typer.Option("--json", help="Print card.json instead of tables.")] = False,
     html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report "
                                               "(card, plots, sample records) to this file.")] = None,
-    n: Annotated[int, typer.Option("-n", help="Records per source in the HTML report.")] = 5,
+    n: Annotated[int, typer.Option("-n", min=0, help="Records per source in the HTML report.")] = 5,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the --html file even when mixer "
                                             "did not write it.")] = False,
 ) -> None:
@@ -239,7 +239,7 @@ def diff(
 @user_errors
 def show(
     out_path: Annotated[Path, typer.Argument(metavar="OUT", help="A build's output folder.")],
-    n: Annotated[int, typer.Option("-n", help="Number of records.")] = 3,
+    n: Annotated[int, typer.Option("-n", min=1, help="Number of records.")] = 3,
     source: Annotated[str | None, typer.Option("--source", "-s", help="Only this dataset label "
                                                "(prefix match, e.g. science).")] = None,
 ) -> None:

@@ -123,3 +123,25 @@ def test_a_bug_raising_another_os_error_still_shows_its_traceback(tmp_path: Path
     monkeypatch.setattr(mixer.html_report, "write_html_report", missing)
     result = runner.invoke(app, ["card", str(tmp_path / "out"), "--html", str(tmp_path / "r.html")])
     assert result.exit_code == 1 and isinstance(result.exception, FileNotFoundError)
+
+
+def test_show_prints_a_preference_build_as_prompt_chosen_and_rejected(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "dpo"
+    built = runner.invoke(app, ["build", str(repo / "recipes" / "dpo-sample.yaml"), "--raw-dir",
+                                str(repo / "samples" / "raw_train"), "--out", str(out), "-q"])
+    assert built.exit_code == 0, built.output
+    result = runner.invoke(app, ["show", str(out), "-n", "2"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("── chosen") == 2 and result.output.count("── rejected") == 2
+    assert "user" in result.output and "assistant" in result.output
+
+
+def test_show_and_card_refuse_a_negative_count(tmp_path: Path, make_recipe) -> None:
+    recipe = _recipe(tmp_path, make_recipe)
+    assert runner.invoke(app, ["build", str(recipe), "-q"]).exit_code == 0
+    for args in (["show", str(tmp_path / "out"), "-n", "0"], ["show", str(tmp_path / "out"), "-n", "-1"],
+                 ["card", str(tmp_path / "out"), "--html", str(tmp_path / "r.html"), "-n", "-3"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and "-n" in result.output and "flan_v2 ·" not in result.output, args
+    assert not (tmp_path / "r.html").exists()
