@@ -148,19 +148,26 @@ def dpo(config: ConfigOpt = None, model: ModelOpt = None, data: DataOpt = None, 
 @exits_on_mixer_error
 def rm(config: ConfigOpt = None, model: ModelOpt = None, data: DataOpt = None, output_dir: OutOpt = None,
        set_: SetOpt = None, dry_run: DryOpt = False, num_processes: NprocOpt = None,
-       accelerate_config: AccOpt = None) -> None:
+       accelerate_config: AccOpt = None, overwrite_output_dir: OverwriteOpt = False) -> None:
     """A reward model (one-scalar head, Llama 2's ranking loss, optional rating margin) on preference pairs;
     ends with the held-out pairwise accuracy (OUTPUT/rm_eval.json)."""
-    _train("rm", config, model, data, output_dir, set_, dry_run, num_processes, accelerate_config)
+    _train("rm", config, model, data, output_dir, set_, dry_run, num_processes, accelerate_config,
+           overwrite_output_dir)
 
 
 @app.command()
 @exits_on_mixer_error
 def merge(config: ConfigOpt = None, model: Annotated[str | None, typer.Option(
               "--model", help="The LoRA adapter directory (a LoRA/QLoRA run).")] = None,
-          output_dir: OutOpt = None, set_: SetOpt = None, dry_run: DryOpt = False) -> None:
+          output_dir: OutOpt = None, set_: SetOpt = None, dry_run: DryOpt = False,
+          overwrite_output_dir: Annotated[bool, typer.Option(
+              "--overwrite-output-dir", help="Write into a non-empty --output-dir that is not an earlier mixer "
+              "output (its model files are replaced).")] = False) -> None:
     """Merge a LoRA adapter into its base model's (unquantised) weights and save a plain model."""
     cfg = load_config("merge", config, set_, model=model, output_dir=output_dir)
+    if cfg.output_dir:  # save_pretrained writes over (and prunes) the model files of whatever folder it is given
+        check_output_dir(cfg.output_dir, marker=TRAIN_MARKER, overwrite=overwrite_output_dir,
+                         option="--overwrite-output-dir", what="output folder")
     if dry_run:
         typer.echo(f"# resolved merge config\n{to_yaml(cfg)}\n# launch\nin-process")
         return
