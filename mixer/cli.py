@@ -117,7 +117,7 @@ def build(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT even when it is not an earlier "
                                             "mixer build (its files are deleted).")] = False,
     engine: Annotated[str, typer.Option(help="Where the work runs: local (this machine's cores) or ray (a Ray "
-                                        "cluster; needs the [ray] extra). Both give the same bytes.")] = "local",
+                                        "cluster; needs the \\[ray] extra). Both give the same bytes.")] = "local",
     address: Annotated[str | None, typer.Option(help="--engine ray: the cluster to join (what `ray start "
                                                 "--head` printed, or auto); default: start Ray here.")] = None,
     work_dir: Annotated[str | None, typer.Option(help="Folder for intermediate files: a path, a file:// URI "
@@ -279,8 +279,9 @@ def _mount_train() -> None:
         from mixer.train.cli import app as train_app
     except ImportError:  # the trainer module itself only imports torch lazily
         return
-    app.add_typer(train_app, name="train",
-                  help="Fine-tune with TRL on a built mixture (needs the train extra: pip install mixer\\[train]).")
+    # `mixer train --help` shows the train app's own help (with the shipped recipes); this list, the short one
+    app.add_typer(train_app, name="train", short_help="Fine-tune with TRL on a built mixture (needs the train "
+                  "extra: pip install mixer\\[train]).")
 
 
 _mount_train()

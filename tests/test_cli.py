@@ -145,3 +145,19 @@ def test_show_and_card_refuse_a_negative_count(tmp_path: Path, make_recipe) -> N
         result = runner.invoke(app, args)
         assert result.exit_code == 2 and "-n" in result.output and "flan_v2 ·" not in result.output, args
     assert not (tmp_path / "r.html").exists()
+
+
+def test_train_help_lists_the_shipped_recipes_as_the_readme_says() -> None:
+    from mixer.train.config import shipped_recipes
+
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0
+    assert "tulu2-sft" in shipped_recipes() and all(name in result.output for name in shipped_recipes())
+    assert "mixer[train]" in result.output
+
+
+def test_help_keeps_bracketed_extras_visible() -> None:
+    build = runner.invoke(app, ["build", "--help"], env={"COLUMNS": "400"})
+    assert "needs the [ray] extra" in build.output
+    top = runner.invoke(app, ["--help"], env={"COLUMNS": "400"})
+    assert "pip install mixer[train]" in top.output

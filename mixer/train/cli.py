@@ -16,7 +16,8 @@ from mixer.train.config import load_config, shipped_recipes, to_yaml
 
 app = typer.Typer(
     name="train",
-    help="Train on built mixtures with TRL: SFT (full/LoRA/QLoRA), DPO, reward models, and merging LoRA adapters. "
+    help="Fine-tune with TRL on a built mixture: SFT (full/LoRA/QLoRA), DPO, reward models, and merging LoRA "
+    "adapters (needs the train extra: pip install mixer\\[train]). "
     f"Shipped recipes (--config NAME): {', '.join(shipped_recipes())}.",
     no_args_is_help=True,
     add_completion=False,
