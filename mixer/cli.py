@@ -107,7 +107,7 @@ def build(
     out_dir: Annotated[str | None, typer.Option("--out", help="Output folder (overrides recipe).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (overrides the recipe's).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
-    workers: Annotated[int | None, typer.Option(help="Processes for reading and token counting "
+    workers: Annotated[int | None, typer.Option(min=1, help="Processes for reading and token counting "
                                                 "(default: all cores).")] = None,
     token_cache: Annotated[bool, typer.Option(help="Reuse token counts from earlier builds "
                                               "($MIXER_CACHE_DIR, default ~/.cache/mixer).")] = True,

@@ -161,3 +161,11 @@ def test_help_keeps_bracketed_extras_visible() -> None:
     assert "needs the [ray] extra" in build.output
     top = runner.invoke(app, ["--help"], env={"COLUMNS": "400"})
     assert "pip install mixer[train]" in top.output
+
+
+def test_build_refuses_a_worker_count_below_one(tmp_path: Path, make_recipe) -> None:
+    recipe = _recipe(tmp_path, make_recipe)
+    for workers in ("0", "-2"):  # were taken silently: 0 as every core, -2 as one
+        result = runner.invoke(app, ["build", str(recipe), "-q", "--workers", workers])
+        assert result.exit_code == 2 and "--workers" in result.output, workers
+    assert not (tmp_path / "out").exists()
