@@ -271,3 +271,19 @@ def test_merge_dry_run() -> None:
     result = runner.invoke(app, ["merge", "--model", "runs/a", "--output-dir", "runs/b", "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "model: runs/a" in result.output
+
+
+@pytest.mark.parametrize(("kind", "missing"), [("sft", "--model"), ("sft", "--data"), ("sft", "--output-dir"),
+                                               ("dpo", "--data"), ("rm", "--model"), ("merge", "--output-dir")])
+def test_dry_run_without_a_required_path_fails_as_the_run_would(monkeypatch: pytest.MonkeyPatch, kind: str,
+                                                                missing: str) -> None:
+    _gpus(monkeypatch, 8)  # several GPUs: without the check each launched rank would fail on its own
+    paths = {"--model": "m", "--data": "d", "--output-dir": "o"}
+    if kind == "merge":
+        del paths["--data"]
+    del paths[missing]
+    config = {"sft": "tiny-cpu", "dpo": "tiny-cpu-dpo", "rm": "tiny-cpu-rm", "merge": None}[kind]
+    args = [kind, *(["--config", config] if config else []), *[x for kv in paths.items() for x in kv], "--dry-run"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert f"pass {missing}" in result.output and "# launch" not in result.output

@@ -12,6 +12,7 @@ import typer
 
 from mixer.errors import MixerError, environment_error
 from mixer.outdir import TRAIN_MARKER, check_output_dir
+from mixer.train.common import require_paths
 from mixer.train.config import load_config, shipped_recipes, to_yaml
 
 app = typer.Typer(
@@ -87,6 +88,8 @@ def _train(kind: str, config: str | None, model: str | None, data: str | None, o
 
     cfg = load_config(kind, config, sets, model=model, data=data, output_dir=output_dir,
                       overwrite_output_dir=True if overwrite_output_dir else None)
+    # before a dry run prints a launch that could not run, and before every launched rank fails on its own
+    require_paths(cfg, "model", "data", "output_dir")
     if cfg.output_dir and not inside_launcher():  # once, before any rank starts writing
         check_output_dir(cfg.output_dir, marker=TRAIN_MARKER, overwrite=cfg.overwrite_output_dir,
                          option="--overwrite-output-dir", what="run folder")
@@ -166,6 +169,7 @@ def merge(config: ConfigOpt = None, model: Annotated[str | None, typer.Option(
               "output (its model files are replaced).")] = False) -> None:
     """Merge a LoRA adapter into its base model's (unquantised) weights and save a plain model."""
     cfg = load_config("merge", config, set_, model=model, output_dir=output_dir)
+    require_paths(cfg, "model", "output_dir")
     if cfg.output_dir:  # save_pretrained writes over (and prunes) the model files of whatever folder it is given
         check_output_dir(cfg.output_dir, marker=TRAIN_MARKER, overwrite=overwrite_output_dir,
                          option="--overwrite-output-dir", what="output folder")
