@@ -255,12 +255,18 @@ def pin(recipe: RecipeArg, raw_dir: RawDirOpt = None) -> None:
     """Write the sha256 of every raw file the recipe names into the recipe (`sha256:` per file), so
     later builds refuse a file that changed."""
     from mixer.pin import pin_recipe
+    from mixer.recipe import load_recipe
 
     pins = pin_recipe(recipe, raw_dir)
     for p in pins:
         out.print(f"{p.source}: {p.path} sha256:{p.sha256}" + ("" if p.changed else " (unchanged)"),
                   highlight=False)
     err.print(f"pinned {sum(p.changed for p in pins)} of {len(pins)} files in {recipe}", highlight=False)
+    globs = [f"{s.name}: {f.path}" for s in load_recipe(recipe, raw_dir=raw_dir).sources for f in s.files
+             if any(ch in f.path for ch in "*?[")]
+    if globs:
+        err.print(f"[yellow]warning:[/] not pinned, as a pin names one file's bytes: {escape(', '.join(globs))} "
+                  "(list the files one by one to pin them)", highlight=False, soft_wrap=True)
 
 
 @app.command()
