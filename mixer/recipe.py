@@ -127,6 +127,26 @@ class Recipe:
         return int.from_bytes(digest[:8], "big")
 
 
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping: PyYAML keeps the last one silently, so a
+    pasted ``take: 10`` under an earlier ``take: 5`` would win without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: construct_mapping's own error says so
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice in one mapping (YAML would keep only the last)",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 # -- generic typed parsing ------------------------------------------------------------------
 
 def _type_name(tp: Any) -> str:
@@ -313,7 +333,7 @@ def load_recipe(path: str | Path, *, raw_dir: str | None = None, output: str | N
         line = raw.count(b"\n", 0, e.start) + 1
         raise RecipeError(f"{p}: line {line}: not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         raise RecipeError(f"{p}: not valid YAML: {e}") from None
     recipe = parse_recipe(data, path=str(p), text=text)

@@ -118,3 +118,11 @@ def test_integers_out_of_range_are_recipe_errors(top: dict, message: str) -> Non
 def test_an_option_for_an_adapter_without_options_says_it_takes_none() -> None:
     with pytest.raises(RecipeError, match=r"sources\[0\] \(lima\)\.options: unknown key\(s\) 'foo'; it takes no keys"):
         parse_recipe({"name": "t", "sources": [{"name": "lima", "files": "f.jsonl", "options": {"foo": 1}}]})
+
+
+def test_a_key_given_twice_is_a_recipe_error_naming_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("name: t\nsources:\n  - name: flan_v2\n    files: f.jsonl\n    take: 5\n    take: 10\n")
+    with pytest.raises(RecipeError) as e:
+        load_recipe(path)
+    assert "key 'take' is given twice" in str(e.value) and "line 6" in str(e.value)

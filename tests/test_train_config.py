@@ -287,3 +287,10 @@ def test_dry_run_without_a_required_path_fails_as_the_run_would(monkeypatch: pyt
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
     assert f"pass {missing}" in result.output and "# launch" not in result.output
+
+
+def test_a_config_key_given_twice_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("trainer: sft\nlearning_rate: 1.0e-5\nlearning_rate: 2.0e-5\n")
+    with pytest.raises(ConfigError, match="key 'learning_rate' is given twice"):
+        load_config("sft", str(path), None)
