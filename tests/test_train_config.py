@@ -294,3 +294,10 @@ def test_a_config_key_given_twice_is_an_error(tmp_path: Path) -> None:
     path.write_text("trainer: sft\nlearning_rate: 1.0e-5\nlearning_rate: 2.0e-5\n")
     with pytest.raises(ConfigError, match="key 'learning_rate' is given twice"):
         load_config("sft", str(path), None)
+
+
+def test_a_config_that_is_not_utf8_is_an_error_naming_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"trainer: sft\nlearning_rate: 1.0e-5\noptim: adam\xff\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: line 3: not UTF-8 text \(byte 0xff"):
+        load_config("sft", str(path), None)

@@ -460,8 +460,15 @@ def load_config(
     hints = typing.get_type_hints(cls)
     if path is not None:
         p = resolve_recipe(path)
+        data = p.read_bytes()
         try:
-            raw = load_yaml(p.read_text(encoding="utf-8")) or {}
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            raise ConfigError(f"{p}: line {line}: not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start})"
+                              ) from None
+        try:
+            raw = load_yaml(text) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{p}: not valid YAML: {e}") from e
         if not isinstance(raw, dict):
