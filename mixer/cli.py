@@ -304,3 +304,7 @@ _mount_generate()
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":  # python -m mixer.cli (it exited 0 without doing anything)
+    main()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import flan_rows, write_jsonl
 from typer.testing import CliRunner
 
@@ -169,3 +170,13 @@ def test_build_refuses_a_worker_count_below_one(tmp_path: Path, make_recipe) -> 
         result = runner.invoke(app, ["build", str(recipe), "-q", "--workers", workers])
         assert result.exit_code == 2 and "--workers" in result.output, workers
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("module", ["mixer", "mixer.cli"])
+def test_python_dash_m_runs_the_command(module: str) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert result.returncode == 0 and result.stdout.startswith("mixer "), result.stdout + result.stderr
