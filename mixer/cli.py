@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from mixer import __version__
-from mixer.errors import MixerError
+from mixer.errors import MixerError, environment_error
 
 app = typer.Typer(
     name="mixer",
@@ -42,6 +42,12 @@ def user_errors(fn: F) -> F:
         except MixerError as e:
             # the message is text, not markup: "[ray]" in an install hint must survive
             err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except OSError as e:  # a read-only folder, a full disk: the user's to fix, so no traceback
+            message = environment_error(e)
+            if message is None:
+                raise
+            err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -101,7 +107,7 @@ def build(
     out_dir: Annotated[str | None, typer.Option("--out", help="Output folder (overrides recipe).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (overrides the recipe's).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
-    workers: Annotated[int | None, typer.Option(help="Processes for reading and token counting "
+    workers: Annotated[int | None, typer.Option(min=1, help="Processes for reading and token counting "
                                                 "(default: all cores).")] = None,
     token_cache: Annotated[bool, typer.Option(help="Reuse token counts from earlier builds "
                                               "($MIXER_CACHE_DIR, default ~/.cache/mixer).")] = True,
@@ -111,7 +117,7 @@ def build(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT even when it is not an earlier "
                                             "mixer build (its files are deleted).")] = False,
     engine: Annotated[str, typer.Option(help="Where the work runs: local (this machine's cores) or ray (a Ray "
-                                        "cluster; needs the [ray] extra). Both give the same bytes.")] = "local",
+                                        "cluster; needs the \\[ray] extra). Both give the same bytes.")] = "local",
     address: Annotated[str | None, typer.Option(help="--engine ray: the cluster to join (what `ray start "
                                                 "--head` printed, or auto); default: start Ray here.")] = None,
     work_dir: Annotated[str | None, typer.Option(help="Folder for intermediate files: a path, a file:// URI "
@@ -188,7 +194,7 @@ def card(
     as_json: Annotated[bool, typer.Option("--json", help="Print card.json instead of tables.")] = False,
     html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report "
                                               "(card, plots, sample records) to this file.")] = None,
-    n: Annotated[int, typer.Option("-n", help="Records per source in the HTML report.")] = 5,
+    n: Annotated[int, typer.Option("-n", min=0, help="Records per source in the HTML report.")] = 5,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the --html file even when mixer "
                                             "did not write it.")] = False,
 ) -> None:
@@ -233,7 +239,7 @@ def diff(
 @user_errors
 def show(
     out_path: Annotated[Path, typer.Argument(metavar="OUT", help="A build's output folder.")],
-    n: Annotated[int, typer.Option("-n", help="Number of records.")] = 3,
+    n: Annotated[int, typer.Option("-n", min=1, help="Number of records.")] = 3,
     source: Annotated[str | None, typer.Option("--source", "-s", help="Only this dataset label "
                                                "(prefix match, e.g. science).")] = None,
 ) -> None:
@@ -249,12 +255,18 @@ def pin(recipe: RecipeArg, raw_dir: RawDirOpt = None) -> None:
     """Write the sha256 of every raw file the recipe names into the recipe (`sha256:` per file), so
     later builds refuse a file that changed."""
     from mixer.pin import pin_recipe
+    from mixer.recipe import load_recipe
 
     pins = pin_recipe(recipe, raw_dir)
     for p in pins:
         out.print(f"{p.source}: {p.path} sha256:{p.sha256}" + ("" if p.changed else " (unchanged)"),
                   highlight=False)
     err.print(f"pinned {sum(p.changed for p in pins)} of {len(pins)} files in {recipe}", highlight=False)
+    globs = [f"{s.name}: {f.path}" for s in load_recipe(recipe, raw_dir=raw_dir).sources for f in s.files
+             if any(ch in f.path for ch in "*?[")]
+    if globs:
+        err.print(f"[yellow]warning:[/] not pinned, as a pin names one file's bytes: {escape(', '.join(globs))} "
+                  "(list the files one by one to pin them)", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -273,8 +285,9 @@ def _mount_train() -> None:
         from mixer.train.cli import app as train_app
     except ImportError:  # the trainer module itself only imports torch lazily
         return
-    app.add_typer(train_app, name="train",
-                  help="Fine-tune with TRL on a built mixture (needs the train extra: pip install mixer\\[train]).")
+    # `mixer train --help` shows the train app's own help (with the shipped recipes); this list, the short one
+    app.add_typer(train_app, name="train", short_help="Fine-tune with TRL on a built mixture (needs the train "
+                  "extra: pip install mixer\\[train]).")
 
 
 _mount_train()
@@ -291,3 +304,7 @@ _mount_generate()
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":  # python -m mixer.cli (it exited 0 without doing anything)
+    main()

@@ -7,6 +7,7 @@ inside a library; the message always names where the problem is (file, line or r
 
 from __future__ import annotations
 
+import errno as _errno
 from dataclasses import dataclass
 
 
@@ -55,3 +56,16 @@ class RecordError(ValueError):
     The pipeline attaches the location and either stops the build (``InputError``) or, with
     ``on_error: skip``, drops the record with reason ``invalid_record`` and counts it.
     """
+
+
+#: OSErrors that say something about the user's machine (permissions, a read-only or full disk), never
+#: about a bug in mixer: the commands report them as one line, like any user error
+ENVIRONMENT_ERRNOS = frozenset({_errno.EACCES, _errno.EPERM, _errno.EROFS, _errno.ENOSPC, _errno.EDQUOT})
+
+
+def environment_error(e: BaseException) -> str | None:
+    """The one-line message for an OSError of ``ENVIRONMENT_ERRNOS`` (naming the file), else None."""
+    if not isinstance(e, OSError) or e.errno not in ENVIRONMENT_ERRNOS:
+        return None
+    where = f"{e.filename}: " if e.filename is not None else ""
+    return f"{where}{e.strerror or e}"

@@ -406,6 +406,10 @@ class _ArrayStream:
         pos = self.skip_ws(0)
         if pos >= len(self.text) or self.text[pos] != "[":
             self._check_rest()
+            if self.text.startswith("\ufeff", pos) and self._char0 + pos == 0:
+                raise InputError(Location(str(self.path), line=1),
+                                 "the file starts with a UTF-8 byte-order mark (BOM), which JSON does not allow; "
+                                 "save it as UTF-8 without BOM")
             if self._blank:
                 raise InputError(str(self.path), "file is empty: expected a JSON array of records")
             raise InputError(Location(str(self.path), line=self.line_at(pos)),
@@ -543,8 +547,10 @@ def read_xlsx(path: Path) -> Iterator[RawItem]:
 
 
 def read_csv(path: Path) -> Iterator[RawItem]:
+    """UTF-8 with or without the byte-order mark Excel writes ("CSV UTF-8"): a BOM is not part of the
+    first column's name."""
     try:
-        with open(path, encoding="utf-8", newline="") as f:
+        with open(path, encoding="utf-8-sig", newline="") as f:
             reader = csv.DictReader(f)
             for ordinal, row in enumerate(reader):
                 yield RawItem(row, Location(str(path), line=reader.line_num, record=ordinal))

@@ -15,6 +15,7 @@ This module imports nothing from mixer but ``mixer.errors``, so any command can 
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -123,9 +124,17 @@ def lock_output(out: Path | str) -> Iterator[None]:
     locks the new one instead.
     """
     path = lock_path(Path(out))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MixerError(f"{out}: cannot create the folder the output goes in ({path.parent}): "
+                         f"{_why(e)}") from None
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise MixerError(f"{out}: cannot write beside the output folder (its lock file {path}): "
+                             f"{_why(e)}; choose another --out") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -150,6 +159,13 @@ def lock_output(out: Path | str) -> Iterator[None]:
     finally:
         path.unlink(missing_ok=True)
         os.close(fd)  # releases the flock
+
+
+def _why(e: OSError) -> str:
+    """An OSError as a user reads it: a file in the way of a folder is named as such."""
+    if e.errno in (errno.EEXIST, errno.ENOTDIR):
+        return "a file is in the way where a folder is needed"
+    return e.strerror or str(e)
 
 
 def _holder(fd: int) -> str:

@@ -9,6 +9,7 @@ layout (only the file entries change).
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,9 +87,15 @@ def pin_recipe(recipe_path: Path, raw_dir: str | None = None) -> list[Pin]:
     load_check = yaml.safe_load(text)  # the edit must leave valid YAML with the same sources
     if len(load_check.get("sources", [])) != len(recipe.sources):
         raise AssertionError("pin edit changed the recipe's sources")  # a bug in mixer
-    tmp = recipe_path.with_name(f".{recipe_path.name}.pin-{os.getpid()}")
+    if not edits:
+        return pins  # every pin already right: the file is left as it is
+    # a symlinked recipe is pinned where it lives (replacing the link would leave the real file unpinned),
+    # and keeps its permissions
+    target = recipe_path.resolve()
+    tmp = target.with_name(f".{target.name}.pin-{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, recipe_path)
+    shutil.copymode(target, tmp)
+    os.replace(tmp, target)
     return pins
 
 

@@ -256,7 +256,8 @@ def plot_turns(groups: dict[str, GroupData], order: list[str], path: Path) -> Pa
     ax.set_xlim(0, 112)
     ax.set_xlabel("% of the source's records")
     _label_rows(ax, order)
-    fig.legend(title="assistant turns", loc="outside lower center", ncol=len(used) or 1, frameon=False)
+    if used:  # a build with no records has no bins to name (and matplotlib warns about an empty legend)
+        fig.legend(title="assistant turns", loc="outside lower center", ncol=len(used), frameon=False)
     ax.set_title("turns per conversation", loc="left")
     return _save(fig, path)
 

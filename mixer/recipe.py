@@ -127,6 +127,26 @@ class Recipe:
         return int.from_bytes(digest[:8], "big")
 
 
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping: PyYAML keeps the last one silently, so a
+    pasted ``take: 10`` under an earlier ``take: 5`` would win without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: construct_mapping's own error says so
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice in one mapping (YAML would keep only the last)",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 # -- generic typed parsing ------------------------------------------------------------------
 
 def _type_name(tp: Any) -> str:
@@ -206,8 +226,9 @@ def parse_dataclass(cls: type, data: Any, where: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise RecipeError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: "
-                          f"{', '.join(sorted(k for k in fields if k not in ('path', 'sha256')))}")
+        valid = sorted(k for k in fields if k not in ("path", "sha256"))
+        raise RecipeError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                          + (f"valid keys: {', '.join(valid)}" if valid else "it takes no keys"))
     kwargs = {}
     for name, f in fields.items():
         sub = f"{where}.{name}" if where else name
@@ -291,6 +312,7 @@ def parse_recipe(data: Any, *, path: str = "", text: str = "") -> Recipe:
             raise RecipeError(f"sources[{i}] ({s.name}).adapter: {s.adapter!r} yields {adapter_kind} records but "
                               f"the recipe's kind is {recipe.kind!r}; set kind: {adapter_kind} or use a "
                               f"{recipe.kind} adapter")
+    _check_bounds(recipe)
     _check_cross_source(recipe)
     digest = hashlib.sha256(text.encode()).hexdigest() if text else ""
     return dataclasses.replace(recipe, sources=sources, path=path, sha256=digest)
@@ -302,6 +324,8 @@ def load_recipe(path: str | Path, *, raw_dir: str | None = None, output: str | N
     p = Path(path)
     if not p.exists():
         raise RecipeError(f"{p}: recipe file not found")
+    if not p.is_file():
+        raise RecipeError(f"{p}: is a folder, not a recipe file; give the recipe's YAML file")
     raw = p.read_bytes()
     try:
         text = raw.decode("utf-8")
@@ -309,7 +333,7 @@ def load_recipe(path: str | Path, *, raw_dir: str | None = None, output: str | N
         line = raw.count(b"\n", 0, e.start) + 1
         raise RecipeError(f"{p}: line {line}: not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         raise RecipeError(f"{p}: not valid YAML: {e}") from None
     recipe = parse_recipe(data, path=str(p), text=text)
@@ -351,6 +375,22 @@ def source_license(source: Source) -> str | None:
 def license_key(name: str) -> str:
     """'CC BY-NC 4.0' and 'cc-by-nc-4.0' name the same licence."""
     return "-".join(name.lower().replace("_", " ").replace("-", " ").split())
+
+
+def _check_bounds(recipe: Recipe) -> None:
+    """Integers whose type is right but whose value makes no sense (a zero row group breaks the writer;
+    a max_tokens of 0 or min_turns above max_turns silently drop every record)."""
+    for key, value, low, nullable in (
+            ("max_tokens", recipe.max_tokens, 1, True),
+            ("filters.min_turns", recipe.filters.min_turns, 0, True),
+            ("filters.max_turns", recipe.filters.max_turns, 0, True),
+            ("output_options.shard_max_bytes", recipe.output_options.shard_max_bytes, 1, False),
+            ("output_options.row_group_rows", recipe.output_options.row_group_rows, 1, False)):
+        if value is not None and value < low:
+            raise RecipeError(f"{key}: must be >= {low}{' (or null: no limit)' if nullable else ''}, found {value}")
+    lo, hi = recipe.filters.min_turns, recipe.filters.max_turns
+    if lo is not None and hi is not None and lo > hi:
+        raise RecipeError(f"filters: min_turns ({lo}) is greater than max_turns ({hi}); no record could pass")
 
 
 def _check_cross_source(recipe: Recipe) -> None:

@@ -124,6 +124,12 @@ def print_sources(console: Console) -> None:
     console.print(table)
 
 
+def _print_messages(messages: list[dict[str, str]], console: Console) -> None:
+    for m in messages:
+        console.print(f"[bold cyan]{m['role']}[/]", highlight=False)
+        console.print(m["content"], markup=False, highlight=False)
+
+
 def print_records(out_dir: Path, n: int, source: str | None, console: Console) -> None:
     import pyarrow.dataset as ds
 
@@ -137,9 +143,15 @@ def print_records(out_dir: Path, n: int, source: str | None, console: Console) -
             if source and not rec["dataset"].startswith(source):
                 continue
             console.rule(f"{rec['dataset']} · {rec['id']} · {rec.get('n_tokens')} tokens")
-            for m in rec["messages"]:
-                console.print(f"[bold cyan]{m['role']}[/]", highlight=False)
-                console.print(m["content"], markup=False, highlight=False)
+            if "messages" in rec:
+                _print_messages(rec["messages"], console)
+            else:  # a preference build: the shared prompt, then the two replies
+                _print_messages(rec["prompt"], console)
+                for side in ("chosen", "rejected"):
+                    score = rec.get(f"score_{side}")
+                    console.print(f"[bold magenta]── {side}" + (f" (score {score:g})" if score is not None else "")
+                                  + " ──[/]", highlight=False)
+                    _print_messages(rec[side], console)
             shown += 1
             if shown >= n:
                 return

@@ -40,6 +40,9 @@ class _Encoder(Protocol):
 def _tiktoken_encoding(encoding: str) -> tiktoken.Encoding:
     import tiktoken
 
+    known = sorted({name.removesuffix("_offline") for name in tiktoken.list_encoding_names()})
+    if encoding not in known:  # a typo, not a missing download
+        raise RecipeError(f"tokenizer 'tiktoken:{encoding}': unknown encoding; tiktoken has {', '.join(known)}")
     try:
         return tiktoken.get_encoding(encoding)
     except Exception:

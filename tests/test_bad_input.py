@@ -163,3 +163,12 @@ def test_lone_surrogate_in_an_id_is_dropped_too(tmp_path: Path, make_recipe) -> 
     assert s["dropped"] == {"invalid_text": 1} and s["selected"] == 1
     (drop,) = pq.read_table(tmp_path / "out" / "dropped" / "messages.parquet").to_pylist()
     assert drop["id"] == "bad\\ud83d" and "id holds a lone surrogate U+D83D" in drop["detail"]
+
+
+def test_a_mistyped_tiktoken_encoding_is_named_as_unknown(tmp_path: Path, make_recipe) -> None:
+    write_jsonl(tmp_path / "raw" / "flan.jsonl", flan_rows(3))
+    recipe = make_recipe([{"name": "flan_v2", "files": "flan.jsonl"}], tokenizer="tiktoken:cl100k", max_tokens=100)
+    with pytest.raises(RecipeError) as e:
+        build(load_recipe(recipe))
+    assert "'tiktoken:cl100k': unknown encoding" in str(e.value) and "cl100k_base" in str(e.value)
+    assert "offline" not in str(e.value)

@@ -383,3 +383,46 @@ def test_vllm_temperature_above_vllms_range_is_refused_before_loading(tmp_path: 
     with pytest.raises(MixerError, match=r"vllm takes temperatures in \[0, 2\], got 2.5"):
         cfg.validate()
     GenerateConfig(policy="p", reward_model="r", output=str(tmp_path / "o"), data="d", temperature=2.5).validate()
+
+
+def test_an_unwritable_output_folder_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    a = tiny_assets()
+
+    def read_only(cfg: GenerateConfig, manifest: dict) -> str:
+        raise OSError(errno.EROFS, "Read-only file system", cfg.output)
+
+    monkeypatch.setattr(run_mod, "prepare_output", read_only)
+    out = tmp_path / "ro" / "gen"
+    result = runner.invoke(app, ["generate", "--policy", str(a.model), "--reward-model", str(a.model),
+                                 "--data", str(a.sft_data), "--output", str(out)])
+    assert result.exit_code == 2, result.output
+    assert f"error: {out}: Read-only file system" in result.output and "Traceback" not in result.output
+
+
+def test_a_missing_model_folder_is_named_before_the_output_folder_is_made(tmp_path: Path) -> None:
+    a = tiny_assets()
+    out = tmp_path / "gen"
+    for option in ("--policy", "--reward-model"):
+        models = {"--policy": str(a.model), "--reward-model": str(a.model), option: str(tmp_path / "typo")}
+        result = runner.invoke(app, ["generate", *[x for kv in models.items() for x in kv], "--data",
+                                     str(a.sft_data), "--output", str(out)])
+        assert result.exit_code == 2, result.output
+        assert f"{option} {tmp_path / 'typo'}: no such model folder" in result.output
+        assert not out.exists()
+
+
+def test_a_run_that_stopped_before_its_first_shard_takes_new_settings(tmp_path: Path) -> None:
+    """A wrong --reward-model that fails to load must not lock the folder to that path."""
+    out = tmp_path / "gen"
+    first = GenerateConfig(policy="p", reward_model="wrong", output=str(out), data="d")
+    assert run_mod.prepare_output(first, {"sampling": first.sampling_identity()}) == "new"
+    fixed = GenerateConfig(policy="p", reward_model="right", output=str(out), data="d")
+    assert run_mod.prepare_output(fixed, {"sampling": fixed.sampling_identity()}) == "new"
+    assert json.loads((out / run_mod.MANIFEST).read_text())["sampling"]["reward_model"] == "right"
+    shard = out / run_mod.SHARDS / "samples-00000.parquet"  # once samples exist, other settings are refused
+    shard.parent.mkdir()
+    shard.write_bytes(b"")
+    with pytest.raises(MixerError, match="sampling.reward_model differ"):
+        run_mod.prepare_output(first, {"sampling": first.sampling_identity()})

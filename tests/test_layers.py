@@ -29,7 +29,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("stages", ("mixer.stages",)),
     ("engine", ("mixer.engine",)),
     ("build", ("mixer.build", "mixer.validate", "mixer.card", "mixer.plots", "mixer.fetch", "mixer.pin")),
-    ("cli", ("mixer.cli", "mixer.report", "mixer.html_report", "mixer.diff", "mixer.train", "mixer.generate")),
+    ("cli", ("mixer.cli", "mixer.__main__", "mixer.report", "mixer.html_report", "mixer.diff", "mixer.train",
+             "mixer.generate")),
 ]
 
 #: imports that point down the wrong way, each with why it is tolerated for now

@@ -142,3 +142,29 @@ def test_recovery_puts_back_the_previous_build_when_a_kill_hit_between_the_renam
     recover_interrupted(out)
     assert (out / "card.json").read_text() == "{}\n"
     assert not old.exists() and not half.exists()
+
+
+def test_build_into_a_path_under_a_file_is_a_clear_error(flan_recipe: Path, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n")
+    result = runner.invoke(app, ["build", str(flan_recipe), "--out", str(notes / "sub"), "-q"])
+    assert result.exit_code == 2, result.output
+    assert "error:" in result.output and "a file is in the way" in result.output
+    assert "Traceback" not in result.output and notes.read_text() == "mine\n"
+
+
+def test_build_into_an_unwritable_folder_is_a_clear_error(flan_recipe: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only parent folder (simulated: tests run as root, which chmod does not stop)."""
+    real_open = os.open
+
+    def read_only(path, flags, *args):  # noqa: ANN001, ANN002
+        if str(path).endswith(".lock") and flags & os.O_CREAT:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only)
+    result = runner.invoke(app, ["build", str(flan_recipe), "--out", str(tmp_path / "ro" / "out"), "-q"])
+    assert result.exit_code == 2, result.output
+    assert "Permission denied" in result.output and "--out" in result.output
+    assert "Traceback" not in result.output

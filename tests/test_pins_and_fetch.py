@@ -205,3 +205,37 @@ sources:
     write_jsonl(raw / "c.jsonl", flan_rows(6, prefix="c.jsonl"))
     refused = runner.invoke(app, ["build", str(recipe), "-q"])
     assert refused.exit_code == 2 and "c.jsonl" in refused.output
+
+
+def test_mixer_pin_pins_a_symlinked_recipe_where_it_lives_and_keeps_its_mode(tmp_path: Path) -> None:
+    import os
+
+    write_jsonl(tmp_path / "raw" / "a.jsonl", flan_rows(3))
+    shared = tmp_path / "shared" / "recipe.yaml"
+    shared.parent.mkdir()
+    shared.write_text(f"name: t\nraw_dir: {tmp_path / 'raw'}\nsources:\n  - name: flan_v2\n    files: [a.jsonl]\n",
+                      encoding="utf-8")
+    shared.chmod(0o640)
+    link = tmp_path / "recipe.yaml"
+    link.symlink_to(shared)
+    result = runner.invoke(app, ["pin", str(link)])
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and os.readlink(link) == str(shared)
+    assert "sha256:" in shared.read_text(encoding="utf-8") and shared.stat().st_mode & 0o777 == 0o640
+
+
+def test_mixer_pin_leaves_a_pinned_recipe_untouched_and_names_the_globs_it_cannot_pin(tmp_path: Path) -> None:
+    import os
+
+    for name in ("a.jsonl", "b1.jsonl"):
+        write_jsonl(tmp_path / "raw" / name, flan_rows(3, prefix=name))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"name: t\nraw_dir: {tmp_path / 'raw'}\nsources:\n  - name: flan_v2\n    files: [a.jsonl]\n"
+                      "  - name: more\n    adapter: flan_v2\n    files: ['b*.jsonl']\n", encoding="utf-8")
+    assert runner.invoke(app, ["pin", str(recipe)]).exit_code == 0
+    earlier = recipe.stat().st_mtime_ns - 10**9  # a rewrite shows whatever the clock's resolution
+    os.utime(recipe, ns=(earlier, earlier))
+    again = runner.invoke(app, ["pin", str(recipe)])
+    assert again.exit_code == 0 and "(unchanged)" in again.output
+    assert recipe.stat().st_mtime_ns == earlier
+    assert "not pinned" in again.output and "more: b*.jsonl" in again.output

@@ -125,3 +125,14 @@ def test_importing_the_card_modules_does_not_import_matplotlib() -> None:
     code = ("import sys, mixer.cli, mixer.plots, mixer.html_report, mixer.diff; "
             "sys.exit('matplotlib' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_a_build_with_no_records_plots_its_turns_without_a_matplotlib_warning(tmp_path: Path) -> None:
+    import warnings
+
+    from mixer.plots import GroupData, plot_turns
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path = plot_turns({"lima": GroupData()}, ["lima"], tmp_path / "turns.png")
+    assert path.stat().st_size > 0

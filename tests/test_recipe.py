@@ -95,3 +95,34 @@ def test_invalid_yaml_is_a_recipe_error(tmp_path: Path) -> None:
     path.write_text("sources: [\n")
     with pytest.raises(RecipeError, match="not valid YAML"):
         load_recipe(path)
+
+
+def test_a_folder_given_as_the_recipe_is_a_recipe_error(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match="is a folder, not a recipe file"):
+        load_recipe(tmp_path)
+
+
+@pytest.mark.parametrize(("top", "message"), [
+    ({"max_tokens": 0}, r"max_tokens: must be >= 1 \(or null: no limit\), found 0"),
+    ({"max_tokens": -5}, "max_tokens: must be >= 1"),
+    ({"filters": {"min_turns": -1}}, "filters.min_turns: must be >= 0"),
+    ({"filters": {"min_turns": 3, "max_turns": 1}}, r"min_turns \(3\) is greater than max_turns \(1\)"),
+    ({"output_options": {"row_group_rows": 0}}, "output_options.row_group_rows: must be >= 1, found 0"),
+    ({"output_options": {"shard_max_bytes": -1}}, "output_options.shard_max_bytes: must be >= 1"),
+])
+def test_integers_out_of_range_are_recipe_errors(top: dict, message: str) -> None:
+    with pytest.raises(RecipeError, match=message):
+        parse_recipe({**_one(), **top})
+
+
+def test_an_option_for_an_adapter_without_options_says_it_takes_none() -> None:
+    with pytest.raises(RecipeError, match=r"sources\[0\] \(lima\)\.options: unknown key\(s\) 'foo'; it takes no keys"):
+        parse_recipe({"name": "t", "sources": [{"name": "lima", "files": "f.jsonl", "options": {"foo": 1}}]})
+
+
+def test_a_key_given_twice_is_a_recipe_error_naming_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("name: t\nsources:\n  - name: flan_v2\n    files: f.jsonl\n    take: 5\n    take: 10\n")
+    with pytest.raises(RecipeError) as e:
+        load_recipe(path)
+    assert "key 'take' is given twice" in str(e.value) and "line 6" in str(e.value)

@@ -90,3 +90,12 @@ def test_hard_coded_accepts_the_same_columns_in_csv_and_jsonl(tmp_path: Path) ->
     from_jsonl = read_records(jsonl_path)
     assert from_csv == from_jsonl
     assert from_csv[1]["messages"][1]["content"] == "Researchers at AI2,\nin Seattle."
+
+
+def test_hard_coded_csv_saved_by_excel_with_a_byte_order_mark_reads_the_same(tmp_path: Path) -> None:
+    """Excel's "CSV UTF-8" starts with a BOM; it must not become part of the first column's name."""
+    plain, marked = tmp_path / "plain.csv", tmp_path / "excel.csv"
+    plain.write_bytes(b"Prompt,Output\r\nWho are you?,I am Tulu.\r\n")
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    assert read_records(marked) == read_records(plain)
+    assert read_records(marked)[0]["messages"][0]["content"] == "Who are you?"

@@ -271,3 +271,33 @@ def test_merge_dry_run() -> None:
     result = runner.invoke(app, ["merge", "--model", "runs/a", "--output-dir", "runs/b", "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "model: runs/a" in result.output
+
+
+@pytest.mark.parametrize(("kind", "missing"), [("sft", "--model"), ("sft", "--data"), ("sft", "--output-dir"),
+                                               ("dpo", "--data"), ("rm", "--model"), ("merge", "--output-dir")])
+def test_dry_run_without_a_required_path_fails_as_the_run_would(monkeypatch: pytest.MonkeyPatch, kind: str,
+                                                                missing: str) -> None:
+    _gpus(monkeypatch, 8)  # several GPUs: without the check each launched rank would fail on its own
+    paths = {"--model": "m", "--data": "d", "--output-dir": "o"}
+    if kind == "merge":
+        del paths["--data"]
+    del paths[missing]
+    config = {"sft": "tiny-cpu", "dpo": "tiny-cpu-dpo", "rm": "tiny-cpu-rm", "merge": None}[kind]
+    args = [kind, *(["--config", config] if config else []), *[x for kv in paths.items() for x in kv], "--dry-run"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert f"pass {missing}" in result.output and "# launch" not in result.output
+
+
+def test_a_config_key_given_twice_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("trainer: sft\nlearning_rate: 1.0e-5\nlearning_rate: 2.0e-5\n")
+    with pytest.raises(ConfigError, match="key 'learning_rate' is given twice"):
+        load_config("sft", str(path), None)
+
+
+def test_a_config_that_is_not_utf8_is_an_error_naming_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"trainer: sft\nlearning_rate: 1.0e-5\noptim: adam\xff\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: line 3: not UTF-8 text \(byte 0xff"):
+        load_config("sft", str(path), None)

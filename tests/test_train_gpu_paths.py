@@ -349,6 +349,34 @@ def test_train_refuses_a_non_empty_folder_that_is_not_a_run(monkeypatch: pytest.
     assert runner.invoke(app, [*args[:-2], str(earlier_run), "--dry-run"]).exit_code == 0
 
 
+def test_rm_refusal_names_an_option_rm_takes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(launch_mod, "detect_gpu_count", lambda: 1)
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("years of work")
+    args = ["rm", "--config", "tiny-cpu-rm", "--model", "m", "--data", "d", "--output-dir", str(precious), "--dry-run"]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and "--overwrite-output-dir" in refused.output
+    assert runner.invoke(app, [*args, "--overwrite-output-dir"]).exit_code == 0
+    assert (precious / "thesis.txt").read_text() == "years of work"
+
+
+def test_merge_refuses_a_non_empty_folder_that_is_not_a_mixer_output(tmp_path: Path) -> None:
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "config.json").write_text("my own model's config")
+    args = ["merge", "--model", str(tmp_path / "adapter"), "--output-dir", str(precious)]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and "--overwrite-output-dir" in refused.output and "Traceback" not in refused.output
+    assert (precious / "config.json").read_text() == "my own model's config"
+    assert runner.invoke(app, [*args, "--dry-run"]).exit_code == 2
+    assert runner.invoke(app, [*args, "--overwrite-output-dir", "--dry-run"]).exit_code == 0
+    earlier = tmp_path / "merged"
+    earlier.mkdir()
+    (earlier / "mixer_train_config.yaml").write_text("trainer: merge\n")
+    assert runner.invoke(app, [*args[:-1], str(earlier), "--dry-run"]).exit_code == 0
+
+
 def test_pinned_single_gpu_rerun_forwards_the_overwrite_flag(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(launch_mod, "detect_gpu_count", lambda: 8)
     (tmp_path / "notes.txt").write_text("x")

@@ -194,6 +194,11 @@ def prepare_output(cfg: GenerateConfig, manifest: dict[str, Any]) -> str:
             except (OSError, ValueError) as e:
                 raise MixerError(f"{out / MANIFEST}: unreadable ({e}); pass --overwrite to start over") from None
             changed = _changed_keys(old, manifest)
+            if changed and not any((out / SHARDS).glob("*.parquet")):
+                # a run that stopped before its first shard (a mistyped or wrong model, say): no sample to
+                # keep apart from the new settings', so it starts over
+                _write_json(out / MANIFEST, manifest)
+                return "new"
             if changed:
                 raise MixerError(f"{out} was generated with other settings ({', '.join(changed)} differ); resume "
                                  "with the same ones, pass --overwrite to start over, or choose another --output")
@@ -227,6 +232,9 @@ def run_generate(cfg: GenerateConfig, *, log: Any = None) -> dict[str, Any]:
     """Generate (or resume), score, pick and write the outputs; return the card. ``log``: progress lines."""
     say = log or (lambda msg: logger.info(msg))
     cfg.validate()
+    for option, folder in (("--policy", cfg.policy), ("--reward-model", cfg.reward_model)):
+        if not Path(folder).is_dir():  # before the output folder is made, and before any hub look-up
+            raise MixerError(f"{option} {folder}: no such model folder")
     started, cpu_started = time.perf_counter(), time.process_time()
     prompt_set = read_prompts(cfg)
     prompts = prompt_set.prompts

@@ -10,13 +10,15 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from mixer.errors import MixerError
+from mixer.errors import MixerError, environment_error
 from mixer.outdir import TRAIN_MARKER, check_output_dir
+from mixer.train.common import require_paths
 from mixer.train.config import load_config, shipped_recipes, to_yaml
 
 app = typer.Typer(
     name="train",
-    help="Train on built mixtures with TRL: SFT (full/LoRA/QLoRA), DPO, reward models, and merging LoRA adapters. "
+    help="Fine-tune with TRL on a built mixture: SFT (full/LoRA/QLoRA), DPO, reward models, and merging LoRA "
+    "adapters (needs the train extra: pip install mixer\\[train]). "
     f"Shipped recipes (--config NAME): {', '.join(shipped_recipes())}.",
     no_args_is_help=True,
     add_completion=False,
@@ -53,6 +55,12 @@ def exits_on_mixer_error(fn: F) -> F:
         except MixerError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
+        except OSError as e:  # a read-only folder, a full disk: the user's to fix, so no traceback
+            message = environment_error(e)
+            if message is None:
+                raise
+            typer.echo(f"error: {message}", err=True)
+            raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -80,6 +88,8 @@ def _train(kind: str, config: str | None, model: str | None, data: str | None, o
 
     cfg = load_config(kind, config, sets, model=model, data=data, output_dir=output_dir,
                       overwrite_output_dir=True if overwrite_output_dir else None)
+    # before a dry run prints a launch that could not run, and before every launched rank fails on its own
+    require_paths(cfg, "model", "data", "output_dir")
     if cfg.output_dir and not inside_launcher():  # once, before any rank starts writing
         check_output_dir(cfg.output_dir, marker=TRAIN_MARKER, overwrite=cfg.overwrite_output_dir,
                          option="--overwrite-output-dir", what="run folder")
@@ -142,19 +152,27 @@ def dpo(config: ConfigOpt = None, model: ModelOpt = None, data: DataOpt = None, 
 @exits_on_mixer_error
 def rm(config: ConfigOpt = None, model: ModelOpt = None, data: DataOpt = None, output_dir: OutOpt = None,
        set_: SetOpt = None, dry_run: DryOpt = False, num_processes: NprocOpt = None,
-       accelerate_config: AccOpt = None) -> None:
+       accelerate_config: AccOpt = None, overwrite_output_dir: OverwriteOpt = False) -> None:
     """A reward model (one-scalar head, Llama 2's ranking loss, optional rating margin) on preference pairs;
     ends with the held-out pairwise accuracy (OUTPUT/rm_eval.json)."""
-    _train("rm", config, model, data, output_dir, set_, dry_run, num_processes, accelerate_config)
+    _train("rm", config, model, data, output_dir, set_, dry_run, num_processes, accelerate_config,
+           overwrite_output_dir)
 
 
 @app.command()
 @exits_on_mixer_error
 def merge(config: ConfigOpt = None, model: Annotated[str | None, typer.Option(
               "--model", help="The LoRA adapter directory (a LoRA/QLoRA run).")] = None,
-          output_dir: OutOpt = None, set_: SetOpt = None, dry_run: DryOpt = False) -> None:
+          output_dir: OutOpt = None, set_: SetOpt = None, dry_run: DryOpt = False,
+          overwrite_output_dir: Annotated[bool, typer.Option(
+              "--overwrite-output-dir", help="Write into a non-empty --output-dir that is not an earlier mixer "
+              "output (its model files are replaced).")] = False) -> None:
     """Merge a LoRA adapter into its base model's (unquantised) weights and save a plain model."""
     cfg = load_config("merge", config, set_, model=model, output_dir=output_dir)
+    require_paths(cfg, "model", "output_dir")
+    if cfg.output_dir:  # save_pretrained writes over (and prunes) the model files of whatever folder it is given
+        check_output_dir(cfg.output_dir, marker=TRAIN_MARKER, overwrite=overwrite_output_dir,
+                         option="--overwrite-output-dir", what="output folder")
     if dry_run:
         typer.echo(f"# resolved merge config\n{to_yaml(cfg)}\n# launch\nin-process")
         return

@@ -31,7 +31,23 @@ class ConfigError(MixerError):
 
 class _Loader(yaml.SafeLoader):
     """YAML with 1.2 booleans: only true/false are booleans, so ``save_strategy: no`` stays the string
-    TrainingArguments expects (PyYAML's 1.1 rules read yes/no/on/off as booleans)."""
+    TrainingArguments expects (PyYAML's 1.1 rules read yes/no/on/off as booleans). A key given twice in
+    one mapping is an error (PyYAML would keep the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: construct_mapping's own error says so
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice in one mapping (YAML would keep only the last)",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -455,8 +471,15 @@ def load_config(
     hints = typing.get_type_hints(cls)
     if path is not None:
         p = resolve_recipe(path)
+        data = p.read_bytes()
         try:
-            raw = load_yaml(p.read_text(encoding="utf-8")) or {}
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            raise ConfigError(f"{p}: line {line}: not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start})"
+                              ) from None
+        try:
+            raw = load_yaml(text) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{p}: not valid YAML: {e}") from e
         if not isinstance(raw, dict):
