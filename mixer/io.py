@@ -522,7 +522,13 @@ def read_parquet_batches(
 
 
 def read_xlsx(path: Path) -> Iterator[RawItem]:
-    """First sheet; the header row names the fields; empty cells become None."""
+    """First sheet, as Tulu's ``pandas.read_excel`` reads it; the header row names the fields; empty
+    cells become None.
+
+    A workbook with data on any other sheet is an error naming those sheets: reading the first sheet
+    alone would drop their rows without a word, and a notes sheet placed first would otherwise surface
+    only as a confusing "missing column" error.
+    """
     import openpyxl
 
     try:
@@ -530,6 +536,13 @@ def read_xlsx(path: Path) -> Iterator[RawItem]:
     except Exception as e:
         raise InputError(str(path), f"not a readable .xlsx workbook: {e}") from None
     try:
+        others = [ws.title for ws in wb.worksheets[1:]
+                  if any(any(v is not None for v in row) for row in ws.iter_rows(values_only=True))]
+        if others:
+            listed = ", ".join(repr(t) for t in others)
+            raise InputError(str(path), f"the workbook has data on sheets other than the first ({listed}); only the "
+                             f"first sheet ({wb.worksheets[0].title!r}) is read, as Tulu reads it: keep the records "
+                             "on the first sheet and move or delete the others")
         rows = wb.worksheets[0].iter_rows(values_only=True)
         header = next(rows, None)
         if header is None:

@@ -99,3 +99,31 @@ def test_hard_coded_csv_saved_by_excel_with_a_byte_order_mark_reads_the_same(tmp
     marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
     assert read_records(marked) == read_records(plain)
     assert read_records(marked)[0]["messages"][0]["content"] == "Who are you?"
+
+
+def _workbook(path: Path, sheets: dict[str, list[list[object]]]) -> Path:
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    wb.remove(wb.active)
+    for title, rows in sheets.items():
+        ws = wb.create_sheet(title)
+        for row in rows:
+            ws.append(row)
+    wb.save(path)
+    return path
+
+
+def test_hard_coded_workbook_with_data_on_another_sheet_is_an_error_naming_the_sheets(tmp_path: Path) -> None:
+    """Only the first sheet is read (as Tulu's pandas.read_excel does); rows elsewhere must not vanish."""
+    from mixer.errors import InputError
+
+    data = [["Prompt", "Output"], ["Who are you?", "I am Tulu."]]
+    extra = _workbook(tmp_path / "extra.xlsx", {"examples": data, "more": [["Prompt", "Output"], ["Hi", "Hello"]]})
+    with pytest.raises(InputError, match=r"extra\.xlsx.*other than the first \('more'\).*'examples'"):
+        read_records(extra)
+    notes_first = _workbook(tmp_path / "notes.xlsx", {"notes": [["written by hand"]], "examples": data})
+    with pytest.raises(InputError, match=r"\('examples'\)"):
+        read_records(notes_first)
+    empty_other = _workbook(tmp_path / "ok.xlsx", {"examples": data, "Sheet2": []})
+    assert [r["messages"][0]["content"] for r in read_records(empty_other)] == ["Who are you?"]
