@@ -301,3 +301,16 @@ def test_a_config_that_is_not_utf8_is_an_error_naming_the_line(tmp_path: Path) -
     path.write_bytes(b"trainer: sft\nlearning_rate: 1.0e-5\noptim: adam\xff\n")
     with pytest.raises(ConfigError, match=r"c.yaml: line 3: not UTF-8 text \(byte 0xff"):
         load_config("sft", str(path), None)
+
+
+def test_dry_run_rejects_what_the_run_would_reject_and_notes_paths_missing_here(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _gpus(monkeypatch, 1)
+    bad = runner.invoke(app, [*SFT_ARGS, "--set", "trl_args.no_such_field=1", "--dry-run"])
+    assert bad.exit_code == 2 and "no_such_field" in bad.output and "Traceback" not in bad.output
+    wrong = runner.invoke(app, [*SFT_ARGS, "--set", "batching=sideways", "--dry-run"])
+    assert wrong.exit_code == 2 and "batching" in wrong.output
+    ok = runner.invoke(app, [*SFT_ARGS, "--dry-run"])  # paths of another host: planned, with notes
+    assert ok.exit_code == 0, ok.output
+    assert "note: --data out/tulu-v2 does not exist on this machine" in ok.output
+    assert "note: --model /models/llama-2-7b is not a folder on this machine" in ok.output

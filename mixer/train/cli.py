@@ -81,6 +81,26 @@ def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
+def _dry_run_checks(kind: str, cfg: Any) -> list[str]:
+    """The configuration checks a run makes before loading anything (values, ``trl_args`` names), so a
+    dry run that passes does not fail on them later; and a note for each path that is not on this
+    machine: a dry run may plan a launch for another host, so a missing path is not an error here."""
+    from mixer.train.common import merge_trl_args
+
+    cfg.validate()
+    import trl
+
+    config_cls = {"sft": trl.SFTConfig, "dpo": trl.DPOConfig, "rm": trl.RewardConfig}[kind]
+    merge_trl_args({"gradient_checkpointing": cfg.gradient_checkpointing}, cfg, config_cls)
+    notes = []
+    if not Path(cfg.data).exists():
+        notes.append(f"--data {cfg.data} does not exist on this machine; it is checked when the run starts")
+    if not Path(cfg.model).exists():
+        notes.append(f"--model {cfg.model} is not a folder on this machine: the run loads it from there, "
+                     "or from the Hugging Face Hub when it is a hub id and the host is online")
+    return notes
+
+
 def _train(kind: str, config: str | None, model: str | None, data: str | None, output_dir: str | None,
            sets: list[str] | None, dry_run: bool, num_processes: int | None, accelerate_config: str | None,
            overwrite_output_dir: bool = False) -> None:
@@ -98,6 +118,8 @@ def _train(kind: str, config: str | None, model: str | None, data: str | None, o
     for warning in plan.warnings:
         typer.echo(f"warning: {warning}", err=True)
     if dry_run:
+        for note in _dry_run_checks(kind, cfg):
+            typer.echo(f"note: {note}", err=True)
         typer.echo(f"# resolved {kind} config\n{to_yaml(cfg)}")
         typer.echo(f"# processes: {plan.num_processes}, gradient_accumulation_steps: "
                    f"{plan.gradient_accumulation_steps}")
