@@ -131,6 +131,24 @@ def test_resume_from_checkpoint(tmp_path: Path) -> None:
     assert _losses(resumed)[-2:] == pytest.approx(_losses(ref)[-2:], rel=1e-4)
 
 
+def test_resume_keeps_the_metrics_history_up_to_the_checkpoint_without_repeating_redone_steps(tmp_path: Path) -> None:
+    """A run that logged step 3 and died before its next checkpoint redoes step 3 from checkpoint-2: the
+    metrics.jsonl of the resumed run holds each step once, as an uninterrupted run's does."""
+    import json
+    import shutil
+
+    common = ["save_strategy=steps", "save_steps=2", "lr_scheduler_type=constant"]
+    out = tmp_path / "run"
+    run_sft(_cfg(out, *common, "max_steps=3"))
+    for late in out.glob("checkpoint-3"):  # the crash came before checkpoint-3 was written
+        shutil.rmtree(late)
+    with (out / "metrics.jsonl").open("a", encoding="utf-8") as f:
+        f.write('{"step": 3, "lo')  # and cut a line short
+    run_sft(_cfg(out, *common, "max_steps=4", "resume_from_checkpoint=last"))
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]
+
+
 def test_lora_changes_only_adapter_weights(tmp_path: Path) -> None:
     trainer = build_sft_trainer(_cfg(tmp_path, "use_lora=true", "lora_r=4", "lora_alpha=8", "lora_dropout=0.0",
                                      "max_steps=3", "learning_rate=1e-2"))
