@@ -102,6 +102,21 @@ def test_padding_free_equals_padded_and_packed_runs(tmp_path: Path) -> None:
     assert runs["packed"][-1] < runs["packed"][0]
 
 
+def test_a_step_weighs_every_assistant_token_equally_however_examples_fall_into_micro_batches(tmp_path: Path) -> None:
+    """transformers' num_items_in_batch: the step's loss is the sum over the step's assistant tokens divided by their
+    number, so 4 micro-batches of 1 and 1 micro-batch of 4 give the same losses and the same weights (README)."""
+    runs = {}
+    for per_device in (1, 4):
+        trainer = build_sft_trainer(_cfg(tmp_path / str(per_device), f"per_device_train_batch_size={per_device}",
+                                         "max_train_samples=8", "max_steps=2", "lr_scheduler_type=constant"))
+        assert trainer.args.gradient_accumulation_steps == 4 // per_device
+        trainer.train()
+        runs[per_device] = (_losses(trainer), {k: v.detach().clone() for k, v in trainer.model.named_parameters()})
+    assert runs[1][0] == pytest.approx(runs[4][0], rel=1e-5)
+    for name, weight in runs[1][1].items():
+        torch.testing.assert_close(weight, runs[4][1][name], rtol=0, atol=1e-5)
+
+
 class _CountSteps(TrainerCallback):
     def __init__(self) -> None:
         self.steps: list[int] = []
