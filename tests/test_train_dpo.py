@@ -60,3 +60,21 @@ def test_sft_build_given_to_dpo_names_the_missing_columns(tmp_path: Path, monkey
                                       "--data", str(a.sft_data), "--output-dir", str(tmp_path)])
     assert result.exit_code == 2
     assert "prompt" in result.output and "chosen" in result.output
+
+
+def test_reference_computes_in_fp32_like_the_policy_when_bf16_is_off(tmp_path: Path) -> None:
+    """With ``bf16: false`` the policy (fp32 master weights) computes in fp32; a reference loaded in the recipe's
+    ``dtype: bfloat16`` would compute in bf16, so the two differ before any update and the loss starts off ln 2."""
+    import torch
+
+    a = tiny_assets()
+    cfg = load_config("dpo", TINY_DPO, ["max_steps=1", "dtype=bfloat16"], model=str(a.model), data=str(a.pref_data),
+                      output_dir=str(tmp_path))
+    assert cfg.bf16 is False
+    trainer = build_dpo_trainer(cfg)
+    assert trainer.model.dtype == torch.float32
+    assert trainer.ref_model.dtype == torch.float32
+    trainer.train()
+    first = next(h for h in trainer.state.log_history if "loss" in h)
+    assert first["loss"] == pytest.approx(math.log(2), abs=1e-6)
+    assert first["rewards/margins"] == pytest.approx(0.0, abs=1e-6)

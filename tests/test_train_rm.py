@@ -112,6 +112,35 @@ def test_rm_in_bf16_trains_on_compute_copies_and_scores_held_out_pairs_on_plain_
     assert resolved["mixed_precision"] == "bf16_copy"
 
 
+def test_every_rank_scores_the_held_out_pairs_of_a_sharded_model_and_only_rank_0_writes(
+        separable_build: Path, tmp_path: Path) -> None:
+    """Under FSDP2 (rm.yaml's preset) or ZeRO-3 each forward all-gathers the sharded weights: a forward run by
+    rank 0 alone waits for ranks that never join (a hang until the collective times out). Every rank must run
+    the same held-out forwards; only rank 0 writes the result. Unsharded (DDP) ranks other than 0 skip it."""
+    from mixer.train.rm import EVAL_NAME, evaluate_held_out
+
+    out = tmp_path / "rm"
+    cfg = _cfg(separable_build, out)
+    trainer = build_rm_trainer(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    calls: list[int] = []
+    trainer.model.register_forward_pre_hook(lambda m, a: calls.append(1))
+    trainer.is_world_process_zero = lambda: False
+
+    trainer.is_fsdp_enabled = False  # DDP rank 1: a full replica, rank 0 scores alone
+    assert evaluate_held_out(trainer, cfg) is None and calls == []
+
+    trainer.is_fsdp_enabled = True  # FSDP rank 1: takes part in every forward, writes nothing
+    result = evaluate_held_out(trainer, cfg)
+    assert calls and result is not None and result["eval_pairs"] == 4
+    assert not (out / EVAL_NAME).exists() and not (out / "metrics.jsonl").exists()
+
+    trainer.is_world_process_zero = lambda: True  # FSDP rank 0: the same forwards, and the files
+    n = len(calls)
+    assert evaluate_held_out(trainer, cfg) == result and len(calls) == 2 * n
+    assert json.loads((out / EVAL_NAME).read_text()) == result
+
+
 def test_held_out_pairs_are_not_trained_on(separable_build: Path, tmp_path: Path) -> None:
     trainer = build_rm_trainer(_cfg(separable_build, tmp_path))
     assert len(trainer.train_dataset) == 20 and len(trainer.mixer_eval_pairs) == 4

@@ -102,6 +102,21 @@ def test_padding_free_equals_padded_and_packed_runs(tmp_path: Path) -> None:
     assert runs["packed"][-1] < runs["packed"][0]
 
 
+def test_a_step_weighs_every_assistant_token_equally_however_examples_fall_into_micro_batches(tmp_path: Path) -> None:
+    """transformers' num_items_in_batch: the step's loss is the sum over the step's assistant tokens divided by their
+    number, so 4 micro-batches of 1 and 1 micro-batch of 4 give the same losses and the same weights (README)."""
+    runs = {}
+    for per_device in (1, 4):
+        trainer = build_sft_trainer(_cfg(tmp_path / str(per_device), f"per_device_train_batch_size={per_device}",
+                                         "max_train_samples=8", "max_steps=2", "lr_scheduler_type=constant"))
+        assert trainer.args.gradient_accumulation_steps == 4 // per_device
+        trainer.train()
+        runs[per_device] = (_losses(trainer), {k: v.detach().clone() for k, v in trainer.model.named_parameters()})
+    assert runs[1][0] == pytest.approx(runs[4][0], rel=1e-5)
+    for name, weight in runs[1][1].items():
+        torch.testing.assert_close(weight, runs[4][1][name], rtol=0, atol=1e-5)
+
+
 class _CountSteps(TrainerCallback):
     def __init__(self) -> None:
         self.steps: list[int] = []
@@ -129,6 +144,24 @@ def test_resume_from_checkpoint(tmp_path: Path) -> None:
     assert counter.steps == [5, 6]  # only the remaining steps ran
     assert resumed.state.global_step == 6
     assert _losses(resumed)[-2:] == pytest.approx(_losses(ref)[-2:], rel=1e-4)
+
+
+def test_resume_keeps_the_metrics_history_up_to_the_checkpoint_without_repeating_redone_steps(tmp_path: Path) -> None:
+    """A run that logged step 3 and died before its next checkpoint redoes step 3 from checkpoint-2: the
+    metrics.jsonl of the resumed run holds each step once, as an uninterrupted run's does."""
+    import json
+    import shutil
+
+    common = ["save_strategy=steps", "save_steps=2", "lr_scheduler_type=constant"]
+    out = tmp_path / "run"
+    run_sft(_cfg(out, *common, "max_steps=3"))
+    for late in out.glob("checkpoint-3"):  # the crash came before checkpoint-3 was written
+        shutil.rmtree(late)
+    with (out / "metrics.jsonl").open("a", encoding="utf-8") as f:
+        f.write('{"step": 3, "lo')  # and cut a line short
+    run_sft(_cfg(out, *common, "max_steps=4", "resume_from_checkpoint=last"))
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]
 
 
 def test_lora_changes_only_adapter_weights(tmp_path: Path) -> None:

@@ -152,14 +152,23 @@ def save_resolved_config(cfg: Any, resolved: dict[str, Any] | None = None) -> Pa
 def metrics_callback(path: Path, *, fresh: bool) -> Any:
     """A ``TrainerCallback`` appending every log record (loss, learning rate, grad norm, ...) to
     ``path`` (JSON lines) as it happens, whatever ``save_strategy`` is: a run with no checkpoints still
-    leaves its loss history to plot. ``fresh``: start the file anew (not resuming a run)."""
+    leaves its loss history to plot. ``fresh``: start the file anew (not resuming a run).
+
+    A resumed run keeps the history up to its checkpoint's step and drops the records of later steps (the
+    interrupted run logged them, and the resumed run does those steps again), and a last line the interruption
+    cut short; with no file left, the history is the checkpoint's own ``log_history``."""
     from transformers import TrainerCallback
 
     class MetricsLog(TrainerCallback):
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if state.is_world_process_zero and (fresh or not path.exists()):
-                path.parent.mkdir(parents=True, exist_ok=True)
+            if not state.is_world_process_zero:
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if fresh:
                 path.write_text("", encoding="utf-8")
+                return
+            path.write_text("".join(json.dumps(r, default=float) + "\n"
+                                    for r in resumed_history(path, state)), encoding="utf-8")
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
             if state.is_world_process_zero and logs:
@@ -171,6 +180,21 @@ def metrics_callback(path: Path, *, fresh: bool) -> Any:
 
 
 METRICS_NAME = "metrics.jsonl"
+
+
+def resumed_history(path: Path, state: Any) -> list[dict[str, Any]]:
+    """The metrics records a run resumed at ``state.global_step`` keeps (see :func:`metrics_callback`)."""
+    if not path.exists():
+        return [{"step": r.get("step"), "epoch": r.get("epoch"), **r} for r in state.log_history]
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:  # a line the interruption cut short
+            continue
+        if isinstance(record, dict) and (record.get("step") or 0) <= state.global_step:
+            kept.append(record)
+    return kept
 
 
 def train_and_save(trainer: Any, cfg: BaseRunConfig) -> dict[str, Any]:

@@ -17,6 +17,14 @@ from mixer.train.precision import apply_mixed_precision
 from mixer.train.runtime import resolve_runtime, tokenise_processes
 
 
+def reference_dtype(cfg: DPORunConfig) -> str:
+    """The dtype the frozen reference is loaded in: ``dtype`` when the policy computes in bf16 (the reference needs
+    no fp32 master copy), float32 with ``bf16: false``, where the policy computes in fp32: a bf16 reference would
+    then score the pairs differently from the policy it starts equal to (the loss would not start at ln 2, and every
+    implicit reward would carry the bf16 rounding of the reference)."""
+    return cfg.dtype if cfg.bf16 else "float32"
+
+
 def dpo_trl_config(cfg: DPORunConfig, n_processes: int | None = None, num_proc: int | None = None) -> Any:
     """The ``DPOConfig`` for this recipe (TRL tokenises ``prompt``/``chosen``/``rejected`` itself)."""
     from trl import DPOConfig
@@ -28,8 +36,8 @@ def dpo_trl_config(cfg: DPORunConfig, n_processes: int | None = None, num_proc: 
         loss_type=[cfg.loss_type],
         precompute_ref_log_probs=cfg.precompute_ref_log_probs,
     )
-    if not cfg.use_lora:  # the frozen reference needs no fp32 master copy: load it in `dtype`
-        kwargs["model_init_kwargs"] = {"dtype": cfg.dtype}
+    if not cfg.use_lora:  # TRL loads the frozen reference from the same path with these
+        kwargs["model_init_kwargs"] = {"dtype": reference_dtype(cfg)}
     return make_trl_config(DPOConfig, merge_trl_args(kwargs, cfg, DPOConfig))
 
 

@@ -138,9 +138,18 @@ def build_rm_trainer(cfg: RMRunConfig, callbacks: list[Any] | None = None) -> An
 
 
 def evaluate_held_out(trainer: Any, cfg: RMRunConfig) -> dict[str, Any] | None:
-    """Score the held-out pairs with the trained model; write ``rm_eval.json`` and a ``metrics.jsonl`` line."""
+    """Score the held-out pairs with the trained model; write ``rm_eval.json`` and a ``metrics.jsonl`` line.
+
+    A model sharded by FSDP or DeepSpeed ZeRO-3 all-gathers its weights in every forward, a collective that
+    all ranks must join: there every rank scores the same pairs (the split is seeded, so they agree) and rank 0
+    writes. A DDP replica is whole on rank 0, which scores alone.
+    """
     held_out = trainer.mixer_eval_pairs
-    if held_out is None or not trainer.is_world_process_zero():
+    if held_out is None:
+        return None
+    writer = trainer.is_world_process_zero()
+    if not writer and not (getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled",
+                                                                                  False)):
         return None
     from mixer.train.reward import RewardScorer, pairwise_accuracy
 
@@ -148,6 +157,8 @@ def evaluate_held_out(trainer: Any, cfg: RMRunConfig) -> dict[str, Any] | None:
     scorer = RewardScorer(model=model, tokenizer=trainer.processing_class,
                           batch_size=max(1, cfg.per_device_train_batch_size * 2))
     result: dict[str, Any] = {"step": trainer.state.global_step, **pairwise_accuracy(scorer, held_out)}
+    if not writer:
+        return result
     out = Path(cfg.output_dir)
     (out / EVAL_NAME).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     with (out / METRICS_NAME).open("a", encoding="utf-8") as f:
