@@ -246,3 +246,22 @@ def test_rm_dry_run_prints_the_resolved_config() -> None:
 def test_a_policy_model_is_not_taken_for_a_reward_model() -> None:
     with pytest.raises(MixerError, match="not a reward model"):
         load_reward_model(tiny_assets().model)
+
+
+def test_held_out_pairs_longer_than_max_length_are_left_out_and_counted_as_in_training() -> None:
+    from mixer.train.reward import RewardScorer, pairwise_accuracy
+
+    a = tiny_assets()
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(a.tokenizer)
+    model = AutoModelForSequenceClassification.from_pretrained(a.model, num_labels=1)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    scorer = RewardScorer(model=model, tokenizer=tokenizer)
+    short = separable_pairs(3)
+    long = {**short[0], "id": "long", "chosen": [_m("assistant", "word " * 400)]}
+    result = pairwise_accuracy(scorer, [*short, long], max_length=64)
+    assert result["eval_pairs"] == 3 and result["eval_pairs_over_max_length"] == 1
+    assert pairwise_accuracy(scorer, [*short, long])["eval_pairs"] == 4  # no limit: all scored
+    none_fit = pairwise_accuracy(scorer, [long], max_length=64)
+    assert none_fit["eval_pairs"] == 0 and none_fit["eval_pairwise_accuracy"] is None

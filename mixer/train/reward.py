@@ -205,16 +205,34 @@ def load_reward_model(model_dir: str | Path, *, dtype: str = "float32", device: 
     return model.to(device).eval(), tokenizer
 
 
-def pairwise_accuracy(scorer: RewardScorer, pairs: Any) -> dict[str, float]:
+def pairwise_accuracy(scorer: RewardScorer, pairs: Any, max_length: int | None = None) -> dict[str, float | None]:
     """Held-out pairwise accuracy: the share of pairs whose chosen side scores strictly higher (a tie is wrong),
-    plus the mean reward gap; what Llama 2 reports for its reward models (Table 7)."""
-    chosen, rejected = zip(*(conversations(row) for row in pairs), strict=True)
+    plus the mean reward gap; what Llama 2 reports for its reward models (Table 7).
+
+    ``max_length``: pairs with a side longer than this many tokens are left out and counted
+    (``eval_pairs_over_max_length``), as training leaves them out: the model never saw such lengths, and
+    one very long pair could exhaust the memory the training run fitted in.
+    """
+    convs = [conversations(row) for row in pairs]
+    over = 0
+    if max_length is not None:
+        def fits(conv: Any) -> bool:
+            ids = scorer.tokenizer.apply_chat_template(conv, tokenize=True, return_dict=True)["input_ids"]
+            return len(ids) <= max_length
+
+        kept = [pair for pair in convs if fits(pair[0]) and fits(pair[1])]
+        over = len(convs) - len(kept)
+        convs = kept
+    result: dict[str, float | None] = {"eval_pairs": len(convs), "eval_pairs_over_max_length": over}
+    if not convs:  # None, not NaN: rm_eval.json stays standard JSON
+        return {**result, "eval_pairwise_accuracy": None, "eval_mean_reward_gap": None}
+    chosen, rejected = zip(*convs, strict=True)
     r_chosen = scorer.score(list(chosen))
     r_rejected = scorer.score(list(rejected))
     gaps = [c - r for c, r in zip(r_chosen, r_rejected, strict=True)]
     correct = sum(g > 0 for g in gaps)
     return {
-        "eval_pairs": len(gaps),
+        **result,
         "eval_pairwise_accuracy": correct / len(gaps),
         "eval_mean_reward_gap": math.fsum(gaps) / len(gaps),
     }

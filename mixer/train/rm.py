@@ -156,15 +156,20 @@ def evaluate_held_out(trainer: Any, cfg: RMRunConfig) -> dict[str, Any] | None:
     model = trainer.accelerator.unwrap_model(trainer.model)
     scorer = RewardScorer(model=model, tokenizer=trainer.processing_class,
                           batch_size=max(1, cfg.per_device_train_batch_size * 2))
-    result: dict[str, Any] = {"step": trainer.state.global_step, **pairwise_accuracy(scorer, held_out)}
+    result: dict[str, Any] = {"step": trainer.state.global_step, **pairwise_accuracy(scorer, held_out, cfg.max_length)}
     if not writer:
         return result
     out = Path(cfg.output_dir)
     (out / EVAL_NAME).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     with (out / METRICS_NAME).open("a", encoding="utf-8") as f:
         f.write(json.dumps(result) + "\n")
-    logger.warning("held-out pairwise accuracy %.4f over %d pairs (mean reward gap %.4f)",
-                   result["eval_pairwise_accuracy"], result["eval_pairs"], result["eval_mean_reward_gap"])
+    over = (f"; {result['eval_pairs_over_max_length']} pairs longer than max_length={cfg.max_length} left out, "
+            "as in training") if result["eval_pairs_over_max_length"] else ""
+    if result["eval_pairs"]:
+        logger.warning("held-out pairwise accuracy %.4f over %d pairs (mean reward gap %.4f)%s",
+                       result["eval_pairwise_accuracy"], result["eval_pairs"], result["eval_mean_reward_gap"], over)
+    else:
+        logger.warning("no held-out pair could be scored%s", over)
     return result
 
 
