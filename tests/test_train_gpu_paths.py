@@ -384,3 +384,30 @@ def test_pinned_single_gpu_rerun_forwards_the_overwrite_flag(monkeypatch: pytest
                                  "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "--overwrite-output-dir" in result.output.split("# launch\n", 1)[1]
+
+
+# --- one GPU: micro-batches too small to keep it busy are named, with a per-device batch that keeps the step ---
+
+
+def test_small_micro_batches_get_a_hint_that_keeps_the_examples_per_step() -> None:
+    from mixer.train.batch import larger_micro_batch_hint
+
+    hint = larger_micro_batch_hint(580.0, 2, 128, 1)  # Tulu V2's mean length, the recipe's 2 per device
+    assert hint is not None
+    assert "per_device_train_batch_size=16" in hint and "accumulation 8" in hint and "128 examples" in hint
+    assert larger_micro_batch_hint(580.0, 16, 128, 1) is None  # ~9k tokens: big enough
+    assert larger_micro_batch_hint(4200.0, 2, 128, 8) is None  # long examples: already over 8k tokens
+    assert larger_micro_batch_hint(580.0, 2, 16, 8) is None  # 2 per process is all there is
+
+
+def test_sft_on_a_gpu_host_warns_about_launch_bound_micro_batches(monkeypatch: pytest.MonkeyPatch,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    from datasets import Dataset
+
+    from mixer.train.sft import warn_small_micro_batches
+
+    cfg = load_config("sft", REPO / "train" / "tulu2-sft.yaml")
+    train = Dataset.from_dict({"input_ids": [[1] * 500, [1] * 700] * 50})
+    with caplog.at_level(logging.WARNING, logger="mixer.train"):
+        hint = warn_small_micro_batches(cfg, train)
+    assert hint and "~1,200 tokens" in hint and any("batch size:" in r.getMessage() for r in caplog.records)
