@@ -211,3 +211,11 @@ def test_a_block_of_other_dimensions_is_not_trusted(tmp_path: Path) -> None:
     block, problem = SignatureBlock.load(path, 8, 128)
     assert block is None and problem is not None and "shape" in problem
     assert SignatureBlock.load(tmp_path / "absent.npz", 8, 64) == (None, None)
+
+
+def test_a_block_is_not_written_into_an_entry_that_was_removed_meanwhile(tmp_path: Path) -> None:
+    """Another build may remove a read-cache entry (its size limit) while this build signs: the block
+    is then not written, and no folder without a manifest appears under the entry's name."""
+    entry = tmp_path / "reads" / "0123abcd"
+    SignatureBlock.empty(np.zeros(8, dtype=np.int64), 64).save(entry / "near-x" / "rows-000000000000.npz")
+    assert not entry.exists()

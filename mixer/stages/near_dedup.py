@@ -182,10 +182,12 @@ class SignatureBlock:
 
     def save(self, path: Path) -> None:
         """Write the block under a temporary name, then rename it into place. A full or read-only cache
-        costs a re-sign next time, never the build."""
+        costs a re-sign next time, never the build. Only the signature folder is made, never the entry
+        above it: an entry another build removed meanwhile (the cache's size limit) is not brought back
+        as a folder without a manifest."""
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(exist_ok=True)
             with open(tmp, "wb") as f:
                 np.savez(f, sig=self.sig, has=self.has, chars=self.chars)
             os.replace(tmp, path)
