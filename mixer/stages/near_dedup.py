@@ -38,6 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mixer.config import NearDedupConfig
 from mixer.dedup import near as near_kernel
 from mixer.dedup.lsh import (
     SignatureParts,
@@ -125,7 +126,7 @@ def _confirm_in_units(ctx: StageContext, sig: np.ndarray | SignatureParts, n_new
 SIGNATURE_CACHE_VERSION = 1
 
 
-def signature_cache_folder(entry: Path | None, config: Any, block_rows: int) -> Path | None:
+def signature_cache_folder(entry: Path | None, config: NearDedupConfig, block_rows: int) -> Path | None:
     """Where one source's signature blocks live inside its read-cache entry (None: the source did not
     come from the read cache). The entry's key already pins the candidates (the input files, the
     read settings) and mixer's code; the folder's name adds what shapes a signature (the near-dedup
