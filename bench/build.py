@@ -97,6 +97,13 @@ class Run:
     profile_top: str = ""
     #: ``mixer build --engine``: local, or ray (a Ray instance the build starts on this machine)
     engine: str = "local"
+    #: with --warm: wall and CPU seconds (with children) of the first build, which fills the caches
+    first_wall_s: float | None = None
+    first_cpu_s: float | None = None
+    #: timings.json ``near_dedup_signed_rows`` of the first and the measured build (rows near dedup
+    #: signed; the rest came from the signature cache)
+    first_signed_rows: int | None = None
+    signed_rows: int | None = None
 
     @property
     def label(self) -> str:
@@ -341,7 +348,13 @@ def run_scale(args: argparse.Namespace, scale: float) -> Run:
             os.environ.pop("MIXER_READ_CACHE", None)
             if args.warm == "tokens":  # as after a change of filter settings: every source is read again
                 extra.append("--no-read-cache")
-            measure_build(recipe, raw, tmp / "first", None, extra)
+            first, _ = measure_build(recipe, raw, tmp / "first", None, extra)
+            run.first_wall_s, run.first_cpu_s = first["wall_s"], first["cpu_s"]
+            if (tmp / "first" / "timings.json").exists():
+                run.first_signed_rows = json.loads((tmp / "first" / "timings.json").read_text()).get(
+                    "near_dedup_signed_rows")
+            print(f"first build (fills the caches): {first['wall_s']:.1f} s wall, {first['cpu_s']:.1f} CPU s, "
+                  f"near dedup signed {run.first_signed_rows} rows", file=sys.stderr, flush=True)
         else:
             extra += ["--no-token-cache", "--no-read-cache"]
         res, log = measure_build(recipe, raw, out, prof, extra)
@@ -357,6 +370,9 @@ def run_scale(args: argparse.Namespace, scale: float) -> Run:
         timings = json.loads((out / "timings.json").read_text())
         card = json.loads((out / "card.json").read_text())
         run.inproc_rss_mb = timings.get("peak_rss_mb")
+        run.signed_rows = timings.get("near_dedup_signed_rows")
+        if run.signed_rows is not None:
+            print(f"measured build: near dedup signed {run.signed_rows} rows", file=sys.stderr, flush=True)
         run.output_records = card.get("totals", {}).get("records")
         run.stages = stage_rows(timings, card)
         attribute_rss(run.stages, res["series"], run.wall_s)

@@ -306,6 +306,7 @@ def _write(state: BuildState) -> BuildResult:
         timings["token_counter"] = state.token_counter
         if state.read_cache:
             timings["read_cache_hits"] = state.read_cache["hits"]
+        timings.update(state.ctx.notes)
         # cache entries found damaged (truncated, altered, foreign), removed and rebuilt, per cache
         timings["cache_damaged"] = {"read_cache": 0, "token_cache": 0, **damage_counts()}
         (tmp / "timings.json").write_text(json.dumps(timings, indent=2) + "\n", encoding="utf-8")

@@ -26,8 +26,11 @@ Entries are verified, never trusted: ``MANIFEST.json``, written last, holds the 
 every file of the entry, the entry's key and a digest of itself. Before an entry is used (and before
 its pickle is loaded) every file is checked against it; a truncated, bit-flipped or foreign entry (a
 folder copied under another key) is removed, reported (``token_cache.report_damage``, counted in
-``timings.json``) and the source read again. Near-dedup's signature files beside an entry
-(``near-*.npz``) are zip archives with a CRC per array; one that fails its CRC is removed the same way.
+``timings.json``) and the source read again. Near-dedup keeps its MinHash signatures inside the
+entry too, in blocks of rows (``near-<settings>/rows-*.npz``, ``mixer.stages.near_dedup.SignatureBlock``),
+which the process that signs a block reads and writes while the build runs, so they are not in the
+manifest: each is a zip archive with a CRC per array, checked as it is read; one that fails is
+reported the same way and its rows signed again. Removing an entry removes its signatures.
 """
 
 from __future__ import annotations
@@ -39,7 +42,6 @@ import os
 import pickle
 import shutil
 import time
-import zipfile
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -128,8 +130,6 @@ class ReadCache:
             problem = verify_entry(entry)
             if problem is not None:
                 self._remove_damaged(entry, problem)
-            else:
-                _check_signature_files(entry)
         try:
             with open(entry / "read.pkl", "rb") as f:
                 saved = pickle.load(f)
@@ -205,7 +205,8 @@ class ReadCache:
                     continue
                 if entry.name.startswith(".") or not entry.is_dir():
                     continue
-                size = sum(p.stat().st_size for p in entry.iterdir() if p.is_file())
+                # the near-dedup signature blocks in the entry's sub-folders count too
+                size = sum(p.stat().st_size for p in entry.rglob("*") if p.is_file())
                 entries.append((entry.stat().st_mtime, size, entry))
             except FileNotFoundError:
                 continue
@@ -271,17 +272,3 @@ def verify_entry(entry: Path) -> str | None:
 
     problems = [p for p in map(check, sorted(files.items())) if p is not None]
     return problems[0] if problems else None
-
-
-def _check_signature_files(entry: Path) -> None:
-    """Remove near-dedup signature archives beside an entry whose zip CRCs fail (they are rebuilt)."""
-    for path in sorted(entry.glob("near-*.npz")):
-        try:
-            with zipfile.ZipFile(path) as archive:
-                bad = archive.testzip()
-            problem = None if bad is None else f"CRC mismatch in {bad}"
-        except Exception as e:  # noqa: BLE001 - a truncated or mangled archive raises many kinds
-            problem = f"not a valid archive: {e}"
-        if problem is not None:
-            report_damage("read_cache", path, problem)
-            path.unlink(missing_ok=True)

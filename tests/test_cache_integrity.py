@@ -59,7 +59,7 @@ def warm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str
     with pytest.MonkeyPatch.context() as m:
         m.setenv("MIXER_CACHE_DIR", str(base / "cache"))
         build(load_recipe(recipe, output=str(base / "first")))
-    assert list((base / "cache" / "reads").glob("*/near-*.npz"))
+    assert list((base / "cache" / "reads").glob("*/near-*/rows-*.npz"))
     return recipe, base / "cache", _outputs(base / "first")
 
 
@@ -80,7 +80,7 @@ def _largest_entry(cache: Path) -> Path:
 def _damage_read_cache(cache: Path, how: str) -> None:
     entry = _largest_entry(cache)
     candidates = [p for p in entry.rglob("*") if p.is_file() and p.name not in ("read.pkl", MANIFEST)
-                  and not p.name.startswith("near-")]
+                  and not p.parent.name.startswith("near-")]
     if how == "pickle_flipped":
         _flip(entry / "read.pkl")
     elif how == "candidates_flipped":
@@ -90,7 +90,7 @@ def _damage_read_cache(cache: Path, how: str) -> None:
     elif how == "manifest_flipped":
         _flip(entry / MANIFEST)
     elif how == "signatures_flipped":
-        _flip(next(entry.glob("near-*.npz")))
+        _flip(next(entry.glob("near-*/rows-*.npz")))
     elif how == "foreign_entry":  # another source's entry copied under this entry's key
         other = next(e for e in (cache / "reads").iterdir() if not e.name.startswith(".") and e != entry)
         shutil.rmtree(entry)

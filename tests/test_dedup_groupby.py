@@ -223,9 +223,10 @@ def test_a_build_in_units_writes_signatures_to_part_files_and_the_driver_gets_no
     results = engine.signed["sign_rows_to_part"]
     assert "sign_rows" not in engine.signed  # no unit sent signatures back
     assert len(results) > 5
-    for count, live, chars in results:  # narrow: two counts and one length per row, no signature array
+    for count, live, chars, signed, damaged in results:  # narrow: counts and one length per row, no signatures
         assert isinstance(count, int) and isinstance(live, int) and 0 <= live <= count
         assert chars.shape == (count,) and chars.dtype == np.int64
+        assert signed == count and damaged is None  # no read cache: every row is signed
     assert engine.parts_at_lsh == [f"signatures-{k:08d}.npy" for k in range(len(results))]
     assert not list(work.glob("**/near-sig-*")) and not list(work.glob("**/near-lsh-*"))
     assert in_units.card["near_dedup"]["removed_total"] > 0

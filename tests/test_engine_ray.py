@@ -350,3 +350,27 @@ def test_lsh_split_in_partitions_and_bucket_chunks_as_ray_tasks_confirms_the_one
     ran = {name for name, _ in ray_engine.units_run}
     assert {"band_keys_unit", "band_partition_pairs", "bucket_chunk_pairs"} <= ran
     assert not list(tmp_path.glob("near-lsh-*"))
+
+
+def test_a_rebuild_in_ray_tasks_signs_no_row_the_signature_cache_holds(
+        ray_engine: RayEngine, tmp_path: Path, monkeypatch) -> None:
+    """From ``BAND_UNITS_MIN_ROWS`` on, the Ray signing tasks read and write the signature blocks in
+    the read-cache entries themselves: a rebuild signs nothing and writes the cold build's bytes."""
+    import mixer.stages.near_dedup
+
+    force_units(monkeypatch)
+    monkeypatch.setattr(mixer.stages.near_dedup, "CHUNK_ROWS", 8)  # several blocks per source
+    monkeypatch.setenv("MIXER_READ_CACHE", "1")
+    monkeypatch.setenv("MIXER_TOKEN_CACHE", "1")  # it also turns the read cache off
+    monkeypatch.setenv("MIXER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(ROOT)
+    recipe = "tests/data/v2-sample-near-decont.yaml"
+    ray_engine.units_run.clear()
+    cold = build(load_recipe(recipe, output=str(tmp_path / "cold")), engine=ray_engine, work_dir=tmp_path / "work")
+    assert "sign_rows_to_part" in {name for name, _ in ray_engine.units_run}
+    assert cold.timings["near_dedup_signed_rows"] > 0
+    assert list((tmp_path / "cache" / "reads").glob("*/near-*/rows-*.npz"))
+    warm = build(load_recipe(recipe, output=str(tmp_path / "warm")), engine=ray_engine, work_dir=tmp_path / "work")
+    assert warm.timings["near_dedup_signed_rows"] == 0
+    assert output_hashes_module.output_hashes(warm.out) == output_hashes_module.output_hashes(cold.out)
+    assert warm.card["near_dedup"] == cold.card["near_dedup"]

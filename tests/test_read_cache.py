@@ -132,7 +132,7 @@ def test_a_rebuild_with_near_dedup_reuses_the_stored_signatures(cache: Path, tmp
     recipe_path = tmp_path / "near.yaml"
     recipe_path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     first = build(load_recipe(recipe_path, output=str(tmp_path / "first")))
-    assert list((cache / "reads").glob("*/near-*.npz"))
+    assert list((cache / "reads").glob("*/near-*/rows-*.npz"))
     monkeypatch.setattr(mixer.stages.near_dedup, "sign_rows",
                         lambda unit, *a, **k: pytest.fail(f"signed {len(unit[1])} rows again"))
     second = build(load_recipe(recipe_path, output=str(tmp_path / "second")))

@@ -158,3 +158,25 @@ def test_remote_npy_rows_reads_the_rows_and_ranges_asked_for(s3: S3, monkeypatch
     np.testing.assert_array_equal(npy_rows(folder / "a.npy", slice(5, 17)), array[5:17])
     np.testing.assert_array_equal(npy_rows(folder / "a.npy", slice(5, 5)), array[5:5])
     s3.client.delete_object(Bucket=BUCKET, Key="npy-rows/a.npy")
+
+
+def test_with_an_s3_work_dir_a_rebuild_signs_no_row_the_local_signature_cache_holds(
+        s3: S3, local_build: Any, tmp_path: Path, monkeypatch) -> None:
+    """The read cache (and the signature blocks in it) stays a local path while the work folder is in
+    the store: a build in units signs into both, and a rebuild signs nothing and gives the same bytes."""
+    import mixer.stages.near_dedup
+
+    monkeypatch.setattr(mixer.stages.near_dedup, "BAND_UNITS_MIN_ROWS", 0)
+    monkeypatch.setattr(mixer.stages.near_dedup, "CHUNK_ROWS", 8)
+    monkeypatch.setenv("MIXER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(ROOT)
+    signed = []
+    with LocalEngine(2) as local:
+        for run in ("cold", "warm"):
+            result = build(load_recipe(RECIPE, output=str(tmp_path / run)), engine=local,
+                           work_dir=s3.uri("cached/work"))
+            assert output_hashes_module.output_hashes(result.out) == \
+                output_hashes_module.output_hashes(local_build.out)
+            signed.append(result.timings["near_dedup_signed_rows"])
+    assert signed[0] > 0 and signed[1] == 0
+    assert not [k for k in s3.keys() if k.startswith("cached/")]

@@ -152,6 +152,9 @@ class StageContext:
     warnings: list[str] = field(default_factory=list)
     #: per source, its read-cache entry folder (near dedup keeps signatures beside the candidates)
     read_entries: dict[str, Path] = field(default_factory=dict)
+    #: what stages report for ``timings.json`` only (such as how many rows near dedup signed): it
+    #: differs between a cold build and a rebuild, so it must stay out of the card
+    notes: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.sink = DropSink(self.stats)

@@ -9,28 +9,36 @@ and returns the card's section.
 
 Two ways, chosen by the number of signatures (``BAND_UNITS_MIN_ROWS``):
 
-* small builds: the signatures come back to this process, which keeps each source's beside its
-  read-cache entry (``SourceSignatures``, so a rebuild signs only new rows) and bands them here;
+* small builds: the signatures come back to this process, which bands them here;
 * large builds, in units from end to end: each signing unit writes its signatures to its own
   ``.npy`` file in the work folder (``sign_rows_to_part``) and returns only its row count, its count
   of rows with shingles and its rows' assistant-text lengths; the LSH units read their rows from those
   parts (``SignatureParts``), and this process reads only the rows of dropped records and their
-  keepers. The signature matrix is never in one process. The signature cache is not used here: it
-  lives beside the driver's read-cache entry, which tasks on other nodes do not reach, and filling it
-  would mean gathering the signatures.
+  keepers. The signature matrix is never in one process.
+
+Both keep each source's signatures in its read-cache entry (``mixer.read_cache``), so a rebuild signs
+only rows it has not signed before: in blocks of ``unit_rows`` candidate rows
+(``SignatureBlock``), one ``.npz`` per block under ``<entry>/near-<settings digest>/``, which the
+process that signs a block (this one for small builds, the signing unit for large ones) reads and
+writes itself. Blocks rather than one file per source, so that a signing unit on any node reads and
+replaces only its own rows and no process ever holds a source's signatures to fill the cache.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import uuid
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
+from mixer.config import NearDedupConfig
 from mixer.dedup import near as near_kernel
 from mixer.dedup.lsh import (
     SignatureParts,
@@ -51,6 +59,7 @@ from mixer.dedup.shingles import EMPTY_HASH, permutations, sign_chunk
 from mixer.records import Dropped
 from mixer.stages.base import StageContext
 from mixer.tables import SpillFiles, list_sums
+from mixer.token_cache import report_damage
 from mixer.workstore import WorkPath, make_temp_dir, open_output, remove_tree
 
 #: candidate rows per signing unit at most (also bounded by ``mixer.dedup.near.POOL_CHUNK_RECORDS``)
@@ -113,52 +122,131 @@ def _confirm_in_units(ctx: StageContext, sig: np.ndarray | SignatureParts, n_new
     return np.stack([codes // n, codes % n], axis=1), estimates[first]
 
 
-class SourceSignatures:
-    """One source's MinHash signatures and assistant-text lengths, per candidate row.
+#: the block files' layout; part of the cache folder's name, so another layout is never read
+SIGNATURE_CACHE_VERSION = 1
 
-    When the source came from the read cache (``mixer.read_cache``), they are stored beside its
-    candidates, keyed by the near-dedup settings that shape a signature, so a rebuild signs only rows
-    it has not signed before (the entry's key already pins the candidates and mixer's code).
-    """
 
-    def __init__(self, path: Path | None, sig: np.ndarray, has: np.ndarray, chars: np.ndarray) -> None:
-        self.path, self.sig, self.has, self.chars = path, sig, has, chars
-        self.changed = False
+def signature_cache_folder(entry: Path | None, config: NearDedupConfig, block_rows: int) -> Path | None:
+    """Where one source's signature blocks live inside its read-cache entry (None: the source did not
+    come from the read cache). The entry's key already pins the candidates (the input files, the
+    read settings) and mixer's code; the folder's name adds what shapes a signature (the near-dedup
+    key, n-gram, permutations, seed) and the block size, so other settings never read these blocks.
+    The threshold and the LSH bands are not in it: they do not change a signature."""
+    if entry is None:
+        return None
+    settings = (SIGNATURE_CACHE_VERSION, config.key, config.ngram, config.num_perm, config.seed, block_rows)
+    return entry / f"near-{hashlib.sha256(repr(settings).encode()).hexdigest()[:16]}"
+
+
+def block_path(folder: Path, lo: int) -> Path:
+    """The block file of candidate rows from ``lo`` (a multiple of the block size)."""
+    return folder / f"rows-{lo:012d}.npz"
+
+
+@dataclass
+class SignatureBlock:
+    """The cached signatures of one block of a source's candidate rows ``[lo, lo + len)``: ``sig``
+    (rows, num_perm), ``has`` (which rows were signed; the others are zeros) and ``chars`` (every
+    row's assistant-text length, for the keeper rule, so a rebuild need not read the messages).
+
+    Stored as an uncompressed ``.npz``: a zip archive has a CRC per array, which ``np.load`` checks as
+    it reads, so a truncated or altered block is detected, never trusted; it is written to a temporary
+    name and renamed into place, so concurrent builds (or a retried unit) replace a block whole, and
+    a block is always some build's complete, correct signatures of the rows it marks signed."""
+
+    sig: np.ndarray
+    has: np.ndarray
+    chars: np.ndarray
 
     @classmethod
-    def load(cls, entry: Path | None, config: Any, table: SpillFiles) -> SourceSignatures:
+    def empty(cls, chars: np.ndarray, num_perm: int) -> SignatureBlock:
+        """A block with no row signed yet."""
+        n = len(chars)
+        return cls(np.zeros((n, num_perm), dtype=np.uint32), np.zeros(n, dtype=bool), chars)
+
+    @classmethod
+    def load(cls, path: Path, rows: int, num_perm: int) -> tuple[SignatureBlock | None, str | None]:
+        """The stored block, or None and why not: no problem when there is none yet, else what is
+        wrong with the file (the caller reports it and signs the rows again)."""
+        try:
+            with np.load(path) as saved:
+                block = cls(saved["sig"], saved["has"], saved["chars"])
+        except FileNotFoundError:
+            return None, None
+        except Exception as e:  # noqa: BLE001 - a truncated or mangled archive raises many kinds
+            return None, f"unreadable signature block ({type(e).__name__}: {e})"
+        if block.sig.shape != (rows, num_perm) or block.sig.dtype != np.uint32 or block.has.shape != (rows,) \
+                or block.has.dtype != bool or block.chars.shape != (rows,) or block.chars.dtype != np.int64:
+            return None, f"signature block of another shape ({block.sig.shape} {block.sig.dtype}, expected " \
+                         f"({rows}, {num_perm}) uint32)"
+        return block, None
+
+    def save(self, path: Path) -> None:
+        """Write the block under a temporary name, then rename it into place. A full or read-only cache
+        costs a re-sign next time, never the build. Only the signature folder is made, never the entry
+        above it: an entry another build removed meanwhile (the cache's size limit) is not brought back
+        as a folder without a manifest."""
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            path.parent.mkdir(exist_ok=True)
+            with open(tmp, "wb") as f:
+                np.savez(f, sig=self.sig, has=self.has, chars=self.chars)
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
+
+class SourceSignatures:
+    """One source's MinHash signatures and assistant-text lengths, per candidate row, for the build
+    whose signatures come back to this process (below ``BAND_UNITS_MIN_ROWS``).
+
+    When the source came from the read cache they are loaded from its signature blocks
+    (``SignatureBlock``), and the blocks that gain rows are written back, so a rebuild signs only
+    rows it has not signed before; ``damaged``: the block files found unreadable (signed again)."""
+
+    def __init__(self, folder: Path | None, block_rows: int, sig: np.ndarray, has: np.ndarray,
+                 chars: np.ndarray) -> None:
+        self.folder, self.block_rows = folder, block_rows
+        self.sig, self.has, self.chars = sig, has, chars
+        self.changed: set[int] = set()  #: first rows of the blocks to write back
+        self.damaged: list[tuple[Path, str]] = []
+
+    @classmethod
+    def load(cls, folder: Path | None, num_perm: int, table: SpillFiles, block_rows: int) -> SourceSignatures:
         n = table.num_rows
-        path = None
-        if entry is not None:
-            digest = hashlib.sha256(repr((config.key, config.ngram, config.num_perm, config.seed)).encode())
-            path = entry / f"near-{digest.hexdigest()[:16]}.npz"
-            try:
-                with np.load(path) as saved:
-                    sig, has, chars = saved["sig"], saved["has"], saved["chars"]
-                if sig.shape == (n, config.num_perm) and has.shape == (n,) and chars.shape == (n,):
-                    return cls(path, sig, has, chars)
-            except (OSError, ValueError, KeyError):
-                pass
-        stored = cls(path, np.zeros((n, config.num_perm), dtype=np.uint32), np.zeros(n, dtype=bool),
-                     assistant_chars_column(table))
-        stored.changed = True
+        stored = cls(folder, block_rows, np.zeros((n, num_perm), dtype=np.uint32), np.zeros(n, dtype=bool),
+                     np.zeros(n, dtype=np.int64))
+        missing = list(range(0, n, block_rows))
+        if folder is not None:
+            missing = []
+            for lo in range(0, n, block_rows):
+                hi = min(n, lo + block_rows)
+                block, problem = SignatureBlock.load(block_path(folder, lo), hi - lo, num_perm)
+                if problem is not None:
+                    stored.damaged.append((block_path(folder, lo), problem))
+                if block is None:
+                    missing.append(lo)
+                    continue
+                stored.sig[lo:hi], stored.has[lo:hi], stored.chars[lo:hi] = block.sig, block.has, block.chars
+        if missing:
+            chars = assistant_chars_column(table)
+            for lo in missing:
+                stored.chars[lo:lo + block_rows] = chars[lo:lo + block_rows]
+            stored.changed.update(missing)
         return stored
 
     def put(self, rows: np.ndarray, sig: np.ndarray) -> None:
         self.sig[rows] = sig
         self.has[rows] = True
-        self.changed = True
+        self.changed.update((np.unique(rows // self.block_rows) * self.block_rows).tolist())
 
     def save(self) -> None:
-        if self.path is None or not self.changed:
+        if self.folder is None:
             return
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                np.savez(f, sig=self.sig, has=self.has, chars=self.chars)
-            os.replace(tmp, self.path)
-        except OSError:  # a full or read-only cache costs a re-sign next time, never the build
-            tmp.unlink(missing_ok=True)
+        for lo in sorted(self.changed):
+            hi = lo + self.block_rows
+            SignatureBlock(self.sig[lo:hi], self.has[lo:hi], self.chars[lo:hi]).save(block_path(self.folder, lo))
+        self.changed.clear()
 
 
 def rows_with_shingles(sig: np.ndarray) -> int:
@@ -177,21 +265,67 @@ def sign_rows(unit: tuple[SpillFiles, np.ndarray], key: str, ngram: int, num_per
     return sign_chunk([key_text(m, key) for m in messages], ngram, num_perm, seed, perms)
 
 
-def sign_rows_to_part(unit: tuple[SpillFiles, np.ndarray, WorkPath], key: str, ngram: int, num_perm: int,
-                      seed: int, perms: tuple[np.ndarray, np.ndarray]) -> tuple[int, int, np.ndarray]:
+class PartUnit(NamedTuple):
+    """One signing unit of a build in units: candidate ``rows`` of ``table``, all inside the block
+    ``[lo, hi)``; ``part``: the work-folder file its signatures go to; ``cached``: the block's file
+    in the source's read-cache entry (None without one)."""
+
+    table: SpillFiles
+    rows: np.ndarray
+    lo: int
+    hi: int
+    part: WorkPath
+    cached: Path | None
+
+
+class SignedPart(NamedTuple):
+    """What a signing unit of a build in units returns: never the signatures. ``count`` rows,
+    ``live`` of them with shingles (to size the LSH partitions), ``chars`` each row's assistant-text
+    length (for the keeper rule), ``signed`` how many rows it had to sign (the others came from the
+    cache), ``damaged`` what was wrong with the cached block it found (None: nothing)."""
+
+    count: int
+    live: int
+    chars: np.ndarray
+    signed: int
+    damaged: str | None
+
+
+def sign_rows_to_part(unit: PartUnit, key: str, ngram: int, num_perm: int, seed: int,
+                      perms: tuple[np.ndarray, np.ndarray]) -> SignedPart:
     """One signing unit of a build in units: signs its rows (as ``sign_rows``) and writes the
     signatures to its own ``.npy`` file in the work folder (the unit names it, so a retried unit
-    overwrites what a killed attempt left). Returns only what the driver needs: the row count, how
-    many rows have shingles (to size the LSH partitions) and each row's assistant-text length (for
-    the keeper rule), never the signatures."""
-    table, rows, path = unit
-    column = table.take(rows, ["messages"]).column(0)
-    sig = sign_chunk([key_text(m, key) for m in column.to_pylist()], ngram, num_perm, seed, perms)
+    overwrites what a killed attempt left); returns a ``SignedPart``.
+
+    With a cached block, only the rows the block has not signed are read and signed, and the block is
+    written back when it gained rows; a new block stores every row's assistant-text length, so its
+    unit reads the messages of its whole block once (rows exact dedup took out included)."""
+    table, rows, lo, hi, path, cached = unit
+    block, damaged = SignatureBlock.load(cached, hi - lo, num_perm) if cached is not None else (None, None)
+    if cached is None:  # no cache: sign every row, as a cold build
+        column = table.take(rows, ["messages"]).column(0)
+        sig = sign_chunk([key_text(m, key) for m in column.to_pylist()], ngram, num_perm, seed, perms)
+        chars = np.concatenate([np.zeros(0, dtype=np.int64)] + [_assistant_chars(c) for c in column.chunks])
+        signed = len(rows)
+    else:
+        if block is None:
+            column = table.take(np.arange(lo, hi), ["messages"]).column(0)
+            block = SignatureBlock.empty(
+                np.concatenate([np.zeros(0, dtype=np.int64)] + [_assistant_chars(c) for c in column.chunks]),
+                num_perm)
+            need = rows
+            messages = column.take(pa.array(need - lo, pa.int64())).to_pylist()
+        else:
+            need = rows[~block.has[rows - lo]]
+            messages = table.take(need, ["messages"]).column(0).to_pylist() if len(need) else []
+        if len(need):
+            block.sig[need - lo] = sign_chunk([key_text(m, key) for m in messages], ngram, num_perm, seed, perms)
+            block.has[need - lo] = True
+            block.save(cached)  # a new or damaged block always has rows to sign
+        sig, chars, signed = block.sig[rows - lo], block.chars[rows - lo], len(need)
     with open_output(path) as f:
         np.save(f, sig)
-    live = rows_with_shingles(sig)
-    chars = np.concatenate([np.zeros(0, dtype=np.int64)] + [_assistant_chars(c) for c in column.chunks])
-    return len(sig), live, chars
+    return SignedPart(len(sig), rows_with_shingles(sig), chars, signed, damaged)
 
 
 def _assistant_chars(messages: Any) -> np.ndarray:
@@ -240,6 +374,14 @@ def near_dedup(ctx: StageContext) -> dict[str, Any]:
         return signatures_async([text for _, text, _ in against], config.ngram, config.num_perm, config.seed,
                                 ctx.executor, width=config.workers)()
 
+    signed_rows = 0
+
+    def report(path: Path, problem: str) -> None:
+        """A damaged signature block: counted as read-cache damage (``timings.json``) and said on the
+        console, not in the card (the card of a build is the same with or without the cache)."""
+        report_damage("read_cache", path, problem)
+        ctx.reporter.warn(f"near dedup: signature cache {path}: {problem}; its rows are signed again")
+
     if total + len(against) >= BAND_UNITS_MIN_ROWS:
         folder = make_temp_dir(ctx.work_dir, "near-sig-")
         try:
@@ -251,15 +393,27 @@ def near_dedup(ctx: StageContext) -> dict[str, Any]:
                 alive = np.asarray(candidates.alive.get(name, []), dtype=np.int64)
                 if table is None or not len(alive):
                     continue
-                units = [(table, alive[i:i + unit_rows], folder / f"signatures-{len(parts) + k:08d}.npy")
-                         for k, i in enumerate(range(0, len(alive), unit_rows))]
+                cache = signature_cache_folder(ctx.read_entries.get(name), config, unit_rows)
+                units = []
+                # one unit per block of candidate rows with live rows (a run of ``alive`` in one block)
+                block_of = alive // unit_rows
+                bounds = np.flatnonzero(np.r_[True, block_of[1:] != block_of[:-1], True])
+                for first, end in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+                    lo = int(block_of[first]) * unit_rows
+                    units.append(PartUnit(table, alive[first:end], lo, min(table.num_rows, lo + unit_rows),
+                                          folder / f"signatures-{len(parts) + len(units):08d}.npy",
+                                          block_path(cache, lo) if cache is not None else None))
                 chars: list[np.ndarray] = []
-                for unit, (count, unit_live, unit_chars) in zip(
-                        units, ctx.executor.map(to_part, units, local=config.workers == 1), strict=True):
-                    parts.append(unit[2])
-                    starts.append(starts[-1] + count)
-                    live += unit_live
-                    chars.append(unit_chars)
+                for unit, done in zip(units, ctx.executor.map(to_part, units, local=config.workers == 1),
+                                      strict=True):
+                    parts.append(unit.part)
+                    starts.append(starts[-1] + done.count)
+                    live += done.live
+                    chars.append(done.chars)
+                    signed_rows += done.signed
+                    if done.damaged is not None:
+                        assert unit.cached is not None
+                        report(unit.cached, done.damaged)
                 _add_items(items, where, name, rank, table, alive, np.concatenate(chars))
             if against:
                 sig = against_sig()  # the against corpus's: its texts are in this process already
@@ -281,8 +435,12 @@ def near_dedup(ctx: StageContext) -> dict[str, Any]:
             alive = np.asarray(candidates.alive.get(name, []), dtype=np.int64)
             if table is None or not len(alive):
                 continue
-            stored = SourceSignatures.load(ctx.read_entries.get(name), config, table)
+            stored = SourceSignatures.load(signature_cache_folder(ctx.read_entries.get(name), config, unit_rows),
+                                           config.num_perm, table, unit_rows)
+            for path, problem in stored.damaged:
+                report(path, problem)
             need = alive[~stored.has[alive]]
+            signed_rows += len(need)
             units = [(table, need[i:i + unit_rows]) for i in range(0, len(need), unit_rows)]
             # the assistant text (known without reading the records) is a lower bound of what is signed
             local = config.workers == 1 or int(stored.chars[need].sum()) < near_kernel.POOL_MIN_CHARS
@@ -296,6 +454,8 @@ def near_dedup(ctx: StageContext) -> dict[str, Any]:
             sig = np.concatenate([sig, against_sig()], axis=0)
         found = find_near_duplicates(items, config, against, signatures_cache=sig)
         del sig
+    # how many candidate rows were signed (the rest came from the signature cache): timings.json
+    ctx.notes["near_dedup_signed_rows"] = signed_rows
     per_source: dict[str, dict[int, Dropped]] = {}
     for d in found:
         source, row = where[d.index]
