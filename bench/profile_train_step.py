@@ -6,8 +6,9 @@
 For each batching mode: two warm-up steps, then one step under ``torch.profiler`` (CUDA activity).
 Prints the kernels by total GPU time and a summary by kind (matmul, attention, elementwise/norm,
 casts and copies, optimizer, other) with the step's wall time, so the gap between measured MFU and the
-matmul ceiling can be attributed. Same step as the benchmark: fp32 master weights + bf16 autocast,
-gradient checkpointing, TRL's fused LM head, fused AdamW (``--master-weights bf16`` for pure bf16).
+matmul ceiling can be attributed. Same step as the benchmark: gradient checkpointing, TRL's fused LM
+head, fused AdamW, and ``--master-weights`` copy (fp32 masters with mixer's bf16 compute copies, the
+one-process default of ``mixer train``), fp32 (bf16 autocast over fp32 weights) or bf16 (pure bf16).
 On CPU it runs the tiny model (CPU activity only), to check the script.
 """
 
@@ -22,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from train_throughput import SHAPES, build_model, make_batches, sample_lengths  # noqa: E402
+from train_throughput import SHAPES, build_model, compute_copies_for, make_batches, sample_lengths  # noqa: E402
 
 KINDS = (
     ("attention", ("flash", "fmha", "attention", "varlen")),
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--attention", default="auto")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--max-length", type=int, default=4096)
-    ap.add_argument("--master-weights", choices=["fp32", "bf16"], default="fp32")
+    ap.add_argument("--master-weights", choices=["copy", "fp32", "bf16"], default="copy")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--txt", help="also write the report here")
     args = ap.parse_args(argv)
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=gpu)
+    copies = compute_copies_for(model, args.master_weights)
     lines = [f"# profile: {torch.cuda.get_device_name() if gpu else 'CPU'}, {size}, attention {attn}, weights "
              f"{args.master_weights}, batch {args.batch_size}, torch {torch.__version__}"]
 
@@ -79,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             loss = model(**inputs, use_cache=False, fused_lm_head=True).loss
         loss.backward()
         opt.step()
+        if copies is not None:
+            copies.refresh()
         opt.zero_grad(set_to_none=True)
 
     for mode in args.modes.split(","):

@@ -5,8 +5,10 @@ tokens, the padding fraction, peak GPU memory and model FLOPs utilisation (MFU),
 trainer runs: TRL's ``DataCollatorForLanguageModeling`` builds the batches (``pack_dataset`` the bfd
 bins), the model is called with ``use_cache=False`` (so padding-free rows are masked per sequence) and
 TRL's fused LM head (``add_fused_lm_head``: log-probs in tiles, no ``[T, vocab]`` logits), gradient
-checkpointing on as in the recipes, fp32 master weights with bf16 autocast (what ``mixer train`` does
-for full fine-tuning; ``--master-weights bf16`` for pure bf16), fused AdamW.
+checkpointing on as in the recipes, fused AdamW, and the weights as ``--master-weights`` says: ``copy``
+(the default, what one-process ``mixer train`` does for full fine-tuning: fp32 master weights, bf16
+compute copies cast once per optimizer step by ``mixer.train.precision``), ``fp32`` (fp32 weights with
+bf16 autocast, ``mixed_precision: autocast``) or ``bf16`` (pure bf16 weights, which lose small updates).
 
 Shapes: ``7b`` (Llama-2-7B: 32 layers, hidden 4096, MHA 32 heads, FFN 11008), ``1b`` (TinyLlama-1.1B:
 22 layers, hidden 2048, GQA 32/4, FFN 5632), ``tiny`` (CPU check). On a GPU the model is built on the
@@ -151,13 +153,27 @@ def build_model(shape: dict[str, int], attn: str, max_length: int, device: Any, 
     return model
 
 
+def compute_copies_for(model: Any, master_weights: str) -> Any:
+    """mixer's bf16 compute copies for ``--master-weights copy`` (None otherwise); the caller refreshes
+    them after each optimizer step, as the trainer's callback does."""
+    if master_weights != "copy":
+        return None
+    import torch
+
+    from mixer.train.precision import ComputeCopies
+
+    return ComputeCopies(model, torch.bfloat16)
+
+
 def run_one(model: Any, batches: list, device: Any, steps: int, warmup: int, peak: float | None,
-            n_params: int, layers: int, hidden: int) -> tuple[float, float, float | None, float | None, int, list]:
+            n_params: int, layers: int, hidden: int,
+            master_weights: str = "copy") -> tuple[float, float, float | None, float | None, int, list]:
     """``steps`` timed optimizer steps (after ``warmup``) of forward + backward + fused AdamW."""
     import torch
 
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5,
                             fused=device.type == "cuda")
+    copies = compute_copies_for(model, master_weights)
     model.train()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -174,6 +190,8 @@ def run_one(model: Any, batches: list, device: Any, steps: int, warmup: int, pea
             loss = model(**inputs, use_cache=False, fused_lm_head=True).loss
         loss.backward()
         opt.step()
+        if copies is not None:
+            copies.refresh()
         opt.zero_grad(set_to_none=True)
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -187,6 +205,8 @@ def run_one(model: Any, batches: list, device: Any, steps: int, warmup: int, pea
             flops += 6 * n_params * n_real + 6 * layers * hidden * sum(s * s for s in lens)
     mem = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
     mfu = flops / elapsed / peak if peak else None
+    if copies is not None:
+        copies.remove()
     del opt
     return real / elapsed, 1 - real / total, mem, mfu, real, losses
 
@@ -204,8 +224,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma list of sdpa,torch_varlen,flash_attention_2/3/4; auto = sdpa + mixer's auto pick")
     ap.add_argument("--modes", default="padded,padding_free,packed")
     ap.add_argument("--no-gradient-checkpointing", action="store_true", help="the recipes use it; off for tests")
-    ap.add_argument("--master-weights", choices=["fp32", "bf16"], default="fp32",
-                    help="fp32 (mixer train's full fine-tuning: fp32 weights, bf16 autocast) or pure bf16")
+    ap.add_argument("--master-weights", choices=["copy", "fp32", "bf16"], default="copy",
+                    help="copy (mixer train's one-process full fine-tuning: fp32 masters, bf16 compute copies), "
+                    "fp32 (fp32 weights, bf16 autocast) or pure bf16")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -223,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     gpu_name = torch.cuda.get_device_name() if gpu else None
     peak = peak_flops(gpu_name)
     if not gpu:
-        print("NOTE: no GPU found: running on CPU in fp32. This checks that the benchmark runs; its figures say "
+        print("NOTE: no GPU found: running on CPU (autocast off). This checks that the benchmark runs; its figures say "
               "nothing about GPU throughput, and MFU is not computed.", file=sys.stderr)
     attns = attention_kernels(args.attention, gpu)
     shape = SHAPES[size]
@@ -239,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             batches = make_batches(mode, lengths, batch_size, max_length, shape["vocab_size"], args.seed)
             random.Random(args.seed).shuffle(batches)
             tps, pad, mem, mfu, real, losses = run_one(model, batches, device, steps, args.warmup, peak, n_params,
-                                                       shape["num_hidden_layers"], shape["hidden_size"])
+                                                       shape["num_hidden_layers"], shape["hidden_size"],
+                                                       args.master_weights)
             results.append(Result(attn, mode, tps, pad, mem, mfu, steps, real, losses[0], losses[-1]))
             print(f"{attn:18s} {mode:13s} {tps:12.0f} tok/s  padding {pad:6.1%}  "
                   f"mem {mem if mem is None else round(mem, 2)} GiB  MFU {mfu if mfu is None else round(mfu, 3)}  "
@@ -250,8 +272,9 @@ def main(argv: list[str] | None = None) -> int:
 
     base = {r.attention: r.tokens_per_s for r in results if r.batching == "padded"}
     sdpa_padded = base.get("sdpa")
+    autocast = " + bf16 autocast" if gpu and args.master_weights == "fp32" else ""
     print(f"\ndevice: {gpu_name or 'CPU (no GPU)'}; model: {size} ({shape['num_hidden_layers']} layers, hidden "
-          f"{shape['hidden_size']}); weights {args.master_weights}{' + bf16 autocast' if gpu else ''}; gradient "
+          f"{shape['hidden_size']}); weights {args.master_weights}{autocast}; gradient "
           f"checkpointing {'off' if args.no_gradient_checkpointing else 'on'}; max_length {max_length}; "
           f"{n_examples} examples, lengths {'from ' + args.data if args.data else 'synthetic log-normal'} (mean "
           f"{sum(lengths) / len(lengths):.0f}); batch {batch_size} examples (packed: 1 bin of {max_length}); "

@@ -32,3 +32,9 @@ def test_benchmark_runs_on_cpu_and_says_so(
         assert r["tokens_per_s"] > 0 and 0 <= r["padding_fraction"] < 1
     assert next(r for r in results if r["batching"] == "padding_free")["padding_fraction"] == 0
     assert "| attention | batching |" in captured.out
+    assert json.loads(out.read_text())["master_weights"] == "copy"  # mixer train's one-process default
+    autocast = tmp_path / "a.json"
+    assert bench.main(["--model-size", "tiny", "--examples", "24", "--max-length", "128", "--batch-size", "4",
+                       "--steps", "2", "--warmup", "1", "--modes", "packed", "--master-weights", "fp32",
+                       "--json", str(autocast)]) == 0
+    assert json.loads(autocast.read_text())["results"][0]["tokens_per_s"] > 0
