@@ -69,3 +69,12 @@ def environment_error(e: BaseException) -> str | None:
         return None
     where = f"{e.filename}: " if e.filename is not None else ""
     return f"{where}{e.strerror or e}"
+
+
+def did_you_mean(name: str, valid: list[str] | tuple[str, ...] | set[str]) -> str:
+    """`` (did you mean 'take'?)`` for a near miss among ``valid``, else empty: a typo'd key is the most
+    common recipe error, and the full list of valid keys does not point at the one meant."""
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(valid), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import yaml
 
 from mixer.config import DecontaminationConfig, NearDedupConfig
-from mixer.errors import RecipeError
+from mixer.errors import RecipeError, did_you_mean
 from mixer.sources import get_adapter
 
 #: Tulu V2's mentions-of-other-LLMs keyword list, matched as case-insensitive substrings on every
@@ -227,7 +227,8 @@ def parse_dataclass(cls: type, data: Any, where: str) -> Any:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         valid = sorted(k for k in fields if k not in ("path", "sha256"))
-        raise RecipeError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
+        named = ", ".join(f"{k!r}{did_you_mean(str(k), valid)}" for k in unknown)
+        raise RecipeError(f"{where}: unknown key(s) {named}; "
                           + (f"valid keys: {', '.join(valid)}" if valid else "it takes no keys"))
     kwargs = {}
     for name, f in fields.items():

@@ -31,6 +31,14 @@ def test_unknown_source_key_names_the_source() -> None:
         parse_recipe(_one(tak=3))
 
 
+def test_a_near_miss_key_is_answered_with_the_key_meant() -> None:
+    with pytest.raises(RecipeError, match=r"'tkae' \(did you mean 'take'\?\)"):
+        parse_recipe(_one(tkae=3))
+    with pytest.raises(RecipeError) as e:
+        parse_recipe({**_one(), "zzzz": 1})  # nothing close: no guess
+    assert "did you mean" not in str(e.value)
+
+
 def test_wrong_type_names_key_path_and_expected_type() -> None:
     with pytest.raises(RecipeError, match=r"sources\[0\] \(flan_v2\)\.repeat: expected an integer"):
         parse_recipe(_one(repeat="ten"))

@@ -110,6 +110,7 @@ def test_unknown_key_lists_valid_keys() -> None:
         load_config("sft", TRAIN / "tulu2-sft.yaml", ["learning_rte=1e-5"])
     msg = str(err.value)
     assert "learning_rte" in msg and "valid keys" in msg and "learning_rate" in msg
+    assert "(did you mean 'learning_rate'?)" in msg
 
 
 def test_bad_value_type_names_the_key() -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from mixer.errors import MixerError
+from mixer.errors import MixerError, did_you_mean
 
 
 class ConfigError(MixerError):
@@ -403,7 +403,8 @@ def _set_field(cfg: Any, hints: dict[str, Any], key: str, value: Any, source: st
     head, _, rest = key.partition(".")
     if head not in hints:
         raise ConfigError(
-            f"{source}: unknown key {head!r} for `{_kind_of(cfg)}`; valid keys: {', '.join(sorted(names))}"
+            f"{source}: unknown key {head!r}{did_you_mean(head, names)} for `{_kind_of(cfg)}`; "
+            f"valid keys: {', '.join(sorted(names))}"
         )
     if rest:  # dotted key into a dict field: trl_args.foo=bar
         if typing.get_origin(hints[head]) is not dict:
