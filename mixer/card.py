@@ -158,6 +158,8 @@ def load_card(out_dir: Path) -> dict[str, Any]:
     from mixer.errors import MixerError
 
     path = Path(out_dir) / "card.json"
+    if not Path(out_dir).exists():
+        raise MixerError(f"{out_dir}: no such folder")
     if not path.exists():
         raise MixerError(f"{out_dir}: no card.json here; is this the output folder of `mixer build`?")
     return json.loads(path.read_text(encoding="utf-8"))

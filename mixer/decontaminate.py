@@ -109,7 +109,9 @@ def load_benchmark(spec: BenchmarkSpec, base_dir: str | Path | None = None) -> l
         if base_dir is not None and not path.is_absolute():
             path = Path(base_dir) / path
         if not path.exists():
-            raise InputError(str(path), f"benchmark {spec.name!r}: file not found (run `mixer fetch` when online)")
+            hint = ("run `mixer fetch` when online" if spec.url
+                    else "the recipe gives it no `url:`, so `mixer fetch` cannot get it: put the file there")
+            raise InputError(str(path), f"benchmark {spec.name!r}: file not found ({hint})")
         for item in read_raw(path):
             value = item.value
             if isinstance(value, ParseFailure):

@@ -79,6 +79,8 @@ def test_fetch_without_network_names_the_file(tmp_path: Path, make_recipe) -> No
 def test_card_on_a_folder_that_is_not_a_build_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["card", str(tmp_path)])
     assert result.exit_code == 2 and "no card.json" in result.output
+    missing = runner.invoke(app, ["card", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "no such folder" in missing.output
 
 
 def test_build_says_how_many_sources_came_from_the_read_cache(tmp_path: Path, make_recipe, monkeypatch) -> None:

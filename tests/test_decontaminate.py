@@ -97,8 +97,10 @@ def test_load_benchmark_formats_and_errors(tmp_path) -> None:
     assert load_benchmark(BenchmarkSpec("c", ("c.csv",), "prompt"), tmp_path) == ["a csv prompt"]
     with pytest.raises(InputError, match=r"a\.jsonl.*field 'prompt' not found.*\['answer', 'question'\]"):
         load_benchmark(BenchmarkSpec("g", ("a.jsonl",), "prompt"), tmp_path)
-    with pytest.raises(InputError, match="missing.jsonl.*file not found"):
+    with pytest.raises(InputError, match="missing.jsonl.*file not found.*no `url:`"):
         load_benchmark(BenchmarkSpec("g", ("missing.jsonl",), "prompt"), tmp_path)
+    with pytest.raises(InputError, match="missing.jsonl.*file not found.*run `mixer fetch`"):
+        load_benchmark(BenchmarkSpec("g", ("missing.jsonl",), "prompt", ("https://example.org/g.jsonl",)), tmp_path)
     (tmp_path / "bad.jsonl").write_text('{"question": "ok"}\n{not json\n')
     with pytest.raises(InputError, match="bad.jsonl, line 2"):
         load_benchmark(BenchmarkSpec("g", ("bad.jsonl",), "question"), tmp_path)
