@@ -21,6 +21,7 @@ import yaml
 from mixer.config import DecontaminationConfig, NearDedupConfig
 from mixer.errors import RecipeError, did_you_mean
 from mixer.sources import get_adapter
+from mixer.yamlio import UniqueKeyLoader
 
 #: Tulu V2's mentions-of-other-LLMs keyword list, matched as case-insensitive substrings on every
 #: message. Source: open-instruct (Tulu V2 era) filtering of the SFT mixture, as documented in
@@ -127,24 +128,7 @@ class Recipe:
         return int.from_bytes(digest[:8], "big")
 
 
-class _Loader(yaml.SafeLoader):
-    """Safe YAML that refuses a key given twice in one mapping: PyYAML keeps the last one silently, so a
-    pasted ``take: 10`` under an earlier ``take: 5`` would win without a word."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-            except TypeError:  # an unhashable key: construct_mapping's own error says so
-                continue
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} is given twice in one mapping (YAML would keep only the last)",
-                    key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep)
+_Loader = UniqueKeyLoader
 
 
 # -- generic typed parsing ------------------------------------------------------------------

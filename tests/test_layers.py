@@ -19,7 +19,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # the executor interface (a Protocol importing nothing from mixer) sits with the core types:
     # stages receive an executor, so its type is below them; the engines that implement it are above
     ("core", ("mixer", "mixer.errors", "mixer.records", "mixer.chat", "mixer.stats", "mixer.tables",
-              "mixer.overlap", "mixer.engine.base", "mixer.digest", "mixer.outdir", "mixer.workstore")),
+              "mixer.overlap", "mixer.engine.base", "mixer.digest", "mixer.outdir", "mixer.workstore",
+              "mixer.yamlio")),
     ("config", ("mixer.config",)),
     # the recipe loader validates adapter names and options against the sources' registry, so it sits
     # with them; the settings it parses for the kernels (near dedup, decontamination) are in mixer.config

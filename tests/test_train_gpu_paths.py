@@ -332,11 +332,17 @@ def test_run_keeps_its_loss_history_and_resolved_config(tmp_path: Path, monkeypa
 # --- issue 15: a run folder is never a bin ----------------------------------------------------------------
 
 
-def test_train_refuses_a_non_empty_folder_that_is_not_a_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(launch_mod, "detect_gpu_count", lambda: 1)
+def _precious_folder(tmp_path: Path) -> Path:
+    """A user's folder that is not a run: a training command must refuse to write into it."""
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.txt").write_text("years of work")
+    return precious
+
+
+def test_train_refuses_a_non_empty_folder_that_is_not_a_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(launch_mod, "detect_gpu_count", lambda: 1)
+    precious = _precious_folder(tmp_path)
     args = ["sft", "--config", "tiny-cpu", "--model", "m", "--data", "d", "--output-dir", str(precious), "--dry-run"]
     refused = runner.invoke(app, args)
     assert refused.exit_code == 2 and "--overwrite-output-dir" in refused.output and "Traceback" not in refused.output
@@ -351,9 +357,7 @@ def test_train_refuses_a_non_empty_folder_that_is_not_a_run(monkeypatch: pytest.
 
 def test_rm_refusal_names_an_option_rm_takes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(launch_mod, "detect_gpu_count", lambda: 1)
-    precious = tmp_path / "precious"
-    precious.mkdir()
-    (precious / "thesis.txt").write_text("years of work")
+    precious = _precious_folder(tmp_path)
     args = ["rm", "--config", "tiny-cpu-rm", "--model", "m", "--data", "d", "--output-dir", str(precious), "--dry-run"]
     refused = runner.invoke(app, args)
     assert refused.exit_code == 2 and "--overwrite-output-dir" in refused.output

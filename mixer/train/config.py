@@ -23,31 +23,17 @@ from typing import Any
 import yaml
 
 from mixer.errors import MixerError, did_you_mean
+from mixer.yamlio import UniqueKeyLoader
 
 
 class ConfigError(MixerError):
     """A recipe key, type or value is wrong."""
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(UniqueKeyLoader):
     """YAML with 1.2 booleans: only true/false are booleans, so ``save_strategy: no`` stays the string
     TrainingArguments expects (PyYAML's 1.1 rules read yes/no/on/off as booleans). A key given twice in
     one mapping is an error (PyYAML would keep the last one silently)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-            except TypeError:  # an unhashable key: construct_mapping's own error says so
-                continue
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} is given twice in one mapping (YAML would keep only the last)",
-                    key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep)
 
 
 _Loader.yaml_implicit_resolvers = {
