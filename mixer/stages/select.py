@@ -159,29 +159,30 @@ class Selector:
               ) -> tuple[np.ndarray, np.ndarray, int]:
         if self.max_tokens is None:
             return self._take_first(table, known, order[:want])
-        got: list[int] = []
-        got_tokens: list[int] = []
-        pos = 0
-        while len(got) < want and pos < len(order):
-            need = want - len(got)
+        got: list[np.ndarray] = []  # per chunk, as arrays: a take-all source walks millions of rows
+        got_tokens: list[np.ndarray] = []
+        taken = pos = 0
+        while taken < want and pos < len(order):
+            need = want - taken
             chunk = order[pos:pos + min(WALK_CHUNK_ROWS, max(256, int(need * 1.05) + 16))]
-            counts = self._count_chunk(table, known, chunk)()
-            too_long: list[tuple[int, int]] = []
-            for row_index, n in zip(chunk.tolist(), counts, strict=True):
-                pos += 1
-                if n > self.max_tokens:
-                    too_long.append((row_index, n))
-                    continue
-                got.append(row_index)
-                got_tokens.append(n)
-                if len(got) == want:
-                    break
-            if too_long:
-                rows = table.take([r for r, _ in too_long], ["dataset", "id", "messages"]).to_pylist()
-                for row, (_, n) in zip(rows, too_long, strict=True):
+            counts = np.asarray(self._count_chunk(table, known, chunk)(), dtype=np.int64)
+            fits = counts <= self.max_tokens
+            reached = np.cumsum(fits)
+            # the walk stops at the record that completes ``want``, or walks the whole chunk
+            end = int(np.searchsorted(reached, need)) + 1 if reached[-1] >= need else len(chunk)
+            chunk, counts, fits = chunk[:end], counts[:end], fits[:end]
+            got.append(chunk[fits])
+            got_tokens.append(counts[fits].astype(np.int32))
+            taken += int(reached[end - 1])
+            pos += end
+            too_long = chunk[~fits]
+            if len(too_long):
+                rows = table.take(too_long, ["dataset", "id", "messages"]).to_pylist()
+                for row, n in zip(rows, counts[~fits].tolist(), strict=True):
                     self.ctx.sink.drop(source, drop_record(row, "too_many_tokens", "select",
                                                            f"{n} tokens > max_tokens {self.max_tokens}"))
-        return np.asarray(got, dtype=np.int64), np.asarray(got_tokens, dtype=np.int32), pos
+        return (np.concatenate([np.empty(0, np.int64), *got]), np.concatenate([np.empty(0, np.int32), *got_tokens]),
+                pos)
 
     def _take_first(self, table: SpillFiles, known: pa.Array, rows: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray, int]:
