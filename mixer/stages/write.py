@@ -218,9 +218,10 @@ def write_dropped(source: str, drops: list[Dropped], unsampled: Sequence[Ordered
 
     Written a row group at a time, so the not-sampled ids are never all in memory (3.9 M at scale
     3.0). The bytes are those of one table (the drops, then one chunk per group) written whole with
-    ``pq.write_table``: the same row-group cuts, and in each row group the same chunks per column,
-    since a column chunk's pages are cut where the Arrow chunks end; hence each piece below is made
-    one chunk, cut where a group or a row group ends."""
+    ``pq.write_table``: the same row-group cuts, and in each row group the same chunks per column
+    (Arrow's writer encodes a column chunk in batches that restart at each Arrow chunk, so where its
+    pages end may depend on them); hence each piece below is made one chunk, cut where a group or a
+    row group ends."""
     total = len(drops) + sum(group.num_rows for group in unsampled)
     if not total:
         return None
