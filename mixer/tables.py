@@ -80,9 +80,15 @@ class SpillFiles:
                 yield reader.get_batch(b)
 
     def column(self, name: str) -> pa.ChunkedArray:
-        """One whole column (only its buffers are read)."""
+        """One whole column (only its buffers are read), each chunk copied out of its batch.
+
+        Why the copy: the IPC reader allocates a batch's whole body, every column's bytes, and the
+        column read is a slice of it, so keeping the slices kept each batch's body allocated: the
+        select stage's ``n_tokens`` of Open-Orca's 3 M candidates at scale 3.0 held 3.7 GB of
+        allocations (the messages' share mostly never touched, yet ~800 MiB of RSS) for 12 MB of
+        counts. A copy keeps only the column's own bytes, one batch's body at a time."""
         _, schema = self._fields([name])
-        chunks = [batch.column(0) for batch in self.iter_batches([name])]
+        chunks = [pa.concat_arrays([batch.column(0)]) for batch in self.iter_batches([name])]
         return pa.chunked_array(chunks, type=schema.field(0).type)
 
     def take(self, rows: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None) -> pa.Table:
