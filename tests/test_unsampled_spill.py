@@ -1,6 +1,8 @@
 """The ids of the records sampling did not choose go to spill files in the work folder while each
 source is sampled, and ``dropped/`` is written from them a row group at a time: the build never
 holds them all (3.9 M at scale 3.0), and the file's bytes are those of the one table it was before.
+The spill files' readers (``mixer.tables``) hold one batch or bucket at a time, and a column read
+holds only that column's bytes.
 """
 
 from __future__ import annotations
