@@ -41,7 +41,7 @@ from mixer.stages.read import CandidateStore, read_sources, record_stages
 from mixer.stages.select import Selector, select_all, shuffled_output
 from mixer.stages.write import staging_dir, write_output
 from mixer.stats import SourceStats
-from mixer.tables import SpillFiles
+from mixer.tables import OrderedSpill, SpillFiles
 from mixer.token_cache import damage_counts, damage_log
 from mixer.tokens import TokenCounter, counter_note
 from mixer.workstore import OwnFolder, RemotePath, WorkPath, check_reachable, work_path
@@ -68,8 +68,9 @@ class BuildState:
     ctx: StageContext
     #: per source, the chosen records in selection order, with ``n_tokens`` (Arrow files)
     selected: dict[str, SpillFiles] = field(default_factory=dict)
-    #: per source, (dataset, id) tables of the records sampling did not choose
-    unsampled: dict[str, list[pa.Table]] = field(default_factory=dict)
+    #: per source, the ids of the records sampling did not choose: spills in the work folder, one per
+    #: sampled group, in sampling order (``dropped/`` lists them)
+    unsampled: dict[str, list[OrderedSpill]] = field(default_factory=dict)
     #: what the cross-source stages report for the card (``near_dedup``, ``contamination``)
     card_sections: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, StageTiming] = field(default_factory=dict)

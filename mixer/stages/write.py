@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from mixer.io import file_info
 from mixer.records import DROPPED_SCHEMA, OUTPUT_SCHEMA, PREFERENCE_OUTPUT_SCHEMA, SCORE_FIELDS, Dropped
 from mixer.stages.base import StageContext
-from mixer.tables import SpillFiles, SpillWriter, list_sums
+from mixer.tables import OrderedSpill, SpillFiles, SpillWriter, list_sums
 from mixer.workstore import WorkPath, make_temp_dir, remove_tree
 
 if TYPE_CHECKING:
@@ -205,28 +205,86 @@ def dropped_table(source: str, drops: list[Dropped]) -> pa.Table:
     )
 
 
-def write_dropped(source: str, drops: list[Dropped], unsampled: list[pa.Table], dropped_dir: Path) -> Path | None:
+#: rows per row group of ``dropped/<source>.parquet``: ``pq.write_table``'s default, with which the
+#: file was written when it was made from one table; the bytes stay those
+DROPPED_ROW_GROUP_ROWS = 1024 * 1024
+
+
+def write_dropped(source: str, drops: list[Dropped], unsampled: Sequence[OrderedSpill], dropped_dir: Path
+                  ) -> Path | None:
     """``dropped/<source>.parquet``: every record that left the pipeline, with stage and reason, then
-    the records sampling did not choose (ids only, reason ``not_sampled``)."""
-    tables = [dropped_table(source, drops)] if drops else []
-    for ids in unsampled:
-        n = ids.num_rows
-        tables.append(pa.table({
-            "source": pa.repeat(pa.scalar(source), n), "dataset": ids.column("dataset"), "id": ids.column("id"),
-            "stage": pa.repeat(pa.scalar("select"), n), "reason": pa.repeat(pa.scalar("not_sampled"), n),
-            "detail": pa.repeat(pa.scalar(""), n), "kept_id": pa.nulls(n, pa.string()),
-            "messages": pa.nulls(n, DROPPED_SCHEMA.field("messages").type), "raw": pa.nulls(n, pa.string()),
-            "extra": pa.nulls(n, pa.string())}, schema=DROPPED_SCHEMA))
-    if not tables:
+    the records sampling did not choose (ids only, reason ``not_sampled``; one spill per sampled
+    group, read from the work folder a bucket at a time).
+
+    Written a row group at a time, so the not-sampled ids are never all in memory (3.9 M at scale
+    3.0). The bytes are those of one table (the drops, then one chunk per group) written whole with
+    ``pq.write_table``: the same row-group cuts, and in each row group the same chunks per column
+    (Arrow's writer encodes a column chunk in batches that restart at each Arrow chunk, so where its
+    pages end may depend on them); hence each piece below is made one chunk, cut where a group or a
+    row group ends."""
+    total = len(drops) + sum(group.num_rows for group in unsampled)
+    if not total:
         return None
     dropped_dir.mkdir(parents=True, exist_ok=True)
     path = dropped_dir / f"{source}.parquet"
-    pq.write_table(pa.concat_tables(tables), path, **PARQUET_OPTIONS)
+    row_group: list[pa.Table] = []
+    held = 0
+    with pq.ParquetWriter(path, DROPPED_SCHEMA, **PARQUET_OPTIONS) as writer:
+        for piece in _dropped_pieces(source, drops, unsampled):
+            row_group.append(piece)
+            held += piece.num_rows
+            if held == DROPPED_ROW_GROUP_ROWS:
+                writer.write_table(pa.concat_tables(row_group), row_group_size=held)
+                row_group, held = [], 0
+        if held:
+            writer.write_table(pa.concat_tables(row_group), row_group_size=held)
     return path
 
 
-def write_output(ctx: StageContext, selected: SpillFiles, order: Sequence[int], unsampled: dict[str, list[pa.Table]],
-                 out: Path) -> tuple[list[dict[str, Any]], list[str]]:
+def _dropped_pieces(source: str, drops: list[Dropped], unsampled: Sequence[OrderedSpill]) -> Iterator[pa.Table]:
+    """The rows of ``dropped/<source>.parquet`` in order, in tables of one chunk per column that end
+    where the drops, a group or a row group ends."""
+    offset = 0  # rows of the file before the current piece
+
+    def cuts(n: int) -> Iterator[int]:
+        """The lengths the next ``n`` rows are cut into at row-group ends."""
+        nonlocal offset
+        while n:
+            length = min(n, DROPPED_ROW_GROUP_ROWS - offset % DROPPED_ROW_GROUP_ROWS)
+            offset += length
+            n -= length
+            yield length
+
+    if drops:
+        table = dropped_table(source, drops)
+        start = 0
+        for length in cuts(table.num_rows):
+            yield table.slice(start, length)
+            start += length
+    for group in unsampled:
+        buckets = group.iter_tables()
+        held: list[pa.Table] = []
+        for length in cuts(group.num_rows):
+            while sum(t.num_rows for t in held) < length:
+                held.append(next(buckets))
+            ids = pa.concat_tables(held).combine_chunks()
+            held = [ids.slice(length)] if ids.num_rows > length else []
+            yield _not_sampled_table(source, ids.slice(0, length).combine_chunks())
+
+
+def _not_sampled_table(source: str, ids: pa.Table) -> pa.Table:
+    """``dropped/``'s rows for not-sampled records: their ids, stage ``select``, reason ``not_sampled``."""
+    n = ids.num_rows
+    return pa.table({
+        "source": pa.repeat(pa.scalar(source), n), "dataset": ids.column("dataset"), "id": ids.column("id"),
+        "stage": pa.repeat(pa.scalar("select"), n), "reason": pa.repeat(pa.scalar("not_sampled"), n),
+        "detail": pa.repeat(pa.scalar(""), n), "kept_id": pa.nulls(n, pa.string()),
+        "messages": pa.nulls(n, DROPPED_SCHEMA.field("messages").type), "raw": pa.nulls(n, pa.string()),
+        "extra": pa.nulls(n, pa.string())}, schema=DROPPED_SCHEMA)
+
+
+def write_output(ctx: StageContext, selected: SpillFiles, order: Sequence[int],
+                 unsampled: Mapping[str, Sequence[OrderedSpill]], out: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """Shards in ``out/data`` (with their rows, size and sha256 for the card) and ``out/dropped``
     (their paths relative to ``out``)."""
     recipe = ctx.recipe
