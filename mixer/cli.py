@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from mixer import __version__
-from mixer.errors import MixerError, environment_error
+from mixer.errors import MixerError, user_message
 
 app = typer.Typer(
     name="mixer",
@@ -33,20 +33,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def user_errors(fn: F) -> F:
-    """Turn MixerError into ``error: <message>`` on stderr and exit code 2."""
+    """Turn a user's error (a MixerError, a read-only folder, a full disk) into ``error: <message>`` on
+    stderr and exit code 2; any other error keeps its traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except MixerError as e:
-            # the message is text, not markup: "[ray]" in an install hint must survive
-            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except OSError as e:  # a read-only folder, a full disk: the user's to fix, so no traceback
-            message = environment_error(e)
+        except (MixerError, OSError) as e:
+            message = user_message(e)
             if message is None:
                 raise
+            # the message is text, not markup: "[ray]" in an install hint must survive
             err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(2) from None
 

@@ -63,8 +63,12 @@ class RecordError(ValueError):
 ENVIRONMENT_ERRNOS = frozenset({_errno.EACCES, _errno.EPERM, _errno.EROFS, _errno.ENOSPC, _errno.EDQUOT})
 
 
-def environment_error(e: BaseException) -> str | None:
-    """The one-line message for an OSError of ``ENVIRONMENT_ERRNOS`` (naming the file), else None."""
+def user_message(e: BaseException) -> str | None:
+    """The one-line message a command prints (exit 2, no traceback) for an error that is the user's to fix:
+    a ``MixerError``'s own text, or for an OSError of ``ENVIRONMENT_ERRNOS`` the file and the reason; None
+    for anything else, which is a bug and keeps its traceback."""
+    if isinstance(e, MixerError):
+        return str(e)
     if not isinstance(e, OSError) or e.errno not in ENVIRONMENT_ERRNOS:
         return None
     where = f"{e.filename}: " if e.filename is not None else ""

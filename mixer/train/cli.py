@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from mixer.errors import MixerError, environment_error
+from mixer.errors import MixerError, user_message
 from mixer.outdir import TRAIN_MARKER, check_output_dir
 from mixer.train.common import require_paths
 from mixer.train.config import load_config, shipped_recipes, to_yaml
@@ -52,11 +52,8 @@ def exits_on_mixer_error(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except MixerError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
-        except OSError as e:  # a read-only folder, a full disk: the user's to fix, so no traceback
-            message = environment_error(e)
+        except (MixerError, OSError) as e:  # a read-only folder, a full disk: the user's to fix too
+            message = user_message(e)
             if message is None:
                 raise
             typer.echo(f"error: {message}", err=True)
