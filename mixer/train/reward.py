@@ -149,17 +149,24 @@ class RewardScorer:
         self.device = next(model.parameters()).device
         self._torch = torch
 
+    def encode(self, conv: list[dict[str, str]]) -> list[int]:
+        """A conversation's token ids, through the tokenizer's chat template (what the reward model reads)."""
+        return list(self.tokenizer.apply_chat_template(conv, tokenize=True, return_dict=True)["input_ids"])
+
     def score(self, convs: list[list[dict[str, str]]]) -> list[float]:
         """One reward per conversation, in order; padding on the right, as the trainer's collator pads."""
+        return self.score_ids([self.encode(c) for c in convs])
+
+    def score_ids(self, encoded: list[list[int]]) -> list[float]:
+        """One reward per already-encoded conversation (:meth:`encode`), in order."""
         torch = self._torch
         pad = self.tokenizer.pad_token_id
         out: list[float] = []
         was_training = self.model.training
         self.model.eval()
         try:
-            for start in range(0, len(convs), self.batch_size):
-                ids = [list(self.tokenizer.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"])
-                       for c in convs[start:start + self.batch_size]]
+            for start in range(0, len(encoded), self.batch_size):
+                ids = encoded[start:start + self.batch_size]
                 width = max(len(x) for x in ids)
                 input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
                 mask = torch.zeros((len(ids), width), dtype=torch.long)
@@ -213,22 +220,13 @@ def pairwise_accuracy(scorer: RewardScorer, pairs: Any, max_length: int | None =
     (``eval_pairs_over_max_length``), as training leaves them out: the model never saw such lengths, and
     one very long pair could exhaust the memory the training run fitted in.
     """
-    convs = [conversations(row) for row in pairs]
-    over = 0
-    if max_length is not None:
-        def fits(conv: Any) -> bool:
-            ids = scorer.tokenizer.apply_chat_template(conv, tokenize=True, return_dict=True)["input_ids"]
-            return len(ids) <= max_length
-
-        kept = [pair for pair in convs if fits(pair[0]) and fits(pair[1])]
-        over = len(convs) - len(kept)
-        convs = kept
-    result: dict[str, float | None] = {"eval_pairs": len(convs), "eval_pairs_over_max_length": over}
-    if not convs:  # None, not NaN: rm_eval.json stays standard JSON
+    encoded = [(scorer.encode(chosen), scorer.encode(rejected)) for chosen, rejected in map(conversations, pairs)]
+    kept = [pair for pair in encoded if max_length is None or max(map(len, pair)) <= max_length]
+    result: dict[str, float | None] = {"eval_pairs": len(kept), "eval_pairs_over_max_length": len(encoded) - len(kept)}
+    if not kept:  # None, not NaN: rm_eval.json stays standard JSON
         return {**result, "eval_pairwise_accuracy": None, "eval_mean_reward_gap": None}
-    chosen, rejected = zip(*convs, strict=True)
-    r_chosen = scorer.score(list(chosen))
-    r_rejected = scorer.score(list(rejected))
+    r_chosen = scorer.score_ids([c for c, _ in kept])
+    r_rejected = scorer.score_ids([r for _, r in kept])
     gaps = [c - r for c, r in zip(r_chosen, r_rejected, strict=True)]
     correct = sum(g > 0 for g in gaps)
     return {
