@@ -34,7 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mixer.dedup.near import (  # noqa: E402
+from mixer.engine import LocalEngine  # noqa: E402
+from mixer.kernels.near import (  # noqa: E402
     NearDedupConfig,
     NearItem,
     assistant_chars,
@@ -42,8 +43,7 @@ from mixer.dedup.near import (  # noqa: E402
     key_text,
     signatures,
 )
-from mixer.dedup.shingles import shingle_hashes, token_hashes  # noqa: E402
-from mixer.engine import LocalEngine  # noqa: E402
+from mixer.kernels.shingles import shingle_hashes, token_hashes  # noqa: E402
 
 SOURCES = ("flan_v2", "sharegpt", "oasst1", "cot")
 TEMPLATES = (

@@ -56,7 +56,7 @@ def main() -> None:
     import logging
 
     logging.disable(logging.WARNING)
-    from mixer.errors import MixerError
+    from mixer.core.errors import MixerError
     from mixer.generate.backends import package_version
     from mixer.generate.run import GenerateConfig, run_generate
 

@@ -22,11 +22,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mixer.config import NearDedupConfig  # noqa: E402
-from mixer.dedup.lsh import estimated_jaccard, lsh_candidate_pairs  # noqa: E402
-from mixer.dedup.shingles import EMPTY_HASH  # noqa: E402
 from mixer.engine import LocalEngine  # noqa: E402
-from mixer.recipe import parse_recipe  # noqa: E402
+from mixer.kernels.lsh import estimated_jaccard, lsh_candidate_pairs  # noqa: E402
+from mixer.kernels.shingles import EMPTY_HASH  # noqa: E402
+from mixer.recipe.load import parse_recipe  # noqa: E402
+from mixer.recipe.settings import NearDedupConfig  # noqa: E402
 from mixer.stages import near_dedup  # noqa: E402
 from mixer.stages.base import StageContext  # noqa: E402
 

@@ -24,14 +24,17 @@ from typing import Any
 import pyarrow as pa
 
 from mixer import __version__
-from mixer.card import render_markdown
+from mixer.core.errors import MixerError
+from mixer.core.outdir import BUILD_MARKER, check_output_dir, lock_output, write_build_marker
+from mixer.core.records import CANDIDATE_SCHEMA, Dropped, Record, record_scores
+from mixer.core.stats import SourceStats
+from mixer.core.tables import OrderedSpill, SpillFiles
+from mixer.core.workstore import OwnFolder, RemotePath, WorkPath, check_reachable, work_path
 from mixer.engine import Executor, LocalEngine
-from mixer.errors import MixerError
-from mixer.outdir import BUILD_MARKER, check_output_dir, lock_output, write_build_marker
-from mixer.pin import verify_pins
-from mixer.plots import render_plot_section, write_plots
-from mixer.recipe import Recipe, source_license
-from mixer.records import CANDIDATE_SCHEMA, Dropped, Record, record_scores
+from mixer.recipe.load import Recipe, source_license
+from mixer.recipe.pin import verify_pins
+from mixer.report.markdown import render_markdown
+from mixer.report.plots import render_plot_section, write_plots
 from mixer.stages.base import Reporter, StageContext, run_record_stages
 from mixer.stages.card import build_card
 from mixer.stages.decontaminate import decontaminate
@@ -40,11 +43,8 @@ from mixer.stages.near_dedup import near_dedup
 from mixer.stages.read import CandidateStore, read_sources, record_stages
 from mixer.stages.select import Selector, select_all, shuffled_output
 from mixer.stages.write import staging_dir, write_output
-from mixer.stats import SourceStats
-from mixer.tables import OrderedSpill, SpillFiles
-from mixer.token_cache import damage_counts, damage_log
-from mixer.tokens import TokenCounter, counter_note
-from mixer.workstore import OwnFolder, RemotePath, WorkPath, check_reachable, work_path
+from mixer.tokens.cache import damage_counts, damage_log
+from mixer.tokens.count import TokenCounter, counter_note
 
 __all__ = ["BuildResult", "BuildState", "Reporter", "build", "run_stages"]
 
@@ -128,12 +128,12 @@ def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None 
 
     ``workers``: processes for reading sources and counting tokens (default: all cores); the build
     runs on a ``LocalEngine`` of that many workers, unless ``engine`` gives another executor (which
-    the caller then owns and closes). Any executor that keeps the contract of ``mixer.engine.base``
+    the caller then owns and closes). Any executor that keeps the contract of ``mixer.core.executor``
     gives the same bytes. The output folder is locked for the whole build and checked before any
-    work: it may replace only an earlier mixer build (``mixer.outdir``) unless ``overwrite``. Pinned
+    work: it may replace only an earlier mixer build (``mixer.core.outdir``) unless ``overwrite``. Pinned
     input files are verified first. ``work_dir``: where the intermediate Arrow files go (a folder is
     made inside it and deleted at the end), a path, a ``file://`` URI or any URI pyarrow's filesystem
-    layer opens (``s3://bucket/prefix``, see ``mixer.workstore``); a distributed engine needs one every
+    layer opens (``s3://bucket/prefix``, see ``mixer.core.workstore``); a distributed engine needs one every
     node reaches (default: the system's temporary folder).
     """
     root = resolve_work_dir(work_dir) if work_dir is not None else None
@@ -162,7 +162,7 @@ def _build(recipe: Recipe, reporter: Reporter | None, engine: Executor, work_roo
 def resolve_work_dir(where: str | Path) -> WorkPath:
     """The work folder given as a path, a ``file://`` URI (a local path), or another URI pyarrow's
     filesystem layer opens (``s3://bucket/prefix?endpoint_override=host:port&scheme=http``: a
-    ``RemotePath``, which the stages write to and read from through ``mixer.workstore``). A local
+    ``RemotePath``, which the stages write to and read from through ``mixer.core.workstore``). A local
     folder is created if missing; a remote one is checked now (the store answers, the bucket exists),
     so a wrong URI, endpoint or credentials stop the build with a message naming the work folder
     rather than a traceback from a unit. ``mock://`` (pyarrow's in-memory filesystem, one per

@@ -15,7 +15,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Token counts are cached on disk between builds (mixer.token_cache); tests never touch the user's
+# Token counts are cached on disk between builds (mixer.tokens.cache); tests never touch the user's
 # cache. Worker processes inherit the variable.
 os.environ["MIXER_CACHE_DIR"] = tempfile.mkdtemp(prefix="mixer-test-cache-")
 SAMPLE_RECIPE = ROOT / "recipes" / "v2-sample.yaml"
@@ -50,7 +50,7 @@ def flan_rows(n: int, prefix: str = "question") -> list[dict[str, str]]:
 def sample_build(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """One build of recipes/v2-sample.yaml, shared by the end-to-end tests."""
     from mixer.build import build
-    from mixer.recipe import load_recipe
+    from mixer.recipe.load import load_recipe
 
     out = tmp_path_factory.mktemp("sample") / "out"
     # exactly what `mixer build recipes/v2-sample.yaml` does from the repository root, so the card

@@ -19,8 +19,8 @@ MOMENTS: dict[str, tuple[str, str, int]] = {
     "exact_dedup": ("mixer.build", "exact_dedup", 1),
     "near_dedup": ("mixer.build", "near_dedup", 1),
     "selection": ("mixer.stages.select", "Selector.select", 3),
-    "writing_read_cache_entry": ("mixer.read_cache", "write_manifest", 2),
-    "writing_token_cache": ("mixer.token_cache", "file_sha256", 1),
+    "writing_read_cache_entry": ("mixer.stages.read_cache", "write_manifest", 2),
+    "writing_token_cache": ("mixer.tokens.cache", "file_sha256", 1),
     "writing_shards": ("mixer.stages.write", "file_info", 1),
     "writing_card": ("mixer.build", "write_plots", 1),
 }

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mixer.io import ParseFailure
-from mixer.records import Record
+from mixer.core.records import Record
+from mixer.readers.raw import ParseFailure
 from mixer.sources.base import Adapter
 
 

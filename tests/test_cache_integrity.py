@@ -15,10 +15,10 @@ import yaml
 from conftest import ROOT
 
 from mixer.build import build
-from mixer.digest import file_sha256
-from mixer.read_cache import MANIFEST, verify_entry
-from mixer.recipe import load_recipe
-from mixer.token_cache import COUNTS_PREFIX, SCHEMA, verify_counts_dir
+from mixer.core.digest import file_sha256
+from mixer.recipe.load import load_recipe
+from mixer.stages.read_cache import MANIFEST, verify_entry
+from mixer.tokens.cache import COUNTS_PREFIX, SCHEMA, verify_counts_dir
 
 
 def _flip(path: Path) -> None:

@@ -99,7 +99,7 @@ def test_build_says_how_many_sources_came_from_the_read_cache(tmp_path: Path, ma
 def test_a_read_only_or_full_disk_is_a_clear_error_not_a_traceback(tmp_path: Path, make_recipe, monkeypatch) -> None:
     import errno
 
-    import mixer.html_report
+    import mixer.report.html
 
     recipe = _recipe(tmp_path, make_recipe)
     assert runner.invoke(app, ["build", str(recipe), "-q"]).exit_code == 0
@@ -108,14 +108,14 @@ def test_a_read_only_or_full_disk_is_a_clear_error_not_a_traceback(tmp_path: Pat
     def read_only(*args: object) -> None:
         raise OSError(errno.EROFS, "Read-only file system", str(page))
 
-    monkeypatch.setattr(mixer.html_report, "write_html_report", read_only)
+    monkeypatch.setattr(mixer.report.html, "write_html_report", read_only)
     result = runner.invoke(app, ["card", str(tmp_path / "out"), "--html", str(page)])
     assert result.exit_code == 2, result.output
     assert f"error: {page}: Read-only file system" in result.output and "Traceback" not in result.output
 
 
 def test_a_bug_raising_another_os_error_still_shows_its_traceback(tmp_path: Path, make_recipe, monkeypatch) -> None:
-    import mixer.html_report
+    import mixer.report.html
 
     recipe = _recipe(tmp_path, make_recipe)
     assert runner.invoke(app, ["build", str(recipe), "-q"]).exit_code == 0
@@ -123,7 +123,7 @@ def test_a_bug_raising_another_os_error_still_shows_its_traceback(tmp_path: Path
     def missing(*args: object) -> None:
         raise FileNotFoundError(2, "No such file or directory", "plots/share.png")
 
-    monkeypatch.setattr(mixer.html_report, "write_html_report", missing)
+    monkeypatch.setattr(mixer.report.html, "write_html_report", missing)
     result = runner.invoke(app, ["card", str(tmp_path / "out"), "--html", str(tmp_path / "r.html")])
     assert result.exit_code == 1 and isinstance(result.exception, FileNotFoundError)
 

@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from mixer.errors import InputError
-from mixer.io import FilePart
-from mixer.recipe import load_recipe
+from mixer.core.errors import InputError
+from mixer.readers.raw import FilePart
+from mixer.recipe.load import load_recipe
 from mixer.sources import SourceContext, get_adapter
 from mixer.stages import read as read_stage
 

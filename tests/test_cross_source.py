@@ -13,8 +13,8 @@ import pytest
 from conftest import flan_rows, write_jsonl
 
 from mixer.build import build
-from mixer.errors import RecipeError
-from mixer.recipe import load_recipe, parse_recipe
+from mixer.core.errors import RecipeError
+from mixer.recipe.load import load_recipe, parse_recipe
 
 ARTICLE = ("The river town kept its old stone bridge after the flood because the engineers found the arches "
            "sound, and the council voted to repair the railings, repave the deck and add lights for cyclists "
@@ -104,7 +104,7 @@ def test_dedup_against_an_existing_corpus_drops_new_copies_and_never_touches_it(
 
 
 def test_near_dedup_builds_are_identical_across_runs(tmp_path: Path, near_recipe, monkeypatch) -> None:
-    import mixer.dedup.near
+    import mixer.kernels.near
     import mixer.stages.near_dedup
 
     recipe = near_recipe()
@@ -112,7 +112,7 @@ def test_near_dedup_builds_are_identical_across_runs(tmp_path: Path, near_recipe
     b = build(load_recipe(recipe, output=str(tmp_path / "b")))
     # signed in batches of 4 records on two worker processes, as a large build is
     monkeypatch.setattr(mixer.stages.near_dedup, "CHUNK_ROWS", 4)
-    monkeypatch.setattr(mixer.dedup.near, "POOL_MIN_CHARS", 0)
+    monkeypatch.setattr(mixer.kernels.near, "POOL_MIN_CHARS", 0)
     monkeypatch.setenv("MIXER_READ_CACHE", "0")
     c = build(load_recipe(recipe, output=str(tmp_path / "c")), workers=2)
     # as a build of a million candidates: signatures written to part files by the signing units, LSH in units
@@ -174,10 +174,10 @@ def test_bad_near_dedup_settings_fail_when_the_recipe_is_read() -> None:
 
 
 def test_assistant_lengths_on_arrow_columns_equal_the_per_record_definition(tmp_path: Path) -> None:
-    from mixer.dedup.near import assistant_chars
+    from mixer.core.tables import SpillFiles
+    from mixer.kernels.near import assistant_chars
     from mixer.stages.near_dedup import assistant_chars_column
     from mixer.stages.read import CandidateStore
-    from mixer.tables import SpillFiles
 
     records = [{"dataset": "d", "id": str(i), "messages": m} for i, m in enumerate([
         [{"role": "user", "content": "hé"}, {"role": "assistant", "content": "naïve 中文 😀"}],

@@ -9,14 +9,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mixer.decontaminate import (
+from mixer.core.errors import InputError, RecipeError
+from mixer.kernels.decontaminate import (
     BenchmarkSpec,
     DecontaminationConfig,
     Decontaminator,
     load_benchmark,
     summarise_contamination,
 )
-from mixer.errors import InputError, RecipeError
 
 GSM = [
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "

@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 
 import mixer.stages.exact_dedup as exact
-from mixer.config import NearDedupConfig
-from mixer.dedup import near
-from mixer.dedup.shingles import EMPTY_HASH
+from mixer.core.records import Record
+from mixer.core.stats import SourceStats
+from mixer.core.tables import SpillFiles
 from mixer.engine import LocalEngine
-from mixer.recipe import parse_recipe
-from mixer.records import Record
+from mixer.kernels import near
+from mixer.kernels.shingles import EMPTY_HASH
+from mixer.recipe.load import parse_recipe
+from mixer.recipe.settings import NearDedupConfig
 from mixer.stages.base import StageContext
 from mixer.stages.near_dedup import _confirm_in_units
 from mixer.stages.read import CandidateStore
-from mixer.stats import SourceStats
-from mixer.tables import SpillFiles
 
 SOURCES = ("first", "second", "third")
 
@@ -207,7 +207,7 @@ def test_a_build_in_units_writes_signatures_to_part_files_and_the_driver_gets_no
 
     import mixer.stages.near_dedup as stage
     from mixer.build import build
-    from mixer.recipe import load_recipe
+    from mixer.recipe.load import load_recipe
 
     monkeypatch.setenv("MIXER_READ_CACHE", "0")
     monkeypatch.chdir(ROOT)

@@ -34,7 +34,7 @@ def _fail(x: int) -> int:
 
 
 def _bad_record(x: int) -> int:
-    from mixer.errors import InputError, Location
+    from mixer.core.errors import InputError, Location
 
     if x == 2:
         raise InputError(Location("raw/chat.jsonl", line=3, record=2), "malformed JSON")
@@ -71,7 +71,7 @@ def test_a_failing_unit_raises_in_the_caller() -> None:
 
 
 def test_an_input_error_raised_in_a_worker_process_reaches_the_caller_with_its_location() -> None:
-    from mixer.errors import InputError
+    from mixer.core.errors import InputError
 
     with LocalEngine(2) as engine, pytest.raises(InputError) as caught:
         list(engine.map(_bad_record, range(4)))
@@ -87,8 +87,8 @@ def test_one_large_source_is_read_in_parts_by_worker_processes(tmp_path: Path, m
 
     import mixer.stages.read
     from mixer.build import build
-    from mixer.errors import InputError
-    from mixer.recipe import load_recipe
+    from mixer.core.errors import InputError
+    from mixer.recipe.load import load_recipe
 
     monkeypatch.setattr(mixer.stages.read, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(mixer.stages.read, "SPLIT_MIN_BYTES", 2048)
@@ -173,19 +173,19 @@ def test_a_build_whose_units_are_pickled_and_run_out_of_order_gives_the_same_byt
         name: str, recipe: str, tmp_path: Path, monkeypatch) -> None:
     from test_output_hashes import _expected, output_hashes_module
 
-    import mixer.dedup.near
+    import mixer.kernels.near
     import mixer.stages.exact_dedup
     import mixer.stages.near_dedup
     import mixer.stages.read
-    import mixer.tokens
+    import mixer.tokens.count
     from mixer.build import build
-    from mixer.recipe import load_recipe
+    from mixer.recipe.load import load_recipe
 
     expected = _expected(name)
     monkeypatch.setattr(mixer.stages.read, "PARALLEL_MIN_BYTES", 0)  # every source read as units
     monkeypatch.setattr(mixer.stages.read, "SPLIT_MIN_BYTES", 4096)  # large files in byte/row ranges
-    monkeypatch.setattr(mixer.tokens, "POOL_MIN_CHARS", 0)  # token counts shipped in chunks
-    monkeypatch.setattr(mixer.dedup.near, "POOL_MIN_CHARS", 0)  # signatures too
+    monkeypatch.setattr(mixer.tokens.count, "POOL_MIN_CHARS", 0)  # token counts shipped in chunks
+    monkeypatch.setattr(mixer.kernels.near, "POOL_MIN_CHARS", 0)  # signatures too
     monkeypatch.setattr(mixer.stages.exact_dedup, "GROUP_MIN_ROWS", 0)  # exact dedup as a group-by in units
     monkeypatch.setattr(mixer.stages.near_dedup, "BAND_UNITS_MIN_ROWS", 0)  # LSH bands as units
     monkeypatch.setenv("MIXER_READ_CACHE", "0")
@@ -202,13 +202,13 @@ def test_json_arrays_streamed_and_read_in_parts_out_of_order_give_the_same_bytes
     array whole."""
     from test_output_hashes import _expected, output_hashes_module
 
-    import mixer.io
+    import mixer.readers.raw
     import mixer.stages.read
     from mixer.build import build
-    from mixer.recipe import load_recipe
+    from mixer.recipe.load import load_recipe
 
-    monkeypatch.setattr(mixer.io, "STREAM_MIN_BYTES", 4096)
-    monkeypatch.setattr(mixer.io, "JSON_CHUNK_BYTES", 1000)  # elements cut across chunks
+    monkeypatch.setattr(mixer.readers.raw, "STREAM_MIN_BYTES", 4096)
+    monkeypatch.setattr(mixer.readers.raw, "JSON_CHUNK_BYTES", 1000)  # elements cut across chunks
     monkeypatch.setattr(mixer.stages.read, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(mixer.stages.read, "SPLIT_MIN_BYTES", 4096)
     monkeypatch.setenv("MIXER_READ_CACHE", "0")
@@ -218,6 +218,6 @@ def test_json_arrays_streamed_and_read_in_parts_out_of_order_give_the_same_bytes
     monkeypatch.setattr(mixer.stages.read, "plan_reads",
                         lambda *a: plans.append((a[1], real_plan(*a))) or plans[-1][1])
     result = build(load_recipe("recipes/v2-sample.yaml", output=str(tmp_path / "out")), engine=ShippingEngine())
-    split = {p.name for paths, plan in plans if len(plan) > 1 for p in paths if mixer.io.json_array(p)}
+    split = {p.name for paths, plan in plans if len(plan) > 1 for p in paths if mixer.readers.raw.json_array(p)}
     assert {"sharegpt_html_cleaned_and_split_4096.json", "alpaca_gpt4_data.json"} <= split
     assert output_hashes_module.output_hashes(result.out) == _expected("sample")

@@ -22,9 +22,9 @@ from conftest import ROOT
 from test_output_hashes import output_hashes_module
 
 from mixer.build import build
+from mixer.core.errors import InputError, Location
 from mixer.engine import LocalEngine
-from mixer.errors import InputError, Location
-from mixer.recipe import load_recipe
+from mixer.recipe.load import load_recipe
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]' runs these tests")
 
@@ -47,11 +47,11 @@ def force_units(monkeypatch: pytest.MonkeyPatch, split_bytes: int = 4096, group:
     """Every stage's work through the engine, large files cut into ranges of about ``split_bytes``;
     ``group``: exact dedup as the partitioned group-by and LSH as per-band units (else both in the
     driver)."""
-    import mixer.dedup.near
+    import mixer.kernels.near
     import mixer.stages.exact_dedup
     import mixer.stages.near_dedup
     import mixer.stages.read
-    import mixer.tokens
+    import mixer.tokens.count
 
     if group:
         monkeypatch.setattr(mixer.stages.exact_dedup, "GROUP_MIN_ROWS", 0)
@@ -59,8 +59,8 @@ def force_units(monkeypatch: pytest.MonkeyPatch, split_bytes: int = 4096, group:
 
     monkeypatch.setattr(mixer.stages.read, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(mixer.stages.read, "SPLIT_MIN_BYTES", split_bytes)
-    monkeypatch.setattr(mixer.tokens, "POOL_MIN_CHARS", 0)
-    monkeypatch.setattr(mixer.dedup.near, "POOL_MIN_CHARS", 0)
+    monkeypatch.setattr(mixer.tokens.count, "POOL_MIN_CHARS", 0)
+    monkeypatch.setattr(mixer.kernels.near, "POOL_MIN_CHARS", 0)
     monkeypatch.setenv("MIXER_READ_CACHE", "0")
     monkeypatch.setenv("MIXER_TOKEN_CACHE", "0")  # counted, not found in the cache an earlier build left
 

@@ -12,7 +12,7 @@ from test_output_hashes import output_hashes_module
 
 from mixer.build import build
 from mixer.engine import LocalEngine
-from mixer.recipe import load_recipe
+from mixer.recipe.load import load_recipe
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]' runs these tests")
 

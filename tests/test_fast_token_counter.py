@@ -140,7 +140,7 @@ def test_build_warns_and_records_the_tiktoken_fallback_in_timings(monkeypatch, f
     from conftest import write_jsonl
 
     from mixer.build import build
-    from mixer.recipe import load_recipe
+    from mixer.recipe.load import load_recipe
     from mixer.stages.base import Reporter
 
     monkeypatch.setitem(sys.modules, "bpe_openai", None)

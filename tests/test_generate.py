@@ -13,7 +13,7 @@ from train_fixtures import SFT_RECORDS, tiny_assets, write_preference_build
 from typer.testing import CliRunner
 
 from mixer.cli import app
-from mixer.errors import MixerError
+from mixer.core.errors import MixerError
 from mixer.generate import backends as backends_mod
 from mixer.generate import run as run_mod
 from mixer.generate.prompts import cut_prompt, read_build_prompts, read_recipe_prompts
@@ -239,7 +239,7 @@ def test_outputs_build_through_recipes_and_train_with_sft_and_dpo(generated: Pat
     import math
 
     from mixer.build import build
-    from mixer.recipe import load_recipe
+    from mixer.recipe.load import load_recipe
     from mixer.train.config import load_config
     from mixer.train.dpo import build_dpo_trainer
     from mixer.train.sft import build_sft_trainer
@@ -276,7 +276,7 @@ def test_outputs_build_through_recipes_and_train_with_sft_and_dpo(generated: Pat
 
 
 def test_preference_adapter_reads_pairs_and_rejects_malformed_ones() -> None:
-    from mixer.errors import Location, RecordError
+    from mixer.core.errors import Location, RecordError
     from mixer.sources.base import SourceContext
     from mixer.sources.preference import Preference, PreferenceOptions
 
@@ -367,7 +367,7 @@ def test_vllm_backend_decodes_greedy_once_and_repeats_it_n_times(monkeypatch: py
 
 
 def test_vllm_backend_refuses_an_aborted_sample(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mixer.errors import MixerError
+    from mixer.core.errors import MixerError
 
     fake_vllm(monkeypatch, finish_reasons=("stop", "abort"))
     sampling = backends_mod.SamplingSettings(n=2, temperature=1.0, top_p=1.0, max_new_tokens=16)
@@ -376,7 +376,7 @@ def test_vllm_backend_refuses_an_aborted_sample(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_vllm_temperature_above_vllms_range_is_refused_before_loading(tmp_path: Path) -> None:
-    from mixer.errors import MixerError
+    from mixer.core.errors import MixerError
 
     cfg = GenerateConfig(policy="p", reward_model="r", output=str(tmp_path / "o"), data="d", backend="vllm",
                          temperature=2.5)

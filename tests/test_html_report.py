@@ -14,9 +14,9 @@ from conftest import flan_rows, write_jsonl
 from rich.console import Console
 
 from mixer.build import build
-from mixer.html_report import LONG_TEXT, render_html, write_html_report
-from mixer.recipe import load_recipe
-from mixer.report import print_card
+from mixer.recipe.load import load_recipe
+from mixer.report.html import LONG_TEXT, render_html, write_html_report
+from mixer.report.terminal import print_card
 
 PLANTED = "<script>alert(1)</script>"
 

@@ -17,8 +17,8 @@ from conftest import ROOT
 from test_cache_integrity import assert_caches_valid
 
 from mixer.build import build
-from mixer.outdir import lock_output
-from mixer.recipe import load_recipe
+from mixer.core.outdir import lock_output
+from mixer.recipe.load import load_recipe
 
 SAMPLE = ROOT / "recipes" / "v2-sample.yaml"
 #: as the CLI is run from the repository root: the card records the recipe and file paths as given

@@ -11,7 +11,9 @@ from datasketch import MinHash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mixer.dedup.near import (
+from mixer.core.errors import RecipeError
+from mixer.engine import LocalEngine
+from mixer.kernels.near import (
     NearDedupConfig,
     NearItem,
     estimated_jaccard,
@@ -25,9 +27,7 @@ from mixer.dedup.near import (
     summarise_near,
     to_minhash,
 )
-from mixer.dedup.shingles import shingle_hash32, shingles, token_hashes, tokenize, word_hash
-from mixer.engine import LocalEngine
-from mixer.errors import RecipeError
+from mixer.kernels.shingles import shingle_hash32, shingles, token_hashes, tokenize, word_hash
 
 WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar "
          "papa quebec romeo sierra tango uniform victor whiskey xray yankee zulu river stone cloud light "

@@ -8,8 +8,8 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import mixer.normalise as normalise
-from mixer.recipe import Normalise
+import mixer.kernels.normalise as normalise
+from mixer.recipe.load import Normalise
 
 TEXT = st.lists(st.sampled_from(["a", "b", " ", "\n", "\t", "\x1c", "é", "e\u0301", "\u00a0", "x"]),
                 max_size=8).map("".join)

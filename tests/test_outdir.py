@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mixer.cli import app
-from mixer.errors import MixerError
-from mixer.outdir import (
+from mixer.core.errors import MixerError
+from mixer.core.outdir import (
     BUILD_MARKER,
     TRAIN_MARKER,
     check_output_dir,
@@ -115,7 +115,7 @@ def test_second_build_into_a_locked_output_fails_at_once_naming_the_holder(tmp_p
 
 def test_lock_left_by_a_killed_build_is_taken_over(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    code = ("import sys, time; from mixer.outdir import lock_output\n"
+    code = ("import sys, time; from mixer.core.outdir import lock_output\n"
             "with lock_output(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)\n")
     holder = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True)
     try:

@@ -16,7 +16,7 @@ import pytest
 from conftest import ROOT
 
 from mixer.build import build
-from mixer.recipe import load_recipe
+from mixer.recipe.load import load_recipe
 
 HASHES = ROOT / "tests" / "data" / "output_hashes"
 _spec = importlib.util.spec_from_file_location("output_hashes", ROOT / "bench" / "output_hashes.py")

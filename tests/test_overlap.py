@@ -3,7 +3,7 @@ than two in flight."""
 
 from __future__ import annotations
 
-from mixer.overlap import one_ahead
+from mixer.core.overlap import one_ahead
 
 
 def test_one_ahead_starts_the_next_job_before_waiting_and_keeps_order() -> None:

@@ -16,8 +16,8 @@ import yaml
 from typer.testing import CliRunner
 
 from mixer.cli import app
-from mixer.errors import MixerError
-from mixer.fetch import download
+from mixer.core.errors import MixerError
+from mixer.recipe.fetch import download
 from tests.conftest import flan_rows, write_jsonl
 
 runner = CliRunner()

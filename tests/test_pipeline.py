@@ -10,8 +10,8 @@ import pytest
 from conftest import flan_rows, write_jsonl
 
 from mixer.build import build
-from mixer.errors import MixerError
-from mixer.recipe import load_recipe
+from mixer.core.errors import MixerError
+from mixer.recipe.load import load_recipe
 
 
 def _build(recipe_path: Path, **overrides: object):

@@ -11,7 +11,8 @@ import pytest
 from conftest import flan_rows, write_jsonl
 
 from mixer.build import build
-from mixer.plots import (
+from mixer.recipe.load import load_recipe
+from mixer.report.plots import (
     near_cluster_sizes,
     read_group_data,
     render_plot_section,
@@ -19,7 +20,6 @@ from mixer.plots import (
     write_plots,
     write_sample_card,
 )
-from mixer.recipe import load_recipe
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -57,7 +57,7 @@ def test_plots_are_byte_identical_in_a_fresh_process(small_build, tmp_path: Path
     """The committed sample card is compared against a build made by another process."""
     here = write_plots(small_build.card, small_build.out / "data", tmp_path / "here")
     (tmp_path / "card.json").write_text(json.dumps(small_build.card), encoding="utf-8")
-    code = ("import json, sys; from pathlib import Path; from mixer.plots import write_plots; "
+    code = ("import json, sys; from pathlib import Path; from mixer.report.plots import write_plots; "
             "write_plots(json.loads(Path(sys.argv[1]).read_text()), Path(sys.argv[2]), Path(sys.argv[3]))")
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "card.json"), str(small_build.out / "data"),
                     str(tmp_path / "there")], check=True)
@@ -122,7 +122,7 @@ def test_write_sample_card_replaces_the_destination(small_build, tmp_path: Path)
 
 def test_importing_the_card_modules_does_not_import_matplotlib() -> None:
     """``mixer --help`` must stay fast: matplotlib is imported only when a plot is drawn."""
-    code = ("import sys, mixer.cli, mixer.plots, mixer.html_report, mixer.diff; "
+    code = ("import sys, mixer.cli, mixer.report.plots, mixer.report.html, mixer.report.diff; "
             "sys.exit('matplotlib' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
@@ -130,7 +130,7 @@ def test_importing_the_card_modules_does_not_import_matplotlib() -> None:
 def test_a_build_with_no_records_plots_its_turns_without_a_matplotlib_warning(tmp_path: Path) -> None:
     import warnings
 
-    from mixer.plots import GroupData, plot_turns
+    from mixer.report.plots import GroupData, plot_turns
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -11,9 +11,9 @@ import pytest
 from conftest import ROOT
 
 from mixer.build import build
-from mixer.errors import RecipeError
-from mixer.recipe import load_recipe, parse_recipe
-from mixer.records import PREFERENCE_OUTPUT_SCHEMA
+from mixer.core.errors import RecipeError
+from mixer.core.records import PREFERENCE_OUTPUT_SCHEMA
+from mixer.recipe.load import load_recipe, parse_recipe
 
 DPO_SAMPLE = ROOT / "recipes" / "dpo-sample.yaml"
 

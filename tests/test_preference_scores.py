@@ -11,10 +11,10 @@ import pytest
 from conftest import ROOT
 
 from mixer.build import build
-from mixer.errors import InputError
-from mixer.recipe import load_recipe
-from mixer.records import SCORE_FIELDS
-from mixer.stats import score_summary
+from mixer.core.errors import InputError
+from mixer.core.records import SCORE_FIELDS
+from mixer.core.stats import score_summary
+from mixer.recipe.load import load_recipe
 
 RAW = ROOT / "samples" / "raw_train"
 UF_FILE = RAW / "ultrafeedback" / "train_prefs-00000-of-00001.parquet"
@@ -98,7 +98,7 @@ def test_card_reports_how_many_pairs_carry_scores_and_their_gap(dpo_build) -> No
 def test_mixer_card_shows_the_scores_table_within_100_columns(dpo_build) -> None:
     from rich.console import Console
 
-    from mixer.report import print_card
+    from mixer.report.terminal import print_card
 
     console = Console(width=100, record=True)
     print_card(dpo_build.card, console)

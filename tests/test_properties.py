@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mixer.errors import Location, MixerError, RecordError
-from mixer.recipe import load_recipe, parse_recipe
-from mixer.records import Dropped
+from mixer.core.errors import Location, MixerError, RecordError
+from mixer.core.records import Dropped
+from mixer.recipe.load import load_recipe, parse_recipe
 from mixer.sources import adapters
 from mixer.sources.base import MAX_RECORD_CHARS, SourceContext
 

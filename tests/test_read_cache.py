@@ -1,4 +1,4 @@
-"""The persistent read-stage cache (mixer.read_cache): a rebuild reuses each source's read when
+"""The persistent read-stage cache (mixer.stages.read_cache): a rebuild reuses each source's read when
 nothing it depends on changed, re-reads exactly the sources that changed, and never changes a
 build's bytes."""
 
@@ -13,9 +13,9 @@ import yaml
 from conftest import ROOT
 
 from mixer.build import build
-from mixer.read_cache import ReadCache
-from mixer.recipe import load_recipe
-from mixer.stats import SourceRead, SourceStats
+from mixer.core.stats import SourceRead, SourceStats
+from mixer.recipe.load import load_recipe
+from mixer.stages.read_cache import ReadCache
 
 SAMPLE = "recipes/v2-sample.yaml"
 ALL = ["flan_v2", "cot", "oasst1", "sharegpt", "gpt4_alpaca", "code_alpaca", "lima", "wizardlm", "open_orca",

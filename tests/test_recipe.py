@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from mixer.errors import RecipeError
-from mixer.recipe import load_recipe, parse_recipe, resolve_files
+from mixer.core.errors import RecipeError
+from mixer.recipe.load import load_recipe, parse_recipe, resolve_files
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 from conftest import ROOT, SAMPLE_RECIPE
 
 from mixer.build import build
-from mixer.recipe import load_recipe
-from mixer.records import OUTPUT_SCHEMA
+from mixer.core.records import OUTPUT_SCHEMA
+from mixer.recipe.load import load_recipe
 
 
 def test_sample_build_takes_what_the_recipe_asks_per_source(sample_build) -> None:
@@ -97,12 +97,12 @@ def test_sample_output_loads_with_datasets(sample_build) -> None:
 def test_parallel_read_gives_the_same_bytes_as_in_process(sample_build, tmp_path: Path, monkeypatch) -> None:
     import mixer.stages.read
     import mixer.stages.select
-    import mixer.tokens
+    import mixer.tokens.count
 
     monkeypatch.setattr(mixer.stages.read, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(mixer.stages.read, "SPLIT_MIN_BYTES", 4096)  # JSONL and Parquet files read in parts
     monkeypatch.setattr(mixer.stages.select, "WALK_CHUNK_ROWS", 7)  # selection counts chunks while gathering the next
-    monkeypatch.setattr(mixer.tokens, "POOL_MIN_CHARS", 0)  # ... in the token-count worker processes
+    monkeypatch.setattr(mixer.tokens.count, "POOL_MIN_CHARS", 0)  # ... in the token-count worker processes
     monkeypatch.setenv("MIXER_READ_CACHE", "0")
     monkeypatch.chdir(ROOT)
     plans = []

@@ -36,7 +36,7 @@ def test_consecutive_groups_draw_the_same_orders_as_random_sample(seed: int, siz
 def test_record_token_counts_from_a_generator_equal_those_from_a_list() -> None:
     """The select stage hands its records as a generator of slices, so no chunk's record dicts are
     all alive at once; the counts (and their order) must not change."""
-    from mixer.tokens import count_record_tokens_async, get_token_counter
+    from mixer.tokens.count import count_record_tokens_async, get_token_counter
 
     counter = get_token_counter("tiktoken:cl100k_base")
     records = [{"dataset": "d", "id": str(i), "messages": [{"role": "user", "content": "hi " * i},

@@ -11,13 +11,13 @@ import pyarrow as pa
 import pytest
 from conftest import flan_rows, write_jsonl
 
+from mixer.core.records import CANDIDATE_SCHEMA
+from mixer.core.stats import SourceStats
+from mixer.core.tables import SpillWriter
 from mixer.engine import LocalEngine
-from mixer.recipe import load_recipe
-from mixer.records import CANDIDATE_SCHEMA
+from mixer.recipe.load import load_recipe
 from mixer.stages import select as select_stage
 from mixer.stages.base import StageContext
-from mixer.stats import SourceStats
-from mixer.tables import SpillWriter
 
 
 def _reference_walk(counts: list[int], order: list[int], want: int, max_tokens: int

@@ -23,7 +23,7 @@ from test_output_hashes import _expected, output_hashes_module
 
 import mixer.stages.near_dedup as stage
 from mixer.build import build
-from mixer.recipe import Recipe, load_recipe
+from mixer.recipe.load import Recipe, load_recipe
 from mixer.stages.base import Reporter
 from mixer.stages.near_dedup import SignatureBlock
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from mixer.errors import Location, RecordError
+from mixer.core.errors import Location, RecordError
 from mixer.sources import SourceContext, get_adapter
 from mixer.sources._alpaca_templates import (
     TEMPLATES_WITH_INPUT,

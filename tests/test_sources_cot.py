@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from source_helpers import read_all
 
-from mixer.errors import Location, RecordError
-from mixer.records import Record
+from mixer.core.errors import Location, RecordError
+from mixer.core.records import Record
 from mixer.sources import SourceContext, get_adapter
 from mixer.sources.base import Adapter
 from mixer.sources.cot import cot_id_prefix

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from source_helpers import read_all
 
-from mixer.errors import Location, RecordError
-from mixer.records import Record
+from mixer.core.errors import Location, RecordError
+from mixer.core.records import Record
 from mixer.sources import SourceContext, get_adapter
 from mixer.sources.base import Adapter
 
@@ -116,7 +116,7 @@ def _workbook(path: Path, sheets: dict[str, list[list[object]]]) -> Path:
 
 def test_hard_coded_workbook_with_data_on_another_sheet_is_an_error_naming_the_sheets(tmp_path: Path) -> None:
     """Only the first sheet is read (as Tulu's pandas.read_excel does); rows elsewhere must not vanish."""
-    from mixer.errors import InputError
+    from mixer.core.errors import InputError
 
     data = [["Prompt", "Output"], ["Who are you?", "I am Tulu."]]
     extra = _workbook(tmp_path / "extra.xlsx", {"examples": data, "more": [["Prompt", "Output"], ["Hi", "Hello"]]})

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mixer.errors import Location, RecordError
-from mixer.io import ParseFailure
-from mixer.records import Dropped, Record
+from mixer.core.errors import Location, RecordError
+from mixer.core.records import Dropped, Record
+from mixer.readers.raw import ParseFailure
 from mixer.sources import SourceContext, get_adapter
 from mixer.sources.base import Adapter
 

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mixer.errors import Location, RecordError
-from mixer.records import MESSAGE_TYPE, Dropped
+from mixer.core.errors import Location, RecordError
+from mixer.core.records import MESSAGE_TYPE, Dropped
 from mixer.sources import SourceContext, get_adapter
 
 LOC = Location("mine.jsonl", line=4, record=3)

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mixer.errors import Location, RecipeError, RecordError
-from mixer.records import Dropped
+from mixer.core.errors import Location, RecipeError, RecordError
+from mixer.core.records import Dropped
 from mixer.sources import SourceContext, get_adapter
 
 SAMPLE = Path(__file__).parents[1] / "samples" / "raw_train" / "oasst1" / "2023-04-12_oasst_ready.trees.jsonl"

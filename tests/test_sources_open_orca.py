@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 from source_helpers import read_all
 
-from mixer.errors import Location, RecordError
-from mixer.records import Record
+from mixer.core.errors import Location, RecordError
+from mixer.core.records import Record
 from mixer.sources import SourceContext, get_adapter
 from mixer.sources.base import Adapter
 

@@ -13,9 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mixer.errors import Location, RecordError
-from mixer.io import ParseFailure
-from mixer.records import Dropped, Record
+from mixer.core.errors import Location, RecordError
+from mixer.core.records import Dropped, Record
+from mixer.readers.raw import ParseFailure
 from mixer.sources import SourceContext, get_adapter
 from mixer.sources.base import Adapter
 
@@ -225,7 +225,7 @@ def test_ultrafeedback_h4_file_without_source_column_is_read() -> None:
 
 
 def test_ultrafeedback_file_missing_a_needed_column_is_an_input_error(tmp_path: Path) -> None:
-    from mixer.errors import InputError
+    from mixer.core.errors import InputError
 
     path = tmp_path / "x.parquet"
     pq.write_table(pq.read_table(UF_FILE).drop_columns(["score_rejected"]), path)

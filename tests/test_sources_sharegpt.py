@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mixer.errors import Location, RecipeError, RecordError
-from mixer.records import Dropped
+from mixer.core.errors import Location, RecipeError, RecordError
+from mixer.core.records import Dropped
 from mixer.sources import SourceContext, get_adapter
 from mixer.sources.sharegpt import MESSAGE_OVERHEAD_TOKENS, Chunk, split_conversation
-from mixer.tokens import get_token_counter
+from mixer.tokens.count import get_token_counter
 
 SAMPLES = Path(__file__).parents[1] / "samples" / "raw_train" / "sharegpt"
 PRESPLIT = SAMPLES / "sharegpt_html_cleaned_and_split_4096.json"

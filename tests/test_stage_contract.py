@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mixer.records import Dropped, Record
+from mixer.core.records import Dropped, Record
+from mixer.core.stats import SourceStats
+from mixer.core.tables import SpillFiles
 from mixer.stages.base import Candidates, DropSink, drop_record, run_record_stages
 from mixer.stages.read import CandidateStore
-from mixer.stats import SourceStats
-from mixer.tables import SpillFiles
 
 
 def _record(i: int, text: str = "hello") -> Record:

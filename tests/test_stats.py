@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mixer.records import Dropped
-from mixer.stats import FileInfo, SourceRead, SourceStats
+from mixer.core.records import Dropped
+from mixer.core.stats import FileInfo, SourceRead, SourceStats
 
 
 def _part(files: list[FileInfo], raw: int, dropped: dict[str, int], name: str = "cot") -> SourceStats:

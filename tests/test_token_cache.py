@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-import mixer.tokens
+import mixer.tokens.count
 from mixer.build import build
-from mixer.recipe import load_recipe
-from mixer.tokens import TokenCounter
+from mixer.recipe.load import load_recipe
+from mixer.tokens.count import TokenCounter
 
 
 def test_second_count_of_the_same_texts_comes_from_the_cache(tmp_path: Path, monkeypatch) -> None:
@@ -49,8 +49,8 @@ def test_builds_are_byte_identical_with_a_cold_cache_a_warm_cache_and_none(tmp_p
     monkeypatch.setenv("MIXER_READ_CACHE", "0")  # every build reads and counts (tests/test_read_cache.py)
     cold = build(load_recipe("recipes/v2-sample.yaml", output=str(tmp_path / "cold")))
     calls = []
-    real = mixer.tokens.TokenCounter._submit
-    monkeypatch.setattr(mixer.tokens.TokenCounter, "_submit", lambda self, texts: calls.append(len(texts))
+    real = mixer.tokens.count.TokenCounter._submit
+    monkeypatch.setattr(mixer.tokens.count.TokenCounter, "_submit", lambda self, texts: calls.append(len(texts))
                         or real(self, texts))
     warm = build(load_recipe("recipes/v2-sample.yaml", output=str(tmp_path / "warm")))
     assert sum(calls) == 0  # every count came from the cache

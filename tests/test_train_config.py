@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mixer.errors import MixerError
+from mixer.core.errors import MixerError
 from mixer.train import gradient_accumulation_steps, load_config
 from mixer.train import launch as launch_mod
 from mixer.train.batch import BatchError

@@ -9,7 +9,7 @@ import pytest
 from train_fixtures import tiny_assets
 from typer.testing import CliRunner
 
-from mixer.errors import MixerError
+from mixer.core.errors import MixerError
 from mixer.train.cli import app
 from mixer.train.config import load_config
 from mixer.train.data import load_preference_dataset

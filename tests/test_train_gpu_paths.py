@@ -14,7 +14,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from mixer.errors import MixerError
+from mixer.core.errors import MixerError
 from mixer.train import attention as attn_mod
 from mixer.train import launch as launch_mod
 from mixer.train.attention import AttentionChoice, choose_attention

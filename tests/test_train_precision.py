@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mixer.errors import MixerError
+from mixer.core.errors import MixerError
 from mixer.train.config import load_config
 from mixer.train.runtime import choose_mixed_precision, resolve_runtime
 

@@ -12,7 +12,7 @@ import pytest
 from train_fixtures import tiny_assets, write_preference_build
 from typer.testing import CliRunner
 
-from mixer.errors import MixerError
+from mixer.core.errors import MixerError
 from mixer.train.cli import app
 from mixer.train.config import ConfigError, RMRunConfig, load_config
 from mixer.train.reward import RewardScorer, load_reward_dataset, load_reward_model, margin_from_scores
@@ -170,7 +170,7 @@ def test_margin_without_ratings_exits_2_naming_the_columns(tmp_path: Path) -> No
 def dpo_sample_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """recipes/dpo-sample.yaml built: UltraFeedback pairs with their ratings, HH-RLHF pairs without."""
     from mixer.build import build
-    from mixer.recipe import load_recipe
+    from mixer.recipe.load import load_recipe
 
     out = tmp_path_factory.mktemp("rm-dpo-sample") / "out"
     return build(load_recipe(REPO / "recipes" / "dpo-sample.yaml", raw_dir=str(UF_FILE.parents[1]),
@@ -222,7 +222,7 @@ def test_rm_trains_with_margins_from_a_built_mixture(dpo_sample_build: Path, tmp
 
 def test_margin_on_a_build_where_no_pair_carries_scores_exits_2(tmp_path: Path) -> None:
     from mixer.build import build
-    from mixer.recipe import load_recipe
+    from mixer.recipe.load import load_recipe
 
     recipe = tmp_path / "hh.yaml"
     recipe.write_text(f"name: hh\nkind: preference\nraw_dir: {UF_FILE.parents[1]}\noutput: {tmp_path / 'hh'}\n"

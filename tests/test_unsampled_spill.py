@@ -1,7 +1,7 @@
 """The ids of the records sampling did not choose go to spill files in the work folder while each
 source is sampled, and ``dropped/`` is written from them a row group at a time: the build never
 holds them all (3.9 M at scale 3.0), and the file's bytes are those of the one table it was before.
-The spill files' readers (``mixer.tables``) hold one batch or bucket at a time, and a column read
+The spill files' readers (``mixer.core.tables``) hold one batch or bucket at a time, and a column read
 holds only that column's bytes.
 """
 
@@ -16,12 +16,12 @@ import pytest
 from conftest import flan_rows, write_jsonl
 
 from mixer.build import run_stages
+from mixer.core.records import DROPPED_SCHEMA, Dropped
+from mixer.core.tables import OrderedSpill, OrderedSpillWriter, SpillFiles, SpillWriter
 from mixer.engine import LocalEngine
-from mixer.recipe import load_recipe
-from mixer.records import DROPPED_SCHEMA, Dropped
+from mixer.recipe.load import load_recipe
 from mixer.stages import select as select_stage
 from mixer.stages import write as writer
-from mixer.tables import OrderedSpill, OrderedSpillWriter, SpillFiles, SpillWriter
 
 IDS = pa.schema([("dataset", pa.string()), ("id", pa.string())])
 

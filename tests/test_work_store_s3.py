@@ -1,4 +1,4 @@
-"""A work folder in an object store (``--work-dir s3://bucket/prefix?...``, ``mixer.workstore``),
+"""A work folder in an object store (``--work-dir s3://bucket/prefix?...``, ``mixer.core.workstore``),
 against moto's S3 server on this machine (no network): the same bytes and card as a local build on
 both engines, the prefix left exactly as it was, and a clear exit 2 for a URI that cannot work.
 
@@ -20,9 +20,9 @@ from conftest import ROOT, SAMPLE_RECIPE
 from test_output_hashes import output_hashes_module
 
 from mixer.build import build
+from mixer.core.workstore import RemotePath, npy_rows, open_output, work_path
 from mixer.engine import LocalEngine
-from mixer.recipe import load_recipe
-from mixer.workstore import RemotePath, npy_rows, open_output, work_path
+from mixer.recipe.load import load_recipe
 
 moto_server = pytest.importorskip("moto.server", reason="moto is not installed: pip install -e '.[test]'")
 
@@ -114,7 +114,7 @@ def test_an_s3_work_dir_gives_the_local_bytes_and_card_and_leaves_the_prefix_as_
     assert large  # near dedup's buckets did go through chunk units
     # nothing of the build's is left and nothing else is deleted; only where the work folder was inside a
     # folder that existed before ("shared", which holds another's file) does pyarrow leave that folder's
-    # empty marker object (it keeps a folder visible after deleting in it; mixer.workstore.OwnFolder)
+    # empty marker object (it keeps a folder visible after deleting in it; mixer.core.workstore.OwnFolder)
     marker = {"shared/"} if prefix.startswith("shared/") else set()
     assert s3.keys() == sorted(set(before) | marker)
     assert THEIRS in before
@@ -139,7 +139,7 @@ def test_a_work_dir_uri_that_cannot_work_exits_2_naming_it(where: str, says: str
 
 
 def test_remote_npy_rows_reads_the_rows_and_ranges_asked_for(s3: S3, monkeypatch) -> None:
-    import mixer.workstore
+    import mixer.core.workstore
 
     folder = work_path(s3.uri("npy-rows"))
     assert isinstance(folder, RemotePath)
@@ -149,8 +149,8 @@ def test_remote_npy_rows_reads_the_rows_and_ranges_asked_for(s3: S3, monkeypatch
     rows = np.array([0, 1, 2, 7, 20, 21, 39])
     np.testing.assert_array_equal(npy_rows(folder / "a.npy", rows), array[rows])
     # rows up to 3 apart read together, no request over 8 rows: spans merged and cut
-    monkeypatch.setattr(mixer.workstore, "GAP_BYTES", 3 * 12)
-    monkeypatch.setattr(mixer.workstore, "SPAN_BYTES", 8 * 12)
+    monkeypatch.setattr(mixer.core.workstore, "GAP_BYTES", 3 * 12)
+    monkeypatch.setattr(mixer.core.workstore, "SPAN_BYTES", 8 * 12)
     rng = np.random.default_rng(0)
     for _ in range(20):
         rows = np.unique(rng.integers(0, 40, size=int(rng.integers(1, 30))))

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from mixer.core.records import SELECTED_SCHEMA
+from mixer.core.tables import SpillFiles, SpillWriter
 from mixer.engine import LocalEngine
-from mixer.records import SELECTED_SCHEMA
 from mixer.stages import write as writer
-from mixer.tables import SpillFiles, SpillWriter
 
 
 def _selected(tmp_path: Path, n: int, batch_rows: int) -> SpillFiles:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mixer.chat import TULU_CHAT_TEMPLATE
-from mixer.records import MESSAGE_TYPE, OUTPUT_SCHEMA
+from mixer.core.chat import TULU_CHAT_TEMPLATE
+from mixer.core.records import MESSAGE_TYPE, OUTPUT_SCHEMA
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>"]
 

@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from mixer.errors import Location, RecordError
-from mixer.io import FilePart, RawItem, read_raw
-from mixer.records import Dropped, Record
+from mixer.core.errors import Location, RecordError
+from mixer.core.records import Dropped, Record
+from mixer.readers.raw import FilePart, RawItem, read_raw
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from mixer.tokens import TokenCounter
+    from mixer.tokens.count import TokenCounter
 
 #: a record carrying more message text than this (characters) is dropped, reason
 #: ``record_too_large``: one pathological record must not cost every later stage its memory
@@ -45,7 +45,7 @@ class SourceContext:
     source: str
     seed: int
     tokenizer: str = "tiktoken:cl100k_base"
-    #: which of ``seed`` and ``tokenizer`` the adapter drew on: a cached read (``mixer.read_cache``)
+    #: which of ``seed`` and ``tokenizer`` the adapter drew on: a cached read (``mixer.stages.read_cache``)
     #: is reused under another seed or tokenizer only when it did not
     used: set[str] = field(default_factory=set, compare=False, repr=False)
 
@@ -61,7 +61,7 @@ class SourceContext:
 
     def token_counter(self) -> TokenCounter:
         """The recipe tokenizer's counter, for adapters whose output depends on token counts."""
-        from mixer.tokens import get_token_counter
+        from mixer.tokens.count import get_token_counter
 
         self.used.add("tokenizer")
         return get_token_counter(self.tokenizer)

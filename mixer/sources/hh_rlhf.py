@@ -33,8 +33,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from mixer.errors import Location, RecordError
-from mixer.records import Dropped, Message, Record, make_record, msg
+from mixer.core.errors import Location, RecordError
+from mixer.core.records import Dropped, Message, Record, make_record, msg
 from mixer.sources import register
 from mixer.sources.base import Adapter, require_dict
 

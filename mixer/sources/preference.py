@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mixer.errors import Location, RecordError
-from mixer.records import ROLES, SCORE_FIELDS, Dropped, Message, Record, make_record, msg
+from mixer.core.errors import Location, RecordError
+from mixer.core.records import ROLES, SCORE_FIELDS, Dropped, Message, Record, make_record, msg
 from mixer.sources import register
 from mixer.sources.base import Adapter, require_dict, require_list
 from mixer.sources.messages import _optional_label

@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mixer.errors import InputError, Location, RecordError
-from mixer.io import RawItem, read_parquet
-from mixer.records import ROLES, Dropped, Message, Record, make_record, msg
+from mixer.core.errors import InputError, Location, RecordError
+from mixer.core.records import ROLES, Dropped, Message, Record, make_record, msg
+from mixer.readers.raw import RawItem, read_parquet
 from mixer.sources import register
 from mixer.sources.base import Adapter, require_dict, require_list, require_str
 

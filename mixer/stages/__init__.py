@@ -17,9 +17,8 @@ the executor's ``map``/``scatter``, drops through the one ``DropSink``):
 - ``write``: sharded Parquet and ``dropped/``;
 - ``card``: the numbers of ``card.json``.
 
-The algorithms they call are pure modules with no pools and no stage state (``mixer.normalise``,
-``mixer.filters``, ``mixer.dedup``, ``mixer.decontaminate``, ``mixer.tokens``); where the work runs is
-``mixer.engine``; the order and the timing are ``mixer.build``.
+The algorithms they call are pure modules with no pools and no stage state (``mixer.kernels``,
+``mixer.tokens``); where the work runs is ``mixer.engine``; the order and the timing are ``mixer.build``.
 """
 
 STAGES = ("read", "normalise", "filter", "exact_dedup", "near_dedup", "decontaminate", "select", "write", "card")

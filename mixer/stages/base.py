@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from mixer.recipe import Recipe
-from mixer.records import Dropped, Record
-from mixer.stats import SourceStats
-from mixer.tables import SpillFiles
-from mixer.workstore import WorkPath
+from mixer.core.records import Dropped, Record
+from mixer.core.stats import SourceStats
+from mixer.core.tables import SpillFiles
+from mixer.core.workstore import WorkPath
+from mixer.recipe.load import Recipe
 
 if TYPE_CHECKING:  # the interface only: stages receive an executor, they never build one
-    from mixer.engine.base import Executor
+    from mixer.core.executor import Executor
 
 
 class Reporter:
@@ -143,7 +143,7 @@ class StageContext:
 
     recipe: Recipe
     executor: Executor
-    #: the build's own folder for intermediate files: local, or in an object store (``mixer.workstore``)
+    #: the build's own folder for intermediate files: local, or in an object store (``mixer.core.workstore``)
     work_dir: WorkPath
     reporter: Reporter = field(default_factory=Reporter)
     stats: dict[str, SourceStats] = field(default_factory=dict)

@@ -1,7 +1,7 @@
 """Stage **decontaminate** (corpus-level, recipe ``decontaminate``): drop candidates whose prompt
 overlaps an evaluation benchmark, after dedup and before selection.
 
-The rules (n-gram coverage and overlap, exact match, long n-gram) are ``mixer.decontaminate``
+The rules (n-gram coverage and overlap, exact match, long n-gram) are ``mixer.kernels.decontaminate``
 (pure); this stage walks the candidates in chunks, removes the contaminated rows through the sink
 (each with the matching benchmark item) and returns the card's benchmark x source table.
 """
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from mixer.decontaminate import Decontaminator, load_benchmarks, summarise_contamination
-from mixer.records import Dropped
+from mixer.core.records import Dropped
+from mixer.kernels.decontaminate import Decontaminator, load_benchmarks, summarise_contamination
 from mixer.stages.base import StageContext
 
 #: candidates converted to Python at a time

@@ -1,7 +1,7 @@
 """Stage **exact dedup** (corpus-level): the first copy of each conversation is kept, across sources.
 
 "First" is in recipe order, then file order: the copy from the source listed first in the recipe
-wins, and the dropped record's ``kept_id`` points at it. The key is ``mixer.dedup.exact.content_hash``
+wins, and the dropped record's ``kept_id`` points at it. The key is ``mixer.kernels.exact.content_hash``
 of the normalised messages (for a preference pair, of its prompt), computed while reading and stored
 in the candidates' ``hash`` column, so this stage reads one 16-byte column per source.
 
@@ -23,11 +23,11 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from mixer.dedup.exact import content_hash
-from mixer.records import Dropped, Record, record_key_messages
+from mixer.core.records import Dropped, Record, record_key_messages
+from mixer.core.tables import SpillFiles
+from mixer.core.workstore import WorkPath, list_files, load_npz, make_temp_dir, open_output, remove_tree
+from mixer.kernels.exact import content_hash
 from mixer.stages.base import StageContext
-from mixer.tables import SpillFiles
-from mixer.workstore import WorkPath, list_files, load_npz, make_temp_dir, open_output, remove_tree
 
 REASON = "exact_duplicate"
 

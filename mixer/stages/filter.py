@@ -1,17 +1,17 @@
 """Stage **filter** (record-level): Tulu V2's mentions-of-other-LLMs filter and turn-count bounds.
 
-The filters themselves are ``mixer.filters`` (pure: a record in, a reason and a detail or None
+The filters themselves are ``mixer.kernels.filters`` (pure: a record in, a reason and a detail or None
 out); the mention filter screens a whole batch at once. ``max_tokens`` is not here: counting tokens
 is expensive, so selection applies it only to the records it may take (``mixer.stages.select``).
 """
 
 from __future__ import annotations
 
-from mixer.filters import LLMMentionFilter, TurnCountFilter
-from mixer.recipe import Recipe
-from mixer.records import Dropped, Record
+from mixer.core.records import Dropped, Record
+from mixer.core.stats import SourceStats
+from mixer.kernels.filters import LLMMentionFilter, TurnCountFilter
+from mixer.recipe.load import Recipe
 from mixer.stages.base import drop_record
-from mixer.stats import SourceStats
 
 
 class Filter:

@@ -1,8 +1,8 @@
 """Stage **near dedup** (corpus-level, recipe ``dedup.near``): MinHash LSH across all sources'
 candidates, after exact dedup and before selection, so ``take`` counts hold in the output.
 
-The algorithm is ``mixer.dedup.near`` (pure: signatures, LSH banding, confirmation, clusters) over
-``mixer.dedup.shingles``; this stage sends the signing through the executor (one unit = a batch of
+The algorithm is ``mixer.kernels.near`` (pure: signatures, LSH banding, confirmation, clusters) over
+``mixer.kernels.shingles``; this stage sends the signing through the executor (one unit = a batch of
 candidate row ids and the description of the Arrow files holding them, which the worker reads),
 removes the dropped rows through the sink (each with its cluster, kept copy and Jaccard estimate)
 and returns the card's section.
@@ -16,7 +16,7 @@ Two ways, chosen by the number of signatures (``BAND_UNITS_MIN_ROWS``):
   parts (``SignatureParts``), and this process reads only the rows of dropped records and their
   keepers. The signature matrix is never in one process.
 
-Both keep each source's signatures in its read-cache entry (``mixer.read_cache``), so a rebuild signs
+Both keep each source's signatures in its read-cache entry (``mixer.stages.read_cache``), so a rebuild signs
 only rows it has not signed before: in blocks of ``unit_rows`` candidate rows
 (``SignatureBlock``), one ``.npz`` per block under ``<entry>/near-<settings digest>/``, which the
 process that signs a block (this one for small builds, the signing unit for large ones) reads and
@@ -38,16 +38,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mixer.config import NearDedupConfig
-from mixer.dedup import near as near_kernel
-from mixer.dedup.lsh import (
+from mixer.core.records import Dropped
+from mixer.core.tables import SpillFiles, list_sums
+from mixer.core.workstore import WorkPath, make_temp_dir, open_output, remove_tree
+from mixer.kernels import near as near_kernel
+from mixer.kernels.lsh import (
     SignatureParts,
     band_keys_unit,
     band_partition_pairs,
     bucket_chunk_pairs,
     bucket_chunks,
 )
-from mixer.dedup.near import (
+from mixer.kernels.near import (
     NearItem,
     find_near_duplicates,
     key_text,
@@ -55,14 +57,12 @@ from mixer.dedup.near import (
     signatures_async,
     summarise_near,
 )
-from mixer.dedup.shingles import EMPTY_HASH, permutations, sign_chunk
-from mixer.records import Dropped
+from mixer.kernels.shingles import EMPTY_HASH, permutations, sign_chunk
+from mixer.recipe.settings import NearDedupConfig
 from mixer.stages.base import StageContext
-from mixer.tables import SpillFiles, list_sums
-from mixer.token_cache import report_damage
-from mixer.workstore import WorkPath, make_temp_dir, open_output, remove_tree
+from mixer.tokens.cache import report_damage
 
-#: candidate rows per signing unit at most (also bounded by ``mixer.dedup.near.POOL_CHUNK_RECORDS``)
+#: candidate rows per signing unit at most (also bounded by ``mixer.kernels.near.POOL_CHUNK_RECORDS``)
 CHUNK_ROWS = 20_000
 #: from this many signatures on, LSH banding and confirmation run as units of the executor
 #: (``_confirm_in_units``); below it, in this process
@@ -79,8 +79,8 @@ MAX_BUCKET_MEMBERS = 100_000
 
 def _confirm_in_units(ctx: StageContext, sig: np.ndarray | SignatureParts, n_new: int,
                       live: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Steps 2 and 3 of ``mixer.dedup.near`` as units of the executor, each of bounded memory
-    (``mixer.dedup.lsh``), over the signatures' part files in the work folder (an array is first saved
+    """Steps 2 and 3 of ``mixer.kernels.near`` as units of the executor, each of bounded memory
+    (``mixer.kernels.lsh``), over the signatures' part files in the work folder (an array is first saved
     as one part; ``live``: how many rows have shingles, needed with parts); key units turn ranges of
     ``KEY_RANGE_ROWS`` rows into every band's (bucket key, id) entries split into partitions by key;
     one unit per (band, partition) groups and confirms its buckets; a bucket over
@@ -329,7 +329,7 @@ def sign_rows_to_part(unit: PartUnit, key: str, ngram: int, num_perm: int, seed:
 
 
 def _assistant_chars(messages: Any) -> np.ndarray:
-    """Assistant-text characters (code points, as ``mixer.dedup.near.assistant_chars``) of each row
+    """Assistant-text characters (code points, as ``mixer.kernels.near.assistant_chars``) of each row
     of an Arrow ``messages`` array, on the Arrow columns."""
     flat = pc.list_flatten(messages)
     assistant = pc.equal(flat.field("role"), "assistant").to_numpy(zero_copy_only=False)
@@ -338,7 +338,7 @@ def _assistant_chars(messages: Any) -> np.ndarray:
 
 
 def assistant_chars_column(table: SpillFiles) -> np.ndarray:
-    """``mixer.dedup.near.assistant_chars`` of every row, computed on the Arrow columns (characters
+    """``mixer.kernels.near.assistant_chars`` of every row, computed on the Arrow columns (characters
     are code points in both)."""
     parts = [np.zeros(0, dtype=np.int64)]
     for batch in table.iter_batches(["messages"]):

@@ -1,17 +1,17 @@
 """Stage **normalise** (record-level): Unicode NFC, surrounding whitespace, empty turns, turn order.
 
-The text rules are ``mixer.normalise`` (pure functions); this stage applies them to a batch and turns
+The text rules are ``mixer.kernels.normalise`` (pure functions); this stage applies them to a batch and turns
 a record that cannot be repaired into a drop (``bad_turn_order``, ``no_assistant_turn``, ...). What
 each rule changed is counted in the source's ``normalised`` counter, which the card reports.
 """
 
 from __future__ import annotations
 
-from mixer.normalise import normalise_record
-from mixer.recipe import Recipe
-from mixer.records import Dropped, Record
+from mixer.core.records import Dropped, Record
+from mixer.core.stats import SourceStats
+from mixer.kernels.normalise import normalise_record
+from mixer.recipe.load import Recipe
 from mixer.stages.base import drop_record
-from mixer.stats import SourceStats
 
 
 class Normalise:

@@ -7,7 +7,7 @@ a byte or row range; line numbers and ordinals stay those of the whole file), de
 so any engine can run it (``_read_task``); its result is a ``SourceRead`` (counters, drops, the paths of
 its candidate files), and the parts of a source add up (``SourceRead.__add__``) in file, then part
 order. No file is held whole as Python dicts (JSON arrays of 64 MB or more are streamed). On a
-rebuild the read cache (``mixer.read_cache``) serves every source whose inputs and settings are
+rebuild the read cache (``mixer.stages.read_cache``) serves every source whose inputs and settings are
 unchanged.
 """
 
@@ -21,21 +21,29 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from mixer.dedup.exact import content_hash
-from mixer.errors import InputError, Location, RecordError
-from mixer.io import FilePart, ParseFailure, file_format, file_info, json_array, read_parquet_batches, splittable
-from mixer.read_cache import ReadCache, read_cache_root, read_key
-from mixer.recipe import Recipe, Source, license_key, resolve_files, source_license
-from mixer.records import CANDIDATE_SCHEMA, Dropped, Record, record_key_messages
+from mixer.core.errors import InputError, Location, RecordError
+from mixer.core.records import CANDIDATE_SCHEMA, Dropped, Record, record_key_messages
+from mixer.core.stats import FileInfo, SourceRead, SourceStats
+from mixer.core.tables import SpillFiles
+from mixer.core.workstore import IpcWriter, WorkPath
+from mixer.kernels.exact import content_hash
+from mixer.readers.raw import (
+    FilePart,
+    ParseFailure,
+    file_format,
+    file_info,
+    json_array,
+    read_parquet_batches,
+    splittable,
+)
+from mixer.recipe.load import Recipe, Source, allowed, resolve_files, source_license
 from mixer.sources import SourceContext, get_adapter
 from mixer.sources.base import Adapter
 from mixer.stages.base import DropSink, RecordStage, Reporter, StageContext, run_record_stages
 from mixer.stages.filter import Filter
 from mixer.stages.normalise import Normalise
-from mixer.stats import FileInfo, SourceRead, SourceStats
-from mixer.tables import SpillFiles
-from mixer.tokens import TokenCounter, count_record_tokens
-from mixer.workstore import IpcWriter, WorkPath
+from mixer.stages.read_cache import ReadCache, read_cache_root, read_key
+from mixer.tokens.count import TokenCounter, count_record_tokens
 
 RAW_TEXT_LIMIT = 20_000
 #: records put through the record-level stages together; the mention filter screens a batch at once
@@ -251,7 +259,7 @@ def plan_reads(adapter: type, paths: list[Path], infos: list[FileInfo], workers:
     """The read tasks of one source: ``[None]`` (the whole source in one task) unless it has large
     JSONL, JSON-array or Parquet files and an adapter that reads them with the standard readers, which
     are then cut into parts of about ``SPLIT_MIN_BYTES`` (at least ``workers`` parts per large file; exactly
-    ``workers`` for a JSON array, see ``mixer.io.json_array``)."""
+    ``workers`` for a JSON array, see ``mixer.readers.raw.json_array``)."""
     if workers < 2 or adapter.read_file is not Adapter.read_file:
         return [None]
     big = [i.bytes >= SPLIT_MIN_BYTES and splittable(p) for p, i in zip(paths, infos, strict=True)]
@@ -278,7 +286,7 @@ PARALLEL_MIN_BYTES = 64 * 1024 * 1024
 
 def read_sources(ctx: StageContext, *, gate: bool) -> dict[str, list[str]]:
     """Read every allowed source into ``ctx.candidates``: from the read cache when an identical read
-    is stored there (``mixer.read_cache``), else as units of ``ctx.executor.map`` (one per source, or
+    is stored there (``mixer.stages.read_cache``), else as units of ``ctx.executor.map`` (one per source, or
     per part of a large file; largest first) when the input is large, else in this process. All paths
     give identical results; the merge below is in recipe order. Returns which sources the read cache
     served ("hits") and which were read ("misses"), for timings.json."""
@@ -368,12 +376,3 @@ def read_sources(ctx: StageContext, *, gate: bool) -> dict[str, list[str]]:
         ctx.candidates.add(s.name, SpillFiles(r.candidates, CANDIDATE_SCHEMA))
     return report
 
-
-def allowed(recipe: Recipe, source: Source) -> str | None:
-    """None if the source's licence is allowed, else why it is left out."""
-    if recipe.allow_licenses is None:
-        return None
-    lic = source_license(source)
-    if lic is None or license_key(lic) not in {license_key(x) for x in recipe.allow_licenses}:
-        return f"licence {lic or 'unknown'} not in allow_licenses {list(recipe.allow_licenses)}"
-    return None

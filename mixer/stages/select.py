@@ -1,7 +1,7 @@
 """Stage **select** (corpus-level): sample ``take`` records per source and apply ``max_tokens``.
 
 Per source a seeded permutation is walked until ``take`` records that fit ``max_tokens`` are found,
-counting tokens (``mixer.tokens``, through the executor) only for records the walk reaches, so a
+counting tokens (``mixer.tokens.count``, through the executor) only for records the walk reaches, so a
 30k sample of a 1M-row source never tokenizes the other 970k. Records over the limit are dropped
 (``too_many_tokens``) through the sink; records the walk never reaches are ``not_sampled`` (counted,
 not dropped: sampling is not a verdict on the record). The chosen records go to Arrow files in the
@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from mixer.errors import MixerError
-from mixer.overlap import one_ahead
-from mixer.recipe import Source
-from mixer.records import SELECTED_SCHEMA
+from mixer.core.errors import MixerError
+from mixer.core.overlap import one_ahead
+from mixer.core.records import SELECTED_SCHEMA
+from mixer.core.tables import OrderedSpill, OrderedSpillWriter, SpillFiles, SpillWriter
+from mixer.recipe.load import Source
 from mixer.stages.base import StageContext, drop_record
-from mixer.tables import OrderedSpill, OrderedSpillWriter, SpillFiles, SpillWriter
-from mixer.tokens import TokenCounter, count_record_tokens_async
+from mixer.tokens.count import TokenCounter, count_record_tokens_async
 
 #: rows converted to Python at a time while walking a sample (bounds memory, not results)
 WALK_CHUNK_ROWS = 20_000

@@ -23,14 +23,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mixer.io import file_info
-from mixer.records import DROPPED_SCHEMA, OUTPUT_SCHEMA, PREFERENCE_OUTPUT_SCHEMA, SCORE_FIELDS, Dropped
+from mixer.core.records import DROPPED_SCHEMA, OUTPUT_SCHEMA, PREFERENCE_OUTPUT_SCHEMA, SCORE_FIELDS, Dropped
+from mixer.core.tables import OrderedSpill, SpillFiles, SpillWriter, list_sums
+from mixer.core.workstore import WorkPath, make_temp_dir, remove_tree
+from mixer.readers.raw import file_info
 from mixer.stages.base import StageContext
-from mixer.tables import OrderedSpill, SpillFiles, SpillWriter, list_sums
-from mixer.workstore import WorkPath, make_temp_dir, remove_tree
 
 if TYPE_CHECKING:
-    from mixer.engine.base import Executor
+    from mixer.core.executor import Executor
 
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "write_statistics": True,
                    "use_dictionary": ["dataset"]}

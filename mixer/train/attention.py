@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from mixer.errors import MixerError
+from mixer.core.errors import MixerError
 
 logger = logging.getLogger("mixer.train")
 

@@ -8,7 +8,7 @@ number or the run silently trains with a different batch than the recipe says.
 
 from __future__ import annotations
 
-from mixer.errors import MixerError
+from mixer.core.errors import MixerError
 
 
 class BatchError(MixerError):

@@ -10,8 +10,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from mixer.errors import MixerError, user_message
-from mixer.outdir import TRAIN_MARKER, check_output_dir
+from mixer.core.errors import MixerError, user_message
+from mixer.core.outdir import TRAIN_MARKER, check_output_dir
 from mixer.train.common import require_paths
 from mixer.train.config import load_config, shipped_recipes, to_yaml
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from mixer.errors import MixerError
-from mixer.outdir import TRAIN_MARKER
+from mixer.core.errors import MixerError
+from mixer.core.outdir import TRAIN_MARKER
 from mixer.train.batch import gradient_accumulation_steps
 from mixer.train.config import BaseRunConfig, ConfigError, to_yaml
 

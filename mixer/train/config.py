@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from mixer.errors import MixerError, did_you_mean
-from mixer.yamlio import UniqueKeyLoader
+from mixer.core.errors import MixerError, did_you_mean
+from mixer.core.yamlio import UniqueKeyLoader
 
 
 class ConfigError(MixerError):

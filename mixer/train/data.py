@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from mixer.errors import MixerError
+from mixer.core.errors import MixerError
 
 logger = logging.getLogger("mixer.train")
 

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mixer.errors import MixerError
+from mixer.core.errors import MixerError
 from mixer.train.common import require_paths, save_resolved_config
 from mixer.train.config import MergeRunConfig
 from mixer.train.deps import require_train_deps

@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mixer.chat import TULU_CHAT_TEMPLATE
-from mixer.errors import MixerError
+from mixer.core.chat import TULU_CHAT_TEMPLATE
+from mixer.core.errors import MixerError
 from mixer.train.attention import TORCH_VARLEN, choose_attention, register_torch_varlen
 from mixer.train.config import BaseRunConfig, ConfigError
 from mixer.train.deps import MissingDependencyError, cuda_available

@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from mixer.errors import MixerError
+from mixer.core.errors import MixerError
 from mixer.train.data import PREFERENCE_COLUMNS, DataError, load_parquet
 
 SCORE_COLUMNS = ("score_chosen", "score_rejected")

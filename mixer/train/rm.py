@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mixer.errors import MixerError
+from mixer.core.errors import MixerError
 from mixer.train.common import (
     METRICS_NAME,
     make_trl_config,

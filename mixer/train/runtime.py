@@ -14,7 +14,7 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from mixer.config import usable_cores
+from mixer.recipe.settings import usable_cores
 from mixer.train.attention import AttentionChoice, choose_attention
 from mixer.train.common import engine_mixed_precision, world_size
 from mixer.train.config import BaseRunConfig, ConfigError

@@ -18,10 +18,10 @@ from typing import Any, Literal
 
 import yaml
 
-from mixer.config import DecontaminationConfig, NearDedupConfig
-from mixer.errors import RecipeError, did_you_mean
+from mixer.core.errors import RecipeError, did_you_mean
+from mixer.core.yamlio import UniqueKeyLoader
+from mixer.recipe.settings import DecontaminationConfig, NearDedupConfig
 from mixer.sources import get_adapter
-from mixer.yamlio import UniqueKeyLoader
 
 #: Tulu V2's mentions-of-other-LLMs keyword list, matched as case-insensitive substrings on every
 #: message. Source: open-instruct (Tulu V2 era) filtering of the SFT mixture, as documented in
@@ -361,6 +361,15 @@ def license_key(name: str) -> str:
     """'CC BY-NC 4.0' and 'cc-by-nc-4.0' name the same licence."""
     return "-".join(name.lower().replace("_", " ").replace("-", " ").split())
 
+
+def allowed(recipe: Recipe, source: Source) -> str | None:
+    """None if the source's licence is allowed, else why it is left out."""
+    if recipe.allow_licenses is None:
+        return None
+    lic = source_license(source)
+    if lic is None or license_key(lic) not in {license_key(x) for x in recipe.allow_licenses}:
+        return f"licence {lic or 'unknown'} not in allow_licenses {list(recipe.allow_licenses)}"
+    return None
 
 def _check_bounds(recipe: Recipe) -> None:
     """Integers whose type is right but whose value makes no sense (a zero row group breaks the writer;

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from mixer.recipe import license_key
-from mixer.records import SCORE_FIELDS
+from mixer.core.records import SCORE_FIELDS
+from mixer.recipe.load import license_key
 
 #: Hugging Face Hub licence identifiers for the licences the known sources carry.
 HF_LICENSE_IDS = {
@@ -155,7 +155,7 @@ def scores_section(card: dict[str, Any]) -> str:
 
 
 def load_card(out_dir: Path) -> dict[str, Any]:
-    from mixer.errors import MixerError
+    from mixer.core.errors import MixerError
 
     path = Path(out_dir) / "card.json"
     if not Path(out_dir).exists():

@@ -17,7 +17,7 @@ files read only the byte ranges of the batches and columns asked for).
 A ``RemotePath`` pickles as its URI, so it can be part of a unit that runs in another process or on
 another node: the filesystem object is rebuilt there once per process (``_filesystem``), with the
 credentials of that process's environment (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, an
-instance role, ...). This module sits with ``mixer.tables`` in the lowest layer because
+instance role, ...). This module sits with ``mixer.core.tables`` in the lowest layer because
 ``SpillFiles`` reads through it.
 """
 

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from mixer.digest import file_digest
-from mixer.errors import InputError, Location
-from mixer.stats import FileInfo
+from mixer.core.digest import file_digest
+from mixer.core.errors import InputError, Location
+from mixer.core.stats import FileInfo
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from mixer.digest import file_sha256
-from mixer.errors import MixerError
-from mixer.recipe import Recipe, SourceFile
+from mixer.core.digest import file_sha256
+from mixer.core.errors import MixerError
+from mixer.recipe.load import Recipe, SourceFile
 
 TIMEOUT_S = 60
 CHUNK = 1 << 20

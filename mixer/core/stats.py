@@ -11,8 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from mixer.records import Dropped
-from mixer.workstore import WorkPath
+from mixer.core.records import Dropped
+from mixer.core.workstore import WorkPath
 
 
 @dataclass

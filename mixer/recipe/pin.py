@@ -15,10 +15,10 @@ from pathlib import Path
 
 import yaml
 
-from mixer.digest import file_sha256
-from mixer.engine.base import Executor
-from mixer.errors import MixerError, RecipeError
-from mixer.recipe import Recipe, load_recipe
+from mixer.core.digest import file_sha256
+from mixer.core.errors import MixerError, RecipeError
+from mixer.core.executor import Executor
+from mixer.recipe.load import Recipe, load_recipe
 
 
 def pinned_files(recipe: Recipe) -> list[tuple[str, Path, str]]:

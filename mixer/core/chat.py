@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mixer.records import Message, Record
+from mixer.core.records import Message, Record
 
 #: Jinja chat template producing the Tulu format, with ``{% generation %}`` markers around the
 #: assistant text and its end-of-turn token so ``return_assistant_tokens_mask`` (and TRL's

@@ -2,7 +2,7 @@
 
 The rule, and how it relates to the two well-known implementations
 ------------------------------------------------------------------
-Texts are compared as word tokens (``mixer.dedup.shingles.tokenize``: lowercase, punctuation-
+Texts are compared as word tokens (``mixer.kernels.shingles.tokenize``: lowercase, punctuation-
 insensitive, CJK one token per character) of the record's ``key`` text (default ``prompt``, the first
 user turn) and of each benchmark item's ``field``. With ``n = ngram`` (default 8), a training record
 is **contaminated** by a benchmark when any of these holds:
@@ -38,7 +38,7 @@ So, boilerplate aside, every record that open-instruct (at the same n and thresh
 (index and text), the overlap share, the item coverage, whether it is an exact match and whether a
 13-gram is shared, plus one shared n-gram as evidence.
 
-Speed: a batch is first screened with the vectorised n-gram hashes of ``mixer.dedup.shingles``
+Speed: a batch is first screened with the vectorised n-gram hashes of ``mixer.kernels.shingles``
 (64-bit, binary search in the sorted benchmark hashes); only records with a hash hit are checked
 exactly with Python token tuples, so a hash collision can never remove a record.
 """
@@ -53,11 +53,11 @@ from typing import Any
 
 import numpy as np
 
-from mixer.config import BenchmarkSpec, DecontaminationConfig
-from mixer.dedup.near import key_text
-from mixer.dedup.shingles import shingle_hashes, token_hashes, tokenize
-from mixer.errors import InputError, RecipeError
-from mixer.records import Message
+from mixer.core.errors import InputError, RecipeError
+from mixer.core.records import Message
+from mixer.kernels.near import key_text
+from mixer.kernels.shingles import shingle_hashes, token_hashes, tokenize
+from mixer.recipe.settings import BenchmarkSpec, DecontaminationConfig
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def load_benchmark(spec: BenchmarkSpec, base_dir: str | Path | None = None) -> l
     Raises ``InputError`` naming the file (and record) when a file is missing or unreadable or a
     record lacks ``field`` (listing the fields it has).
     """
-    from mixer.io import ParseFailure, read_raw
+    from mixer.readers.raw import ParseFailure, read_raw
 
     if not spec.files:
         raise RecipeError(f"decontaminate: benchmark {spec.name!r} lists no files")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 
-from mixer.records import Message
+from mixer.core.records import Message
 
 
 def content_hash(messages: list[Message]) -> bytes:

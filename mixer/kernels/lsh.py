@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from mixer.dedup.shingles import EMPTY_HASH
-from mixer.workstore import WorkPath, npy_rows, open_output
+from mixer.core.workstore import WorkPath, npy_rows, open_output
+from mixer.kernels.shingles import EMPTY_HASH
 
 #: A band bucket with more members than this is not compared all-pairs: each member is compared with
 #: its ``MAX_BUCKET_PAIRS`` neighbours in input order (enough to connect a cluster; a bucket this large
@@ -115,7 +115,7 @@ def unique_pairs(chunks: Sequence[np.ndarray], n: int) -> np.ndarray:
 # 3. ``bucket_chunk_pairs``: one member range of one large bucket, paired and confirmed.
 #
 # Signatures are read from ``.npy`` part files in the work folder (``SignatureParts``: one per signing
-# unit, which wrote it; local: memory-mapped; remote: by byte ranges, ``mixer.workstore.npy_rows``),
+# unit, which wrote it; local: memory-mapped; remote: by byte ranges, ``mixer.core.workstore.npy_rows``),
 # only the rows a unit needs.
 
 

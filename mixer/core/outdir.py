@@ -10,7 +10,7 @@ Builds into one output folder also take a lock (``lock_output``) so that two of 
 for the same name; the lock is an ``flock`` on a sibling file, released by the kernel when its
 holder dies, so a killed build never leaves a lock that blocks the next one.
 
-This module imports nothing from mixer but ``mixer.errors``, so any command can use it.
+This module imports nothing from mixer but ``mixer.core.errors``, so any command can use it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from mixer.errors import MixerError
+from mixer.core.errors import MixerError
 
 #: the stamp ``mixer build`` writes into every output folder
 BUILD_MARKER = ".mixer-build"

@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from mixer.errors import MixerError
+from mixer.core.errors import MixerError
 
 
 def _n(v: Any) -> str:

@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mixer.card import load_card
-from mixer.outdir import HTML_MARKER
-from mixer.plots import PLOTS, is_preference, iter_batches, source_groups
+from mixer.core.outdir import HTML_MARKER
+from mixer.report.markdown import load_card
+from mixer.report.plots import PLOTS, is_preference, iter_batches, source_groups
 
 #: Messages longer than this many characters are collapsed behind a <details> element.
 LONG_TEXT = 1200
@@ -148,7 +148,7 @@ def _plot_section(card: dict[str, Any], out_dir: Path) -> list[str]:
     pngs = sorted((out_dir / "plots").glob("*.png"))
     tmp = None
     if not pngs:
-        from mixer.plots import write_plots
+        from mixer.report.plots import write_plots
 
         tmp = tempfile.TemporaryDirectory(prefix="mixer-plots-")
         pngs = write_plots(card, out_dir / "data", Path(tmp.name))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mixer.records import Record
+from mixer.core.records import Record
 
 
 class LLMMentionFilter:

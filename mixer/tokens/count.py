@@ -18,15 +18,15 @@ from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from mixer.chat import record_texts
-from mixer.errors import RecipeError
-from mixer.records import Record
-from mixer.token_cache import TokenCountCache, cache_root, text_key
+from mixer.core.chat import record_texts
+from mixer.core.errors import RecipeError
+from mixer.core.records import Record
+from mixer.tokens.cache import TokenCountCache, cache_root, text_key
 
 if TYPE_CHECKING:
     import tiktoken
 
-    from mixer.engine.base import Executor
+    from mixer.core.executor import Executor
 
 #: Below this much text shipping the counting to workers costs more than it saves.
 POOL_MIN_CHARS = 4_000_000
@@ -194,7 +194,7 @@ def tokenizer_identity(spec: str) -> str:
 
 
 class TokenCounter:
-    """Counts tokens of many texts: known texts from the persistent cache (``mixer.token_cache``), the
+    """Counts tokens of many texts: known texts from the persistent cache (``mixer.tokens.cache``), the
     rest through ``executor`` in chunks when the batch is large enough (in this process without one)."""
 
     def __init__(self, spec: str, executor: Executor | None = None, use_cache: bool = True) -> None:

@@ -1,7 +1,7 @@
 """Typed settings of the stages that a recipe embeds: ``dedup.near`` and ``decontaminate``.
 
-They live here, apart from the algorithms (``mixer.dedup.near``, ``mixer.decontaminate``), so that
-parsing a recipe (``mixer.recipe``) never imports the MinHash or n-gram code, and the layers point one
+They live here, apart from the algorithms (``mixer.kernels.near``, ``mixer.kernels.decontaminate``), so that
+parsing a recipe (``mixer.recipe.load``) never imports the MinHash or n-gram code, and the layers point one
 way: the algorithms and stages read these settings, the settings import nothing but ``errors``.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any, Literal
 
-from mixer.errors import RecipeError
+from mixer.core.errors import RecipeError
 
 NEAR_KEYS = ("conversation", "prompt", "assistant", "user")
 

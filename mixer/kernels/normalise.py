@@ -10,8 +10,8 @@ from __future__ import annotations
 import unicodedata
 from collections import Counter
 
-from mixer.recipe import Normalise
-from mixer.records import Message, Record, record_scores
+from mixer.core.records import Message, Record, record_scores
+from mixer.recipe.load import Normalise
 
 
 def turn_order_problem(messages: list[Message]) -> str | None:

@@ -27,7 +27,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mixer.digest import file_sha256
+from mixer.core.digest import file_sha256
 
 SCHEMA = pa.schema([("key", pa.binary(16)), ("n_tokens", pa.int32())])
 #: ``counts-<first 32 hex digits of the file's sha256>.parquet``

@@ -315,7 +315,7 @@ def minhash_from_shingles(sh64: np.ndarray, sh_off: np.ndarray, num_perm: int, s
 
 
 def signatures_of(texts: Sequence[str], ngram: int, num_perm: int, seed: int) -> np.ndarray:
-    """MinHash signatures of a batch of texts in this process (see ``mixer.dedup.near.signatures``)."""
+    """MinHash signatures of a batch of texts in this process (see ``mixer.kernels.near.signatures``)."""
     out = np.empty((len(texts), num_perm), dtype=np.uint32)
     # sub-batches of a few MB bound the per-byte uint64 temporaries
     i = 0

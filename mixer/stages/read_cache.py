@@ -46,12 +46,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mixer.digest import file_sha256
-from mixer.token_cache import cache_root, report_damage
+from mixer.core.digest import file_sha256
+from mixer.tokens.cache import cache_root, report_damage
 
 if TYPE_CHECKING:
-    from mixer.recipe import Recipe, Source
-    from mixer.stats import FileInfo, SourceRead
+    from mixer.core.stats import FileInfo, SourceRead
+    from mixer.recipe.load import Recipe, Source
 
 ENTRY_VERSION = 3
 MANIFEST = "MANIFEST.json"
@@ -71,7 +71,7 @@ def read_cache_root() -> Path | None:
 def code_fingerprint() -> str:
     """A digest of mixer's own source files (the trainer excluded): reads made by other code are
     never reused, even between two commits that share a version number."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # mixer/, this file is mixer/stages/read_cache.py
     h = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
         rel = path.relative_to(package).as_posix()

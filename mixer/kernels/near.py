@@ -9,7 +9,7 @@ The pipeline calls three pure functions:
 
 How it decides, step by step:
 
-1. **Signatures.** Each text is split into words (``mixer.dedup.shingles.tokenize``: lowercase,
+1. **Signatures.** Each text is split into words (``mixer.kernels.shingles.tokenize``: lowercase,
    punctuation-insensitive, CJK one token per character), the words into overlapping ``ngram``-word
    shingles (a text shorter than ``ngram`` words is one shingle), and the shingles into a
    ``num_perm``-value MinHash. The hashing is vectorised numpy over whole batches, sent in chunks
@@ -48,10 +48,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from mixer.config import NEAR_KEYS as KEYS
-from mixer.config import NearDedupConfig
-from mixer.config import optimal_bands_rows as optimal_bands_rows  # re-exported: tests and bench use it here
-from mixer.dedup.lsh import (  # noqa: F401 - re-exported: the stages, tests and bench use them from here
+from mixer.core.errors import InputError, RecipeError
+from mixer.core.records import Message
+from mixer.kernels.lsh import (  # noqa: F401 - re-exported: the stages, tests and bench use them from here
     MAX_BUCKET_PAIRS,
     SignatureParts,
     band_pairs,
@@ -62,12 +61,13 @@ from mixer.dedup.lsh import (  # noqa: F401 - re-exported: the stages, tests and
     to_minhash,
     unique_pairs,
 )
-from mixer.dedup.shingles import EMPTY_HASH, permutations, sign_chunk, signatures_of
-from mixer.errors import InputError, RecipeError
-from mixer.records import Message
+from mixer.kernels.shingles import EMPTY_HASH, permutations, sign_chunk, signatures_of
+from mixer.recipe.settings import NEAR_KEYS as KEYS
+from mixer.recipe.settings import NearDedupConfig
+from mixer.recipe.settings import optimal_bands_rows as optimal_bands_rows  # re-exported: tests and bench use it here
 
 if TYPE_CHECKING:
-    from mixer.engine.base import Executor
+    from mixer.core.executor import Executor
 
 #: Below this much text (characters) shipping the signing to workers costs more than it saves.
 POOL_MIN_CHARS = 8_000_000
@@ -142,7 +142,7 @@ def signatures_async(
     Identical with or without an executor: every text is hashed on its own, chunks only decide which
     worker does it. Large inputs go through ``executor.scatter`` (at most ``POOL_CHUNK_RECORDS``
     texts per chunk, about ``width`` x 4 chunks); the worker function lives in
-    ``mixer.dedup.shingles``, which imports only numpy, so workers start light.
+    ``mixer.kernels.shingles``, which imports only numpy, so workers start light.
     """
     limit = POOL_MIN_CHARS if pool_min_chars is None else pool_min_chars
     if executor is None or len(texts) < 2 or sum(len(t) for t in texts) < limit:
@@ -285,7 +285,7 @@ def load_against(
 
     Only read, never written: the ``against`` corpus is a reference, not part of the build.
     """
-    from mixer.io import ParseFailure, read_raw
+    from mixer.readers.raw import ParseFailure, read_raw
 
     out: list[tuple[str, str, str]] = []
     for p in paths:

@@ -8,11 +8,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from mixer.errors import InputError, RecordError
-from mixer.io import ParseFailure
-from mixer.recipe import load_recipe, resolve_files
+from mixer.core.errors import InputError, RecordError
+from mixer.readers.raw import ParseFailure
+from mixer.recipe.load import allowed, load_recipe, resolve_files
 from mixer.sources import SourceContext, get_adapter
-from mixer.stages.read import allowed
 
 PROBE_RECORDS = 50
 

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mixer.workstore import IpcWriter, RemotePath, WorkPath, open_input
+from mixer.core.workstore import IpcWriter, RemotePath, WorkPath, open_input
 
 
 def list_sums(lists: pa.Array, values: np.ndarray) -> np.ndarray:
@@ -33,7 +33,7 @@ class SpillFiles:
     """The rows of one or more Arrow IPC files (same schema), in file order, read on demand.
 
     The files are this build's own intermediate files; a build keeps them in its work folder (local,
-    or remote: ``mixer.workstore``) and deletes them with it.
+    or remote: ``mixer.core.workstore``) and deletes them with it.
     """
 
     def __init__(self, paths: Sequence[WorkPath | str], schema: pa.Schema | None = None) -> None:
