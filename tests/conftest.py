@@ -1,4 +1,8 @@
-"""Shared fixtures: recipe writing helpers and one build of the bundled sample recipe per session."""
+"""The test suite's shared helpers, in one place: ``ROOT``, recipe and raw-file writers, an adapter's
+records of a file, and one build of the bundled sample recipe per session.
+
+Test files in the folders below import what they need from here (``from conftest import ROOT``):
+pytest puts this folder on ``sys.path`` when it loads this file."""
 
 from __future__ import annotations
 
@@ -39,6 +43,17 @@ def make_recipe(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return make
+
+
+def read_all(adapter: Any, path: Path) -> list[Any]:
+    """Every record (and adapter-level drop) an adapter makes of a file; parse failures fail the test."""
+    from mixer.readers.raw import ParseFailure
+
+    out: list[Any] = []
+    for item in adapter.read_file(path):
+        assert not isinstance(item.value, ParseFailure), item.value
+        out.extend(adapter.convert(item.value, item.location))
+    return out
 
 
 def flan_rows(n: int, prefix: str = "question") -> list[dict[str, str]]:
