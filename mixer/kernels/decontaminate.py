@@ -99,7 +99,8 @@ def load_benchmark(spec: BenchmarkSpec, base_dir: str | Path | None = None) -> l
     Raises ``InputError`` naming the file (and record) when a file is missing or unreadable or a
     record lacks ``field`` (listing the fields it has).
     """
-    from mixer.readers.raw import ParseFailure, read_raw
+    from mixer.readers.base import ParseFailure
+    from mixer.readers.raw import read_raw
 
     if not spec.files:
         raise RecipeError(f"decontaminate: benchmark {spec.name!r} lists no files")

@@ -285,7 +285,8 @@ def load_against(
 
     Only read, never written: the ``against`` corpus is a reference, not part of the build.
     """
-    from mixer.readers.raw import ParseFailure, read_raw
+    from mixer.readers.base import ParseFailure
+    from mixer.readers.raw import read_raw
 
     out: list[tuple[str, str, str]] = []
     for p in paths:

@@ -38,7 +38,8 @@ from typing import Any
 
 from mixer.core.errors import InputError, Location, RecordError
 from mixer.core.records import ROLES, Dropped, Message, Record, make_record, msg
-from mixer.readers.raw import RawItem, read_parquet
+from mixer.readers.base import RawItem
+from mixer.readers.tabular import read_parquet
 from mixer.sources import register
 from mixer.sources.base import Adapter, require_dict, require_list, require_str
 

@@ -27,15 +27,9 @@ from mixer.core.stats import FileInfo, SourceRead, SourceStats
 from mixer.core.tables import SpillFiles
 from mixer.core.workstore import IpcWriter, WorkPath
 from mixer.kernels.exact import content_hash
-from mixer.readers.raw import (
-    FilePart,
-    ParseFailure,
-    file_format,
-    file_info,
-    json_array,
-    read_parquet_batches,
-    splittable,
-)
+from mixer.readers.base import FilePart, ParseFailure
+from mixer.readers.raw import file_format, file_info, json_array, splittable
+from mixer.readers.tabular import read_parquet_batches
 from mixer.recipe.load import Recipe, Source, allowed, resolve_files, source_license
 from mixer.sources import SourceContext, get_adapter
 from mixer.sources.base import Adapter
