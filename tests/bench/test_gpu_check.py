@@ -39,8 +39,8 @@ def _shape_for_card(tmp_path: Path, memory_mib: int) -> str:
         "#!/bin/sh\ncase \"$*\" in *memory.total,driver*) echo 'name, memory.total [MiB], driver_version'; "
         f"echo 'NVIDIA Card, {memory_mib} MiB, 580';; *) echo '{memory_mib}';; esac\n")
     (fake / "nvidia-smi").chmod(0o755)
-    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "PARTS": "none", "OUT": str(tmp_path / f"o{memory_mib}"),
-           "WORK": str(tmp_path / f"w{memory_mib}"), "PY": sys.executable}
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "PARTS": "none",
+           "OUT": str(tmp_path / f"o{memory_mib}"), "WORK": str(tmp_path / f"w{memory_mib}"), "PY": sys.executable}
     env.pop("MODEL_SIZE", None)
     proc = subprocess.run(["bash", str(REPO / "bench" / "gpu_check.sh")], env=env, capture_output=True, text=True,
                           timeout=120)
