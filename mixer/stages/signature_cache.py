@@ -23,13 +23,13 @@ import numpy as np
 import pyarrow.compute as pc
 
 from mixer.core.tables import SpillFiles, list_sums
-from mixer.recipe.settings import NearDedupConfig
+from mixer.recipe.settings import NearDedupSettings
 
 #: the block files' layout; part of the cache folder's name, so another layout is never read
 SIGNATURE_CACHE_VERSION = 1
 
 
-def signature_cache_folder(entry: Path | None, config: NearDedupConfig, block_rows: int) -> Path | None:
+def signature_cache_folder(entry: Path | None, config: NearDedupSettings, block_rows: int) -> Path | None:
     """Where one source's signature blocks live inside its read-cache entry (None: the source did not
     come from the read cache). The entry's key already pins the candidates (the input files, the
     read settings) and mixer's code; the folder's name adds what shapes a signature (the near-dedup
