@@ -66,3 +66,13 @@ def decontaminate(ctx: StageContext) -> dict[str, Any]:
     summary = summarise_contamination(found, list(benchmarks))
     summary["benchmarks"] = {name: len(prompts) for name, prompts in benchmarks.items()}
     return summary
+
+
+class Decontaminate:
+    """Stage **decontaminate** (recipe ``decontaminate``): its card section is ``contamination``."""
+
+    name = "decontaminate"
+    label = "decontaminate"
+
+    def run(self, ctx: StageContext) -> None:
+        ctx.card_sections["contamination"] = decontaminate(ctx)

@@ -240,3 +240,46 @@ def shuffled_output(ctx: StageContext, selected: dict[str, SpillFiles]) -> tuple
         raise MixerError("the build selected no records: every source is empty, filtered out or excluded")
     random.Random(ctx.recipe.seed).shuffle(index)
     return SpillFiles(paths, SELECTED_SCHEMA), index
+
+
+class Sample:
+    """Stage **select**, its sampling half alone (``order: sample_then_filter``): each source's ``take``
+    from its candidates, no token counted; the sample becomes the source's candidates, which the
+    record-level stages then see (``mixer.stages.read.Gate``)."""
+
+    name = "select"
+    label = "sample"
+
+    def __init__(self, selector: Selector) -> None:
+        self.selector = selector
+
+    def run(self, ctx: StageContext) -> None:
+        sources = {s.name: s for s in ctx.recipe.sources}
+        for _, name, table, alive in ctx.candidates.drain(list(sources)):
+            ctx.candidates.add(name, self.selector.select(sources[name], table, alive, count_tokens=False))
+
+
+class Select:
+    """Stage **select**: the seeded sample per source with ``max_tokens`` (``length_only``: the length
+    pass of ``sample_then_filter``, whose sampling came first), into ``ctx.selected``."""
+
+    name = "select"
+
+    def __init__(self, selector: Selector, *, length_only: bool = False) -> None:
+        self.selector = selector
+        self.length_only = length_only
+        self.label = "tokens" if length_only else "select+tokens"
+
+    def run(self, ctx: StageContext) -> None:
+        ctx.selected = select_all(ctx, self.selector, length_only=self.length_only)
+        ctx.unsampled = self.selector.unsampled
+
+
+class Shuffle:
+    """Stage **select**, its last step: every selected record ``repeat`` times in one seeded shuffle."""
+
+    name = "select"
+    label = "shuffle"
+
+    def run(self, ctx: StageContext) -> None:
+        ctx.output = shuffled_output(ctx, ctx.selected)
