@@ -19,8 +19,9 @@ corpus-level, over all sources' candidates (``run(ctx)`` of a ``StageContext``, 
 - ``card``: the numbers of ``card.json``.
 
 Beside them: ``base`` (the contract), ``read_cache`` and ``signature_cache`` (what read and near
-dedup keep between builds). The algorithms they call are pure modules with no pools and no stage state (``mixer.kernels``,
-``mixer.tokens``); where the work runs is ``mixer.engine``; the order and the timing are ``mixer.build``.
+dedup keep between builds). The algorithms they call are pure modules with no pools and no stage
+state (``mixer.kernels``, ``mixer.tokens``); where the work runs is ``mixer.engine``; the order and
+the timing are ``mixer.build``.
 """
 
 STAGES = ("read", "normalise", "filter", "exact_dedup", "near_dedup", "decontaminate", "select", "write", "card")
