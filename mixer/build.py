@@ -44,8 +44,8 @@ from mixer.stages.card import build_card
 from mixer.stages.decontaminate import Decontaminate
 from mixer.stages.exact_dedup import ExactDedup
 from mixer.stages.near_dedup import NearDedup
-from mixer.stages.read import Gate, Read
-from mixer.stages.select import Sample, Select, Selector, Shuffle
+from mixer.stages.read import Read
+from mixer.stages.select import Gate, Sample, Select, Selector, Shuffle
 from mixer.stages.write import Write, staging_dir
 from mixer.tokens.cache import damage_counts, damage_log
 from mixer.tokens.count import TokenCounter, counter_note
