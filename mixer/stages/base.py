@@ -79,9 +79,10 @@ class RecordStage(Protocol):
     def process(self, source: str, records: list[Record], stats: SourceStats) -> list[Record | Dropped]: ...
 
 
-def run_record_stages(stages: Sequence[RecordStage], source: str, records: list[Record],
+def run_record_stages(stages: Sequence[RecordStage], source: str, records: Sequence[Record | Dropped],
                       stats: SourceStats) -> list[Record | Dropped]:
-    """Each stage in order over the records still in: one verdict per input record."""
+    """Each stage in order over the records still in (a ``Dropped`` stays as it is): one verdict per
+    input record."""
     out: list[Record | Dropped] = list(records)
     for stage in stages:
         alive = [i for i, r in enumerate(out) if not isinstance(r, Dropped)]
