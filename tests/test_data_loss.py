@@ -1,0 +1,88 @@
+"""Nothing of a user's is deleted by a build or a training run (issue 24, points 1-4), through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import flan_rows, write_jsonl
+from typer.testing import CliRunner
+
+from mixer.cli import app
+
+runner = CliRunner()
+
+
+def _recipe_in(folder: Path, **top: object) -> Path:
+    """A recipe whose raw file and recipe file both live in ``folder`` (a user's project folder)."""
+    write_jsonl(folder / "a.jsonl", flan_rows(12))
+    data = {"name": "mine", "seed": 1, "raw_dir": str(folder), **top,
+            "sources": [{"name": "flan_v2", "files": "a.jsonl"}]}
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("where", ["project", "raw_file_parent_link", "inside"])
+def test_build_refuses_an_output_folder_holding_its_inputs_even_with_overwrite(tmp_path: Path, where: str) -> None:
+    project = tmp_path / "project"
+    recipe = _recipe_in(project, output=str(tmp_path / "o"))
+    before = {p.name: p.read_bytes() for p in project.iterdir()}
+    if where == "project":
+        out = project
+    elif where == "raw_file_parent_link":  # the same folder through a symlink
+        (tmp_path / "link").symlink_to(project)
+        out = tmp_path / "link"
+    else:  # an output folder named like a raw file: "lies inside" / "is" an input
+        out = project / "a.jsonl"
+    result = runner.invoke(app, ["build", str(recipe), "--out", str(out), "--overwrite", "-q"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert str(out) in result.output and ("recipe" in result.output or "a.jsonl" in result.output)
+    assert {p.name: p.read_bytes() for p in project.iterdir()} == before
+
+
+def test_build_refuses_an_output_folder_that_is_the_cache_or_holds_a_benchmark(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    write_jsonl(tmp_path / "bench" / "b.jsonl", [{"question": "q"}])
+    recipe = _recipe_in(project, output=str(tmp_path / "o"), decontaminate={
+        "benchmarks": [{"name": "b", "files": [str(tmp_path / "bench" / "b.jsonl")], "field": "question"}]})
+    cache = os.environ["MIXER_CACHE_DIR"]
+    for out, named in ((cache, "cache"), (str(tmp_path / "bench"), "benchmark 'b'")):
+        result = runner.invoke(app, ["build", str(recipe), "--out", out, "--overwrite", "-q"])
+        assert result.exit_code == 2 and named in result.output, result.output
+    assert (tmp_path / "bench" / "b.jsonl").exists() and Path(cache).is_dir()
+
+
+def test_build_refuses_a_local_work_folder_as_output(tmp_path: Path) -> None:
+    recipe = _recipe_in(tmp_path / "project", output=str(tmp_path / "o"))
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "keep.txt").write_text("mine")
+    result = runner.invoke(app, ["build", str(recipe), "--out", str(tmp_path / "w"), "--work-dir",
+                                 str(tmp_path / "w"), "--overwrite", "-q"])
+    assert result.exit_code == 2 and "work folder" in result.output, result.output
+    assert (tmp_path / "w" / "keep.txt").read_text() == "mine"
+
+
+def test_build_beside_its_inputs_still_works(tmp_path: Path) -> None:
+    recipe = _recipe_in(tmp_path / "project", output=str(tmp_path / "project" / "out"))
+    result = runner.invoke(app, ["build", str(recipe), "-q"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "project" / "out" / "card.json").exists()
+
+
+def test_two_recipes_without_output_write_two_folders(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_jsonl(tmp_path / "raw" / "a.jsonl", flan_rows(12))
+    for stem, top in (("first", {"name": "alpha"}), ("second", {})):
+        data = {**top, "seed": 1, "raw_dir": "raw", "sources": [{"name": "flan_v2", "files": "a.jsonl"}]}
+        (tmp_path / f"{stem}.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+        result = runner.invoke(app, ["build", f"{stem}.yaml", "-q"])
+        assert result.exit_code == 0, result.output
+    # the recipe's name, else the recipe file's stem
+    assert json.loads((tmp_path / "out" / "alpha" / "card.json").read_text())["name"] == "alpha"
+    assert json.loads((tmp_path / "out" / "second" / "card.json").read_text())["name"] == "second"
+    assert not (tmp_path / "out" / "mixture").exists()
