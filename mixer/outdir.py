@@ -90,6 +90,27 @@ def check_not_an_input(out: Path | str, inputs: Iterable[tuple[str, Path | str]]
                          f"folder outside every input")
 
 
+def check_run_dir(output_dir: Path | str, *, inputs: Iterable[tuple[str, Path | str | None]],
+                  overwrite: bool = False, resuming: bool = False, what: str = "run folder") -> None:
+    """Raise ``MixerError`` unless a training command may write its run into ``output_dir``.
+
+    Called once, before any tokenising or weight loading. ``inputs``: (option, path) of what the
+    run reads (``--model``, ``--data``, a tokenizer...; ``None`` or a path not on this machine, such
+    as a hub id, is skipped): the run folder may be, hold or lie inside none of them, whatever the
+    flags. An earlier run (one holding ``TRAIN_MARKER``) is replaced only with ``overwrite``
+    (``--overwrite-output-dir``, as the Hugging Face Trainer and LLaMA-Factory ask) or continued
+    when ``resuming`` (``resume_from_checkpoint`` set); any other non-empty folder needs ``overwrite``.
+    """
+    local = [(f"{option}", Path(p)) for option, p in inputs if p and Path(p).expanduser().exists()]
+    check_not_an_input(output_dir, local, option="--output-dir")
+    out = Path(output_dir)
+    if not (overwrite or resuming) and (out / TRAIN_MARKER).is_file():
+        raise MixerError(f"{out}: the {what} holds an earlier run ({TRAIN_MARKER}); pass --overwrite-output-dir "
+                         f"to replace it, --set resume_from_checkpoint=last to continue it, or choose another "
+                         f"--output-dir")
+    check_output_dir(out, marker=TRAIN_MARKER, overwrite=overwrite, option="--overwrite-output-dir", what=what)
+
+
 def check_output_file(path: Path | str, *, is_ours: Callable[[bytes], bool], overwrite: bool = False,
                       option: str = "--overwrite", what: str = "output file") -> None:
     """Raise ``MixerError`` unless the file ``path`` may be written: absent, ``overwrite`` set, or an

@@ -86,3 +86,84 @@ def test_two_recipes_without_output_write_two_folders(tmp_path: Path, monkeypatc
     assert json.loads((tmp_path / "out" / "alpha" / "card.json").read_text())["name"] == "alpha"
     assert json.loads((tmp_path / "out" / "second" / "card.json").read_text())["name"] == "second"
     assert not (tmp_path / "out" / "mixture").exists()
+
+
+# --- training: the starting checkpoint and an earlier run are not a bin ----------------------------------
+
+
+@pytest.fixture
+def one_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mixer.train import launch as launch_mod
+
+    monkeypatch.setattr(launch_mod, "detect_gpu_count", lambda: 1)
+
+
+def _model_and_data(tmp_path: Path) -> tuple[Path, Path]:
+    model = tmp_path / "runs" / "X"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    (model / "mixer_train_config.yaml").write_text("trainer: sft\n")  # itself an earlier run
+    data = tmp_path / "out" / "mix"
+    data.mkdir(parents=True)
+    (data / "card.json").write_text("{}")
+    return model, data
+
+
+@pytest.mark.parametrize("kind,config", [("sft", "tiny-cpu"), ("dpo", "tiny-cpu-dpo"), ("rm", "tiny-cpu-rm")])
+@pytest.mark.parametrize("out_is", ["model", "model_parent", "inside_model", "data", "inside_data"])
+def test_train_refuses_a_run_folder_over_its_model_or_data_even_with_overwrite(
+        tmp_path: Path, one_gpu: None, kind: str, config: str, out_is: str) -> None:
+    from mixer.train.cli import app as train_app
+
+    model, data = _model_and_data(tmp_path)
+    out = {"model": model, "model_parent": model.parent, "inside_model": model / "sub",
+           "data": data, "inside_data": data / "run"}[out_is]
+    result = runner.invoke(train_app, [kind, "-c", config, "--model", str(model), "--data", str(data), "-o", str(out),
+                                       "--overwrite-output-dir", "--dry-run"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and str(out) in result.output
+    assert ("--model" if "model" in out_is else "--data") in result.output
+    assert (model / "config.json").exists() and (data / "card.json").exists()
+
+
+def test_train_replaces_an_earlier_run_only_when_asked_and_resumes_into_it(tmp_path: Path, one_gpu: None) -> None:
+    from mixer.train.cli import app as train_app
+
+    model, data = _model_and_data(tmp_path)
+    earlier = tmp_path / "runs" / "sft"
+    (earlier / "checkpoint-10").mkdir(parents=True)
+    (earlier / "mixer_train_config.yaml").write_text("trainer: sft\n")
+    args = ["sft", "-c", "tiny-cpu", "--model", str(model), "--data", str(data), "-o", str(earlier), "--dry-run"]
+    refused = runner.invoke(train_app, args)
+    assert refused.exit_code == 2 and "earlier run" in refused.output and "--overwrite-output-dir" in refused.output
+    assert runner.invoke(train_app, [*args, "--overwrite-output-dir"]).exit_code == 0
+    resumed = runner.invoke(train_app, [*args, "--set", "resume_from_checkpoint=last"])
+    assert resumed.exit_code == 0, resumed.output
+    fresh = runner.invoke(train_app, [*args[:8], str(tmp_path / "runs" / "new"), "--dry-run"])
+    assert fresh.exit_code == 0, fresh.output
+
+
+def test_merge_refuses_to_write_over_its_adapter(tmp_path: Path) -> None:
+    from mixer.train.cli import app as train_app
+
+    adapter = tmp_path / "runs" / "qlora"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "mixer_train_config.yaml").write_text("trainer: sft\n")
+    result = runner.invoke(train_app, ["merge", "--model", str(adapter), "-o", str(adapter), "--overwrite-output-dir",
+                                       "--dry-run"])
+    assert result.exit_code == 2 and "--model" in result.output, result.output
+    assert (adapter / "adapter_config.json").exists()
+
+
+def test_generate_refuses_an_output_folder_over_its_policy_even_with_overwrite(tmp_path: Path) -> None:
+    policy, reward = tmp_path / "runs" / "sft", tmp_path / "runs" / "rm"
+    for folder in (policy, reward):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+    for out in (policy, tmp_path / "runs"):
+        result = runner.invoke(app, ["generate", "--policy", str(policy), "--reward-model", str(reward), "--data",
+                                     str(tmp_path / "d"), "-o", str(out), "--overwrite"])
+        assert result.exit_code == 2, result.output
+        assert "--policy" in result.output or "--reward-model" in result.output
+    assert (policy / "config.json").exists() and (reward / "config.json").exists()
