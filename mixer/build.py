@@ -40,7 +40,7 @@ from mixer.stages.exact_dedup import FirstCopy, exact_dedup
 from mixer.stages.near_dedup import near_dedup
 from mixer.stages.read import CandidateStore, read_sources, record_stages
 from mixer.stages.select import Selector, select_all, shuffled_output
-from mixer.stages.write import staging_dir, write_output
+from mixer.stages.write import check_unique_ids, staging_dir, write_output
 from mixer.stats import SourceStats
 from mixer.tables import OrderedSpill, SpillFiles
 from mixer.token_cache import cache_root, damage_counts, damage_log
@@ -323,6 +323,7 @@ def _write(state: BuildState) -> BuildResult:
     recipe = state.recipe
     out = Path(recipe.output)
     with state.timed("shuffle"):
+        check_unique_ids(recipe, state.selected)  # before any output file is written
         selected, order = shuffled_output(state.ctx, state.selected)
     with staging_dir(out) as tmp:
         with state.timed("write"):

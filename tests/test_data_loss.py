@@ -167,3 +167,84 @@ def test_generate_refuses_an_output_folder_over_its_policy_even_with_overwrite(t
         assert result.exit_code == 2, result.output
         assert "--policy" in result.output or "--reward-model" in result.output
     assert (policy / "config.json").exists() and (reward / "config.json").exists()
+
+
+# --- ids: (dataset, id) is unique within a build -----------------------------------------------------------
+
+
+def _alpaca_rows(word: str, n: int = 3) -> list[dict[str, str]]:
+    return [{"instruction": f"{word} task {i}: say {word} {i}", "input": "", "output": f"{word} {i}"} for i in range(n)]
+
+
+def _build_with(tmp_path: Path, sources: list[dict[str, object]]) -> tuple[object, Path]:
+    out = tmp_path / "out"
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "ids", "seed": 1, "raw_dir": str(tmp_path / "raw"), "output": str(out),
+                                      "sources": sources}), encoding="utf-8")
+    return runner.invoke(app, ["build", str(recipe), "-q"]), out
+
+
+def _ids(out: Path) -> list[tuple[str, str]]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out / "data")
+    return list(zip(table["dataset"].to_pylist(), table["id"].to_pylist(), strict=True))
+
+
+def test_two_files_of_one_alpaca_source_get_distinct_ids(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "raw" / "first.jsonl", _alpaca_rows("apple"))
+    write_jsonl(tmp_path / "raw" / "second.jsonl", _alpaca_rows("pear"))
+    result, out = _build_with(tmp_path, [{"name": "alpaca", "files": ["first.jsonl", "second.jsonl"],
+                                          "options": {"templates": "plain"}}])
+    assert result.exit_code == 0, result.output
+    ids = _ids(out)
+    assert len(ids) == 6 == len(set(ids))
+    assert ("alpaca", "alpaca_first_0") in ids and ("alpaca", "alpaca_second_0") in ids
+
+
+def test_two_messages_sources_are_labelled_by_their_source_names_and_shown_by_them(tmp_path: Path) -> None:
+    for name in ("chats", "support"):
+        write_jsonl(tmp_path / "raw" / f"{name}.jsonl",
+                    [{"messages": [{"role": "user", "content": f"{name} q{i}"},
+                                   {"role": "assistant", "content": f"{name} a{i}"}]} for i in range(3)])
+    result, out = _build_with(tmp_path, [{"name": n, "adapter": "messages", "files": f"{n}.jsonl"}
+                                         for n in ("chats", "support")])
+    assert result.exit_code == 0, result.output
+    ids = _ids(out)
+    assert {d for d, _ in ids} == {"chats", "support"} and ("chats", "chats_0") in ids and len(set(ids)) == 6
+    show = runner.invoke(app, ["show", str(out), "-s", "support", "-n", "5"])
+    assert show.exit_code == 0 and show.output.count("support ·") == 3 and "chats" not in show.output, show.output
+
+
+def test_two_sources_of_one_adapter_get_distinct_ids_and_a_collision_is_an_error_naming_both(tmp_path: Path) -> None:
+    import json as _json
+
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.json").write_text(_json.dumps(_alpaca_rows("apple")))
+    (tmp_path / "raw" / "b.json").write_text(_json.dumps(_alpaca_rows("pear")))
+    sources: list[dict[str, object]] = [{"name": "code_a", "adapter": "code_alpaca", "files": "a.json"},
+                                        {"name": "code_b", "adapter": "code_alpaca", "files": "b.json"}]
+    result, out = _build_with(tmp_path, sources)
+    assert result.exit_code == 0, result.output
+    ids = _ids(out)
+    assert ("code_alpaca", "code_alpaca_code_a_0") in ids and ("code_alpaca", "code_alpaca_code_b_0") in ids
+    assert len(set(ids)) == 6
+    # one label given to both by hand: the same (dataset, id) twice, which the build refuses
+    for s in sources:
+        s["options"] = {"dataset": "code"}
+    result, out = _build_with(tmp_path, sources)
+    assert result.exit_code == 2, result.output
+    assert "'code_a'" in result.output and "'code_b'" in result.output and "'code_0'" in result.output
+    assert "Traceback" not in result.output and _ids(out) == ids  # the earlier build is kept
+
+
+def test_a_messages_file_repeating_its_own_ids_is_refused_but_repeat_is_not_a_collision(tmp_path: Path) -> None:
+    rows = [{"id": "same", "messages": [{"role": "user", "content": f"q{i}"},
+                                        {"role": "assistant", "content": f"a{i}"}]} for i in range(2)]
+    write_jsonl(tmp_path / "raw" / "m.jsonl", rows)
+    result, _ = _build_with(tmp_path, [{"name": "mine", "adapter": "messages", "files": "m.jsonl"}])
+    assert result.exit_code == 2 and "'same'" in result.output and "'mine'" in result.output, result.output
+    write_jsonl(tmp_path / "raw" / "m.jsonl", rows[:1])
+    repeated, out = _build_with(tmp_path, [{"name": "mine", "adapter": "messages", "files": "m.jsonl", "repeat": 3}])
+    assert repeated.exit_code == 0, repeated.output
+    assert _ids(out) == [("mine", "same")] * 3
