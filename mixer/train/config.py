@@ -88,6 +88,8 @@ class MixerArgs:
     effective_batch_size: int = field(default=128, metadata={
         "help": "Examples per optimizer step = per-device batch x gradient accumulation x processes; the "
         "accumulation is derived (and checked to divide)."})
+    bnb_4bit_compute_dtype: str = field(default="bfloat16", metadata={
+        "help": "QLoRA: dtype of the 4-bit matmuls (TRL's ModelConfig would take `dtype`)."})
     accelerate_config: str = field(default="ddp", metadata={
         "help": "`ddp`, `zero3`, `fsdp2` (train/accelerate/<name>.yaml) or a path to an accelerate YAML."})
     num_processes: int | None = field(default=None, metadata={
@@ -136,7 +138,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 #: keys of earlier mixer versions -> the key that holds the setting now (both are accepted)
 RENAMED = {"use_lora": "use_peft", "bnb_4bit_use_double_quant": "use_bnb_nested_quant",
-           "warmup_ratio": "warmup_steps", "bnb_4bit_compute_dtype": "dtype", "model_name_or_path": "model"}
+           "warmup_ratio": "warmup_steps", "model_name_or_path": "model"}
 
 #: TRL fields mixer derives, and the key to set instead
 DERIVED = {"gradient_accumulation_steps": "effective_batch_size", "packing": "batching", "padding_free": "batching",
@@ -242,6 +244,7 @@ class RunConfig:
         _check_choice("dtype", self.dtype, DTYPES)
         if self.kind == "merge":
             return
+        _check_choice("bnb_4bit_compute_dtype", self.bnb_4bit_compute_dtype, DTYPES[1:])
         for name, choices in (("batching", BATCHING_MODES), ("attn_implementation", ATTN_CHOICES),
                               ("mixed_precision", MIXED_PRECISION)):
             _check_choice(name, getattr(self, name), choices)

@@ -334,9 +334,9 @@ def test_old_key_names_keep_working_and_are_saved_under_trl_names(tmp_path: Path
 
     path = tmp_path / "old.yaml"
     path.write_text("trainer: sft\nuse_lora: true\nbnb_4bit_use_double_quant: false\nwarmup_ratio: 0.1\n"
-                    "dtype: float16\nbnb_4bit_compute_dtype: float16\ntrl_args: {logging_first_step: true}\n")
+                    "trl_args: {logging_first_step: true}\n")
     cfg = load_config("sft", path)
-    assert (cfg.use_peft, cfg.use_bnb_nested_quant, cfg.warmup_steps, cfg.dtype) == (True, False, 0.1, "float16")
+    assert (cfg.use_peft, cfg.use_bnb_nested_quant, cfg.warmup_steps) == (True, False, 0.1)
     assert cfg.logging_first_step is True
     saved = to_yaml(cfg)
     assert "use_peft: true" in saved and "warmup_steps: 0.1" in saved and "use_lora" not in saved
@@ -345,9 +345,23 @@ def test_old_key_names_keep_working_and_are_saved_under_trl_names(tmp_path: Path
 
 def test_an_old_and_a_new_name_that_disagree_is_an_error_naming_both(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("trainer: sft\ndtype: bfloat16\nbnb_4bit_compute_dtype: float16\n")
-    with pytest.raises(ConfigError, match="'dtype' and 'bnb_4bit_compute_dtype' both set 'dtype'"):
+    path.write_text("trainer: sft\nuse_peft: false\nuse_lora: true\n")
+    with pytest.raises(ConfigError, match="'use_peft' and 'use_lora' both set 'use_peft'"):
         load_config("sft", path)
+
+
+@pytest.mark.parametrize("kind", ["sft", "dpo", "rm"])
+def test_a_run_config_saved_before_trl_owned_the_keys_loads_as_a_recipe(kind: str) -> None:
+    """Every key an earlier mixer wrote into OUTPUT/mixer_train_config.yaml (tests/train/data, written by it from
+    the tiny-cpu recipes) still loads, to the same values."""
+    import yaml
+
+    path = Path(__file__).parent / "data" / f"saved-{kind}-config-before-trl-keys.yaml"
+    cfg = load_config(kind, path)
+    old = yaml.safe_load(path.read_text())
+    assert (cfg.use_peft, cfg.warmup_steps, cfg.dtype, cfg.learning_rate) == (
+        old["use_lora"], old["warmup_ratio"], old["dtype"], old["learning_rate"])
+    assert (cfg.model, cfg.data, cfg.output_dir) == ("m", "d", "o")
 
 
 def test_a_field_mixer_derives_names_the_key_to_set_instead() -> None:

@@ -100,8 +100,9 @@ def load_model(cfg: RunConfig, attn_implementation: str, dtype: str | None = Non
 
     ``dtype``: the resolved weight dtype (fp32 master weights for full fine-tuning, see
     :func:`mixer.train.accel.host.weights_dtype`); ``cfg.dtype`` when not given. With ``load_in_4bit`` the base
-    is quantised on load (TRL's ``get_quantization_config``: NF4, double quantisation, compute in ``dtype``) and
-    prepared for k-bit training (norms in fp32, input grads enabled) before TRL wraps it in the adapter.
+    is quantised on load (TRL's ``get_quantization_config``: NF4, double quantisation, matmuls in
+    ``bnb_4bit_compute_dtype``) and prepared for k-bit training (norms in fp32, input grads enabled) before TRL
+    wraps it in the adapter.
     """
     import transformers
     from trl import get_quantization_config
@@ -112,7 +113,7 @@ def load_model(cfg: RunConfig, attn_implementation: str, dtype: str | None = Non
     kwargs.update(dtype=torch_dtype(dtype or cfg.dtype), attn_implementation=attn_implementation)
     if cfg.load_in_4bit:
         check_qlora_supported()
-        kwargs["quantization_config"] = get_quantization_config(cfg.model_config())
+        kwargs["quantization_config"] = get_quantization_config(cfg.model_config(dtype=cfg.bnb_4bit_compute_dtype))
     if cfg.load_in_4bit or (cuda_available() and engine_mixed_precision() is None):
         # straight from safetensors to this process's GPU (and cast there): a 7B in fp32 is 27 GiB that
         # would otherwise be converted on the CPU first. FSDP/DeepSpeed place (and shard) weights themselves.
