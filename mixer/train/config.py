@@ -228,8 +228,11 @@ class RunConfig:
         cls, hint = self.owners[name]
         if isinstance(value, str) and typing.get_origin(hint) is list:  # --set lora_target_modules=q_proj,v_proj
             value = [v.strip() for v in value.split(",") if v.strip()]
-        if isinstance(value, str) and value.lower() in _BOOL_WORDS and bool in (hint, *typing.get_args(hint)):
+        kinds = (hint, *typing.get_args(hint))
+        if isinstance(value, str) and value.lower() in _BOOL_WORDS and bool in kinds:
             value = _BOOL_WORDS[value.lower()]  # YAML 1.1's yes/no, for a field that can only be a boolean
+        elif value in ("none", "None") and type(None) in kinds and str not in kinds:
+            value = None  # --set max_train_samples=none
         try:
             value = coerce(value, hint, f"{source}: {head}")
         except RecipeError as e:
