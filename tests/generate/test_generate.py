@@ -20,7 +20,7 @@ from mixer.generate.prompts import cut_prompt, read_build_prompts, read_recipe_p
 from mixer.generate.run import GenerateConfig, pick, prompt_seed, run_generate
 from mixer.train.reward import RewardScorer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 
