@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mixer.generate.backends import BACKENDS
+from mixer.generate.backends import BACKENDS, BATCHINGS
 from mixer.generate.prompts import PROMPT_MODES
 from mixer.train.cli import exits_on_mixer_error
 
@@ -30,8 +30,8 @@ def generate(
     top_p: Annotated[float, typer.Option("--top-p")] = 1.0,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 512,
     seed: Annotated[int, typer.Option("--seed", help="Run seed; per-prompt seeds derive from it.")] = 42,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per vLLM call; replies per reward "
-                                            "pass.")] = 8,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per backend call (vLLM, continuous "
+                                            "batching).")] = 8,
     min_reward_gap: Annotated[float, typer.Option("--min-reward-gap", help="Pairs need best - worst >= this.")] = 0.0,
     dedup: Annotated[bool, typer.Option("--dedup/--no-dedup", help="Identical replies count once.")] = True,
     keep_truncated: Annotated[bool, typer.Option("--keep-truncated/--drop-truncated",
@@ -43,6 +43,10 @@ def generate(
     shard_prompts: Annotated[int, typer.Option("--shard-prompts", help="Prompts per resumable shard.")] = 64,
     name: Annotated[str | None, typer.Option("--name", help="`dataset` label of the outputs.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing non-resumable folder.")] = False,
+    batching: Annotated[str, typer.Option("--batching", help=f"transformers backend: {', '.join(BATCHINGS)} (auto: "
+                                          "continuous batching where transformers has it, else padded).")] = "auto",
+    score_tokens: Annotated[int, typer.Option("--score-tokens", help="Tokens per reward-model pass (replies "
+                                              "sorted by length).")] = 16384,
 ) -> None:
     """Sample N replies per prompt, score them with a reward model, write best-of-N (SFT) and best-vs-worst
     (preference) data with a card. Rerunning resumes an interrupted run; a finished one is not redone."""
@@ -54,7 +58,8 @@ def generate(
         raw_dir=raw_dir, prompt_mode=prompt_mode, max_prompts=max_prompts, n=n, temperature=temperature, top_p=top_p,
         max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size, min_reward_gap=min_reward_gap, dedup=dedup,
         keep_truncated=keep_truncated, backend=backend, chat_template=chat_template, dtype=dtype,
-        shard_prompts=shard_prompts, name=name, overwrite=overwrite)
+        shard_prompts=shard_prompts, name=name, overwrite=overwrite, batching=batching,
+        score_tokens=score_tokens)
     card = run_generate(cfg, log=lambda msg: typer.echo(msg, err=True))
     pairs = card["best_vs_worst"]
     typer.echo(f"{card['prompts']['generated']} prompt(s): {card['best_of_n']['rows']} best-of-{n} row(s), "

@@ -12,8 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from mixer.errors import MixerError
-from mixer.generate.backends import BACKENDS, VLLM_MAX_TEMPERATURE
+from mixer.generate.backends import BACKENDS, BATCHINGS, VLLM_MAX_TEMPERATURE
 from mixer.generate.prompts import PROMPT_MODES
+
+#: ``--method``: best-of-N with a reward model (the default), and the data-making methods of issue 20
+METHODS = ("best-of-n", "context-distill", "self-distill", "evol-instruct", "orca", "judge")
+#: the methods that need ``--reward-model`` (context-distill only with ``--targeted``)
+REWARD_METHODS = ("best-of-n",)
 
 
 @dataclass
@@ -21,8 +26,9 @@ class GenerateConfig:
     """What ``mixer generate`` does; the command-line options map one to one onto these fields."""
 
     policy: str = field(metadata={"help": "The model that samples (a local folder with a chat template)."})
-    reward_model: str = field(metadata={"help": "A `mixer train rm` output that scores the samples."})
     output: str = field(metadata={"help": "The output folder (a new one, or an earlier run's to resume)."})
+    reward_model: str | None = field(default=None, metadata={"help": "A `mixer train rm` output that scores."})
+    method: str = field(default="best-of-n", metadata={"help": f"One of {METHODS}."})
     data: str | None = field(default=None, metadata={"help": "A mixer build (SFT or preference) to take prompts from."})
     recipe: str | None = field(default=None, metadata={"help": "A build recipe whose sources give the prompts."})
     sources: list[str] | None = field(default=None, metadata={"help": "Recipe sources to read (default: all)."})
@@ -44,8 +50,28 @@ class GenerateConfig:
     shard_prompts: int = field(default=64, metadata={"help": "Prompts per resumable shard."})
     name: str | None = field(default=None, metadata={"help": "`dataset` label of the outputs (default: folder name)."})
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing folder that is not resumable."})
+    batching: str = field(default="auto", metadata={"help": f"transformers backend: one of {BATCHINGS}."})
+    score_tokens: int = field(default=16384, metadata={"help": "Tokens per reward-model pass (length-sorted)."})
+    # method options (each used by the method named; see mixer.generate.methods)
+    targeted: bool = field(default=False, metadata={"help": "context-distill: keep only answers the RM prefers."})
+    preprompts: str | None = field(default=None, metadata={"help": "context-distill: YAML of pre-prompts/templates."})
+    risk_category: str | None = field(default=None, metadata={"help": "context-distill: the prompts' risk category."})
+    evolutions: list[str] | None = field(default=None, metadata={"help": "evol-instruct: the evolutions to draw from."})
+    system_messages: str | None = field(default=None, metadata={"help": "orca: YAML list of system messages."})
+    rubric: str | None = field(default=None, metadata={"help": "judge: YAML rubric (template, pattern, scale)."})
 
     def validate(self) -> None:
+        if self.method not in METHODS:
+            raise MixerError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}")
+        if self.reward_model is None and (self.method in REWARD_METHODS or self.targeted):
+            raise MixerError(f"--method {self.method}{' --targeted' if self.targeted else ''} needs --reward-model "
+                             "(a `mixer train rm` output)")
+        if self.targeted and self.method != "context-distill":
+            raise MixerError("--targeted is an option of --method context-distill")
+        if self.batching not in BATCHINGS:
+            raise MixerError(f"batching must be one of {', '.join(BATCHINGS)}; got {self.batching!r}")
+        if self.score_tokens < 1:
+            raise MixerError(f"score_tokens must be at least 1, got {self.score_tokens}")
         if (self.data is None) == (self.recipe is None):
             raise MixerError("give prompts with exactly one of --data (a mixer build) or --recipe (a build recipe)")
         if self.sources and self.recipe is None:
@@ -73,7 +99,14 @@ class GenerateConfig:
         keys = ("data", "recipe", "sources", "raw_dir", "prompt_mode", "max_prompts", "policy", "reward_model",
                 "n", "temperature", "top_p", "max_new_tokens", "seed", "backend", "chat_template", "dtype",
                 "shard_prompts")
-        return {k: getattr(self, k) for k in keys}
+        identity = {k: getattr(self, k) for k in keys}
+        if self.backend == "transformers":
+            from mixer.generate.backends import resolve_batching
+
+            identity["batching"] = resolve_batching(self.batching)
+            if identity["batching"] == "continuous":  # one RNG stream per call: the call's prompts decide samples
+                identity["batch_size"] = self.batch_size
+        return identity
 
     def assembly_settings(self) -> dict[str, Any]:
         """The settings that only decide what is picked from the shards (changing them re-picks, no resampling)."""

@@ -35,8 +35,10 @@ from typing import Any
 from mixer.errors import MixerError
 from mixer.generate.assembly import SAMPLE_SCHEMA, assemble, pick
 from mixer.generate.backends import Backend, SamplingSettings, make_backend
+from mixer.generate.checks import check_policy_folder, check_reward_folder
 from mixer.generate.config import GenerateConfig, prompt_seed
 from mixer.generate.prompts import Prompt, PromptSet, read_build_prompts, read_recipe_prompts
+from mixer.generate.scoring import score_by_length
 from mixer.generate.store import (
     CARD,
     MANIFEST,
@@ -69,9 +71,9 @@ def run_generate(cfg: GenerateConfig, *, log: Any = None) -> dict[str, Any]:
     """Generate (or resume), score, pick and write the outputs; return the card. ``log``: progress lines."""
     say = log or (lambda msg: logger.info(msg))
     cfg.validate()
-    for option, folder in (("--policy", cfg.policy), ("--reward-model", cfg.reward_model)):
-        if not Path(folder).is_dir():  # before the output folder is made, and before any hub look-up
-            raise MixerError(f"{option} {folder}: no such model folder")
+    # before the output folder is made, and before any hub look-up
+    check_policy_folder(cfg.policy)
+    check_reward_folder(cfg.reward_model or "")
     started, cpu_started = time.perf_counter(), time.process_time()
     prompt_set = read_prompts(cfg)
     prompts = prompt_set.prompts
@@ -131,7 +133,7 @@ def _load_models(cfg: GenerateConfig) -> tuple[Backend, Any]:
     scorer = RewardScorer(cfg.reward_model, batch_size=cfg.batch_size)  # checked first: it fails faster
     sampling = SamplingSettings(cfg.n, cfg.temperature, cfg.top_p, cfg.max_new_tokens)
     backend = make_backend(cfg.backend, cfg.policy, sampling, chat_template=cfg.chat_template, dtype=cfg.dtype,
-                           seed=cfg.seed)
+                           seed=cfg.seed, batching=cfg.batching)
     versions_path = Path(cfg.output) / VERSIONS
     recorded = recorded_versions(Path(cfg.output))
     if recorded and recorded != backend.versions():
@@ -144,20 +146,21 @@ def _load_models(cfg: GenerateConfig) -> tuple[Backend, Any]:
 
 def _generate_shard(cfg: GenerateConfig, backend: Backend, scorer: Any, chunk: list[Prompt],
                     first_index: int) -> list[dict[str, Any]]:
-    """Sample and score one shard's prompts; rows in (prompt, sample) order."""
+    """Sample and score one shard's prompts; rows in (prompt, sample) order. The non-empty replies of a backend
+    call are scored together, sorted by length in ``--score-tokens`` batches."""
     rows: list[dict[str, Any]] = []
     for start in range(0, len(chunk), cfg.batch_size):
         batch = chunk[start:start + cfg.batch_size]
         seeds = [prompt_seed(cfg.seed, p.key) for p in batch]
         outputs = backend.generate([p.messages for p in batch], seeds)
+        scored = [(j, i) for j, completions in enumerate(outputs) for i, c in enumerate(completions) if c.text.strip()]
+        rewards = score_by_length(scorer, [[*batch[j].messages, {"role": "assistant", "content": outputs[j][i].text}]
+                                           for j, i in scored], cfg.score_tokens) if scored else []
+        by_sample = dict(zip(scored, rewards, strict=True))
         for j, (p, seed, completions) in enumerate(zip(batch, seeds, outputs, strict=True)):
-            scored = [i for i, c in enumerate(completions) if c.text.strip()]
-            rewards = scorer.score([[*p.messages, {"role": "assistant", "content": completions[i].text}]
-                                    for i in scored]) if scored else []
-            by_sample = dict(zip(scored, rewards, strict=True))
             for i, c in enumerate(completions):
                 rows.append({"prompt_index": first_index + start + j, "prompt_key": p.key, "dataset": p.dataset,
                              "record_id": p.record_id, "prompt": p.messages, "sample": i, "seed": seed,
                              "completion": c.text, "n_tokens": c.n_tokens, "finish_reason": c.finish_reason,
-                             "reward": by_sample.get(i)})
+                             "reward": by_sample.get((j, i))})
     return rows

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from test_train_rm import separable_pairs
-from train_fixtures import SFT_RECORDS, tiny_assets, write_preference_build
+from train_fixtures import SFT_RECORDS, tiny_assets
 from typer.testing import CliRunner
 
 from mixer.cli import app
@@ -25,20 +24,6 @@ runner = CliRunner()
 
 
 pytestmark = pytest.mark.usefixtures("single_process")
-
-
-@pytest.fixture(scope="module")
-def reward_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real (tiny) reward model: the random Llama with a score head, trained a few steps on toy pairs."""
-    from mixer.train.config import load_config
-    from mixer.train.rm import run_rm
-
-    root = tmp_path_factory.mktemp("gen-rm")
-    data = write_preference_build(root / "pairs", separable_pairs())
-    cfg = load_config("rm", REPO / "train" / "tiny-cpu-rm.yaml", ["max_steps=4", "eval_size=0"],
-                      model=str(tiny_assets().model), data=str(data), output_dir=str(root / "rm"))
-    run_rm(cfg)
-    return root / "rm"
 
 
 def _cfg(out: Path, reward_model: Path, **kw: object) -> GenerateConfig:
@@ -385,7 +370,8 @@ def test_vllm_temperature_above_vllms_range_is_refused_before_loading(tmp_path: 
     GenerateConfig(policy="p", reward_model="r", output=str(tmp_path / "o"), data="d", temperature=2.5).validate()
 
 
-def test_an_unwritable_output_folder_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unwritable_output_folder_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     reward_model: Path) -> None:
     import errno
 
     a = tiny_assets()
@@ -395,7 +381,7 @@ def test_an_unwritable_output_folder_is_a_clear_error(tmp_path: Path, monkeypatc
 
     monkeypatch.setattr(run_mod, "prepare_output", read_only)
     out = tmp_path / "ro" / "gen"
-    result = runner.invoke(app, ["generate", "--policy", str(a.model), "--reward-model", str(a.model),
+    result = runner.invoke(app, ["generate", "--policy", str(a.model), "--reward-model", str(reward_model),
                                  "--data", str(a.sft_data), "--output", str(out)])
     assert result.exit_code == 2, result.output
     assert f"error: {out}: Read-only file system" in result.output and "Traceback" not in result.output

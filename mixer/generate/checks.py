@@ -1,0 +1,49 @@
+"""Cheap checks of the model folders a run names, before its output folder is made.
+
+Loading a model takes seconds to minutes and fails deep inside transformers; these read only ``config.json``
+and the file list, so a typo, an empty folder or a policy passed as the reward model is refused with the
+option and the path, and no output folder is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mixer.errors import MixerError
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+
+
+def _config(option: str, folder: str | Path) -> dict[str, Any]:
+    path = Path(folder)
+    if not path.is_dir():
+        raise MixerError(f"{option} {folder}: no such model folder")
+    config = path / "config.json"
+    if not config.is_file():
+        raise MixerError(f"{option} {folder}: not a model folder (no config.json); give a saved transformers model")
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise MixerError(f"{option} {config}: unreadable model config ({e})") from None
+    if not isinstance(data, dict):
+        raise MixerError(f"{option} {config}: not a model config (a JSON object)")
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise MixerError(f"{option} {folder}: the model folder has no tokenizer ({', '.join(TOKENIZER_FILES)})")
+    return data
+
+
+def check_policy_folder(folder: str | Path, option: str = "--policy") -> None:
+    """A folder that looks like a causal LM with its tokenizer (its config and tokenizer files are there)."""
+    _config(option, folder)
+
+
+def check_reward_folder(folder: str | Path, option: str = "--reward-model") -> None:
+    """A folder that holds a one-label sequence classifier, as ``mixer train rm`` writes."""
+    data = _config(option, folder)
+    archs = data.get("architectures") or []
+    labels = data.get("num_labels", len(data.get("id2label") or {}) or None)
+    if labels != 1 or not any(str(a).endswith("ForSequenceClassification") for a in archs):
+        raise MixerError(f"{option} {folder} is not a reward model (a one-label *ForSequenceClassification; found "
+                         f"{', '.join(map(str, archs)) or 'no architecture'}): train one with `mixer train rm`")
