@@ -47,3 +47,16 @@ def check_reward_folder(folder: str | Path, option: str = "--reward-model") -> N
     if labels != 1 or not any(str(a).endswith("ForSequenceClassification") for a in archs):
         raise MixerError(f"{option} {folder} is not a reward model (a one-label *ForSequenceClassification; found "
                          f"{', '.join(map(str, archs)) or 'no architecture'}): train one with `mixer train rm`")
+
+
+def load_yaml_file(option: str, path: str | Path) -> Any:
+    """A user's YAML (or JSON) file of texts, parsed; a missing or unparsable file is an error naming it."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise MixerError(f"{option} {path}: no such file")
+    try:
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise MixerError(f"{option} {path}: not a readable YAML/JSON file ({str(e).splitlines()[0]})") from None

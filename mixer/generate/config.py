@@ -66,8 +66,13 @@ class GenerateConfig:
         if self.reward_model is None and (self.method in REWARD_METHODS or self.targeted):
             raise MixerError(f"--method {self.method}{' --targeted' if self.targeted else ''} needs --reward-model "
                              "(a `mixer train rm` output)")
-        if self.targeted and self.method != "context-distill":
-            raise MixerError("--targeted is an option of --method context-distill")
+        owners = {"targeted": ("--targeted", "context-distill"), "preprompts": ("--preprompts", "context-distill"),
+                  "risk_category": ("--risk-category", "context-distill"),
+                  "evolutions": ("--evolution", "evol-instruct"), "system_messages": ("--system-messages", "orca"),
+                  "rubric": ("--rubric", "judge")}
+        for name, (option, owner) in owners.items():
+            if getattr(self, name) not in (None, False) and self.method != owner:
+                raise MixerError(f"{option} is an option of --method {owner}, not {self.method}")
         if self.batching not in BATCHINGS:
             raise MixerError(f"batching must be one of {', '.join(BATCHINGS)}; got {self.batching!r}")
         if self.score_tokens < 1:
@@ -100,6 +105,11 @@ class GenerateConfig:
                 "n", "temperature", "top_p", "max_new_tokens", "seed", "backend", "chat_template", "dtype",
                 "shard_prompts")
         identity = {k: getattr(self, k) for k in keys}
+        if self.method != "best-of-n":  # one reply per prompt and call; the method's own settings join later
+            del identity["n"]
+            identity["method"] = self.method
+            if not self.method_uses_reward_model():
+                del identity["reward_model"]
         if self.backend == "transformers":
             from mixer.generate.backends import resolve_batching
 
@@ -110,8 +120,13 @@ class GenerateConfig:
 
     def assembly_settings(self) -> dict[str, Any]:
         """The settings that only decide what is picked from the shards (changing them re-picks, no resampling)."""
+        if self.method != "best-of-n":
+            return {"name": self.label}
         return {"min_reward_gap": self.min_reward_gap, "dedup": self.dedup, "keep_truncated": self.keep_truncated,
                 "name": self.label}
+
+    def method_uses_reward_model(self) -> bool:
+        return self.method in REWARD_METHODS or self.targeted
 
     @property
     def label(self) -> str:

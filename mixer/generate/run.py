@@ -37,7 +37,8 @@ from mixer.generate.assembly import SAMPLE_SCHEMA, assemble, pick
 from mixer.generate.backends import Backend, SamplingSettings, make_backend
 from mixer.generate.checks import check_policy_folder, check_reward_folder
 from mixer.generate.config import GenerateConfig, prompt_seed
-from mixer.generate.prompts import Prompt, PromptSet, read_build_prompts, read_recipe_prompts
+from mixer.generate.job import read_prompts
+from mixer.generate.prompts import Prompt
 from mixer.generate.scoring import score_by_length
 from mixer.generate.store import (
     CARD,
@@ -59,18 +60,15 @@ __all__ = ["MANIFEST", "SHARDS", "GenerateConfig", "pick", "prepare_output", "pr
 logger = logging.getLogger("mixer.generate")
 
 
-def read_prompts(cfg: GenerateConfig) -> PromptSet:
-    if cfg.data is not None:
-        return read_build_prompts(cfg.data, cfg.prompt_mode, cfg.max_prompts)
-    assert cfg.recipe is not None
-    return read_recipe_prompts(cfg.recipe, cfg.sources, cfg.prompt_mode, cfg.max_prompts, cfg.raw_dir)
-
-
-
 def run_generate(cfg: GenerateConfig, *, log: Any = None) -> dict[str, Any]:
     """Generate (or resume), score, pick and write the outputs; return the card. ``log``: progress lines."""
     say = log or (lambda msg: logger.info(msg))
     cfg.validate()
+    if cfg.method != "best-of-n":
+        from mixer.generate.job import run_method
+        from mixer.generate.methods import make_method
+
+        return run_method(cfg, make_method(cfg), log=log)
     # before the output folder is made, and before any hub look-up
     check_policy_folder(cfg.policy)
     check_reward_folder(cfg.reward_model or "")
