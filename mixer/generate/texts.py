@@ -40,8 +40,8 @@ SELF_DISTILL_TEMPLATE = (
 # -- Evol-Instruct (WizardLM, Xu et al. 2023; used by OpenBezoar, Dissanayake et al. 2024) --------------
 
 #: WizardLM §3.1: in-depth evolving rewrites the instruction with one of five operations (add constraints,
-#: deepening, concretizing, increased reasoning steps, complicate input); OpenBezoar uses four of them plus
-#: in-breadth evolving. The operation names are WizardLM's; the sentences are mixer's summary of them.
+#: deepening, concretizing, increased reasoning steps, complicate input); mixer offers the first four and
+#: in-breadth evolving. The operations are WizardLM's; the sentences are mixer's summary of them.
 IN_DEPTH_OPERATIONS = {
     "add_constraints": "Add one more constraint or requirement to the prompt.",
     "deepen": "If the prompt asks about a certain issue, increase the depth and breadth of the inquiry.",
@@ -70,7 +70,7 @@ SORRY_MAX_WORDS = 80
 # -- Orca (Mukherjee et al. 2023), as OpenBezoar uses it over FLAN prompts ----------------------------------
 
 #: Orca Table 2 lists 16 system messages that ask the teacher for explanations; these are the ones that ask
-#: for step-by-step reasoning or explanations, as they appear in the Open-Orca release of that data.
+#: for step-by-step reasoning or explanations, in their original wording (typos included).
 ORCA_SYSTEM_MESSAGES = (
     "You are an AI assistant. User will you give you a task. Your goal is to complete the task as faithfully as "
     "you can. While performing the task think step-by-step and justify your steps.",
