@@ -34,9 +34,24 @@ def _config(option: str, folder: str | Path) -> dict[str, Any]:
     return data
 
 
-def check_policy_folder(folder: str | Path, option: str = "--policy") -> None:
-    """A folder that looks like a causal LM with its tokenizer (its config and tokenizer files are there)."""
+def check_policy_folder(folder: str | Path, option: str = "--policy", chat_template: str | None = None) -> None:
+    """A folder that looks like a causal LM with its tokenizer (its config and tokenizer files are there), and a
+    chat template to prompt it with: ``chat_template`` (``tulu`` or a file), else the folder's own."""
     _config(option, folder)
+    if chat_template:
+        if chat_template != "tulu" and not Path(chat_template).is_file():
+            raise MixerError(f"--chat-template must be `tulu` or a .jinja file; {chat_template!r} is neither")
+        return
+    path = Path(folder)
+    if any((path / name).is_file() for name in ("chat_template.jinja", "chat_template.json")):
+        return
+    try:
+        config = json.loads((path / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = {}
+    if not (isinstance(config, dict) and config.get("chat_template")):
+        raise MixerError(f"{folder}: the model folder has no chat template (tokenizer_config.json / "
+                         "chat_template.jinja) and none is configured: pass --chat-template tulu or a .jinja file")
 
 
 def check_reward_folder(folder: str | Path, option: str = "--reward-model") -> None:

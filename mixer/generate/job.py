@@ -172,7 +172,7 @@ def _require_references(prompt_set: PromptSet, method: Method) -> PromptSet:
 def run_method(cfg: GenerateConfig, method: Method, *, log: Any = None) -> dict[str, Any]:
     """Run (or resume) ``method`` over the configured prompts and write its source and card; return the card."""
     say = log or (lambda msg: logger.info(msg))
-    check_policy_folder(cfg.policy)
+    check_policy_folder(cfg.policy, chat_template=cfg.chat_template)
     if method.needs_reward_model():
         check_reward_folder(cfg.reward_model or "")
     started, cpu_started = time.perf_counter(), time.process_time()

@@ -70,7 +70,7 @@ def run_generate(cfg: GenerateConfig, *, log: Any = None) -> dict[str, Any]:
 
         return run_method(cfg, make_method(cfg), log=log)
     # before the output folder is made, and before any hub look-up
-    check_policy_folder(cfg.policy)
+    check_policy_folder(cfg.policy, chat_template=cfg.chat_template)
     check_reward_folder(cfg.reward_model or "")
     started, cpu_started = time.perf_counter(), time.process_time()
     prompt_set = read_prompts(cfg)

@@ -209,6 +209,7 @@ def test_cli_errors_exit_2_without_traceback(reward_model: Path, tmp_path: Path)
             "--max-new-tokens", "4"]
     result = runner.invoke(app, [*base, "--policy", str(no_template), "--output", str(tmp_path / "o1")])
     assert result.exit_code == 2 and "no chat template" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o1").exists()  # checked before the output folder is made
     result = runner.invoke(app, [*base, "--policy", str(a.model), "--output", str(tmp_path / "o2"),
                                  "--backend", "vllm"])
     if backends_mod.package_version("vllm") is None:

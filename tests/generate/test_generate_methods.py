@@ -5,6 +5,7 @@ input is refused (exit 2) before any output folder exists."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -227,6 +228,13 @@ def test_bad_input_exits_2_and_leaves_no_output_folder(tmp_path: Path) -> None:
     base = ["generate", "--policy", str(a.model), "--max-new-tokens", "4"]
     empty_model = tmp_path / "not-a-model"
     empty_model.mkdir()
+    no_template = tmp_path / "no-template"
+    shutil.copytree(a.model, no_template)
+    config = json.loads((no_template / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (no_template / "tokenizer_config.json").write_text(json.dumps(config))
+    for f in no_template.glob("chat_template.*"):
+        f.unlink()
     bad_rubric = tmp_path / "rubric.yaml"
     bad_rubric.write_text("template: 'rate {instruction}'\npattern: '(\\d+'\nscale: [1, 10]\n")
     cases = [
@@ -234,6 +242,7 @@ def test_bad_input_exits_2_and_leaves_no_output_folder(tmp_path: Path) -> None:
         (["--method", "judge", "--data", str(a.pref_data)], "no record has an assistant reply"),
         (["--method", "orca", "--data", str(a.sft_data), "--policy", str(empty_model)], "not a model folder"),
         (["--method", "judge", "--data", str(a.sft_data), "--rubric", str(bad_rubric)], "with {instruction} and"),
+        (["--method", "orca", "--data", str(a.sft_data), "--policy", str(no_template)], "no chat template"),
         (["--method", "context-distill", "--data", str(a.sft_data), "--targeted"], "needs --reward-model"),
         (["--method", "context-distill", "--data", str(a.sft_data), "--targeted", "--reward-model", str(a.model)],
          "is not a reward model"),
