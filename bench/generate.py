@@ -50,6 +50,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--prompts", type=int, default=None, help="max prompts")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batching", nargs="+", default=["auto"], help="transformers backend: auto, continuous, "
+                        "padded (each is a row)")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
 
@@ -70,20 +72,22 @@ def main() -> None:
           f"{package_version('vllm') or 'not installed'}")
     print(f"# policy {policy}; n {args.n}; max_new_tokens {args.max_new_tokens}")
     print("backend       prompts  tokens  gen_s   prompts/s  tokens/s   wall_s  cpu_s")
-    for backend in args.backend:
-        out = tmp / f"out-{backend}"
+    runs = [(b, m) for b in args.backend for m in (args.batching if b == "transformers" else ["auto"])]
+    for backend, batching in runs:
+        label = backend if backend != "transformers" or len(args.batching) == 1 else f"tf/{batching}"
+        out = tmp / f"out-{backend}-{batching}"
         cfg = GenerateConfig(policy=policy, reward_model=reward, output=str(out), data=data, n=args.n,
                              max_new_tokens=args.max_new_tokens, max_prompts=args.prompts, backend=backend,
-                             batch_size=args.batch_size, seed=0)
+                             batch_size=args.batch_size, seed=0, batching=batching)
         t0, c0 = time.perf_counter(), time.process_time()
         try:
             run_generate(cfg)
         except MixerError as e:
-            print(f"{backend:<13} skipped: {e}")
+            print(f"{label:<13} skipped: {e}")
             continue
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         t = json.loads((out / "timings.json").read_text())
-        print(f"{backend:<13} {t['prompts_generated']:>7} {t['tokens_generated']:>7} {t['generate_s']:>6.2f} "
+        print(f"{label:<13} {t['prompts_generated']:>7} {t['tokens_generated']:>7} {t['generate_s']:>6.2f} "
               f"{t['prompts_per_s']:>10.2f} {t['tokens_per_s']:>9.1f} {wall:>8.2f} {cpu:>6.2f}")
     if args.keep:
         print(f"# outputs kept in {tmp}")

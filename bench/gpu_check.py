@@ -442,6 +442,13 @@ def stage_summary() -> None:
         verdicts["bench/train_throughput.py"] = [
             {k: r.get(k) for k in ("attention", "batching", "tokens_per_s", "mfu", "peak_memory_gib")}
             for r in bench.get("results", [])]
+    generate = read("generate.json")
+    if generate:  # bench/gen_throughput.py: continuous batching vs padded generate (issue 20)
+        verdicts["generate: continuous vs padded (goal >= 3x)"] = {
+            r["model_size"]: {"speedup": r.get("speedup_continuous_vs_padded"),
+                              "continuous_tok_s": (r.get("continuous") or {}).get("tokens_per_s"),
+                              "padded_tok_s": (r.get("padded") or {}).get("tokens_per_s")}
+            for r in generate.get("results", [])}
     for key, value in verdicts.items():
         print(f"  {key}: {value}")
     print("parts: " + "; ".join(f"{k} {v}" for k, v in parts.items()))

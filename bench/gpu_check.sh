@@ -21,10 +21,16 @@
 #   qlora    mixer's QLoRA path (NF4 + double quantisation, LoRA r64 on all linears)      -> qlora.json
 #   bench    bench/train_throughput.py (raw step: sdpa and auto kernel x padded/padding-free/packed)
 #                                                                                          -> bench.json
+#   generate bench/gen_throughput.py: output tokens/s of transformers' continuous batching vs padded
+#            generate, random-init GEN_SIZES shapes (default "1b 7b"), 512 prompts x 4 samples x 256 new
+#            tokens (issue 20); also copied to bench/results/generate-<date>.json  -> generate.json
 #   summary  table + verdicts against the targets                                         -> summary.json
 # Results: $OUT (default /tmp/gpu_check_out, at most 8 files); scratch: $WORK (13.5 GB for the 7B).
+#        PARTS=generate alone needs no assets (GEN_SIZES, GEN_PROMPTS, GEN_BUDGET_S: its timeout, 420); it is
+#        not in the default parts: one lent session's ~8 minutes go to the trainer first, generation second
 # Knobs: MODEL_SIZE=auto|7b|3b|1b|tiny (auto: from the card's memory: 7b from 120 GiB, i.e. an H200; 3b from
-#        60 GiB, i.e. an 80 GB H100, where 7B full fine-tuning with fp32 masters does not fit; else 1b) BENCH_SIZE (default MODEL_SIZE) BUDGET_S PARTS PDB (micro-batch, 4) ACCUM (4)
+#        60 GiB, i.e. an 80 GB H100, where 7B full fine-tuning with fp32 masters does not fit; else 1b)
+#        BENCH_SIZE (default MODEL_SIZE) BUDGET_S PARTS PDB (micro-batch, 4) ACCUM (4)
 #        STEPS (8) WHEELS (.whl) SKIP_INSTALL=1 PY (python3)
 set -u
 set -o pipefail
@@ -137,6 +143,17 @@ if wants bench; then
   else
     part bench 150 "$PY" bench/train_throughput.py --model-size "$BENCH_SIZE" --examples 256 --batch-size 4 --steps 5 --warmup 2 \
       --max-length 4096 --json "$OUT/bench.json"
+  fi
+fi
+if wants generate; then
+  if [ "${GC_CPU_SMOKE:-0}" = 1 ]; then
+    part generate 120 "$PY" bench/gen_throughput.py --model-size tiny --prompts 8 --new-tokens 8 --samples 2 \
+      --padded-batch 4 --json "$OUT/generate.json"
+  else
+    part generate "${GEN_BUDGET_S:-420}" "$PY" bench/gen_throughput.py --model-size ${GEN_SIZES:-1b 7b} \
+      --prompts "${GEN_PROMPTS:-512}" --new-tokens 256 --samples 4 --json "$OUT/generate.json"
+    [ -f "$OUT/generate.json" ] && mkdir -p "$REPO/bench/results" && \
+      cp "$OUT/generate.json" "$REPO/bench/results/generate-$(date -u +%Y%m%d-%H%M).json"
   fi
 fi
 

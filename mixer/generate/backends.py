@@ -4,9 +4,22 @@ Both take a list of prompts with one seed each and return, per prompt, ``n`` :cl
 seed is per prompt (derived from the run seed and the prompt's key), so a prompt's samples do not depend
 on which other prompts share its batch, on the batch size, or on where an interrupted run resumed.
 
-- ``transformers``: one ``generate`` call per prompt with ``num_return_sequences=n`` (its n rows have the
-  same length, so there is no padding to change the numerics), the global torch RNG seeded with the
-  prompt's seed. Exact on CPU: two runs give the same bytes. Works on one GPU too, slower than vLLM.
+- ``transformers``: ``--batching`` picks how:
+
+  - ``continuous``: transformers' own continuous batching with paged attention (``init_continuous_batching``,
+    the engine behind ``model.generate_batch``; transformers >= 5): every prompt of a ``--batch-size`` call
+    is queued before the scheduler starts, ``n`` samples forked per prompt, one sampling RNG per call seeded
+    with the first prompt's seed. Runs with SDPA and eager attention on CPU (transformers switches them to
+    their paged variants) and FlashAttention on a GPU. With sampling, a prompt's samples depend on the other
+    prompts of its call (one RNG stream), so they are reproducible for the same settings (the call's prompts
+    are fixed by the shard), not independent of ``--batch-size``;
+  - ``padded``: ``model.generate`` over one prompt at a time with ``num_return_sequences=n`` (its n rows
+    have the same length, so there is no padding to change the numerics), the global torch RNG seeded with
+    the prompt's seed: a prompt's samples do not depend on its batch;
+  - ``auto`` (default): ``continuous`` where the installed transformers has it, else ``padded``.
+
+  Greedy decoding gives the same tokens either way (a test checks it). Exact on CPU: two runs give the same
+  bytes. Works on one GPU too.
 - ``vllm``: ``LLM.chat`` over ``batch_size`` prompts per call, one ``SamplingParams(n=..., seed=...)``
   per prompt (``n=1`` and the reply repeated when greedy: vLLM refuses ``n > 1`` at temperature 0). vLLM is
   an optional extra (``pip install 'mixer[vllm]'``), GPU only; reproducible with per-request seeds on the
@@ -27,6 +40,7 @@ from mixer.core.errors import MixerError
 logger = logging.getLogger("mixer.generate")
 
 BACKENDS = ("transformers", "vllm")
+BATCHINGS = ("auto", "continuous", "padded")
 #: vLLM's SamplingParams accepts temperatures in [0, 2] (it raises above)
 VLLM_MAX_TEMPERATURE = 2.0
 
@@ -83,19 +97,41 @@ def resolve_generation_template(tokenizer: Any, choice: str | None, model_dir: s
     return own
 
 
+def has_continuous_batching() -> bool:
+    """Whether the installed transformers has continuous batching (``GenerationMixin.init_continuous_batching``)."""
+    try:
+        from transformers.generation.utils import GenerationMixin
+    except ImportError:
+        return False
+    return hasattr(GenerationMixin, "init_continuous_batching")
+
+
+def resolve_batching(choice: str) -> str:
+    """``auto`` -> ``continuous`` where transformers has it, else ``padded``; an explicit choice is checked."""
+    if choice not in BATCHINGS:
+        raise MixerError(f"batching must be one of {', '.join(BATCHINGS)}; got {choice!r}")
+    available = has_continuous_batching()
+    if choice == "auto":
+        return "continuous" if available else "padded"
+    if choice == "continuous" and not available:
+        raise MixerError("--batching continuous needs transformers with continuous batching (init_continuous_batching, "
+                         "transformers >= 5); use --batching padded")
+    return choice
+
+
 class TransformersBackend:
-    """Sampling with ``model.generate`` (see the module docstring for the determinism it gives)."""
+    """Sampling with transformers (see the module docstring for the batching modes and their determinism)."""
 
     name = "transformers"
 
     def __init__(self, policy: str | Path, sampling: SamplingSettings, *, chat_template: str | None = None,
-                 dtype: str = "auto", device: str | None = None) -> None:
+                 dtype: str = "auto", device: str | None = None, batching: str = "auto") -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(policy)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, TypeError) as e:
             raise MixerError(f"cannot load a tokenizer from {policy}: {e}") from e
         self.template = resolve_generation_template(self.tokenizer, chat_template, policy)
         if self.tokenizer.eos_token_id is None:
@@ -105,7 +141,7 @@ class TransformersBackend:
             dtype = "bfloat16" if self.device.startswith("cuda") else "float32"
         try:
             self.model = AutoModelForCausalLM.from_pretrained(policy, dtype=getattr(torch, dtype))
-        except OSError as e:
+        except (OSError, ValueError) as e:
             raise MixerError(f"cannot load a policy model from {policy}: {e}") from e
         self.model.to(self.device).eval()
         self.sampling = sampling
@@ -113,19 +149,81 @@ class TransformersBackend:
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id
         self._torch = torch
+        self.batching = resolve_batching(batching)
 
     def versions(self) -> dict[str, str]:
         return {k: v for k in ("torch", "transformers") if (v := package_version(k))}
 
     def generate(self, prompts: list[list[dict[str, str]]], seeds: list[int]) -> list[list[Completion]]:
+        if self.batching == "continuous":
+            return self._continuous(prompts, seeds)
         return [self._one(p, s) for p, s in zip(prompts, seeds, strict=True)]
+
+    def _encode(self, messages: list[dict[str, str]]) -> list[int]:
+        return list(self.tokenizer.apply_chat_template(messages, chat_template=self.template,
+                                                       add_generation_prompt=True, tokenize=True,
+                                                       return_dict=True)["input_ids"])
+
+    def _completion(self, row: list[int]) -> Completion:
+        """One generated row (no prompt) in the shared format: cut at the first stop token, decoded."""
+        stop = next((i for i, t in enumerate(row) if t in self.stop_ids), None)
+        tokens = row if stop is None else row[:stop]
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        return Completion(text, len(tokens) + (stop is not None), "length" if stop is None else "stop")
+
+    def _continuous(self, prompts: list[list[dict[str, str]]], seeds: list[int]) -> list[list[Completion]]:
+        """All prompts through one continuous-batching manager: queued first, then the scheduler starts, so the
+        batches it forms (and, sampling, the RNG draws) are the same in every run."""
+        from transformers import GenerationConfig
+        from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+        s = self.sampling
+        sample = s.temperature > 0
+        k = s.n if sample else 1
+        inputs = [self._encode(p) for p in prompts]
+        config = GenerationConfig(max_new_tokens=s.max_new_tokens, do_sample=sample, num_return_sequences=k,
+                                  eos_token_id=sorted(self.stop_ids), pad_token_id=self.pad_id,
+                                  **({"temperature": s.temperature, "top_p": s.top_p, "top_k": 0} if sample else {}))
+        sizing: dict[str, Any] = {}
+        if not self.device.startswith("cuda"):
+            # off a GPU transformers cannot size the paged cache from free device memory: give it room for every
+            # request of the call at full length (pages of 256 tokens), and a modest batch token budget
+            pages = -(-(max(map(len, inputs)) + s.max_new_tokens) // 256)
+            sizing = {"num_blocks": len(inputs) * k * pages + 1, "max_batch_tokens": 512}
+        cb_config = ContinuousBatchingConfig(seed=seeds[0], **sizing)
+        manager = self.model.init_continuous_batching(generation_config=config, continuous_batching_config=cb_config)
+        results: dict[str, Any] = {}
+        try:
+            ids = manager.add_requests(inputs=inputs, max_new_tokens=s.max_new_tokens)
+            if self.device.startswith("cuda"):
+                manager.warmup()
+            manager.start()
+            while len(results) < len(ids) * k:
+                result = manager.get_result(timeout=1)
+                if result is not None and result.is_finished():
+                    results[result.request_id] = result
+                elif result is None and not manager.is_running():
+                    break
+        finally:
+            manager.stop(block=True)
+            manager.destroy()
+        out: list[list[Completion]] = []
+        for rid in ids:
+            rows = []
+            for child in [f"{rid}__child#{i}" for i in range(k - 1)] + [rid]:
+                result = results.get(child)
+                if result is None or result.error is not None:
+                    raise MixerError(f"continuous batching did not finish request {child}: "
+                                     f"{getattr(result, 'error', None) or 'no result'} (rerun to resume)")
+                rows.append(self._completion(list(result.generated_tokens)))
+            out.append(rows if sample else rows * s.n)
+        return out
 
     def _one(self, messages: list[dict[str, str]], seed: int) -> list[Completion]:
         torch = self._torch
         s = self.sampling
-        ids = self.tokenizer.apply_chat_template(messages, chat_template=self.template, add_generation_prompt=True,
-                                                 tokenize=True, return_dict=True)["input_ids"]
-        input_ids = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
+        ids = self._encode(messages)
+        input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
         sample = s.temperature > 0
         # greedy decoding gives one answer: decode it once and repeat it (transformers refuses n > 1 greedy)
         kwargs: dict[str, Any] = {"do_sample": sample, "max_new_tokens": s.max_new_tokens,
@@ -136,14 +234,8 @@ class TransformersBackend:
         torch.manual_seed(seed)
         with torch.no_grad():
             out = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kwargs)
-        completions = []
         rows = out[:, input_ids.shape[1]:].tolist()
-        for row in rows if sample else rows * s.n:
-            stop = next((i for i, t in enumerate(row) if t in self.stop_ids), None)
-            tokens = row if stop is None else row[:stop]
-            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-            completions.append(Completion(text, len(tokens) + (stop is not None), "length" if stop is None else "stop"))
-        return completions
+        return [self._completion(row) for row in (rows if sample else rows * s.n)]
 
 
 class VLLMBackend:
@@ -196,10 +288,10 @@ def require_vllm() -> None:
 
 
 def make_backend(name: str, policy: str | Path, sampling: SamplingSettings, *, chat_template: str | None,
-                 dtype: str, seed: int) -> Backend:
+                 dtype: str, seed: int, batching: str = "auto") -> Backend:
     """The backend by name; vLLM is checked before anything is loaded."""
     if name == "transformers":
-        return TransformersBackend(policy, sampling, chat_template=chat_template, dtype=dtype)
+        return TransformersBackend(policy, sampling, chat_template=chat_template, dtype=dtype, batching=batching)
     if name == "vllm":
         return VLLMBackend(policy, sampling, chat_template=chat_template, dtype=dtype, seed=seed)
     raise MixerError(f"backend must be one of {', '.join(BACKENDS)}; got {name!r}")

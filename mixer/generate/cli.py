@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from mixer.generate.backends import BACKENDS
+from mixer.generate.backends import BACKENDS, BATCHINGS
+from mixer.generate.config import METHODS
 from mixer.generate.prompts import PROMPT_MODES
 from mixer.train.cli import exits_on_mixer_error
 
@@ -15,8 +16,11 @@ from mixer.train.cli import exits_on_mixer_error
 @exits_on_mixer_error
 def generate(
     policy: Annotated[str, typer.Option("--policy", help="Policy model folder that samples (with a chat template).")],
-    reward_model: Annotated[str, typer.Option("--reward-model", help="A `mixer train rm` output that scores.")],
     output: Annotated[str, typer.Option("--output", "-o", help="Output folder (new, or an earlier run to resume).")],
+    method: Annotated[str, typer.Option("--method", help=f"{', '.join(METHODS)}: what to make (see the README's "
+                                        "`mixer generate` sections).")] = "best-of-n",
+    reward_model: Annotated[str | None, typer.Option("--reward-model", help="A `mixer train rm` output that scores "
+                                                     "(best-of-n; context-distill --targeted).")] = None,
     data: Annotated[str | None, typer.Option("--data", help="A mixer build (SFT or preference): prompts.")] = None,
     recipe: Annotated[str | None, typer.Option("--recipe", help="A build recipe whose sources give prompts.")] = None,
     source: Annotated[list[str] | None, typer.Option("--source", help="Recipe source(s) (default: all).")] = None,
@@ -30,8 +34,8 @@ def generate(
     top_p: Annotated[float, typer.Option("--top-p")] = 1.0,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 512,
     seed: Annotated[int, typer.Option("--seed", help="Run seed; per-prompt seeds derive from it.")] = 42,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per vLLM call; replies per reward "
-                                            "pass.")] = 8,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per backend call (vLLM, continuous "
+                                            "batching).")] = 8,
     min_reward_gap: Annotated[float, typer.Option("--min-reward-gap", help="Pairs need best - worst >= this.")] = 0.0,
     dedup: Annotated[bool, typer.Option("--dedup/--no-dedup", help="Identical replies count once.")] = True,
     keep_truncated: Annotated[bool, typer.Option("--keep-truncated/--drop-truncated",
@@ -43,9 +47,27 @@ def generate(
     shard_prompts: Annotated[int, typer.Option("--shard-prompts", help="Prompts per resumable shard.")] = 64,
     name: Annotated[str | None, typer.Option("--name", help="`dataset` label of the outputs.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing non-resumable folder.")] = False,
+    batching: Annotated[str, typer.Option("--batching", help=f"transformers backend: {', '.join(BATCHINGS)} (auto: "
+                                          "continuous batching where transformers has it, else padded).")] = "auto",
+    score_tokens: Annotated[int, typer.Option("--score-tokens", help="Tokens per reward-model pass (replies "
+                                              "sorted by length).")] = 16384,
+    targeted: Annotated[bool, typer.Option("--targeted", help="context-distill: keep a distilled answer only when "
+                                           "the reward model scores it above the answer without pre-prompt.")] = False,
+    preprompts: Annotated[str | None, typer.Option("--preprompts", help="context-distill: YAML with adjectives, "
+                                                   "template, risk_templates (replaces the built-in ones).")] = None,
+    risk_category: Annotated[str | None, typer.Option("--risk-category", help="context-distill: the prompts' risk "
+                                                      "category; adds its answer template.")] = None,
+    evolution: Annotated[list[str] | None, typer.Option("--evolution", help="evol-instruct: the evolutions to draw "
+                                                        "from (default: all).")] = None,
+    system_messages: Annotated[str | None, typer.Option("--system-messages", help="orca: YAML list of system "
+                                                        "messages (replaces Orca's).")] = None,
+    rubric: Annotated[str | None, typer.Option("--rubric", help="judge: YAML with template, pattern, scale "
+                                               "(default: MT-Bench single-answer grading).")] = None,
 ) -> None:
-    """Sample N replies per prompt, score them with a reward model, write best-of-N (SFT) and best-vs-worst
-    (preference) data with a card. Rerunning resumes an interrupted run; a finished one is not redone."""
+    """Make training data with a model. Default (best-of-n): sample N replies per prompt, score them with a reward
+    model, write best-of-N (SFT) and best-vs-worst (preference) data with a card. Other --method values:
+    context-distill, self-distill, evol-instruct, orca, judge. Rerunning resumes an interrupted run; a finished
+    one is not redone."""
     from mixer.generate.run import GenerateConfig, run_generate
 
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
@@ -54,8 +76,15 @@ def generate(
         raw_dir=raw_dir, prompt_mode=prompt_mode, max_prompts=max_prompts, n=n, temperature=temperature, top_p=top_p,
         max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size, min_reward_gap=min_reward_gap, dedup=dedup,
         keep_truncated=keep_truncated, backend=backend, chat_template=chat_template, dtype=dtype,
-        shard_prompts=shard_prompts, name=name, overwrite=overwrite)
+        shard_prompts=shard_prompts, name=name, overwrite=overwrite, batching=batching,
+        score_tokens=score_tokens, method=method, targeted=targeted, preprompts=preprompts,
+        risk_category=risk_category, evolutions=evolution or None, system_messages=system_messages, rubric=rubric)
     card = run_generate(cfg, log=lambda msg: typer.echo(msg, err=True))
+    if method != "best-of-n":
+        typer.echo(f"{card['prompts']['generated']} prompt(s): {card['rows']} row(s) in {output}/"
+                   f"{next(iter(card['outputs']))}; " + ", ".join(f"{k} {v}" for k, v in card["outcome"].items())
+                   + f"; card: {output}/README.md")
+        return
     pairs = card["best_vs_worst"]
     typer.echo(f"{card['prompts']['generated']} prompt(s): {card['best_of_n']['rows']} best-of-{n} row(s), "
                f"{pairs['pairs']} pair(s); no pair: {pairs['no_pair'] or 'none'}; card: {output}/README.md")

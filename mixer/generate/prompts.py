@@ -36,6 +36,9 @@ class Prompt:
     dataset: str
     record_id: str
     messages: list[dict[str, str]]
+    #: the record's own reply to the prompt (the assistant turn right after it), when it has one: the gold
+    #: answer self-distillation rewrites, the answer a judge scores; not part of the prompt's identity
+    reference: str | None = None
 
 
 @dataclass
@@ -65,6 +68,13 @@ def cut_prompt(messages: list[dict[str, str]], mode: str) -> list[dict[str, str]
     while context and context[-1]["role"] != "user":  # a trailing system turn has nothing to answer
         context = context[:-1]
     return context or None
+
+
+def reference_reply(messages: list[dict[str, str]], prompt: list[dict[str, str]]) -> str | None:
+    """The assistant turn that follows ``prompt`` in ``messages`` (its reply in the record), or None."""
+    if len(messages) > len(prompt) and messages[len(prompt)]["role"] == "assistant":
+        return messages[len(prompt)]["content"]
+    return None
 
 
 def _digest(messages: list[dict[str, str]]) -> bytes:
@@ -98,7 +108,7 @@ class _Collector:
         n = self.keys[record_id]
         self.keys[record_id] += 1
         key = record_id if n == 0 else f"{record_id}~{n}"
-        self.prompts.append(Prompt(key, dataset, record_id, prompt))
+        self.prompts.append(Prompt(key, dataset, record_id, prompt, reference_reply(messages, prompt)))
 
 
 def _check_messages(value: Any, where: str) -> list[dict[str, str]]:

@@ -23,6 +23,10 @@ from mixer.sources.base import Adapter, require_dict, require_list, require_str
 class MessagesOptions:
     #: label for records without their own ``dataset`` field (also the id prefix; default: the source's name)
     dataset: str | None = None
+    #: keep only records whose ``score_field`` is at least this (e.g. ``mixer generate --method judge``'s
+    #: ``judge_score``); a record without a score is dropped as ``unscored``, one below as ``below_min_score``
+    min_score: float | None = None
+    score_field: str = "judge_score"
 
 
 def _optional_label(raw: dict[str, Any], key: str, *, allow_int: bool = False) -> str | None:
@@ -46,6 +50,18 @@ class Messages(Adapter):
         raw = require_dict(raw)
         dataset = _optional_label(raw, "dataset") or self.options.dataset or self.context.source
         rid = _optional_label(raw, "id", allow_int=True) or self.numbered_id(dataset, location)
+        if self.options.min_score is not None:
+            score = raw.get(self.options.score_field)
+            if score is None:
+                yield Dropped(reason="unscored", dataset=dataset, id=rid,
+                              detail=f"no {self.options.score_field} (min_score {self.options.min_score})")
+                return
+            if isinstance(score, bool) or not isinstance(score, (int, float)):
+                raise RecordError(f"field {self.options.score_field!r} must be a number, found {type(score).__name__}")
+            if score < self.options.min_score:
+                yield Dropped(reason="below_min_score", dataset=dataset, id=rid,
+                              detail=f"{self.options.score_field} {score} < min_score {self.options.min_score}")
+                return
         messages: list[Message] = []
         for j, item in enumerate(require_list(raw, "messages")):
             if not isinstance(item, dict):

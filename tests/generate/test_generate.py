@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from test_train_rm import separable_pairs
-from train_fixtures import SFT_RECORDS, tiny_assets, write_preference_build
+from train_fixtures import SFT_RECORDS, tiny_assets
 from typer.testing import CliRunner
 
 from mixer.cli import app
@@ -20,25 +19,11 @@ from mixer.generate.prompts import cut_prompt, read_build_prompts, read_recipe_p
 from mixer.generate.run import GenerateConfig, pick, prompt_seed, run_generate
 from mixer.train.reward import RewardScorer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 
 pytestmark = pytest.mark.usefixtures("single_process")
-
-
-@pytest.fixture(scope="module")
-def reward_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real (tiny) reward model: the random Llama with a score head, trained a few steps on toy pairs."""
-    from mixer.train.config import load_config
-    from mixer.train.trainer import run
-
-    root = tmp_path_factory.mktemp("gen-rm")
-    data = write_preference_build(root / "pairs", separable_pairs())
-    cfg = load_config("rm", REPO / "train" / "tiny-cpu-rm.yaml", ["max_steps=4", "eval_size=0"],
-                      model=str(tiny_assets().model), data=str(data), output_dir=str(root / "rm"))
-    run(cfg)
-    return root / "rm"
 
 
 def _cfg(out: Path, reward_model: Path, **kw: object) -> GenerateConfig:
@@ -224,6 +209,7 @@ def test_cli_errors_exit_2_without_traceback(reward_model: Path, tmp_path: Path)
             "--max-new-tokens", "4"]
     result = runner.invoke(app, [*base, "--policy", str(no_template), "--output", str(tmp_path / "o1")])
     assert result.exit_code == 2 and "no chat template" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o1").exists()  # checked before the output folder is made
     result = runner.invoke(app, [*base, "--policy", str(a.model), "--output", str(tmp_path / "o2"),
                                  "--backend", "vllm"])
     if backends_mod.package_version("vllm") is None:
@@ -239,9 +225,10 @@ def test_outputs_build_through_recipes_and_train_with_sft_and_dpo(generated: Pat
     import math
 
     from mixer.build import build
-    from mixer.recipe.load import load_recipe
+    from mixer.recipe import load_recipe
     from mixer.train.config import load_config
-    from mixer.train.trainer import build_trainer
+    from mixer.train.dpo import build_dpo_trainer
+    from mixer.train.sft import build_sft_trainer
 
     sft_build = build(load_recipe(REPO / "recipes" / "generated-sft.yaml", raw_dir=str(generated),
                                   output=str(tmp_path / "sft-build")))
@@ -263,12 +250,12 @@ def test_outputs_build_through_recipes_and_train_with_sft_and_dpo(generated: Pat
     a = tiny_assets()
     sft = load_config("sft", REPO / "train" / "tiny-cpu.yaml", ["max_steps=2"], model=str(a.model),
                       data=str(sft_build.out), output_dir=str(tmp_path / "sft"))
-    trainer = build_trainer(sft)
+    trainer = build_sft_trainer(sft)
     trainer.train()
     assert all(math.isfinite(h["loss"]) for h in trainer.state.log_history if "loss" in h)
     dpo = load_config("dpo", REPO / "train" / "tiny-cpu-dpo.yaml", ["max_steps=1"], model=str(a.model),
                       data=str(dpo_build.out), output_dir=str(tmp_path / "dpo"))
-    trainer = build_trainer(dpo)
+    trainer = build_dpo_trainer(dpo)
     trainer.train()
     first = next(h for h in trainer.state.log_history if "loss" in h)
     assert first["loss"] == pytest.approx(math.log(2), abs=1e-4)
@@ -283,7 +270,7 @@ def test_preference_adapter_reads_pairs_and_rejects_malformed_ones() -> None:
     loc = Location("pairs.parquet", record=3)
     user, good, bad = ({"role": r, "content": c} for r, c in (("user", "q"), ("assistant", "a"), ("assistant", "b")))
     (record,) = adapter.convert({"prompt": [user], "chosen": [good], "rejected": [bad]}, loc)
-    assert record["id"] == "p_3" and record["messages"] == [user, good] and record["rejected"] == [bad]
+    assert record["id"] == "preference_3" and record["messages"] == [user, good] and record["rejected"] == [bad]
     (dropped,) = adapter.convert({"prompt": [user], "chosen": [good], "rejected": [dict(good, content=" a ")]}, loc)
     assert dropped.reason == "chosen_equals_rejected"
     with pytest.raises(RecordError, match="ending with a user turn"):
@@ -384,7 +371,8 @@ def test_vllm_temperature_above_vllms_range_is_refused_before_loading(tmp_path: 
     GenerateConfig(policy="p", reward_model="r", output=str(tmp_path / "o"), data="d", temperature=2.5).validate()
 
 
-def test_an_unwritable_output_folder_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unwritable_output_folder_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     reward_model: Path) -> None:
     import errno
 
     a = tiny_assets()
@@ -394,7 +382,7 @@ def test_an_unwritable_output_folder_is_a_clear_error(tmp_path: Path, monkeypatc
 
     monkeypatch.setattr(run_mod, "prepare_output", read_only)
     out = tmp_path / "ro" / "gen"
-    result = runner.invoke(app, ["generate", "--policy", str(a.model), "--reward-model", str(a.model),
+    result = runner.invoke(app, ["generate", "--policy", str(a.model), "--reward-model", str(reward_model),
                                  "--data", str(a.sft_data), "--output", str(out)])
     assert result.exit_code == 2, result.output
     assert f"error: {out}: Read-only file system" in result.output and "Traceback" not in result.output

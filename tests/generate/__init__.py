@@ -1,0 +1,1 @@
+"""Tests of `mixer generate` (a package, so its conftest does not shadow tests/conftest.py)."""
