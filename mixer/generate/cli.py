@@ -73,7 +73,7 @@ def gatt(
     temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy.")] = 0.0,
     top_p: Annotated[float, typer.Option("--top-p")] = 1.0,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 512,
-    seed: Annotated[int, typer.Option("--seed", help="Per-dialogue instruction choice and samples derive from it.")] = 42,
+    seed: Annotated[int, typer.Option("--seed", help="Per-dialogue choices derive from it.")] = 42,
     chat_template: Annotated[str | None, typer.Option("--chat-template", help="`tulu` or a .jinja file.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="`dataset` label (default: folder name).")] = None,
 ) -> None:
