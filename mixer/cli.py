@@ -297,9 +297,11 @@ _mount_train()
 
 
 def _mount_generate() -> None:
-    from mixer.generate.cli import generate
+    from mixer.generate.cli import gatt, generate, spin
 
     app.command("generate")(generate)  # prints its own errors (exit 2)
+    app.command("gatt")(gatt)
+    app.command("spin")(spin)
 
 
 _mount_generate()

@@ -13,6 +13,9 @@ ROLES = ("system", "user", "assistant")
 class Message(TypedDict):
     role: str
     content: str
+    #: ``False``: the turn is context, not a target (``mixer train sft`` puts no loss on it). Absent or
+    #: null: today's behaviour (assistant turns carry loss). Ghost Attention's records set it.
+    train: NotRequired[bool | None]
 
 
 class Record(TypedDict):
@@ -78,6 +81,10 @@ class Dropped:
 
 
 MESSAGE_TYPE = pa.struct([("role", pa.string()), ("content", pa.string())])
+#: A message with the optional per-message loss flag (null where a record does not set it). The build's
+#: intermediate tables carry it; the output has it only when some record sets it, so outputs of records
+#: without it keep ``OUTPUT_SCHEMA`` byte for byte.
+FLAGGED_MESSAGE_TYPE = pa.struct([("role", pa.string()), ("content", pa.string()), ("train", pa.bool_())])
 
 #: The schema of allenai/tulu-v2-sft-mixture plus ``n_tokens``.
 OUTPUT_SCHEMA = pa.schema(
@@ -88,6 +95,13 @@ OUTPUT_SCHEMA = pa.schema(
         ("n_tokens", pa.int32()),
     ]
 )
+#: ... and the same with the per-message ``train`` flag, for a mixture where some message sets it
+FLAGGED_OUTPUT_SCHEMA = OUTPUT_SCHEMA.set(2, pa.field("messages", pa.list_(FLAGGED_MESSAGE_TYPE)))
+
+
+def untrained_turns(messages: list[Message]) -> int:
+    """How many messages a record marks ``train: false``."""
+    return sum(1 for m in messages if m.get("train") is False)
 
 #: A preference record's optional ratings of its two replies (UltraFeedback's ``score_chosen`` /
 #: ``score_rejected``): the record keys, and the nullable float columns of the candidate, selected and
@@ -151,10 +165,10 @@ DROPPED_SCHEMA = pa.schema(
 #: The build's intermediate records: a source's candidates after the read stage (with the read
 #: unit's file index, the exact-dedup hash and, for ``take: all`` sources, tokens counted while reading)
 CANDIDATE_SCHEMA = pa.schema([("dataset", pa.string()), ("id", pa.string()),
-                              ("messages", pa.list_(MESSAGE_TYPE)), ("file_index", pa.int32()),
+                              ("messages", pa.list_(FLAGGED_MESSAGE_TYPE)), ("file_index", pa.int32()),
                               ("rejected", pa.list_(MESSAGE_TYPE)), *SCORE_COLUMNS,
                               ("hash", pa.binary(16)), ("n_tokens", pa.int32())])
 #: ... and the records selection chose, in selection order, with their token counts
 SELECTED_SCHEMA = pa.schema([("dataset", pa.string()), ("id", pa.string()),
-                             ("messages", pa.list_(MESSAGE_TYPE)), ("rejected", pa.list_(MESSAGE_TYPE)),
+                             ("messages", pa.list_(FLAGGED_MESSAGE_TYPE)), ("rejected", pa.list_(MESSAGE_TYPE)),
                              *SCORE_COLUMNS, ("n_tokens", pa.int32())])

@@ -88,3 +88,56 @@ def generate(
     pairs = card["best_vs_worst"]
     typer.echo(f"{card['prompts']['generated']} prompt(s): {card['best_of_n']['rows']} best-of-{n} row(s), "
                f"{pairs['pairs']} pair(s); no pair: {pairs['no_pair'] or 'none'}; card: {output}/README.md")
+
+
+@exits_on_mixer_error
+def gatt(
+    policy: Annotated[str, typer.Option("--policy", help="Policy model folder that answers (with a chat template).")],
+    dialogues: Annotated[str, typer.Option("--dialogues", help="JSONL or Parquet records with `messages` (user "
+                                           "turns; assistant turns are regenerated).")],
+    output: Annotated[str, typer.Option("--output", "-o", help="A new output folder.")],
+    instructions: Annotated[str | None, typer.Option("--instructions", help="One instruction per line; default: "
+                                                     "the paper's kinds (hobby, language, public figure).")] = None,
+    max_dialogues: Annotated[int | None, typer.Option("--max-dialogues", help="Only the first N dialogues.")] = None,
+    temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy.")] = 0.0,
+    top_p: Annotated[float, typer.Option("--top-p")] = 1.0,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 512,
+    seed: Annotated[int, typer.Option("--seed", help="Per-dialogue choices derive from it.")] = 42,
+    chat_template: Annotated[str | None, typer.Option("--chat-template", help="`tulu` or a .jinja file.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="`dataset` label (default: folder name).")] = None,
+) -> None:
+    """Ghost Attention (Llama 2 §3.3): the instruction on every user turn while the policy answers; written with
+    the instruction in the first turn only and `train: false` on every assistant turn but the last."""
+    from mixer.generate.gatt import GattConfig, run_gatt
+
+    card = run_gatt(GattConfig(policy=policy, dialogues=dialogues, output=output, instructions=instructions,
+                               max_dialogues=max_dialogues, temperature=temperature, top_p=top_p,
+                               max_new_tokens=max_new_tokens, seed=seed, chat_template=chat_template, name=name))
+    typer.echo(f"{card['dialogues']['written']} dialogue(s), {card['turns']['generated']} turn(s) generated; "
+               f"card: {output}/README.md")
+
+
+@exits_on_mixer_error
+def spin(
+    model: Annotated[str, typer.Option("--model", help="The SFT model (iteration 0's generator and reference).")],
+    data: Annotated[str, typer.Option("--data", help="An SFT build: prompts with gold answers.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="New folder, or an earlier SPIN run to resume.")],
+    iterations: Annotated[int, typer.Option("--iterations", help="Iterations to have done (paper: 4, iter 0-3).")] = 4,
+    config: Annotated[str, typer.Option("--config", "-c", help="DPO recipe of each iteration.")] = "spin",
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config field: key=value.")] = None,
+    max_prompts: Annotated[int | None, typer.Option("--max-prompts", help="Only the first N SFT rows.")] = None,
+    temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy.")] = 0.0,
+    top_p: Annotated[float, typer.Option("--top-p")] = 1.0,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 512,
+    seed: Annotated[int, typer.Option("--seed")] = 42,
+    chat_template: Annotated[str | None, typer.Option("--chat-template", help="`tulu` or a .jinja file.")] = None,
+) -> None:
+    """SPIN (Chen et al. 2024): each iteration generates answers with the current model, pairs gold (chosen) with
+    them (rejected), and trains the next model with DPO's sigmoid loss against the current one. Rerun to resume."""
+    from mixer.generate.backends import SamplingSettings
+    from mixer.train.spin import run_spin
+
+    sampling = SamplingSettings(n=1, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+    models = run_spin(model, data, output, iterations, config, set_ or [], sampling, chat_template=chat_template,
+                      seed=seed, max_prompts=max_prompts, log=lambda m: typer.echo(m, err=True))
+    typer.echo(f"{len(models)} iteration(s) done; last model: {models[-1]}")

@@ -126,7 +126,8 @@ def print_sources(console: Console) -> None:
 
 def _print_messages(messages: list[dict[str, str]], console: Console) -> None:
     for m in messages:
-        console.print(f"[bold cyan]{m['role']}[/]", highlight=False)
+        no_loss = " [dim](train: false, no loss)[/]" if m.get("train") is False else ""
+        console.print(f"[bold cyan]{m['role']}[/]{no_loss}", highlight=False)
         console.print(m["content"], markup=False, highlight=False)
 
 

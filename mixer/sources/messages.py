@@ -1,4 +1,8 @@
-"""Users' own data already in the canonical shape: ``{"messages": [{"role", "content"}], "id"?, "dataset"?}``.
+"""Users' own data already in the canonical shape: ``{"messages": [{"role", "content", "train"?}], "id"?, "dataset"?}``.
+
+A message's optional ``train`` (true, false or null) is the per-message loss flag: ``false`` marks a turn
+as context only (Ghost Attention's earlier assistant turns); it is kept through the build and written to
+the output's ``messages`` (see :data:`mixer.core.records.FLAGGED_OUTPUT_SCHEMA`).
 
 Reads JSONL (also ``.jsonl.gz``) or Parquet, e.g. a previous ``mixer`` output or a Hugging Face
 chat dataset. Records keep their own ``id`` and ``dataset`` when they have them, so a mixture
@@ -42,7 +46,7 @@ def _optional_label(raw: dict[str, Any], key: str, *, allow_int: bool = False) -
 @register
 class Messages(Adapter):
     name = "messages"
-    description = "Canonical chat records, JSONL or Parquet: {messages:[{role, content}], id?, dataset?}"
+    description = "Canonical chat records, JSONL or Parquet: {messages:[{role, content, train?}], id?, dataset?}"
     license = None
     Options = MessagesOptions
 
@@ -75,5 +79,12 @@ class Messages(Adapter):
                 yield Dropped(reason="unknown_role", dataset=dataset, id=rid,
                               detail=f"messages[{j}] has role {role!r}; expected one of {', '.join(ROLES)}")
                 return
-            messages.append(msg(role, content))
+            message = msg(role, content)
+            flag = item.get("train")
+            if flag is not None:
+                if not isinstance(flag, bool):
+                    raise RecordError(f"messages[{j}]: field 'train' must be true, false or null, found "
+                                      f"{type(flag).__name__}")
+                message["train"] = flag
+            messages.append(message)
         yield make_record(dataset, rid, messages)

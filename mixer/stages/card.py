@@ -62,6 +62,8 @@ class SelectedColumns:
     score_chosen: list[float] = field(default_factory=list)
     score_rejected: list[float] = field(default_factory=list)
     unscored: int = 0
+    #: messages marked ``train: false`` (context, no loss), counted once per selected record
+    untrained: int = 0
 
     @classmethod
     def read(cls, table: SpillFiles | None, preference: bool = False) -> SelectedColumns:
@@ -72,6 +74,8 @@ class SelectedColumns:
         for batch in table.iter_batches(columns):
             out.tokens.extend(batch.column("n_tokens").to_pylist())
             out.turns.extend(assistant_turns(batch.column("messages")))
+            flags = pc.list_flatten(batch.column("messages")).field("train")
+            out.untrained += int(pc.sum(pc.equal(flags, False)).as_py() or 0)
             for row in pc.value_counts(batch.column("dataset")).to_pylist():
                 out.datasets[row["values"]] += row["counts"]
             if preference:
@@ -121,6 +125,8 @@ def source_card(stats: SourceStats, selected: SelectedColumns, raw_dir: str,
         "tokens": summary(tokens * stats.repeat),
         "turns": summary(turns * stats.repeat),
     }
+    if selected.untrained:  # only mixtures with per-message loss flags: other cards keep their bytes
+        card["untrained_messages"] = selected.untrained * stats.repeat
     if scores is not None:
         card["scores"] = scores
     return card

@@ -71,7 +71,10 @@ def normalise_record(record: Record, rules: NormaliseSettings, touched: Counter[
         if rules.drop_empty_turns and not content.strip():
             touched["empty_turns_removed"] += 1
             continue
-        messages.append({"role": m["role"], "content": content})
+        turn: Message = {"role": m["role"], "content": content}
+        if m.get("train") is not None:  # the per-message loss flag survives normalising
+            turn["train"] = m["train"]
+        messages.append(turn)
     out = {"dataset": record["dataset"], "id": record["id"], "messages": messages}
     problem: str | None = None
     rejected = record.get("rejected")

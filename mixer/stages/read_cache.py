@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from mixer.core.stats import FileInfo, SourceRead
     from mixer.recipe.load import Recipe, Source
 
-ENTRY_VERSION = 3
+ENTRY_VERSION = 4  # 4: candidate messages carry the nullable per-message `train` flag
 MANIFEST = "MANIFEST.json"
 #: staging folders older than this are leftovers (a build writes its own within minutes)
 STALE_STAGING_S = 24 * 3600

@@ -24,7 +24,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mixer.core.errors import MixerError
-from mixer.core.records import DROPPED_SCHEMA, OUTPUT_SCHEMA, PREFERENCE_OUTPUT_SCHEMA, SCORE_FIELDS, Dropped
+from mixer.core.records import (
+    DROPPED_SCHEMA,
+    FLAGGED_OUTPUT_SCHEMA,
+    OUTPUT_SCHEMA,
+    PREFERENCE_OUTPUT_SCHEMA,
+    SCORE_FIELDS,
+    Dropped,
+)
 from mixer.core.tables import OrderedSpill, SpillFiles, SpillWriter, list_sums
 from mixer.core.workstore import WorkPath, make_temp_dir, remove_tree
 from mixer.readers.raw import file_info
@@ -63,16 +70,27 @@ def staging_dir(out: Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def to_output(table: pa.Table, kind: str) -> pa.Table:
-    """The published schema: SFT conversations, or preference pairs split into prompt/chosen/rejected."""
+def to_output(table: pa.Table, kind: str, schema: pa.Schema = OUTPUT_SCHEMA) -> pa.Table:
+    """The published schema: SFT conversations (``schema``: with the per-message ``train`` flag or without),
+    or preference pairs split into prompt/chosen/rejected."""
     if kind == "sft":
-        return table.select(OUTPUT_SCHEMA.names).cast(OUTPUT_SCHEMA)
+        return table.select(schema.names).cast(schema)
     rows = table.select(["dataset", "id", "messages", "rejected", *SCORE_FIELDS, "n_tokens"]).to_pylist()
     return pa.Table.from_pylist(
         [{"dataset": r["dataset"], "id": r["id"], "prompt": r["messages"][:-1], "chosen": r["messages"][-1:],
           "rejected": r["rejected"], **{k: r[k] for k in SCORE_FIELDS}, "n_tokens": r["n_tokens"]} for r in rows],
         schema=PREFERENCE_OUTPUT_SCHEMA,
     )
+
+
+def output_schema(selected: SpillFiles) -> pa.Schema:
+    """The SFT output schema: with the per-message ``train`` column only when some selected message sets
+    it, so mixtures without the flag keep the published schema (and bytes) unchanged."""
+    for batch in selected.iter_batches(["messages"]):
+        flags = pc.list_flatten(batch.column(0)).field("train")
+        if flags.null_count < len(flags):
+            return FLAGGED_OUTPUT_SCHEMA
+    return OUTPUT_SCHEMA
 
 
 def row_text_bytes(table: pa.Table) -> np.ndarray:
@@ -139,7 +157,7 @@ def write_shards(selected: SpillFiles, order: Sequence[int], kind: str, data_dir
             acc += group_bytes
         shards.append(buckets)
     flat = [b for buckets in shards for b in buckets]
-    schema = OUTPUT_SCHEMA if kind == "sft" else PREFERENCE_OUTPUT_SCHEMA
+    schema = output_schema(selected) if kind == "sft" else PREFERENCE_OUTPUT_SCHEMA
     paths = [data_dir / f"train-{k:05d}-of-{n_shards:05d}.parquet" for k in range(n_shards)]
     tmp = make_temp_dir(work_dir, "mixer-shuffle-")
     try:
@@ -169,7 +187,7 @@ def write_shard(task: tuple[Path, list[tuple[SpillFiles, list[tuple[int, int]]]]
             first = groups[0][0]
             for start, end in groups:
                 part = rows.slice(start - first, end - start)
-                writer.write_table(to_output(part, kind), row_group_size=row_group_rows)
+                writer.write_table(to_output(part, kind, schema), row_group_size=row_group_rows)
             del rows
 
 

@@ -5,7 +5,9 @@ packed, padded) sees the same tokens and the same truncation: TRL refuses ``max_
 padding-free batches that are not packed, so the examples are truncated before they reach it. The
 loss mask comes from the chat template's ``{% generation %}`` spans via
 ``apply_chat_template(return_assistant_tokens_mask=True)`` (the mechanism TRL's
-``assistant_only_loss`` uses); TRL turns the ``assistant_masks`` column into ``-100`` labels.
+``assistant_only_loss`` uses); TRL turns the ``assistant_masks`` column into ``-100`` labels. A message
+marked ``train: false`` (the per-message loss flag, e.g. Ghost Attention's earlier assistant turns) has its
+span removed from the mask, so it is context only.
 """
 
 from __future__ import annotations
@@ -104,9 +106,33 @@ def _tokenize_row(
         return_dict=True,
         return_assistant_tokens_mask=assistant_only_loss,
     )
+    mask = list(out["assistant_masks"]) if assistant_only_loss else [1] * len(out["input_ids"])
+    if assistant_only_loss and any(m.get("train") is False for m in example["messages"]):
+        mask = unmask_untrained(mask, example["messages"])
     ids = list(out["input_ids"])[:max_length]
-    mask = list(out["assistant_masks"])[:max_length] if assistant_only_loss else [1] * len(ids)
+    mask = mask[:max_length]
     return {"input_ids": ids, "assistant_masks": mask, "n_loss_tokens": sum(mask)}
+
+
+def unmask_untrained(mask: list[int], messages: list[dict[str, Any]]) -> list[int]:
+    """``mask`` with the spans of assistant messages marked ``train: false`` set to 0. The template marks one
+    ``{% generation %}`` span per assistant message, in order, so the k-th run of 1s is the k-th assistant
+    message; a template that marks them otherwise cannot be mapped, and that is an error, not a guess."""
+    spans: list[tuple[int, int]] = []
+    for i, bit in enumerate(mask):
+        if bit and (i == 0 or not mask[i - 1]):
+            spans.append((i, i + 1))
+        elif bit:
+            spans[-1] = (spans[-1][0], i + 1)
+    replies = [m for m in messages if m["role"] == "assistant"]
+    if len(spans) != len(replies):
+        raise DataError(f"the chat template marks {len(spans)} assistant span(s) for {len(replies)} assistant "
+                        "message(s); per-message `train` flags need one {% generation %} span per reply")
+    out = list(mask)
+    for (start, end), reply in zip(spans, replies, strict=True):
+        if reply.get("train") is False:
+            out[start:end] = [0] * (end - start)
+    return out
 
 
 def tokenize_sft(

@@ -1,0 +1,142 @@
+"""SPIN, self-play fine-tuning (Chen et al. 2024, arXiv:2401.01335), as a resumable loop of DPO runs.
+
+Iteration t takes the model of iteration t (``--model`` for t = 0), lets it answer every SFT prompt, and
+pairs the gold answer (chosen) with its own (rejected); the model of iteration t+1 is trained on those
+pairs with the SPIN loss against iteration t as the reference. With the logistic loss, SPIN's objective is
+DPO's ``sigmoid`` loss with β = λ (the paper's Eq. 4.7 vs DPO), so each iteration is a ``mixer train dpo``
+run whose starting model and reference are both the model of iteration t.
+
+``OUT/iter-<t>/`` holds ``data/`` (the pairs, Parquet), ``card.json`` and ``model/`` (iteration t+1's model).
+Each part is written in a staging folder and moved into place when complete, so rerunning the same command
+resumes at the first missing part: a finished iteration is never redone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mixer.core.errors import MixerError
+from mixer.core.records import MESSAGE_TYPE
+
+PAIR_SCHEMA = pa.schema([("dataset", pa.string()), ("id", pa.string()), ("prompt", pa.list_(MESSAGE_TYPE)),
+                         ("chosen", pa.list_(MESSAGE_TYPE)), ("rejected", pa.list_(MESSAGE_TYPE))])
+SPIN_MARKER = "spin.json"
+
+
+def read_gold(data: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """SFT rows as (prompt, gold answer): the conversation up to its last assistant turn, and that turn. A
+    build without ``messages``, or a row without a final assistant answer, is an error naming the row."""
+    from mixer.train.data import resolve_parquet_files
+
+    rows: list[dict[str, Any]] = []
+    for path in resolve_parquet_files(data):
+        table = pq.read_table(path)
+        if "messages" not in table.column_names:
+            raise MixerError(f"{path}: SPIN needs an SFT build with `messages` (gold answers); found columns "
+                             f"{', '.join(table.column_names)}")
+        for n, row in enumerate(table.select([c for c in ("id", "messages") if c in table.column_names]).to_pylist()):
+            messages = row["messages"] or []
+            if len(messages) < 2 or messages[-1]["role"] != "assistant" or not messages[-1]["content"].strip():
+                raise MixerError(f"{path}: row {n} ({row.get('id')}): SPIN needs a gold answer, a conversation "
+                                 "that ends with a non-empty assistant turn")
+            clean = [{"role": m["role"], "content": m["content"]} for m in messages]
+            rows.append({"id": str(row.get("id") or f"row_{len(rows)}"), "prompt": clean[:-1], "gold": clean[-1]})
+    if not rows:
+        raise MixerError(f"{data}: no SFT row")
+    return rows[:limit] if limit else rows
+
+
+def _staged(final: Path, write: Callable[[Path], None]) -> None:
+    """Run ``write`` into a staging sibling of ``final`` and move it into place only when it returns."""
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        write(tmp)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def generate_pairs(model: str | Path, gold: list[dict[str, Any]], folder: Path, iteration: int,
+                   sampling: Any, chat_template: str | None, seed: int) -> None:
+    """``folder/data`` + ``folder/card.json``: (gold, generated) pairs of one iteration."""
+    from mixer.generate.backends import make_backend
+    from mixer.generate.gatt import dialogue_seed
+
+    backend = make_backend("transformers", model, sampling, chat_template=chat_template, dtype="auto", seed=seed)
+    answers = backend.generate([g["prompt"] for g in gold],
+                               [dialogue_seed(seed + iteration, g["id"]) for g in gold])
+    rows = [{"dataset": f"spin_iter{iteration}", "id": g["id"], "prompt": g["prompt"], "chosen": [g["gold"]],
+             "rejected": [{"role": "assistant", "content": a[0].text.strip()}]} for g, a in zip(gold, answers,
+                                                                                               strict=True)]
+    same = sum(r["chosen"][0]["content"].strip() == r["rejected"][0]["content"] for r in rows)
+
+    def write(tmp: Path) -> None:
+        (tmp / "data").mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist(rows, schema=PAIR_SCHEMA), tmp / "data" / "train-00000-of-00001.parquet",
+                       compression="zstd")
+        card = {"iteration": iteration, "generator": str(model), "prompts": len(gold), "pairs": len(rows),
+                "generated_equals_gold": same, "seed": seed}
+        (tmp / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+    _staged(folder, write)
+
+
+def run_spin(model: str, data: str, output: str, iterations: int, config: str | Path, sets: list[str],
+             sampling: Any, chat_template: str | None = None, seed: int = 42, max_prompts: int | None = None,
+             log: Callable[[str], None] = print) -> list[Path]:
+    """Run (or resume) ``iterations`` SPIN iterations into ``output``; return the models, one per iteration."""
+    from mixer.core.outdir import check_not_an_input
+    from mixer.train.config import load_config
+    from mixer.train.trainer import run
+
+    if iterations < 1:
+        raise MixerError(f"--iterations must be at least 1, got {iterations}")
+    out = Path(output)
+    check_not_an_input(out, [("--model", model), ("--data", data)], option="--output")
+    settings = {"model": str(model), "data": str(data), "config": str(config), "set": list(sets), "seed": seed,
+                "max_prompts": max_prompts, "sampling": vars(sampling) if hasattr(sampling, "__dict__") else
+                {k: getattr(sampling, k) for k in sampling.__dataclass_fields__}}
+    marker = out / SPIN_MARKER
+    if out.exists():
+        if not marker.is_file():
+            raise MixerError(f"{out}: exists and is not a `mixer spin` folder ({SPIN_MARKER} missing); pick another")
+        saved = json.loads(marker.read_text(encoding="utf-8"))
+        if saved != settings:
+            raise MixerError(f"{out}: an earlier SPIN run with other settings; pick another folder to change them")
+    gold = read_gold(data, max_prompts)  # before anything is written: a bad --data leaves no folder behind
+    load_config("dpo", config, sets, model=str(model), data=str(data), output_dir=str(out / "probe"))  # config errors
+    if not out.exists():
+        out.mkdir(parents=True)
+        marker.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    models: list[Path] = []
+    current: str | Path = model
+    for t in range(iterations):
+        folder = out / f"iter-{t}"
+        folder.mkdir(exist_ok=True)
+        if not (folder / "pairs").is_dir():
+            log(f"iteration {t}: generating with {current}")
+            generate_pairs(current, gold, folder / "pairs", t, sampling, chat_template, seed)
+        if not (folder / "model").is_dir():
+            log(f"iteration {t}: training iteration {t + 1} against {current}")
+
+            def train(tmp: Path, t: int = t, current: str | Path = current, folder: Path = folder) -> None:
+                cfg = load_config("dpo", config, sets, model=str(current), data=str(folder / "pairs"),
+                                  output_dir=str(tmp))
+                run(cfg)
+
+            _staged(folder / "model", train)
+        else:
+            log(f"iteration {t}: done earlier, kept")
+        current = folder / "model"
+        models.append(folder / "model")
+    return models

@@ -1,0 +1,64 @@
+"""SPIN end to end on CPU with the tiny Llama: two iterations, each with its pairs, card and model in its own
+folder; a run stopped after iteration 1 resumes at iteration 2 without redoing it; bad input writes nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from train_fixtures import tiny_assets
+from typer.testing import CliRunner
+
+from mixer.cli import app
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["--config", str(REPO / "train" / "tiny-cpu-dpo.yaml"), "--set", "max_steps=2", "--max-new-tokens", "6",
+        "--chat-template", "tulu", "--max-prompts", "4"]
+
+
+@pytest.fixture(autouse=True)
+def _single_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def _spin(out: Path, iterations: int, data: Path | None = None) -> object:
+    a = tiny_assets()
+    return CliRunner().invoke(app, ["spin", "--model", str(a.model), "--data", str(data or a.sft_data),
+                                    "--output", str(out), "--iterations", str(iterations), *TINY])
+
+
+def test_two_iterations_with_a_stop_after_the_first(tmp_path: Path) -> None:
+    out = tmp_path / "spin"
+    first = _spin(out, 1)
+    assert first.exit_code == 0, first.output
+    model0 = out / "iter-0" / "model"
+    weights = sorted(model0.glob("*.safetensors"))
+    assert weights
+    stamp = {p: p.stat().st_mtime_ns for p in weights}
+    assert not (out / "iter-1").exists()
+
+    second = _spin(out, 2)  # resumes: iteration 0 is kept, iteration 1 generated with iteration 0's model
+    assert second.exit_code == 0, second.output
+    assert "iteration 0: done earlier, kept" in second.output
+    assert {p: p.stat().st_mtime_ns for p in weights} == stamp
+    for t in (0, 1):
+        pairs = pq.read_table(out / f"iter-{t}" / "pairs" / "data").to_pylist()
+        assert len(pairs) == 4
+        gold = pq.read_table(tiny_assets().sft_data / "data").to_pylist()[:4]
+        assert [p["chosen"][0]["content"] for p in pairs] == [g["messages"][-1]["content"] for g in gold]
+        assert all(p["rejected"][0]["role"] == "assistant" for p in pairs)
+        card = json.loads((out / f"iter-{t}" / "pairs" / "card.json").read_text())
+        assert card["iteration"] == t and card["pairs"] == 4
+        assert (out / f"iter-{t}" / "model" / "config.json").is_file()
+    assert json.loads((out / "iter-1" / "pairs" / "card.json").read_text())["generator"] == str(model0)
+
+
+def test_a_preference_build_has_no_gold_answers_and_nothing_is_written(tmp_path: Path) -> None:
+    out = tmp_path / "spin"
+    result = _spin(out, 1, data=tiny_assets().pref_data)
+    assert result.exit_code == 2
+    assert "gold answers" in result.output
+    assert not out.exists()
