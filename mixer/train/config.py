@@ -94,6 +94,11 @@ class MixerArgs:
         "help": "`ddp`, `zero3`, `fsdp2` (train/accelerate/<name>.yaml) or a path to an accelerate YAML."})
     num_processes: int | None = field(default=None, metadata={
         "help": "Processes (GPUs) to launch; default: every visible GPU, else 1."})
+    peft_method: str | None = field(default=None, metadata={
+        "help": "Delta tuning: lora, qlora (LoRA over 4-bit weights), dora, ia3, prompt_tuning or prefix_tuning; "
+        "unset: full fine-tuning, or LoRA/QLoRA from use_peft/load_in_4bit as before."})
+    num_virtual_tokens: int = field(default=20, metadata={
+        "help": "prompt_tuning / prefix_tuning: the virtual tokens (or per-layer prefixes) trained."})
 
 
 @dataclass
@@ -253,6 +258,7 @@ class RunConfig:
             _check_choice(name, getattr(self, name), choices)
         if not isinstance(self.max_length, int) or self.max_length < 1:
             raise ConfigError(f"max_length must be positive, got {self.max_length}")
+        self._validate_peft()
         if self.load_in_4bit and not self.use_peft:
             raise ConfigError("load_in_4bit (QLoRA) needs use_peft: true; 4-bit weights cannot be trained directly")
         if self.lora_r < 1:
@@ -273,6 +279,31 @@ class RunConfig:
                 raise ConfigError(f"eval_size must be 0, a fraction below 1 or a whole count, got {self.eval_size}")
             if self.min_warmup_steps < 0:
                 raise ConfigError(f"min_warmup_steps must be >= 0, got {self.min_warmup_steps}")
+
+    def _validate_peft(self) -> None:
+        """``peft_method`` implies ``use_peft`` (and ``qlora`` 4-bit weights); methods that prepend virtual
+        tokens need padded rows."""
+        from mixer.train.delta import PEFT_METHODS, VIRTUAL_TOKEN_METHODS
+
+        method = self.peft_method
+        if method is None:
+            return
+        _check_choice("peft_method", method, PEFT_METHODS)
+        if self.values.get("use_peft") is False:
+            raise ConfigError(f"peft_method {method} trains an adapter, but use_peft is false; drop one of them")
+        self.values["use_peft"] = True
+        if method == "qlora":
+            self.values["load_in_4bit"] = True
+        elif self.load_in_4bit and method != "lora":
+            raise ConfigError(f"load_in_4bit is QLoRA (LoRA over 4-bit weights); peft_method {method} does not "
+                              "take it: use peft_method: qlora, or drop load_in_4bit")
+        if method in VIRTUAL_TOKEN_METHODS:
+            if self.batching != "padded":
+                raise ConfigError(
+                    f"peft_method {method} puts {self.num_virtual_tokens} virtual tokens before every sequence, so "
+                    f"rows cannot hold several sequences: set batching: padded (it is {self.batching})")
+            if self.num_virtual_tokens < 1:
+                raise ConfigError(f"num_virtual_tokens must be positive, got {self.num_virtual_tokens}")
 
     def model_config(self, **changes: Any) -> Any:
         """TRL's ``ModelConfig`` of this run (``get_peft_config``/``get_quantization_config`` read it)."""

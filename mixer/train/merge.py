@@ -1,4 +1,4 @@
-"""``mixer train merge``: fold a LoRA adapter into its base weights and save a plain model.
+"""``mixer train merge``: fold a LoRA (or DoRA, (IA)^3) adapter into its base weights and save a plain model.
 
 QLoRA trains an adapter over 4-bit weights; serving and the next stage (DPO) want one ordinary model.
 The adapter is merged into the *unquantised* base (loaded in ``dtype``), as the QLoRA and Tulu 2
@@ -13,16 +13,25 @@ from typing import Any
 
 from mixer.core.errors import MixerError
 from mixer.train.config import RunConfig
+from mixer.train.delta import check_mergeable
 from mixer.train.deps import require_train_deps
 from mixer.train.trainer import require_paths, save_resolved_config
+
+
+def adapter_config(adapter_dir: str | Path) -> dict[str, Any]:
+    """The adapter's ``adapter_config.json``, checked to be a weight delta that can be merged."""
+    path = Path(adapter_dir) / "adapter_config.json"
+    if not path.is_file():
+        raise MixerError(f"{adapter_dir} is not a LoRA adapter (no adapter_config.json)")
+    config = json.loads(path.read_text(encoding="utf-8"))
+    check_mergeable(config, str(adapter_dir))
+    return config
 
 
 def adapter_base_model(adapter_dir: str | Path) -> str:
     """The base model recorded in the adapter's ``adapter_config.json``."""
     path = Path(adapter_dir) / "adapter_config.json"
-    if not path.is_file():
-        raise MixerError(f"{adapter_dir} is not a LoRA adapter (no adapter_config.json)")
-    base = json.loads(path.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    base = adapter_config(adapter_dir).get("base_model_name_or_path")
     if not base:
         raise MixerError(f"{path} does not name its base model; pass --set base_model=<dir>")
     return str(base)
@@ -39,6 +48,7 @@ def run_merge(cfg: RunConfig) -> Path:
     from mixer.train.accel.modeling import torch_dtype
 
     base_path = cfg.base_model or adapter_base_model(cfg.model)
+    adapter_config(cfg.model)  # also with --set base_model: a prompt/prefix adapter has nothing to merge
     try:
         base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch_dtype(cfg.dtype))
     except OSError as e:

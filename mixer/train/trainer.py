@@ -71,6 +71,7 @@ def build_trainer(cfg: RunConfig, callbacks: list[Any] | None = None) -> Any:
 
     from mixer.train.accel.modeling import check_qlora_supported, load_model, load_tokenizer
     from mixer.train.accel.precision import apply_mixed_precision
+    from mixer.train.delta import peft_config
 
     if cfg.load_in_4bit:
         check_qlora_supported()  # before any loading: the error must be the first thing a CPU user sees
@@ -85,7 +86,7 @@ def build_trainer(cfg: RunConfig, callbacks: list[Any] | None = None) -> Any:
     model = load_model(cfg, runtime.attn_implementation, runtime.weights_dtype, method.auto_class, **extra)
     trainer = getattr(trl, method.trainer)(
         model=model, args=args, train_dataset=rows, processing_class=tokenizer, callbacks=callbacks,
-        peft_config=trl.get_peft_config(cfg.model_config()))
+        peft_config=peft_config(cfg, "SEQ_CLS" if cfg.kind == "rm" else "CAUSAL_LM"))
     method.ready(trainer, cfg)
     apply_mixed_precision(trainer, runtime.mixed_precision)
     trainer.mixer_runtime = runtime

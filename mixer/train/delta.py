@@ -1,0 +1,69 @@
+"""Delta tuning beyond LoRA: which PEFT method a run trains, as one ``peft_method`` key.
+
+The delta-tuning survey (Ding et al. 2023) sorts parameter-efficient methods into *addition* (prompt and
+prefix tuning add virtual tokens or per-layer key/value prefixes), *specification* and *reparameterisation*
+(LoRA and DoRA add low-rank weight deltas; (IA)^3 learns per-channel scales); Astraios (Zhuo et al. 2024)
+compares them on code LLMs. TRL builds LoRA/DoRA/QLoRA from its ``ModelConfig`` (``get_peft_config``); the
+other methods are peft's own configs, made here. Only weight deltas (LoRA, DoRA, (IA)^3) can be folded into
+the base by ``mixer train merge``; prompt and prefix tuning stay adapters that peft loads beside the model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PEFT_METHODS = ("lora", "qlora", "dora", "ia3", "prompt_tuning", "prefix_tuning")
+#: methods whose adapter is a weight delta ``merge_and_unload`` folds into the base
+MERGEABLE = ("lora", "qlora", "dora", "ia3")
+#: methods that add virtual tokens before the sequence, so every row needs its own positions from 0:
+#: padding-free and packed rows (many sequences in one row) cannot carry them
+VIRTUAL_TOKEN_METHODS = ("prompt_tuning", "prefix_tuning")
+#: peft's ``peft_type`` in adapter_config.json -> the method name users set
+PEFT_TYPES = {"LORA": "lora", "IA3": "ia3", "PROMPT_TUNING": "prompt_tuning", "PREFIX_TUNING": "prefix_tuning"}
+
+
+def resolved_method(cfg: Any) -> str | None:
+    """The method a run trains: ``peft_method`` when set, else ``lora``/``qlora`` from ``use_peft`` and
+    ``load_in_4bit`` (the keys recipes used before ``peft_method``), else None (full fine-tuning)."""
+    if cfg.peft_method:
+        return cfg.peft_method
+    if cfg.use_peft:
+        return "qlora" if cfg.load_in_4bit else "lora"
+    return None
+
+
+def peft_config(cfg: Any, task_type: str) -> Any:
+    """The peft config of the run's method, or None for full fine-tuning.
+
+    ``task_type``: ``CAUSAL_LM`` for SFT/DPO, ``SEQ_CLS`` for reward models (peft then trains the new score
+    head in full, whatever the method).
+    """
+    method = resolved_method(cfg)
+    if method is None:
+        return None
+    if method in ("lora", "qlora", "dora"):
+        from trl import get_peft_config
+
+        return get_peft_config(cfg.model_config(use_peft=True, use_dora=method == "dora", lora_task_type=task_type))
+    import peft
+
+    if method == "ia3":
+        # peft's own per-architecture defaults (Llama: k_proj, v_proj, down_proj; down_proj as feed-forward)
+        return peft.IA3Config(task_type=task_type)
+    if method == "prompt_tuning":
+        return peft.PromptTuningConfig(task_type=task_type, num_virtual_tokens=cfg.num_virtual_tokens)
+    return peft.PrefixTuningConfig(task_type=task_type, num_virtual_tokens=cfg.num_virtual_tokens)
+
+
+def check_mergeable(adapter_config: dict[str, Any], where: str) -> None:
+    """Refuse to merge an adapter that is not a weight delta, naming its method."""
+    from mixer.core.errors import MixerError
+
+    method = PEFT_TYPES.get(str(adapter_config.get("peft_type", "")).upper(), adapter_config.get("peft_type"))
+    if method in VIRTUAL_TOKEN_METHODS:
+        raise MixerError(
+            f"{where}: a {method} adapter adds {adapter_config.get('num_virtual_tokens', 'its')} virtual tokens "
+            "in front of every input, not a change of weights, so there is nothing to fold into the base model; "
+            "serve it with peft (PeftModel.from_pretrained(base, adapter)) instead of merging")
+    if method not in MERGEABLE:
+        raise MixerError(f"{where}: mixer train merge folds {', '.join(MERGEABLE)} adapters; this one is {method}")
