@@ -31,6 +31,7 @@ from mixer.core.stats import SourceStats
 from mixer.core.tables import OrderedSpill, SpillFiles
 from mixer.core.workstore import OwnFolder, RemotePath, WorkPath, check_reachable, work_path
 from mixer.engine import Executor, LocalEngine
+from mixer.recipe.hub import card_paths, materialise
 from mixer.recipe.load import Recipe, source_license
 from mixer.recipe.pin import verify_pins
 from mixer.report.markdown import render_markdown
@@ -80,6 +81,8 @@ class BuildState:
     #: which library counted tokens in this process (bpe-openai, or tiktoken when it cannot be used);
     #: the counts are the same, so it is reported in timings.json, not in the card
     token_counter: str = ""
+    #: the Hub files' cache paths -> ``hf://`` URIs the card names them by
+    hub_paths: dict[str, str] = field(default_factory=dict)
 
     _tmp: Any = None
 
@@ -146,10 +149,23 @@ def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None 
 
 
 def _build(recipe: Recipe, reporter: Reporter | None, engine: Executor, work_root: WorkPath | None) -> BuildResult:
+    # Hub sources first: fetched into the Hub's cache (or found there), their pins checked, and the recipe
+    # then names the cached files like any raw file
+    hub_warnings: list[str] = []
+
+    def warn(message: str) -> None:
+        hub_warnings.append(message)
+        (reporter or Reporter()).warn(message)
+
+    recipe, hub = materialise(recipe, warn=warn)
     verify_pins(recipe, engine)  # before any work: a build never starts from a file that changed
     tmp = None if work_root is None else _own_folder(work_root)
     try:
         state = run_stages(recipe, reporter, engine, work_dir=None if tmp is None else tmp.path)
+        if hub:
+            state.ctx.warnings[:0] = hub_warnings
+            state.card_sections["hub"] = [r.card() for r in hub]
+            state.hub_paths = card_paths(hub)
         try:
             return _write(state)
         finally:
@@ -294,6 +310,9 @@ def _write(state: BuildState) -> BuildResult:
         with state.timed("card"):
             card = build_card(recipe, state.stats, state.selected, state.ctx.warnings, state.card_sections,
                               shards, dropped_files)
+            for source in card["sources"]:  # a Hub file as hf://datasets/org/name@commit/path, not a cache path
+                for f in source["files"]:
+                    f["path"] = state.hub_paths.get(f["path"], f["path"])
             plot_paths = write_plots(card, tmp / "data", tmp / "plots")
             card["outputs"]["plots"] = [f"plots/{p.name}" for p in plot_paths]
             (tmp / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n",

@@ -137,6 +137,12 @@ def _card_sections(card: dict[str, Any]) -> list[str]:
     out.append(_table(["recipe field", "value"], recipe_rows))
     file_rows = [[s["name"], f["path"], f["bytes"], f["sha256"]] for s in sources for f in s["files"]]
     out.append(_table(["source", "file", "bytes", "sha256"], file_rows))
+    if card.get("hub"):
+        out.append("<p>Hugging Face Hub sources: the revision asked for and the commit it resolved to.</p>")
+        out.append(_table(["source", "dataset", "revision", "commit", "pinned", "files"],
+                          [[h["source"], h["repo"], h["revision"], h["commit"],
+                            "yes" if h["pinned_revision"] else "no (a branch or tag, which can move)",
+                            len(h["files"])] for h in card["hub"]]))
     shard_rows = [[d["path"], d["rows"], d["bytes"], d["sha256"]] for d in card["outputs"]["data"]]
     out.append(_table(["output", "rows", "bytes", "sha256"], shard_rows))
     out.append("<p>Versions: " + _e(", ".join(f"{k} {v}" for k, v in card.get("versions", {}).items())) + ".</p>")

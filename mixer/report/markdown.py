@@ -122,10 +122,22 @@ def render_markdown(card: dict[str, Any], plot_section: str = "") -> str:
     out.append(f"Recipe `{r['path']}` sha256 `{r['sha256']}`; seed {r['seed']}.\n")
     file_rows = [[s["name"], f["path"], f["bytes"], f["sha256"]] for s in card["sources"] for f in s["files"]]
     out.append(_table(["source", "file", "bytes", "sha256"], file_rows) + "\n")
+    if card.get("hub"):
+        out.append(hub_section(card["hub"]))
     shard_rows = [[d["path"], d["rows"], d["bytes"], d["sha256"]] for d in card["outputs"]["data"]]
     out.append(_table(["output", "rows", "bytes", "sha256"], shard_rows) + "\n")
     out.append("Versions: " + ", ".join(f"{k} {v}" for k, v in card["versions"].items()) + ".\n")
     return "\n".join(out)
+
+
+def hub_section(hub: list[dict[str, Any]]) -> str:
+    """The Hugging Face Hub sources: the revision each was asked for, the commit it resolved to, and the
+    sha256 of every file read (the source table above names them ``hf://datasets/org/name@commit/path``)."""
+    rows = [[h["source"], h["repo"], h["revision"], h["commit"],
+             "yes" if h["pinned_revision"] else "**no**: a branch or tag, which can move", len(h["files"]),
+             sum(f["bytes"] for f in h["files"])] for h in hub]
+    return ("Hugging Face Hub sources (each file's sha256 is in the table above):\n\n"
+            + _table(["source", "dataset", "revision", "commit", "pinned", "files", "bytes"], rows) + "\n")
 
 
 def _num(v: float | None) -> str:
