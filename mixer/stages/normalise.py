@@ -12,7 +12,7 @@ from __future__ import annotations
 import unicodedata
 from collections import Counter
 
-from mixer.core.records import Dropped, Message, Record, record_scores
+from mixer.core.records import Dropped, Message, Record, make_pair, record_scores
 from mixer.core.stats import SourceStats
 from mixer.recipe.load import Recipe
 from mixer.recipe.settings import NormaliseSettings
@@ -78,8 +78,7 @@ def normalise_record(record: Record, rules: NormaliseSettings, touched: Counter[
     if rejected is not None:
         normalised = [{"role": m["role"], "content": _normalise_text(m["content"], rules, changed)}
                       for m in rejected]
-        out["rejected"] = normalised  # type: ignore[typeddict-unknown-key]
-        out.update(record_scores(record))  # type: ignore[typeddict-item]
+        out = make_pair(out["dataset"], out["id"], messages, normalised, record_scores(record))
         if len(normalised) != 1 or normalised[0]["role"] != "assistant" or not normalised[0]["content"].strip():
             problem = "empty_or_invalid_rejected"
     touched.update(changed)
