@@ -9,6 +9,7 @@ committed cards can be checked against a fresh build.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,10 @@ def render_markdown(card: dict[str, Any], plot_section: str = "") -> str:
     for key, title in (("near_dedup", "Near-duplicates"), ("contamination", "Decontamination")):
         if key in card:
             out.append(f"## {title}\n")
-            out.append("```json\n" + json.dumps(card[key], indent=2, ensure_ascii=False)[:20000] + "\n```\n")
+            numbers = {k: v for k, v in card[key].items() if k != "flagged"}
+            out.append("```json\n" + json.dumps(numbers, indent=2, ensure_ascii=False)[:20000] + "\n```\n")
+            if key == "contamination" and card[key].get("flagged"):
+                out.append(flagged_section(card[key], card["recipe"]))
     if card["warnings"]:
         out.append("## Warnings\n")
         out.extend(f"- {w}" for w in card["warnings"])
@@ -128,6 +132,48 @@ def render_markdown(card: dict[str, Any], plot_section: str = "") -> str:
     out.append(_table(["output", "rows", "bytes", "sha256"], shard_rows) + "\n")
     out.append("Versions: " + ", ".join(f"{k} {v}" for k, v in card["versions"].items()) + ".\n")
     return "\n".join(out)
+
+
+#: flagged records the card lists per benchmark; the HTML report (``mixer card OUT --html``) lists all
+AUDIT_LIMIT = 20
+
+
+def _md_escape(text: str) -> str:
+    return re.sub(r"([\\`*_{}\[\]<>#|~])", r"\\\1", text).replace("\n", " ")
+
+
+def _md_marked(entry: dict[str, Any]) -> str:
+    """An audit text with its shared words in bold (everything else escaped, on one line)."""
+    text, pieces, pos = entry["text"], [], 0
+    for start, end in entry["marks"]:
+        pieces += [_md_escape(text[pos:start]), "**" + _md_escape(text[start:end]) + "**"]
+        pos = end
+    pieces.append(_md_escape(text[pos:]))
+    return ("… " if entry["cut_before"] else "") + "".join(pieces) + (" …" if entry["cut_after"] else "")
+
+
+def flagged_section(contamination: dict[str, Any], recipe: dict[str, Any]) -> str:
+    """Every record decontamination removed, beside the benchmark item it matched with the shared words
+    in bold, per benchmark (the first ``AUDIT_LIMIT``, then how many more)."""
+    out = []
+    numbers = set(contamination.get("normalise_numbers", []))
+    for bench, entries in contamination["flagged"].items():
+        if not entries:
+            continue
+        out.append(f"### Flagged for {bench} ({len(entries):,})\n")
+        out.append(f"Each removed record's prompt beside the {bench} item it matched; **bold** words lie in a word "
+                   "sequence both share" + (" (numbers compared as one placeholder)" if bench in numbers else "")
+                   + ". Judge each: a shared template or a common phrase is not a copy.\n")
+        for k, e in enumerate(entries[:AUDIT_LIMIT], 1):
+            out.append(f"{k}. `{e['source']}` · `{_md_escape(str(e['id']))}` · rule {e['rule']}, coverage "
+                       f"{e['coverage']:.2f}, overlap {e['overlap']:.2f}\n"
+                       f"   - record: {_md_marked(e['record'])}\n"
+                       f"   - {bench} item {e['item_index']}: {_md_marked(e['item'])}")
+        if len(entries) > AUDIT_LIMIT:
+            out.append(f"\n{len(entries) - AUDIT_LIMIT:,} more flagged for {bench}: all of them are in the HTML report "
+                       "(`mixer card OUT --html report.html`) and in `dropped/<source>.parquet`.")
+        out.append("")
+    return "\n".join(out) + "\n"
 
 
 def hub_section(hub: list[dict[str, Any]]) -> str:
