@@ -18,10 +18,10 @@ dropped record.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -101,6 +101,16 @@ class DropSink:
         return [item for _, item in drops]
 
 
+class LiveSource(NamedTuple):
+    """One source's candidates as a corpus-level stage walks them: ``rank`` (its place in the recipe,
+    which decides keepers), its Arrow files and the rows still in (int64, ascending)."""
+
+    rank: int
+    name: str
+    table: SpillFiles
+    alive: np.ndarray
+
+
 class Candidates:
     """Per source, the candidate records (Arrow files read a batch at a time) and which of their rows
     are still in. Corpus-level stages mark rows out; the records themselves are never copied. The rows
@@ -117,6 +127,24 @@ class Candidates:
 
     def __contains__(self, source: str) -> bool:
         return source in self.tables
+
+    def live(self, sources: Sequence[str], *, skip_empty: bool = False) -> Iterator[LiveSource]:
+        """The candidates of ``sources`` (recipe order; ``rank`` is the place in that list) that have
+        any (``skip_empty``: and still a row in): the one walk every corpus-level stage makes."""
+        for rank, name in enumerate(sources):
+            if name in self.tables and not (skip_empty and not len(self.alive[name])):
+                yield LiveSource(rank, name, self.tables[name], self.alive[name])
+
+    def count(self, sources: Sequence[str]) -> int:
+        """Rows still in over ``sources``."""
+        return sum(len(self.alive[name]) for name in sources if name in self.alive)
+
+    def drain(self, sources: Sequence[str]) -> Iterator[LiveSource]:
+        """Like ``live``, handing each source's candidates over (selection consumes them)."""
+        for src in list(self.live(sources)):
+            self.tables.pop(src.name)
+            self.alive.pop(src.name)
+            yield src
 
     def pop(self, source: str) -> tuple[SpillFiles, np.ndarray]:
         """Hand a source's candidates to the next stage (selection), which consumes them."""

@@ -217,11 +217,10 @@ def select_all(ctx: StageContext, selector: Selector, *, length_only: bool = Fal
     """Every source's candidates through ``selector`` in recipe order (consuming them): the chosen
     records per source. ``length_only``: the length pass of ``sample_then_filter``."""
     selected: dict[str, SpillFiles] = {}
-    for s in ctx.recipe.sources:
-        if s.name in ctx.candidates:
-            table, alive = ctx.candidates.pop(s.name)
-            selected[s.name] = selector.select(s, table, alive, length_only=length_only)
-            ctx.stats[s.name].selected = selected[s.name].num_rows
+    sources = {s.name: s for s in ctx.recipe.sources}
+    for _, name, table, alive in ctx.candidates.drain(list(sources)):
+        selected[name] = selector.select(sources[name], table, alive, length_only=length_only)
+        ctx.stats[name].selected = selected[name].num_rows
     return selected
 
 
