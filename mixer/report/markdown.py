@@ -165,7 +165,8 @@ def flagged_section(contamination: dict[str, Any], recipe: dict[str, Any]) -> st
                    "sequence both share" + (" (numbers compared as one placeholder)" if bench in numbers else "")
                    + ". Judge each: a shared template or a common phrase is not a copy.\n")
         for k, e in enumerate(entries[:AUDIT_LIMIT], 1):
-            out.append(f"{k}. `{e['source']}` · `{_md_escape(str(e['id']))}` · rule {e['rule']}, coverage "
+            rid = str(e["id"]).replace("`", "'")  # shown as code: no escapes, no backtick
+            out.append(f"{k}. `{e['source']}` · `{rid}` · rule {e['rule']}, coverage "
                        f"{e['coverage']:.2f}, overlap {e['overlap']:.2f}\n"
                        f"   - record: {_md_marked(e['record'])}\n"
                        f"   - {bench} item {e['item_index']}: {_md_marked(e['item'])}")
