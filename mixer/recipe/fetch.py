@@ -49,7 +49,7 @@ def fetch_recipe(recipe: Recipe, *, force: bool = False, console: Console | None
         raise MixerError(f"{recipe.path}: no file in this recipe has a 'url' or 'hf' to fetch")
     for source, f in targets:
         if f.is_hub:
-            fetched.extend(_fetch_hub(source, f, console))
+            fetched.extend(_fetch_hub(source, f, console, force))
             continue
         if not f.url:
             continue
@@ -71,7 +71,7 @@ def fetch_recipe(recipe: Recipe, *, force: bool = False, console: Console | None
     return fetched
 
 
-def _fetch_hub(source: str, f: SourceFile, console: Console | None) -> list[Path]:
+def _fetch_hub(source: str, f: SourceFile, console: Console | None, force: bool) -> list[Path]:
     """A Hub entry's files into the Hugging Face cache (``mixer.recipe.hub``), checked against its pins."""
     from mixer.recipe.hub import resolve_entry
 
@@ -79,7 +79,7 @@ def _fetch_hub(source: str, f: SourceFile, console: Console | None) -> list[Path
         if console:
             console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
-    r = resolve_entry(source, f, warn=warn)
+    r = resolve_entry(source, f, warn=warn, force=force)
     if console:
         pinned = " (pins verified)" if f.hub_pins else ""
         console.print(f"{source}: {len(r.files)} files of hf://datasets/{r.repo}@{r.commit} in the Hugging Face "

@@ -32,7 +32,7 @@ import yaml
 
 from mixer.core.digest import file_sha256
 from mixer.core.errors import MixerError
-from mixer.recipe.load import Recipe, Source, SourceFile
+from mixer.recipe.load import Recipe, Source, SourceFile, allowed
 
 COMMIT = re.compile(r"[0-9a-f]{40}")
 DEFAULT_REVISION = "main"
@@ -271,21 +271,22 @@ def _card_patterns(repo: str, commit: str, config: str, split: str, what: str) -
     return [path] if isinstance(path, str) else [str(p) for p in path or []]
 
 
-def _download(repo: str, commit: str, name: str, what: str) -> Path:
+def _download(repo: str, commit: str, name: str, what: str, force: bool = False) -> Path:
     from huggingface_hub import hf_hub_download
 
     local = _call(lambda: hf_hub_download(repo, name, repo_type="dataset", revision=commit,
                                           cache_dir=str(cache_dir()), endpoint=endpoint(),
-                                          local_files_only=offline()),
+                                          local_files_only=offline(), force_download=force and not offline()),
                   f"{what}: {name}", repo, commit)
     return Path(local)
 
 
-def resolve_entry(source: str, f: SourceFile, *, fetch: bool = True, warn: Warn | None = None) -> HubResolution:
+def resolve_entry(source: str, f: SourceFile, *, fetch: bool = True, warn: Warn | None = None,
+                  force: bool = False) -> HubResolution:
     """Resolve one ``hf`` entry to its commit and files; with ``fetch``, download each file (from the cache
     when it is there), hash it and check it against the recipe's pins. Raises ``MixerError`` naming the
     source and the entry: an unknown repo or revision, a missing file, a pin mismatch, offline without
-    the file."""
+    the file. ``force`` downloads the files again over the cache's copies (``mixer fetch --force``)."""
     assert f.hf is not None
     repo, revision = f.hf, f.revision or DEFAULT_REVISION
     what = f"source {source!r}, {f.label}"
@@ -316,7 +317,7 @@ def resolve_entry(source: str, f: SourceFile, *, fetch: bool = True, warn: Warn 
     files: list[HubFile] = []
     if fetch:
         for name in names:
-            local = _download(repo, commit, name, what)
+            local = _download(repo, commit, name, what, force)
             digest = file_sha256(local)
             expected = pins.get(name)
             if expected is not None and expected != digest:
@@ -334,8 +335,6 @@ def resolve_entry(source: str, f: SourceFile, *, fetch: bool = True, warn: Warn 
 def materialise(recipe: Recipe, warn: Warn | None = None) -> tuple[Recipe, list[HubResolution]]:
     """The recipe with every ``hf`` entry replaced by its files in the Hub's cache (absolute paths), and
     the resolutions for the card. Sources left out by ``allow_licenses`` are not fetched."""
-    from mixer.recipe.load import allowed
-
     resolutions: list[HubResolution] = []
     sources: list[Source] = []
     for s in recipe.sources:

@@ -74,7 +74,8 @@ def _hub_files(source: str, f: SourceFile, console: Console) -> tuple[list[Path]
     except HubUnavailable as e:
         console.print(f"[yellow]warning:[/] not checked with the Hub: {escape(str(e))}", highlight=False,
                       soft_wrap=True)
-        return [], [f.label], "Hub entry not checked (offline, not in the cache)"
+        return [], [f.label], "Hub entry not checked: the Hub cannot be asked (offline or no network) and " \
+            "the cache lacks it"
     cached = [(h, cached_path(r, h)) for h in r.files]
     at_hand = [p for _, p in cached if p is not None]
     shown = [r.uri(h) + ("" if p is not None else " (not fetched yet)") for h, p in cached]

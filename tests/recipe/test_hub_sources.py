@@ -51,6 +51,8 @@ def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHub]:
         monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
         monkeypatch.delenv("HF_TOKEN", raising=False)
+        # each build reads its sources (`--no-read-cache` would set it for the rest of the session)
+        monkeypatch.setenv("MIXER_READ_CACHE", "0")
         yield fake
 
 
@@ -63,7 +65,7 @@ def _recipe(tmp_path: Path, entry: dict[str, Any]) -> Path:
 
 
 def _build(recipe: Path, *extra: str) -> Any:
-    return runner.invoke(app, ["build", str(recipe), "--quiet", "--no-read-cache", *extra])
+    return runner.invoke(app, ["build", str(recipe), "--quiet", *extra])
 
 
 def test_hub_source_pinned_to_a_commit_builds_with_revision_and_file_hashes_in_the_card(
@@ -103,8 +105,7 @@ def test_config_and_split_take_the_files_the_dataset_card_lists(hub: FakeHub, tm
 
 def test_an_unpinned_revision_warns_naming_the_commit_it_resolved_to(hub: FakeHub, tmp_path: Path) -> None:
     commit = hub.push(REPO, FILES)
-    result = runner.invoke(app, ["build", str(_recipe(tmp_path, {"hf": REPO, "path": "data/*.jsonl"})),
-                                 "--no-read-cache"])
+    result = runner.invoke(app, ["build", str(_recipe(tmp_path, {"hf": REPO, "path": "data/*.jsonl"}))])
     assert result.exit_code == 0, result.output
     assert "not pinned" in result.output and commit in result.output
     card = json.loads((tmp_path / "out" / "card.json").read_text())
@@ -256,3 +257,14 @@ def test_fetched_hub_files_hash_as_the_card_says(hub: FakeHub, tmp_path: Path) -
     assert runner.invoke(app, ["fetch", str(recipe)]).exit_code == 0
     cached = next((tmp_path / "hf-cache").rglob("train-00000.jsonl"))
     assert file_sha256(cached) == _sha(FILES["data/train-00000.jsonl"])
+
+
+def test_fetch_keeps_cached_hub_files_and_force_downloads_them_again(hub: FakeHub, tmp_path: Path) -> None:
+    commit = hub.push(REPO, FILES)
+    recipe = _recipe(tmp_path, {"hf": REPO, "revision": commit, "path": "data/train-00000.jsonl"})
+    assert runner.invoke(app, ["fetch", str(recipe)]).exit_code == 0
+    gets = [r for r in hub.requests if r.startswith("GET /datasets/")]
+    assert runner.invoke(app, ["fetch", str(recipe)]).exit_code == 0
+    assert [r for r in hub.requests if r.startswith("GET /datasets/")] == gets  # served by the cache
+    assert runner.invoke(app, ["fetch", str(recipe), "--force"]).exit_code == 0
+    assert len([r for r in hub.requests if r.startswith("GET /datasets/")]) == len(gets) + 1
