@@ -361,6 +361,9 @@ def cached_path(r: HubResolution, f: HubFile) -> Path | None:
     return path if path.is_file() else None
 
 
-def card_paths(resolutions: Iterable[HubResolution]) -> dict[str, str]:
-    """Local cache path -> ``hf://datasets/org/name@commit/path``, for the card's per-source file lists."""
-    return {str(f.local.absolute()): r.uri(f) for r in resolutions for f in r.files}
+def hub_file_names(hub_card: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """From the card's ``hub`` entries: the tail of each file's path in the Hub's cache
+    (``datasets--org--name/snapshots/<commit>/<path>``, the cache's documented layout) -> its name
+    ``hf://datasets/org/name@<commit>/<path>``, which the card shows instead of a path of this machine."""
+    return {f"datasets--{h['repo'].replace('/', '--')}/snapshots/{h['commit']}/{f['path']}":
+            f"hf://datasets/{h['repo']}@{h['commit']}/{f['path']}" for h in hub_card for f in h["files"]}

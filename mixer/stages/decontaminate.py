@@ -77,3 +77,13 @@ def decontaminate(ctx: StageContext) -> dict[str, Any]:
         summary["normalise_numbers"] = [name for name in benchmarks if name in checker.numbers]
     summary["flagged"] = flagged
     return summary
+
+
+class Decontaminate:
+    """Stage **decontaminate** (recipe ``decontaminate``): its card section is ``contamination``."""
+
+    name = "decontaminate"
+    label = "decontaminate"
+
+    def run(self, ctx: StageContext) -> None:
+        ctx.card_sections["contamination"] = decontaminate(ctx)

@@ -208,3 +208,13 @@ def exact_dedup(ctx: StageContext) -> None:
             kept = int(keeper[position])
             drops[int(row[position])] = duplicate_of(names[int(src[kept])], kept_ids[kept])
         candidates.remove(name, drops, ctx.sink)
+
+
+class ExactDedup:
+    """Stage **exact_dedup** over the candidates of every source (recipe ``dedup.exact``)."""
+
+    name = "exact_dedup"
+    label = "exact dedup"
+
+    def run(self, ctx: StageContext) -> None:
+        exact_dedup(ctx)

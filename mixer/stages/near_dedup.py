@@ -324,3 +324,13 @@ def near_dedup(ctx: StageContext) -> dict[str, Any]:
                          "threshold": config.threshold, "bands_rows": list(config.lsh_params()),
                          "against": list(config.against), "against_records": len(against)}
     return summary
+
+
+class NearDedup:
+    """Stage **near_dedup** (recipe ``dedup.near``): its card section is ``near_dedup``."""
+
+    name = "near_dedup"
+    label = "near dedup"
+
+    def run(self, ctx: StageContext) -> None:
+        ctx.card_sections["near_dedup"] = near_dedup(ctx)

@@ -22,7 +22,12 @@ import orjson
 import pyarrow as pa
 
 from mixer.core.errors import InputError, Location, RecordError
-from mixer.core.records import CANDIDATE_SCHEMA, Dropped, Record, record_key_messages
+from mixer.core.records import (
+    CANDIDATE_SCHEMA,
+    Dropped,
+    Record,
+    record_key_messages,
+)
 from mixer.core.stats import FileInfo, SourceRead, SourceStats
 from mixer.core.tables import SpillFiles
 from mixer.core.workstore import IpcWriter, WorkPath
@@ -48,8 +53,8 @@ COLUMNAR = True
 
 
 def record_stages(recipe: Recipe) -> list[RecordStage]:
-    """The record-level stages after convert, in pipeline order (normalise first: ``read_source``
-    skips it for records a columnar convert took)."""
+    """The record-level stages after convert, in pipeline order (``read_source`` skips the one named
+    ``normalise`` for records a columnar convert took)."""
     return [Normalise(recipe), Filter(recipe)]
 
 
@@ -125,9 +130,13 @@ def read_source(recipe: Recipe, source: Source, work_dir: WorkPath, *, gate: boo
     def drop(item: Dropped, entry: int) -> None:
         sink.drop(source.name, item, entry)
 
-    context = SourceContext(source.name, recipe.source_seed(source.name), recipe.tokenizer)
+    paths = resolve_files(recipe, source)
+    context = SourceContext(source.name, recipe.source_seed(source.name), recipe.tokenizer,
+                            many_files=len(paths) > 1)
     adapter = get_adapter(source.adapter)(source.options, context)
     stages = record_stages(recipe) if gate else []
+    normalising = [st for st in stages if st.name == "normalise"]
+    after_normalise = [st for st in stages if st.name != "normalise"]
     counter = TokenCounter(recipe.tokenizer) if count_tokens else None  # in this process
     name = "candidates.arrow" if only is None else f"candidates-{only.file_index:03d}-{only.part.index:03d}.arrow"
     store = CandidateStore(work_dir / name, counter)
@@ -143,10 +152,10 @@ def read_source(recipe: Recipe, source: Source, work_dir: WorkPath, *, gate: boo
             # records a columnar convert passed need no normalising: it left them as they were
             normalise = [i for i, clean in enumerate(pending_clean) if not clean]
             if normalise:
-                for i, v in zip(normalise, run_record_stages(stages[:1], source.name,
+                for i, v in zip(normalise, run_record_stages(normalising, source.name,
                                                              [pending[i] for i in normalise], stats), strict=True):
                     verdicts[i] = v
-            verdicts = run_record_stages(stages[1:], source.name, verdicts, stats)  # type: ignore[arg-type]
+            verdicts = run_record_stages(after_normalise, source.name, verdicts, stats)
         for kept, entry in zip(verdicts, pending_entry, strict=True):
             if isinstance(kept, Dropped):
                 drop(kept, entry)
@@ -194,7 +203,7 @@ def read_source(recipe: Recipe, source: Source, work_dir: WorkPath, *, gate: boo
 
     columnar = COLUMNAR and type(adapter).convert_columns is not Adapter.convert_columns \
         and type(adapter).read_file is Adapter.read_file
-    for file_index, path in enumerate(resolve_files(recipe, source)):
+    for file_index, path in enumerate(paths):
         if only is not None and file_index != only.file_index:
             continue
         stats.files.append(files[file_index] if files is not None else file_info(path))
@@ -369,4 +378,19 @@ def read_sources(ctx: StageContext, *, gate: bool) -> dict[str, list[str]]:
         ctx.sink.add_counted(s.name, r.drops)  # counted in r.stats by the read unit's own sink
         ctx.candidates.add(s.name, SpillFiles(r.candidates, CANDIDATE_SCHEMA))
     return report
+
+
+class Read:
+    """Stage **read** with **normalise** and **filter** inside its units (``gate``), or without them
+    when sampling comes first (``order: sample_then_filter``; then ``mixer.stages.select.Gate`` runs
+    them after sampling)."""
+
+    name = "read"
+
+    def __init__(self, *, gate: bool) -> None:
+        self.gate = gate
+        self.label = "read+normalise+filter" if gate else "read"
+
+    def run(self, ctx: StageContext) -> None:
+        ctx.read_cache = read_sources(ctx, gate=self.gate)
 
