@@ -233,6 +233,10 @@ def _match(patterns: Iterable[str], repo: str, commit: str, what: str) -> list[s
         prefix = fixed.rsplit("/", 1)[0] if "/" in fixed else ""
         regex = glob_regex(pattern)
         found = [n for n in _repo_files(repo, commit, prefix, what) if regex.fullmatch(n)]
+        if not found and offline():
+            raise HubUnavailable(f"{what}: HF_HUB_OFFLINE is set and no file matching {pattern!r} of {repo} at "
+                                 f"commit {commit} is in the Hugging Face cache ({cache_dir()}); run `mixer fetch "
+                                 "RECIPE` where the Hub can be reached")
         if not found:
             raise MixerError(f"{what}: no file of dataset {repo} at commit {commit} matches {pattern!r}")
         names.update(found)

@@ -202,6 +202,10 @@ def test_offline_without_the_files_cached_says_what_is_missing(
     assert by_commit.exit_code == 2
     assert "HF_HUB_OFFLINE is set and it is not in the Hugging Face cache" in by_commit.output
     assert "mixer fetch" in by_commit.output and "Traceback" not in by_commit.output
+    glob_at_commit = _build(_recipe(tmp_path, {"hf": REPO, "revision": commit, "path": "data/*.jsonl"}))
+    assert glob_at_commit.exit_code == 2
+    assert "no file matching 'data/*.jsonl'" in glob_at_commit.output and "is in the Hugging Face cache" in \
+        glob_at_commit.output
     assert hub.requests == []
 
 
