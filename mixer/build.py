@@ -35,6 +35,7 @@ from mixer.core.stats import SourceStats
 from mixer.core.tables import OrderedSpill, SpillFiles
 from mixer.core.workstore import OwnFolder, RemotePath, WorkPath, check_reachable, work_path
 from mixer.engine import Executor, LocalEngine
+from mixer.recipe.hub import materialise
 from mixer.recipe.load import Recipe, resolve_files, source_license
 from mixer.recipe.pin import verify_pins
 from mixer.report.markdown import render_markdown
@@ -203,10 +204,22 @@ def build_inputs(recipe: Recipe, work_dir: str | Path | None = None) -> Iterator
 
 
 def _build(recipe: Recipe, reporter: Reporter | None, engine: Executor, work_root: WorkPath | None) -> BuildResult:
+    # Hub sources first: fetched into the Hub's cache (or found there), their pins checked, and the recipe
+    # then names the cached files like any raw file
+    hub_warnings: list[str] = []
+
+    def warn(message: str) -> None:
+        hub_warnings.append(message)
+        (reporter or Reporter()).warn(message)
+
+    recipe, hub = materialise(recipe, warn=warn)
     verify_pins(recipe, engine)  # before any work: a build never starts from a file that changed
     tmp = None if work_root is None else _own_folder(work_root)
     try:
         state = run_stages(recipe, reporter, engine, work_dir=None if tmp is None else tmp.path)
+        if hub:
+            state.ctx.warnings[:0] = hub_warnings
+            state.card_sections["hub"] = [r.card() for r in hub]
         try:
             return _write(state)
         finally:

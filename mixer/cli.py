@@ -256,7 +256,7 @@ def show(
 @user_errors
 def pin(recipe: RecipeArg, raw_dir: RawDirOpt = None) -> None:
     """Write the sha256 of every raw file the recipe names into the recipe (`sha256:` per file), so
-    later builds refuse a file that changed."""
+    later builds refuse a file that changed; a Hub entry also gets the commit its revision resolves to."""
     from mixer.recipe.load import load_recipe
     from mixer.recipe.pin import pin_recipe
 
@@ -266,7 +266,7 @@ def pin(recipe: RecipeArg, raw_dir: RawDirOpt = None) -> None:
                   highlight=False)
     err.print(f"pinned {sum(p.changed for p in pins)} of {len(pins)} files in {recipe}", highlight=False)
     globs = [f"{s.name}: {f.path}" for s in load_recipe(recipe, raw_dir=raw_dir).sources for f in s.files
-             if any(ch in f.path for ch in "*?[")]
+             if any(ch in f.path for ch in "*?[") and not f.is_hub]
     if globs:
         err.print(f"[yellow]warning:[/] not pinned, as a pin names one file's bytes: {escape(', '.join(globs))} "
                   "(list the files one by one to pin them)", highlight=False, soft_wrap=True)
@@ -276,7 +276,8 @@ def pin(recipe: RecipeArg, raw_dir: RawDirOpt = None) -> None:
 @user_errors
 def fetch(recipe: RecipeArg, raw_dir: RawDirOpt = None,
           force: Annotated[bool, typer.Option(help="Download files that already exist.")] = False) -> None:
-    """Download each recipe file that has a `url` into the raw folder."""
+    """Download each recipe file that has a `url` into the raw folder, and each `hf` entry's files into
+    the Hugging Face cache."""
     from mixer.recipe.fetch import fetch_recipe
     from mixer.recipe.load import load_recipe
 

@@ -45,6 +45,7 @@ exactly with Python token tuples, so a hash collision can never remove a record.
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -75,6 +76,8 @@ class Contamination:
     evidence: str = ""  #: one shared n-gram, as words
     contaminated: bool = True
     also: tuple[str, ...] = field(default=())  #: other benchmarks the record also matches
+    #: matched with numbers as one placeholder (the benchmark's ``normalise_numbers``)
+    numbers_normalised: bool = False
 
     @property
     def reason(self) -> str:
@@ -140,6 +143,16 @@ def load_benchmarks(config: DecontaminationSettings, base_dir: str | Path | None
     return {b.name: load_benchmark(b, base_dir) for b in config.benchmarks}
 
 
+_DIGITS = re.compile(r"\d+")
+
+
+def view_text(text: str, numbers: bool) -> str:
+    """The text a benchmark is matched on: with ``numbers``, every run of digits becomes ``0``, so "48 clips"
+    and "36 clips" are the same words. Digits are word characters, so the tokens keep their positions
+    (``mixer.kernels.decont_audit`` maps them back to the original text)."""
+    return _DIGITS.sub("0", text) if numbers else text
+
+
 def _grams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
     if len(tokens) < n:
         return [tuple(tokens)] if tokens else []
@@ -155,23 +168,30 @@ class Decontaminator:
     def __init__(self, config: DecontaminationSettings, benchmarks: Mapping[str, Sequence[str]]) -> None:
         self.config = config
         self.names = list(benchmarks)
+        #: benchmarks matched with numbers as a placeholder (``view_text``)
+        self.numbers = frozenset(b.name for b in config.benchmarks if b.normalise_numbers)
         n = config.ngram
-        self._tokens: list[tuple[str, ...]] = []  # per global item
+        self._tokens: list[tuple[str, ...]] = []  # per global item, in its benchmark's view
         self._item: list[tuple[str, int, str]] = []  # (benchmark, index in benchmark, text)
-        self._exact: dict[tuple[str, ...], list[int]] = defaultdict(list)
+        self._global: dict[tuple[str, int], int] = {}  # (benchmark, index) -> global item
+        self._exact: dict[tuple[bool, tuple[str, ...]], list[int]] = defaultdict(list)
         # gram -> benchmark -> global items containing it (boilerplate grams removed below)
         self._index: dict[tuple[str, ...], dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
         texts = []
+        views: list[bool] = []
         for name in self.names:
+            numbers = name in self.numbers
             for i, text in enumerate(benchmarks[name]):
-                tokens = tuple(tokenize(text.lower()))
+                tokens = tuple(tokenize(view_text(text, numbers).lower()))
                 if not tokens:
                     continue
                 g = len(self._item)
                 self._item.append((name, i, text))
+                self._global[(name, i)] = g
                 self._tokens.append(tokens)
-                self._exact[tokens].append(g)
-                texts.append(text.lower())
+                self._exact[(numbers, tokens)].append(g)
+                texts.append(view_text(text, numbers).lower())
+                views.append(numbers)
                 for gram in set(_grams(tokens, n)):
                     self._index[gram][name].append(g)
         # Boilerplate: grams in at least ``boilerplate_items`` items of one benchmark (a shared
@@ -199,9 +219,10 @@ class Decontaminator:
                 assert len(grams) == hi - lo
                 informative = [gram in self._index for gram in grams]
                 keep[lo:hi] = informative if any(informative) else True
-            self._hashes = np.unique(sh[keep])
+            gram_view = np.repeat(np.array(views, dtype=bool), np.diff(sh_off))
+            self._hashes = {v: np.unique(sh[keep & (gram_view == v)]) for v in (False, True)}
         else:
-            self._hashes = np.zeros(0, dtype=np.uint64)
+            self._hashes = {v: np.zeros(0, dtype=np.uint64) for v in (False, True)}
 
     @classmethod
     def from_config(cls, config: DecontaminationSettings, base_dir: str | Path | None = None) -> Decontaminator:
@@ -220,26 +241,33 @@ class Decontaminator:
         (``drop_on_long_ngram: false``), so the card can still report it.
         """
         cfg = self.config
-        tokens = tokenize(text.lower())
-        if not tokens or not self._item:
+        views = {False: tokenize(text.lower())}
+        if self.numbers:
+            views[True] = tokenize(view_text(text, True).lower())
+        if not views[False] or not self._item:
             return None
-        grams = set(_grams(tokens, cfg.ngram))
+        view_grams = {v: set(_grams(t, cfg.ngram)) for v, t in views.items()}
         per_bench: dict[str, set[tuple[str, ...]]] = defaultdict(set)
-        for gram in grams:
-            hit = self._index.get(gram)
-            if hit:
-                for name in hit:
-                    per_bench[name].add(gram)
-        exact_items = self._exact.get(tuple(tokens), [])
+        for v, grams in view_grams.items():
+            for gram in grams:
+                hit = self._index.get(gram)
+                if hit:
+                    for name in hit:
+                        if (name in self.numbers) == v:
+                            per_bench[name].add(gram)
+        exact_items = [g for v, t in views.items() for g in self._exact.get((v, tuple(t)), [])]
         for g in exact_items:
             per_bench.setdefault(self._item[g][0], set())  # an exact copy counts even if all boilerplate
         if not per_bench:
             return None
-        long_grams = set(_grams(tokens, cfg.long_ngram)) if len(tokens) >= cfg.long_ngram else set()
+        view_long = {v: set(_grams(t, cfg.long_ngram)) if len(t) >= cfg.long_ngram else set()
+                     for v, t in views.items()}
         results: list[tuple[tuple, Contamination]] = []
         for order, name in enumerate(self.names):
             if name not in per_bench:
                 continue
+            numbers = name in self.numbers
+            tokens, grams, long_grams = views[numbers], view_grams[numbers], view_long[numbers]
             shared = per_bench[name]
             overlap = len(shared) / len(grams)
             counts: Counter[int] = Counter()
@@ -272,7 +300,7 @@ class Decontaminator:
             evidence = " ".join(min(shared)) if shared else " ".join(self._tokens[g][:cfg.ngram])
             bench, index, item_text = self._item[g]
             c = Contamination(bench, index, item_text[:300], round(overlap, 4), round(coverage, 4), exact,
-                              has_long, rule, evidence, contaminated=bool(rule))
+                              has_long, rule, evidence, contaminated=bool(rule), numbers_normalised=numbers)
             strength = (bool(rule), exact, max(coverage, overlap if rule else 0.0), has_long, -order)
             results.append((strength, c))
         if not results:
@@ -323,11 +351,21 @@ class Decontaminator:
                 return True
         return False
 
+    def item(self, benchmark: str, index: int) -> tuple[str, tuple[str, ...]]:
+        """A benchmark item's text and its tokens (in its benchmark's view), for the audit."""
+        g = self._global[(benchmark, index)]
+        return self._item[g][2], self._tokens[g]
+
     def screen(self, texts: Sequence[str]) -> np.ndarray:
         """Bool mask of texts sharing at least one n-gram hash with a benchmark (a superset of matches)."""
         mask = np.zeros(len(texts), dtype=bool)
-        if not len(self._hashes):
-            return mask
+        for numbers, hashes in self._hashes.items():
+            if len(hashes):
+                mask |= self._screen_view([view_text(t, numbers) for t in texts] if numbers else texts, hashes)
+        return mask
+
+    def _screen_view(self, texts: Sequence[str], hashes: np.ndarray) -> np.ndarray:
+        mask = np.zeros(len(texts), dtype=bool)
         start = 0
         while start < len(texts):
             end, size = start, 0
@@ -337,9 +375,9 @@ class Decontaminator:
             tok, off = token_hashes([t.lower() for t in texts[start:end]])
             sh, sh_off = shingle_hashes(tok, off, self.config.ngram)
             if len(sh):
-                pos = np.searchsorted(self._hashes, sh)
-                pos[pos == len(self._hashes)] = 0
-                hit = self._hashes[pos] == sh
+                pos = np.searchsorted(hashes, sh)
+                pos[pos == len(hashes)] = 0
+                hit = hashes[pos] == sh
                 rec = np.repeat(np.arange(end - start), np.diff(sh_off))
                 mask[start:end] = np.bincount(rec[hit], minlength=end - start) > 0
             start = end

@@ -99,8 +99,9 @@ class NearDuplicate:
     link_jaccard: float = 1.0  #: highest confirmed estimate among the pairs that put it in the cluster
 
 
-def key_text(messages: Sequence[Message], key: str) -> str:
-    """The text a record is compared on, Unicode-lowercased (tokenising removes punctuation).
+def key_text(messages: Sequence[Message], key: str, lower: bool = True) -> str:
+    """The text a record is compared on, Unicode-lowercased (tokenising removes punctuation; ``lower=False``
+    keeps the case, to show the text to a person).
 
     ``conversation`` joins every turn's content (roles are left out: they are the same in every
     record and would only inflate similarity); ``prompt`` is the first user turn (a record without one
@@ -116,7 +117,7 @@ def key_text(messages: Sequence[Message], key: str) -> str:
         parts = [m["content"] for m in messages if m["role"] == "user"]
     else:
         raise RecipeError(f"near-dedup key: expected one of {list(KEYS)}, got {key!r}")
-    return "\n".join(parts).lower()
+    return "\n".join(parts).lower() if lower else "\n".join(parts)
 
 
 def assistant_chars(messages: Sequence[Message]) -> int:

@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from mixer.core.digest import file_sha256
 from mixer.core.errors import MixerError
@@ -30,7 +31,8 @@ CHUNK = 1 << 20
 
 
 def fetch_recipe(recipe: Recipe, *, force: bool = False, console: Console | None = None) -> list[Path]:
-    """Download every file with a ``url`` that is not already under ``raw_dir``.
+    """Download every file with a ``url`` that is not already under ``raw_dir``, and every ``hf`` entry's
+    files into the Hugging Face cache.
 
     A ``.gz`` URL for a file whose recipe name lacks ``.gz`` is decompressed after the download
     (OASST1's trees); the pin is the decompressed file's. Hugging Face gated files (LIMA) need
@@ -43,9 +45,12 @@ def fetch_recipe(recipe: Recipe, *, force: bool = False, console: Console | None
     for b in benches:
         for path, url in zip(b.files, b.url, strict=False):
             targets.append((f"benchmark {b.name}", SourceFile(path, url)))
-    if not any(f.url for _, f in targets):
-        raise MixerError(f"{recipe.path}: no file in this recipe has a 'url' to fetch")
+    if not any(f.url or f.is_hub for _, f in targets):
+        raise MixerError(f"{recipe.path}: no file in this recipe has a 'url' or 'hf' to fetch")
     for source, f in targets:
+        if f.is_hub:
+            fetched.extend(_fetch_hub(source, f, console, force))
+            continue
         if not f.url:
             continue
         dest = Path(recipe.raw_dir) / f.path
@@ -64,6 +69,22 @@ def fetch_recipe(recipe: Recipe, *, force: bool = False, console: Console | None
         download(f.url, dest, sha256=f.sha256, source=source)
         fetched.append(dest)
     return fetched
+
+
+def _fetch_hub(source: str, f: SourceFile, console: Console | None, force: bool) -> list[Path]:
+    """A Hub entry's files into the Hugging Face cache (``mixer.recipe.hub``), checked against its pins."""
+    from mixer.recipe.hub import resolve_entry
+
+    def warn(message: str) -> None:
+        if console:
+            console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+    r = resolve_entry(source, f, warn=warn, force=force)
+    if console:
+        pinned = " (pins verified)" if f.hub_pins else ""
+        console.print(f"{source}: {len(r.files)} files of hf://datasets/{r.repo}@{r.commit} in the Hugging Face "
+                      f"cache{pinned}", highlight=False)
+    return [h.local for h in r.files]
 
 
 def download(url: str, dest: Path, *, sha256: str | None = None, source: str = "") -> Path:

@@ -11,6 +11,7 @@ import dataclasses
 import enum
 import glob
 import hashlib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -32,10 +33,34 @@ from mixer.sources import get_adapter
 
 @dataclass(frozen=True)
 class SourceFile:
+    """A raw file (or glob) under ``raw_dir``, or with ``hf`` files of a Hugging Face dataset repo
+    (``mixer.recipe.hub``): ``path`` is then a file or glob inside the repo, or empty when the
+    dataset card's ``config``/``split`` names the files."""
+
     path: str
     url: str | None = None
     #: the file's sha256 (``mixer pin`` writes it): a build or fetch refuses a file that differs
     sha256: str | None = None
+    #: a Hub dataset repo (``org/name``) the files come from, at ``revision`` (branch, tag or commit)
+    hf: str | None = None
+    revision: str | None = None
+    config: str | None = None
+    split: str | None = None
+    #: Hub files only: (path in the repo, sha256) of every file the entry resolved to when pinned
+    hub_pins: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def is_hub(self) -> bool:
+        return self.hf is not None
+
+    @property
+    def label(self) -> str:
+        """How messages name the entry: the path, or ``hf://datasets/org/name@revision/path``."""
+        if not self.is_hub:
+            return self.path
+        what = self.path or f"config {self.config or 'default'}, split {self.split}"
+        return f"hf://datasets/{self.hf}@{self.revision or 'main'}/{what}" if self.path else \
+            f"hf://datasets/{self.hf}@{self.revision or 'main'} ({what})"
 
 
 @dataclass(frozen=True)
@@ -211,7 +236,12 @@ def _parse_files(value: Any, where: str) -> tuple[SourceFile, ...]:
     for i, item in enumerate(value):
         if isinstance(item, str):
             out.append(SourceFile(item))
+        elif isinstance(item, dict) and "hf" in item:
+            out.append(_parse_hub_file(item, f"{where}[{i}]"))
         else:
+            if isinstance(item, dict):
+                _check_keys(item, _LOCAL_FILE_KEYS, f"{where}[{i}]",
+                            "(revision, config and split go with hf: org/name)")
             f = parse_dataclass(SourceFile, item, f"{where}[{i}]")
             if f.sha256 is not None:
                 if len(f.sha256) != 64 or not all(c in "0123456789abcdef" for c in f.sha256):
@@ -220,6 +250,56 @@ def _parse_files(value: Any, where: str) -> tuple[SourceFile, ...]:
                     raise RecipeError(f"{where}[{i}].sha256: a pin names one file; {f.path!r} is a glob")
             out.append(f)
     return tuple(out)
+
+
+_LOCAL_FILE_KEYS = ("path", "url", "sha256")
+_HUB_FILE_KEYS = ("hf", "revision", "path", "config", "split", "sha256")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _check_keys(item: dict, valid: tuple[str, ...], where: str, note: str = "") -> None:
+    unknown = [k for k in item if k not in valid]
+    if unknown:
+        named = ", ".join(f"{k!r}{did_you_mean(str(k), valid)}" for k in unknown)
+        raise RecipeError(f"{where}: unknown key(s) {named}; valid keys: {', '.join(valid)}"
+                          + (f" {note}" if note else ""))
+
+
+def _parse_hub_file(item: dict, where: str) -> SourceFile:
+    """``{hf: org/name, revision: ..., path: data/*.parquet}`` or ``{hf: ..., config: ..., split: ...}``.
+
+    ``sha256`` pins the files: one digest for a single ``path``, else a mapping of each file's path
+    in the repo to its digest (what ``mixer pin`` writes)."""
+    _check_keys(item, _HUB_FILE_KEYS, where)
+    for key in ("hf", "revision", "path", "config", "split"):
+        value = item.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise RecipeError(f"{where}.{key}: expected a non-empty string, found {value!r}")
+    repo = item["hf"]
+    if repo.count("/") != 1 or repo.startswith("/") or repo.endswith("/"):
+        raise RecipeError(f"{where}.hf: expected a dataset repo as org/name, found {repo!r}")
+    path, split, config = item.get("path"), item.get("split"), item.get("config")
+    if path is None and split is None:
+        raise RecipeError(f"{where}: a hf source file needs path: (a file or glob in the repo, e.g. "
+                          f"data/*.parquet) or split: (with config:, the files the dataset card lists)")
+    if path is not None and (split is not None or config is not None):
+        raise RecipeError(f"{where}: give path: or config:/split:, not both")
+    pins: tuple[tuple[str, str], ...] = ()
+    sha = item.get("sha256")
+    if isinstance(sha, str):
+        if path is None or any(ch in path for ch in "*?["):
+            raise RecipeError(f"{where}.sha256: one digest pins one file; this entry names several, so pin "
+                              "each: sha256: {path/in/repo: digest, ...} (`mixer pin` writes it)")
+        pins = ((path, sha),)
+    elif isinstance(sha, dict):
+        pins = tuple(sorted((str(k), v) for k, v in sha.items()))
+    elif sha is not None:
+        raise RecipeError(f"{where}.sha256: expected a digest or a mapping of file to digest, found {sha!r}")
+    for name, digest in pins:
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+            raise RecipeError(f"{where}.sha256[{name}]: expected 64 lowercase hex digits, found {digest!r}")
+    return SourceFile(path=path or "", hf=repo, revision=item.get("revision"), config=config, split=split,
+                      hub_pins=pins)
 
 
 def _parse_source(data: Any, index: int) -> Source:
@@ -316,6 +396,9 @@ def resolve_files(recipe: Recipe, source: Source) -> list[Path]:
     base = Path(recipe.raw_dir)
     out: list[Path] = []
     for f in source.files:
+        if f.is_hub:
+            raise RecipeError(f"source {source.name!r}: {f.label} is on the Hugging Face Hub; `mixer build` and "
+                              "`mixer fetch` download it (mixer.recipe.hub.materialise)")
         pattern = f.path if Path(f.path).is_absolute() else str(base / f.path)
         if any(ch in f.path for ch in "*?["):
             matches = sorted(Path(m) for m in glob.glob(pattern))

@@ -8,6 +8,7 @@ layout (only the file entries change).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import yaml
 from mixer.core.digest import file_sha256
 from mixer.core.errors import MixerError, RecipeError
 from mixer.core.executor import Executor
-from mixer.recipe.load import Recipe, load_recipe
+from mixer.recipe.load import Recipe, SourceFile, load_recipe
 
 
 def pinned_files(recipe: Recipe) -> list[tuple[str, Path, str]]:
@@ -75,6 +76,11 @@ def pin_recipe(recipe_path: Path, raw_dir: str | None = None) -> list[Pin]:
         files_node = _get(source_node, "files")
         entries = files_node.value if isinstance(files_node, yaml.SequenceNode) else [files_node]
         for f, node in zip(source.files, entries, strict=True):
+            if f.is_hub:
+                hub_pins, hub_edits = _pin_hub(text, source.name, f, node)
+                pins.extend(hub_pins)
+                edits.extend(hub_edits)
+                continue
             if any(ch in f.path for ch in "*?["):
                 continue  # a pin names one file's bytes; a glob's files may come and go
             path = Path(f.path) if Path(f.path).is_absolute() else base / f.path
@@ -124,3 +130,45 @@ def _pin_edit(text: str, node: yaml.Node, digest: str) -> tuple[int, int, str]:
     line_end = text.find("\n", node.value[-1][1].end_mark.index)
     line_end = len(text) if line_end < 0 else line_end
     return line_end, line_end, "\n" + " " * indent + f"sha256: {digest}"
+
+
+def _pin_hub(text: str, source: str, f: SourceFile, node: yaml.Node) -> tuple[list[Pin], list[tuple[int, int, str]]]:
+    """Pin a Hub entry: its revision becomes the commit it resolves to now, and ``sha256`` the digest of
+    each file that commit holds (one digest for a single ``path``, else ``{path in repo: digest}``)."""
+    import json
+
+    from mixer.recipe.hub import resolve_entry
+
+    r = resolve_entry(source, dataclasses.replace(f, hub_pins=()))  # re-pinning: the old pins may differ
+    old = dict(f.hub_pins)
+    pins = [Pin(source, r.uri(h), h.sha256, old.get(h.path) != h.sha256 or f.revision != r.commit)
+            for h in r.files]
+    single = bool(f.path) and not any(ch in f.path for ch in "*?[")
+    value = r.files[0].sha256 if single else \
+        "{" + ", ".join(f"{json.dumps(h.path)}: {h.sha256}" for h in r.files) + "}"
+    if not any(p.changed for p in pins) and set(old) == {h.path for h in r.files}:
+        return pins, []
+    assert isinstance(node, yaml.MappingNode)
+    edits = [_set_key(text, node, "sha256", value)]
+    if f.revision != r.commit:
+        edits.append(_set_key(text, node, "revision", r.commit))
+    if len(edits) == 2 and edits[0][0] == edits[1][0]:  # two new keys at one place: one insertion
+        edits = [(edits[0][0], edits[0][1], edits[1][2] + edits[0][2])]
+    return pins, edits
+
+
+def _set_key(text: str, node: yaml.MappingNode, key: str, value: str) -> tuple[int, int, str]:
+    """The edit that gives ``key`` the (flow) ``value`` in a mapping node: its value replaced, or the key
+    added after the last one (in the node's own style)."""
+    current = _get(node, key)
+    if current is not None:
+        start, end = current.start_mark.index, current.end_mark.index
+        tail = "\n" if text[start:end].endswith("\n") else ""
+        return start, end, value + tail
+    if node.flow_style:
+        close = text.rindex("}", node.start_mark.index, node.end_mark.index)
+        return close, close, f", {key}: {value}"
+    indent = node.value[0][0].start_mark.column
+    line_end = text.find("\n", node.value[-1][1].end_mark.index)
+    line_end = len(text) if line_end < 0 else line_end
+    return line_end, line_end, "\n" + " " * indent + f"{key}: {value}"

@@ -125,6 +125,9 @@ class BenchmarkSpec:
     field: str
     #: where ``mixer fetch`` downloads each file from (in the order of ``files``)
     url: tuple[str, ...] = ()
+    #: match with every run of digits as one placeholder (``mixer.kernels.decontaminate``): a math
+    #: question copied with other numbers (GSM8K's train set has them) shares no 8-gram with the original
+    normalise_numbers: bool = False
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,8 @@ class DecontaminationSettings:
             files = bget("files", ())
             urls = bget("url", ()) or ()
             benches.append(BenchmarkSpec(str(bget("name")), tuple([files] if isinstance(files, str) else files),
-                                         str(bget("field")), tuple([urls] if isinstance(urls, str) else urls)))
+                                         str(bget("field")), tuple([urls] if isinstance(urls, str) else urls),
+                                         bool(bget("normalise_numbers", False))))
         values: dict[str, Any] = {"benchmarks": tuple(benches)}
         for k in ("ngram", "threshold", "key", "long_ngram", "drop_on_long_ngram", "boilerplate_items"):
             v = get(k, None)

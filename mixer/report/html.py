@@ -52,6 +52,8 @@ nav.toc a { margin-right: .8rem; white-space: nowrap; }
 .content { white-space: pre-wrap; overflow-wrap: anywhere; margin: .2rem 0 0; font-family: inherit; }
 details summary { cursor: pointer; color: #57606a; font-size: .85rem; }
 .dropped .record-head { background: #fff8f0; }
+.flagged .record-head { background: #fff5f5; }
+mark { background: #ffe58f; padding: 0 .1em; }
 """
 
 
@@ -124,8 +126,11 @@ def _card_sections(card: dict[str, Any]) -> list[str]:
         out.append(_table(["source", "rule", "count"], norm_rows))
     for key, title in (("near_dedup", "Near-duplicates"), ("contamination", "Decontamination")):
         if isinstance(card.get(key), dict):
-            out.append(f"<h2>{_e(title)}</h2>")
-            out.append(f'<pre class="json">{_e(json.dumps(card[key], indent=2, ensure_ascii=False))}</pre>')
+            out.append(f"<h2 id=\"{key}\">{_e(title)}</h2>")
+            numbers = {k: v for k, v in card[key].items() if k != "flagged"}
+            out.append(f'<pre class="json">{_e(json.dumps(numbers, indent=2, ensure_ascii=False))}</pre>')
+            if key == "contamination" and card[key].get("flagged"):
+                out += _flagged_html(card[key])
     if card.get("warnings"):
         out.append("<h2>Warnings</h2><ul>")
         out.extend(f'<li class="warning">{_e(w)}</li>' for w in card["warnings"])
@@ -137,9 +142,46 @@ def _card_sections(card: dict[str, Any]) -> list[str]:
     out.append(_table(["recipe field", "value"], recipe_rows))
     file_rows = [[s["name"], f["path"], f["bytes"], f["sha256"]] for s in sources for f in s["files"]]
     out.append(_table(["source", "file", "bytes", "sha256"], file_rows))
+    if card.get("hub"):
+        out.append("<p>Hugging Face Hub sources: the revision asked for and the commit it resolved to.</p>")
+        out.append(_table(["source", "dataset", "revision", "commit", "pinned", "files"],
+                          [[h["source"], h["repo"], h["revision"], h["commit"],
+                            "yes" if h["pinned_revision"] else "no (a branch or tag, which can move)",
+                            len(h["files"])] for h in card["hub"]]))
     shard_rows = [[d["path"], d["rows"], d["bytes"], d["sha256"]] for d in card["outputs"]["data"]]
     out.append(_table(["output", "rows", "bytes", "sha256"], shard_rows))
     out.append("<p>Versions: " + _e(", ".join(f"{k} {v}" for k, v in card.get("versions", {}).items())) + ".</p>")
+    return out
+
+
+def _marked(entry: dict[str, Any]) -> str:
+    """An audit text, escaped, with its shared words in <mark>."""
+    text, pieces, pos = entry["text"], [], 0
+    for start, end in entry["marks"]:
+        pieces += [_e(text[pos:start]), f"<mark>{_e(text[start:end])}</mark>"]
+        pos = end
+    pieces.append(_e(text[pos:]))
+    return ("… " if entry["cut_before"] else "") + "".join(pieces) + (" …" if entry["cut_after"] else "")
+
+
+def _flagged_html(contamination: dict[str, Any]) -> list[str]:
+    """Every record decontamination removed, beside the item it matched, shared words marked."""
+    out = []
+    numbers = set(contamination.get("normalise_numbers", []))
+    for bench, entries in contamination["flagged"].items():
+        if not entries:
+            continue
+        note = " (numbers compared as one placeholder)" if bench in numbers else ""
+        out.append(f"<h3>Flagged for {_e(bench)} ({len(entries):,})</h3>")
+        out.append(f"<p>Each removed record's prompt beside the {_e(bench)} item it matched; marked words lie in a "
+                   f"word sequence both share{_e(note)}.</p>")
+        for e in entries:
+            head = (f"{_e(e['source'])} · {_e(e['id'])} · rule <b>{_e(e['rule'])}</b> · coverage "
+                    f"{e['coverage']:.2f} · overlap {e['overlap']:.2f}")
+            out.append(f'<div class="record flagged"><div class="record-head mono">{head}</div>'
+                       f'<div class="turn"><div class="role">record</div><div class="content">{_marked(e["record"])}'
+                       f'</div></div><div class="turn"><div class="role">{_e(bench)} item {_e(e["item_index"])}</div>'
+                       f'<div class="content">{_marked(e["item"])}</div></div></div>')
     return out
 
 

@@ -9,6 +9,7 @@ committed cards can be checked against a fresh build.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,10 @@ def render_markdown(card: dict[str, Any], plot_section: str = "") -> str:
     for key, title in (("near_dedup", "Near-duplicates"), ("contamination", "Decontamination")):
         if key in card:
             out.append(f"## {title}\n")
-            out.append("```json\n" + json.dumps(card[key], indent=2, ensure_ascii=False)[:20000] + "\n```\n")
+            numbers = {k: v for k, v in card[key].items() if k != "flagged"}
+            out.append("```json\n" + json.dumps(numbers, indent=2, ensure_ascii=False)[:20000] + "\n```\n")
+            if key == "contamination" and card[key].get("flagged"):
+                out.append(flagged_section(card[key], card["recipe"]))
     if card["warnings"]:
         out.append("## Warnings\n")
         out.extend(f"- {w}" for w in card["warnings"])
@@ -122,10 +126,65 @@ def render_markdown(card: dict[str, Any], plot_section: str = "") -> str:
     out.append(f"Recipe `{r['path']}` sha256 `{r['sha256']}`; seed {r['seed']}.\n")
     file_rows = [[s["name"], f["path"], f["bytes"], f["sha256"]] for s in card["sources"] for f in s["files"]]
     out.append(_table(["source", "file", "bytes", "sha256"], file_rows) + "\n")
+    if card.get("hub"):
+        out.append(hub_section(card["hub"]))
     shard_rows = [[d["path"], d["rows"], d["bytes"], d["sha256"]] for d in card["outputs"]["data"]]
     out.append(_table(["output", "rows", "bytes", "sha256"], shard_rows) + "\n")
     out.append("Versions: " + ", ".join(f"{k} {v}" for k, v in card["versions"].items()) + ".\n")
     return "\n".join(out)
+
+
+#: flagged records the card lists per benchmark; the HTML report (``mixer card OUT --html``) lists all
+AUDIT_LIMIT = 20
+
+
+def _md_escape(text: str) -> str:
+    return re.sub(r"([\\`*_{}\[\]<>#|~])", r"\\\1", text).replace("\n", " ")
+
+
+def _md_marked(entry: dict[str, Any]) -> str:
+    """An audit text with its shared words in bold (everything else escaped, on one line)."""
+    text, pieces, pos = entry["text"], [], 0
+    for start, end in entry["marks"]:
+        pieces += [_md_escape(text[pos:start]), "**" + _md_escape(text[start:end]) + "**"]
+        pos = end
+    pieces.append(_md_escape(text[pos:]))
+    return ("… " if entry["cut_before"] else "") + "".join(pieces) + (" …" if entry["cut_after"] else "")
+
+
+def flagged_section(contamination: dict[str, Any], recipe: dict[str, Any]) -> str:
+    """Every record decontamination removed, beside the benchmark item it matched with the shared words
+    in bold, per benchmark (the first ``AUDIT_LIMIT``, then how many more)."""
+    out = []
+    numbers = set(contamination.get("normalise_numbers", []))
+    for bench, entries in contamination["flagged"].items():
+        if not entries:
+            continue
+        out.append(f"### Flagged for {bench} ({len(entries):,})\n")
+        out.append(f"Each removed record's prompt beside the {bench} item it matched; **bold** words lie in a word "
+                   "sequence both share" + (" (numbers compared as one placeholder)" if bench in numbers else "")
+                   + ". Judge each: a shared template or a common phrase is not a copy.\n")
+        for k, e in enumerate(entries[:AUDIT_LIMIT], 1):
+            rid = str(e["id"]).replace("`", "'")  # shown as code: no escapes, no backtick
+            out.append(f"{k}. `{e['source']}` · `{rid}` · rule {e['rule']}, coverage "
+                       f"{e['coverage']:.2f}, overlap {e['overlap']:.2f}\n"
+                       f"   - record: {_md_marked(e['record'])}\n"
+                       f"   - {bench} item {e['item_index']}: {_md_marked(e['item'])}")
+        if len(entries) > AUDIT_LIMIT:
+            out.append(f"\n{len(entries) - AUDIT_LIMIT:,} more flagged for {bench}: all of them are in the HTML report "
+                       "(`mixer card OUT --html report.html`) and in `dropped/<source>.parquet`.")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def hub_section(hub: list[dict[str, Any]]) -> str:
+    """The Hugging Face Hub sources: the revision each was asked for, the commit it resolved to, and the
+    sha256 of every file read (the source table above names them ``hf://datasets/org/name@commit/path``)."""
+    rows = [[h["source"], h["repo"], h["revision"], h["commit"],
+             "yes" if h["pinned_revision"] else "**no**: a branch or tag, which can move", len(h["files"]),
+             sum(f["bytes"] for f in h["files"])] for h in hub]
+    return ("Hugging Face Hub sources (each file's sha256 is in the table above):\n\n"
+            + _table(["source", "dataset", "revision", "commit", "pinned", "files", "bytes"], rows) + "\n")
 
 
 def _num(v: float | None) -> str:

@@ -20,6 +20,7 @@ from mixer import __version__
 from mixer.core.records import SCORE_FIELDS
 from mixer.core.stats import SourceStats, score_summary, summary
 from mixer.core.tables import SpillFiles, list_sums
+from mixer.recipe.hub import hub_file_names
 from mixer.recipe.load import Recipe
 from mixer.sources import get_adapter
 
@@ -179,4 +180,8 @@ def build_card(recipe: Recipe, stats: Mapping[str, SourceStats], selected_record
         "versions": _versions(),
     }
     card.update(sections)
+    hub_names = hub_file_names(sections.get("hub", []))
+    for source in card["sources"] if hub_names else ():  # a Hub file by its hf:// name, not a cache path
+        for f in source["files"]:
+            f["path"] = next((uri for tail, uri in hub_names.items() if f["path"].endswith(tail)), f["path"])
     return card

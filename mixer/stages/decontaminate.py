@@ -13,7 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 from mixer.core.records import Dropped
+from mixer.kernels.decont_audit import audit_entry
 from mixer.kernels.decontaminate import Decontaminator, load_benchmarks, summarise_contamination
+from mixer.kernels.near import key_text
 from mixer.stages.base import StageContext
 
 #: candidates converted to Python at a time
@@ -42,12 +44,15 @@ def decontaminate(ctx: StageContext) -> dict[str, Any]:
     benchmarks = load_benchmarks(config, base_dir=recipe.raw_dir)
     checker = Decontaminator(config, benchmarks)
     found: list[tuple[str, str, Any]] = []
+    #: every removed record beside the item it matched, shared words marked, per benchmark (the card's audit)
+    flagged: dict[str, list[dict[str, Any]]] = {name: [] for name in benchmarks}
 
     removed: dict[str, dict[int, Dropped]] = {}
 
     def check(rank: int, source: str, messages: list[list[dict[str, str]]], ids: list[str],
               rows: list[int]) -> None:
-        results = checker.check_many([checker.text_of(m) for m in messages])
+        texts = [checker.text_of(m) for m in messages]
+        results = checker.check_many(texts)
         for i, c in enumerate(results):
             if c is None:
                 continue
@@ -58,13 +63,19 @@ def decontaminate(ctx: StageContext) -> dict[str, Any]:
                 reason=c.reason, stage="decontaminate",
                 detail=f"{c.rule}: overlap {c.overlap:.2f}, coverage {c.coverage:.2f} with {c.benchmark} item "
                        f"{c.item_index}: {c.item_text[:200]}",
-                extra={k: v for k, v in dataclasses.asdict(c).items() if k != "contaminated"})
+                extra={k: v for k, v in dataclasses.asdict(c).items()
+                       if k != "contaminated" and (k != "numbers_normalised" or v)})
+            shown = key_text(messages[i], config.key, lower=False)  # the text as written, for a person
+            flagged[c.benchmark].append(audit_entry(checker, shown, c, source, ids[i]))
 
     _each_source(ctx, check)
     for source, rows in removed.items():
         ctx.candidates.remove(source, rows, ctx.sink)
     summary = summarise_contamination(found, list(benchmarks))
     summary["benchmarks"] = {name: len(prompts) for name, prompts in benchmarks.items()}
+    if checker.numbers:
+        summary["normalise_numbers"] = [name for name in benchmarks if name in checker.numbers]
+    summary["flagged"] = flagged
     return summary
 
 
