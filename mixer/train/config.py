@@ -275,7 +275,7 @@ class RunConfig:
         if self.kind == "sft":
             _check_choice("packing_strategy", self.packing_strategy, ("bfd", "bfd_split", "wrapped"))
         elif self.batching != "padded":
-            why = {"dpo": "DPO: TRL's trainer pads the chosen and rejected rows (padding-free DPO is disabled upstream)",
+            why = {"dpo": "DPO: TRL's trainer pads the chosen and rejected rows (padding-free DPO is off upstream)",
                    "rm": "reward models: TRL's trainer pads the chosen and rejected rows",
                    "rloo": "RLOO: TRL's trainer generates and scores padded batches"}
             raise ConfigError(f"batching {self.batching!r} is not available for {why[self.kind]}; set batching: padded")

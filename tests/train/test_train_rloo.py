@@ -43,9 +43,9 @@ def _metrics(out: Path) -> list[dict]:
 
 def test_rloo_trains_on_sft_prompts_and_logs_reward_kl_and_length_per_step(tmp_path: Path, reward_model: Path) -> None:
     out = tmp_path / "rloo"
-    result = CliRunner().invoke(app, ["rloo", "-c", str(TINY), "--model", str(tiny_assets().model), "--data",
-                                      str(tiny_assets().sft_data), "-o", str(out), "--set", f"reward_model={reward_model}",
-                                      "--set", "max_steps=2"])
+    a = tiny_assets()
+    result = CliRunner().invoke(app, ["rloo", "-c", str(TINY), "--model", str(a.model), "--data", str(a.sft_data),
+                                      "-o", str(out), "--set", f"reward_model={reward_model}", "--set", "max_steps=2"])
     assert result.exit_code == 0, result.output
     steps = [m for m in _metrics(out) if "reward" in m]
     assert [m["step"] for m in steps] == [1, 2]
