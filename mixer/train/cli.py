@@ -1,4 +1,4 @@
-"""``mixer train {sft,dpo,rm,merge}``: the Typer app the main CLI mounts as ``mixer train``."""
+"""``mixer train {sft,dpo,rm,rloo,merge}``: the Typer app the main CLI mounts as ``mixer train``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from mixer.train.trainer import require_paths
 
 app = typer.Typer(
     name="train",
-    help="Fine-tune with TRL on a built mixture: SFT (full/LoRA/QLoRA), DPO, reward models, and merging LoRA "
+    help="Fine-tune with TRL on a built mixture: SFT (full/LoRA/QLoRA), DPO, reward models, RLOO, and merging LoRA "
     "adapters (needs the train extra: pip install mixer\\[train]). "
     f"Shipped recipes (--config NAME): {', '.join(shipped_recipes())}.",
     no_args_is_help=True,
@@ -146,6 +146,9 @@ _trainer_command("sft", "Supervised fine-tuning (full, LoRA or QLoRA) on a V2 SF
 _trainer_command("dpo", "Direct preference optimisation on a preference build (prompt/chosen/rejected).")
 _trainer_command("rm", "A reward model (one-scalar head, Llama 2's ranking loss, optional rating margin) on "
                  "preference pairs; ends with the held-out pairwise accuracy (OUTPUT/rm_eval.json).")
+_trainer_command("rloo", "On-policy RL (RLOO) on a build's prompts against a `mixer train rm` reward model "
+                 "(reward_model: DIR), with a KL penalty (beta) to the starting model: Llama 2's RLHF step, "
+                 "with RLOO in place of PPO.")
 
 
 @app.command()

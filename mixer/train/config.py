@@ -127,8 +127,17 @@ class MergeArgs:
     output_dir: str | None = field(default=None, metadata={"help": "Where the merged model is written."})
 
 
-MIXER_ARGS: dict[str, type] = {"sft": MixerArgs, "dpo": MixerArgs, "rm": RMArgs, "merge": MergeArgs}
-TRL_CONFIGS = {"sft": "SFTConfig", "dpo": "DPOConfig", "rm": "RewardConfig"}
+@dataclass
+class RLOOArgs(MixerArgs):
+    """On-policy RL (RLOO) with a reward model from ``mixer train rm``."""
+
+    reward_model: str | None = field(default=None, metadata={
+        "help": "The reward model scoring each completion (a `mixer train rm` output folder)."})
+
+
+MIXER_ARGS: dict[str, type] = {"sft": MixerArgs, "dpo": MixerArgs, "rm": RMArgs, "rloo": RLOOArgs,
+                               "merge": MergeArgs}
+TRL_CONFIGS = {"sft": "SFTConfig", "dpo": "DPOConfig", "rm": "RewardConfig", "rloo": "RLOOConfig"}
 
 #: mixer's defaults for fields TRL owns, where they differ from TRL's; the recipes say where each comes from
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -256,7 +265,7 @@ class RunConfig:
         for name, choices in (("batching", BATCHING_MODES), ("attn_implementation", ATTN_CHOICES),
                               ("mixed_precision", MIXED_PRECISION)):
             _check_choice(name, getattr(self, name), choices)
-        if not isinstance(self.max_length, int) or self.max_length < 1:
+        if "max_length" in self.owners and (not isinstance(self.max_length, int) or self.max_length < 1):
             raise ConfigError(f"max_length must be positive, got {self.max_length}")
         self._validate_peft()
         if self.load_in_4bit and not self.use_peft:
@@ -266,10 +275,13 @@ class RunConfig:
         if self.kind == "sft":
             _check_choice("packing_strategy", self.packing_strategy, ("bfd", "bfd_split", "wrapped"))
         elif self.batching != "padded":
-            raise ConfigError(
-                f"batching {self.batching!r} is not available for {'DPO' if self.kind == 'dpo' else 'reward models'}"
-                ": TRL's trainer pads the chosen and rejected rows (padding-free DPO is disabled upstream); set "
-                "batching: padded")
+            why = {"dpo": "DPO: TRL's trainer pads the chosen and rejected rows (padding-free DPO is off upstream)",
+                   "rm": "reward models: TRL's trainer pads the chosen and rejected rows",
+                   "rloo": "RLOO: TRL's trainer generates and scores padded batches"}
+            raise ConfigError(f"batching {self.batching!r} is not available for {why[self.kind]}; set batching: padded")
+        if self.kind == "rloo" and (self.num_generations < 2 or self.beta < 0):
+            raise ConfigError(f"RLOO needs num_generations >= 2 (the leave-one-out baseline) and beta >= 0, got "
+                              f"{self.num_generations} and {self.beta}")
         if self.kind == "dpo" and self.beta <= 0:
             raise ConfigError(f"beta must be positive, got {self.beta}")
         if self.kind == "rm":
@@ -323,6 +335,7 @@ class RunConfig:
         kwargs = {k: v for k, v in self.values.items() if self.owners[k][0] is cls}
         if "activation_checkpointing" in names and "activation_checkpointing" not in kwargs:
             kwargs["activation_checkpointing"] = self.gradient_checkpointing  # transformers 5's name
+        derived = {k: v for k, v in derived.items() if k in names}  # e.g. RLOO has no dataset_num_proc
         try:
             return cls(**{**kwargs, **derived})
         except (ValueError, TypeError) as e:

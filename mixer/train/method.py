@@ -29,6 +29,10 @@ class Method:
         """The rows as the TRL trainer takes them (SFT tokenises here)."""
         return rows
 
+    def trainer_kwargs(self, cfg: RunConfig, tokenizer: Any) -> dict[str, Any]:
+        """What the TRL trainer's constructor takes beyond model, args, data and tokenizer (RLOO: the reward)."""
+        return {}
+
     def ready(self, trainer: Any, cfg: RunConfig) -> None:
         """Checks and attachments once the trainer is built."""
 

@@ -20,10 +20,11 @@ from mixer.train.accel.host import deepspeed_zero3_launched, resolve_runtime, to
 from mixer.train.config import ConfigError, RunConfig, to_yaml
 from mixer.train.dpo import DPO
 from mixer.train.method import METRICS_NAME, RESOLVED_CONFIG_NAME, Method
+from mixer.train.rloo import RLOO
 from mixer.train.rm import RM
 from mixer.train.sft import SFT
 
-METHODS: dict[str, type[Method]] = {"sft": SFT, "dpo": DPO, "rm": RM}
+METHODS: dict[str, type[Method]] = {"sft": SFT, "dpo": DPO, "rm": RM, "rloo": RLOO}
 __all__ = ["METRICS_NAME", "RESOLVED_CONFIG_NAME", "build_trainer", "run", "train_and_save"]
 
 def require_paths(cfg: Any, *names: str) -> None:
@@ -80,13 +81,15 @@ def build_trainer(cfg: RunConfig, callbacks: list[Any] | None = None) -> Any:
     cfg = cfg.replace(batching=runtime.batching)
     tokenizer = load_tokenizer(cfg, need_markers=cfg.kind == "sft" and cfg.assistant_only_loss)
     rows = method.load(cfg)
-    args = trl_config(cfg, len(rows), num_proc=tokenise_processes(cfg.dataset_num_proc, len(rows)))
+    num_proc = cfg.dataset_num_proc if "dataset_num_proc" in cfg.owners else None  # RLOO tokenises nothing ahead
+    args = trl_config(cfg, len(rows), num_proc=tokenise_processes(num_proc, len(rows)))
     rows = method.prepare(cfg, rows, tokenizer, args)
     extra = {"num_labels": 1} if method.auto_class != "AutoModelForCausalLM" else {}
     model = load_model(cfg, runtime.attn_implementation, runtime.weights_dtype, method.auto_class, **extra)
     trainer = getattr(trl, method.trainer)(
         model=model, args=args, train_dataset=rows, processing_class=tokenizer, callbacks=callbacks,
-        peft_config=peft_config(cfg, "SEQ_CLS" if cfg.kind == "rm" else "CAUSAL_LM"))
+        peft_config=peft_config(cfg, "SEQ_CLS" if cfg.kind == "rm" else "CAUSAL_LM"),
+        **method.trainer_kwargs(cfg, tokenizer))
     method.ready(trainer, cfg)
     apply_mixed_precision(trainer, runtime.mixed_precision)
     trainer.mixer_runtime = runtime
