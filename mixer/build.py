@@ -256,7 +256,7 @@ def _sample_then_filter(state: BuildState, selector: Selector) -> None:
     ctx = state.ctx
     recipe = ctx.recipe
     stages = record_stages(recipe)
-    first_copy = FirstCopy() if recipe.dedup.exact else None
+    first_copy = FirstCopy(recipe.dedup.exact.preference_key) if recipe.dedup.exact else None
     with state.timed("sample+normalise+filter"):
         for s in recipe.sources:
             if s.name not in ctx.candidates:

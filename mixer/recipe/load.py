@@ -60,8 +60,21 @@ class Normalise:
 
 
 @dataclass(frozen=True)
+class ExactDedup:
+    """Recipe ``dedup.exact``: ``true``/``false``, or a mapping with the preference key."""
+
+    enabled: bool = True
+    #: a preference pair's key: the whole pair (prompt, chosen, rejected) or its prompt alone
+    preference_key: Literal["pair", "prompt"] = "pair"
+
+    def __bool__(self) -> bool:
+        """``if recipe.dedup.exact:`` reads as ``exact: true/false`` did before it took a mapping."""
+        return self.enabled
+
+
+@dataclass(frozen=True)
 class Dedup:
-    exact: bool = True
+    exact: ExactDedup = field(default_factory=ExactDedup)
     near: NearDedupConfig | None = None
 
 
@@ -290,6 +303,9 @@ def parse_recipe(data: Any, *, path: str = "", text: str = "") -> Recipe:
         raise RecipeError(f"sources: duplicate source name(s) {dupes}; each source needs its own name")
     if "name" not in data:
         data["name"] = Path(path).stem if path else "mixture"
+    dedup = data.get("dedup")
+    if isinstance(dedup, dict) and isinstance(dedup.get("exact"), bool):  # exact: true | false
+        data["dedup"] = {**dedup, "exact": {"enabled": dedup["exact"]}}
     recipe = parse_dataclass(Recipe, {**data, "sources": []}, "")
     for i, s in enumerate(sources):
         adapter_kind = get_adapter(s.adapter).kind

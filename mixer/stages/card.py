@@ -152,7 +152,9 @@ def build_card(recipe: Recipe, stats: Mapping[str, SourceStats], selected_record
             "tokenizer": recipe.tokenizer, "max_tokens": recipe.max_tokens,
             "allow_licenses": list(recipe.allow_licenses) if recipe.allow_licenses is not None else None,
             "llm_mention_filter": recipe.filters.llm_mentions.enabled,
-            "exact_dedup": recipe.dedup.exact,
+            "exact_dedup": recipe.dedup.exact.enabled,
+            # what a preference pair's exact-dedup key was (dedup.exact.preference_key)
+            **({"preference_key": recipe.dedup.exact.preference_key} if recipe.kind == "preference" else {}),
             "near_dedup": recipe.dedup.near is not None and recipe.dedup.near.enabled,
             "decontaminate": recipe.decontaminate is not None,
         },

@@ -34,12 +34,18 @@ def test_preference_build_writes_prompt_chosen_rejected(dpo_build) -> None:
         assert row["n_tokens"] <= 512
 
 
-def test_preference_pairs_are_deduplicated_on_the_prompt(dpo_build) -> None:
+def test_preference_pairs_are_deduplicated_on_the_whole_pair(dpo_build) -> None:
+    """The sample's UltraFeedback has one prompt ("Write a haiku about autumn rain.") in two rows with
+    different replies: both pairs stay under the default pair key (issue 23, point 6a)."""
     table = pq.read_table(dpo_build.out / "data").to_pylist()
-    prompts = Counter(tuple((m["role"], m["content"]) for m in r["prompt"]) for r in table)
-    assert max(prompts.values()) == 1
+    pairs = Counter(tuple((m["role"], m["content"]) for k in ("prompt", "chosen", "rejected") for m in r[k])
+                    for r in table)
+    assert max(pairs.values()) == 1
+    prompts = Counter(r["prompt"][-1]["content"] for r in table)
+    assert prompts["Write a haiku about autumn rain."] == 2
     uf = next(s for s in dpo_build.card["sources"] if s["name"] == "ultrafeedback")
-    assert uf["dropped"]["exact_duplicate"] >= 1 and uf["dropped"]["tie"] >= 1
+    assert "exact_duplicate" not in uf["dropped"] and uf["dropped"]["tie"] >= 1
+    assert dpo_build.card["recipe"]["preference_key"] == "pair"
 
 
 def test_preference_card_adds_up_and_front_matter_lists_the_pair_columns(dpo_build) -> None:
