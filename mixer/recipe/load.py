@@ -39,6 +39,10 @@ class LLMMentionFilter:
     keywords: tuple[str, ...] = TULU_V2_LLM_KEYWORDS
     #: source names the filter does not apply to (Tulu exempts the hard-coded identity prompts)
     exempt: tuple[str, ...] = ("hard_coded",)
+    #: ``substring``: Tulu V2's match in any message; ``word``: a whole word in an assistant turn
+    #: (open-instruct's current rule). Unset is ``substring``; naming a mode also puts in the card how
+    #: many records each mode drops (an unset mode leaves the card as it was before modes existed)
+    mode: Literal["substring", "word"] | None = None
 
 
 @dataclass(frozen=True)

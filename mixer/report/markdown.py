@@ -110,6 +110,8 @@ def render_markdown(card: dict[str, Any], plot_section: str = "") -> str:
                        "turns mean", "turns p50", "turns p95", "turns max"], stat_rows) + "\n")
     if any("scores" in s for s in card["sources"]):
         out.append(scores_section(card))
+    if any("llm_mentions" in s for s in card["sources"]):
+        out.append(mention_modes_section(card))
     for key, title in (("near_dedup", "Near-duplicates"), ("contamination", "Decontamination")):
         if key in card:
             out.append(f"## {title}\n")
@@ -152,6 +154,18 @@ def scores_section(card: dict[str, Any]) -> str:
     return "## Preference scores\n\n" + intro + "\n" + _table(
         ["source", "pairs", "with scores", "gap mean", "gap min", "gap p5", "gap p50", "gap p95", "gap max",
          "chosen mean", "rejected mean", "scale"], rows) + "\n"
+
+
+def mention_modes_section(card: dict[str, Any]) -> str:
+    """Per source, how many records each mode of the LLM-mention filter drops (both are computed,
+    the recipe's mode is applied): what choosing the other mode would change."""
+    rows = [[s["name"], s["llm_mentions"]["would_drop"]["substring"], s["llm_mentions"]["would_drop"]["word"]]
+            for s in card["sources"] if "llm_mentions" in s]
+    mode = card["recipe"].get("llm_mention_mode", "substring")
+    intro = (f"Records each mode drops, of those reaching the filter; this build applied `{mode}`. "
+             "`substring`: Tulu V2's case-insensitive substring of any message; `word`: a whole word in an "
+             "assistant turn (open-instruct's current rule).\n")
+    return "## LLM-mention filter modes\n\n" + intro + "\n" + _table(["source", "substring", "word"], rows) + "\n"
 
 
 def load_card(out_dir: Path) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from mixer import __version__
 from mixer.core.records import SCORE_FIELDS
 from mixer.core.stats import SourceStats, score_summary, summary
 from mixer.core.tables import SpillFiles, list_sums
+from mixer.kernels.filters import MENTION_MODES
 from mixer.recipe.load import Recipe
 from mixer.sources import get_adapter
 
@@ -138,6 +139,12 @@ def build_card(recipe: Recipe, stats: Mapping[str, SourceStats], selected_record
               for s in recipe.sources} if preference else {}
     sources = [source_card(stats[s.name], selected[s.name], recipe.raw_dir, scores.get(s.name))
                for s in recipe.sources]
+    lm = recipe.filters.llm_mentions
+    if lm.enabled and lm.mode is not None:  # a recipe that names a mode sees what each mode drops
+        for s, entry in zip(recipe.sources, sources, strict=True):
+            if s.name not in lm.exempt and not entry["excluded"]:
+                counts = stats[s.name].mention_modes
+                entry["llm_mentions"] = {"mode": lm.mode, "would_drop": {m: counts[m] for m in MENTION_MODES}}
     all_tokens: list[int] = []
     all_turns: list[int] = []
     for s in recipe.sources:
@@ -152,6 +159,7 @@ def build_card(recipe: Recipe, stats: Mapping[str, SourceStats], selected_record
             "tokenizer": recipe.tokenizer, "max_tokens": recipe.max_tokens,
             "allow_licenses": list(recipe.allow_licenses) if recipe.allow_licenses is not None else None,
             "llm_mention_filter": recipe.filters.llm_mentions.enabled,
+            **({"llm_mention_mode": lm.mode} if lm.enabled and lm.mode is not None else {}),
             "exact_dedup": recipe.dedup.exact.enabled,
             # what a preference pair's exact-dedup key was (dedup.exact.preference_key)
             **({"preference_key": recipe.dedup.exact.preference_key} if recipe.kind == "preference" else {}),

@@ -1,4 +1,5 @@
-"""Stage **filter** (record-level): Tulu V2's mentions-of-other-LLMs filter and turn-count bounds.
+"""Stage **filter** (record-level): the mentions-of-other-LLMs filter (Tulu V2's substring rule, or
+open-instruct's current whole-word, assistant-only rule) and turn-count bounds.
 
 The filters themselves are ``mixer.kernels.filters`` (pure: a record in, a reason and a detail or None
 out); the mention filter screens a whole batch at once. ``max_tokens`` is not here: counting tokens
@@ -21,8 +22,10 @@ class Filter:
 
     def __init__(self, recipe: Recipe) -> None:
         lm = recipe.filters.llm_mentions
-        self.mentions = LLMMentionFilter(lm.keywords) if lm.enabled else None
+        self.mentions = LLMMentionFilter(lm.keywords, lm.mode or "substring") if lm.enabled else None
         self.mention_exempt = set(lm.exempt)
+        #: a recipe that names a mode gets both modes' drop counts (``SourceStats.mention_modes``)
+        self.compare_modes = lm.mode is not None
         f = recipe.filters
         self.turns = TurnCountFilter(f.min_turns, f.max_turns) \
             if f.min_turns is not None or f.max_turns is not None else None
@@ -34,7 +37,14 @@ class Filter:
                 continue
             alive = [i for i, r in enumerate(out) if not isinstance(r, Dropped)]
             batch = [out[i] for i in alive]
-            verdicts = flt.check_batch(batch) if isinstance(flt, LLMMentionFilter) else [flt(r) for r in batch]
+            if isinstance(flt, LLMMentionFilter):
+                both = flt.check_both(batch)
+                verdicts = [b[0] if flt.mode == "substring" else b[1] for b in both]
+                if self.compare_modes:
+                    for mode, k in (("substring", 0), ("word", 1)):
+                        stats.mention_modes[mode] += sum(1 for b in both if b[k] is not None)
+            else:
+                verdicts = [flt(r) for r in batch]
             for i, verdict in zip(alive, verdicts, strict=True):
                 if verdict:
                     out[i] = drop_record(out[i], verdict[0], "filter", verdict[1])  # type: ignore[arg-type]
