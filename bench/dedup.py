@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mixer.engine import LocalEngine  # noqa: E402
 from mixer.kernels.near import (  # noqa: E402
-    NearDedupConfig,
+    NearDedupSettings,
     NearItem,
     assistant_chars,
     find_near_duplicates,
@@ -252,7 +252,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     records, clusters = generate(args.n, args.seed)
-    config = NearDedupConfig(key=args.key, threshold=args.threshold, workers=args.workers, seed=42)
+    config = NearDedupSettings(key=args.key, threshold=args.threshold, workers=args.workers, seed=42)
     names = {s: i for i, s in enumerate(SOURCES)}
     gen_s = time.perf_counter() - t0
     print(f"generated {len(records):,} records, {len(clusters):,} planted clusters in {gen_s:.1f}s", flush=True)

@@ -5,7 +5,8 @@
 Everything goes through mixer's trainer (``build_sft_trainer`` / ``build_dpo_trainer`` and their
 ``resolve_runtime``: attention kernel, batching, fp32 master weights), so the figures are those of
 ``mixer train``. Results are JSON files in ``$OUT``; scratch (model, tokenizer, builds) in ``$GC_WORK``.
-``MODEL_SIZE``: ``7b`` (Llama-2-7B shape), ``1b`` (TinyLlama shape), ``tiny`` (CPU plumbing check).
+``MODEL_SIZE``: ``7b`` (Llama-2-7B shape), ``3b`` (a ~3B Llama shape that an 80 GB H100 fits for full fine-tuning),
+``1b`` (TinyLlama shape), ``tiny`` (CPU plumbing check); gpu_check.sh picks it from the card's memory.
 
 tokens/s count real (non-padding) tokens over the timed optimizer steps (the first ``WARM`` steps are
 not timed); MFU = (F * N * T + F * L * d * sum(s_i^2)) / (time * peak bf16), F = 6 for training
@@ -224,7 +225,8 @@ def stage_env() -> None:
 
     logging.basicConfig(level=logging.INFO)
     info: dict = {"date": time.strftime("%Y-%m-%d"), "python": sys.version.split()[0], "torch": torch.__version__,
-                  "torch_cuda": torch.version.cuda, "model_size": SIZE}
+                  "torch_cuda": torch.version.cuda, "model_size": SIZE,
+                  "model_size_reason": os.environ.get("MODEL_SIZE_REASON", "as set")}
     if torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)
         info["gpu"] = {"name": p.name, "capability": f"{p.major}.{p.minor}",
@@ -331,7 +333,8 @@ def stage_sft() -> None:
     variants = [("sdpa", "padded", "auto"), ("auto", "padding_free", "auto"), ("auto", "packed", "auto"),
                 ("auto", "packed", "autocast"), (best, "padded", "auto")]
     deadline = float(os.environ.get("GC_PART_DEADLINE", "inf"))
-    per_variant = {"7b": 50, "1b": 25}.get(SIZE, 10)  # seconds one variant needs (load + steps), measured guess
+    # seconds one variant needs (load + steps), measured guess
+    per_variant = {"7b": 50, "3b": 35, "1b": 25}.get(SIZE, 10)
     results = []
     for attn, mode, precision in variants:
         label = f"{attn}/{mode}" + ("" if precision == "auto" else f"/{precision}")
@@ -357,7 +360,7 @@ def stage_dpo() -> None:
                  "loss_type=sigmoid", f"precompute_ref_log_probs={'true' if SIZE == '7b' else 'false'}",
                  *common_overrides(2048 if cuda() else 256)]
     # policy forward + backward (6N) per token, plus the reference forward (2N) when it is resident
-    result = train_once("dpo", "dpo/padded", overrides, WORK / "pref", 6 if SIZE == "7b" else 8)
+    result = train_once("dpo", "dpo/padded", overrides, WORK / "pref", 6 if SIZE in ("7b", "3b") else 8)
     if result.get("first_loss") is not None:
         result["first_loss_minus_ln2"] = round(result["first_loss"] - math.log(2), 5)
     write("dpo.json", result)
@@ -386,7 +389,8 @@ def stage_summary() -> None:
     parts = dict(line.split("\t", 1) for line in os.environ.get("GC_STATUS", "").splitlines() if "\t" in line)
     rows = [("sft", r) for r in sft] + [(k, r) for k, r in (("dpo", dpo), ("qlora", qlora)) if r]
     pk = env.get("packages") or {}
-    print(f"\n== gpu_check {env.get('date')}: {(env.get('gpu') or {}).get('name', 'no GPU')}, model {SIZE}, torch "
+    print(f"\n== gpu_check {env.get('date')}: {(env.get('gpu') or {}).get('name', 'no GPU')}, model {SIZE} "
+          f"({env.get('model_size_reason', 'as set')}), torch "
           f"{env.get('torch')}, transformers {pk.get('transformers')}, trl {pk.get('trl')}, peft {pk.get('peft')}, "
           f"bitsandbytes {pk.get('bitsandbytes')}; bf16 matmul {env.get('bf16_matmul_tflops')} TFLOP/s")
     print(f"mixer auto attention: {env.get('mixer_auto')}")
@@ -418,8 +422,19 @@ def stage_summary() -> None:
         if best:
             verdicts["target: padding-free/packed >= 1.8x padded SDPA"] = "met" if best / base >= 1.8 else "MISSED"
     mfus = [r["mfu"] for r in ok.values() if isinstance(r.get("mfu"), float)]
-    if mfus and SIZE == "7b":
-        verdicts["target: 7B full SFT MFU >= 35%"] = f"{'met' if max(mfus) >= 0.35 else 'MISSED'} ({max(mfus):.1%})"
+    # issue 21's targets, stated for the 7B shape on one H200; on another shape the MFU is reported, not judged
+    targets = {"packed": ("auto/packed", 0.42), "padding-free": ("auto/padding_free", 0.32)}
+    for label, (variant, goal) in targets.items():
+        mfu = (ok.get(variant) or {}).get("mfu")
+        if isinstance(mfu, float):
+            key = f"target: {SIZE} full SFT {label} MFU >= {goal:.0%}"
+            verdicts[key] = (f"{'met' if mfu >= goal else 'MISSED'} ({mfu:.1%})" if SIZE == "7b"
+                             else f"{mfu:.1%} (not judged: the target is for 7b on an H200)")
+    if mfus:
+        verdicts["best full SFT MFU"] = f"{max(mfus):.1%} ({SIZE})"
+    if dpo and isinstance(dpo.get("mfu"), float):
+        verdicts["target: DPO MFU >= 28%"] = (f"{'met' if dpo['mfu'] >= 0.28 else 'MISSED'} ({dpo['mfu']:.1%})"
+                                              if SIZE == "7b" else f"{dpo['mfu']:.1%} (not judged on {SIZE})")
     if dpo and dpo.get("first_loss_minus_ln2") is not None:
         verdicts["DPO first loss - ln 2 (expect ~0)"] = dpo["first_loss_minus_ln2"]
     if bench:

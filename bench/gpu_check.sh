@@ -23,7 +23,8 @@
 #                                                                                          -> bench.json
 #   summary  table + verdicts against the targets                                         -> summary.json
 # Results: $OUT (default /tmp/gpu_check_out, at most 8 files); scratch: $WORK (13.5 GB for the 7B).
-# Knobs: MODEL_SIZE=7b|1b|tiny BENCH_SIZE (default MODEL_SIZE) BUDGET_S PARTS PDB (micro-batch, 4) ACCUM (4)
+# Knobs: MODEL_SIZE=auto|7b|3b|1b|tiny (auto: from the card's memory: 7b from 120 GiB, i.e. an H200; 3b from
+#        60 GiB, i.e. an 80 GB H100, where 7B full fine-tuning with fp32 masters does not fit; else 1b) BENCH_SIZE (default MODEL_SIZE) BUDGET_S PARTS PDB (micro-batch, 4) ACCUM (4)
 #        STEPS (8) WHEELS (.whl) SKIP_INSTALL=1 PY (python3)
 set -u
 set -o pipefail
@@ -35,7 +36,7 @@ WORK=${WORK:-/tmp/gpu_check_work}
 PY=${PY:-python3}
 WHEELS=${WHEELS:-$REPO/.whl}
 BUDGET_S=${BUDGET_S:-480}
-MODEL_SIZE=${MODEL_SIZE:-7b}
+MODEL_SIZE=${MODEL_SIZE:-auto}
 PARTS=${PARTS:-"install env assets sft dpo qlora bench"}
 
 if [ "${1:-}" = "--prepare-wheels" ]; then
@@ -57,6 +58,19 @@ if [ "${GC_CPU_SMOKE:-0}" = 1 ]; then
   MODEL_SIZE=tiny; export CUDA_VISIBLE_DEVICES=""
   case " $PARTS " in *" install "*) PARTS=${PARTS/install/}; SKIP_INSTALL=1 ;; esac
 fi
+if [ "$MODEL_SIZE" = auto ]; then
+  # 7B full fine-tuning keeps fp32 masters + AdamW states + bf16 copies: ~18 bytes per parameter, ~120 GiB
+  mem_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -1 | tr -dc 0-9)
+  if [ -z "$mem_mib" ]; then MODEL_SIZE=tiny
+  elif [ "$mem_mib" -ge 122880 ]; then MODEL_SIZE=7b
+  elif [ "$mem_mib" -ge 61440 ]; then MODEL_SIZE=3b
+  else MODEL_SIZE=1b; fi
+  MODEL_SIZE_REASON="auto: ${mem_mib:-no} MiB of GPU memory"
+else
+  MODEL_SIZE_REASON="as set"
+fi
+echo "model shape: $MODEL_SIZE ($MODEL_SIZE_REASON; the MFU targets are stated for 7b on an H200)"
+export MODEL_SIZE_REASON
 BENCH_SIZE=${BENCH_SIZE:-$MODEL_SIZE}
 mkdir -p "$OUT" "$WORK"
 LOG="$OUT/log.txt"

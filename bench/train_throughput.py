@@ -53,6 +53,10 @@ PEAK_BF16_FLOPS = (
 SHAPES: dict[str, dict[str, int]] = {
     "7b": {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32,
            "num_key_value_heads": 32, "vocab_size": 32000},
+    # a ~3B Llama shape (Llama 3.2 3B's layers with Llama 2's vocabulary): what an 80 GB card fits for full
+    # fine-tuning with fp32 master weights and AdamW (16 bytes per parameter: ~51 GiB for 3.2B)
+    "3b": {"hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 28, "num_attention_heads": 24,
+           "num_key_value_heads": 8, "vocab_size": 32000},
     "1b": {"hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 22, "num_attention_heads": 32,
            "num_key_value_heads": 4, "vocab_size": 32000},
     "tiny": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,

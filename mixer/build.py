@@ -26,7 +26,7 @@ import pyarrow as pa
 from mixer import __version__
 from mixer.core.errors import MixerError
 from mixer.core.outdir import BUILD_MARKER, check_output_dir, lock_output, write_build_marker
-from mixer.core.records import CANDIDATE_SCHEMA, Dropped, Record, record_scores
+from mixer.core.records import CANDIDATE_SCHEMA, Dropped, Record, make_pair, make_record, record_scores
 from mixer.core.stats import SourceStats
 from mixer.core.tables import OrderedSpill, SpillFiles
 from mixer.core.workstore import OwnFolder, RemotePath, WorkPath, check_reachable, work_path
@@ -266,10 +266,8 @@ def _sample_then_filter(state: BuildState, selector: Selector) -> None:
             stats = ctx.stats[s.name]
             kept = CandidateStore(ctx.work_dir / f"sampled-{s.name}.arrow")
             for row in (r for batch in sampled.iter_batches() for r in batch.to_pylist()):
-                record: Record = {"dataset": row["dataset"], "id": row["id"], "messages": row["messages"]}
-                if row["rejected"] is not None:
-                    record["rejected"] = row["rejected"]  # type: ignore[typeddict-unknown-key]
-                    record.update(record_scores(row))  # type: ignore[typeddict-item, arg-type]
+                record: Record = make_record(row["dataset"], row["id"], row["messages"]) if row["rejected"] is None \
+                    else make_pair(row["dataset"], row["id"], row["messages"], row["rejected"], record_scores(row))
                 (out,) = run_record_stages(stages, s.name, [record], stats)
                 if not isinstance(out, Dropped) and first_copy is not None:
                     out = first_copy.check(s.name, out) or out

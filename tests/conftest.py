@@ -47,7 +47,7 @@ def make_recipe(tmp_path: Path) -> Callable[..., Path]:
 
 def read_all(adapter: Any, path: Path) -> list[Any]:
     """Every record (and adapter-level drop) an adapter makes of a file; parse failures fail the test."""
-    from mixer.readers.raw import ParseFailure
+    from mixer.readers.base import ParseFailure
 
     out: list[Any] = []
     for item in adapter.read_file(path):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pyarrow as pa
 
@@ -21,9 +21,35 @@ class Record(TypedDict):
     messages: list[Message]
 
 
+class Scores(TypedDict, total=False):
+    """A preference pair's two ratings, present together or not at all (an unrated pair)."""
+
+    score_chosen: float
+    score_rejected: float
+
+
+class PreferenceRecord(Record):
+    """A preference pair: ``messages`` end with the chosen reply, ``rejected`` holds the other one (one
+    assistant message); the scores only where the source rates its pairs. Every stage that takes a
+    ``Record`` takes a pair too, and those that rebuild a record keep ``rejected`` and the scores."""
+
+    rejected: list[Message]
+    score_chosen: NotRequired[float]
+    score_rejected: NotRequired[float]
+
+
 def make_record(dataset: str, id: str, messages: list[Message]) -> Record:
     """Build a canonical record; adapters call this so the key order is always the same."""
     return {"dataset": dataset, "id": id, "messages": messages}
+
+
+def make_pair(dataset: str, id: str, messages: list[Message], rejected: list[Message],
+              scores: Scores | None = None) -> PreferenceRecord:
+    """Build a preference pair (the same key order as ``make_record``, then ``rejected``, then the scores)."""
+    pair: PreferenceRecord = {"dataset": dataset, "id": id, "messages": messages, "rejected": rejected}
+    if scores:
+        pair.update(scores)
+    return pair
 
 
 def msg(role: str, content: str) -> Message:
@@ -85,10 +111,16 @@ PREFERENCE_OUTPUT_SCHEMA = pa.schema(
 )
 
 
-def record_scores(record: Record) -> dict[str, float]:
-    """The score fields a record carries (none for an SFT record or an unrated pair); the stages that
-    rebuild a record (normalise, sample-then-filter) copy them with this, so no stage loses them."""
-    return {key: record[key] for key in SCORE_FIELDS if record.get(key) is not None}  # type: ignore[literal-required]
+def record_scores(record: Record | PreferenceRecord | dict[str, Any]) -> Scores:
+    """The score fields a record (or a candidate row) carries (none for an SFT record or an unrated
+    pair); the stages that rebuild a record (normalise, sample-then-filter) copy them with this, so no
+    stage loses them."""
+    scores: Scores = {}
+    for key in SCORE_FIELDS:
+        value = record.get(key)
+        if value is not None:
+            scores[key] = value  # type: ignore[literal-required]  # key is one of SCORE_FIELDS
+    return scores
 
 
 #: what identifies a preference pair for exact dedup (recipe ``dedup.exact.preference_key``)

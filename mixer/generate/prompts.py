@@ -150,7 +150,7 @@ def read_recipe_prompts(recipe_path: str | Path, sources: list[str] | None, mode
     """Prompts from a recipe's sources, read through their adapters (no normalisation, filters or sampling:
     the raw records as the adapter converts them). A malformed record stops with its file and line."""
     from mixer.core.records import Dropped
-    from mixer.readers.raw import ParseFailure
+    from mixer.readers.base import ParseFailure
     from mixer.recipe.load import load_recipe, resolve_files
     from mixer.sources import get_adapter
     from mixer.sources.base import SourceContext

@@ -57,7 +57,7 @@ from mixer.core.errors import InputError, RecipeError
 from mixer.core.records import Message
 from mixer.kernels.near import key_text
 from mixer.kernels.shingles import shingle_hashes, token_hashes, tokenize
-from mixer.recipe.settings import BenchmarkSpec, DecontaminationConfig
+from mixer.recipe.settings import BenchmarkSpec, DecontaminationSettings
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,8 @@ def load_benchmark(spec: BenchmarkSpec, base_dir: str | Path | None = None) -> l
     Raises ``InputError`` naming the file (and record) when a file is missing or unreadable or a
     record lacks ``field`` (listing the fields it has).
     """
-    from mixer.readers.raw import ParseFailure, read_raw
+    from mixer.readers.base import ParseFailure
+    from mixer.readers.raw import read_raw
 
     if not spec.files:
         raise RecipeError(f"decontaminate: benchmark {spec.name!r} lists no files")
@@ -135,7 +136,7 @@ def load_benchmark(spec: BenchmarkSpec, base_dir: str | Path | None = None) -> l
     return prompts
 
 
-def load_benchmarks(config: DecontaminationConfig, base_dir: str | Path | None = None) -> dict[str, list[str]]:
+def load_benchmarks(config: DecontaminationSettings, base_dir: str | Path | None = None) -> dict[str, list[str]]:
     return {b.name: load_benchmark(b, base_dir) for b in config.benchmarks}
 
 
@@ -151,7 +152,7 @@ class Decontaminator:
     #: Batches screened at once by ``check_many`` (characters).
     BATCH_CHARS = 2_000_000
 
-    def __init__(self, config: DecontaminationConfig, benchmarks: Mapping[str, Sequence[str]]) -> None:
+    def __init__(self, config: DecontaminationSettings, benchmarks: Mapping[str, Sequence[str]]) -> None:
         self.config = config
         self.names = list(benchmarks)
         n = config.ngram
@@ -203,7 +204,7 @@ class Decontaminator:
             self._hashes = np.zeros(0, dtype=np.uint64)
 
     @classmethod
-    def from_config(cls, config: DecontaminationConfig, base_dir: str | Path | None = None) -> Decontaminator:
+    def from_config(cls, config: DecontaminationSettings, base_dir: str | Path | None = None) -> Decontaminator:
         return cls(config, load_benchmarks(config, base_dir))
 
     def __len__(self) -> int:

@@ -63,7 +63,7 @@ from mixer.kernels.lsh import (  # noqa: F401 - re-exported: the stages, tests a
 )
 from mixer.kernels.shingles import EMPTY_HASH, permutations, sign_chunk, signatures_of
 from mixer.recipe.settings import NEAR_KEYS as KEYS
-from mixer.recipe.settings import NearDedupConfig
+from mixer.recipe.settings import NearDedupSettings
 from mixer.recipe.settings import optimal_bands_rows as optimal_bands_rows  # re-exported: tests and bench use it here
 
 if TYPE_CHECKING:
@@ -194,7 +194,7 @@ def _normalise_against(against_texts: Sequence[Sequence[str]]) -> list[tuple[str
 
 
 def find_near_duplicates(
-    items: Sequence[NearItem], config: NearDedupConfig,
+    items: Sequence[NearItem], config: NearDedupSettings,
     against_texts: Sequence[tuple[str, str]] | Sequence[tuple[str, str, str]] = (),
     signatures_cache: np.ndarray | SignatureParts | None = None,
     confirmed: tuple[np.ndarray, np.ndarray] | None = None,
@@ -285,7 +285,8 @@ def load_against(
 
     Only read, never written: the ``against`` corpus is a reference, not part of the build.
     """
-    from mixer.readers.raw import ParseFailure, read_raw
+    from mixer.readers.base import ParseFailure
+    from mixer.readers.raw import read_raw
 
     out: list[tuple[str, str, str]] = []
     for p in paths:

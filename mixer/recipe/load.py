@@ -20,66 +20,13 @@ import yaml
 
 from mixer.core.errors import RecipeError, did_you_mean
 from mixer.core.yamlio import UniqueKeyLoader
-from mixer.recipe.settings import DecontaminationConfig, NearDedupConfig
-from mixer.sources import get_adapter
-
-#: Tulu V2's mentions-of-other-LLMs keyword list, matched as case-insensitive substrings on every
-#: message. Source: open-instruct (Tulu V2 era) filtering of the SFT mixture, as documented in
-#: shared/SOURCES.md section 0.
-TULU_V2_LLM_KEYWORDS: tuple[str, ...] = (
-    "OpenAI", "Open AI", "ChatGPT", "Chat GPT", "GPT-3", "GPT3", "GPT 3", "GPT-4", "GPT4", "GPT 4",
-    "GPT-3.5", "GPT3.5", "GPT 3.5", "BingChat", "Bing Chat", "BARD", "Palm", "Anthropic", "Claude",
-    "LAION", "Open Assistant", "OpenAssistant",
+from mixer.recipe.settings import (
+    DecontaminationSettings,
+    DedupSettings,
+    FilterSettings,
+    NormaliseSettings,
 )
-
-
-@dataclass(frozen=True)
-class LLMMentionFilter:
-    enabled: bool = True
-    keywords: tuple[str, ...] = TULU_V2_LLM_KEYWORDS
-    #: source names the filter does not apply to (Tulu exempts the hard-coded identity prompts)
-    exempt: tuple[str, ...] = ("hard_coded",)
-    #: ``substring``: Tulu V2's match in any message; ``word``: a whole word in an assistant turn
-    #: (open-instruct's current rule). Unset is ``substring``; naming a mode also puts in the card how
-    #: many records each mode drops (an unset mode leaves the card as it was before modes existed)
-    mode: Literal["substring", "word"] | None = None
-
-
-@dataclass(frozen=True)
-class Filters:
-    llm_mentions: LLMMentionFilter = field(default_factory=LLMMentionFilter)
-    #: bounds on the number of assistant turns (None: no bound)
-    min_turns: int | None = None
-    max_turns: int | None = None
-
-
-@dataclass(frozen=True)
-class Normalise:
-    nfc: bool = True
-    strip: bool = True
-    drop_empty_turns: bool = True
-    #: drop records whose turns do not go [system] user assistant (user assistant)*; off only to
-    #: reproduce open-instruct, whose converters emit whatever order the source has
-    require_turn_order: bool = True
-
-
-@dataclass(frozen=True)
-class ExactDedup:
-    """Recipe ``dedup.exact``: ``true``/``false``, or a mapping with the preference key."""
-
-    enabled: bool = True
-    #: a preference pair's key: the whole pair (prompt, chosen, rejected) or its prompt alone
-    preference_key: Literal["pair", "prompt"] = "pair"
-
-    def __bool__(self) -> bool:
-        """``if recipe.dedup.exact:`` reads as ``exact: true/false`` did before it took a mapping."""
-        return self.enabled
-
-
-@dataclass(frozen=True)
-class Dedup:
-    exact: ExactDedup = field(default_factory=ExactDedup)
-    near: NearDedupConfig | None = None
+from mixer.sources import get_adapter
 
 
 @dataclass(frozen=True)
@@ -130,10 +77,10 @@ class Recipe:
     description: str = ""
     #: sft: conversations (``messages``); preference: pairs for DPO (``prompt``/``chosen``/``rejected``)
     kind: Literal["sft", "preference"] = "sft"
-    normalise: Normalise = field(default_factory=Normalise)
-    filters: Filters = field(default_factory=Filters)
-    dedup: Dedup = field(default_factory=Dedup)
-    decontaminate: DecontaminationConfig | None = None
+    normalise: NormaliseSettings = field(default_factory=NormaliseSettings)
+    filters: FilterSettings = field(default_factory=FilterSettings)
+    dedup: DedupSettings = field(default_factory=DedupSettings)
+    decontaminate: DecontaminationSettings | None = None
     output_options: Output = field(default_factory=Output)
     #: set by load_recipe: the recipe file and the hash of its text, for provenance
     path: str = ""

@@ -1,4 +1,6 @@
-"""Typed settings of the stages that a recipe embeds: ``dedup.near`` and ``decontaminate``.
+"""Typed settings of the stages, as a recipe writes them (``normalise``, ``filters``, ``dedup``,
+``dedup.near``, ``decontaminate``): each class is named ``<What>Settings`` and its fields are the
+recipe's keys.
 
 They live here, apart from the algorithms (``mixer.kernels.near``, ``mixer.kernels.decontaminate``), so that
 parsing a recipe (``mixer.recipe.load``) never imports the MinHash or n-gram code, and the layers point one
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -19,7 +21,7 @@ NEAR_KEYS = ("conversation", "prompt", "assistant", "user")
 
 
 @dataclass(frozen=True)
-class NearDedupConfig:
+class NearDedupSettings:
     """Recipe ``dedup.near`` (parsed straight into this class). ``workers=None`` uses every core this
     process may run on."""
 
@@ -59,7 +61,7 @@ class NearDedupConfig:
                               f"{self.lsh_weights}")
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any] | Any) -> NearDedupConfig:
+    def from_options(cls, options: Mapping[str, Any] | Any) -> NearDedupSettings:
         """Build from a mapping or any object with the same attribute names (e.g. the recipe's)."""
         names = {f.name for f in fields(cls)}
         if isinstance(options, Mapping):
@@ -126,7 +128,7 @@ class BenchmarkSpec:
 
 
 @dataclass(frozen=True)
-class DecontaminationConfig:
+class DecontaminationSettings:
     ngram: int = 8
     threshold: float = 0.5
     benchmarks: tuple[BenchmarkSpec, ...] = ()
@@ -152,7 +154,7 @@ class DecontaminationConfig:
             raise RecipeError(f"decontaminate.benchmarks: duplicate name(s) {dup}")
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any] | Any) -> DecontaminationConfig:
+    def from_options(cls, options: Mapping[str, Any] | Any) -> DecontaminationSettings:
         """From a mapping or any object with the same attribute names (e.g. the recipe's dataclass)."""
         get = options.get if isinstance(options, Mapping) else lambda k, d=None: getattr(options, k, d)
         benches = []
@@ -168,3 +170,70 @@ class DecontaminationConfig:
             if v is not None:
                 values[k] = v
         return cls(**values)
+
+
+#: Tulu V2's mentions-of-other-LLMs keyword list, matched as case-insensitive substrings on every
+#: message. Source: open-instruct (Tulu V2 era) filtering of the SFT mixture, as documented in
+#: shared/SOURCES.md section 0.
+TULU_V2_LLM_KEYWORDS: tuple[str, ...] = (
+    "OpenAI", "Open AI", "ChatGPT", "Chat GPT", "GPT-3", "GPT3", "GPT 3", "GPT-4", "GPT4", "GPT 4",
+    "GPT-3.5", "GPT3.5", "GPT 3.5", "BingChat", "Bing Chat", "BARD", "Palm", "Anthropic", "Claude",
+    "LAION", "Open Assistant", "OpenAssistant",
+)
+
+
+@dataclass(frozen=True)
+class LLMMentionSettings:
+    """``filters.llm_mentions``: Tulu V2's filter of records that mention other LLMs or their makers."""
+
+    enabled: bool = True
+    keywords: tuple[str, ...] = TULU_V2_LLM_KEYWORDS
+    #: source names the filter does not apply to (Tulu exempts the hard-coded identity prompts)
+    exempt: tuple[str, ...] = ("hard_coded",)
+    #: ``substring``: Tulu V2's match in any message; ``word``: a whole word in an assistant turn
+    #: (open-instruct's current rule). Unset is ``substring``; naming a mode also puts in the card how
+    #: many records each mode drops (an unset mode leaves the card as it was before modes existed)
+    mode: Literal["substring", "word"] | None = None
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    """``filters``: the record filters (``mixer.stages.filter``)."""
+
+    llm_mentions: LLMMentionSettings = field(default_factory=LLMMentionSettings)
+    #: bounds on the number of assistant turns (None: no bound)
+    min_turns: int | None = None
+    max_turns: int | None = None
+
+
+@dataclass(frozen=True)
+class NormaliseSettings:
+    """``normalise``: the text and turn rules (``mixer.stages.normalise``)."""
+
+    nfc: bool = True
+    strip: bool = True
+    drop_empty_turns: bool = True
+    #: drop records whose turns do not go [system] user assistant (user assistant)*; off only to
+    #: reproduce open-instruct, whose converters emit whatever order the source has
+    require_turn_order: bool = True
+
+
+@dataclass(frozen=True)
+class ExactDedupSettings:
+    """``dedup.exact``: ``true``/``false``, or a mapping with the key of a preference pair."""
+
+    enabled: bool = True
+    #: a preference pair's key: the whole pair (prompt, chosen, rejected) or its prompt alone
+    preference_key: Literal["pair", "prompt"] = "pair"
+
+    def __bool__(self) -> bool:
+        """``if recipe.dedup.exact:`` reads as ``exact: true/false`` did before it took a mapping."""
+        return self.enabled
+
+
+@dataclass(frozen=True)
+class DedupSettings:
+    """``dedup``: exact dedup's settings, and near dedup's settings (None: off)."""
+
+    exact: ExactDedupSettings = field(default_factory=ExactDedupSettings)
+    near: NearDedupSettings | None = None

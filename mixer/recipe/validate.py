@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mixer.core.errors import InputError, RecordError
-from mixer.readers.raw import ParseFailure
+from mixer.readers.base import ParseFailure
 from mixer.recipe.load import allowed, load_recipe, resolve_files
 from mixer.sources import SourceContext, get_adapter
 

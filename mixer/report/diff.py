@@ -16,9 +16,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from mixer.kernels.exact import content_hash
 from mixer.report.markdown import load_card
 from mixer.report.plots import is_preference, iter_batches, source_groups
+from mixer.stages.exact_dedup import content_hash
 
 #: Count fields compared per source, in display order.
 COUNT_FIELDS = ("records_in", "dropped_total", "not_sampled", "selected", "final")

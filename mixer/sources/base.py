@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from mixer.core.errors import Location, RecordError
 from mixer.core.records import Dropped, Record
-from mixer.readers.raw import FilePart, RawItem, read_raw
+from mixer.readers.base import FilePart, RawItem
+from mixer.readers.raw import read_raw
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -20,9 +20,9 @@ from mixer import __version__
 from mixer.core.records import SCORE_FIELDS
 from mixer.core.stats import SourceStats, score_summary, summary
 from mixer.core.tables import SpillFiles, list_sums
-from mixer.kernels.filters import MENTION_MODES
 from mixer.recipe.load import Recipe
 from mixer.sources import get_adapter
+from mixer.stages.filter import MENTION_MODES
 
 
 def assistant_turns(messages: pa.ChunkedArray | pa.Array) -> list[int]:

@@ -1,7 +1,7 @@
 """Stage **exact dedup** (corpus-level): the first copy of each conversation is kept, across sources.
 
 "First" is in recipe order, then file order: the copy from the source listed first in the recipe
-wins, and the dropped record's ``kept_id`` points at it. The key is ``mixer.kernels.exact.content_hash``
+wins, and the dropped record's ``kept_id`` points at it. The key is ``content_hash``
 of the normalised messages (for a preference pair, of the whole pair or, with
 ``dedup.exact.preference_key: prompt``, of its prompt), computed while reading and stored
 in the candidates' ``hash`` column, so this stage reads one 16-byte column per source.
@@ -21,16 +21,24 @@ the number of partitions or units and whichever finishes first.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pyarrow as pa
 
-from mixer.core.records import Dropped, Record, record_key_messages
+from mixer.core.records import Dropped, Message, Record, record_key_messages
 from mixer.core.tables import SpillFiles
 from mixer.core.workstore import WorkPath, list_files, load_npz, make_temp_dir, open_output, remove_tree
-from mixer.kernels.exact import content_hash
 from mixer.stages.base import StageContext
 
 REASON = "exact_duplicate"
+
+
+def content_hash(messages: list[Message]) -> bytes:
+    """blake2b-128 of ``role NUL content SOH`` per message, UTF-8 (one encode and one update: the
+    same digest as hashing the parts one by one, at about two thirds of the cost)."""
+    text = "".join([f"{m['role']}\x00{m['content']}\x01" for m in messages])
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def duplicate_of(kept_source: str, kept_id: str) -> Dropped:

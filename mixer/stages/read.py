@@ -26,20 +26,14 @@ from mixer.core.records import CANDIDATE_SCHEMA, Dropped, Record, record_key_mes
 from mixer.core.stats import FileInfo, SourceRead, SourceStats
 from mixer.core.tables import SpillFiles
 from mixer.core.workstore import IpcWriter, WorkPath
-from mixer.kernels.exact import content_hash
-from mixer.readers.raw import (
-    FilePart,
-    ParseFailure,
-    file_format,
-    file_info,
-    json_array,
-    read_parquet_batches,
-    splittable,
-)
+from mixer.readers.base import FilePart, ParseFailure
+from mixer.readers.raw import file_format, file_info, json_array, splittable
+from mixer.readers.tabular import read_parquet_batches
 from mixer.recipe.load import Recipe, Source, allowed, resolve_files, source_license
 from mixer.sources import SourceContext, get_adapter
 from mixer.sources.base import Adapter
 from mixer.stages.base import DropSink, RecordStage, Reporter, StageContext, run_record_stages
+from mixer.stages.exact_dedup import content_hash
 from mixer.stages.filter import Filter
 from mixer.stages.normalise import Normalise
 from mixer.stages.read_cache import ReadCache, read_cache_root, read_key

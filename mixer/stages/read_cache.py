@@ -29,7 +29,7 @@ every file of the entry, the entry's key and a digest of itself. Before an entry
 its pickle is loaded) every file is checked against it; a truncated, bit-flipped or foreign entry (a
 folder copied under another key) is removed, reported (``token_cache.report_damage``, counted in
 ``timings.json``) and the source read again. Near-dedup keeps its MinHash signatures inside the
-entry too, in blocks of rows (``near-<settings>/rows-*.npz``, ``mixer.stages.near_dedup.SignatureBlock``),
+entry too, in blocks of rows (``near-<settings>/rows-*.npz``, ``mixer.stages.signature_cache.SignatureBlock``),
 which the process that signs a block reads and writes while the build runs, so they are not in the
 manifest: each is a zip archive with a CRC per array, checked as it is read; one that fails is
 reported the same way and its rows signed again. Removing an entry removes its signatures.

@@ -10,6 +10,12 @@ So ``auto`` asks transformers which FlashAttention packages are usable (its own 
 helpers check the distribution name, so ``flash-attn-4``'s ``flash_attn/cute`` is not taken for FA2),
 then falls back to ``torch_varlen`` on CUDA, and to SDPA on CPU. Everything here imports torch and
 transformers lazily.
+
+``torch_varlen`` honours what the model's attention layers ask of it or refuses them by name, never
+silently computing something else: a sliding window (Mistral's 4,096 tokens, Gemma's and gpt-oss's local
+layers) becomes the kernel's ``window_size``; logit soft-capping (Gemma 2) and attention sinks (gpt-oss)
+have no equivalent in PyTorch's kernel, so a model with them is refused for ``torch_varlen`` and ``auto``
+picks SDPA for it instead.
 """
 
 from __future__ import annotations
@@ -72,14 +78,57 @@ def torch_varlen_available() -> bool:
         return False
 
 
-def choose_attention(requested: str = "auto", *, cuda: bool) -> AttentionChoice:
-    """Resolve ``attn_implementation`` for this host.
+def torch_varlen_unsupported(model_config: Any) -> list[str]:
+    """The attention features of ``model_config`` that PyTorch's varlen kernel cannot compute.
 
-    An explicit request is checked (a FlashAttention kernel needs CUDA and its package) and kept;
-    ``auto`` takes FA3, FA2, FA4 in that order when transformers reports them usable on a GPU of
-    compute capability 8.0 or newer, else ``torch_varlen`` on CUDA, else SDPA.
+    A sliding window is not among them (the kernel takes a ``window_size``); soft-capping of the
+    attention logits (Gemma 2's ``attn_logit_softcapping``) and learned attention sinks (gpt-oss) are.
+    Read from the config, so the choice is made before any weight is loaded.
     """
+    if model_config is None:
+        return []
+    features = []
+    configs = [model_config, getattr(model_config, "text_config", None)]
+    for cfg in (c for c in configs if c is not None):
+        if getattr(cfg, "attn_logit_softcapping", None) is not None:
+            features.append(f"logit soft-capping (attn_logit_softcapping={cfg.attn_logit_softcapping})")
+        if getattr(cfg, "model_type", "") in SINK_MODEL_TYPES:
+            features.append(f"attention sinks ({cfg.model_type})")
+    return features
+
+
+def read_model_config(model: str | None) -> Any:
+    """The transformers config of a local model folder, or None where there is none to read (the model
+    loader reports a missing model later, with its own message); only ``config.json`` is read."""
+    if not model:
+        return None
+    try:
+        from transformers import AutoConfig
+
+        return AutoConfig.from_pretrained(model, local_files_only=True)
+    except Exception:  # noqa: BLE001 - any unreadable config means "unknown model", decided at load time
+        return None
+
+
+#: Model types whose attention layers add learned sink logits (transformers passes them as ``s_aux``).
+SINK_MODEL_TYPES = frozenset({"gpt_oss"})
+
+
+def choose_attention(requested: str = "auto", *, cuda: bool, model_config: Any = None) -> AttentionChoice:
+    """Resolve ``attn_implementation`` for this host (and model, when its config is given).
+
+    An explicit request is checked (a FlashAttention kernel needs CUDA and its package; ``torch_varlen``
+    a model without soft-capping or sinks) and kept; ``auto`` takes FA3, FA2, FA4 in that order when
+    transformers reports them usable on a GPU of compute capability 8.0 or newer, else ``torch_varlen`` on
+    CUDA where the model allows it, else SDPA.
+    """
+    unsupported = torch_varlen_unsupported(model_config)
     if requested != "auto":
+        if requested == TORCH_VARLEN and unsupported:
+            raise MixerError(
+                f"attn_implementation torch_varlen cannot compute this model's {' and '.join(unsupported)}: "
+                "use sdpa or eager (or a FlashAttention kernel that supports it)"
+            )
         if requested in VARLEN_IMPLEMENTATIONS and requested != TORCH_VARLEN and not cuda:
             raise MixerError(f"attn_implementation {requested} needs a CUDA GPU; use auto or sdpa on this host")
         if requested in FLASH_PACKAGES and not flash_available(requested):
@@ -101,6 +150,10 @@ def choose_attention(requested: str = "auto", *, cuda: bool) -> AttentionChoice:
     for name in FLASH_IMPLEMENTATIONS:
         if flash_available(name):
             return AttentionChoice(name, f"{name} usable on sm{major}{minor} (transformers reports it installed)")
+    if torch_varlen_available() and unsupported:
+        return AttentionChoice(
+            "sdpa", f"PyTorch's varlen kernel cannot compute this model's {' and '.join(unsupported)}: SDPA"
+        )
     if torch_varlen_available():
         return AttentionChoice(
             TORCH_VARLEN,
@@ -170,6 +223,14 @@ def varlen_attention(module: Any, query: Any, key: Any, value: Any, attention_ma
 
     if dropout:
         raise MixerError("attn_implementation torch_varlen does not implement attention dropout")
+    if kwargs.get("softcap") is not None:
+        raise MixerError("attn_implementation torch_varlen cannot compute logit soft-capping (softcap); use sdpa")
+    if kwargs.get("s_aux") is not None:
+        raise MixerError("attn_implementation torch_varlen cannot compute attention sinks (s_aux); use sdpa")
+    window = kwargs.get("sliding_window")
+    window = int(window) if window is not None else None
+    if window is not None and window < 1:
+        raise MixerError(f"sliding_window must be a positive number of tokens, got {window}")
     b, hq, s, d = query.shape
     hk = key.shape[1]
     cu, max_len, index = sequence_boundaries(b, s, attention_mask, kwargs, query.device)
@@ -177,9 +238,9 @@ def varlen_attention(module: Any, query: Any, key: Any, value: Any, attention_ma
     if index is not None:
         q, k, v = q[index], k[index], v[index]
     if query.is_cuda:
-        out = _cuda_varlen(q, k, v, cu, max_len, scaling, hq != hk)
+        out = _cuda_varlen(q, k, v, cu, max_len, scaling, hq != hk, window)
     else:
-        out = _reference_varlen(q, k, v, cu, scaling)
+        out = _reference_varlen(q, k, v, cu, scaling, window)
     if index is not None:
         full = out.new_zeros(b * s, hq, d)
         full[index] = out
@@ -187,7 +248,8 @@ def varlen_attention(module: Any, query: Any, key: Any, value: Any, attention_ma
     return out.reshape(b, s, hq, d), None
 
 
-def _cuda_varlen(q: Any, k: Any, v: Any, cu: Any, max_len: int, scaling: float | None, gqa: bool) -> Any:
+def _cuda_varlen(q: Any, k: Any, v: Any, cu: Any, max_len: int, scaling: float | None, gqa: bool,
+                 window: int | None = None) -> Any:
     import torch
     from torch.nn.attention.varlen import varlen_attn
 
@@ -203,7 +265,14 @@ def _cuda_varlen(q: Any, k: Any, v: Any, cu: Any, max_len: int, scaling: float |
             rep = q.shape[1] // k.shape[1]
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
     if "window_size" in params:
-        extra["window_size"] = (-1, 0)  # causal
+        # (left, right) as in FlashAttention: query i sees keys i-left..i, so a window of W tokens
+        # (transformers: key j visible when j > i - W) is W - 1 to the left
+        extra["window_size"] = (window - 1, 0) if window is not None and window < max_len else (-1, 0)
+    elif window is not None and window < max_len:
+        raise MixerError(
+            f"this torch's varlen_attn has no window_size, so it cannot apply the model's {window}-token sliding "
+            f"window to sequences of up to {max_len} tokens; use sdpa, or torch >= 2.11"
+        )
     else:
         extra["is_causal"] = True
     if scaling is not None and "scale" in params:
@@ -223,8 +292,9 @@ def _varlen_keywords() -> frozenset[str]:
     return frozenset(inspect.signature(varlen_attn).parameters)
 
 
-def _reference_varlen(q: Any, k: Any, v: Any, cu: Any, scaling: float | None) -> Any:
-    """Causal attention per sequence with SDPA: what the CUDA kernel computes, for CPU runs."""
+def _reference_varlen(q: Any, k: Any, v: Any, cu: Any, scaling: float | None, window: int | None = None) -> Any:
+    """Causal (optionally sliding-window) attention per sequence with SDPA: what the CUDA kernel computes,
+    for CPU runs."""
     import torch
     import torch.nn.functional as F
 
@@ -237,7 +307,14 @@ def _reference_varlen(q: Any, k: Any, v: Any, cu: Any, scaling: float | None) ->
         qi, ki, vi = (t[start:end].transpose(0, 1) for t in (q, k, v))
         if rep > 1:
             ki, vi = ki.repeat_interleave(rep, dim=0), vi.repeat_interleave(rep, dim=0)
-        outs.append(F.scaled_dot_product_attention(qi, ki, vi, is_causal=True, scale=scaling).transpose(0, 1))
+        if window is not None and end - start > window:
+            pos = torch.arange(end - start, device=q.device)
+            distance = pos[:, None] - pos[None, :]
+            mask = (distance >= 0) & (distance < window)
+            att = F.scaled_dot_product_attention(qi, ki, vi, attn_mask=mask, scale=scaling)
+        else:
+            att = F.scaled_dot_product_attention(qi, ki, vi, is_causal=True, scale=scaling)
+        outs.append(att.transpose(0, 1))
     out = torch.cat(outs, dim=0) if outs else q.new_zeros(0, q.shape[1], q.shape[2])
     if out.shape[0] < q.shape[0]:  # trailing padding of a padding-free row (pad_to_multiple_of)
         out = torch.cat([out, out.new_zeros(q.shape[0] - out.shape[0], *out.shape[1:])], dim=0)

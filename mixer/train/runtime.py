@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mixer.recipe.settings import usable_cores
-from mixer.train.attention import AttentionChoice, choose_attention
+from mixer.train.attention import AttentionChoice, choose_attention, read_model_config
 from mixer.train.common import engine_mixed_precision, world_size
 from mixer.train.config import BaseRunConfig, ConfigError
 
@@ -118,7 +118,7 @@ def choose_mixed_precision(cfg: BaseRunConfig, *, processes: int, engine: str | 
 
 def resolve_runtime(cfg: BaseRunConfig, *, cuda: bool) -> Runtime:
     """Decide the host-dependent choices and log them at WARNING, before anything slow happens."""
-    attention = choose_attention(cfg.attn_implementation, cuda=cuda)
+    attention = choose_attention(cfg.attn_implementation, cuda=cuda, model_config=read_model_config(cfg.model))
     batching, batching_reason = choose_batching(cfg.batching, attention, cuda)
     dtype, dtype_reason = weights_dtype(cfg)
     precision, precision_reason = choose_mixed_precision(cfg, processes=world_size(), engine=engine_mixed_precision())

@@ -122,13 +122,14 @@ def test_errors_are_mixer_errors_not_library_tracebacks(tmp_path: Path, make_rec
 
 
 def test_large_json_arrays_are_walked_record_by_record_with_the_same_result(tmp_path: Path, monkeypatch) -> None:
+    import mixer.readers.json_array
     import mixer.readers.raw
-    from mixer.readers.raw import read_json_array
+    from mixer.readers.json_array import read_json_array
 
     path = _write(tmp_path / "a.json", "[\n" + ",\n".join(
         f'  {{"inputs": "q{i}\\u00e9", "targets": "a{i}"}}' for i in range(50)) + "\n]")
     whole = [(r.value, r.location.record) for r in read_json_array(path)]
-    monkeypatch.setattr(mixer.readers.raw, "STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(mixer.readers.json_array, "STREAM_MIN_BYTES", 0)
     walked = list(read_json_array(path))
     assert [(r.value, r.location.record) for r in walked] == whole
     assert [r.location.line for r in walked[:3]] == [2, 3, 4]

@@ -201,13 +201,14 @@ def test_json_arrays_streamed_and_read_in_parts_out_of_order_give_the_same_bytes
     array whole."""
     from helpers.hashes import assert_pinned
 
+    import mixer.readers.json_array
     import mixer.readers.raw
     import mixer.stages.read
     from mixer.build import build
     from mixer.recipe.load import load_recipe
 
-    monkeypatch.setattr(mixer.readers.raw, "STREAM_MIN_BYTES", 4096)
-    monkeypatch.setattr(mixer.readers.raw, "JSON_CHUNK_BYTES", 1000)  # elements cut across chunks
+    monkeypatch.setattr(mixer.readers.json_array, "STREAM_MIN_BYTES", 4096)
+    monkeypatch.setattr(mixer.readers.json_array, "JSON_CHUNK_BYTES", 1000)  # elements cut across chunks
     monkeypatch.setattr(mixer.stages.read, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(mixer.stages.read, "SPLIT_MIN_BYTES", 4096)
     monkeypatch.setenv("MIXER_READ_CACHE", "0")

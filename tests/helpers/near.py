@@ -11,7 +11,7 @@ import pytest
 from mixer.kernels import near
 from mixer.kernels.shingles import EMPTY_HASH
 from mixer.recipe.load import parse_recipe
-from mixer.recipe.settings import NearDedupConfig
+from mixer.recipe.settings import NearDedupSettings
 from mixer.stages.base import StageContext
 from mixer.stages.near_dedup import _confirm_in_units
 
@@ -31,7 +31,7 @@ def planted_signatures() -> tuple[np.ndarray, int]:
 
 def confirmed_in_one_process(sig: np.ndarray, n_new: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """What ``find_near_duplicates`` confirms itself: every band in one process, then the estimates."""
-    bands, rows = NearDedupConfig(threshold=threshold).lsh_params()
+    bands, rows = NearDedupSettings(threshold=threshold).lsh_params()
     pairs = near.lsh_candidate_pairs(sig, bands, rows, ~np.all(sig == EMPTY_HASH, axis=1))
     pairs = pairs[pairs[:, 0] < n_new]
     jac = near.estimated_jaccard(sig, pairs)

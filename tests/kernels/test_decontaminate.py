@@ -12,7 +12,7 @@ import pytest
 from mixer.core.errors import InputError, RecipeError
 from mixer.kernels.decontaminate import (
     BenchmarkSpec,
-    DecontaminationConfig,
+    DecontaminationSettings,
     Decontaminator,
     load_benchmark,
     summarise_contamination,
@@ -33,7 +33,7 @@ MMLU = [
 
 @pytest.fixture()
 def deco() -> Decontaminator:
-    return Decontaminator(DecontaminationConfig(), {"gsm8k": GSM, "mmlu": MMLU})
+    return Decontaminator(DecontaminationSettings(), {"gsm8k": GSM, "mmlu": MMLU})
 
 
 def test_embedded_benchmark_question_is_removed(deco: Decontaminator) -> None:
@@ -76,12 +76,12 @@ def test_check_many_equals_check(deco: Decontaminator) -> None:
 
 def test_long_ngram_only_reported_when_not_dropping() -> None:
     long_item = " ".join(f"w{i}" for i in range(60))
-    cfg = DecontaminationConfig(drop_on_long_ngram=False)
+    cfg = DecontaminationSettings(drop_on_long_ngram=False)
     d = Decontaminator(cfg, {"b": [long_item]})
     text = " ".join(f"w{i}" for i in range(14)) + " " + " ".join(f"x{i}" for i in range(40))
     c = d.check(text)
     assert c is not None and c.has_13gram and not c.contaminated
-    strict = Decontaminator(DecontaminationConfig(), {"b": [long_item]}).check(text)
+    strict = Decontaminator(DecontaminationSettings(), {"b": [long_item]}).check(text)
     assert strict is not None and strict.contaminated and strict.rule == "13gram"
 
 
@@ -104,11 +104,11 @@ def test_load_benchmark_formats_and_errors(tmp_path) -> None:
     (tmp_path / "bad.jsonl").write_text('{"question": "ok"}\n{not json\n')
     with pytest.raises(InputError, match="bad.jsonl, line 2"):
         load_benchmark(BenchmarkSpec("g", ("bad.jsonl",), "question"), tmp_path)
-    cfg = DecontaminationConfig.from_options({"benchmarks": [{"name": "g", "files": ["a.jsonl"],
+    cfg = DecontaminationSettings.from_options({"benchmarks": [{"name": "g", "files": ["a.jsonl"],
                                                                "field": "question"}]})
     assert Decontaminator.from_config(cfg, tmp_path).check(GSM[0]) is not None
     with pytest.raises(RecipeError):
-        DecontaminationConfig(ngram=8, long_ngram=5)
+        DecontaminationSettings(ngram=8, long_ngram=5)
 
 
 def test_summary_table_counts(deco: Decontaminator) -> None:
@@ -129,7 +129,7 @@ def test_summary_table_counts(deco: Decontaminator) -> None:
 
 def test_deterministic(deco: Decontaminator) -> None:
     texts = [GSM[0], MMLU[0] + " and more", "x y z"] * 3
-    again = Decontaminator(DecontaminationConfig(), {"gsm8k": GSM, "mmlu": MMLU})
+    again = Decontaminator(DecontaminationSettings(), {"gsm8k": GSM, "mmlu": MMLU})
     assert deco.check_many(texts) == again.check_many(texts)
 
 
@@ -141,7 +141,7 @@ def test_benchmark_boilerplate_is_not_evidence() -> None:
                                                      ["farmer", "pilot", "baker", "miner", "judge", "clown"],
                                                      strict=True))]
     items = [f"{template} {q} A. one B. two C. three D. four" for q in questions]
-    deco = Decontaminator(DecontaminationConfig(), {"quiz": items})
+    deco = Decontaminator(DecontaminationSettings(), {"quiz": items})
     # a training prompt with the same template but its own question is kept ...
     own = f"{template} Which planet is closest to the sun and why does it have such a thin atmosphere?"
     assert deco.check(own) is None
@@ -151,6 +151,6 @@ def test_benchmark_boilerplate_is_not_evidence() -> None:
     assert c is not None and c.contaminated and c.item_index == 2
     assert deco.check(items[4]).exact_match  # type: ignore[union-attr]
     # with boilerplate counting as evidence (datatrove-strict), the template alone is a 13-gram hit
-    strict = Decontaminator(DecontaminationConfig(boilerplate_items=0), {"quiz": items})
+    strict = Decontaminator(DecontaminationSettings(boilerplate_items=0), {"quiz": items})
     hit = strict.check(own)
     assert hit is not None and hit.rule == "13gram"

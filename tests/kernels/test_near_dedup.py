@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from mixer.core.errors import RecipeError
 from mixer.engine import LocalEngine
 from mixer.kernels.near import (
-    NearDedupConfig,
+    NearDedupSettings,
     NearItem,
     estimated_jaccard,
     find_near_duplicates,
@@ -104,16 +104,16 @@ def test_numpy_lsh_candidates_equal_datasketch_lsh() -> None:
 def test_bands_rows_follow_datasketch_and_recipe() -> None:
     from datasketch.lsh import _optimal_param
 
-    assert NearDedupConfig(threshold=0.8).lsh_params() == _optimal_param(0.8, 128, 0.05, 0.95)
-    assert NearDedupConfig(lsh_weights=(0.5, 0.5)).lsh_params() == (9, 13)
-    assert NearDedupConfig(bands=14, rows=8).lsh_params() == (14, 8)
+    assert NearDedupSettings(threshold=0.8).lsh_params() == _optimal_param(0.8, 128, 0.05, 0.95)
+    assert NearDedupSettings(lsh_weights=(0.5, 0.5)).lsh_params() == (9, 13)
+    assert NearDedupSettings(bands=14, rows=8).lsh_params() == (14, 8)
     assert optimal_bands_rows(0.8, 128) == (16, 8)
     with pytest.raises(RecipeError, match="bands and rows"):
-        NearDedupConfig(bands=4)
+        NearDedupSettings(bands=4)
     with pytest.raises(RecipeError, match="key"):
-        NearDedupConfig(key="title")  # type: ignore[arg-type]
+        NearDedupSettings(key="title")  # type: ignore[arg-type]
     with pytest.raises(RecipeError, match="unknown option"):
-        NearDedupConfig.from_options({"treshold": 0.7})
+        NearDedupSettings.from_options({"treshold": 0.7})
 
 
 def test_key_text() -> None:
@@ -148,7 +148,7 @@ def _two_sources(seed: int = 3, n: int = 60, dups: int = 12) -> tuple[list[NearI
 
 def test_planted_duplicates_across_sources_removed_and_first_source_kept() -> None:
     items, planted = _two_sources()
-    dropped = find_near_duplicates(items, NearDedupConfig(workers=1))
+    dropped = find_near_duplicates(items, NearDedupSettings(workers=1))
     by_index = {d.index: d for d in dropped}
     assert set(by_index) == {copy for _, copy in planted}  # precision and recall 1 on this set
     for orig, copy in planted:
@@ -163,7 +163,7 @@ def test_keeper_tie_break_longest_assistant_then_id() -> None:
     a = NearItem(text, 0, 10, "z", "S")
     b = NearItem(typo(text, rng, 1), 0, 50, "y", "S")
     c = NearItem(typo(text, rng, 1), 0, 50, "x", "S")
-    dropped = find_near_duplicates([a, b, c], NearDedupConfig(workers=1))
+    dropped = find_near_duplicates([a, b, c], NearDedupSettings(workers=1))
     assert {d.index for d in dropped} == {0, 1}
     assert all(d.kept_index == 2 and d.cluster_size == 3 for d in dropped)
 
@@ -178,13 +178,13 @@ def test_distinct_records_sharing_a_prompt_template_are_kept() -> None:
         items.append(item(conv(prompt, prose(rng, 40)), "prompt", 0, f"t{i}", "alpaca"))
     for key in ("prompt", "conversation"):
         its = [NearItem(key_text(conv(it.text, "x"), key), 0, 1, it.id, it.source) for it in items]
-        assert find_near_duplicates(its, NearDedupConfig(key=key, workers=1)) == []
+        assert find_near_duplicates(its, NearDedupSettings(key=key, workers=1)) == []
 
 
 def test_short_and_empty_texts() -> None:
     items = [NearItem("", 0, 0, "e1", "S"), NearItem("", 0, 0, "e2", "S"), NearItem("!!!", 0, 0, "e3", "S"),
              NearItem("hello there", 0, 0, "h1", "S"), NearItem("Hello, there!", 1, 0, "h2", "T")]
-    dropped = find_near_duplicates(items, NearDedupConfig(workers=1))
+    dropped = find_near_duplicates(items, NearDedupSettings(workers=1))
     # texts without words never match; two short texts with the same words do
     assert [(d.index, d.kept_index) for d in dropped] == [(4, 3)]
 
@@ -204,7 +204,7 @@ def test_against_never_drops_from_existing_corpus(tmp_path) -> None:
                 f"n{i}", "A") for i, m in enumerate(existing[:5])]
     new += [item(conv(prose(rng, 30), prose(rng, 80)), "conversation", 0, f"u{i}", "A") for i in range(10)]
     # the new copies are "better" by every rule (rank 0, longer) and still lose to the existing corpus
-    dropped = find_near_duplicates(new, NearDedupConfig(workers=1), against)
+    dropped = find_near_duplicates(new, NearDedupSettings(workers=1), against)
     assert [d.index for d in dropped] == [0, 1, 2, 3, 4]
     for d in dropped:
         assert d.kept_index is None and d.kept_source == "against:previous.parquet"
@@ -218,9 +218,9 @@ def test_determinism_same_seed_and_worker_count() -> None:
     s1 = signatures(texts, 5, 128, 42)
     s2 = signatures(texts, 5, 128, 42, executor=LocalEngine(2), pool_min_chars=0)
     assert np.array_equal(s1, s2)
-    a = find_near_duplicates(items, NearDedupConfig(workers=1))
-    b = find_near_duplicates(items, NearDedupConfig(workers=1))
-    c = find_near_duplicates(items, NearDedupConfig(workers=2), signatures_cache=s2)
+    a = find_near_duplicates(items, NearDedupSettings(workers=1))
+    b = find_near_duplicates(items, NearDedupSettings(workers=1))
+    c = find_near_duplicates(items, NearDedupSettings(workers=2), signatures_cache=s2)
     assert a == b == c and len(a) == 20
     other_seed = signatures(texts, 5, 128, 43)
     assert not np.array_equal(s1, other_seed)
@@ -234,7 +234,7 @@ def test_precision_and_recall_on_planted_set() -> None:
     from dedup import SOURCES, generate, score  # type: ignore[import-not-found]
 
     records, clusters = generate(3000, seed=11)
-    config = NearDedupConfig(workers=1)
+    config = NearDedupSettings(workers=1)
     items = [item(r["messages"], "conversation", SOURCES.index(r["dataset"]), r["id"], r["dataset"])
              for r in records]
     dropped = find_near_duplicates(items, config)
@@ -248,7 +248,7 @@ def test_summary_counts_equal_dropped_and_is_json() -> None:
     # one bigger cluster: three more copies of item 0 in B
     for k in range(3):
         items.append(NearItem(typo(items[0].text, rng, 1), 1, 1, f"extra{k}", "B"))
-    dropped = find_near_duplicates(items, NearDedupConfig(workers=1))
+    dropped = find_near_duplicates(items, NearDedupSettings(workers=1))
     summary = summarise_near(dropped, items)
     json.dumps(summary)
     assert summary["removed_total"] == len(dropped)

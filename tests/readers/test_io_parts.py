@@ -1,4 +1,4 @@
-"""Reading one large file in parts (mixer.readers.raw.FilePart), which lets several processes share a big
+"""Reading one large file in parts (mixer.readers.base.FilePart), which lets several processes share a big
 JSONL or Parquet source: the parts together are exactly the whole file, with the whole file's line
 numbers and record ordinals."""
 
@@ -10,7 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mixer.readers.raw import FilePart, ParseFailure, read_raw, splittable
+from mixer.readers.base import FilePart, ParseFailure
+from mixer.readers.raw import read_raw, splittable
 
 
 def _items(path: Path, part: FilePart | None = None) -> list[tuple[object, int | None, int | None]]:
@@ -66,10 +67,11 @@ def test_large_json_array_parts_cover_every_element_once_with_whole_file_locatio
     characters); each element belongs to the part its first byte falls in."""
     import json
 
+    import mixer.readers.json_array
     import mixer.readers.raw
 
-    monkeypatch.setattr(mixer.readers.raw, "STREAM_MIN_BYTES", 0)  # every array counts as large
-    monkeypatch.setattr(mixer.readers.raw, "JSON_CHUNK_BYTES", chunk)
+    monkeypatch.setattr(mixer.readers.json_array, "STREAM_MIN_BYTES", 0)  # every array counts as large
+    monkeypatch.setattr(mixer.readers.json_array, "JSON_CHUNK_BYTES", chunk)
     records = [{"id": i, "text": "caf\u00e9 \U0001f600 ],{[" * (i % 5) + '\\"' * (i % 3), "n": [[i], {"k": []}]}
                for i in range(30)]
     path = tmp_path / "data.json"
@@ -84,10 +86,11 @@ def test_large_json_array_parts_cover_every_element_once_with_whole_file_locatio
 
 def test_json_array_parts_share_a_truncation_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The part whose range holds the break raises the whole file's error (the build stops on it)."""
+    import mixer.readers.json_array
     import mixer.readers.raw
     from mixer.core.errors import InputError
 
-    monkeypatch.setattr(mixer.readers.raw, "STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(mixer.readers.json_array, "STREAM_MIN_BYTES", 0)
     path = tmp_path / "data.json"
     path.write_text("[" + ",".join(f'{{"i": {i}}}' for i in range(20)) + ', {"i": 2', encoding="utf-8")
     with pytest.raises(InputError) as whole:
@@ -100,13 +103,14 @@ def test_json_array_parts_share_a_truncation_error(tmp_path: Path, monkeypatch: 
 
 
 def test_a_large_json_array_is_planned_as_one_part_per_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mixer.readers.json_array
     import mixer.readers.raw
     import mixer.stages.read
     from mixer.readers.raw import file_info
     from mixer.sources import get_adapter
     from mixer.stages.read import ReadPart, plan_reads
 
-    monkeypatch.setattr(mixer.readers.raw, "STREAM_MIN_BYTES", 1000)
+    monkeypatch.setattr(mixer.readers.json_array, "STREAM_MIN_BYTES", 1000)
     monkeypatch.setattr(mixer.stages.read, "SPLIT_MIN_BYTES", 100)  # a JSONL file of 1 kB would be 10+ parts
     path = tmp_path / "big.json"
     path.write_text("[" + ",".join(f'{{"id": "{i}", "conversations": []}}' for i in range(100)) + "]", encoding="utf-8")

@@ -1,4 +1,4 @@
-"""The streaming JSON-array reader (``mixer.readers.raw.read_json_array`` on large files): the same records,
+"""The streaming JSON-array reader (``mixer.readers.json_array.read_json_array`` on large files): the same records,
 record ordinals, lines and errors as parsing the whole file, in bounded memory, whatever the chunk
 boundaries cut through."""
 
@@ -14,22 +14,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import mixer.readers.json_array
 import mixer.readers.raw
 from mixer.core.errors import InputError
-from mixer.readers.raw import read_json_array
+from mixer.readers.json_array import read_json_array
 
 
 def _stream(path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int) -> list[tuple[object, int | None, int | None]]:
     """Records of ``path`` read by the streaming reader, ``chunk`` bytes at a time."""
-    monkeypatch.setattr(mixer.readers.raw, "STREAM_MIN_BYTES", 0)
-    monkeypatch.setattr(mixer.readers.raw, "JSON_CHUNK_BYTES", chunk)
+    monkeypatch.setattr(mixer.readers.json_array, "STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(mixer.readers.json_array, "JSON_CHUNK_BYTES", chunk)
     return [(r.value, r.location.line, r.location.record) for r in read_json_array(path)]
 
 
 def _error(path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int) -> tuple[int, str]:
     """How many records came before the error, and the error's message."""
-    monkeypatch.setattr(mixer.readers.raw, "STREAM_MIN_BYTES", 0)
-    monkeypatch.setattr(mixer.readers.raw, "JSON_CHUNK_BYTES", chunk)
+    monkeypatch.setattr(mixer.readers.json_array, "STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(mixer.readers.json_array, "JSON_CHUNK_BYTES", chunk)
     seen = 0
     with pytest.raises(InputError) as e:
         for _ in read_json_array(path):
@@ -140,8 +141,8 @@ def test_a_large_array_is_read_in_bounded_memory(tmp_path: Path, monkeypatch: py
     path = tmp_path / "big.json"
     path.write_bytes(orjson.dumps([record] * 4000, option=orjson.OPT_INDENT_2))
     assert path.stat().st_size > 7_000_000
-    monkeypatch.setattr(mixer.readers.raw, "STREAM_MIN_BYTES", 0)
-    monkeypatch.setattr(mixer.readers.raw, "JSON_CHUNK_BYTES", 64 * 1024)
+    monkeypatch.setattr(mixer.readers.json_array, "STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(mixer.readers.json_array, "JSON_CHUNK_BYTES", 64 * 1024)
     tracemalloc.start()
     try:
         count = sum(1 for _ in read_json_array(path))

@@ -10,9 +10,9 @@ from conftest import flan_rows, write_jsonl
 from rich.console import Console
 
 from mixer.build import build
-from mixer.kernels.exact import content_hash
 from mixer.recipe.load import load_recipe
 from mixer.report.diff import diff_builds, print_diff
+from mixer.stages.exact_dedup import content_hash
 
 
 def _contents(out: Path) -> set[bytes]:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from mixer.core.errors import InputError
-from mixer.readers.raw import FilePart
+from mixer.readers.base import FilePart
 from mixer.recipe.load import load_recipe
 from mixer.sources import SourceContext, get_adapter
 from mixer.stages import read as read_stage

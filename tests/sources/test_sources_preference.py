@@ -15,7 +15,7 @@ import pytest
 
 from mixer.core.errors import Location, RecordError
 from mixer.core.records import Dropped, Record
-from mixer.readers.raw import ParseFailure
+from mixer.readers.base import ParseFailure
 from mixer.sources import SourceContext, get_adapter
 from mixer.sources.base import Adapter
 

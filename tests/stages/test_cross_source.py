@@ -176,8 +176,8 @@ def test_bad_near_dedup_settings_fail_when_the_recipe_is_read() -> None:
 def test_assistant_lengths_on_arrow_columns_equal_the_per_record_definition(tmp_path: Path) -> None:
     from mixer.core.tables import SpillFiles
     from mixer.kernels.near import assistant_chars
-    from mixer.stages.near_dedup import assistant_chars_column
     from mixer.stages.read import CandidateStore
+    from mixer.stages.signature_cache import assistant_chars_column
 
     records = [{"dataset": "d", "id": str(i), "messages": m} for i, m in enumerate([
         [{"role": "user", "content": "hé"}, {"role": "assistant", "content": "naïve 中文 😀"}],

@@ -8,8 +8,8 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import mixer.kernels.normalise as normalise
-from mixer.recipe.load import Normalise
+import mixer.stages.normalise as normalise
+from mixer.recipe.settings import NormaliseSettings
 
 TEXT = st.lists(st.sampled_from(["a", "b", " ", "\n", "\t", "\x1c", "é", "e\u0301", "\u00a0", "x"]),
                 max_size=8).map("".join)
@@ -18,7 +18,7 @@ MESSAGES = st.lists(st.fixed_dictionaries({"role": st.sampled_from(["system", "u
 
 
 @settings(max_examples=400, deadline=None)
-@given(messages=MESSAGES, rules=st.builds(Normalise, nfc=st.booleans(), strip=st.booleans(),
+@given(messages=MESSAGES, rules=st.builds(NormaliseSettings, nfc=st.booleans(), strip=st.booleans(),
                                           drop_empty_turns=st.booleans(), require_turn_order=st.booleans()))
 def test_fast_path_gives_the_same_record_problem_and_counts_as_the_full_rules(messages, rules) -> None:
     record = {"dataset": "d", "id": "i", "messages": messages}
@@ -37,5 +37,6 @@ def test_fast_path_gives_the_same_record_problem_and_counts_as_the_full_rules(me
 
 def test_clean_records_are_not_copied() -> None:
     messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
-    out, problem = normalise.normalise_record({"dataset": "d", "id": "i", "messages": messages}, Normalise(), Counter())
+    record = {"dataset": "d", "id": "i", "messages": messages}
+    out, problem = normalise.normalise_record(record, NormaliseSettings(), Counter())
     assert out["messages"] is messages and problem is None

@@ -13,8 +13,8 @@ from conftest import write_jsonl
 from mixer.build import build
 from mixer.core.errors import RecipeError
 from mixer.core.records import record_key_messages
-from mixer.kernels.exact import content_hash
 from mixer.recipe.load import load_recipe, parse_recipe
+from mixer.stages.exact_dedup import content_hash
 
 
 def _pair(prompt: str, chosen: str, rejected: str) -> dict[str, str]:

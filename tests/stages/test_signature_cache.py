@@ -25,7 +25,7 @@ import mixer.stages.near_dedup as stage
 from mixer.build import build
 from mixer.recipe.load import Recipe, load_recipe
 from mixer.stages.base import Reporter
-from mixer.stages.near_dedup import SignatureBlock
+from mixer.stages.signature_cache import SignatureBlock
 
 RECIPE = "tests/data/v2-sample-near-decont.yaml"
 

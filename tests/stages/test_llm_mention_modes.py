@@ -12,8 +12,9 @@ from conftest import write_jsonl
 
 from mixer.build import build
 from mixer.core.errors import RecipeError
-from mixer.kernels.filters import LLMMentionFilter
-from mixer.recipe.load import TULU_V2_LLM_KEYWORDS, load_recipe, parse_recipe
+from mixer.recipe.load import load_recipe, parse_recipe
+from mixer.recipe.settings import TULU_V2_LLM_KEYWORDS
+from mixer.stages.filter import LLMMentionFilter
 
 
 def _record(user: str, assistant: str) -> dict:
