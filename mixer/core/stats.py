@@ -45,9 +45,15 @@ class SourceStats:
     #: counted only when the recipe names a mode (the named one is applied)
     mention_modes: Counter[str] = field(default_factory=Counter)
 
+    #: copies beyond ``repeat`` of the first selected records: the remainder of a token budget that a
+    #: source meets by repeating itself (``mixer.recipe.budget``)
+    extra_copies: int = 0
+    #: a token take's outcome (``Selector``): planned and achieved tokens, repeats, remainder records
+    token_take: dict[str, Any] | None = None
+
     @property
     def final(self) -> int:
-        return self.selected * self.repeat
+        return self.selected * self.repeat + self.extra_copies
 
     def __add__(self, other: SourceStats) -> SourceStats:
         """Two units of work on one source (parts of its files, read apart) as one: the counters add

@@ -112,6 +112,8 @@ def render_markdown(card: dict[str, Any], plot_section: str = "") -> str:
         out.append(scores_section(card))
     if any("llm_mentions" in s for s in card["sources"]):
         out.append(mention_modes_section(card))
+    if any("token_take" in s for s in card["sources"]):
+        out.append(token_take_section(card))
     for key, title in (("near_dedup", "Near-duplicates"), ("contamination", "Decontamination")):
         if key in card:
             out.append(f"## {title}\n")
@@ -154,6 +156,30 @@ def scores_section(card: dict[str, Any]) -> str:
     return "## Preference scores\n\n" + intro + "\n" + _table(
         ["source", "pairs", "with scores", "gap mean", "gap min", "gap p5", "gap p50", "gap p95", "gap max",
          "chosen mean", "rejected mean", "scale"], rows) + "\n"
+
+
+def token_take_section(card: dict[str, Any]) -> str:
+    """Sources taken by tokens (``take: {tokens: N}`` or a budget share): tokens planned and achieved,
+    and for a budget, each source's share planned and achieved."""
+    budget = card.get("budget")
+    shares = {b["name"]: b for b in budget["sources"]} if budget else {}
+    rows = []
+    for s in card["sources"]:
+        t = s.get("token_take")
+        if t is None:
+            continue
+        b = shares.get(s["name"])
+        rows.append([s["name"], t["planned"], t["achieved"], t["planned"] - t["achieved"], t["repeats"],
+                     t["remainder_records"], f"{b['share']:.4g}" if b else "",
+                     f"{b['achieved_share']:.4g}" if b else ""])
+    intro = ("Per source, records are taken in its seeded order until the next would pass its tokens; a budget "
+             "share larger than the source is met by whole repeats and then a remainder (records taken once "
+             "more). Tokens are counted as `n_tokens` is.\n")
+    if budget:
+        intro += (f"\nRecipe budget: {budget['tokens']:,} tokens planned, {budget['achieved']:,} achieved.\n")
+    return "## Token budgets\n\n" + intro + "\n" + _table(
+        ["source", "planned tokens", "achieved", "short by", "repeats", "remainder records", "planned share",
+         "achieved share"], rows) + "\n"
 
 
 def mention_modes_section(card: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ from mixer.core.errors import MixerError
 from mixer.core.overlap import one_ahead
 from mixer.core.records import SELECTED_SCHEMA
 from mixer.core.tables import OrderedSpill, OrderedSpillWriter, SpillFiles, SpillWriter
+from mixer.recipe.budget import BudgetError, TokenTake
 from mixer.recipe.load import Source
 from mixer.stages.base import StageContext, drop_record
 from mixer.tokens.count import TokenCounter, count_record_tokens_async
@@ -106,6 +107,15 @@ class Selector:
         known = table.column("n_tokens").combine_chunks() if count_tokens else None
         chosen: list[np.ndarray] = []
         tokens: list[np.ndarray] = []
+        if isinstance(source.take, TokenTake) and not length_only and known is not None:
+            for group in groups:
+                order = group[sample_order(rng, len(group))]
+                got_rows, got_tokens, walked = self._take_tokens(source, table, known, order, source.take)
+                chosen.append(got_rows)
+                tokens.append(got_tokens)
+                self._not_sampled(source.name, table, order[walked:])
+            return self._write(source.name, table, np.concatenate([np.empty(0, np.int64), *chosen]),
+                               np.concatenate([np.empty(0, np.int32), *tokens]))
         for group in groups:
             want = len(group) if length_only else _target(source.take, len(group))
             if isinstance(source.take, int) and not length_only and source.take > len(group):
@@ -124,6 +134,46 @@ class Selector:
                 stats.shortfall += want - len(got_rows)
         return self._write(source.name, table, np.concatenate([np.empty(0, np.int64), *chosen]),
                            np.concatenate([np.empty(0, np.int32), *tokens]))
+
+    def _take_tokens(self, source: Source, table: SpillFiles, known: pa.Array, order: np.ndarray, take: TokenTake
+                     ) -> tuple[np.ndarray, np.ndarray, int]:
+        """A token take of one group: rows, their counts, and how far the walk went (``walk_tokens``);
+        with ``take.upsample``, a group with fewer tokens than planned is taken whole ``k`` times and its
+        first records once more as the seeded remainder (``upsample_plan``). The outcome goes to
+        ``stats.token_take`` for the card; a budget that takes no record is an error."""
+        stats = self.ctx.stats[source.name]
+        rows, counts, walked, stop = walk_tokens(order, take.tokens, self.max_tokens,
+                                                 lambda chunk: self._count_chunk(table, known, chunk)(),
+                                                 self._drop_too_long(source.name, table))
+        got = int(counts.sum())
+        where = f"budget.shares.{source.name}" if take.share is not None else f"source {source.name!r}: take.tokens"
+        if not len(rows):
+            limits = ", dedup and max_tokens" if self.max_tokens else " and dedup"
+            why = (f"the first record in its seeded order has {stop:,} tokens" if stop is not None else
+                   f"no record is left after filtering{limits}")
+            raise BudgetError(f"{where}: a budget of {take.tokens:,} tokens takes no record: {why}")
+        repeats, extra = 1, 0
+        if take.upsample and stop is None and got < take.tokens:
+            repeats, extra = upsample_plan(counts, take.tokens)
+            stats.repeat, stats.extra_copies = repeats, extra
+        elif stop is None and got < take.tokens:
+            self.ctx.warn(f"source {source.name!r}: take {take.tokens:,} tokens but only {got:,} tokens are left "
+                          "after filtering and dedup; taking all of them")
+        achieved = got * repeats + int(counts[:extra].sum())
+        before = stats.token_take or {"planned": 0, "achieved": 0}
+        stats.token_take = {"planned": before["planned"] + take.tokens, "achieved": before["achieved"] + achieved,
+                            "repeats": repeats, "remainder_records": extra,
+                            **({"share": take.share} if take.share is not None else {})}
+        return rows, counts.astype(np.int32), walked
+
+    def _drop_too_long(self, source: str, table: SpillFiles) -> Callable[[np.ndarray, np.ndarray], None]:
+        """Drops, through the sink, the rows a walk reached that are over ``max_tokens``."""
+        def drop(rows: np.ndarray, counts: np.ndarray) -> None:
+            records = table.take(rows, ["dataset", "id", "messages"]).to_pylist()
+            for row, n in zip(records, counts.tolist(), strict=True):
+                self.ctx.sink.drop(source, drop_record(row, "too_many_tokens", "select",
+                                                       f"{n} tokens > max_tokens {self.max_tokens}"))
+        return drop
 
     def _write(self, source: str, table: SpillFiles, chosen: np.ndarray, tokens: np.ndarray) -> SpillFiles:
         index = list(self.ctx.stats).index(source)
@@ -213,11 +263,62 @@ class Selector:
         return result
 
 
+def walk_tokens(order: np.ndarray, budget: int, max_tokens: int | None,
+                count: Callable[[np.ndarray], list[int]], drop: Callable[[np.ndarray, np.ndarray], None]
+                ) -> tuple[np.ndarray, np.ndarray, int, int | None]:
+    """Walk ``order`` taking records until the next one that fits ``max_tokens`` would pass ``budget``.
+
+    Returns the rows taken, their counts (int64), how many positions of ``order`` the walk went over (the
+    rest are not sampled) and the count of the record it stopped at (None: it walked all of ``order``).
+    Records over ``max_tokens`` that the walk reaches go to ``drop``, and it goes on. ``count`` gives a
+    chunk's counts; chunks are sized from the tokens still to go and the mean count so far (a few
+    records past the stop may be counted, which changes no result: the stop is decided per record).
+    """
+    got: list[np.ndarray] = []
+    got_counts: list[np.ndarray] = []
+    total = taken = pos = 0
+    stop: int | None = None
+    while pos < len(order):
+        want = 1024 if not taken else int((budget - total) / (total / taken) * 1.05) + 16
+        chunk = order[pos:pos + min(WALK_CHUNK_ROWS, max(256, want))]
+        counts = np.asarray(count(chunk), dtype=np.int64)
+        fits = counts <= max_tokens if max_tokens is not None else np.ones(len(chunk), dtype=bool)
+        reached = total + np.cumsum(np.where(fits, counts, 0))
+        over = np.flatnonzero(fits & (reached > budget))
+        end = int(over[0]) if len(over) else len(chunk)
+        got.append(chunk[:end][fits[:end]])
+        got_counts.append(counts[:end][fits[:end]])
+        too_long = ~fits[:end]
+        if too_long.any():
+            drop(chunk[:end][too_long], counts[:end][too_long])
+        taken += int(fits[:end].sum())
+        total = int(reached[end - 1]) if end else total
+        pos += end
+        if len(over):
+            stop = int(counts[end])
+            break
+    return (np.concatenate([np.empty(0, np.int64), *got]), np.concatenate([np.empty(0, np.int64), *got_counts]),
+            pos, stop)
+
+
+def upsample_plan(counts: np.ndarray, budget: int) -> tuple[int, int]:
+    """(whole copies, remainder records) meeting ``budget`` from records of these ``counts`` (in seeded
+    order, together fewer than ``budget``): ``k = budget // total`` copies of all of them, then the first
+    records once more up to the record that would pass what is left."""
+    total = int(counts.sum())
+    repeats = budget // total
+    left = budget - repeats * total
+    return repeats, int(np.searchsorted(np.cumsum(counts), left, side="right"))
+
+
 def select_all(ctx: StageContext, selector: Selector, *, length_only: bool = False) -> dict[str, SpillFiles]:
     """Every source's candidates through ``selector`` in recipe order (consuming them): the chosen
     records per source. ``length_only``: the length pass of ``sample_then_filter``."""
     selected: dict[str, SpillFiles] = {}
     for s in ctx.recipe.sources:
+        if isinstance(s.take, TokenTake) and s.take.share is not None and s.name not in ctx.candidates:
+            raise BudgetError(f"budget.shares.{s.name}: source {s.name!r} is left out of the build "
+                              f"({ctx.stats[s.name].excluded}), so its {s.take.tokens:,} tokens cannot be met")
         if s.name in ctx.candidates:
             table, alive = ctx.candidates.pop(s.name)
             selected[s.name] = selector.select(s, table, alive, length_only=length_only)
@@ -227,7 +328,8 @@ def select_all(ctx: StageContext, selector: Selector, *, length_only: bool = Fal
 
 def shuffled_output(ctx: StageContext, selected: dict[str, SpillFiles]) -> tuple[SpillFiles, list[int]]:
     """All selected records (their files, in recipe order) and the output order: each record
-    ``repeat`` times, in one seeded global shuffle."""
+    ``repeat`` times (and the first ``extra_copies`` once more: a budget's remainder), in one seeded
+    global shuffle."""
     paths, index = [], []
     offset = 0
     for s in ctx.recipe.sources:
@@ -235,7 +337,9 @@ def shuffled_output(ctx: StageContext, selected: dict[str, SpillFiles]) -> tuple
         if table is None:
             continue
         paths.extend(table.paths)
-        index.extend(list(range(offset, offset + table.num_rows)) * s.repeat)
+        stats = ctx.stats[s.name]  # a budget may repeat a source (``repeat``, then ``extra_copies``)
+        index.extend(list(range(offset, offset + table.num_rows)) * stats.repeat)
+        index.extend(range(offset, offset + stats.extra_copies))
         offset += table.num_rows
     if not paths:
         raise MixerError("the build selected no records: every source is empty, filtered out or excluded")
