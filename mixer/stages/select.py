@@ -7,6 +7,10 @@ counting tokens (``mixer.tokens.count``, through the executor) only for records 
 not dropped: sampling is not a verdict on the record). The chosen records go to Arrow files in the
 work folder with their token counts, and so do the ids of the records not sampled, as each source is
 sampled (``dropped/`` lists them): the build holds neither.
+
+A token take (``take: {tokens: N}`` or a ``budget`` share, ``mixer.recipe.budget``) walks the same seeded
+order and stops at the record that would pass N (``walk_tokens``); a budget share larger than the
+source repeats it (``upsample_plan``: whole copies, then its first records once more).
 """
 
 from __future__ import annotations
