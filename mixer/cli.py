@@ -62,6 +62,11 @@ class RichReporter:
         self._task: Any = None
         self._pending = 0
 
+    def stage_started(self, name: str, label: str) -> None:
+        """Each stage is framed here (``mixer.build``); the bars below are the long stages' own."""
+
+    def stage_finished(self, name: str, label: str, seconds: float, dropped: int) -> None: ...
+
     def start(self, description: str, total: int | None = None) -> None:
         self._progress.start()
         self._task = self._progress.add_task(description, total=total)

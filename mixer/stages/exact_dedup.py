@@ -119,14 +119,12 @@ def _grouped_duplicates(ctx: StageContext, names: list[str]) -> tuple[np.ndarray
     """``partition_hashes`` then ``partition_duplicates`` through the executor; returns duplicates
     (rank, row) and keepers (rank, row), sorted by the duplicate's (rank, row)."""
     candidates = ctx.candidates
-    total = sum(len(candidates.alive[name]) for name in names)
+    total = candidates.count(names)
     partitions = max(ctx.executor.parallelism, -(-total // PARTITION_ROWS))
     folder = make_temp_dir(ctx.work_dir, "exact-dedup-")
     try:
         units = []
-        for rank, name in enumerate(names):
-            table = candidates.tables[name]
-            alive = np.asarray(candidates.alive[name], dtype=np.int64)
+        for rank, _, table, alive in candidates.live(names):
             first_row = 0
             for path in table.paths:
                 n = SpillFiles([path]).num_rows
@@ -158,7 +156,7 @@ def exact_dedup(ctx: StageContext) -> None:
     """
     candidates = ctx.candidates
     names = [s.name for s in ctx.recipe.sources if s.name in candidates]
-    if sum(len(candidates.alive[name]) for name in names) >= GROUP_MIN_ROWS:
+    if candidates.count(names) >= GROUP_MIN_ROWS:
         dup_rank, dup_row, kept_rank, kept_row = _grouped_duplicates(ctx, names)
         kept_ids: dict[tuple[int, int], str] = {}
         for k, name in enumerate(names):
@@ -174,9 +172,8 @@ def exact_dedup(ctx: StageContext) -> None:
             candidates.remove(name, drops, ctx.sink)
         return
     keys, rows_of, source_of = [], [], []
-    for k, name in enumerate(names):
-        alive = np.asarray(candidates.alive[name], dtype=np.int64)
-        keys.append(_hash_words(candidates.tables[name].column("hash"))[alive])
+    for k, _, table, alive in candidates.live(names):
+        keys.append(_hash_words(table.column("hash"))[alive])
         rows_of.append(alive)
         source_of.append(np.full(len(alive), k, dtype=np.int32))
     if not names:
@@ -213,3 +210,13 @@ def exact_dedup(ctx: StageContext) -> None:
             kept = int(keeper[position])
             drops[int(row[position])] = duplicate_of(names[int(src[kept])], kept_ids[kept])
         candidates.remove(name, drops, ctx.sink)
+
+
+class ExactDedup:
+    """Stage **exact_dedup** over the candidates of every source (recipe ``dedup.exact``)."""
+
+    name = "exact_dedup"
+    label = "exact dedup"
+
+    def run(self, ctx: StageContext) -> None:
+        exact_dedup(ctx)

@@ -218,7 +218,7 @@ def near_dedup(ctx: StageContext) -> dict[str, Any]:
     assert config is not None
     names = [s.name for s in ctx.recipe.sources]
     candidates = ctx.candidates
-    total = sum(len(candidates.alive.get(n, [])) for n in names if n in candidates)
+    total = candidates.count(names)
     against = load_against(config.against, config.key) if config.against else []
     items: list[NearItem] = []  # without their texts: signatures are made batch by batch
     where: list[tuple[str, int]] = []
@@ -244,11 +244,7 @@ def near_dedup(ctx: StageContext) -> dict[str, Any]:
             to_part = partial(sign_rows_to_part, **task.keywords)
             parts: list[WorkPath] = []
             starts, live = [0], 0
-            for rank, name in enumerate(names):
-                table = candidates.tables.get(name)
-                alive = np.asarray(candidates.alive.get(name, []), dtype=np.int64)
-                if table is None or not len(alive):
-                    continue
+            for rank, name, table, alive in candidates.live(names, skip_empty=True):
                 cache = signature_cache_folder(ctx.read_entries.get(name), config, unit_rows)
                 units = []
                 # one unit per block of candidate rows with live rows (a run of ``alive`` in one block)
@@ -286,11 +282,7 @@ def near_dedup(ctx: StageContext) -> dict[str, Any]:
             remove_tree(folder)
     else:
         sig = np.empty((total, config.num_perm), dtype=np.uint32)  # items' signatures, in item order
-        for rank, name in enumerate(names):
-            table = candidates.tables.get(name)
-            alive = np.asarray(candidates.alive.get(name, []), dtype=np.int64)
-            if table is None or not len(alive):
-                continue
+        for rank, name, table, alive in candidates.live(names, skip_empty=True):
             stored = SourceSignatures.load(signature_cache_folder(ctx.read_entries.get(name), config, unit_rows),
                                            config.num_perm, table, unit_rows)
             for path, problem in stored.damaged:
@@ -332,3 +324,13 @@ def near_dedup(ctx: StageContext) -> dict[str, Any]:
                          "threshold": config.threshold, "bands_rows": list(config.lsh_params()),
                          "against": list(config.against), "against_records": len(against)}
     return summary
+
+
+class NearDedup:
+    """Stage **near_dedup** (recipe ``dedup.near``): its card section is ``near_dedup``."""
+
+    name = "near_dedup"
+    label = "near dedup"
+
+    def run(self, ctx: StageContext) -> None:
+        ctx.card_sections["near_dedup"] = near_dedup(ctx)

@@ -22,7 +22,12 @@ import orjson
 import pyarrow as pa
 
 from mixer.core.errors import InputError, Location, RecordError
-from mixer.core.records import CANDIDATE_SCHEMA, Dropped, Record, record_key_messages
+from mixer.core.records import (
+    CANDIDATE_SCHEMA,
+    Dropped,
+    Record,
+    record_key_messages,
+)
 from mixer.core.stats import FileInfo, SourceRead, SourceStats
 from mixer.core.tables import SpillFiles
 from mixer.core.workstore import IpcWriter, WorkPath
@@ -48,8 +53,8 @@ COLUMNAR = True
 
 
 def record_stages(recipe: Recipe) -> list[RecordStage]:
-    """The record-level stages after convert, in pipeline order (normalise first: ``read_source``
-    skips it for records a columnar convert took)."""
+    """The record-level stages after convert, in pipeline order (``read_source`` skips the one named
+    ``normalise`` for records a columnar convert took)."""
     return [Normalise(recipe), Filter(recipe)]
 
 
@@ -131,6 +136,8 @@ def read_source(recipe: Recipe, source: Source, work_dir: WorkPath, *, gate: boo
     context = SourceContext(source.name, recipe.source_seed(source.name), recipe.tokenizer)
     adapter = get_adapter(source.adapter)(source.options, context)
     stages = record_stages(recipe) if gate else []
+    normalising = [st for st in stages if st.name == "normalise"]
+    after_normalise = [st for st in stages if st.name != "normalise"]
     counter = TokenCounter(recipe.tokenizer) if count_tokens else None  # in this process
     name = "candidates.arrow" if only is None else f"candidates-{only.file_index:03d}-{only.part.index:03d}.arrow"
     store = CandidateStore(work_dir / name, counter, preference_key=recipe.dedup.exact.preference_key)
@@ -146,10 +153,10 @@ def read_source(recipe: Recipe, source: Source, work_dir: WorkPath, *, gate: boo
             # records a columnar convert passed need no normalising: it left them as they were
             normalise = [i for i, clean in enumerate(pending_clean) if not clean]
             if normalise:
-                for i, v in zip(normalise, run_record_stages(stages[:1], source.name,
+                for i, v in zip(normalise, run_record_stages(normalising, source.name,
                                                              [pending[i] for i in normalise], stats), strict=True):
                     verdicts[i] = v
-            verdicts = run_record_stages(stages[1:], source.name, verdicts, stats)  # type: ignore[arg-type]
+            verdicts = run_record_stages(after_normalise, source.name, verdicts, stats)
         for kept, entry in zip(verdicts, pending_entry, strict=True):
             if isinstance(kept, Dropped):
                 drop(kept, entry)
@@ -372,4 +379,19 @@ def read_sources(ctx: StageContext, *, gate: bool) -> dict[str, list[str]]:
         ctx.sink.add_counted(s.name, r.drops)  # counted in r.stats by the read unit's own sink
         ctx.candidates.add(s.name, SpillFiles(r.candidates, CANDIDATE_SCHEMA))
     return report
+
+
+class Read:
+    """Stage **read** with **normalise** and **filter** inside its units (``gate``), or without them
+    when sampling comes first (``order: sample_then_filter``; then ``mixer.stages.select.Gate`` runs
+    them after sampling)."""
+
+    name = "read"
+
+    def __init__(self, *, gate: bool) -> None:
+        self.gate = gate
+        self.label = "read+normalise+filter" if gate else "read"
+
+    def run(self, ctx: StageContext) -> None:
+        ctx.read_cache = read_sources(ctx, gate=self.gate)
 

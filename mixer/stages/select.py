@@ -25,11 +25,22 @@ import pyarrow as pa
 
 from mixer.core.errors import MixerError
 from mixer.core.overlap import one_ahead
-from mixer.core.records import SELECTED_SCHEMA
+from mixer.core.records import (
+    CANDIDATE_SCHEMA,
+    SELECTED_SCHEMA,
+    Dropped,
+    Record,
+    make_pair,
+    make_record,
+    record_scores,
+)
 from mixer.core.tables import OrderedSpill, OrderedSpillWriter, SpillFiles, SpillWriter
+from mixer.kernels.budget import upsample_plan, walk_tokens
 from mixer.recipe.budget import BudgetError, TokenTake
 from mixer.recipe.load import Source
-from mixer.stages.base import StageContext, drop_record
+from mixer.stages.base import StageContext, drop_record, run_record_stages
+from mixer.stages.exact_dedup import FirstCopy
+from mixer.stages.read import CandidateStore, record_stages
 from mixer.tokens.count import TokenCounter, count_record_tokens_async
 
 #: rows converted to Python at a time while walking a sample (bounds memory, not results)
@@ -148,7 +159,7 @@ class Selector:
         stats = self.ctx.stats[source.name]
         rows, counts, walked, stop = walk_tokens(order, take.tokens, self.max_tokens,
                                                  lambda chunk: self._count_chunk(table, known, chunk)(),
-                                                 self._drop_too_long(source.name, table))
+                                                 self._drop_too_long(source.name, table), WALK_CHUNK_ROWS)
         got = int(counts.sum())
         where = f"budget.shares.{source.name}" if take.share is not None else f"source {source.name!r}: take.tokens"
         if not len(rows):
@@ -267,66 +278,18 @@ class Selector:
         return result
 
 
-def walk_tokens(order: np.ndarray, budget: int, max_tokens: int | None,
-                count: Callable[[np.ndarray], list[int]], drop: Callable[[np.ndarray, np.ndarray], None]
-                ) -> tuple[np.ndarray, np.ndarray, int, int | None]:
-    """Walk ``order`` taking records until the next one that fits ``max_tokens`` would pass ``budget``.
-
-    Returns the rows taken, their counts (int64), how many positions of ``order`` the walk went over (the
-    rest are not sampled) and the count of the record it stopped at (None: it walked all of ``order``).
-    Records over ``max_tokens`` that the walk reaches go to ``drop``, and it goes on. ``count`` gives a
-    chunk's counts; chunks are sized from the tokens still to go and the mean count so far (a few
-    records past the stop may be counted, which changes no result: the stop is decided per record).
-    """
-    got: list[np.ndarray] = []
-    got_counts: list[np.ndarray] = []
-    total = taken = pos = 0
-    stop: int | None = None
-    while pos < len(order):
-        want = 1024 if not taken else int((budget - total) / (total / taken) * 1.05) + 16
-        chunk = order[pos:pos + min(WALK_CHUNK_ROWS, max(256, want))]
-        counts = np.asarray(count(chunk), dtype=np.int64)
-        fits = counts <= max_tokens if max_tokens is not None else np.ones(len(chunk), dtype=bool)
-        reached = total + np.cumsum(np.where(fits, counts, 0))
-        over = np.flatnonzero(fits & (reached > budget))
-        end = int(over[0]) if len(over) else len(chunk)
-        got.append(chunk[:end][fits[:end]])
-        got_counts.append(counts[:end][fits[:end]])
-        too_long = ~fits[:end]
-        if too_long.any():
-            drop(chunk[:end][too_long], counts[:end][too_long])
-        taken += int(fits[:end].sum())
-        total = int(reached[end - 1]) if end else total
-        pos += end
-        if len(over):
-            stop = int(counts[end])
-            break
-    return (np.concatenate([np.empty(0, np.int64), *got]), np.concatenate([np.empty(0, np.int64), *got_counts]),
-            pos, stop)
-
-
-def upsample_plan(counts: np.ndarray, budget: int) -> tuple[int, int]:
-    """(whole copies, remainder records) meeting ``budget`` from records of these ``counts`` (in seeded
-    order, together fewer than ``budget``): ``k = budget // total`` copies of all of them, then the first
-    records once more up to the record that would pass what is left."""
-    total = int(counts.sum())
-    repeats = budget // total
-    left = budget - repeats * total
-    return repeats, int(np.searchsorted(np.cumsum(counts), left, side="right"))
-
-
 def select_all(ctx: StageContext, selector: Selector, *, length_only: bool = False) -> dict[str, SpillFiles]:
     """Every source's candidates through ``selector`` in recipe order (consuming them): the chosen
     records per source. ``length_only``: the length pass of ``sample_then_filter``."""
     selected: dict[str, SpillFiles] = {}
+    sources = {s.name: s for s in ctx.recipe.sources}
     for s in ctx.recipe.sources:
         if isinstance(s.take, TokenTake) and s.take.share is not None and s.name not in ctx.candidates:
             raise BudgetError(f"budget.shares.{s.name}: source {s.name!r} is left out of the build "
                               f"({ctx.stats[s.name].excluded}), so its {s.take.tokens:,} tokens cannot be met")
-        if s.name in ctx.candidates:
-            table, alive = ctx.candidates.pop(s.name)
-            selected[s.name] = selector.select(s, table, alive, length_only=length_only)
-            ctx.stats[s.name].selected = selected[s.name].num_rows
+    for _, name, table, alive in ctx.candidates.drain(list(sources)):
+        selected[name] = selector.select(sources[name], table, alive, length_only=length_only)
+        ctx.stats[name].selected = selected[name].num_rows
     return selected
 
 
@@ -349,3 +312,77 @@ def shuffled_output(ctx: StageContext, selected: dict[str, SpillFiles]) -> tuple
         raise MixerError("the build selected no records: every source is empty, filtered out or excluded")
     random.Random(ctx.recipe.seed).shuffle(index)
     return SpillFiles(paths, SELECTED_SCHEMA), index
+
+
+class Sample:
+    """Stage **select**, its sampling half alone (``order: sample_then_filter``): each source's ``take``
+    from its candidates, no token counted; the sample becomes the source's candidates, which the
+    record-level stages then see (``Gate``)."""
+
+    name = "select"
+    label = "sample"
+
+    def __init__(self, selector: Selector) -> None:
+        self.selector = selector
+
+    def run(self, ctx: StageContext) -> None:
+        sources = {s.name: s for s in ctx.recipe.sources}
+        for _, name, table, alive in ctx.candidates.drain(list(sources)):
+            ctx.candidates.add(name, self.selector.select(sources[name], table, alive, count_tokens=False))
+
+
+class Select:
+    """Stage **select**: the seeded sample per source with ``max_tokens`` (``length_only``: the length
+    pass of ``sample_then_filter``, whose sampling came first), into ``ctx.selected``."""
+
+    name = "select"
+
+    def __init__(self, selector: Selector, *, length_only: bool = False) -> None:
+        self.selector = selector
+        self.length_only = length_only
+        self.label = "tokens" if length_only else "select+tokens"
+
+    def run(self, ctx: StageContext) -> None:
+        ctx.selected = select_all(ctx, self.selector, length_only=self.length_only)
+        ctx.unsampled = self.selector.unsampled
+
+
+class Shuffle:
+    """Stage **select**, its last step: every selected record ``repeat`` times in one seeded shuffle."""
+
+    name = "select"
+    label = "shuffle"
+
+    def run(self, ctx: StageContext) -> None:
+        ctx.output = shuffled_output(ctx, ctx.selected)
+
+
+class Gate:
+    """Stages **normalise** and **filter**, then exact dedup's first copy (``exact``), over candidates
+    already read: open-instruct's order (``sample_then_filter``), where they see only the sampled
+    records, one at a time, in sampling order. The same stage objects as inside ``Read``."""
+
+    name = "normalise"
+    label = "normalise+filter"
+
+    def __init__(self, *, exact: bool) -> None:
+        self.exact = exact
+
+    def run(self, ctx: StageContext) -> None:
+        stages = record_stages(ctx.recipe)
+        key = ctx.recipe.dedup.exact.preference_key
+        first_copy = FirstCopy(key) if self.exact else None
+        for _, name, table, _ in ctx.candidates.drain([s.name for s in ctx.recipe.sources]):
+            stats = ctx.stats[name]
+            kept = CandidateStore(ctx.work_dir / f"sampled-{name}.arrow", preference_key=key)
+            for row in (r for batch in table.iter_batches() for r in batch.to_pylist()):
+                record: Record = make_record(row["dataset"], row["id"], row["messages"]) if row["rejected"] is None \
+                    else make_pair(row["dataset"], row["id"], row["messages"], row["rejected"], record_scores(row))
+                (out,) = run_record_stages(stages, name, [record], stats)
+                if not isinstance(out, Dropped) and first_copy is not None:
+                    out = first_copy.check(name, out) or out
+                if isinstance(out, Dropped):
+                    ctx.sink.drop(name, out)
+                    continue
+                kept.add(out, file_index=0)
+            ctx.candidates.add(name, SpillFiles([kept.close()], CANDIDATE_SCHEMA))

@@ -306,3 +306,16 @@ def write_output(ctx: StageContext, selected: SpillFiles, order: Sequence[int],
         info = file_info(path)
         shards.append({"path": f"data/{path.name}", "rows": rows, "bytes": info.bytes, "sha256": info.sha256})
     return shards, dropped_files()
+
+
+class Write:
+    """Stage **write**: the shuffled records as Parquet shards and every drop in ``dropped/``, into the
+    staging folder ``ctx.out_dir``."""
+
+    name = "write"
+    label = "write"
+
+    def run(self, ctx: StageContext) -> None:
+        assert ctx.output is not None and ctx.out_dir is not None
+        records, order = ctx.output
+        ctx.shards, ctx.dropped_files = write_output(ctx, records, order, ctx.unsampled, ctx.out_dir)

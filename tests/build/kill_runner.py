@@ -16,8 +16,8 @@ from typing import Any
 #: moment -> (module, attribute path, kill at the n-th call)
 MOMENTS: dict[str, tuple[str, str, int]] = {
     "reading": ("mixer.sources.flan_v2", "FlanV2.convert", 5),
-    "exact_dedup": ("mixer.build", "exact_dedup", 1),
-    "near_dedup": ("mixer.build", "near_dedup", 1),
+    "exact_dedup": ("mixer.stages.exact_dedup", "exact_dedup", 1),
+    "near_dedup": ("mixer.stages.near_dedup", "near_dedup", 1),
     "selection": ("mixer.stages.select", "Selector.select", 3),
     "writing_read_cache_entry": ("mixer.stages.read_cache", "write_manifest", 2),
     "writing_token_cache": ("mixer.tokens.cache", "file_sha256", 1),

@@ -19,19 +19,21 @@ from typer.testing import CliRunner
 from mixer.build import build
 from mixer.cli import app
 from mixer.core.errors import RecipeError
+from mixer.kernels.budget import upsample_plan, walk_tokens
 from mixer.recipe.budget import BudgetError, TokenTake, apportion
 from mixer.recipe.load import load_recipe, parse_recipe
 from mixer.sources import SourceContext, get_adapter
-from mixer.stages import select
-from mixer.stages.select import sample_order, upsample_plan, walk_tokens
+from mixer.stages.select import sample_order
 from mixer.tokens.count import TokenCounter, count_record_tokens
 
 
-def _walk(counts: list[int], budget: int, max_tokens: int | None = None) -> tuple[list[int], int, int | None, list]:
+def _walk(counts: list[int], budget: int, max_tokens: int | None = None, chunk_rows: int = 20_000
+          ) -> tuple[list[int], int, int | None, list]:
     dropped: list[tuple[int, int]] = []
     rows, got, walked, stop = walk_tokens(np.arange(len(counts)), budget, max_tokens,
                                           lambda chunk: [counts[i] for i in chunk],
-                                          lambda r, c: dropped.extend(zip(r.tolist(), c.tolist(), strict=True)))
+                                          lambda r, c: dropped.extend(zip(r.tolist(), c.tolist(), strict=True)),
+                                          chunk_rows)
     assert got.tolist() == [counts[i] for i in rows.tolist()]
     return rows.tolist(), walked, stop, dropped
 
@@ -47,13 +49,10 @@ def test_token_walk_drops_records_over_max_tokens_and_goes_on() -> None:
     assert _walk([5, 50, 3, 60, 7, 1], 10, max_tokens=20) == ([0, 2], 4, 7, [(1, 50), (3, 60)])
 
 
-def test_token_walk_result_does_not_depend_on_the_chunk_size(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_token_walk_result_does_not_depend_on_the_chunk_size() -> None:
     rng = random.Random(7)
     counts = [rng.randint(1, 400) for _ in range(30_000)]
-    results = []
-    for chunk_rows in (300, 20_000):
-        monkeypatch.setattr(select, "WALK_CHUNK_ROWS", chunk_rows)
-        results.append(_walk(counts, 2_000_000, max_tokens=350))
+    results = [_walk(counts, 2_000_000, max_tokens=350, chunk_rows=chunk_rows) for chunk_rows in (300, 20_000)]
     assert results[0] == results[1]
     rows, walked, stop, dropped = results[0]
     assert stop is not None and sum(counts[i] for i in rows) + stop > 2_000_000 >= sum(counts[i] for i in rows)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from mixer import tokens
+from mixer.tokens import count as tokens
 
 bpe_openai = pytest.importorskip("bpe_openai")
 
