@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict, cast
 
 import pyarrow as pa
 
@@ -140,7 +140,7 @@ def record_key_messages(record: Record, preference_key: str = "pair") -> list[Me
         return record["messages"]
     if preference_key == "prompt":
         return record["messages"][:-1]
-    rejected = record["rejected"]  # type: ignore[typeddict-item]
+    rejected = cast(PreferenceRecord, record)["rejected"]
     return [*record["messages"], *({"role": f"rejected:{m['role']}", "content": m["content"]} for m in rejected)]
 
 
