@@ -41,6 +41,10 @@ class TokenTake:
     #: the share of ``budget.tokens`` this source was given (None: ``take: {tokens: N}``)
     share: float | None = None
 
+    def __str__(self) -> str:
+        """As ``mixer validate`` lists a source's take."""
+        return f"{self.tokens:,} tokens" + (f" (budget share {self.share:g})" if self.share is not None else "")
+
     def card(self) -> dict[str, Any]:
         """How the card writes this ``take``."""
         return {"tokens": self.tokens} if self.share is None else {"tokens": self.tokens, "share": self.share}
