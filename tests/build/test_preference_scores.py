@@ -60,8 +60,11 @@ def test_hh_rlhf_pairs_carry_null_scores(dpo_build) -> None:
 
 def test_sample_then_filter_order_keeps_the_ratings(make_recipe: Callable[..., Path]) -> None:
     """open-instruct's order rebuilds each sampled record before normalising it (mixer.build)."""
+    # the sample plants one prompt in two rows, and UltraFeedback's id is the prompt's hash: one pair per
+    # prompt keeps (dataset, id) unique (README, Preference data)
     recipe = make_recipe([{"name": "ultrafeedback", "files": str(UF_FILE), "take": 10}],
-                         kind="preference", order="sample_then_filter")
+                         kind="preference", order="sample_then_filter",
+                         dedup={"exact": {"preference_key": "prompt"}})
     result = build(load_recipe(recipe))
     rows = output_rows(result.out)
     assert len(rows) == result.card["totals"]["records"] > 0
