@@ -305,7 +305,7 @@ def pipeline(recipe: Recipe, selector: Selector) -> list[Stage]:
     if recipe.decontaminate is not None:
         cross.append(Decontaminate())
     if recipe.order == "sample_then_filter":
-        return [Read(gate=False), Sample(selector), Gate(exact=recipe.dedup.exact), *cross,
+        return [Read(gate=False), Sample(selector), Gate(exact=recipe.dedup.exact.enabled), *cross,
                 Select(selector, length_only=True)]
     return [Read(gate=True), *([ExactDedup()] if recipe.dedup.exact else []), *cross, Select(selector)]
 

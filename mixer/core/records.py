@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict, cast
 
 import pyarrow as pa
 
@@ -137,12 +137,25 @@ def record_scores(record: Record | PreferenceRecord | dict[str, Any]) -> Scores:
     return scores
 
 
-def record_key_messages(record: Record) -> list[Message]:
-    """What identifies a record for exact dedup: the whole conversation, or for a preference
-    pair the prompt alone (two pairs on the same prompt are duplicates for DPO)."""
-    if "rejected" in record:
+#: what identifies a preference pair for exact dedup (recipe ``dedup.exact.preference_key``)
+PREFERENCE_KEYS = ("pair", "prompt")
+
+
+def record_key_messages(record: Record, preference_key: str = "pair") -> list[Message]:
+    """What identifies a record for exact dedup: the whole conversation; for a preference pair, the
+    whole pair (``pair``: prompt, chosen and rejected reply) or its prompt alone (``prompt``: one pair
+    per prompt, mixer's rule before issue 23).
+
+    Why the pair by default: two pairs on one prompt with different replies are different training
+    signal (real HH-RLHF has such pairs), and the prompt key dropped them as copies. The rejected
+    reply's turns get their own role names (``rejected:assistant``), so a pair never hashes like a
+    conversation that continues with that reply."""
+    if "rejected" not in record:
+        return record["messages"]
+    if preference_key == "prompt":
         return record["messages"][:-1]
-    return record["messages"]
+    rejected = cast(PreferenceRecord, record)["rejected"]
+    return [*record["messages"], *({"role": f"rejected:{m['role']}", "content": m["content"]} for m in rejected)]
 
 
 DROPPED_SCHEMA = pa.schema(

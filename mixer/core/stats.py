@@ -41,10 +41,19 @@ class SourceStats:
     selected: int = 0
     shortfall: int = 0
     excluded: str | None = None
+    #: records each mention-filter mode drops ("substring", "word") among those reaching the filter,
+    #: counted only when the recipe names a mode (the named one is applied)
+    mention_modes: Counter[str] = field(default_factory=Counter)
+
+    #: copies beyond ``repeat`` of the first selected records: the remainder of a token budget that a
+    #: source meets by repeating itself (``mixer.recipe.budget``)
+    extra_copies: int = 0
+    #: a token take's outcome (``Selector``): planned and achieved tokens, repeats, remainder records
+    token_take: dict[str, Any] | None = None
 
     @property
     def final(self) -> int:
-        return self.selected * self.repeat
+        return self.selected * self.repeat + self.extra_copies
 
     def __add__(self, other: SourceStats) -> SourceStats:
         """Two units of work on one source (parts of its files, read apart) as one: the counters add
@@ -57,7 +66,8 @@ class SourceStats:
             raw_records=self.raw_records + other.raw_records, records_in=self.records_in + other.records_in,
             dropped=self.dropped + other.dropped, normalised=self.normalised + other.normalised,
             not_sampled=self.not_sampled + other.not_sampled, selected=self.selected + other.selected,
-            shortfall=self.shortfall + other.shortfall, excluded=self.excluded or other.excluded)
+            shortfall=self.shortfall + other.shortfall, excluded=self.excluded or other.excluded,
+            mention_modes=self.mention_modes + other.mention_modes)
 
     def drop(self, reason: str, n: int = 1) -> None:
         self.dropped[reason] += n

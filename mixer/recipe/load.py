@@ -22,6 +22,14 @@ import yaml
 
 from mixer.core.errors import RecipeError, did_you_mean
 from mixer.core.yamlio import UniqueKeyLoader
+from mixer.recipe.budget import (
+    BudgetSettings,
+    TokenTake,
+    apply_budget,
+    check_token_takes,
+    parse_budget,
+    parse_take,
+)
 from mixer.recipe.settings import (
     DecontaminationSettings,
     DedupSettings,
@@ -68,8 +76,9 @@ class Source:
     name: str
     adapter: str
     files: tuple[SourceFile, ...]
-    #: "all", a count, or a fraction of the records left after filtering and dedup
-    take: int | float | Literal["all"] = "all"
+    #: "all", a count, or a fraction of the records left after filtering and dedup; ``{tokens: N}``
+    #: (or a budget share) is a ``TokenTake``
+    take: int | float | Literal["all"] | TokenTake = "all"
     #: apply ``take`` to each file separately (CoT: 25k from the zero-shot and 25k from the few-shot file)
     take_per_file: bool = False
     repeat: int = 1
@@ -109,6 +118,9 @@ class Recipe:
     dedup: DedupSettings = field(default_factory=DedupSettings)
     decontaminate: DecontaminationSettings | None = None
     output_options: Output = field(default_factory=Output)
+    #: a total of tokens split among sources by share (``mixer.recipe.budget``); resolved into the
+    #: sources' ``take`` when the recipe is parsed
+    budget: BudgetSettings | None = None
     #: set by load_recipe: the recipe file and the hash of its text, for provenance
     path: str = ""
     sha256: str = ""
@@ -314,7 +326,14 @@ def _parse_source(data: Any, index: int) -> Source:
     options_raw = data.pop("options", None)
     if "adapter" not in data and isinstance(name, str):
         data["adapter"] = name
+    take = parse_take(data.get("take"), where)
+    if isinstance(take, TokenTake):
+        del data["take"]
+    elif "take" in data:
+        data["take"] = take
     source = parse_dataclass(Source, {**data, "files": []}, where)
+    if isinstance(take, TokenTake):
+        source = dataclasses.replace(source, take=take)
     if isinstance(source.take, (int, float)) and not isinstance(source.take, bool):
         if isinstance(source.take, float) and not 0 < source.take <= 1:
             raise RecipeError(f"{where}.take: a fraction must be in (0, 1], found {source.take}")
@@ -349,7 +368,16 @@ def parse_recipe(data: Any, *, path: str = "", text: str = "") -> Recipe:
     if "output" not in data and isinstance(data["name"], str):
         # one folder per recipe: a shared default would let one recipe's build replace another's
         data["output"] = f"out/{data['name']}"
+    dedup = data.get("dedup")
+    if isinstance(dedup, dict) and isinstance(dedup.get("exact"), bool):  # exact: true | false
+        data["dedup"] = {**dedup, "exact": {"enabled": dedup["exact"]}}
+    budget = parse_budget(data.pop("budget", None))
     recipe = parse_dataclass(Recipe, {**data, "sources": []}, "")
+    check_token_takes(sources, recipe.order)
+    if budget is not None:
+        takes = apply_budget(budget, sources, recipe.order)
+        sources = tuple(dataclasses.replace(s, take=takes[s.name]) if s.name in takes else s for s in sources)
+        recipe = dataclasses.replace(recipe, budget=budget)
     for i, s in enumerate(sources):
         adapter_kind = get_adapter(s.adapter).kind
         if adapter_kind != recipe.kind:

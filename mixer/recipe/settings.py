@@ -194,6 +194,10 @@ class LLMMentionSettings:
     keywords: tuple[str, ...] = TULU_V2_LLM_KEYWORDS
     #: source names the filter does not apply to (Tulu exempts the hard-coded identity prompts)
     exempt: tuple[str, ...] = ("hard_coded",)
+    #: ``substring``: Tulu V2's match in any message; ``word``: a whole word in an assistant turn
+    #: (open-instruct's current rule). Unset is ``substring``; naming a mode also puts in the card how
+    #: many records each mode drops (an unset mode leaves the card as it was before modes existed)
+    mode: Literal["substring", "word"] | None = None
 
 
 @dataclass(frozen=True)
@@ -219,8 +223,21 @@ class NormaliseSettings:
 
 
 @dataclass(frozen=True)
-class DedupSettings:
-    """``dedup``: exact dedup on or off, and near dedup's settings (None: off)."""
+class ExactDedupSettings:
+    """``dedup.exact``: ``true``/``false``, or a mapping with the key of a preference pair."""
 
-    exact: bool = True
+    enabled: bool = True
+    #: a preference pair's key: the whole pair (prompt, chosen, rejected) or its prompt alone
+    preference_key: Literal["pair", "prompt"] = "pair"
+
+    def __bool__(self) -> bool:
+        """``if recipe.dedup.exact:`` reads as ``exact: true/false`` did before it took a mapping."""
+        return self.enabled
+
+
+@dataclass(frozen=True)
+class DedupSettings:
+    """``dedup``: exact dedup's settings, and near dedup's settings (None: off)."""
+
+    exact: ExactDedupSettings = field(default_factory=ExactDedupSettings)
     near: NearDedupSettings | None = None

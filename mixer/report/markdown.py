@@ -111,6 +111,10 @@ def render_markdown(card: dict[str, Any], plot_section: str = "") -> str:
                        "turns mean", "turns p50", "turns p95", "turns max"], stat_rows) + "\n")
     if any("scores" in s for s in card["sources"]):
         out.append(scores_section(card))
+    if any("llm_mentions" in s for s in card["sources"]):
+        out.append(mention_modes_section(card))
+    if any("token_take" in s for s in card["sources"]):
+        out.append(token_take_section(card))
     for key, title in (("near_dedup", "Near-duplicates"), ("contamination", "Decontamination")):
         if key in card:
             out.append(f"## {title}\n")
@@ -211,6 +215,42 @@ def scores_section(card: dict[str, Any]) -> str:
     return "## Preference scores\n\n" + intro + "\n" + _table(
         ["source", "pairs", "with scores", "gap mean", "gap min", "gap p5", "gap p50", "gap p95", "gap max",
          "chosen mean", "rejected mean", "scale"], rows) + "\n"
+
+
+def token_take_section(card: dict[str, Any]) -> str:
+    """Sources taken by tokens (``take: {tokens: N}`` or a budget share): tokens planned and achieved,
+    and for a budget, each source's share planned and achieved."""
+    budget = card.get("budget")
+    shares = {b["name"]: b for b in budget["sources"]} if budget else {}
+    rows = []
+    for s in card["sources"]:
+        t = s.get("token_take")
+        if t is None:
+            continue
+        b = shares.get(s["name"])
+        rows.append([s["name"], t["planned"], t["achieved"], t["planned"] - t["achieved"], t["repeats"],
+                     t["remainder_records"], f"{b['share']:.4g}" if b else "",
+                     f"{b['achieved_share']:.4g}" if b else ""])
+    intro = ("Per source, records are taken in its seeded order until the next would pass its tokens; a budget "
+             "share larger than the source is met by whole repeats and then a remainder (records taken once "
+             "more). Tokens are counted as `n_tokens` is.\n")
+    if budget:
+        intro += (f"\nRecipe budget: {budget['tokens']:,} tokens planned, {budget['achieved']:,} achieved.\n")
+    return "## Token budgets\n\n" + intro + "\n" + _table(
+        ["source", "planned tokens", "achieved", "short by", "repeats", "remainder records", "planned share",
+         "achieved share"], rows) + "\n"
+
+
+def mention_modes_section(card: dict[str, Any]) -> str:
+    """Per source, how many records each mode of the LLM-mention filter drops (both are computed,
+    the recipe's mode is applied): what choosing the other mode would change."""
+    rows = [[s["name"], s["llm_mentions"]["would_drop"]["substring"], s["llm_mentions"]["would_drop"]["word"]]
+            for s in card["sources"] if "llm_mentions" in s]
+    mode = card["recipe"].get("llm_mention_mode", "substring")
+    intro = (f"Records each mode drops, of those reaching the filter; this build applied `{mode}`. "
+             "`substring`: Tulu V2's case-insensitive substring of any message; `word`: a whole word in an "
+             "assistant turn (open-instruct's current rule).\n")
+    return "## LLM-mention filter modes\n\n" + intro + "\n" + _table(["source", "substring", "word"], rows) + "\n"
 
 
 def load_card(out_dir: Path) -> dict[str, Any]:

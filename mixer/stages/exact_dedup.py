@@ -2,7 +2,8 @@
 
 "First" is in recipe order, then file order: the copy from the source listed first in the recipe
 wins, and the dropped record's ``kept_id`` points at it. The key is ``content_hash``
-of the normalised messages (for a preference pair, of its prompt), computed while reading and stored
+of the normalised messages (for a preference pair, of the whole pair or, with
+``dedup.exact.preference_key: prompt``, of its prompt), computed while reading and stored
 in the candidates' ``hash`` column, so this stage reads one 16-byte column per source.
 
 ``exact_dedup`` is the stage of the default order; ``FirstCopy`` is the same rule for a stream of
@@ -49,12 +50,13 @@ def duplicate_of(kept_source: str, kept_id: str) -> Dropped:
 class FirstCopy:
     """Remembers the first (source, id) per content hash, for records checked one at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, preference_key: str = "pair") -> None:
         self._seen: dict[bytes, tuple[str, str]] = {}
+        self.preference_key = preference_key
 
     def check(self, source: str, record: Record) -> Dropped | None:
         """None if the record is new (and now remembered), else its drop as a duplicate."""
-        key = content_hash(record_key_messages(record))
+        key = content_hash(record_key_messages(record, self.preference_key))
         kept = self._seen.get(key)
         if kept is None:
             self._seen[key] = (source, record["id"])

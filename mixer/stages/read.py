@@ -66,8 +66,11 @@ class CandidateStore:
     record is a candidate for the output, ``take: all``).
     """
 
-    def __init__(self, path: WorkPath, counter: TokenCounter | None = None, batch_rows: int = 10_000) -> None:
+    def __init__(self, path: WorkPath, counter: TokenCounter | None = None, batch_rows: int = 10_000,
+                 preference_key: str = "pair") -> None:
         self.path = path
+        #: exact dedup's key of a preference pair (``record_key_messages``), hashed into ``hash``
+        self.preference_key = preference_key
         self._rows: list[dict[str, Any]] = []
         self._writer = IpcWriter(path, CANDIDATE_SCHEMA)
         self._counter = counter
@@ -78,7 +81,7 @@ class CandidateStore:
         self._rows.append({"dataset": record["dataset"], "id": record["id"], "messages": record["messages"],
                            "rejected": record.get("rejected"), "file_index": file_index,
                            "score_chosen": record.get("score_chosen"), "score_rejected": record.get("score_rejected"),
-                           "hash": content_hash(record_key_messages(record)), "n_tokens": None})
+                           "hash": content_hash(record_key_messages(record, self.preference_key)), "n_tokens": None})
         if len(self._rows) >= self._batch_rows:
             self._flush()
 
@@ -139,7 +142,7 @@ def read_source(recipe: Recipe, source: Source, work_dir: WorkPath, *, gate: boo
     after_normalise = [st for st in stages if st.name != "normalise"]
     counter = TokenCounter(recipe.tokenizer) if count_tokens else None  # in this process
     name = "candidates.arrow" if only is None else f"candidates-{only.file_index:03d}-{only.part.index:03d}.arrow"
-    store = CandidateStore(work_dir / name, counter)
+    store = CandidateStore(work_dir / name, counter, preference_key=recipe.dedup.exact.preference_key)
     skip = source.on_error == "skip"
     where = f"source {source.name!r}, adapter {source.adapter!r}"
     pending: list[Record] = []

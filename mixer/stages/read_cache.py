@@ -11,6 +11,8 @@ of a rebuild. An entry is reused only when everything the read depends on is the
 * the normalise rules and filters as they apply to this source, and whether they ran at all
   (``order: sample_then_filter`` reads without them),
 * the tokenizer, when tokens were counted while reading,
+* for a preference recipe, exact dedup's key of a pair (``dedup.exact.preference_key``), which the
+  candidates' hash column is made from,
 * the mixer code itself (a digest of the package's source files, so an upgrade or a local edit
   never reuses a read made by other code),
 * the source's seed and the tokenizer, but only for adapters that used them (an entry remembers
@@ -105,6 +107,8 @@ def read_key(recipe: Recipe, source: Source, files: list[FileInfo], *, gate: boo
             "max_turns": recipe.filters.max_turns,
         } if gate else None,
         "count_tokens": recipe.tokenizer if count_tokens else None,
+        # the candidates' exact-dedup hash of a preference pair depends on it
+        "preference_key": recipe.dedup.exact.preference_key if recipe.kind == "preference" else None,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()[:32]
 

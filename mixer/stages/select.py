@@ -7,6 +7,10 @@ counting tokens (``mixer.tokens.count``, through the executor) only for records 
 not dropped: sampling is not a verdict on the record). The chosen records go to Arrow files in the
 work folder with their token counts, and so do the ids of the records not sampled, as each source is
 sampled (``dropped/`` lists them): the build holds neither.
+
+A token take (``take: {tokens: N}`` or a ``budget`` share, ``mixer.recipe.budget``) walks the same seeded
+order and stops at the record that would pass N (``walk_tokens``); a budget share larger than the
+source repeats it (``upsample_plan``: whole copies, then its first records once more).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from mixer.core.records import (
     record_scores,
 )
 from mixer.core.tables import OrderedSpill, OrderedSpillWriter, SpillFiles, SpillWriter
+from mixer.kernels.budget import upsample_plan, walk_tokens
+from mixer.recipe.budget import BudgetError, TokenTake
 from mixer.recipe.load import Source
 from mixer.stages.base import StageContext, drop_record, run_record_stages
 from mixer.stages.exact_dedup import FirstCopy
@@ -117,6 +123,15 @@ class Selector:
         known = table.column("n_tokens").combine_chunks() if count_tokens else None
         chosen: list[np.ndarray] = []
         tokens: list[np.ndarray] = []
+        if isinstance(source.take, TokenTake) and not length_only and known is not None:
+            for group in groups:
+                order = group[sample_order(rng, len(group))]
+                got_rows, got_tokens, walked = self._take_tokens(source, table, known, order, source.take)
+                chosen.append(got_rows)
+                tokens.append(got_tokens)
+                self._not_sampled(source.name, table, order[walked:])
+            return self._write(source.name, table, np.concatenate([np.empty(0, np.int64), *chosen]),
+                               np.concatenate([np.empty(0, np.int32), *tokens]))
         for group in groups:
             want = len(group) if length_only else _target(source.take, len(group))
             if isinstance(source.take, int) and not length_only and source.take > len(group):
@@ -135,6 +150,46 @@ class Selector:
                 stats.shortfall += want - len(got_rows)
         return self._write(source.name, table, np.concatenate([np.empty(0, np.int64), *chosen]),
                            np.concatenate([np.empty(0, np.int32), *tokens]))
+
+    def _take_tokens(self, source: Source, table: SpillFiles, known: pa.Array, order: np.ndarray, take: TokenTake
+                     ) -> tuple[np.ndarray, np.ndarray, int]:
+        """A token take of one group: rows, their counts, and how far the walk went (``walk_tokens``);
+        with ``take.upsample``, a group with fewer tokens than planned is taken whole ``k`` times and its
+        first records once more as the seeded remainder (``upsample_plan``). The outcome goes to
+        ``stats.token_take`` for the card; a budget that takes no record is an error."""
+        stats = self.ctx.stats[source.name]
+        rows, counts, walked, stop = walk_tokens(order, take.tokens, self.max_tokens,
+                                                 lambda chunk: self._count_chunk(table, known, chunk)(),
+                                                 self._drop_too_long(source.name, table), WALK_CHUNK_ROWS)
+        got = int(counts.sum())
+        where = f"budget.shares.{source.name}" if take.share is not None else f"source {source.name!r}: take.tokens"
+        if not len(rows):
+            limits = ", dedup and max_tokens" if self.max_tokens else " and dedup"
+            why = (f"the first record in its seeded order has {stop:,} tokens" if stop is not None else
+                   f"no record is left after filtering{limits}")
+            raise BudgetError(f"{where}: a budget of {take.tokens:,} tokens takes no record: {why}")
+        repeats, extra = 1, 0
+        if take.upsample and stop is None and got < take.tokens:
+            repeats, extra = upsample_plan(counts, take.tokens)
+            stats.repeat, stats.extra_copies = repeats, extra
+        elif stop is None and got < take.tokens:
+            self.ctx.warn(f"source {source.name!r}: take {take.tokens:,} tokens but only {got:,} tokens are left "
+                          "after filtering and dedup; taking all of them")
+        achieved = got * repeats + int(counts[:extra].sum())
+        before = stats.token_take or {"planned": 0, "achieved": 0}
+        stats.token_take = {"planned": before["planned"] + take.tokens, "achieved": before["achieved"] + achieved,
+                            "repeats": repeats, "remainder_records": extra,
+                            **({"share": take.share} if take.share is not None else {})}
+        return rows, counts.astype(np.int32), walked
+
+    def _drop_too_long(self, source: str, table: SpillFiles) -> Callable[[np.ndarray, np.ndarray], None]:
+        """Drops, through the sink, the rows a walk reached that are over ``max_tokens``."""
+        def drop(rows: np.ndarray, counts: np.ndarray) -> None:
+            records = table.take(rows, ["dataset", "id", "messages"]).to_pylist()
+            for row, n in zip(records, counts.tolist(), strict=True):
+                self.ctx.sink.drop(source, drop_record(row, "too_many_tokens", "select",
+                                                       f"{n} tokens > max_tokens {self.max_tokens}"))
+        return drop
 
     def _write(self, source: str, table: SpillFiles, chosen: np.ndarray, tokens: np.ndarray) -> SpillFiles:
         index = list(self.ctx.stats).index(source)
@@ -229,6 +284,10 @@ def select_all(ctx: StageContext, selector: Selector, *, length_only: bool = Fal
     records per source. ``length_only``: the length pass of ``sample_then_filter``."""
     selected: dict[str, SpillFiles] = {}
     sources = {s.name: s for s in ctx.recipe.sources}
+    for s in ctx.recipe.sources:
+        if isinstance(s.take, TokenTake) and s.take.share is not None and s.name not in ctx.candidates:
+            raise BudgetError(f"budget.shares.{s.name}: source {s.name!r} is left out of the build "
+                              f"({ctx.stats[s.name].excluded}), so its {s.take.tokens:,} tokens cannot be met")
     for _, name, table, alive in ctx.candidates.drain(list(sources)):
         selected[name] = selector.select(sources[name], table, alive, length_only=length_only)
         ctx.stats[name].selected = selected[name].num_rows
@@ -237,7 +296,8 @@ def select_all(ctx: StageContext, selector: Selector, *, length_only: bool = Fal
 
 def shuffled_output(ctx: StageContext, selected: dict[str, SpillFiles]) -> tuple[SpillFiles, list[int]]:
     """All selected records (their files, in recipe order) and the output order: each record
-    ``repeat`` times, in one seeded global shuffle."""
+    ``repeat`` times (and the first ``extra_copies`` once more: a budget's remainder), in one seeded
+    global shuffle."""
     paths, index = [], []
     offset = 0
     for s in ctx.recipe.sources:
@@ -245,7 +305,9 @@ def shuffled_output(ctx: StageContext, selected: dict[str, SpillFiles]) -> tuple
         if table is None:
             continue
         paths.extend(table.paths)
-        index.extend(list(range(offset, offset + table.num_rows)) * s.repeat)
+        stats = ctx.stats[s.name]  # a budget may repeat a source (``repeat``, then ``extra_copies``)
+        index.extend(list(range(offset, offset + table.num_rows)) * stats.repeat)
+        index.extend(range(offset, offset + stats.extra_copies))
         offset += table.num_rows
     if not paths:
         raise MixerError("the build selected no records: every source is empty, filtered out or excluded")
@@ -310,10 +372,11 @@ class Gate:
 
     def run(self, ctx: StageContext) -> None:
         stages = record_stages(ctx.recipe)
-        first_copy = FirstCopy() if self.exact else None
+        key = ctx.recipe.dedup.exact.preference_key
+        first_copy = FirstCopy(key) if self.exact else None
         for _, name, table, _ in ctx.candidates.drain([s.name for s in ctx.recipe.sources]):
             stats = ctx.stats[name]
-            kept = CandidateStore(ctx.work_dir / f"sampled-{name}.arrow")
+            kept = CandidateStore(ctx.work_dir / f"sampled-{name}.arrow", preference_key=key)
             for row in (r for batch in table.iter_batches() for r in batch.to_pylist()):
                 record: Record = make_record(row["dataset"], row["id"], row["messages"]) if row["rejected"] is None \
                     else make_pair(row["dataset"], row["id"], row["messages"], row["rejected"], record_scores(row))

@@ -34,12 +34,16 @@ def test_preference_build_writes_prompt_chosen_rejected(dpo_build) -> None:
         assert row["n_tokens"] <= 512
 
 
-def test_preference_pairs_are_deduplicated_on_the_prompt(dpo_build) -> None:
+def test_dpo_sample_keeps_one_pair_per_prompt_with_the_prompt_key(dpo_build) -> None:
+    """The sample's UltraFeedback has one prompt ("Write a haiku about autumn rain.") in two rows with
+    different replies and one id (the prompt's hash): the recipe sets ``preference_key: prompt``, so one
+    pair stays (the default pair key keeps both: tests/stages/test_preference_dedup_key.py)."""
     table = pq.read_table(dpo_build.out / "data").to_pylist()
     prompts = Counter(tuple((m["role"], m["content"]) for m in r["prompt"]) for r in table)
     assert max(prompts.values()) == 1
     uf = next(s for s in dpo_build.card["sources"] if s["name"] == "ultrafeedback")
-    assert uf["dropped"]["exact_duplicate"] >= 1 and uf["dropped"]["tie"] >= 1
+    assert uf["dropped"]["exact_duplicate"] == 1 and uf["dropped"]["tie"] >= 1
+    assert dpo_build.card["recipe"]["preference_key"] == "prompt"
 
 
 def test_preference_card_adds_up_and_front_matter_lists_the_pair_columns(dpo_build) -> None:

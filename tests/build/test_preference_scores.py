@@ -60,8 +60,11 @@ def test_hh_rlhf_pairs_carry_null_scores(dpo_build) -> None:
 
 def test_sample_then_filter_order_keeps_the_ratings(make_recipe: Callable[..., Path]) -> None:
     """open-instruct's order rebuilds each sampled record before normalising it (mixer.build)."""
+    # the sample plants one prompt in two rows, and UltraFeedback's id is the prompt's hash: one pair per
+    # prompt keeps (dataset, id) unique (README, Preference data)
     recipe = make_recipe([{"name": "ultrafeedback", "files": str(UF_FILE), "take": 10}],
-                         kind="preference", order="sample_then_filter")
+                         kind="preference", order="sample_then_filter",
+                         dedup={"exact": {"preference_key": "prompt"}})
     result = build(load_recipe(recipe))
     rows = output_rows(result.out)
     assert len(rows) == result.card["totals"]["records"] > 0
@@ -73,9 +76,14 @@ def test_a_built_mixture_read_back_by_the_preference_adapter_keeps_its_scores(
     recipe = make_recipe([{"name": "again", "adapter": "preference", "files": str(dpo_build.out / "data" / "*.parquet"),
                            "take": "all", "license": "other"}], kind="preference")
     rebuilt = build(load_recipe(recipe))
-    before = {r["id"]: (r["score_chosen"], r["score_rejected"]) for r in output_rows(dpo_build.out)}
-    after = {r["id"]: (r["score_chosen"], r["score_rejected"]) for r in output_rows(rebuilt.out)}
-    assert after == before
+    # keyed by the pair, not the id alone: UltraFeedback's id is its prompt's hash, and two pairs on one
+    # prompt both stay under the default pair key of exact dedup
+    def scores(out: Path) -> dict[tuple[str, str, str], tuple[float | None, float | None]]:
+        return {(r["id"], r["chosen"][0]["content"], r["rejected"][0]["content"]): (r["score_chosen"], r["score_rejected"])
+                for r in output_rows(out)}
+
+    assert scores(rebuilt.out) == scores(dpo_build.out)
+    assert len(scores(dpo_build.out)) == dpo_build.card["totals"]["records"]
 
 
 def test_card_reports_how_many_pairs_carry_scores_and_their_gap(dpo_build) -> None:
