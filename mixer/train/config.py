@@ -208,6 +208,11 @@ class SFTRunConfig(BaseRunConfig):
         metadata={"help": "Loss only on assistant tokens (+ their end-of-turn token), via {% generation %}."},
     )
     packing_strategy: str = field(default="bfd", metadata={"help": "TRL packing strategy when batching=packed."})
+    check_template: bool = field(
+        default=True,
+        metadata={"help": "Before training, check on a sample that the template's loss mask covers exactly the "
+                  "assistant turns and their end-of-turn token (`mixer check-template`); refuse otherwise."},
+    )
 
     def validate(self) -> None:
         super().validate()

@@ -88,11 +88,23 @@ def build_sft_trainer(cfg: SFTRunConfig, callbacks: list[Any] | None = None) -> 
     runtime = resolve_runtime(cfg, cuda=cuda_available())
     cfg = dataclasses.replace(cfg, batching=runtime.batching)
     tokenizer = load_tokenizer(cfg, need_markers=cfg.assistant_only_loss)
-    raw = load_parquet(cfg.data, SFT_COLUMNS, cfg.max_train_samples)
-    num_proc = tokenise_processes(cfg.dataset_num_proc, len(raw))
-    args = sft_trl_config(cfg, num_proc=num_proc)
-    with args.main_process_first(desc="tokenising"):
-        train = tokenize_sft(raw, tokenizer, cfg.max_length, cfg.assistant_only_loss, num_proc)
+    from mixer.train.tokenized import is_tokenized
+
+    if is_tokenized(cfg.data):  # `mixer tokenize` output: checked against this run's tokenizer, not redone
+        from mixer.train.tokenized import load_for_training
+
+        train, cfg = load_for_training(cfg, tokenizer)
+        args = sft_trl_config(cfg)
+    else:
+        raw = load_parquet(cfg.data, SFT_COLUMNS, cfg.max_train_samples)
+        if cfg.check_template and cfg.assistant_only_loss:
+            from mixer.train.template_check import check_before_training
+
+            check_before_training(raw, tokenizer, cfg.max_length)
+        num_proc = tokenise_processes(cfg.dataset_num_proc, len(raw))
+        args = sft_trl_config(cfg, num_proc=num_proc)
+        with args.main_process_first(desc="tokenising"):
+            train = tokenize_sft(raw, tokenizer, cfg.max_length, cfg.assistant_only_loss, num_proc)
     if cuda_available() and cfg.batching != "packed":
         warn_small_micro_batches(cfg, train)
     model = load_model(cfg, runtime.attn_implementation, runtime.weights_dtype)

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from mixer.errors import MixerError
+
+logger = logging.getLogger("mixer.train")
 
 MANIFEST = "tokenized.json"
 FORMAT = "mixer-tokenized/1"
@@ -324,5 +327,22 @@ def load_tokenized(path: str | Path, tokenizer: Any, max_length: int, max_rows: 
         ds = ds.select(range(min(max_rows, len(ds))))
     overrides: dict[str, Any] = {}
     if manifest["pack"]:
-        overrides = {"packing": False, "padding_free": True, "max_length": manifest["max_length"]}
+        # already within max_length (checked above); TRL refuses max_length with unpacked padding-free rows
+        overrides = {"packing": False, "padding_free": True, "max_length": None}
     return ds, overrides
+
+
+def load_for_training(cfg: Any, tokenizer: Any) -> tuple[Any, Any]:
+    """The trainer's hook: the rows of the tokenized folder ``cfg.data`` and ``cfg`` with the TRL fields
+    the rows need added to ``trl_args`` (so the saved config says them)."""
+    import dataclasses
+
+    if not cfg.assistant_only_loss:
+        raise TokenizedDataError(f"{cfg.data} holds assistant-only loss masks; this run sets assistant_only_loss: "
+                                 "false (train from the build instead)")
+    rows, overrides = load_tokenized(cfg.data, tokenizer, cfg.max_length, cfg.max_train_samples)
+    if overrides and cfg.batching == "padded":
+        logger.warning("%s holds packed rows: they train padding-free (positions restart at each conversation), "
+                       "not padded as batching says; on CUDA that needs a varlen attention kernel to be fast",
+                       cfg.data)
+    return rows, dataclasses.replace(cfg, trl_args={**cfg.trl_args, **overrides})
