@@ -121,15 +121,37 @@ def _trainer() -> Any:
                            load_parquet=load_parquet)
 
 
-def tokenize_rows(rows: Any, tokenizer: Any, max_length: int) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+def _schema(packed: bool) -> Any:
+    import pyarrow as pa
+
+    common = [("input_ids", pa.list_(pa.int32())), ("assistant_masks", pa.list_(pa.int8()))]
+    if packed:
+        return pa.schema([*common, ("seq_lengths", pa.list_(pa.int32())), ("ids", pa.list_(pa.string()))])
+    return pa.schema([*common, ("dataset", pa.string()), ("id", pa.string())])
+
+
+def tokenize_rows(rows: Any, tokenizer: Any, max_length: int, chunk: int = 10_000
+                  ) -> tuple[Any, dict[str, dict[str, int]]]:
     """Each row through the trainer's row tokenisation (``tokenize_sft``'s), truncated to ``max_length``
     keeping the start; rows left with no loss token are dropped, as the trainer drops them, and counted.
-    Returns the kept rows and per-source counts."""
+    Returns the kept rows as one Arrow table (int32 ids, int8 masks: a full V2 mixture is ~1.5 GB, not the
+    ~10 GB of Python lists) and per-source counts."""
+    import pyarrow as pa
+
     t = _trainer()
     t.check_markers(tokenizer)
-    kept: list[dict[str, Any]] = []
+    schema = _schema(False)
+    tables: list[Any] = []
+    batch: dict[str, list[Any]] = {name: [] for name in schema.names}
     stats: dict[str, dict[str, int]] = {}
     columns = set(rows.column_names)
+
+    def flush() -> None:
+        if batch["id"]:
+            tables.append(pa.Table.from_pydict(batch, schema=schema))
+            for values in batch.values():
+                values.clear()
+
     for i, row in enumerate(rows):
         source = str(row["dataset"]) if "dataset" in columns and row["dataset"] is not None else "(no source)"
         s = stats.setdefault(source, {"records": 0, "kept": 0, "dropped_no_loss_token": 0, "truncated": 0,
@@ -148,31 +170,39 @@ def tokenize_rows(rows: Any, tokenizer: Any, max_length: int) -> tuple[list[dict
         s["total_tokens"] += len(ids)
         s["trainable_tokens"] += trainable
         rid = row["id"] if "id" in columns and row["id"] is not None else str(i)
-        kept.append({"input_ids": ids, "assistant_masks": mask, "dataset": source, "id": str(rid)})
-    return kept, dict(sorted(stats.items()))
+        for name, value in (("input_ids", ids), ("assistant_masks", mask), ("dataset", source), ("id", str(rid))):
+            batch[name].append(value)
+        if len(batch["id"]) >= chunk:
+            flush()
+    flush()
+    table = pa.concat_tables(tables) if tables else schema.empty_table()
+    return table.combine_chunks(), dict(sorted(stats.items()))
 
 
-def pack_rows(rows: list[dict[str, Any]], max_length: int) -> list[dict[str, Any]]:
-    """Best-fit-decreasing bins of the tokenized rows, each a row of concatenated conversations."""
-    bins = best_fit_decreasing([len(r["input_ids"]) for r in rows], max_length)
-    packed = []
-    for members in bins:
-        packed.append({
-            "input_ids": [t for k in members for t in rows[k]["input_ids"]],
-            "assistant_masks": [m for k in members for m in rows[k]["assistant_masks"]],
-            "seq_lengths": [len(rows[k]["input_ids"]) for k in members],
-            "ids": [rows[k]["id"] for k in members],
-        })
-    return packed
-
-
-def _schema(packed: bool) -> Any:
+def pack_table(table: Any, max_length: int) -> Any:
+    """Best-fit-decreasing bins of the tokenized rows (:func:`best_fit_decreasing`), one row per bin: its
+    conversations' tokens and masks concatenated in the order placed, their lengths and record ids."""
+    import numpy as np
     import pyarrow as pa
+    import pyarrow.compute as pc
 
-    common = [("input_ids", pa.list_(pa.int32())), ("assistant_masks", pa.list_(pa.int8()))]
-    if packed:
-        return pa.schema([*common, ("seq_lengths", pa.list_(pa.int32())), ("ids", pa.list_(pa.string()))])
-    return pa.schema([*common, ("dataset", pa.string()), ("id", pa.string())])
+    lengths = pc.list_value_length(table.column("input_ids")).to_numpy(zero_copy_only=False).astype(np.int64)
+    bins = best_fit_decreasing(lengths.tolist(), max_length)
+    order = np.array([i for b in bins for i in b], dtype=np.int64)
+    taken = table.take(pa.array(order))
+    sizes = np.array([len(b) for b in bins], dtype=np.int64)
+    member_offsets = np.concatenate([[0], np.cumsum(sizes)])
+    token_offsets = np.concatenate([[0], np.cumsum(lengths[order])])[member_offsets]
+
+    def regroup(column: str, offsets: Any) -> Any:
+        values = taken.column(column).combine_chunks()
+        flat = pc.list_flatten(values) if pa.types.is_list(values.type) else values
+        return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), flat)
+
+    seq_lengths = pa.ListArray.from_arrays(pa.array(member_offsets.astype(np.int32)),
+                                           pa.array(lengths[order], pa.int32()))
+    return pa.Table.from_arrays([regroup("input_ids", token_offsets), regroup("assistant_masks", token_offsets),
+                                 seq_lengths, regroup("id", member_offsets)], schema=_schema(True))
 
 
 def _file_sha256(path: Path) -> str:
@@ -192,7 +222,6 @@ def default_output(data: str | Path) -> Path:
 def write_tokenized(data: str | Path, tokenizer: Any, out: str | Path, *, max_length: int, pack: str | None,
                     settings: dict[str, Any], overwrite: bool = False) -> dict[str, Any]:
     """``mixer tokenize``: tokenize a build (and pack it) into ``out``; return the manifest written."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from mixer.outdir import check_output_dir
@@ -208,23 +237,22 @@ def write_tokenized(data: str | Path, tokenizer: Any, out: str | Path, *, max_le
     t = _trainer()
     rows = t.load_parquet(data, t.SFT_COLUMNS)
     kept, stats = tokenize_rows(rows, tokenizer, max_length)
-    if not kept:
+    if kept.num_rows == 0:
         raise MixerError(f"{data}: no record has an assistant token within max_length={max_length}")
-    table_rows = pack_rows(kept, max_length) if pack else kept
-    schema = _schema(bool(pack))
+    table = pack_table(kept, max_length) if pack else kept
+    schema = table.schema
     old = out / "data"
     if old.is_dir():  # an earlier output of ours (check_output_dir allowed it): its shards go
         for f in old.glob("train-*.parquet"):
             f.unlink()
     old.mkdir(parents=True, exist_ok=True)
-    n_shards = max(1, -(-len(table_rows) // SHARD_ROWS))
+    n_shards = max(1, -(-table.num_rows // SHARD_ROWS))
     shards = []
     for k in range(n_shards):
-        part = table_rows[k * SHARD_ROWS:(k + 1) * SHARD_ROWS]
+        part = table.slice(k * SHARD_ROWS, SHARD_ROWS)
         name = f"data/train-{k:05d}-of-{n_shards:05d}.parquet"
-        table = pa.Table.from_pylist(part, schema=schema)
-        pq.write_table(table, out / name, compression="zstd")
-        shards.append({"file": name, "rows": len(part), "sha256": _file_sha256(out / name)})
+        pq.write_table(part, out / name, compression="zstd")
+        shards.append({"file": name, "rows": part.num_rows, "sha256": _file_sha256(out / name)})
     total = {key: sum(s[key] for s in stats.values()) for key in next(iter(stats.values()))}
     manifest: dict[str, Any] = {
         "format": FORMAT,
@@ -237,14 +265,14 @@ def write_tokenized(data: str | Path, tokenizer: Any, out: str | Path, *, max_le
         "input": {"path": str(data), "files": [{"file": Path(f).name, "sha256": _file_sha256(Path(f))}
                                                for f in inputs]},
         "columns": schema.names,
-        "rows": len(table_rows),
+        "rows": table.num_rows,
         "shards": shards,
         "totals": total,
         "sources": stats,
     }
     if pack:
-        manifest["packing"] = {"bins": len(table_rows), "fill": round(total["total_tokens"] /
-                                                                      (len(table_rows) * max_length), 4)}
+        manifest["packing"] = {"bins": table.num_rows,
+                               "fill": round(total["total_tokens"] / (table.num_rows * max_length), 4)}
     (out / "README.md").write_text(card_markdown(manifest), encoding="utf-8")
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return manifest
