@@ -332,15 +332,12 @@ def check_compatible(path: str | Path, manifest: dict[str, Any], tokenizer: Any,
                                  f"max_length {max_length}; tokenize again with --max-length {max_length}")
 
 
-def load_tokenized(path: str | Path, tokenizer: Any, max_length: int, max_rows: int | None = None
-                   ) -> tuple[Any, dict[str, Any]]:
-    """The rows of a tokenized folder as a ``datasets.Dataset`` the SFT trainer takes as is, after
-    :func:`check_compatible`, and the TRL config fields it needs (pre-packed rows: no packing again,
-    padding-free batches whose positions restart at each ``seq_lengths`` boundary)."""
+def read_rows(path: str | Path, max_rows: int | None = None) -> Any:
+    """The rows of a tokenized folder as a ``datasets.Dataset`` the SFT trainer takes as is (``input_ids``,
+    ``assistant_masks``, and ``seq_lengths`` when packed). Check them with :func:`check_for_training`."""
     import datasets
 
     manifest = read_manifest(path)
-    check_compatible(path, manifest, tokenizer, max_length)
     files = [str(Path(path) / s["file"]) for s in manifest["shards"]]
     missing = [f for f in files if not Path(f).is_file()]
     if missing:
@@ -349,28 +346,40 @@ def load_tokenized(path: str | Path, tokenizer: Any, max_length: int, max_rows: 
         ds = datasets.load_dataset("parquet", data_files=files, split="train")
     except Exception as e:  # noqa: BLE001 - pyarrow/datasets raise many types for a bad file
         raise TokenizedDataError(f"{path}: cannot read the tokenized shards: {e}") from e
-    keep = ["input_ids", "assistant_masks", *(["seq_lengths"] if manifest["pack"] else [])]
-    ds = ds.select_columns(keep)
+    ds = ds.select_columns(["input_ids", "assistant_masks", *(["seq_lengths"] if manifest["pack"] else [])])
     if max_rows is not None:
         ds = ds.select(range(min(max_rows, len(ds))))
-    overrides: dict[str, Any] = {}
-    if manifest["pack"]:
-        # already within max_length (checked above); TRL refuses max_length with unpacked padding-free rows
-        overrides = {"packing": False, "padding_free": True, "max_length": None}
-    return ds, overrides
+    return ds
 
 
-def load_for_training(cfg: Any, tokenizer: Any) -> tuple[Any, Any]:
-    """The trainer's hook: the rows of the tokenized folder ``cfg.data`` and ``cfg`` with the TRL fields
-    the rows need added to ``trl_args`` (so the saved config says them)."""
-    import dataclasses
+def trl_overrides(path: str | Path) -> dict[str, Any]:
+    """The TRL config fields a tokenized folder needs: none for one row per conversation; for packed rows,
+    no packing again and padding-free batches (positions restart at each ``seq_lengths`` boundary), with no
+    ``max_length`` for TRL (the rows are within it, and TRL refuses it for unpacked padding-free rows)."""
+    if not read_manifest(path)["pack"]:
+        return {}
+    return {"packing": False, "padding_free": True, "max_length": None}
 
+
+def check_for_training(cfg: Any, tokenizer: Any) -> None:
+    """The trainer's guard for ``cfg.data``, a tokenized folder: made with this run's tokenizer and template
+    (:func:`check_compatible`), within its ``max_length``, and with assistant-only masks the run asks for."""
     if not cfg.assistant_only_loss:
         raise TokenizedDataError(f"{cfg.data} holds assistant-only loss masks; this run sets assistant_only_loss: "
                                  "false (train from the build instead)")
-    rows, overrides = load_tokenized(cfg.data, tokenizer, cfg.max_length, cfg.max_train_samples)
-    if overrides and cfg.batching == "padded":
+    manifest = read_manifest(cfg.data)
+    check_compatible(cfg.data, manifest, tokenizer, cfg.max_length)
+    if manifest["pack"] and cfg.batching == "padded":
         logger.warning("%s holds packed rows: they train padding-free (positions restart at each conversation), "
                        "not padded as batching says; on CUDA that needs a varlen attention kernel to be fast",
                        cfg.data)
-    return rows, dataclasses.replace(cfg, trl_args={**cfg.trl_args, **overrides})
+
+
+def load_for_training(cfg: Any, tokenizer: Any) -> tuple[Any, Any]:
+    """The trainer's hook: the checked rows of the tokenized folder ``cfg.data`` and ``cfg`` with the TRL
+    fields they need added to ``trl_args`` (so the saved config says them)."""
+    import dataclasses
+
+    check_for_training(cfg, tokenizer)
+    rows = read_rows(cfg.data, cfg.max_train_samples)
+    return rows, dataclasses.replace(cfg, trl_args={**cfg.trl_args, **trl_overrides(cfg.data)})
