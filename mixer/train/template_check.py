@@ -67,6 +67,7 @@ class RecordCheck:
     dataset: str
     tokens: list[TokenVerdict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    end_of_turn: list[str] = field(default_factory=list)  # each assistant turn's end-of-turn token
 
     @property
     def ok(self) -> bool:
@@ -240,7 +241,7 @@ def check_record(tokenizer: Any, example: dict[str, Any], row: int, max_length: 
     messages = example["messages"]
     try:
         out = t.tokenize_row(example, tokenizer, max_length or 10**9, True)
-        spans, _, problems = expected_spans(tokenizer, messages, specials)
+        spans, rec.end_of_turn, problems = expected_spans(tokenizer, messages, specials)
     except Exception as e:  # noqa: BLE001 - jinja raise_exception and TemplateError: the trainer would fail too
         rec.problems.append(f"the chat template cannot render this record: {e}")
         return rec
@@ -285,14 +286,7 @@ def check_rows(rows: Any, tokenizer: Any, *, sample: int | None, max_length: int
     chosen, shapes = pick_sample(rows, sample)
     records = [check_record(tokenizer, rows[i], i, max_length, specials) for i in chosen]
     template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else ""
-    ends: list[str] = []
-    for i in chosen[:20]:
-        try:
-            for e in expected_spans(tokenizer, rows[i]["messages"], specials)[1]:
-                if e not in ends:
-                    ends.append(e)
-        except Exception:  # noqa: BLE001,S112 - already reported by check_record
-            continue
+    ends = list(dict.fromkeys(e for r in records for e in r.end_of_turn))
     return CheckReport(template_sha256=hashlib.sha256(template.encode("utf-8")).hexdigest(), end_of_turn=ends,
                        records=records, shapes=shapes, total_rows=len(rows))
 
