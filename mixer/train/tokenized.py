@@ -130,53 +130,60 @@ def _schema(packed: bool) -> Any:
     return pa.schema([*common, ("dataset", pa.string()), ("id", pa.string())])
 
 
-def tokenize_rows(rows: Any, tokenizer: Any, max_length: int, chunk: int = 10_000
+def _tokenize_example(example: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
+    """One row through the trainer's row tokenisation, one token past ``max_length`` to tell a cut row."""
+    from mixer.train.data import _tokenize_row
+
+    out = _tokenize_row(example, tokenizer, max_length + 1, True)
+    ids, mask = list(out["input_ids"]), list(out["assistant_masks"])
+    return {"input_ids": ids[:max_length], "assistant_masks": mask[:max_length], "truncated": len(ids) > max_length}
+
+
+def tokenize_rows(rows: Any, tokenizer: Any, max_length: int, num_proc: int | None = None
                   ) -> tuple[Any, dict[str, dict[str, int]]]:
-    """Each row through the trainer's row tokenisation (``tokenize_sft``'s), truncated to ``max_length``
-    keeping the start; rows left with no loss token are dropped, as the trainer drops them, and counted.
-    Returns the kept rows as one Arrow table (int32 ids, int8 masks: a full V2 mixture is ~1.5 GB, not the
-    ~10 GB of Python lists) and per-source counts."""
+    """Each row through the trainer's row tokenisation (``tokenize_sft``'s ``datasets.map`` over the same row
+    function, ``num_proc`` processes), truncated to ``max_length`` keeping the start; rows left with no loss
+    token are dropped, as the trainer drops them, and counted. Returns the kept rows as one Arrow table (int32
+    ids, int8 masks, in row order) and per-source counts."""
+    import numpy as np
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     t = _trainer()
     t.check_markers(tokenizer)
-    schema = _schema(False)
-    tables: list[Any] = []
-    batch: dict[str, list[Any]] = {name: [] for name in schema.names}
+    columns = rows.column_names
+    mapped = rows.map(_tokenize_example, fn_kwargs={"tokenizer": tokenizer, "max_length": max_length},
+                      remove_columns=[c for c in columns if c not in ("dataset", "id")], num_proc=num_proc,
+                      desc="Tokenising (chat template, assistant mask)")
+    table = mapped.with_format("arrow")[:]
+    n = table.num_rows
+    sources = (pc.fill_null(table.column("dataset").cast(pa.string()), "(no source)") if "dataset" in columns
+               else pa.array(["(no source)"] * n, pa.string()))
+    ids = (pc.fill_null(table.column("id").cast(pa.string()), "") if "id" in columns else pa.array([""] * n))
+    ids = pa.array([v or str(i) for i, v in enumerate(ids.to_pylist())], pa.string())
+    input_ids = table.column("input_ids").combine_chunks().cast(pa.list_(pa.int32()))
+    masks = table.column("assistant_masks").combine_chunks().cast(pa.list_(pa.int8()))
+    lengths = pc.list_value_length(input_ids).to_numpy(zero_copy_only=False).astype(np.int64)
+    flat = pc.list_flatten(masks).to_numpy(zero_copy_only=False).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    loss_before = np.concatenate([[0], np.cumsum(flat)])  # loss tokens before each position
+    trainable = loss_before[offsets[1:]] - loss_before[offsets[:-1]]
+    truncated = table.column("truncated").to_numpy(zero_copy_only=False)
+    keep = trainable > 0
     stats: dict[str, dict[str, int]] = {}
-    columns = set(rows.column_names)
-
-    def flush() -> None:
-        if batch["id"]:
-            tables.append(pa.Table.from_pydict(batch, schema=schema))
-            for values in batch.values():
-                values.clear()
-
-    for i, row in enumerate(rows):
-        source = str(row["dataset"]) if "dataset" in columns and row["dataset"] is not None else "(no source)"
+    for k, source in enumerate(sources.to_pylist()):
         s = stats.setdefault(source, {"records": 0, "kept": 0, "dropped_no_loss_token": 0, "truncated": 0,
                                       "total_tokens": 0, "trainable_tokens": 0})
         s["records"] += 1
-        out = t.tokenize_row(row, tokenizer, max_length + 1, True)  # one extra token says it was cut
-        ids, mask = list(out["input_ids"]), list(out["assistant_masks"])
-        if len(ids) > max_length:
-            s["truncated"] += 1
-            ids, mask = ids[:max_length], mask[:max_length]
-        trainable = sum(mask)
-        if trainable == 0:
+        s["truncated"] += int(truncated[k])
+        if keep[k]:
+            s["kept"] += 1
+            s["total_tokens"] += int(lengths[k])
+            s["trainable_tokens"] += int(trainable[k])
+        else:
             s["dropped_no_loss_token"] += 1
-            continue
-        s["kept"] += 1
-        s["total_tokens"] += len(ids)
-        s["trainable_tokens"] += trainable
-        rid = row["id"] if "id" in columns and row["id"] is not None else str(i)
-        for name, value in (("input_ids", ids), ("assistant_masks", mask), ("dataset", source), ("id", str(rid))):
-            batch[name].append(value)
-        if len(batch["id"]) >= chunk:
-            flush()
-    flush()
-    table = pa.concat_tables(tables) if tables else schema.empty_table()
-    return table.combine_chunks(), dict(sorted(stats.items()))
+    kept = pa.Table.from_arrays([input_ids, masks, sources, ids], schema=_schema(False)).filter(pa.array(keep))
+    return kept, dict(sorted(stats.items()))
 
 
 def pack_table(table: Any, max_length: int) -> Any:
@@ -220,7 +227,7 @@ def default_output(data: str | Path) -> Path:
 
 
 def write_tokenized(data: str | Path, tokenizer: Any, out: str | Path, *, max_length: int, pack: str | None,
-                    settings: dict[str, Any], overwrite: bool = False) -> dict[str, Any]:
+                    settings: dict[str, Any], overwrite: bool = False, workers: int | None = None) -> dict[str, Any]:
     """``mixer tokenize``: tokenize a build (and pack it) into ``out``; return the manifest written."""
     import pyarrow.parquet as pq
 
@@ -236,7 +243,9 @@ def write_tokenized(data: str | Path, tokenizer: Any, out: str | Path, *, max_le
     inputs = resolve_parquet_files(data)
     t = _trainer()
     rows = t.load_parquet(data, t.SFT_COLUMNS)
-    kept, stats = tokenize_rows(rows, tokenizer, max_length)
+    from mixer.train.runtime import tokenise_processes
+
+    kept, stats = tokenize_rows(rows, tokenizer, max_length, tokenise_processes(workers, len(rows)))
     if kept.num_rows == 0:
         raise MixerError(f"{data}: no record has an assistant token within max_length={max_length}")
     table = pack_table(kept, max_length) if pack else kept
