@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -46,10 +48,12 @@ def make_tokenizer(build: Path, out: Path, vocab_size: int = 32_000, sample: int
     return out
 
 
-def run(cmd: list[str]) -> dict[str, float]:
+def run(cmd: list[str], cache: Path) -> dict[str, float]:
+    """Run ``cmd`` with a fresh datasets cache (the packed run must not reuse the unpacked run's tokens)."""
+    shutil.rmtree(cache, ignore_errors=True)
     start = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, env={**os.environ, "HF_DATASETS_CACHE": str(cache)})
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"wall_s": round(time.perf_counter() - start, 1),
             "cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 1),
@@ -64,11 +68,13 @@ def main() -> None:
     a = ap.parse_args()
     tok = make_tokenizer(a.build, a.workdir / "tokenizer")
     results = {}
+    print("| output | records | rows | tokens | trainable | wall s | CPU s | records/s | peak RSS MiB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
     for label, extra in (("unpacked", []), ("packed bfd", ["--pack", "bfd"])):
         out = a.workdir / label.replace(" ", "-")
         cmd = [sys.executable, "-m", "mixer.cli", "tokenize", str(a.build), "--tokenizer", str(tok),
                "--max-length", str(a.max_length), "-o", str(out), *extra]
-        r = run(cmd)
+        r = run(cmd, a.workdir / "hf-datasets-cache")
         manifest = json.loads((out / "tokenized.json").read_text(encoding="utf-8"))
         r["records"] = manifest["totals"]["records"]
         r["records_per_s"] = round(r["records"] / r["wall_s"])

@@ -136,7 +136,8 @@ def _tokenize_example(example: dict[str, Any], tokenizer: Any, max_length: int) 
 
     out = _tokenize_row(example, tokenizer, max_length + 1, True)
     ids, mask = list(out["input_ids"]), list(out["assistant_masks"])
-    return {"input_ids": ids[:max_length], "assistant_masks": mask[:max_length], "truncated": len(ids) > max_length}
+    return {"input_ids": ids[:max_length], "assistant_masks": mask[:max_length], "truncated": len(ids) > max_length,
+            "n_loss": sum(mask[:max_length])}
 
 
 def tokenize_rows(rows: Any, tokenizer: Any, max_length: int, num_proc: int | None = None
@@ -145,6 +146,7 @@ def tokenize_rows(rows: Any, tokenizer: Any, max_length: int, num_proc: int | No
     function, ``num_proc`` processes), truncated to ``max_length`` keeping the start; rows left with no loss
     token are dropped, as the trainer drops them, and counted. Returns the kept rows as one Arrow table (int32
     ids, int8 masks, in row order) and per-source counts."""
+    import datasets
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -152,22 +154,23 @@ def tokenize_rows(rows: Any, tokenizer: Any, max_length: int, num_proc: int | No
     t = _trainer()
     t.check_markers(tokenizer)
     columns = rows.column_names
+    kept_columns = [c for c in columns if c in ("dataset", "id")]
+    features = datasets.Features({  # written as int32/int8 by the workers: no int64 copy to cast later
+        **{c: rows.features[c] for c in kept_columns}, "input_ids": datasets.List(datasets.Value("int32")),
+        "assistant_masks": datasets.List(datasets.Value("int8")), "truncated": datasets.Value("bool"),
+        "n_loss": datasets.Value("int64")})
     mapped = rows.map(_tokenize_example, fn_kwargs={"tokenizer": tokenizer, "max_length": max_length},
-                      remove_columns=[c for c in columns if c not in ("dataset", "id")], num_proc=num_proc,
-                      desc="Tokenising (chat template, assistant mask)")
+                      remove_columns=[c for c in columns if c not in kept_columns], num_proc=num_proc,
+                      features=features, desc="Tokenising (chat template, assistant mask)")
     table = mapped.with_format("arrow")[:]
     n = table.num_rows
     sources = (pc.fill_null(table.column("dataset").cast(pa.string()), "(no source)") if "dataset" in columns
                else pa.array(["(no source)"] * n, pa.string()))
     ids = (pc.fill_null(table.column("id").cast(pa.string()), "") if "id" in columns else pa.array([""] * n))
     ids = pa.array([v or str(i) for i, v in enumerate(ids.to_pylist())], pa.string())
-    input_ids = table.column("input_ids").combine_chunks().cast(pa.list_(pa.int32()))
-    masks = table.column("assistant_masks").combine_chunks().cast(pa.list_(pa.int8()))
-    lengths = pc.list_value_length(input_ids).to_numpy(zero_copy_only=False).astype(np.int64)
-    flat = pc.list_flatten(masks).to_numpy(zero_copy_only=False).astype(np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)])
-    loss_before = np.concatenate([[0], np.cumsum(flat)])  # loss tokens before each position
-    trainable = loss_before[offsets[1:]] - loss_before[offsets[:-1]]
+    input_ids, masks = table.column("input_ids"), table.column("assistant_masks")
+    lengths = pc.list_value_length(input_ids).to_numpy().astype(np.int64)
+    trainable = table.column("n_loss").to_numpy()
     truncated = table.column("truncated").to_numpy(zero_copy_only=False)
     keep = trainable > 0
     stats: dict[str, dict[str, int]] = {}
