@@ -34,7 +34,8 @@ def validate_recipe(recipe_path: Path, raw_dir: str | None, console: Console) ->
             continue
         files = resolve_files(recipe, s)
         cls = get_adapter(s.adapter)
-        adapter = cls(s.options, SourceContext(s.name, recipe.source_seed(s.name), recipe.tokenizer))
+        adapter = cls(s.options, SourceContext(s.name, recipe.source_seed(s.name), recipe.tokenizer,
+                                                 many_files=len(files) > 1))
         converted = 0
         for path in files:
             for item in islice(adapter.read_file(path), PROBE_RECORDS):
