@@ -34,16 +34,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mixer.dedup.near import (  # noqa: E402
-    NearDedupConfig,
+from mixer.engine import LocalEngine  # noqa: E402
+from mixer.kernels.near import (  # noqa: E402
+    NearDedupSettings,
     NearItem,
     assistant_chars,
     find_near_duplicates,
     key_text,
     signatures,
 )
-from mixer.dedup.shingles import shingle_hashes, token_hashes  # noqa: E402
-from mixer.engine import LocalEngine  # noqa: E402
+from mixer.kernels.shingles import shingle_hashes, token_hashes  # noqa: E402
 
 SOURCES = ("flan_v2", "sharegpt", "oasst1", "cot")
 TEMPLATES = (
@@ -252,7 +252,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     records, clusters = generate(args.n, args.seed)
-    config = NearDedupConfig(key=args.key, threshold=args.threshold, workers=args.workers, seed=42)
+    config = NearDedupSettings(key=args.key, threshold=args.threshold, workers=args.workers, seed=42)
     names = {s: i for i, s in enumerate(SOURCES)}
     gen_s = time.perf_counter() - t0
     print(f"generated {len(records):,} records, {len(clusters):,} planted clusters in {gen_s:.1f}s", flush=True)

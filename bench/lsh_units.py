@@ -22,11 +22,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mixer.config import NearDedupConfig  # noqa: E402
-from mixer.dedup.lsh import estimated_jaccard, lsh_candidate_pairs  # noqa: E402
-from mixer.dedup.shingles import EMPTY_HASH  # noqa: E402
 from mixer.engine import LocalEngine  # noqa: E402
-from mixer.recipe import parse_recipe  # noqa: E402
+from mixer.kernels.lsh import estimated_jaccard, lsh_candidate_pairs  # noqa: E402
+from mixer.kernels.shingles import EMPTY_HASH  # noqa: E402
+from mixer.recipe.load import parse_recipe  # noqa: E402
+from mixer.recipe.settings import NearDedupSettings  # noqa: E402
 from mixer.stages import near_dedup  # noqa: E402
 from mixer.stages.base import StageContext  # noqa: E402
 
@@ -57,7 +57,7 @@ def main() -> None:
     if args.max_members is not None and hasattr(near_dedup, "MAX_BUCKET_MEMBERS"):
         near_dedup.MAX_BUCKET_MEMBERS = args.max_members
     sig = planted(args.n, args.bucket)
-    config = NearDedupConfig(threshold=args.threshold)
+    config = NearDedupSettings(threshold=args.threshold)
     bands, rows = config.lsh_params()
     with tempfile.TemporaryDirectory() as tmp:
         from mixer.build import resolve_work_dir

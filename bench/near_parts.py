@@ -23,13 +23,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mixer.core.stats import SourceStats  # noqa: E402
+from mixer.core.tables import SpillFiles  # noqa: E402
 from mixer.engine import LocalEngine  # noqa: E402
-from mixer.recipe import parse_recipe  # noqa: E402
+from mixer.recipe.load import parse_recipe  # noqa: E402
 from mixer.stages import near_dedup  # noqa: E402
 from mixer.stages.base import StageContext  # noqa: E402
 from mixer.stages.read import CandidateStore  # noqa: E402
-from mixer.stats import SourceStats  # noqa: E402
-from mixer.tables import SpillFiles  # noqa: E402
 
 WORDS = [f"w{i}" for i in range(5000)]
 

@@ -26,7 +26,7 @@ def make_tokenizer(build: Path, out: Path, vocab_size: int = 32_000, sample: int
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from mixer.chat import TULU_CHAT_TEMPLATE
+    from mixer.core.chat import TULU_CHAT_TEMPLATE
 
     if (out / "tokenizer.json").is_file():
         return out

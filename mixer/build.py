@@ -1,11 +1,16 @@
 """``mixer build``: the orchestrator. It runs the stages of ``mixer.stages`` in pipeline order on an
-engine (``mixer.engine``), times each one, and writes data, drops and card into a staging folder that
-replaces the output folder only when everything succeeded.
+engine (``mixer.engine``) and writes data, drops and card into a staging folder that replaces the
+output folder only when everything succeeded.
 
-Each stage is called once, in order; between stages the orchestrator only times them and lets the
-engine release its workers. A record's way: ``stages.read`` (adapter, then ``stages.normalise`` and
-``stages.filter`` inside the read unit) -> ``stages.exact_dedup`` -> ``stages.near_dedup`` ->
-``stages.decontaminate`` -> ``stages.select`` -> ``stages.write`` -> ``stages.card``.
+The build is a loop over a plain list of stages (``pipeline``, then ``OUTPUT``), each with the one
+shape ``run(ctx)`` (``mixer.stages.base.Stage``); the loop does for every stage what datatrove's
+``PipelineStep.run`` does once for all: it frames the stage for the reporter (its name and label),
+times it, counts the records it dropped, and lets the engine release its workers. A record's way:
+``stages.read`` (adapter, then ``stages.normalise`` and ``stages.filter`` inside the read unit) ->
+``stages.exact_dedup`` -> ``stages.near_dedup`` -> ``stages.decontaminate`` -> ``stages.select`` ->
+``stages.write`` -> ``stages.card``. ``order: sample_then_filter`` runs the same stages in another
+order: read, select's sampling, normalise + filter + exact dedup's first copy, the cross-source
+stages, select's length pass.
 """
 
 from __future__ import annotations
@@ -24,28 +29,27 @@ from typing import Any
 import pyarrow as pa
 
 from mixer import __version__
-from mixer.card import render_markdown
+from mixer.core.errors import MixerError
+from mixer.core.outdir import BUILD_MARKER, check_not_an_input, check_output_dir, lock_output, write_build_marker
+from mixer.core.stats import SourceStats
+from mixer.core.tables import OrderedSpill, SpillFiles
+from mixer.core.workstore import OwnFolder, RemotePath, WorkPath, check_reachable, work_path
 from mixer.engine import Executor, LocalEngine
-from mixer.errors import MixerError
-from mixer.outdir import BUILD_MARKER, check_not_an_input, check_output_dir, lock_output, write_build_marker
-from mixer.pin import verify_pins
-from mixer.plots import render_plot_section, write_plots
-from mixer.read_cache import read_cache_root
-from mixer.recipe import Recipe, resolve_files, source_license
-from mixer.records import CANDIDATE_SCHEMA, Dropped, Record, record_scores
-from mixer.stages.base import Reporter, StageContext, run_record_stages
+from mixer.recipe.load import Recipe, resolve_files, source_license
+from mixer.recipe.pin import verify_pins
+from mixer.report.markdown import render_markdown
+from mixer.report.plots import render_plot_section, write_plots
+from mixer.stages.base import Reporter, Stage, StageContext
 from mixer.stages.card import build_card
-from mixer.stages.decontaminate import decontaminate
-from mixer.stages.exact_dedup import FirstCopy, exact_dedup
-from mixer.stages.near_dedup import near_dedup
-from mixer.stages.read import CandidateStore, read_sources, record_stages
-from mixer.stages.select import Selector, select_all, shuffled_output
-from mixer.stages.write import check_unique_ids, staging_dir, write_output
-from mixer.stats import SourceStats
-from mixer.tables import OrderedSpill, SpillFiles
-from mixer.token_cache import cache_root, damage_counts, damage_log
-from mixer.tokens import TokenCounter, counter_note
-from mixer.workstore import OwnFolder, RemotePath, WorkPath, check_reachable, work_path
+from mixer.stages.decontaminate import Decontaminate
+from mixer.stages.exact_dedup import ExactDedup
+from mixer.stages.near_dedup import NearDedup
+from mixer.stages.read import Read
+from mixer.stages.read_cache import read_cache_root
+from mixer.stages.select import Gate, Sample, Select, Selector, Shuffle
+from mixer.stages.write import Write, staging_dir
+from mixer.tokens.cache import cache_root, damage_counts, damage_log
+from mixer.tokens.count import TokenCounter, counter_note
 
 __all__ = ["BuildResult", "BuildState", "Reporter", "build", "run_stages"]
 
@@ -59,25 +63,17 @@ class StageTiming:
     cpu_workers_s: float = 0.0
     #: this process's resident memory when the stage ended (MiB), to see which stage holds memory
     rss_mb_after: float = 0.0
+    #: records the stage dropped (every drop goes through the one sink, so this is counted once, here)
+    dropped: int = 0
 
 
 @dataclass
 class BuildState:
-    """What the orchestrator keeps between stages: the stages' context (recipe, executor, stats,
-    candidates, drop sink), what selection chose, the card sections and the timings."""
+    """What the orchestrator keeps besides the stages' context (recipe, executor, stats, candidates,
+    drop sink, and what each stage produced): the timings, the token counter's name, the work folder."""
 
     ctx: StageContext
-    #: per source, the chosen records in selection order, with ``n_tokens`` (Arrow files)
-    selected: dict[str, SpillFiles] = field(default_factory=dict)
-    #: per source, the ids of the records sampling did not choose: spills in the work folder, one per
-    #: sampled group, in sampling order (``dropped/`` lists them)
-    unsampled: dict[str, list[OrderedSpill]] = field(default_factory=dict)
-    #: what the cross-source stages report for the card (``near_dedup``, ``contamination``)
-    card_sections: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, StageTiming] = field(default_factory=dict)
-    #: which sources the read cache served ("hits") and which were read ("misses"); not in the card
-    #: (the card is the same either way), reported in timings.json
-    read_cache: dict[str, list[str]] = field(default_factory=dict)
     #: which library counted tokens in this process (bpe-openai, or tiktoken when it cannot be used);
     #: the counts are the same, so it is reported in timings.json, not in the card
     token_counter: str = ""
@@ -92,22 +88,47 @@ class BuildState:
     def stats(self) -> dict[str, SourceStats]:
         return self.ctx.stats
 
+    @property
+    def selected(self) -> dict[str, SpillFiles]:
+        """Per source, the chosen records in selection order, with ``n_tokens`` (Arrow files)."""
+        return self.ctx.selected
+
+    @property
+    def unsampled(self) -> dict[str, list[OrderedSpill]]:
+        """Per source, the ids of the records sampling did not choose (``dropped/`` lists them)."""
+        return self.ctx.unsampled
+
+    @property
+    def card_sections(self) -> dict[str, Any]:
+        return self.ctx.card_sections
+
     def close(self) -> None:
         """Delete the work folder (when the build made its own)."""
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
 
+    def run(self, stages: list[Stage]) -> None:
+        """Each stage in order: framed for the reporter, timed, its drops counted."""
+        for stage in stages:
+            ctx = self.ctx
+            ctx.reporter.stage_started(stage.name, stage.label)
+            before = ctx.sink.total()
+            with self.timed(stage.label) as timing:
+                stage.run(ctx)
+            timing.dropped += ctx.sink.total() - before
+            ctx.reporter.stage_finished(stage.name, stage.label, timing.wall_s, timing.dropped)
+
     @contextmanager
-    def timed(self, stage: str) -> Iterator[None]:
+    def timed(self, stage: str) -> Iterator[StageTiming]:
         """Time one stage (wall and this process's CPU); when it ends, the engine lets go of the
         workers it started for it, as each stage's own pool did before there was an engine."""
         t0, c0, k0 = time.perf_counter(), time.process_time(), children_cpu_s()
+        t = self.timings.setdefault(stage, StageTiming())
         try:
-            yield
+            yield t
         finally:
             self.ctx.executor.release()
-            t = self.timings.setdefault(stage, StageTiming())
             t.wall_s += time.perf_counter() - t0
             t.cpu_s += time.process_time() - c0
             t.cpu_workers_s += children_cpu_s() - k0
@@ -129,13 +150,13 @@ def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None 
 
     ``workers``: processes for reading sources and counting tokens (default: all cores); the build
     runs on a ``LocalEngine`` of that many workers, unless ``engine`` gives another executor (which
-    the caller then owns and closes). Any executor that keeps the contract of ``mixer.engine.base``
+    the caller then owns and closes). Any executor that keeps the contract of ``mixer.core.executor``
     gives the same bytes. The output folder is locked for the whole build and checked before any
-    work: it may replace only an earlier mixer build (``mixer.outdir``) unless ``overwrite``, and never
+    work: it may replace only an earlier mixer build (``mixer.core.outdir``) unless ``overwrite``, and never
     one that is, holds or lies inside an input of the build (``build_inputs``). Pinned
     input files are verified first. ``work_dir``: where the intermediate Arrow files go (a folder is
     made inside it and deleted at the end), a path, a ``file://`` URI or any URI pyarrow's filesystem
-    layer opens (``s3://bucket/prefix``, see ``mixer.workstore``); a distributed engine needs one every
+    layer opens (``s3://bucket/prefix``, see ``mixer.core.workstore``); a distributed engine needs one every
     node reaches (default: the system's temporary folder).
     """
     check_not_an_input(recipe.output, build_inputs(recipe, work_dir))
@@ -198,7 +219,7 @@ def _build(recipe: Recipe, reporter: Reporter | None, engine: Executor, work_roo
 def resolve_work_dir(where: str | Path) -> WorkPath:
     """The work folder given as a path, a ``file://`` URI (a local path), or another URI pyarrow's
     filesystem layer opens (``s3://bucket/prefix?endpoint_override=host:port&scheme=http``: a
-    ``RemotePath``, which the stages write to and read from through ``mixer.workstore``). A local
+    ``RemotePath``, which the stages write to and read from through ``mixer.core.workstore``). A local
     folder is created if missing; a remote one is checked now (the store answers, the bucket exists),
     so a wrong URI, endpoint or credentials stop the build with a message naming the work folder
     rather than a traceback from a unit. ``mock://`` (pyarrow's in-memory filesystem, one per
@@ -251,99 +272,69 @@ def run_stages(recipe: Recipe, reporter: Reporter | None = None, executor: Execu
     ctx = StageContext(recipe=recipe, executor=executor or LocalEngine(), work_dir=work_dir,
                        reporter=reporter or Reporter(), stats=stats)
     state = BuildState(ctx=ctx, _tmp=tmp)
-    sample_first = recipe.order == "sample_then_filter"
     with TokenCounter(recipe.tokenizer, executor=ctx.executor) as counter:
         state.token_counter, why = counter_note(recipe.tokenizer)
         if why:
             ctx.reporter.warn(why)
-        with state.timed("read+normalise+filter" if not sample_first else "read"):
-            state.read_cache = read_sources(ctx, gate=not sample_first)
-        selector = Selector(ctx, counter)
-        if sample_first:
-            _sample_then_filter(state, selector)
-        else:
-            if recipe.dedup.exact:
-                with state.timed("exact dedup"):
-                    exact_dedup(ctx)
-            _cross_source_stages(state)
-            with state.timed("select+tokens"):
-                state.selected = select_all(ctx, selector)
-        state.unsampled = selector.unsampled
+        state.run(pipeline(recipe, Selector(ctx, counter)))
     for st in stats.values():
         st.check_balance()
     return state
 
 
-def _cross_source_stages(state: BuildState) -> None:
-    """The stages that look across sources after exact dedup, before selection."""
-    recipe = state.recipe
+def pipeline(recipe: Recipe, selector: Selector) -> list[Stage]:
+    """The stages up to the selected records, in the order the recipe's ``order`` says: the same
+    stages either way (open-instruct's ``sample_then_filter`` samples first, then normalises, filters
+    and dedups only the sampled records, then counts tokens)."""
+    cross: list[Stage] = []
     if recipe.dedup.near is not None and recipe.dedup.near.enabled:
-        with state.timed("near dedup"):
-            state.card_sections["near_dedup"] = near_dedup(state.ctx)
+        cross.append(NearDedup())
     if recipe.decontaminate is not None:
-        with state.timed("decontaminate"):
-            state.card_sections["contamination"] = decontaminate(state.ctx)
+        cross.append(Decontaminate())
+    if recipe.order == "sample_then_filter":
+        return [Read(gate=False), Sample(selector), Gate(exact=recipe.dedup.exact), *cross,
+                Select(selector, length_only=True)]
+    return [Read(gate=True), *([ExactDedup()] if recipe.dedup.exact else []), *cross, Select(selector)]
 
 
-def _sample_then_filter(state: BuildState, selector: Selector) -> None:
-    """open-instruct's order: sample from the converted records, then normalise, filter and dedup the
-    sampled records (one at a time, in sampling order), then the cross-source stages, then the
-    length pass."""
-    ctx = state.ctx
-    recipe = ctx.recipe
-    stages = record_stages(recipe)
-    first_copy = FirstCopy() if recipe.dedup.exact else None
-    with state.timed("sample+normalise+filter"):
-        for s in recipe.sources:
-            if s.name not in ctx.candidates:
-                continue
-            table, alive = ctx.candidates.pop(s.name)
-            sampled = selector.select(s, table, alive, count_tokens=False)
-            stats = ctx.stats[s.name]
-            kept = CandidateStore(ctx.work_dir / f"sampled-{s.name}.arrow")
-            for row in (r for batch in sampled.iter_batches() for r in batch.to_pylist()):
-                record: Record = {"dataset": row["dataset"], "id": row["id"], "messages": row["messages"]}
-                if row["rejected"] is not None:
-                    record["rejected"] = row["rejected"]  # type: ignore[typeddict-unknown-key]
-                    record.update(record_scores(row))  # type: ignore[typeddict-item, arg-type]
-                (out,) = run_record_stages(stages, s.name, [record], stats)
-                if not isinstance(out, Dropped) and first_copy is not None:
-                    out = first_copy.check(s.name, out) or out
-                if isinstance(out, Dropped):
-                    ctx.sink.drop(s.name, out)
-                    continue
-                kept.add(out, file_index=0)
-            ctx.candidates.add(s.name, SpillFiles([kept.close()], CANDIDATE_SCHEMA))
-    _cross_source_stages(state)
-    with state.timed("tokens"):
-        state.selected = select_all(ctx, selector, length_only=True)
+class WriteCard:
+    """Stage **card**: the card's numbers (``mixer.stages.card``), then its files in the staging folder:
+    ``card.json``, the plots and ``README.md`` (``mixer.report``)."""
+
+    name = "card"
+    label = "card"
+
+    def run(self, ctx: StageContext) -> None:
+        assert ctx.out_dir is not None
+        tmp = ctx.out_dir
+        card = build_card(ctx.recipe, ctx.stats, ctx.selected, ctx.warnings, ctx.card_sections, ctx.shards,
+                          ctx.dropped_files)
+        plot_paths = write_plots(card, tmp / "data", tmp / "plots")
+        card["outputs"]["plots"] = [f"plots/{p.name}" for p in plot_paths]
+        (tmp / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        (tmp / "README.md").write_text(render_markdown(card, render_plot_section(plot_paths, tmp)), encoding="utf-8")
+        ctx.card = card
+
+
+#: the stages after selection, into the staging folder
+OUTPUT: tuple[Stage, ...] = (Shuffle(), Write(), WriteCard())
 
 
 def _write(state: BuildState) -> BuildResult:
     recipe = state.recipe
     out = Path(recipe.output)
-    with state.timed("shuffle"):
-        check_unique_ids(recipe, state.selected)  # before any output file is written
-        selected, order = shuffled_output(state.ctx, state.selected)
     with staging_dir(out) as tmp:
-        with state.timed("write"):
-            shards, dropped_files = write_output(state.ctx, selected, order, state.unsampled, tmp)
-        with state.timed("card"):
-            card = build_card(recipe, state.stats, state.selected, state.ctx.warnings, state.card_sections,
-                              shards, dropped_files)
-            plot_paths = write_plots(card, tmp / "data", tmp / "plots")
-            card["outputs"]["plots"] = [f"plots/{p.name}" for p in plot_paths]
-            (tmp / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n",
-                                           encoding="utf-8")
-            (tmp / "README.md").write_text(render_markdown(card, render_plot_section(plot_paths, tmp)),
-                                           encoding="utf-8")
+        state.ctx.out_dir = tmp
+        state.run(list(OUTPUT))
+        card = state.ctx.card
         timings = {name: {"wall_s": round(t.wall_s, 3), "cpu_s": round(t.cpu_s, 3),
                           "cpu_workers_s": round(t.cpu_workers_s, 3),
-                          "rss_mb_after": round(t.rss_mb_after, 1)} for name, t in state.timings.items()}
+                          "rss_mb_after": round(t.rss_mb_after, 1), "dropped": t.dropped}
+                   for name, t in state.timings.items()}
         timings["peak_rss_mb"] = round(peak_rss_mb(), 1)
         timings["token_counter"] = state.token_counter
-        if state.read_cache:
-            timings["read_cache_hits"] = state.read_cache["hits"]
+        if state.ctx.read_cache:
+            timings["read_cache_hits"] = state.ctx.read_cache["hits"]
         timings.update(state.ctx.notes)
         # cache entries found damaged (truncated, altered, foreign), removed and rebuilt, per cache
         timings["cache_damaged"] = {"read_cache": 0, "token_cache": 0, **damage_counts()}

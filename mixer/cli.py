@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from mixer import __version__
-from mixer.errors import MixerError, user_message
+from mixer.core.errors import MixerError, user_message
 
 app = typer.Typer(
     name="mixer",
@@ -61,6 +61,11 @@ class RichReporter:
                                   TimeElapsedColumn(), console=err, transient=True)
         self._task: Any = None
         self._pending = 0
+
+    def stage_started(self, name: str, label: str) -> None:
+        """Each stage is framed here (``mixer.build``); the bars below are the long stages' own."""
+
+    def stage_finished(self, name: str, label: str, seconds: float, dropped: int) -> None: ...
 
     def start(self, description: str, total: int | None = None) -> None:
         self._progress.start()
@@ -127,7 +132,7 @@ def build(
     import os
 
     from mixer.build import build as run_build
-    from mixer.recipe import load_recipe
+    from mixer.recipe.load import load_recipe
 
     if not token_cache:
         os.environ["MIXER_TOKEN_CACHE"] = "0"  # worker processes inherit it
@@ -156,7 +161,7 @@ def build(
     else:
         result = run_build(r, reporter, workers, overwrite=overwrite, work_dir=work_dir)  # type: ignore[arg-type]
     if not quiet:
-        from mixer.report import print_card
+        from mixer.report.terminal import print_card
 
         print_card(result.card, out)
         t = result.timings
@@ -171,7 +176,7 @@ def build(
 @user_errors
 def validate(recipe: RecipeArg, raw_dir: RawDirOpt = None) -> None:
     """Check a recipe and its files (existence, format of the first records) without building."""
-    from mixer.validate import validate_recipe
+    from mixer.recipe.validate import validate_recipe
 
     validate_recipe(recipe, raw_dir, out)
 
@@ -180,7 +185,7 @@ def validate(recipe: RecipeArg, raw_dir: RawDirOpt = None) -> None:
 @user_errors
 def sources() -> None:
     """List the source adapters, the formats they read, their licences and options."""
-    from mixer.report import print_sources
+    from mixer.report.terminal import print_sources
 
     print_sources(out)
 
@@ -197,13 +202,13 @@ def card(
                                             "did not write it.")] = False,
 ) -> None:
     """Show a build's data card."""
-    from mixer.card import load_card
-    from mixer.report import print_card
+    from mixer.report.markdown import load_card
+    from mixer.report.terminal import print_card
 
     c = load_card(out_path)
     if html is not None:
-        from mixer.html_report import write_html_report
-        from mixer.outdir import check_output_file, is_html_report
+        from mixer.core.outdir import check_output_file, is_html_report
+        from mixer.report.html import write_html_report
 
         check_output_file(html, is_ours=is_html_report, overwrite=overwrite, what="HTML report path")
 
@@ -224,7 +229,7 @@ def diff(
     """What changed between two builds: counts, tokens, records only in one, recipe differences."""
     import json
 
-    from mixer.diff import diff_builds, print_diff
+    from mixer.report.diff import diff_builds, print_diff
 
     d = diff_builds(a, b)
     if as_json:
@@ -242,7 +247,7 @@ def show(
                                                "(prefix match, e.g. science).")] = None,
 ) -> None:
     """Print records of a build, readable."""
-    from mixer.report import print_records
+    from mixer.report.terminal import print_records
 
     print_records(out_path, n, source, out)
 
@@ -252,8 +257,8 @@ def show(
 def pin(recipe: RecipeArg, raw_dir: RawDirOpt = None) -> None:
     """Write the sha256 of every raw file the recipe names into the recipe (`sha256:` per file), so
     later builds refuse a file that changed."""
-    from mixer.pin import pin_recipe
-    from mixer.recipe import load_recipe
+    from mixer.recipe.load import load_recipe
+    from mixer.recipe.pin import pin_recipe
 
     pins = pin_recipe(recipe, raw_dir)
     for p in pins:
@@ -272,8 +277,8 @@ def pin(recipe: RecipeArg, raw_dir: RawDirOpt = None) -> None:
 def fetch(recipe: RecipeArg, raw_dir: RawDirOpt = None,
           force: Annotated[bool, typer.Option(help="Download files that already exist.")] = False) -> None:
     """Download each recipe file that has a `url` into the raw folder."""
-    from mixer.fetch import fetch_recipe
-    from mixer.recipe import load_recipe
+    from mixer.recipe.fetch import fetch_recipe
+    from mixer.recipe.load import load_recipe
 
     fetch_recipe(load_recipe(recipe, raw_dir=raw_dir), force=force, console=err)
 

@@ -27,8 +27,8 @@ def main(argv: list[str]) -> int:
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
     from mixer.build import build
-    from mixer.plots import write_plots, write_sample_card
-    from mixer.recipe import load_recipe
+    from mixer.recipe.load import load_recipe
+    from mixer.report.plots import write_plots, write_sample_card
 
     with tempfile.TemporaryDirectory(prefix="mixer-sample-") as tmp:
         out = Path(tmp) / "out"

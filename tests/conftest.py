@@ -1,10 +1,15 @@
-"""Shared fixtures: recipe writing helpers and one build of the bundled sample recipe per session."""
+"""The test suite's shared helpers, in one place: ``ROOT``, recipe and raw-file writers, an adapter's
+records of a file, and one build of the bundled sample recipe per session.
+
+Test files in the folders below import what they need from here (``from conftest import ROOT``):
+pytest puts this folder on ``sys.path`` when it loads this file."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -14,8 +19,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "train"))  # train_fixtures: the generate and preference tests use it too
 
-# Token counts are cached on disk between builds (mixer.token_cache); tests never touch the user's
+# Token counts are cached on disk between builds (mixer.tokens.cache); tests never touch the user's
 # cache. Worker processes inherit the variable.
 os.environ["MIXER_CACHE_DIR"] = tempfile.mkdtemp(prefix="mixer-test-cache-")
 SAMPLE_RECIPE = ROOT / "recipes" / "v2-sample.yaml"
@@ -41,6 +47,17 @@ def make_recipe(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
+def read_all(adapter: Any, path: Path) -> list[Any]:
+    """Every record (and adapter-level drop) an adapter makes of a file; parse failures fail the test."""
+    from mixer.readers.base import ParseFailure
+
+    out: list[Any] = []
+    for item in adapter.read_file(path):
+        assert not isinstance(item.value, ParseFailure), item.value
+        out.extend(adapter.convert(item.value, item.location))
+    return out
+
+
 def flan_rows(n: int, prefix: str = "question") -> list[dict[str, str]]:
     return [{"inputs": f"{prefix} number {i}: what is {i} plus {i}?", "targets": str(2 * i)}
             for i in range(n)]
@@ -50,7 +67,7 @@ def flan_rows(n: int, prefix: str = "question") -> list[dict[str, str]]:
 def sample_build(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """One build of recipes/v2-sample.yaml, shared by the end-to-end tests."""
     from mixer.build import build
-    from mixer.recipe import load_recipe
+    from mixer.recipe.load import load_recipe
 
     out = tmp_path_factory.mktemp("sample") / "out"
     # exactly what `mixer build recipes/v2-sample.yaml` does from the repository root, so the card
@@ -70,6 +87,6 @@ def single_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """A plain one-process run on a host with no GPU: no launcher variables, no re-exec or launch."""
     for var in ("LOCAL_RANK", "WORLD_SIZE"):
         monkeypatch.delenv(var, raising=False)
-    from mixer.train import launch
+    from mixer.train.accel import launch
 
     monkeypatch.setattr(launch, "detect_gpu_count", lambda: 0)

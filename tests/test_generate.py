@@ -13,7 +13,7 @@ from train_fixtures import SFT_RECORDS, tiny_assets, write_preference_build
 from typer.testing import CliRunner
 
 from mixer.cli import app
-from mixer.errors import MixerError
+from mixer.core.errors import MixerError
 from mixer.generate import backends as backends_mod
 from mixer.generate import run as run_mod
 from mixer.generate.prompts import cut_prompt, read_build_prompts, read_recipe_prompts
@@ -31,13 +31,13 @@ pytestmark = pytest.mark.usefixtures("single_process")
 def reward_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real (tiny) reward model: the random Llama with a score head, trained a few steps on toy pairs."""
     from mixer.train.config import load_config
-    from mixer.train.rm import run_rm
+    from mixer.train.trainer import run
 
     root = tmp_path_factory.mktemp("gen-rm")
     data = write_preference_build(root / "pairs", separable_pairs())
     cfg = load_config("rm", REPO / "train" / "tiny-cpu-rm.yaml", ["max_steps=4", "eval_size=0"],
                       model=str(tiny_assets().model), data=str(data), output_dir=str(root / "rm"))
-    run_rm(cfg)
+    run(cfg)
     return root / "rm"
 
 
@@ -239,10 +239,9 @@ def test_outputs_build_through_recipes_and_train_with_sft_and_dpo(generated: Pat
     import math
 
     from mixer.build import build
-    from mixer.recipe import load_recipe
+    from mixer.recipe.load import load_recipe
     from mixer.train.config import load_config
-    from mixer.train.dpo import build_dpo_trainer
-    from mixer.train.sft import build_sft_trainer
+    from mixer.train.trainer import build_trainer
 
     sft_build = build(load_recipe(REPO / "recipes" / "generated-sft.yaml", raw_dir=str(generated),
                                   output=str(tmp_path / "sft-build")))
@@ -264,19 +263,19 @@ def test_outputs_build_through_recipes_and_train_with_sft_and_dpo(generated: Pat
     a = tiny_assets()
     sft = load_config("sft", REPO / "train" / "tiny-cpu.yaml", ["max_steps=2"], model=str(a.model),
                       data=str(sft_build.out), output_dir=str(tmp_path / "sft"))
-    trainer = build_sft_trainer(sft)
+    trainer = build_trainer(sft)
     trainer.train()
     assert all(math.isfinite(h["loss"]) for h in trainer.state.log_history if "loss" in h)
     dpo = load_config("dpo", REPO / "train" / "tiny-cpu-dpo.yaml", ["max_steps=1"], model=str(a.model),
                       data=str(dpo_build.out), output_dir=str(tmp_path / "dpo"))
-    trainer = build_dpo_trainer(dpo)
+    trainer = build_trainer(dpo)
     trainer.train()
     first = next(h for h in trainer.state.log_history if "loss" in h)
     assert first["loss"] == pytest.approx(math.log(2), abs=1e-4)
 
 
 def test_preference_adapter_reads_pairs_and_rejects_malformed_ones() -> None:
-    from mixer.errors import Location, RecordError
+    from mixer.core.errors import Location, RecordError
     from mixer.sources.base import SourceContext
     from mixer.sources.preference import Preference, PreferenceOptions
 
@@ -367,7 +366,7 @@ def test_vllm_backend_decodes_greedy_once_and_repeats_it_n_times(monkeypatch: py
 
 
 def test_vllm_backend_refuses_an_aborted_sample(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mixer.errors import MixerError
+    from mixer.core.errors import MixerError
 
     fake_vllm(monkeypatch, finish_reasons=("stop", "abort"))
     sampling = backends_mod.SamplingSettings(n=2, temperature=1.0, top_p=1.0, max_new_tokens=16)
@@ -376,7 +375,7 @@ def test_vllm_backend_refuses_an_aborted_sample(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_vllm_temperature_above_vllms_range_is_refused_before_loading(tmp_path: Path) -> None:
-    from mixer.errors import MixerError
+    from mixer.core.errors import MixerError
 
     cfg = GenerateConfig(policy="p", reward_model="r", output=str(tmp_path / "o"), data="d", backend="vllm",
                          temperature=2.5)

@@ -15,7 +15,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import get_context
 from typing import Any, TypeVar
 
-from mixer.engine.base import Pending, scatter_chunks
+from mixer.core.executor import Pending, scatter_chunks
 
 T = TypeVar("T")
 U = TypeVar("U")

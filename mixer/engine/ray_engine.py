@@ -35,8 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from mixer.engine.base import Pending, scatter_chunks
-from mixer.errors import MixerError
+from mixer.core.errors import MixerError
+from mixer.core.executor import Pending, scatter_chunks
 
 T = TypeVar("T")
 U = TypeVar("U")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from mixer.errors import MixerError
+from mixer.core.errors import MixerError
 
 logger = logging.getLogger("mixer.generate")
 
@@ -67,7 +67,7 @@ def resolve_generation_template(tokenizer: Any, choice: str | None, model_dir: s
     """The chat template to prompt the policy with: ``choice`` (``tulu`` or a .jinja file) when given, else
     the model folder's own. None of either is an error: guessing a format would sample from a prompt the
     model was never trained on, and the card would not say so."""
-    from mixer.chat import TULU_CHAT_TEMPLATE
+    from mixer.core.chat import TULU_CHAT_TEMPLATE
 
     if choice:
         if choice == "tulu":

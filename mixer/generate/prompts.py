@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mixer.errors import InputError, Location, MixerError, RecordError
+from mixer.core.errors import InputError, Location, MixerError, RecordError
 
 PROMPT_MODES = ("first_user", "conversation")
 
@@ -149,9 +149,9 @@ def read_recipe_prompts(recipe_path: str | Path, sources: list[str] | None, mode
                         max_prompts: int | None = None, raw_dir: str | None = None) -> PromptSet:
     """Prompts from a recipe's sources, read through their adapters (no normalisation, filters or sampling:
     the raw records as the adapter converts them). A malformed record stops with its file and line."""
-    from mixer.io import ParseFailure
-    from mixer.recipe import load_recipe, resolve_files
-    from mixer.records import Dropped
+    from mixer.core.records import Dropped
+    from mixer.readers.base import ParseFailure
+    from mixer.recipe.load import load_recipe, resolve_files
     from mixer.sources import get_adapter
     from mixer.sources.base import SourceContext
 

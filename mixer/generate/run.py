@@ -38,11 +38,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mixer import __version__
-from mixer.errors import MixerError
+from mixer.core.errors import MixerError
+from mixer.core.outdir import check_not_an_input
+from mixer.core.records import MESSAGE_TYPE
 from mixer.generate.backends import BACKENDS, VLLM_MAX_TEMPERATURE, Backend, SamplingSettings, make_backend
 from mixer.generate.prompts import PROMPT_MODES, Prompt, PromptSet, read_build_prompts, read_recipe_prompts
-from mixer.outdir import check_not_an_input
-from mixer.records import MESSAGE_TYPE
 
 logger = logging.getLogger("mixer.generate")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from mixer.errors import RecipeError
+from mixer.core.errors import RecipeError
 from mixer.sources.base import Adapter, SourceContext
 
 _REGISTRY: dict[str, type[Adapter]] = {}

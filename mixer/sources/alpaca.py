@@ -23,8 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from mixer.errors import Location
-from mixer.records import Record, make_record, msg
+from mixer.core.errors import Location
+from mixer.core.records import Record, make_record, msg
 from mixer.sources import register
 from mixer.sources._alpaca_templates import render_plain, render_tulu
 from mixer.sources.base import Adapter, require_dict, require_str

@@ -19,14 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from mixer.errors import Location, RecordError
-from mixer.io import FilePart, RawItem, read_raw
-from mixer.records import Dropped, Record
+from mixer.core.errors import Location, RecordError
+from mixer.core.records import Dropped, Record
+from mixer.readers.base import FilePart, RawItem
+from mixer.readers.raw import read_raw
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from mixer.tokens import TokenCounter
+    from mixer.tokens.count import TokenCounter
 
 #: a record carrying more message text than this (characters) is dropped, reason
 #: ``record_too_large``: one pathological record must not cost every later stage its memory
@@ -48,7 +49,7 @@ class SourceContext:
     #: the source reads more than one file: ids an adapter numbers per file then carry the file's
     #: stem (``numbered_id``), so two files' ``alpaca_0`` never share one ``(dataset, id)``
     many_files: bool = False
-    #: which of ``seed`` and ``tokenizer`` the adapter drew on: a cached read (``mixer.read_cache``)
+    #: which of ``seed`` and ``tokenizer`` the adapter drew on: a cached read (``mixer.stages.read_cache``)
     #: is reused under another seed or tokenizer only when it did not
     used: set[str] = field(default_factory=set, compare=False, repr=False)
 
@@ -64,7 +65,7 @@ class SourceContext:
 
     def token_counter(self) -> TokenCounter:
         """The recipe tokenizer's counter, for adapters whose output depends on token counts."""
-        from mixer.tokens import get_token_counter
+        from mixer.tokens.count import get_token_counter
 
         self.used.add("tokenizer")
         return get_token_counter(self.tokenizer)

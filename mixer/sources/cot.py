@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from pathlib import PurePath
 from typing import Any
 
-from mixer.errors import Location
-from mixer.records import Record
+from mixer.core.errors import Location
+from mixer.core.records import Record
 from mixer.sources import register
 from mixer.sources.base import Adapter
 from mixer.sources.flan_v2 import inputs_targets_record

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from mixer.errors import Location
-from mixer.records import Record, make_record, msg
+from mixer.core.errors import Location
+from mixer.core.records import Record, make_record, msg
 from mixer.sources import register
 from mixer.sources.base import Adapter, require_dict, require_str
 

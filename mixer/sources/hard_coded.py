@@ -11,8 +11,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from mixer.errors import Location, RecordError
-from mixer.records import Record, make_record, msg
+from mixer.core.errors import Location, RecordError
+from mixer.core.records import Record, make_record, msg
 from mixer.sources import register
 from mixer.sources.base import Adapter, require_dict
 

@@ -33,8 +33,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from mixer.errors import Location, RecordError
-from mixer.records import Dropped, Message, Record, make_record, msg
+from mixer.core.errors import Location, RecordError
+from mixer.core.records import Dropped, Message, Record, make_pair, msg
 from mixer.sources import register
 from mixer.sources.base import Adapter, require_dict
 
@@ -131,8 +131,8 @@ class HhRlhf(Adapter):
         if chosen_reply.strip() == rejected_reply.strip():
             yield drop("chosen_equals_rejected", "the chosen and rejected final responses are the same text")
             return
-        yield {**make_record(DATASET, record_id, [*prompt, msg("assistant", chosen_reply)]),  # type: ignore[typeddict-item]
-               "rejected": [msg("assistant", rejected_reply)]}
+        yield make_pair(DATASET, record_id, [*prompt, msg("assistant", chosen_reply)],
+                        [msg("assistant", rejected_reply)])
 
 
 def _common_prefix_len(a: str, b: str) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from mixer.errors import Location, RecordError
-from mixer.records import Dropped, Message, Record, make_record, msg
+from mixer.core.errors import Location, RecordError
+from mixer.core.records import Dropped, Message, Record, make_record, msg
 from mixer.sources import register
 from mixer.sources.base import Adapter, require_dict, require_list, require_str
 

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from mixer.errors import Location, RecordError
-from mixer.records import ROLES, Dropped, Message, Record, make_record, msg
+from mixer.core.errors import Location, RecordError
+from mixer.core.records import ROLES, Dropped, Message, Record, make_record, msg
 from mixer.sources import register
 from mixer.sources.base import Adapter, require_dict, require_list, require_str
 

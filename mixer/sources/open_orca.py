@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from mixer.errors import Location, RecordError
-from mixer.records import Message, Record, make_record, msg
+from mixer.core.errors import Location, RecordError
+from mixer.core.records import Message, Record, make_record, msg
 from mixer.sources import register
 from mixer.sources._columns import ascii_present, clean_turns, is_text, text_lengths, within_size_bound
 from mixer.sources.base import Adapter, require_dict, require_str

@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mixer.errors import Location, RecordError
-from mixer.records import ROLES, SCORE_FIELDS, Dropped, Message, Record, make_record, msg
+from mixer.core.errors import Location, RecordError
+from mixer.core.records import ROLES, Dropped, Message, Record, Scores, make_pair, msg
 from mixer.sources import register
 from mixer.sources.base import Adapter, require_dict, require_list
 from mixer.sources.messages import _optional_label
@@ -37,7 +37,7 @@ class PreferenceOptions:
     scores: Literal["score", "reward"] = "score"
 
 
-def _scores(raw: dict[str, Any], prefix: str) -> dict[str, float]:
+def _scores(raw: dict[str, Any], prefix: str) -> Scores:
     """The pair's two ratings as the record's score fields, or none for an unrated pair."""
     keys = (f"{prefix}_chosen", f"{prefix}_rejected")
     values = [raw.get(key) for key in keys]
@@ -50,7 +50,7 @@ def _scores(raw: dict[str, Any], prefix: str) -> dict[str, float]:
                               "replies or on neither")
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise RecordError(f"field {key!r} must be a finite number, found {value!r}")
-    return dict(zip(SCORE_FIELDS, map(float, values), strict=True))
+    return {"score_chosen": float(values[0]), "score_rejected": float(values[1])}
 
 
 def _turns(raw: dict[str, Any], key: str) -> list[Message]:
@@ -100,5 +100,5 @@ class Preference(Adapter):
             yield Dropped(reason="chosen_equals_rejected", dataset=dataset, id=rid, stage="read",
                           detail="the chosen and rejected replies are the same text")
             return
-        yield {**make_record(dataset, rid, [*prompt, replies["chosen"]]),  # type: ignore[typeddict-item]
-               "rejected": [replies["rejected"]], **_scores(raw, self.options.scores)}
+        yield make_pair(dataset, rid, [*prompt, replies["chosen"]], [replies["rejected"]],
+                        _scores(raw, self.options.scores))

@@ -24,8 +24,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from mixer.errors import Location, RecipeError, RecordError
-from mixer.records import Dropped, Message, Record, make_record, msg
+from mixer.core.errors import Location, RecipeError, RecordError
+from mixer.core.records import Dropped, Message, Record, make_record, msg
 from mixer.sources import register
 from mixer.sources.base import Adapter, require_dict, require_list, require_str
 

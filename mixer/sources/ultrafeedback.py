@@ -36,9 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mixer.errors import InputError, Location, RecordError
-from mixer.io import RawItem, read_parquet
-from mixer.records import ROLES, Dropped, Message, Record, make_record, msg
+from mixer.core.errors import InputError, Location, RecordError
+from mixer.core.records import ROLES, Dropped, Message, Record, make_pair, msg
+from mixer.readers.base import RawItem
+from mixer.readers.tabular import read_parquet
 from mixer.sources import register
 from mixer.sources.base import Adapter, require_dict, require_list, require_str
 
@@ -162,6 +163,5 @@ class UltraFeedback(Adapter):
         if self.options.drop_ties and score_chosen == score_rejected:
             yield drop("tie", f"score_chosen {score_chosen:g} == score_rejected {score_rejected:g}")
             return
-        yield {**make_record(DATASET, record_id, [*prompt, chosen[-1]]),  # type: ignore[typeddict-item]
-               "rejected": [msg("assistant", rejected_text)],
-               "score_chosen": score_chosen, "score_rejected": score_rejected}
+        yield make_pair(DATASET, record_id, [*prompt, chosen[-1]], [msg("assistant", rejected_text)],
+                        {"score_chosen": score_chosen, "score_rejected": score_rejected})

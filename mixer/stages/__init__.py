@@ -7,8 +7,9 @@ with reasons out; ``mixer.stages.base.RecordStage``):
 - ``normalise``: NFC, whitespace, empty turns, turn order;
 - ``filter``: mentions of other LLMs, turn counts;
 
-corpus-level, over all sources' candidates (a function of ``StageContext``; pure work goes through
-the executor's ``map``/``scatter``, drops through the one ``DropSink``):
+corpus-level, over all sources' candidates (``run(ctx)`` of a ``StageContext``, the one shape
+``mixer.stages.base.Stage`` that ``mixer.build`` loops over; pure work goes through the executor's
+``map``/``scatter``, drops through the one ``DropSink``):
 
 - ``exact_dedup``: first copy of each conversation, in recipe order;
 - ``near_dedup``: MinHash LSH clusters, keeper from the source listed first;
@@ -17,9 +18,10 @@ the executor's ``map``/``scatter``, drops through the one ``DropSink``):
 - ``write``: sharded Parquet and ``dropped/``;
 - ``card``: the numbers of ``card.json``.
 
-The algorithms they call are pure modules with no pools and no stage state (``mixer.normalise``,
-``mixer.filters``, ``mixer.dedup``, ``mixer.decontaminate``, ``mixer.tokens``); where the work runs is
-``mixer.engine``; the order and the timing are ``mixer.build``.
+Beside them: ``base`` (the contract), ``read_cache`` and ``signature_cache`` (what read and near
+dedup keep between builds). The algorithms they call are pure modules with no pools and no stage
+state (``mixer.kernels``, ``mixer.tokens``); where the work runs is ``mixer.engine``; the order and
+the timing are ``mixer.build``.
 """
 
 STAGES = ("read", "normalise", "filter", "exact_dedup", "near_dedup", "decontaminate", "select", "write", "card")

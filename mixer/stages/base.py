@@ -18,26 +18,32 @@ dropped record.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
-from mixer.recipe import Recipe
-from mixer.records import Dropped, Record
-from mixer.stats import SourceStats
-from mixer.tables import SpillFiles
-from mixer.workstore import WorkPath
+from mixer.core.records import Dropped, Record
+from mixer.core.stats import SourceStats
+from mixer.core.tables import OrderedSpill, SpillFiles
+from mixer.core.workstore import WorkPath
+from mixer.recipe.load import Recipe
 
 if TYPE_CHECKING:  # the interface only: stages receive an executor, they never build one
-    from mixer.engine.base import Executor
+    from mixer.core.executor import Executor
 
 
 class Reporter:
-    """Progress hooks; the CLI plugs in progress bars, library callers get silence."""
+    """Progress hooks; the CLI plugs in progress bars, library callers get silence.
 
+    ``stage_started``/``stage_finished`` frame every stage the build runs (its ``STAGES`` name and its
+    label in ``timings.json``), so a terminal can name the stage that is running however long it
+    takes; ``start``/``advance``/``finish`` are a stage's own progress inside that frame."""
+
+    def stage_started(self, name: str, label: str) -> None: ...
+    def stage_finished(self, name: str, label: str, seconds: float, dropped: int) -> None: ...
     def start(self, description: str, total: int | None = None) -> None: ...
     def advance(self, n: int = 1) -> None: ...
     def finish(self) -> None: ...
@@ -52,6 +58,19 @@ def drop_record(record: Mapping[str, Any], reason: str, stage: str, detail: str 
                    messages=record["messages"], stage=stage, kept_id=kept_id, extra=extra or {})
 
 
+class Stage(Protocol):
+    """A corpus-level stage, the one shape the build runs (after datatrove's ``PipelineStep.run``): it
+    reads and changes the build's ``StageContext`` (the candidates, what it reports for the card, the
+    files it writes) and says how a record left only through ``ctx.sink``/``Candidates.remove``.
+    ``name``: its entry in ``STAGES``; ``label``: its key in ``timings.json``. The build times it,
+    frames it for the reporter and counts the drops it made, the same way for every stage."""
+
+    name: str
+    label: str
+
+    def run(self, ctx: StageContext) -> None: ...
+
+
 class RecordStage(Protocol):
     """A record-level stage: one verdict per record of the batch, in order."""
 
@@ -60,9 +79,10 @@ class RecordStage(Protocol):
     def process(self, source: str, records: list[Record], stats: SourceStats) -> list[Record | Dropped]: ...
 
 
-def run_record_stages(stages: Sequence[RecordStage], source: str, records: list[Record],
+def run_record_stages(stages: Sequence[RecordStage], source: str, records: Sequence[Record | Dropped],
                       stats: SourceStats) -> list[Record | Dropped]:
-    """Each stage in order over the records still in: one verdict per input record."""
+    """Each stage in order over the records still in (a ``Dropped`` stays as it is): one verdict per
+    input record."""
     out: list[Record | Dropped] = list(records)
     for stage in stages:
         alive = [i for i, r in enumerate(out) if not isinstance(r, Dropped)]
@@ -94,11 +114,25 @@ class DropSink:
         """Drops a unit already counted in the stats it returned (which the build adds up)."""
         self._drops.setdefault(source, []).extend((0, item) for item in items)
 
+    def total(self) -> int:
+        """Records dropped so far, over every source."""
+        return sum(len(drops) for drops in self._drops.values())
+
     def dropped(self, source: str) -> list[Dropped]:
         drops = self._drops.get(source, [])
         if any(entry for entry, _ in drops):
             drops.sort(key=lambda d: d[0])
         return [item for _, item in drops]
+
+
+class LiveSource(NamedTuple):
+    """One source's candidates as a corpus-level stage walks them: ``rank`` (its place in the recipe,
+    which decides keepers), its Arrow files and the rows still in (int64, ascending)."""
+
+    rank: int
+    name: str
+    table: SpillFiles
+    alive: np.ndarray
 
 
 class Candidates:
@@ -117,6 +151,24 @@ class Candidates:
 
     def __contains__(self, source: str) -> bool:
         return source in self.tables
+
+    def live(self, sources: Sequence[str], *, skip_empty: bool = False) -> Iterator[LiveSource]:
+        """The candidates of ``sources`` (recipe order; ``rank`` is the place in that list) that have
+        any (``skip_empty``: and still a row in): the one walk every corpus-level stage makes."""
+        for rank, name in enumerate(sources):
+            if name in self.tables and not (skip_empty and not len(self.alive[name])):
+                yield LiveSource(rank, name, self.tables[name], self.alive[name])
+
+    def count(self, sources: Sequence[str]) -> int:
+        """Rows still in over ``sources``."""
+        return sum(len(self.alive[name]) for name in sources if name in self.alive)
+
+    def drain(self, sources: Sequence[str]) -> Iterator[LiveSource]:
+        """Like ``live``, handing each source's candidates over (selection consumes them)."""
+        for src in list(self.live(sources)):
+            self.tables.pop(src.name)
+            self.alive.pop(src.name)
+            yield src
 
     def pop(self, source: str) -> tuple[SpillFiles, np.ndarray]:
         """Hand a source's candidates to the next stage (selection), which consumes them."""
@@ -143,7 +195,7 @@ class StageContext:
 
     recipe: Recipe
     executor: Executor
-    #: the build's own folder for intermediate files: local, or in an object store (``mixer.workstore``)
+    #: the build's own folder for intermediate files: local, or in an object store (``mixer.core.workstore``)
     work_dir: WorkPath
     reporter: Reporter = field(default_factory=Reporter)
     stats: dict[str, SourceStats] = field(default_factory=dict)
@@ -155,6 +207,23 @@ class StageContext:
     #: what stages report for ``timings.json`` only (such as how many rows near dedup signed): it
     #: differs between a cold build and a rebuild, so it must stay out of the card
     notes: dict[str, Any] = field(default_factory=dict)
+    #: which sources the read cache served ("hits") and which were read ("misses"), for timings.json
+    read_cache: dict[str, list[str]] = field(default_factory=dict)
+    #: what the cross-source stages report for the card (``near_dedup``, ``contamination``)
+    card_sections: dict[str, Any] = field(default_factory=dict)
+    #: per source, the chosen records in selection order, with ``n_tokens`` (select)
+    selected: dict[str, SpillFiles] = field(default_factory=dict)
+    #: per source, the ids of the records sampling did not choose, one spill per sampled group (select)
+    unsampled: dict[str, list[OrderedSpill]] = field(default_factory=dict)
+    #: every selected record's files and the output order, repeats included (select's shuffle)
+    output: tuple[SpillFiles, list[int]] | None = None
+    #: the staging folder the output stages write into (``write``, ``card``)
+    out_dir: Path | None = None
+    #: what ``write`` wrote, for the card: the shards (path, rows, bytes, sha256) and ``dropped/`` files
+    shards: list[dict[str, Any]] = field(default_factory=list)
+    dropped_files: list[str] = field(default_factory=list)
+    #: the card (``card``)
+    card: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.sink = DropSink(self.stats)

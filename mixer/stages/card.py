@@ -1,6 +1,6 @@
 """Stage **card** (corpus-level): the numbers of ``card.json``, from the per-source counters and the
 selected records (read a batch at a time). Deterministic for the same inputs: no timestamps, paths
-relative to ``raw_dir``. Rendering it as Markdown is ``mixer.card``.
+relative to ``raw_dir``. Rendering it as Markdown is ``mixer.report.markdown``.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mixer import __version__
-from mixer.recipe import Recipe
-from mixer.records import SCORE_FIELDS
+from mixer.core.records import SCORE_FIELDS
+from mixer.core.stats import SourceStats, score_summary, summary
+from mixer.core.tables import SpillFiles, list_sums
+from mixer.recipe.load import Recipe
 from mixer.sources import get_adapter
-from mixer.stats import SourceStats, score_summary, summary
-from mixer.tables import SpillFiles, list_sums
 
 
 def assistant_turns(messages: pa.ChunkedArray | pa.Array) -> list[int]:

@@ -1,7 +1,7 @@
 """Stage **decontaminate** (corpus-level, recipe ``decontaminate``): drop candidates whose prompt
 overlaps an evaluation benchmark, after dedup and before selection.
 
-The rules (n-gram coverage and overlap, exact match, long n-gram) are ``mixer.decontaminate``
+The rules (n-gram coverage and overlap, exact match, long n-gram) are ``mixer.kernels.decontaminate``
 (pure); this stage walks the candidates in chunks, removes the contaminated rows through the sink
 (each with the matching benchmark item) and returns the card's benchmark x source table.
 """
@@ -12,10 +12,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
-from mixer.decontaminate import Decontaminator, load_benchmarks, summarise_contamination
-from mixer.records import Dropped
+from mixer.core.records import Dropped
+from mixer.kernels.decontaminate import Decontaminator, load_benchmarks, summarise_contamination
 from mixer.stages.base import StageContext
 
 #: candidates converted to Python at a time
@@ -28,13 +26,11 @@ Visit = Callable[[int, str, list[list[dict[str, str]]], list[str], list[int]], N
 def _each_source(ctx: StageContext, fn: Visit) -> None:
     """Call ``fn(rank, source, messages, ids, rows)`` over the live candidates, in recipe order and in
     chunks, so only one chunk is ever held as Python objects."""
-    for rank, s in enumerate(ctx.recipe.sources):
-        table = ctx.candidates.tables.get(s.name)
-        alive = ctx.candidates.alive.get(s.name, np.empty(0, np.int64))
-        for start in range(0, len(alive), CHUNK_ROWS):
-            rows = alive[start:start + CHUNK_ROWS].tolist()
-            chunk = table.take(rows, ["id", "messages"])
-            fn(rank, s.name, chunk.column("messages").to_pylist(), chunk.column("id").to_pylist(), rows)
+    for src in ctx.candidates.live([s.name for s in ctx.recipe.sources]):
+        for start in range(0, len(src.alive), CHUNK_ROWS):
+            rows = src.alive[start:start + CHUNK_ROWS].tolist()
+            chunk = src.table.take(rows, ["id", "messages"])
+            fn(src.rank, src.name, chunk.column("messages").to_pylist(), chunk.column("id").to_pylist(), rows)
 
 
 def decontaminate(ctx: StageContext) -> dict[str, Any]:
@@ -70,3 +66,13 @@ def decontaminate(ctx: StageContext) -> dict[str, Any]:
     summary = summarise_contamination(found, list(benchmarks))
     summary["benchmarks"] = {name: len(prompts) for name, prompts in benchmarks.items()}
     return summary
+
+
+class Decontaminate:
+    """Stage **decontaminate** (recipe ``decontaminate``): its card section is ``contamination``."""
+
+    name = "decontaminate"
+    label = "decontaminate"
+
+    def run(self, ctx: StageContext) -> None:
+        ctx.card_sections["contamination"] = decontaminate(ctx)

@@ -1,7 +1,7 @@
 """Stage **exact dedup** (corpus-level): the first copy of each conversation is kept, across sources.
 
 "First" is in recipe order, then file order: the copy from the source listed first in the recipe
-wins, and the dropped record's ``kept_id`` points at it. The key is ``mixer.dedup.exact.content_hash``
+wins, and the dropped record's ``kept_id`` points at it. The key is ``content_hash``
 of the normalised messages (for a preference pair, of its prompt), computed while reading and stored
 in the candidates' ``hash`` column, so this stage reads one 16-byte column per source.
 
@@ -20,16 +20,24 @@ the number of partitions or units and whichever finishes first.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pyarrow as pa
 
-from mixer.dedup.exact import content_hash
-from mixer.records import Dropped, Record, record_key_messages
+from mixer.core.records import Dropped, Message, Record, record_key_messages
+from mixer.core.tables import SpillFiles
+from mixer.core.workstore import WorkPath, list_files, load_npz, make_temp_dir, open_output, remove_tree
 from mixer.stages.base import StageContext
-from mixer.tables import SpillFiles
-from mixer.workstore import WorkPath, list_files, load_npz, make_temp_dir, open_output, remove_tree
 
 REASON = "exact_duplicate"
+
+
+def content_hash(messages: list[Message]) -> bytes:
+    """blake2b-128 of ``role NUL content SOH`` per message, UTF-8 (one encode and one update: the
+    same digest as hashing the parts one by one, at about two thirds of the cost)."""
+    text = "".join([f"{m['role']}\x00{m['content']}\x01" for m in messages])
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def duplicate_of(kept_source: str, kept_id: str) -> Dropped:
@@ -109,14 +117,12 @@ def _grouped_duplicates(ctx: StageContext, names: list[str]) -> tuple[np.ndarray
     """``partition_hashes`` then ``partition_duplicates`` through the executor; returns duplicates
     (rank, row) and keepers (rank, row), sorted by the duplicate's (rank, row)."""
     candidates = ctx.candidates
-    total = sum(len(candidates.alive[name]) for name in names)
+    total = candidates.count(names)
     partitions = max(ctx.executor.parallelism, -(-total // PARTITION_ROWS))
     folder = make_temp_dir(ctx.work_dir, "exact-dedup-")
     try:
         units = []
-        for rank, name in enumerate(names):
-            table = candidates.tables[name]
-            alive = np.asarray(candidates.alive[name], dtype=np.int64)
+        for rank, _, table, alive in candidates.live(names):
             first_row = 0
             for path in table.paths:
                 n = SpillFiles([path]).num_rows
@@ -148,7 +154,7 @@ def exact_dedup(ctx: StageContext) -> None:
     """
     candidates = ctx.candidates
     names = [s.name for s in ctx.recipe.sources if s.name in candidates]
-    if sum(len(candidates.alive[name]) for name in names) >= GROUP_MIN_ROWS:
+    if candidates.count(names) >= GROUP_MIN_ROWS:
         dup_rank, dup_row, kept_rank, kept_row = _grouped_duplicates(ctx, names)
         kept_ids: dict[tuple[int, int], str] = {}
         for k, name in enumerate(names):
@@ -164,9 +170,8 @@ def exact_dedup(ctx: StageContext) -> None:
             candidates.remove(name, drops, ctx.sink)
         return
     keys, rows_of, source_of = [], [], []
-    for k, name in enumerate(names):
-        alive = np.asarray(candidates.alive[name], dtype=np.int64)
-        keys.append(_hash_words(candidates.tables[name].column("hash"))[alive])
+    for k, _, table, alive in candidates.live(names):
+        keys.append(_hash_words(table.column("hash"))[alive])
         rows_of.append(alive)
         source_of.append(np.full(len(alive), k, dtype=np.int32))
     if not names:
@@ -203,3 +208,13 @@ def exact_dedup(ctx: StageContext) -> None:
             kept = int(keeper[position])
             drops[int(row[position])] = duplicate_of(names[int(src[kept])], kept_ids[kept])
         candidates.remove(name, drops, ctx.sink)
+
+
+class ExactDedup:
+    """Stage **exact_dedup** over the candidates of every source (recipe ``dedup.exact``)."""
+
+    name = "exact_dedup"
+    label = "exact dedup"
+
+    def run(self, ctx: StageContext) -> None:
+        exact_dedup(ctx)

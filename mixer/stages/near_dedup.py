@@ -1,8 +1,8 @@
 """Stage **near dedup** (corpus-level, recipe ``dedup.near``): MinHash LSH across all sources'
 candidates, after exact dedup and before selection, so ``take`` counts hold in the output.
 
-The algorithm is ``mixer.dedup.near`` (pure: signatures, LSH banding, confirmation, clusters) over
-``mixer.dedup.shingles``; this stage sends the signing through the executor (one unit = a batch of
+The algorithm is ``mixer.kernels.near`` (pure: signatures, LSH banding, confirmation, clusters) over
+``mixer.kernels.shingles``; this stage sends the signing through the executor (one unit = a batch of
 candidate row ids and the description of the Arrow files holding them, which the worker reads),
 removes the dropped rows through the sink (each with its cluster, kept copy and Jaccard estimate)
 and returns the card's section.
@@ -16,9 +16,9 @@ Two ways, chosen by the number of signatures (``BAND_UNITS_MIN_ROWS``):
   parts (``SignatureParts``), and this process reads only the rows of dropped records and their
   keepers. The signature matrix is never in one process.
 
-Both keep each source's signatures in its read-cache entry (``mixer.read_cache``), so a rebuild signs
+Both keep each source's signatures in its read-cache entry (``mixer.stages.read_cache``), so a rebuild signs
 only rows it has not signed before: in blocks of ``unit_rows`` candidate rows
-(``SignatureBlock``), one ``.npz`` per block under ``<entry>/near-<settings digest>/``, which the
+(``mixer.stages.signature_cache``), one ``.npz`` per block under ``<entry>/near-<settings digest>/``, which the
 process that signs a block (this one for small builds, the signing unit for large ones) reads and
 writes itself. Blocks rather than one file per source, so that a signing unit on any node reads and
 replaces only its own rows and no process ever holds a source's signatures to fill the cache.
@@ -26,28 +26,25 @@ replaces only its own rows and no process ever holds a source's signatures to fi
 
 from __future__ import annotations
 
-import hashlib
-import os
-import uuid
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from mixer.config import NearDedupConfig
-from mixer.dedup import near as near_kernel
-from mixer.dedup.lsh import (
+from mixer.core.records import Dropped
+from mixer.core.tables import SpillFiles
+from mixer.core.workstore import WorkPath, make_temp_dir, open_output, remove_tree
+from mixer.kernels import near as near_kernel
+from mixer.kernels.lsh import (
     SignatureParts,
     band_keys_unit,
     band_partition_pairs,
     bucket_chunk_pairs,
     bucket_chunks,
 )
-from mixer.dedup.near import (
+from mixer.kernels.near import (
     NearItem,
     find_near_duplicates,
     key_text,
@@ -55,14 +52,18 @@ from mixer.dedup.near import (
     signatures_async,
     summarise_near,
 )
-from mixer.dedup.shingles import EMPTY_HASH, permutations, sign_chunk
-from mixer.records import Dropped
+from mixer.kernels.shingles import EMPTY_HASH, permutations, sign_chunk
 from mixer.stages.base import StageContext
-from mixer.tables import SpillFiles, list_sums
-from mixer.token_cache import report_damage
-from mixer.workstore import WorkPath, make_temp_dir, open_output, remove_tree
+from mixer.stages.signature_cache import (
+    SignatureBlock,
+    SourceSignatures,
+    assistant_chars_of,
+    block_path,
+    signature_cache_folder,
+)
+from mixer.tokens.cache import report_damage
 
-#: candidate rows per signing unit at most (also bounded by ``mixer.dedup.near.POOL_CHUNK_RECORDS``)
+#: candidate rows per signing unit at most (also bounded by ``mixer.kernels.near.POOL_CHUNK_RECORDS``)
 CHUNK_ROWS = 20_000
 #: from this many signatures on, LSH banding and confirmation run as units of the executor
 #: (``_confirm_in_units``); below it, in this process
@@ -79,8 +80,8 @@ MAX_BUCKET_MEMBERS = 100_000
 
 def _confirm_in_units(ctx: StageContext, sig: np.ndarray | SignatureParts, n_new: int,
                       live: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Steps 2 and 3 of ``mixer.dedup.near`` as units of the executor, each of bounded memory
-    (``mixer.dedup.lsh``), over the signatures' part files in the work folder (an array is first saved
+    """Steps 2 and 3 of ``mixer.kernels.near`` as units of the executor, each of bounded memory
+    (``mixer.kernels.lsh``), over the signatures' part files in the work folder (an array is first saved
     as one part; ``live``: how many rows have shingles, needed with parts); key units turn ranges of
     ``KEY_RANGE_ROWS`` rows into every band's (bucket key, id) entries split into partitions by key;
     one unit per (band, partition) groups and confirms its buckets; a bucket over
@@ -120,133 +121,6 @@ def _confirm_in_units(ctx: StageContext, sig: np.ndarray | SignatureParts, n_new
     estimates = np.concatenate([np.zeros(0, dtype=np.float64)] + [jac for _, jac in confirmed])
     codes, first = np.unique(codes, return_index=True)
     return np.stack([codes // n, codes % n], axis=1), estimates[first]
-
-
-#: the block files' layout; part of the cache folder's name, so another layout is never read
-SIGNATURE_CACHE_VERSION = 1
-
-
-def signature_cache_folder(entry: Path | None, config: NearDedupConfig, block_rows: int) -> Path | None:
-    """Where one source's signature blocks live inside its read-cache entry (None: the source did not
-    come from the read cache). The entry's key already pins the candidates (the input files, the
-    read settings) and mixer's code; the folder's name adds what shapes a signature (the near-dedup
-    key, n-gram, permutations, seed) and the block size, so other settings never read these blocks.
-    The threshold and the LSH bands are not in it: they do not change a signature."""
-    if entry is None:
-        return None
-    settings = (SIGNATURE_CACHE_VERSION, config.key, config.ngram, config.num_perm, config.seed, block_rows)
-    return entry / f"near-{hashlib.sha256(repr(settings).encode()).hexdigest()[:16]}"
-
-
-def block_path(folder: Path, lo: int) -> Path:
-    """The block file of candidate rows from ``lo`` (a multiple of the block size)."""
-    return folder / f"rows-{lo:012d}.npz"
-
-
-@dataclass
-class SignatureBlock:
-    """The cached signatures of one block of a source's candidate rows ``[lo, lo + len)``: ``sig``
-    (rows, num_perm), ``has`` (which rows were signed; the others are zeros) and ``chars`` (every
-    row's assistant-text length, for the keeper rule, so a rebuild need not read the messages).
-
-    Stored as an uncompressed ``.npz``: a zip archive has a CRC per array, which ``np.load`` checks as
-    it reads, so a truncated or altered block is detected, never trusted; it is written to a temporary
-    name and renamed into place, so concurrent builds (or a retried unit) replace a block whole, and
-    a block is always some build's complete, correct signatures of the rows it marks signed."""
-
-    sig: np.ndarray
-    has: np.ndarray
-    chars: np.ndarray
-
-    @classmethod
-    def empty(cls, chars: np.ndarray, num_perm: int) -> SignatureBlock:
-        """A block with no row signed yet."""
-        n = len(chars)
-        return cls(np.zeros((n, num_perm), dtype=np.uint32), np.zeros(n, dtype=bool), chars)
-
-    @classmethod
-    def load(cls, path: Path, rows: int, num_perm: int) -> tuple[SignatureBlock | None, str | None]:
-        """The stored block, or None and why not: no problem when there is none yet, else what is
-        wrong with the file (the caller reports it and signs the rows again)."""
-        try:
-            with np.load(path) as saved:
-                block = cls(saved["sig"], saved["has"], saved["chars"])
-        except FileNotFoundError:
-            return None, None
-        except Exception as e:  # noqa: BLE001 - a truncated or mangled archive raises many kinds
-            return None, f"unreadable signature block ({type(e).__name__}: {e})"
-        if block.sig.shape != (rows, num_perm) or block.sig.dtype != np.uint32 or block.has.shape != (rows,) \
-                or block.has.dtype != bool or block.chars.shape != (rows,) or block.chars.dtype != np.int64:
-            return None, f"signature block of another shape ({block.sig.shape} {block.sig.dtype}, expected " \
-                         f"({rows}, {num_perm}) uint32)"
-        return block, None
-
-    def save(self, path: Path) -> None:
-        """Write the block under a temporary name, then rename it into place. A full or read-only cache
-        costs a re-sign next time, never the build. Only the signature folder is made, never the entry
-        above it: an entry another build removed meanwhile (the cache's size limit) is not brought back
-        as a folder without a manifest."""
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            path.parent.mkdir(exist_ok=True)
-            with open(tmp, "wb") as f:
-                np.savez(f, sig=self.sig, has=self.has, chars=self.chars)
-            os.replace(tmp, path)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-
-
-class SourceSignatures:
-    """One source's MinHash signatures and assistant-text lengths, per candidate row, for the build
-    whose signatures come back to this process (below ``BAND_UNITS_MIN_ROWS``).
-
-    When the source came from the read cache they are loaded from its signature blocks
-    (``SignatureBlock``), and the blocks that gain rows are written back, so a rebuild signs only
-    rows it has not signed before; ``damaged``: the block files found unreadable (signed again)."""
-
-    def __init__(self, folder: Path | None, block_rows: int, sig: np.ndarray, has: np.ndarray,
-                 chars: np.ndarray) -> None:
-        self.folder, self.block_rows = folder, block_rows
-        self.sig, self.has, self.chars = sig, has, chars
-        self.changed: set[int] = set()  #: first rows of the blocks to write back
-        self.damaged: list[tuple[Path, str]] = []
-
-    @classmethod
-    def load(cls, folder: Path | None, num_perm: int, table: SpillFiles, block_rows: int) -> SourceSignatures:
-        n = table.num_rows
-        stored = cls(folder, block_rows, np.zeros((n, num_perm), dtype=np.uint32), np.zeros(n, dtype=bool),
-                     np.zeros(n, dtype=np.int64))
-        missing = list(range(0, n, block_rows))
-        if folder is not None:
-            missing = []
-            for lo in range(0, n, block_rows):
-                hi = min(n, lo + block_rows)
-                block, problem = SignatureBlock.load(block_path(folder, lo), hi - lo, num_perm)
-                if problem is not None:
-                    stored.damaged.append((block_path(folder, lo), problem))
-                if block is None:
-                    missing.append(lo)
-                    continue
-                stored.sig[lo:hi], stored.has[lo:hi], stored.chars[lo:hi] = block.sig, block.has, block.chars
-        if missing:
-            chars = assistant_chars_column(table)
-            for lo in missing:
-                stored.chars[lo:lo + block_rows] = chars[lo:lo + block_rows]
-            stored.changed.update(missing)
-        return stored
-
-    def put(self, rows: np.ndarray, sig: np.ndarray) -> None:
-        self.sig[rows] = sig
-        self.has[rows] = True
-        self.changed.update((np.unique(rows // self.block_rows) * self.block_rows).tolist())
-
-    def save(self) -> None:
-        if self.folder is None:
-            return
-        for lo in sorted(self.changed):
-            hi = lo + self.block_rows
-            SignatureBlock(self.sig[lo:hi], self.has[lo:hi], self.chars[lo:hi]).save(block_path(self.folder, lo))
-        self.changed.clear()
 
 
 def rows_with_shingles(sig: np.ndarray) -> int:
@@ -305,13 +179,13 @@ def sign_rows_to_part(unit: PartUnit, key: str, ngram: int, num_perm: int, seed:
     if cached is None:  # no cache: sign every row, as a cold build
         column = table.take(rows, ["messages"]).column(0)
         sig = sign_chunk([key_text(m, key) for m in column.to_pylist()], ngram, num_perm, seed, perms)
-        chars = np.concatenate([np.zeros(0, dtype=np.int64)] + [_assistant_chars(c) for c in column.chunks])
+        chars = np.concatenate([np.zeros(0, dtype=np.int64)] + [assistant_chars_of(c) for c in column.chunks])
         signed = len(rows)
     else:
         if block is None:
             column = table.take(np.arange(lo, hi), ["messages"]).column(0)
             block = SignatureBlock.empty(
-                np.concatenate([np.zeros(0, dtype=np.int64)] + [_assistant_chars(c) for c in column.chunks]),
+                np.concatenate([np.zeros(0, dtype=np.int64)] + [assistant_chars_of(c) for c in column.chunks]),
                 num_perm)
             need = rows
             messages = column.take(pa.array(need - lo, pa.int64())).to_pylist()
@@ -326,24 +200,6 @@ def sign_rows_to_part(unit: PartUnit, key: str, ngram: int, num_perm: int, seed:
     with open_output(path) as f:
         np.save(f, sig)
     return SignedPart(len(sig), rows_with_shingles(sig), chars, signed, damaged)
-
-
-def _assistant_chars(messages: Any) -> np.ndarray:
-    """Assistant-text characters (code points, as ``mixer.dedup.near.assistant_chars``) of each row
-    of an Arrow ``messages`` array, on the Arrow columns."""
-    flat = pc.list_flatten(messages)
-    assistant = pc.equal(flat.field("role"), "assistant").to_numpy(zero_copy_only=False)
-    chars = pc.utf8_length(flat.field("content")).to_numpy(zero_copy_only=False).astype(np.int64)
-    return list_sums(messages, chars * assistant)
-
-
-def assistant_chars_column(table: SpillFiles) -> np.ndarray:
-    """``mixer.dedup.near.assistant_chars`` of every row, computed on the Arrow columns (characters
-    are code points in both)."""
-    parts = [np.zeros(0, dtype=np.int64)]
-    for batch in table.iter_batches(["messages"]):
-        parts.append(_assistant_chars(batch.column(0)))
-    return np.concatenate(parts)
 
 
 def _add_items(items: list[NearItem], where: list[tuple[str, int]], name: str, rank: int, table: SpillFiles,
@@ -362,7 +218,7 @@ def near_dedup(ctx: StageContext) -> dict[str, Any]:
     assert config is not None
     names = [s.name for s in ctx.recipe.sources]
     candidates = ctx.candidates
-    total = sum(len(candidates.alive.get(n, [])) for n in names if n in candidates)
+    total = candidates.count(names)
     against = load_against(config.against, config.key) if config.against else []
     items: list[NearItem] = []  # without their texts: signatures are made batch by batch
     where: list[tuple[str, int]] = []
@@ -388,11 +244,7 @@ def near_dedup(ctx: StageContext) -> dict[str, Any]:
             to_part = partial(sign_rows_to_part, **task.keywords)
             parts: list[WorkPath] = []
             starts, live = [0], 0
-            for rank, name in enumerate(names):
-                table = candidates.tables.get(name)
-                alive = np.asarray(candidates.alive.get(name, []), dtype=np.int64)
-                if table is None or not len(alive):
-                    continue
+            for rank, name, table, alive in candidates.live(names, skip_empty=True):
                 cache = signature_cache_folder(ctx.read_entries.get(name), config, unit_rows)
                 units = []
                 # one unit per block of candidate rows with live rows (a run of ``alive`` in one block)
@@ -430,11 +282,7 @@ def near_dedup(ctx: StageContext) -> dict[str, Any]:
             remove_tree(folder)
     else:
         sig = np.empty((total, config.num_perm), dtype=np.uint32)  # items' signatures, in item order
-        for rank, name in enumerate(names):
-            table = candidates.tables.get(name)
-            alive = np.asarray(candidates.alive.get(name, []), dtype=np.int64)
-            if table is None or not len(alive):
-                continue
+        for rank, name, table, alive in candidates.live(names, skip_empty=True):
             stored = SourceSignatures.load(signature_cache_folder(ctx.read_entries.get(name), config, unit_rows),
                                            config.num_perm, table, unit_rows)
             for path, problem in stored.damaged:
@@ -476,3 +324,13 @@ def near_dedup(ctx: StageContext) -> dict[str, Any]:
                          "threshold": config.threshold, "bands_rows": list(config.lsh_params()),
                          "against": list(config.against), "against_records": len(against)}
     return summary
+
+
+class NearDedup:
+    """Stage **near_dedup** (recipe ``dedup.near``): its card section is ``near_dedup``."""
+
+    name = "near_dedup"
+    label = "near dedup"
+
+    def run(self, ctx: StageContext) -> None:
+        ctx.card_sections["near_dedup"] = near_dedup(ctx)

@@ -1,17 +1,90 @@
 """Stage **normalise** (record-level): Unicode NFC, surrounding whitespace, empty turns, turn order.
 
-The text rules are ``mixer.normalise`` (pure functions); this stage applies them to a batch and turns
-a record that cannot be repaired into a drop (``bad_turn_order``, ``no_assistant_turn``, ...). What
-each rule changed is counted in the source's ``normalised`` counter, which the card reports.
+Runs on every canonical record before filters, so that filters, dedup hashes and token counts all
+see the same text. The rules are plain functions (``normalise_record``); the stage applies them to a
+batch and turns a record that cannot be repaired into a drop (``bad_turn_order``,
+``no_assistant_turn``, ...). Each rule that changes something is counted in the source's
+``normalised`` counter (a ``Counter`` of rule names), which the card reports.
 """
 
 from __future__ import annotations
 
-from mixer.normalise import normalise_record
-from mixer.recipe import Recipe
-from mixer.records import Dropped, Record
+import unicodedata
+from collections import Counter
+
+from mixer.core.records import Dropped, Message, Record, make_pair, record_scores
+from mixer.core.stats import SourceStats
+from mixer.recipe.load import Recipe
+from mixer.recipe.settings import NormaliseSettings
 from mixer.stages.base import drop_record
-from mixer.stats import SourceStats
+
+
+def turn_order_problem(messages: list[Message]) -> str | None:
+    """Why ``messages`` do not follow ``[system] user assistant (user assistant)*``, else None."""
+    if not messages:
+        return "empty_conversation"
+    if not any(m["role"] == "assistant" for m in messages):
+        return "no_assistant_turn"
+    start = 1 if messages[0]["role"] == "system" else 0
+    body = messages[start:]
+    if len(body) % 2:
+        return "bad_turn_order"
+    for i, m in enumerate(body):
+        if m["role"] != ("user" if i % 2 == 0 else "assistant"):
+            return "bad_turn_order"
+    return None
+
+
+def _normalise_text(content: str, rules: NormaliseSettings, changed: set[str]) -> str:
+    if rules.nfc and not content.isascii():
+        nfc = unicodedata.normalize("NFC", content)
+        if nfc != content:
+            changed.add("nfc")
+            content = nfc
+    if rules.strip:
+        stripped = content.strip()
+        if stripped != content:
+            changed.add("strip")
+            content = stripped
+    return content
+
+
+def _clean(content: str) -> bool:
+    return content.isascii() and content != "" and content.strip() is content
+
+
+def normalise_record(record: Record, rules: NormaliseSettings, touched: Counter[str]) -> tuple[Record, str | None]:
+    """The normalised record and, if it cannot be kept, the drop reason.
+
+    ``touched`` counts records changed per rule (``nfc``, ``strip``) and empty turns removed. A
+    preference pair's ``rejected`` reply is normalised the same way; an empty one drops the pair.
+    """
+    if "rejected" not in record and all(_clean(m["content"]) for m in record["messages"]):
+        # the common case, decided without copying: every turn ASCII (so NFC), non-empty and stripped
+        # (``str.strip`` returns the very same object when there is nothing to strip)
+        out: Record = {"dataset": record["dataset"], "id": record["id"], "messages": record["messages"]}
+        return out, turn_order_problem(out["messages"]) if rules.require_turn_order else None
+    changed: set[str] = set()
+    messages: list[Message] = []
+    for m in record["messages"]:
+        content = _normalise_text(m["content"], rules, changed)
+        if rules.drop_empty_turns and not content.strip():
+            touched["empty_turns_removed"] += 1
+            continue
+        messages.append({"role": m["role"], "content": content})
+    out = {"dataset": record["dataset"], "id": record["id"], "messages": messages}
+    problem: str | None = None
+    rejected = record.get("rejected")
+    if rejected is not None:
+        normalised = [{"role": m["role"], "content": _normalise_text(m["content"], rules, changed)}
+                      for m in rejected]
+        out = make_pair(out["dataset"], out["id"], messages, normalised, record_scores(record))
+        if len(normalised) != 1 or normalised[0]["role"] != "assistant" or not normalised[0]["content"].strip():
+            problem = "empty_or_invalid_rejected"
+    touched.update(changed)
+    if problem is None and rules.require_turn_order:
+        problem = turn_order_problem(messages)
+    return out, problem
 
 
 class Normalise:

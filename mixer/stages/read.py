@@ -7,7 +7,7 @@ a byte or row range; line numbers and ordinals stay those of the whole file), de
 so any engine can run it (``_read_task``); its result is a ``SourceRead`` (counters, drops, the paths of
 its candidate files), and the parts of a source add up (``SourceRead.__add__``) in file, then part
 order. No file is held whole as Python dicts (JSON arrays of 64 MB or more are streamed). On a
-rebuild the read cache (``mixer.read_cache``) serves every source whose inputs and settings are
+rebuild the read cache (``mixer.stages.read_cache``) serves every source whose inputs and settings are
 unchanged.
 """
 
@@ -21,21 +21,28 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from mixer.dedup.exact import content_hash
-from mixer.errors import InputError, Location, RecordError
-from mixer.io import FilePart, ParseFailure, file_format, file_info, json_array, read_parquet_batches, splittable
-from mixer.read_cache import ReadCache, read_cache_root, read_key
-from mixer.recipe import Recipe, Source, license_key, resolve_files, source_license
-from mixer.records import CANDIDATE_SCHEMA, Dropped, Record, record_key_messages
+from mixer.core.errors import InputError, Location, RecordError
+from mixer.core.records import (
+    CANDIDATE_SCHEMA,
+    Dropped,
+    Record,
+    record_key_messages,
+)
+from mixer.core.stats import FileInfo, SourceRead, SourceStats
+from mixer.core.tables import SpillFiles
+from mixer.core.workstore import IpcWriter, WorkPath
+from mixer.readers.base import FilePart, ParseFailure
+from mixer.readers.raw import file_format, file_info, json_array, splittable
+from mixer.readers.tabular import read_parquet_batches
+from mixer.recipe.load import Recipe, Source, allowed, resolve_files, source_license
 from mixer.sources import SourceContext, get_adapter
 from mixer.sources.base import Adapter
 from mixer.stages.base import DropSink, RecordStage, Reporter, StageContext, run_record_stages
+from mixer.stages.exact_dedup import content_hash
 from mixer.stages.filter import Filter
 from mixer.stages.normalise import Normalise
-from mixer.stats import FileInfo, SourceRead, SourceStats
-from mixer.tables import SpillFiles
-from mixer.tokens import TokenCounter, count_record_tokens
-from mixer.workstore import IpcWriter, WorkPath
+from mixer.stages.read_cache import ReadCache, read_cache_root, read_key
+from mixer.tokens.count import TokenCounter, count_record_tokens
 
 RAW_TEXT_LIMIT = 20_000
 #: records put through the record-level stages together; the mention filter screens a batch at once
@@ -46,8 +53,8 @@ COLUMNAR = True
 
 
 def record_stages(recipe: Recipe) -> list[RecordStage]:
-    """The record-level stages after convert, in pipeline order (normalise first: ``read_source``
-    skips it for records a columnar convert took)."""
+    """The record-level stages after convert, in pipeline order (``read_source`` skips the one named
+    ``normalise`` for records a columnar convert took)."""
     return [Normalise(recipe), Filter(recipe)]
 
 
@@ -128,6 +135,8 @@ def read_source(recipe: Recipe, source: Source, work_dir: WorkPath, *, gate: boo
                             many_files=len(paths) > 1)
     adapter = get_adapter(source.adapter)(source.options, context)
     stages = record_stages(recipe) if gate else []
+    normalising = [st for st in stages if st.name == "normalise"]
+    after_normalise = [st for st in stages if st.name != "normalise"]
     counter = TokenCounter(recipe.tokenizer) if count_tokens else None  # in this process
     name = "candidates.arrow" if only is None else f"candidates-{only.file_index:03d}-{only.part.index:03d}.arrow"
     store = CandidateStore(work_dir / name, counter)
@@ -143,10 +152,10 @@ def read_source(recipe: Recipe, source: Source, work_dir: WorkPath, *, gate: boo
             # records a columnar convert passed need no normalising: it left them as they were
             normalise = [i for i, clean in enumerate(pending_clean) if not clean]
             if normalise:
-                for i, v in zip(normalise, run_record_stages(stages[:1], source.name,
+                for i, v in zip(normalise, run_record_stages(normalising, source.name,
                                                              [pending[i] for i in normalise], stats), strict=True):
                     verdicts[i] = v
-            verdicts = run_record_stages(stages[1:], source.name, verdicts, stats)  # type: ignore[arg-type]
+            verdicts = run_record_stages(after_normalise, source.name, verdicts, stats)
         for kept, entry in zip(verdicts, pending_entry, strict=True):
             if isinstance(kept, Dropped):
                 drop(kept, entry)
@@ -253,7 +262,7 @@ def plan_reads(adapter: type, paths: list[Path], infos: list[FileInfo], workers:
     """The read tasks of one source: ``[None]`` (the whole source in one task) unless it has large
     JSONL, JSON-array or Parquet files and an adapter that reads them with the standard readers, which
     are then cut into parts of about ``SPLIT_MIN_BYTES`` (at least ``workers`` parts per large file; exactly
-    ``workers`` for a JSON array, see ``mixer.io.json_array``)."""
+    ``workers`` for a JSON array, see ``mixer.readers.raw.json_array``)."""
     if workers < 2 or adapter.read_file is not Adapter.read_file:
         return [None]
     big = [i.bytes >= SPLIT_MIN_BYTES and splittable(p) for p, i in zip(paths, infos, strict=True)]
@@ -280,7 +289,7 @@ PARALLEL_MIN_BYTES = 64 * 1024 * 1024
 
 def read_sources(ctx: StageContext, *, gate: bool) -> dict[str, list[str]]:
     """Read every allowed source into ``ctx.candidates``: from the read cache when an identical read
-    is stored there (``mixer.read_cache``), else as units of ``ctx.executor.map`` (one per source, or
+    is stored there (``mixer.stages.read_cache``), else as units of ``ctx.executor.map`` (one per source, or
     per part of a large file; largest first) when the input is large, else in this process. All paths
     give identical results; the merge below is in recipe order. Returns which sources the read cache
     served ("hits") and which were read ("misses"), for timings.json."""
@@ -371,11 +380,17 @@ def read_sources(ctx: StageContext, *, gate: bool) -> dict[str, list[str]]:
     return report
 
 
-def allowed(recipe: Recipe, source: Source) -> str | None:
-    """None if the source's licence is allowed, else why it is left out."""
-    if recipe.allow_licenses is None:
-        return None
-    lic = source_license(source)
-    if lic is None or license_key(lic) not in {license_key(x) for x in recipe.allow_licenses}:
-        return f"licence {lic or 'unknown'} not in allow_licenses {list(recipe.allow_licenses)}"
-    return None
+class Read:
+    """Stage **read** with **normalise** and **filter** inside its units (``gate``), or without them
+    when sampling comes first (``order: sample_then_filter``; then ``mixer.stages.select.Gate`` runs
+    them after sampling)."""
+
+    name = "read"
+
+    def __init__(self, *, gate: bool) -> None:
+        self.gate = gate
+        self.label = "read+normalise+filter" if gate else "read"
+
+    def run(self, ctx: StageContext) -> None:
+        ctx.read_cache = read_sources(ctx, gate=self.gate)
+

@@ -1,7 +1,7 @@
 """Stage **select** (corpus-level): sample ``take`` records per source and apply ``max_tokens``.
 
 Per source a seeded permutation is walked until ``take`` records that fit ``max_tokens`` are found,
-counting tokens (``mixer.tokens``, through the executor) only for records the walk reaches, so a
+counting tokens (``mixer.tokens.count``, through the executor) only for records the walk reaches, so a
 30k sample of a 1M-row source never tokenizes the other 970k. Records over the limit are dropped
 (``too_many_tokens``) through the sink; records the walk never reaches are ``not_sampled`` (counted,
 not dropped: sampling is not a verdict on the record). The chosen records go to Arrow files in the
@@ -19,13 +19,24 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from mixer.errors import MixerError
-from mixer.overlap import one_ahead
-from mixer.recipe import Source
-from mixer.records import SELECTED_SCHEMA
-from mixer.stages.base import StageContext, drop_record
-from mixer.tables import OrderedSpill, OrderedSpillWriter, SpillFiles, SpillWriter
-from mixer.tokens import TokenCounter, count_record_tokens_async
+from mixer.core.errors import MixerError
+from mixer.core.overlap import one_ahead
+from mixer.core.records import (
+    CANDIDATE_SCHEMA,
+    SELECTED_SCHEMA,
+    Dropped,
+    Record,
+    make_pair,
+    make_record,
+    record_scores,
+)
+from mixer.core.tables import OrderedSpill, OrderedSpillWriter, SpillFiles, SpillWriter
+from mixer.recipe.load import Source
+from mixer.stages.base import StageContext, drop_record, run_record_stages
+from mixer.stages.exact_dedup import FirstCopy
+from mixer.stages.read import CandidateStore, record_stages
+from mixer.stages.write import check_unique_ids
+from mixer.tokens.count import TokenCounter, count_record_tokens_async
 
 #: rows converted to Python at a time while walking a sample (bounds memory, not results)
 WALK_CHUNK_ROWS = 20_000
@@ -217,11 +228,10 @@ def select_all(ctx: StageContext, selector: Selector, *, length_only: bool = Fal
     """Every source's candidates through ``selector`` in recipe order (consuming them): the chosen
     records per source. ``length_only``: the length pass of ``sample_then_filter``."""
     selected: dict[str, SpillFiles] = {}
-    for s in ctx.recipe.sources:
-        if s.name in ctx.candidates:
-            table, alive = ctx.candidates.pop(s.name)
-            selected[s.name] = selector.select(s, table, alive, length_only=length_only)
-            ctx.stats[s.name].selected = selected[s.name].num_rows
+    sources = {s.name: s for s in ctx.recipe.sources}
+    for _, name, table, alive in ctx.candidates.drain(list(sources)):
+        selected[name] = selector.select(sources[name], table, alive, length_only=length_only)
+        ctx.stats[name].selected = selected[name].num_rows
     return selected
 
 
@@ -241,3 +251,77 @@ def shuffled_output(ctx: StageContext, selected: dict[str, SpillFiles]) -> tuple
         raise MixerError("the build selected no records: every source is empty, filtered out or excluded")
     random.Random(ctx.recipe.seed).shuffle(index)
     return SpillFiles(paths, SELECTED_SCHEMA), index
+
+
+class Sample:
+    """Stage **select**, its sampling half alone (``order: sample_then_filter``): each source's ``take``
+    from its candidates, no token counted; the sample becomes the source's candidates, which the
+    record-level stages then see (``Gate``)."""
+
+    name = "select"
+    label = "sample"
+
+    def __init__(self, selector: Selector) -> None:
+        self.selector = selector
+
+    def run(self, ctx: StageContext) -> None:
+        sources = {s.name: s for s in ctx.recipe.sources}
+        for _, name, table, alive in ctx.candidates.drain(list(sources)):
+            ctx.candidates.add(name, self.selector.select(sources[name], table, alive, count_tokens=False))
+
+
+class Select:
+    """Stage **select**: the seeded sample per source with ``max_tokens`` (``length_only``: the length
+    pass of ``sample_then_filter``, whose sampling came first), into ``ctx.selected``."""
+
+    name = "select"
+
+    def __init__(self, selector: Selector, *, length_only: bool = False) -> None:
+        self.selector = selector
+        self.length_only = length_only
+        self.label = "tokens" if length_only else "select+tokens"
+
+    def run(self, ctx: StageContext) -> None:
+        ctx.selected = select_all(ctx, self.selector, length_only=self.length_only)
+        ctx.unsampled = self.selector.unsampled
+
+
+class Shuffle:
+    """Stage **select**, its last step: every selected record ``repeat`` times in one seeded shuffle."""
+
+    name = "select"
+    label = "shuffle"
+
+    def run(self, ctx: StageContext) -> None:
+        check_unique_ids(ctx.recipe, ctx.selected)  # before any output file is written
+        ctx.output = shuffled_output(ctx, ctx.selected)
+
+
+class Gate:
+    """Stages **normalise** and **filter**, then exact dedup's first copy (``exact``), over candidates
+    already read: open-instruct's order (``sample_then_filter``), where they see only the sampled
+    records, one at a time, in sampling order. The same stage objects as inside ``Read``."""
+
+    name = "normalise"
+    label = "normalise+filter"
+
+    def __init__(self, *, exact: bool) -> None:
+        self.exact = exact
+
+    def run(self, ctx: StageContext) -> None:
+        stages = record_stages(ctx.recipe)
+        first_copy = FirstCopy() if self.exact else None
+        for _, name, table, _ in ctx.candidates.drain([s.name for s in ctx.recipe.sources]):
+            stats = ctx.stats[name]
+            kept = CandidateStore(ctx.work_dir / f"sampled-{name}.arrow")
+            for row in (r for batch in table.iter_batches() for r in batch.to_pylist()):
+                record: Record = make_record(row["dataset"], row["id"], row["messages"]) if row["rejected"] is None \
+                    else make_pair(row["dataset"], row["id"], row["messages"], row["rejected"], record_scores(row))
+                (out,) = run_record_stages(stages, name, [record], stats)
+                if not isinstance(out, Dropped) and first_copy is not None:
+                    out = first_copy.check(name, out) or out
+                if isinstance(out, Dropped):
+                    ctx.sink.drop(name, out)
+                    continue
+                kept.add(out, file_index=0)
+            ctx.candidates.add(name, SpillFiles([kept.close()], CANDIDATE_SCHEMA))

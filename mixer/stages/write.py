@@ -23,16 +23,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mixer.errors import MixerError
-from mixer.io import file_info
-from mixer.recipe import Recipe
-from mixer.records import DROPPED_SCHEMA, OUTPUT_SCHEMA, PREFERENCE_OUTPUT_SCHEMA, SCORE_FIELDS, Dropped
+from mixer.core.errors import MixerError
+from mixer.core.records import DROPPED_SCHEMA, OUTPUT_SCHEMA, PREFERENCE_OUTPUT_SCHEMA, SCORE_FIELDS, Dropped
+from mixer.core.tables import OrderedSpill, SpillFiles, SpillWriter, list_sums
+from mixer.core.workstore import WorkPath, make_temp_dir, remove_tree
+from mixer.readers.raw import file_info
+from mixer.recipe.load import Recipe
 from mixer.stages.base import StageContext
-from mixer.tables import OrderedSpill, SpillFiles, SpillWriter, list_sums
-from mixer.workstore import WorkPath, make_temp_dir, remove_tree
 
 if TYPE_CHECKING:
-    from mixer.engine.base import Executor
+    from mixer.core.executor import Executor
 
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "write_statistics": True,
                    "use_dictionary": ["dataset"]}
@@ -344,3 +344,16 @@ def write_output(ctx: StageContext, selected: SpillFiles, order: Sequence[int],
         info = file_info(path)
         shards.append({"path": f"data/{path.name}", "rows": rows, "bytes": info.bytes, "sha256": info.sha256})
     return shards, dropped_files()
+
+
+class Write:
+    """Stage **write**: the shuffled records as Parquet shards and every drop in ``dropped/``, into the
+    staging folder ``ctx.out_dir``."""
+
+    name = "write"
+    label = "write"
+
+    def run(self, ctx: StageContext) -> None:
+        assert ctx.output is not None and ctx.out_dir is not None
+        records, order = ctx.output
+        ctx.shards, ctx.dropped_files = write_output(ctx, records, order, ctx.unsampled, ctx.out_dir)

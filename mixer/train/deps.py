@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from mixer.errors import MixerError
+from mixer.core.errors import MixerError
 
 TRAIN_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate")
 

@@ -34,7 +34,7 @@ def check_template(
     """Check that the chat template's loss mask covers exactly the assistant turns and their end-of-turn
     token. Exit 0: it does; exit 1: a record is wrong (the first is shown); exit 2: bad input or a
     template with no assistant markers."""
-    from mixer.outdir import check_output_file
+    from mixer.core.outdir import check_output_file
     from mixer.train.template_check import describe_failure, is_check_html, run_check, summary, write_html
 
     if html is not None:

@@ -31,7 +31,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from mixer.errors import MixerError
+from mixer.core.errors import MixerError
 
 logger = logging.getLogger("mixer.train")
 
@@ -91,8 +91,8 @@ class CheckReport:
 
 def _trainer() -> SimpleNamespace:
     """The trainer's own functions (imported, not copied, so the check sees what training sees)."""
+    from mixer.train.accel.modeling import load_tokenizer
     from mixer.train.data import SFT_COLUMNS, _check_markers, _tokenize_row, load_parquet
-    from mixer.train.modeling import load_tokenizer
 
     return SimpleNamespace(SFT_COLUMNS=SFT_COLUMNS, check_markers=_check_markers, tokenize_row=_tokenize_row,
                            load_parquet=load_parquet, load_tokenizer=load_tokenizer)

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mixer.errors import MixerError
+from mixer.core.errors import MixerError
 
 logger = logging.getLogger("mixer.train")
 
@@ -234,7 +234,7 @@ def write_tokenized(data: str | Path, tokenizer: Any, out: str | Path, *, max_le
     """``mixer tokenize``: tokenize a build (and pack it) into ``out``; return the manifest written."""
     import pyarrow.parquet as pq
 
-    from mixer.outdir import check_output_dir
+    from mixer.core.outdir import check_output_dir
     from mixer.train.data import resolve_parquet_files
 
     if max_length < 1:
@@ -246,7 +246,7 @@ def write_tokenized(data: str | Path, tokenizer: Any, out: str | Path, *, max_le
     inputs = resolve_parquet_files(data)
     t = _trainer()
     rows = t.load_parquet(data, t.SFT_COLUMNS)
-    from mixer.train.runtime import tokenise_processes
+    from mixer.train.accel.host import tokenise_processes
 
     kept, stats = tokenize_rows(rows, tokenizer, max_length, tokenise_processes(workers, len(rows)))
     if kept.num_rows == 0:
@@ -386,12 +386,3 @@ def check_for_training(cfg: Any, tokenizer: Any) -> None:
                        "not padded as batching says; on CUDA that needs a varlen attention kernel to be fast",
                        cfg.data)
 
-
-def load_for_training(cfg: Any, tokenizer: Any) -> tuple[Any, Any]:
-    """The trainer's hook: the checked rows of the tokenized folder ``cfg.data`` and ``cfg`` with the TRL
-    fields they need added to ``trl_args`` (so the saved config says them)."""
-    import dataclasses
-
-    check_for_training(cfg, tokenizer)
-    rows = read_rows(cfg.data, cfg.max_train_samples)
-    return rows, dataclasses.replace(cfg, trl_args={**cfg.trl_args, **trl_overrides(cfg.data)})

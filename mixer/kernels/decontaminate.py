@@ -1,0 +1,398 @@
+"""Benchmark decontamination (recipe ``decontaminate``): drop training records that overlap eval prompts.
+
+The rule, and how it relates to the two well-known implementations
+------------------------------------------------------------------
+Texts are compared as word tokens (``mixer.kernels.shingles.tokenize``: lowercase, punctuation-
+insensitive, CJK one token per character) of the record's ``key`` text (default ``prompt``, the first
+user turn) and of each benchmark item's ``field``. With ``n = ngram`` (default 8), a training record
+is **contaminated** by a benchmark when any of these holds:
+
+1. ``exact``: its token sequence equals a benchmark item's (the only rule for texts shorter than
+   ``n`` tokens, so a short common prompt such as "tell me a joke" is never removed on a partial match);
+2. ``share``: the share of its distinct ``n``-grams found in the benchmark's prompts reaches
+   ``threshold`` (the issue's rule: the training text is mostly benchmark text);
+3. ``coverage``: the share of one benchmark item's tokens covered by ``n``-grams that also occur in
+   the training text reaches ``threshold``. This is open-instruct's (Tulu 3) rule, seen from the
+   test item: its ``search.py`` scores each test instance by the share of its tokens that are part of
+   an ``n``-gram (Tulu 3: 8) also found in one training document, flagged at ``match_threshold``
+   (0.5). It catches a benchmark question embedded in a long prompt, which rule 2 alone would miss;
+4. ``13gram``: the training text shares any ``long_ngram``-gram (default 13) with a benchmark item,
+   in the spirit of datatrove's ``NGramsDecontFilter``, which removes a document on a single shared
+   n-gram (its default ``n_grams=12``; query n-grams need ``find_query_ngrams=True``; we only have
+   prompts, so prompt n-grams are what we match) and of GPT-3's 13-gram convention. Set
+   ``drop_on_long_ngram: false`` to only report such hits (then ``check`` returns a result with
+   ``contaminated=False``).
+
+**Boilerplate.** An ``n``-gram found in at least ``boilerplate_items`` (default 5) items of one
+benchmark is that benchmark's instruction template ("The following are multiple choice questions
+(with answers) about ...") and is evidence for none of the rules: it is left out of the share;
+coverage is measured over the item's *informative* tokens (those no boilerplate n-gram covers), in
+numerator and denominator; and a shared 13-gram counts only if at least ``ngram`` of its tokens are
+informative (a template plus the first word of a question is not a hit). Without this, one templated
+benchmark file would remove every training record that uses the same template. Exact copies of an
+item are always caught. ``boilerplate_items: 0`` turns it off (every n-gram counts, as in datatrove
+and open-instruct).
+
+So, boilerplate aside, every record that open-instruct (at the same n and threshold) or datatrove (at
+``long_ngram``) would flag is flagged here, and each result says which rule fired, the benchmark item
+(index and text), the overlap share, the item coverage, whether it is an exact match and whether a
+13-gram is shared, plus one shared n-gram as evidence.
+
+Speed: a batch is first screened with the vectorised n-gram hashes of ``mixer.kernels.shingles``
+(64-bit, binary search in the sorted benchmark hashes); only records with a hash hit are checked
+exactly with Python token tuples, so a hash collision can never remove a record.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mixer.core.errors import InputError, RecipeError
+from mixer.core.records import Message
+from mixer.kernels.near import key_text
+from mixer.kernels.shingles import shingle_hashes, token_hashes, tokenize
+from mixer.recipe.settings import BenchmarkSpec, DecontaminationSettings
+
+
+@dataclass(frozen=True)
+class Contamination:
+    """Why a record matched a benchmark (one item: the strongest evidence)."""
+
+    benchmark: str
+    item_index: int  #: 0-based position of the item in the benchmark (files in order)
+    item_text: str  #: the item's prompt, cut to 300 characters
+    overlap: float  #: share of the record's distinct n-grams found in the benchmark's prompts
+    coverage: float  #: share of the item's tokens covered by n-grams shared with the record
+    exact_match: bool
+    has_13gram: bool  #: shares a ``long_ngram``-gram (13 by default) with the item
+    rule: str  #: which rule decided: exact, coverage, share, 13gram (or "" when not contaminated)
+    evidence: str = ""  #: one shared n-gram, as words
+    contaminated: bool = True
+    also: tuple[str, ...] = field(default=())  #: other benchmarks the record also matches
+
+    @property
+    def reason(self) -> str:
+        return f"contaminated:{self.benchmark}"
+
+
+def _get_field(value: dict, path: str) -> Any:
+    cur: Any = value
+    for part in path.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return _MISSING
+        cur = cur[part]
+    return cur
+
+
+_MISSING = object()
+
+
+def load_benchmark(spec: BenchmarkSpec, base_dir: str | Path | None = None) -> list[str]:
+    """The prompts of one benchmark, in file order; empty prompts are skipped.
+
+    Raises ``InputError`` naming the file (and record) when a file is missing or unreadable or a
+    record lacks ``field`` (listing the fields it has).
+    """
+    from mixer.readers.base import ParseFailure
+    from mixer.readers.raw import read_raw
+
+    if not spec.files:
+        raise RecipeError(f"decontaminate: benchmark {spec.name!r} lists no files")
+    prompts: list[str] = []
+    for f in spec.files:
+        path = Path(f)
+        if base_dir is not None and not path.is_absolute():
+            path = Path(base_dir) / path
+        if not path.exists():
+            hint = ("run `mixer fetch` when online" if spec.url
+                    else "the recipe gives it no `url:`, so `mixer fetch` cannot get it: put the file there")
+            raise InputError(str(path), f"benchmark {spec.name!r}: file not found ({hint})")
+        for item in read_raw(path):
+            value = item.value
+            if isinstance(value, ParseFailure):
+                raise InputError(item.location, f"benchmark {spec.name!r}: {value.problem}")
+            if not isinstance(value, dict):
+                raise InputError(item.location, f"benchmark {spec.name!r}: expected a record with field "
+                                                f"{spec.field!r}, found {type(value).__name__}")
+            text = _get_field(value, spec.field)
+            if text is _MISSING:
+                raise InputError(item.location, f"benchmark {spec.name!r}: field {spec.field!r} not found; "
+                                                f"the record has fields {sorted(value)}")
+            if text is None:
+                continue
+            if isinstance(text, int | float):
+                text = str(text)
+            if not isinstance(text, str):
+                raise InputError(item.location, f"benchmark {spec.name!r}: field {spec.field!r} must be text, "
+                                                f"found {type(text).__name__}")
+            if text.strip():
+                prompts.append(text)
+    return prompts
+
+
+def load_benchmarks(config: DecontaminationSettings, base_dir: str | Path | None = None) -> dict[str, list[str]]:
+    return {b.name: load_benchmark(b, base_dir) for b in config.benchmarks}
+
+
+def _grams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    if len(tokens) < n:
+        return [tuple(tokens)] if tokens else []
+    return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+
+
+class Decontaminator:
+    """Checks texts against the benchmarks' prompts (see the module docstring for the rule)."""
+
+    #: Batches screened at once by ``check_many`` (characters).
+    BATCH_CHARS = 2_000_000
+
+    def __init__(self, config: DecontaminationSettings, benchmarks: Mapping[str, Sequence[str]]) -> None:
+        self.config = config
+        self.names = list(benchmarks)
+        n = config.ngram
+        self._tokens: list[tuple[str, ...]] = []  # per global item
+        self._item: list[tuple[str, int, str]] = []  # (benchmark, index in benchmark, text)
+        self._exact: dict[tuple[str, ...], list[int]] = defaultdict(list)
+        # gram -> benchmark -> global items containing it (boilerplate grams removed below)
+        self._index: dict[tuple[str, ...], dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+        texts = []
+        for name in self.names:
+            for i, text in enumerate(benchmarks[name]):
+                tokens = tuple(tokenize(text.lower()))
+                if not tokens:
+                    continue
+                g = len(self._item)
+                self._item.append((name, i, text))
+                self._tokens.append(tokens)
+                self._exact[tokens].append(g)
+                texts.append(text.lower())
+                for gram in set(_grams(tokens, n)):
+                    self._index[gram][name].append(g)
+        # Boilerplate: grams in at least ``boilerplate_items`` items of one benchmark (a shared
+        # instruction template) are evidence of nothing; they are dropped from that benchmark's index.
+        self._boiler: dict[str, set[tuple[str, ...]]] = defaultdict(set)
+        self._informative_cache: dict[int, np.ndarray] = {}
+        limit = config.boilerplate_items
+        if limit:
+            for gram, per in list(self._index.items()):
+                for name in [b for b, items in per.items() if len(items) >= limit]:
+                    self._boiler[name].add(gram)
+                    del per[name]
+                if not per:
+                    del self._index[gram]
+        # 64-bit hashes of the informative grams, for screening batches (a text shorter than n is one
+        # "gram" of all its tokens); an item made only of boilerplate keeps all its grams so that an
+        # exact copy of it is still screened in
+        if texts:
+            tok, off = token_hashes(texts)
+            sh, sh_off = shingle_hashes(tok, off, n)
+            keep = np.zeros(len(sh), dtype=bool)
+            for g, tokens in enumerate(self._tokens):
+                lo, hi = int(sh_off[g]), int(sh_off[g + 1])
+                grams = _grams(tokens, n)
+                assert len(grams) == hi - lo
+                informative = [gram in self._index for gram in grams]
+                keep[lo:hi] = informative if any(informative) else True
+            self._hashes = np.unique(sh[keep])
+        else:
+            self._hashes = np.zeros(0, dtype=np.uint64)
+
+    @classmethod
+    def from_config(cls, config: DecontaminationSettings, base_dir: str | Path | None = None) -> Decontaminator:
+        return cls(config, load_benchmarks(config, base_dir))
+
+    def __len__(self) -> int:
+        return len(self._item)
+
+    def text_of(self, messages: Sequence[Message]) -> str:
+        return key_text(messages, self.config.key)
+
+    def check(self, text: str) -> Contamination | None:
+        """The strongest match of ``text`` (``key_text`` of a record), or None when it matches nothing.
+
+        A result with ``contaminated=False`` is only returned for a shared 13-gram that does not drop
+        (``drop_on_long_ngram: false``), so the card can still report it.
+        """
+        cfg = self.config
+        tokens = tokenize(text.lower())
+        if not tokens or not self._item:
+            return None
+        grams = set(_grams(tokens, cfg.ngram))
+        per_bench: dict[str, set[tuple[str, ...]]] = defaultdict(set)
+        for gram in grams:
+            hit = self._index.get(gram)
+            if hit:
+                for name in hit:
+                    per_bench[name].add(gram)
+        exact_items = self._exact.get(tuple(tokens), [])
+        for g in exact_items:
+            per_bench.setdefault(self._item[g][0], set())  # an exact copy counts even if all boilerplate
+        if not per_bench:
+            return None
+        long_grams = set(_grams(tokens, cfg.long_ngram)) if len(tokens) >= cfg.long_ngram else set()
+        results: list[tuple[tuple, Contamination]] = []
+        for order, name in enumerate(self.names):
+            if name not in per_bench:
+                continue
+            shared = per_bench[name]
+            overlap = len(shared) / len(grams)
+            counts: Counter[int] = Counter()
+            for gram in shared:
+                counts.update(self._index[gram][name])
+            for g in exact_items:
+                if self._item[g][0] == name:
+                    counts[g] += 0
+            best: tuple | None = None
+            for g in sorted(counts):
+                item_tokens = self._tokens[g]
+                exact = item_tokens == tuple(tokens)
+                coverage = 1.0 if exact else self._coverage(g, grams)
+                has_long = bool(long_grams) and self._long_hit(g, long_grams)
+                key = (exact, coverage, has_long, counts[g], -g)
+                if best is None or key > best[0]:
+                    best = (key, g, exact, coverage, has_long)
+            assert best is not None
+            _, g, exact, coverage, has_long = best
+            if exact:
+                rule = "exact"
+            elif coverage >= cfg.threshold:
+                rule = "coverage"
+            elif overlap >= cfg.threshold and len(tokens) >= cfg.ngram:
+                rule = "share"
+            elif has_long and cfg.drop_on_long_ngram:
+                rule = "13gram"
+            else:
+                rule = ""
+            evidence = " ".join(min(shared)) if shared else " ".join(self._tokens[g][:cfg.ngram])
+            bench, index, item_text = self._item[g]
+            c = Contamination(bench, index, item_text[:300], round(overlap, 4), round(coverage, 4), exact,
+                              has_long, rule, evidence, contaminated=bool(rule))
+            strength = (bool(rule), exact, max(coverage, overlap if rule else 0.0), has_long, -order)
+            results.append((strength, c))
+        if not results:
+            return None
+        results.sort(key=lambda r: r[0], reverse=True)
+        top = results[0][1]
+        also = tuple(c.benchmark for _, c in results[1:] if c.contaminated)
+        if also:
+            top = Contamination(**{**top.__dict__, "also": also})
+        if not top.contaminated and not top.has_13gram:
+            return None
+        return top
+
+    def _informative(self, g: int) -> np.ndarray:
+        """Mask of item ``g``'s tokens that no boilerplate n-gram of its benchmark covers."""
+        mask = self._informative_cache.get(g)
+        if mask is None:
+            tokens, n = self._tokens[g], self.config.ngram
+            boiler = self._boiler.get(self._item[g][0], set())
+            mask = np.ones(len(tokens), dtype=bool)
+            if boiler:
+                for i in range(len(tokens) - n + 1):
+                    if tokens[i:i + n] in boiler:
+                        mask[i:i + n] = False
+            self._informative_cache[g] = mask
+        return mask
+
+    def _coverage(self, g: int, train_grams: set[tuple[str, ...]]) -> float:
+        """Share of item ``g``'s informative tokens covered by n-grams that the record also has."""
+        tokens, n = self._tokens[g], self.config.ngram
+        if len(tokens) < n:
+            return 0.0  # short items only match exactly
+        covered = np.zeros(len(tokens), dtype=bool)
+        for i in range(len(tokens) - n + 1):
+            if tokens[i:i + n] in train_grams:
+                covered[i:i + n] = True
+        informative = self._informative(g)
+        total = int(informative.sum())
+        return float((covered & informative).sum()) / total if total else 0.0
+
+    def _long_hit(self, g: int, train_long: set[tuple[str, ...]]) -> bool:
+        """Whether the record shares a ``long_ngram``-gram with item ``g`` holding >= ``ngram`` informative
+        tokens (so a template plus one common word is not a hit)."""
+        tokens, long_n = self._tokens[g], self.config.long_ngram
+        informative = self._informative(g)
+        for i in range(len(tokens) - long_n + 1):
+            if tokens[i:i + long_n] in train_long and informative[i:i + long_n].sum() >= self.config.ngram:
+                return True
+        return False
+
+    def screen(self, texts: Sequence[str]) -> np.ndarray:
+        """Bool mask of texts sharing at least one n-gram hash with a benchmark (a superset of matches)."""
+        mask = np.zeros(len(texts), dtype=bool)
+        if not len(self._hashes):
+            return mask
+        start = 0
+        while start < len(texts):
+            end, size = start, 0
+            while end < len(texts) and (size < self.BATCH_CHARS or end == start):
+                size += len(texts[end])
+                end += 1
+            tok, off = token_hashes([t.lower() for t in texts[start:end]])
+            sh, sh_off = shingle_hashes(tok, off, self.config.ngram)
+            if len(sh):
+                pos = np.searchsorted(self._hashes, sh)
+                pos[pos == len(self._hashes)] = 0
+                hit = self._hashes[pos] == sh
+                rec = np.repeat(np.arange(end - start), np.diff(sh_off))
+                mask[start:end] = np.bincount(rec[hit], minlength=end - start) > 0
+            start = end
+        return mask
+
+    def check_many(self, texts: Sequence[str]) -> list[Contamination | None]:
+        """``check`` for each text; vectorised screening first, exact checks only for hash hits."""
+        mask = self.screen(texts)
+        out: list[Contamination | None] = [None] * len(texts)
+        for i in np.flatnonzero(mask).tolist():
+            out[i] = self.check(texts[i])
+        return out
+
+
+def summarise_contamination(
+    found: Iterable[tuple[str, str, Contamination]], benchmarks: Sequence[str] = (), examples: int = 3,
+) -> dict[str, Any]:
+    """The card's contamination table: benchmark x source -> records removed, with example matches.
+
+    ``found``: ``(source, record id, Contamination)`` for every checked record that matched (only
+    ``contaminated`` ones count as removed; 13-gram hits that were kept are counted separately).
+    """
+    table: dict[str, Counter[str]] = defaultdict(Counter)
+    rules: dict[str, Counter[str]] = defaultdict(Counter)
+    exact: Counter[str] = Counter()
+    long_hits: Counter[str] = Counter()
+    kept_long: Counter[str] = Counter()
+    ex: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    total = 0
+    for source, rid, c in found:
+        if not c.contaminated:
+            if c.has_13gram:
+                kept_long[c.benchmark] += 1
+            continue
+        total += 1
+        table[c.benchmark][source] += 1
+        rules[c.benchmark][c.rule] += 1
+        exact[c.benchmark] += c.exact_match
+        long_hits[c.benchmark] += c.has_13gram
+        if len(ex[c.benchmark]) < examples:
+            ex[c.benchmark].append({
+                "source": source, "id": rid, "item_index": c.item_index, "item_text": c.item_text[:200],
+                "rule": c.rule, "overlap": c.overlap, "coverage": c.coverage, "evidence": c.evidence,
+            })
+    names = list(benchmarks) + sorted(set(table) - set(benchmarks))
+    return {
+        "removed_total": total,
+        "table": {b: dict(sorted(table[b].items())) for b in names},
+        "removed_by_benchmark": {b: sum(table[b].values()) for b in names},
+        "by_rule": {b: dict(sorted(rules[b].items())) for b in names},
+        "exact_matches": {b: exact[b] for b in names},
+        "13gram_hits": {b: long_hits[b] for b in names},
+        "13gram_hits_kept": {b: kept_long[b] for b in names if kept_long[b]},
+        "examples": {b: ex[b] for b in names},
+    }
+

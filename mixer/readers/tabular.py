@@ -1,0 +1,112 @@
+"""Tables: Parquet (row batches, only the needed columns, whole or one row range), XLSX (the first
+sheet, as Tulu reads it) and CSV."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mixer.core.errors import InputError, Location
+from mixer.readers.base import FilePart, RawItem
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+def read_parquet(
+    path: Path, columns: Sequence[str] | None = None, batch_size: int = 8192, part: FilePart | None = None
+) -> Iterator[RawItem]:
+    """Parquet in record batches, only the needed columns (and with ``part``, only the row groups
+    that hold its rows); rows become dicts of plain Python values."""
+    for first, batch in read_parquet_batches(path, columns, batch_size, part):
+        for i, item in enumerate(batch.to_pylist(), start=first):
+            yield RawItem(item, Location(str(path), record=i))
+
+
+def read_parquet_batches(
+    path: Path, columns: Sequence[str] | None = None, batch_size: int = 8192, part: FilePart | None = None
+) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """The Arrow record batches ``read_parquet`` turns into dicts, each with the file ordinal of its
+    first row: for adapters that convert whole columns at once (``Adapter.convert_columns``)."""
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises several types for a bad footer
+        raise InputError(str(path), f"not a readable Parquet file: {e}") from None
+    available = pf.schema_arrow.names
+    if columns is not None:
+        missing = [c for c in columns if c not in available]
+        if missing:
+            raise InputError(str(path), f"missing column(s) {missing}; the file has {available}")
+    meta = pf.metadata
+    start, stop = part.bounds(meta.num_rows) if part is not None else (0, meta.num_rows)
+    groups, row = [], 0
+    first = None
+    for g in range(meta.num_row_groups):
+        n = meta.row_group(g).num_rows
+        if row + n > start and row < stop:
+            groups.append(g)
+            first = row if first is None else first
+        row += n
+    if not groups:
+        return
+    row = first
+    for batch in pf.iter_batches(batch_size=batch_size, row_groups=groups,
+                                 columns=list(columns) if columns else None):
+        lo, hi = max(start - row, 0), min(stop - row, batch.num_rows)
+        if lo < hi:
+            yield row + lo, batch.slice(lo, hi - lo)
+        row += batch.num_rows
+
+
+def read_xlsx(path: Path) -> Iterator[RawItem]:
+    """First sheet, as Tulu's ``pandas.read_excel`` reads it; the header row names the fields; empty
+    cells become None.
+
+    A workbook with data on any other sheet is an error naming those sheets: reading the first sheet
+    alone would drop their rows without a word, and a notes sheet placed first would otherwise surface
+    only as a confusing "missing column" error.
+    """
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as e:
+        raise InputError(str(path), f"not a readable .xlsx workbook: {e}") from None
+    try:
+        others = [ws.title for ws in wb.worksheets[1:]
+                  if any(any(v is not None for v in row) for row in ws.iter_rows(values_only=True))]
+        if others:
+            listed = ", ".join(repr(t) for t in others)
+            raise InputError(str(path), f"the workbook has data on sheets other than the first ({listed}); only the "
+                             f"first sheet ({wb.worksheets[0].title!r}) is read, as Tulu reads it: keep the records "
+                             "on the first sheet and move or delete the others")
+        rows = wb.worksheets[0].iter_rows(values_only=True)
+        header = next(rows, None)
+        if header is None:
+            raise InputError(str(path), "workbook is empty: expected a header row")
+        names = [str(h).strip() if h is not None else "" for h in header]
+        ordinal = 0
+        for lineno, values in enumerate(rows, start=2):
+            if all(v is None for v in values):
+                continue
+            yield RawItem(dict(zip(names, values, strict=False)),
+                          Location(str(path), line=lineno, record=ordinal))
+            ordinal += 1
+    finally:
+        wb.close()
+
+
+def read_csv(path: Path) -> Iterator[RawItem]:
+    """UTF-8 with or without the byte-order mark Excel writes ("CSV UTF-8"): a BOM is not part of the
+    first column's name."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.DictReader(f)
+            for ordinal, row in enumerate(reader):
+                yield RawItem(row, Location(str(path), line=reader.line_num, record=ordinal))
+    except UnicodeDecodeError as e:
+        raise InputError(str(path), f"not valid UTF-8: {e}") from None

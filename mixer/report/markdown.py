@@ -1,0 +1,165 @@
+"""The data card as people read it: ``README.md`` (a Hugging Face dataset card whose body is the
+numbers of ``card.json`` as tables) and loading a build's card for ``mixer card`` / ``diff``.
+The numbers themselves are computed by the card stage (``mixer.stages.card``).
+
+The card is deterministic for the same inputs (no timestamps, paths relative to ``raw_dir``) so that
+committed cards can be checked against a fresh build.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mixer.core.records import SCORE_FIELDS
+from mixer.recipe.load import license_key
+
+#: Hugging Face Hub licence identifiers for the licences the known sources carry.
+HF_LICENSE_IDS = {
+    "apache-2.0": "apache-2.0", "mit": "mit", "cc-by-nc-4.0": "cc-by-nc-4.0",
+    "cc-by-nc-sa-4.0": "cc-by-nc-sa-4.0", "odc-by": "odc-by", "cc-by-4.0": "cc-by-4.0",
+    "cc-by-sa-4.0": "cc-by-sa-4.0", "cc0-1.0": "cc0-1.0",
+}
+
+
+# -- Markdown ---------------------------------------------------------------------------------
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:,.1f}"
+        if isinstance(v, int):
+            return f"{v:,}"
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def front_matter(card: dict[str, Any]) -> dict[str, Any]:
+    message = [{"name": "role", "dtype": "string"}, {"name": "content", "dtype": "string"}]
+    preference = card["recipe"].get("kind") == "preference"
+    columns = ["prompt", "chosen", "rejected"] if preference else ["messages"]
+    licences = sorted({HF_LICENSE_IDS.get(license_key(s["license"]), "other")
+                       for s in card["sources"] if s["license"] and not s["excluded"]}) or ["other"]
+    return {
+        "license": licences if len(licences) > 1 else licences[0],
+        "configs": [{"config_name": "default",
+                     "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}],
+        "dataset_info": {
+            "features": [
+                {"name": "dataset", "dtype": "string"},
+                {"name": "id", "dtype": "string"},
+                *({"name": name, "list": message} for name in columns),
+                *({"name": name, "dtype": "float64"} for name in (SCORE_FIELDS if preference else ())),
+                {"name": "n_tokens", "dtype": "int32"},
+            ],
+            "splits": [{"name": "train", "num_examples": card["totals"]["records"]}],
+        },
+        "tags": ["instruction-tuning", "sft", "mixer"],
+    }
+
+
+def render_markdown(card: dict[str, Any], plot_section: str = "") -> str:
+    fm = yaml.safe_dump(front_matter(card), sort_keys=False, allow_unicode=True)
+    t, r = card["totals"], card["recipe"]
+    out = [f"---\n{fm}---\n", f"# {card['name']}\n"]
+    if card["description"]:
+        out.append(card["description"].strip() + "\n")
+    out.append(f"Built by mixer {card['versions']['mixer']} from `{r['path']}` (seed {r['seed']}, "
+               f"order `{r['order']}`, tokenizer `{r['tokenizer']}`, max tokens {r['max_tokens']}). "
+               f"**{t['records']:,} records**, {t['tokens']['total']:,} tokens.\n")
+    out.append("Load it with `datasets.load_dataset(\"parquet\", data_dir=\"<this folder>/data\")`. "
+               "Every record removed on the way is in `dropped/<source>.parquet` with its stage and "
+               "reason; `card.json` holds these numbers machine-readable.\n")
+    if plot_section:
+        out.append(plot_section)
+    out.append("## Records per source\n")
+    out.append("Per source: `in` = records entering the pipeline = dropped + not sampled + selected; "
+               "final = selected x repeat.\n")
+    rows = [[s["name"], s["license"] or "unknown", s["raw_records"], s["records_in"], s["dropped_total"],
+             s["not_sampled"], s["selected"], s["repeat"], s["final"],
+             s["excluded"] or (f"short by {s['shortfall']}" if s["shortfall"] else "")]
+            for s in card["sources"]]
+    rows.append(["**total**", "", sum(s["raw_records"] for s in card["sources"]), t["records_in"],
+                 t["dropped"], t["not_sampled"], sum(s["selected"] for s in card["sources"]), "",
+                 t["records"], ""])
+    out.append(_table(["source", "licence", "raw read", "in", "dropped", "not sampled", "selected",
+                       "repeat", "final", "note"], rows) + "\n")
+    drop_rows = [[s["name"], reason, n] for s in card["sources"] for reason, n in s["dropped"].items()]
+    out.append("## Dropped, by reason\n")
+    out.append(_table(["source", "reason", "records"], drop_rows) + "\n" if drop_rows else "Nothing.\n")
+    norm_rows = [[s["name"], rule, n] for s in card["sources"] for rule, n in s["normalised"].items()]
+    if norm_rows:
+        out.append("## Normalisation\n")
+        out.append("Records changed per rule (`empty_turns_removed` counts turns).\n")
+        out.append(_table(["source", "rule", "count"], norm_rows) + "\n")
+    out.append("## Tokens and turns\n")
+    out.append(f"Tokens of the Tulu-formatted conversation (`{r['tokenizer']}`); turns = assistant "
+               "messages. Percentiles are nearest-rank.\n")
+    stat_rows = []
+    for s in [*card["sources"], {"name": "**all**", "tokens": t["tokens"], "turns": t["turns"]}]:
+        tk, tu = s["tokens"], s["turns"]
+        stat_rows.append([s["name"], tk["count"], tk["total"], tk["mean"], tk["p50"], tk["p95"], tk["max"],
+                          tu["mean"], tu["p50"], tu["p95"], tu["max"]])
+    out.append(_table(["source", "records", "tokens", "mean", "p50", "p95", "max",
+                       "turns mean", "turns p50", "turns p95", "turns max"], stat_rows) + "\n")
+    if any("scores" in s for s in card["sources"]):
+        out.append(scores_section(card))
+    for key, title in (("near_dedup", "Near-duplicates"), ("contamination", "Decontamination")):
+        if key in card:
+            out.append(f"## {title}\n")
+            out.append("```json\n" + json.dumps(card[key], indent=2, ensure_ascii=False)[:20000] + "\n```\n")
+    if card["warnings"]:
+        out.append("## Warnings\n")
+        out.extend(f"- {w}" for w in card["warnings"])
+        out.append("")
+    out.append("## Provenance\n")
+    out.append(f"Recipe `{r['path']}` sha256 `{r['sha256']}`; seed {r['seed']}.\n")
+    file_rows = [[s["name"], f["path"], f["bytes"], f["sha256"]] for s in card["sources"] for f in s["files"]]
+    out.append(_table(["source", "file", "bytes", "sha256"], file_rows) + "\n")
+    shard_rows = [[d["path"], d["rows"], d["bytes"], d["sha256"]] for d in card["outputs"]["data"]]
+    out.append(_table(["output", "rows", "bytes", "sha256"], shard_rows) + "\n")
+    out.append("Versions: " + ", ".join(f"{k} {v}" for k, v in card["versions"].items()) + ".\n")
+    return "\n".join(out)
+
+
+def _num(v: float | None) -> str:
+    """A score statistic: up to 4 significant digits (ratings 1-10 and reward-model outputs alike)."""
+    return "" if v is None else f"{v:.4g}"
+
+
+def scores_section(card: dict[str, Any]) -> str:
+    """Preference builds: per source, how many pairs carry ratings (``mixer train rm`` derives its margin
+    from them) and the gap chosen - rejected, on the scale the source rates on."""
+    rows = []
+    for s in card["sources"]:
+        sc = s.get("scores")
+        if sc is None:
+            continue
+        gap = sc["gap"]
+        rows.append([s["name"], sc["pairs"], sc["scored"], _num(gap["mean"]), _num(gap["min"]), _num(gap["p5"]),
+                     _num(gap["p50"]), _num(gap["p95"]), _num(gap["max"]), _num(sc["chosen"]["mean"]),
+                     _num(sc["rejected"]["mean"]), sc["scale"] or "no ratings"])
+    total = card["totals"].get("scores", {})
+    intro = (f"{total.get('scored', 0):,} of {total.get('pairs', 0):,} pairs carry `score_chosen`/`score_rejected` "
+             "(null on the others); `mixer train rm` with `margin: true` derives its margin from the gap "
+             "(chosen - rejected). Percentiles are nearest-rank.\n")
+    return "## Preference scores\n\n" + intro + "\n" + _table(
+        ["source", "pairs", "with scores", "gap mean", "gap min", "gap p5", "gap p50", "gap p95", "gap max",
+         "chosen mean", "rejected mean", "scale"], rows) + "\n"
+
+
+def load_card(out_dir: Path) -> dict[str, Any]:
+    from mixer.core.errors import MixerError
+
+    path = Path(out_dir) / "card.json"
+    if not Path(out_dir).exists():
+        raise MixerError(f"{out_dir}: no such folder")
+    if not path.exists():
+        raise MixerError(f"{out_dir}: no card.json here; is this the output folder of `mixer build`?")
+    return json.loads(path.read_text(encoding="utf-8"))

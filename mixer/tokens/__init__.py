@@ -1,0 +1,1 @@
+"""Token counting (``count``: the tokenizer, batched and on workers) and its on-disk cache (``cache``)."""
