@@ -308,6 +308,16 @@ def _mount_generate() -> None:
 _mount_generate()
 
 
+def _mount_prep() -> None:
+    from mixer.train.prep_cli import check_template, tokenize
+
+    app.command("check-template")(check_template)  # print their own errors (exit 2)
+    app.command("tokenize")(tokenize)
+
+
+_mount_prep()
+
+
 def main() -> None:
     app()
 

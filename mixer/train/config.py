@@ -102,6 +102,15 @@ class MixerArgs:
 
 
 @dataclass
+class SFTArgs(MixerArgs):
+    """What SFT adds: the check of the chat template's loss mask before training."""
+
+    check_template: bool = field(default=True, metadata={
+        "help": "Before training, check on a sample that the template's loss mask covers exactly the assistant "
+        "turns and their end-of-turn token (`mixer check-template`); refuse to train otherwise."})
+
+
+@dataclass
 class RMArgs(MixerArgs):
     """Reward models (Llama 2, Touvron et al. 2023, §3.2.2): the rating margin and the held-out pairs."""
 
@@ -135,7 +144,7 @@ class RLOOArgs(MixerArgs):
         "help": "The reward model scoring each completion (a `mixer train rm` output folder)."})
 
 
-MIXER_ARGS: dict[str, type] = {"sft": MixerArgs, "dpo": MixerArgs, "rm": RMArgs, "rloo": RLOOArgs,
+MIXER_ARGS: dict[str, type] = {"sft": SFTArgs, "dpo": MixerArgs, "rm": RMArgs, "rloo": RLOOArgs,
                                "merge": MergeArgs}
 TRL_CONFIGS = {"sft": "SFTConfig", "dpo": "DPOConfig", "rm": "RewardConfig", "rloo": "RLOOConfig"}
 

@@ -19,6 +19,10 @@ class SFT(Method):
     trainer = "SFTTrainer"
 
     def load(self, cfg: RunConfig) -> Any:
+        from mixer.train.tokenized import is_tokenized, read_rows
+
+        if is_tokenized(cfg.data):  # `mixer tokenize` output: checked in prepare, not tokenized again
+            return read_rows(cfg.data, cfg.max_train_samples)
         from mixer.train.data import SFT_COLUMNS, load_parquet
 
         return load_parquet(cfg.data, SFT_COLUMNS, cfg.max_train_samples)
@@ -27,14 +31,25 @@ class SFT(Method):
         """Batching: ``padding_free`` flattens each micro-batch into one row with ``position_ids`` (``max_length``
         None for TRL: the rows are already truncated, and TRL rejects it without packing); ``packed`` fills
         best-fit-decreasing bins of ``max_length`` tokens (then runs padding-free too); ``padded`` pads right."""
+        from mixer.train.tokenized import is_tokenized, trl_overrides
+
         return {"max_length": None if cfg.batching == "padding_free" else cfg.max_length,
                 "packing": cfg.batching == "packed", "padding_free": cfg.batching in ("padding_free", "packed"),
-                "assistant_only_loss": False, "completion_only_loss": False}
+                "assistant_only_loss": False, "completion_only_loss": False,
+                **(trl_overrides(cfg.data) if is_tokenized(cfg.data) else {})}  # packed rows: not packed again
 
     def prepare(self, cfg: RunConfig, rows: Any, tokenizer: Any, args: Any) -> Any:
         from mixer.train.data import tokenize_sft
         from mixer.train.deps import cuda_available
+        from mixer.train.tokenized import check_for_training, is_tokenized
 
+        if is_tokenized(cfg.data):  # made with this run's tokenizer and template, or refused naming both hashes
+            check_for_training(cfg, tokenizer)
+            return rows
+        if cfg.check_template and cfg.assistant_only_loss:
+            from mixer.train.template_check import check_before_training
+
+            check_before_training(rows, tokenizer, cfg.max_length)
         with args.main_process_first(desc="tokenising"):
             rows = tokenize_sft(rows, tokenizer, cfg.max_length, cfg.assistant_only_loss, args.dataset_num_proc)
         if cuda_available() and cfg.batching != "packed":
