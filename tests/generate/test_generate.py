@@ -225,10 +225,9 @@ def test_outputs_build_through_recipes_and_train_with_sft_and_dpo(generated: Pat
     import math
 
     from mixer.build import build
-    from mixer.recipe import load_recipe
+    from mixer.recipe.load import load_recipe
     from mixer.train.config import load_config
-    from mixer.train.dpo import build_dpo_trainer
-    from mixer.train.sft import build_sft_trainer
+    from mixer.train.trainer import build_trainer
 
     sft_build = build(load_recipe(REPO / "recipes" / "generated-sft.yaml", raw_dir=str(generated),
                                   output=str(tmp_path / "sft-build")))
@@ -250,12 +249,12 @@ def test_outputs_build_through_recipes_and_train_with_sft_and_dpo(generated: Pat
     a = tiny_assets()
     sft = load_config("sft", REPO / "train" / "tiny-cpu.yaml", ["max_steps=2"], model=str(a.model),
                       data=str(sft_build.out), output_dir=str(tmp_path / "sft"))
-    trainer = build_sft_trainer(sft)
+    trainer = build_trainer(sft)
     trainer.train()
     assert all(math.isfinite(h["loss"]) for h in trainer.state.log_history if "loss" in h)
     dpo = load_config("dpo", REPO / "train" / "tiny-cpu-dpo.yaml", ["max_steps=1"], model=str(a.model),
                       data=str(dpo_build.out), output_dir=str(tmp_path / "dpo"))
-    trainer = build_dpo_trainer(dpo)
+    trainer = build_trainer(dpo)
     trainer.train()
     first = next(h for h in trainer.state.log_history if "loss" in h)
     assert first["loss"] == pytest.approx(math.log(2), abs=1e-4)
@@ -270,7 +269,7 @@ def test_preference_adapter_reads_pairs_and_rejects_malformed_ones() -> None:
     loc = Location("pairs.parquet", record=3)
     user, good, bad = ({"role": r, "content": c} for r, c in (("user", "q"), ("assistant", "a"), ("assistant", "b")))
     (record,) = adapter.convert({"prompt": [user], "chosen": [good], "rejected": [bad]}, loc)
-    assert record["id"] == "preference_3" and record["messages"] == [user, good] and record["rejected"] == [bad]
+    assert record["id"] == "p_3" and record["messages"] == [user, good] and record["rejected"] == [bad]
     (dropped,) = adapter.convert({"prompt": [user], "chosen": [good], "rejected": [dict(good, content=" a ")]}, loc)
     assert dropped.reason == "chosen_equals_rejected"
     with pytest.raises(RecordError, match="ending with a user turn"):

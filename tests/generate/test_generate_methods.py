@@ -178,7 +178,7 @@ def test_judge_scores_every_pair_and_a_recipe_filters_on_min_score(tmp_path: Pat
     """A random model never writes a rating, so the judge's replies are stood in for: score = seed % 10 + 1,
     and no rating at all for a seed divisible by 7."""
     from mixer.build import build
-    from mixer.recipe import load_recipe
+    from mixer.recipe.load import load_recipe
 
     def judge_replies(self, prompts, seeds):  # noqa: ANN001, ANN202
         return [[Completion("fine" if s % 7 == 0 else f"Clear. Rating: [[{s % 10 + 1}]]", 5, "stop")] for s in seeds]
@@ -212,7 +212,7 @@ def test_judge_scores_every_pair_and_a_recipe_filters_on_min_score(tmp_path: Pat
 
 def test_distilled_outputs_build_through_a_recipe(outputs: Path, tmp_path: Path) -> None:
     from mixer.build import build
-    from mixer.recipe import load_recipe
+    from mixer.recipe.load import load_recipe
 
     built = build(load_recipe(REPO / "recipes" / "generated-distill.yaml", raw_dir=str(outputs),
                               output=str(tmp_path / "built")))
