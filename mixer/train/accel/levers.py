@@ -140,12 +140,12 @@ def decoder_layers(model: Any) -> list[Any]:
 
 
 def compile_regional(model: Any) -> int:
-    """``torch.compile`` each decoder layer's forward in place (one compiled graph reused by every layer of
-    the same shape: compile time stays that of one layer, unlike compiling the whole model). The layer's
-    own hooks (the bf16 compute copies, checkpointing) stay outside the compiled code. Returns the count."""
+    """``torch.compile`` each decoder layer in place: PyTorch's regional compilation recipe. The layers share
+    their code, and dynamo treats their parameters as inputs, so one compiled graph serves every layer and the
+    compile time stays about one layer's, unlike compiling the whole model. Gradient checkpointing wraps the
+    compiled layer from outside. Returns the number of layers compiled."""
     import os
 
-    import torch
 
     backend = os.environ.get("MIXER_COMPILE_BACKEND", "inductor")  # tests: aot_eager, no C++ toolchain
     layers = decoder_layers(model)
@@ -155,7 +155,7 @@ def compile_regional(model: Any) -> int:
         raise MixerError(f"compile: regional found no decoder layers in {type(model).__name__} "
                          "(its _no_split_modules names none); use compile: none")
     for layer in layers:
-        layer.forward = torch.compile(layer.forward, backend=backend, dynamic=None)
+        layer.compile(backend=backend)  # nn.Module.compile: in place, the module keeps its name and state
     logger.warning("compile: regional, %d decoder layers (%s backend); the first steps include compilation",
                    len(layers), backend)
     return len(layers)
@@ -164,7 +164,8 @@ def compile_regional(model: Any) -> int:
 def compile_timer() -> Any:
     """A ``TrainerCallback`` that reports the compile time: the first step's duration minus the second's
     (the first step traces and compiles the layers, forward and backward), logged once as ``compile_s``
-    (with ``first_step_s``) in the next log record, so it lands in metrics.jsonl."""
+    (with ``first_step_s``) in the first log record after the second step, so it lands in metrics.jsonl.
+    A later recompilation (a new sequence length before dynamic shapes kick in) is not counted."""
     from transformers import TrainerCallback
 
     class CompileTimer(TrainerCallback):
@@ -181,10 +182,10 @@ def compile_timer() -> Any:
                 self.durations.append(time.perf_counter() - self.t0)
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
-            if self.reported or logs is None or not self.durations:
+            if self.reported or logs is None or len(self.durations) < 2:
                 return
             first = self.durations[0]
-            later = self.durations[1] if len(self.durations) > 1 else 0.0
+            later = self.durations[1]
             logs["first_step_s"] = round(first, 3)
             logs["compile_s"] = round(max(first - later, 0.0), 3)
             self.reported = True
