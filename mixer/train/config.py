@@ -102,7 +102,7 @@ class MixerArgs:
     compile: str = field(default="none", metadata={
         "help": "`regional`: torch.compile each decoder layer (not the whole model); its compile time is logged "
         "(compile_s in metrics.jsonl). `none`: eager."})
-    gradient_checkpointing_layers: str = field(default="all", metadata={
+    gradient_checkpointing_layers: str | float = field(default="all", metadata={
         "help": "With gradient_checkpointing: `all` layers, `every_other` (half of them), or a fraction such as "
         "0.25 (every 4th layer): the rest keep their activations, trading memory for no recompute."})
     check_memory: bool = field(default=True, metadata={

@@ -132,6 +132,17 @@ def test_checkpointing_layers_read_as_a_stride() -> None:
         checkpoint_every_n("most")
 
 
+def test_lever_keys_are_read_and_checked_when_the_config_loads() -> None:
+    cfg = load_config("sft", None, ["gradient_checkpointing_layers=0.25", "compile=regional",
+                                    "max_tokens_per_microbatch=16384"])
+    assert (cfg.gradient_checkpointing_layers, cfg.compile, cfg.max_tokens_per_microbatch) == (0.25, "regional", 16384)
+    for bad, message in (("compile=full", "compile must be one of none, regional"),
+                         ("gradient_checkpointing_layers=2", "a fraction in"),
+                         ("max_tokens_per_microbatch=0", "must be positive")):
+        with pytest.raises(ConfigError, match=message):
+            load_config("sft", None, [bad])
+
+
 # --- regional torch.compile --------------------------------------------------------------------------------
 
 

@@ -231,9 +231,25 @@ def lever_kwargs(cfg: Any, processes: int) -> dict[str, Any]:
         out.update(step_batch_kwargs(cfg, processes))
     every = checkpoint_every_n(cfg.gradient_checkpointing_layers)
     if cfg.gradient_checkpointing and every > 1:
+        require_every_n_layers()
         out["activation_checkpointing_kwargs"] = {**(cfg.activation_checkpointing_kwargs or {}),
                                                   "every_n_layers": every}
     return out
+
+
+def require_every_n_layers() -> None:
+    """Selective checkpointing is transformers' ``every_n_layers`` (5.24 has it; older releases do not)."""
+    import inspect
+
+    from transformers import PreTrainedModel
+
+    method = getattr(PreTrainedModel, "activation_checkpointing_enable", None) or \
+        PreTrainedModel.gradient_checkpointing_enable
+    if "every_n_layers" not in inspect.signature(method).parameters:
+        from mixer.train.config import ConfigError
+
+        raise ConfigError("gradient_checkpointing_layers other than `all` needs a transformers with every_n_layers "
+                          "(5.24 or newer): pip install -U transformers")
 
 
 def after_building(trainer: Any, cfg: Any) -> None:
