@@ -114,6 +114,15 @@ def test_token_micro_batches_are_refused_for_packed_bins(tmp_path: Path) -> None
         _cfg(tmp_path, "batching=packed", "max_tokens_per_microbatch=16384")
 
 
+def test_token_micro_batches_are_refused_under_deepspeed_whose_engine_steps_at_every_backward(tmp_path: Path) -> None:
+    from mixer.train.accel.levers import before_loading
+
+    cfg = _cfg(tmp_path, "max_tokens_per_microbatch=16384")
+    with pytest.raises(ConfigError, match="DeepSpeed"):
+        before_loading(cfg, "DeepSpeed", cuda=False)
+    before_loading(cfg, "FSDP2", cuda=False)  # FSDP2 reduces every micro-batch: correct
+
+
 # --- selective activation checkpointing --------------------------------------------------------------------
 
 
