@@ -266,6 +266,9 @@ class RunConfig:
                               ("mixed_precision", MIXED_PRECISION)):
             _check_choice(name, getattr(self, name), choices)
         _check_choice("compile", self.compile, COMPILE_MODES)
+        if self.compile == "regional" and self.torch_compile:
+            raise ConfigError("compile: regional and torch_compile: true both compile; torch_compile compiles the "
+                              "whole model (long compile), regional each decoder layer: keep one")
         checkpoint_every_n(self.gradient_checkpointing_layers)
         if self.max_tokens_per_microbatch is not None:
             if self.max_tokens_per_microbatch < 1:

@@ -147,9 +147,10 @@ def test_lever_keys_are_read_and_checked_when_the_config_loads() -> None:
     assert (cfg.gradient_checkpointing_layers, cfg.compile, cfg.max_tokens_per_microbatch) == (0.25, "regional", 16384)
     for bad, message in (("compile=full", "compile must be one of none, regional"),
                          ("gradient_checkpointing_layers=2", "a fraction in"),
-                         ("max_tokens_per_microbatch=0", "must be positive")):
+                         ("max_tokens_per_microbatch=0", "must be positive"),
+                         ("compile=regional,torch_compile=true", "keep one")):
         with pytest.raises(ConfigError, match=message):
-            load_config("sft", None, [bad])
+            load_config("sft", None, bad.split(","))
 
 
 # --- regional torch.compile --------------------------------------------------------------------------------
