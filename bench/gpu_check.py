@@ -159,7 +159,7 @@ def summarise(trainer: Any, timer: Any, counter: Counting, factor: int, build_s:
     for key in ("compile_s", "first_step_s"):  # compile: regional (mixer.train.accel.levers.compile_timer)
         found = [h[key] for h in hist if key in h]
         if found:
-            result[key] = found[0]
+            result[key] = found[-1]  # compile_s is cumulative
     for key in ("rewards/margins", "rewards/accuracies"):
         values = [round(h[key], 5) for h in hist if key in h]
         if values:

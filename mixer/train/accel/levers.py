@@ -166,34 +166,52 @@ def compile_regional(model: Any) -> int:
 
 
 def compile_timer() -> Any:
-    """A ``TrainerCallback`` that reports the compile time: the first step's duration minus the second's
-    (the first step traces and compiles the layers, forward and backward), logged once as ``compile_s``
-    (with ``first_step_s``) in the first log record after the second step, so it lands in metrics.jsonl.
-    A later recompilation (a new sequence length before dynamic shapes kick in) is not counted."""
+    """A ``TrainerCallback`` that reports the time spent compiling: PyTorch's own compile start/end callbacks
+    (dynamo's tracing and the backend's code generation, the lazily compiled backward and recompilations for
+    new shapes included), summed and logged as ``compile_s`` (cumulative) in each log record where it grew,
+    with the first step's wall time as ``first_step_s``, so both land in metrics.jsonl."""
+    import torch._dynamo
     from transformers import TrainerCallback
 
     class CompileTimer(TrainerCallback):
         def __init__(self) -> None:
-            self.durations: list[float] = []
+            self.total = 0.0
+            self.started: float | None = None
+            self.reported = -1.0
+            self.first_step: float | None = None
             self.t0 = 0.0
-            self.reported = False
+            torch._dynamo.callback_handler.register_start_callback(self.start)
+            torch._dynamo.callback_handler.register_end_callback(self.end)
+
+        def start(self, *args: Any) -> None:
+            self.started = time.perf_counter()
+
+        def end(self, *args: Any) -> None:
+            if self.started is not None:
+                self.total += time.perf_counter() - self.started
+                self.started = None
 
         def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             self.t0 = time.perf_counter()
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if len(self.durations) < 2:
-                self.durations.append(time.perf_counter() - self.t0)
+            if self.first_step is None:
+                self.first_step = time.perf_counter() - self.t0
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
-            if self.reported or logs is None or len(self.durations) < 2:
+            if logs is None or self.total <= self.reported:
                 return
-            first = self.durations[0]
-            later = self.durations[1]
-            logs["first_step_s"] = round(first, 3)
-            logs["compile_s"] = round(max(first - later, 0.0), 3)
-            self.reported = True
-            logger.warning("compile: ~%.1f s (first step %.1f s)", logs["compile_s"], first)
+            logs["compile_s"] = round(self.total, 3)
+            if self.first_step is not None:
+                logs["first_step_s"] = round(self.first_step, 3)
+            if state.log_history:  # the Trainer appended this record before calling back: keep it there too
+                state.log_history[-1].update({k: logs[k] for k in ("compile_s", "first_step_s") if k in logs})
+            self.reported = self.total
+            logger.warning("compile: %.1f s so far (first step %.1f s)", self.total, self.first_step or 0.0)
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            torch._dynamo.callback_handler.remove_start_callback(self.start)
+            torch._dynamo.callback_handler.remove_end_callback(self.end)
 
     return CompileTimer()
 
