@@ -1,6 +1,6 @@
 """Stages of bench/gpu_check.sh: `mixer train`'s own code on one GPU, measured.
 
-    python bench/gpu_check.py env|assets|sft|dpo|qlora|summary     (gpu_check.sh runs them in order)
+    python bench/gpu_check.py env|assets|sft|dpo|qlora|ablation|summary     (gpu_check.sh runs them in order)
 
 Everything goes through mixer's trainer (``build_sft_trainer`` / ``build_dpo_trainer`` and their
 ``resolve_runtime``: attention kernel, batching, fp32 master weights), so the figures are those of
@@ -156,6 +156,10 @@ def summarise(trainer: Any, timer: Any, counter: Counting, factor: int, build_s:
         "losses": losses, "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
         "build_s": round(build_s, 1), "train_s": round(train_s, 1),
     }
+    for key in ("compile_s", "first_step_s"):  # compile: regional (mixer.train.accel.levers.compile_timer)
+        found = [h[key] for h in hist if key in h]
+        if found:
+            result[key] = found[-1]  # compile_s is cumulative
     for key in ("rewards/margins", "rewards/accuracies"):
         values = [round(h[key], 5) for h in hist if key in h]
         if values:
@@ -235,7 +239,7 @@ def stage_env() -> None:
         info["peak_bf16_tflops_used_for_mfu"] = (peak_flops(p.name) or 0) / 1e12
     packages = {}
     for name in ("transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "flash-attn", "flash-attn-3",
-                 "flash-attn-4", "deepspeed", "tokenizers", "pyarrow", "triton"):
+                 "flash-attn-4", "deepspeed", "tokenizers", "pyarrow", "triton", "liger-kernel"):
         try:
             packages[name] = md.version(name)
         except md.PackageNotFoundError:
@@ -449,14 +453,24 @@ def stage_summary() -> None:
                               "continuous_tok_s": (r.get("continuous") or {}).get("tokens_per_s"),
                               "padded_tok_s": (r.get("padded") or {}).get("tokens_per_s")}
             for r in generate.get("results", [])}
+    from gpu_ablation import table
+
+    for line in table():
+        print(line)
     for key, value in verdicts.items():
         print(f"  {key}: {value}")
     print("parts: " + "; ".join(f"{k} {v}" for k, v in parts.items()))
     write("summary.json", {"env": env, "parts": parts, "verdicts": verdicts})
 
 
+def stage_ablation() -> None:
+    from gpu_ablation import stage_ablation as run
+
+    run()
+
+
 STAGES = {"env": stage_env, "assets": stage_assets, "sft": stage_sft, "dpo": stage_dpo, "qlora": stage_qlora,
-          "summary": stage_summary}
+          "ablation": stage_ablation, "summary": stage_summary}
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in STAGES:

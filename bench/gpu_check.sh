@@ -24,8 +24,12 @@
 #   generate bench/gen_throughput.py: output tokens/s of transformers' continuous batching vs padded
 #            generate, random-init GEN_SIZES shapes (default "1b 7b"), 512 prompts x 4 samples x 256 new
 #            tokens (issue 20); also copied to bench/results/generate-<date>.json  -> generate.json
+#   ablation issue 21's one-GPU levers, each alone against packed + bf16 copies: token micro-batches
+#            (16k), Liger, regional torch.compile, every-other-layer checkpointing, FA3/FA4 when usable
+#            (bench/gpu_ablation.py; not in the default PARTS: see bench/README.md) -> ablation.json and
+#            bench/results/ablation-<date>-<gpu>-<size>.json
 #   summary  table + verdicts against the targets                                         -> summary.json
-# Results: $OUT (default /tmp/gpu_check_out, at most 8 files); scratch: $WORK (13.5 GB for the 7B).
+# Results: $OUT (default /tmp/gpu_check_out, at most 9 files); scratch: $WORK (13.5 GB for the 7B).
 #        PARTS=generate alone needs no assets (GEN_SIZES, GEN_PROMPTS, GEN_BUDGET_S: its timeout, 420); it is
 #        not in the default parts: one lent session's ~8 minutes go to the trainer first, generation second
 # Knobs: MODEL_SIZE=auto|7b|3b|1b|tiny (auto: from the card's memory: 7b from 120 GiB, i.e. an H200; 3b from
@@ -52,7 +56,7 @@ if [ "${1:-}" = "--prepare-wheels" ]; then
            manylinux_2_28_x86_64 manylinux_2_34_x86_64; do plat="$plat --platform $p"; done
   # what the GPU image lacks or has too old (it has torch, accelerate, tokenizers, safetensors, pyarrow, ...)
   for spec in transformers==5.24.0 trl==1.16.0 peft==0.21.2 datasets==5.2.0 "dill<0.4.2" "multiprocess<0.70.20" \
-              bitsandbytes==0.50.2; do
+              bitsandbytes==0.50.2 liger-kernel==0.8.5; do
     # shellcheck disable=SC2086
     $PY -m pip download -q --no-deps $plat -d "$WHEELS" "$spec" || echo "could not download $spec"
   done
@@ -62,6 +66,7 @@ fi
 
 if [ "${GC_CPU_SMOKE:-0}" = 1 ]; then
   MODEL_SIZE=tiny; export CUDA_VISIBLE_DEVICES=""
+  export MIXER_COMPILE_BACKEND=${MIXER_COMPILE_BACKEND:-aot_eager}  # no C++ builds of the tiny model's layers
   case " $PARTS " in *" install "*) PARTS=${PARTS/install/}; SKIP_INSTALL=1 ;; esac
 fi
 if [ "$MODEL_SIZE" = auto ]; then
@@ -133,8 +138,9 @@ if [ -f "$WORK/assets.json" ]; then
   wants sft   && part sft 280 "$PY" bench/gpu_check.py sft
   wants dpo   && part dpo 120 "$PY" bench/gpu_check.py dpo
   wants qlora && part qlora 90 "$PY" bench/gpu_check.py qlora
+  wants ablation && part ablation "${ABLATION_S:-420}" "$PY" bench/gpu_check.py ablation
 else
-  for p in sft dpo qlora; do wants $p && { ORDER+=("$p"); STATUS[$p]="skipped (no assets)"; }; done
+  for p in sft dpo qlora ablation; do wants $p && { ORDER+=("$p"); STATUS[$p]="skipped (no assets)"; }; done
 fi
 if wants bench; then
   if [ "${GC_CPU_SMOKE:-0}" = 1 ]; then

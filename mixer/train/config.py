@@ -61,6 +61,7 @@ BATCHING_MODES = ("padding_free", "packed", "padded")
 ATTN_CHOICES = ("auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3", "flash_attention_4", "torch_varlen")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 MIXED_PRECISION = ("auto", "autocast", "bf16_copy")
+COMPILE_MODES = ("none", "regional")
 
 
 @dataclass
@@ -94,6 +95,19 @@ class MixerArgs:
         "help": "`ddp`, `zero3`, `fsdp2` (train/accelerate/<name>.yaml) or a path to an accelerate YAML."})
     num_processes: int | None = field(default=None, metadata={
         "help": "Processes (GPUs) to launch; default: every visible GPU, else 1."})
+    max_tokens_per_microbatch: int | None = field(default=None, metadata={
+        "help": "Size micro-batches by tokens (e.g. 16384 on one GPU): each optimizer step still takes "
+        "effective_batch_size examples, split into micro-batches of at most this many tokens; the loss still "
+        "weighs every assistant token of the step equally. padding_free/padded batching; None = by examples."})
+    compile: str = field(default="none", metadata={
+        "help": "`regional`: torch.compile each decoder layer (not the whole model); its compile time is logged "
+        "(compile_s in metrics.jsonl). `none`: eager."})
+    gradient_checkpointing_layers: str | float = field(default="all", metadata={
+        "help": "With gradient_checkpointing: `all` layers, `every_other` (half of them), or a fraction such as "
+        "0.25 (every 4th layer): the rest keep their activations, trading memory for no recompute."})
+    check_memory: bool = field(default=True, metadata={
+        "help": "On one GPU, refuse before loading when the estimated weights + gradients + optimizer states do "
+        "not fit the card's free memory."})
     peft_method: str | None = field(default=None, metadata={
         "help": "Delta tuning: lora, qlora (LoRA over 4-bit weights), dora, ia3, prompt_tuning or prefix_tuning; "
         "unset: full fine-tuning, or LoRA/QLoRA from use_peft/load_in_4bit as before."})
@@ -274,6 +288,18 @@ class RunConfig:
         for name, choices in (("batching", BATCHING_MODES), ("attn_implementation", ATTN_CHOICES),
                               ("mixed_precision", MIXED_PRECISION)):
             _check_choice(name, getattr(self, name), choices)
+        _check_choice("compile", self.compile, COMPILE_MODES)
+        if self.compile == "regional" and self.torch_compile:
+            raise ConfigError("compile: regional and torch_compile: true both compile; torch_compile compiles the "
+                              "whole model (long compile), regional each decoder layer: keep one")
+        checkpoint_every_n(self.gradient_checkpointing_layers)
+        if self.max_tokens_per_microbatch is not None:
+            if self.max_tokens_per_microbatch < 1:
+                raise ConfigError(f"max_tokens_per_microbatch must be positive, got {self.max_tokens_per_microbatch}")
+            if self.kind != "sft" or self.batching == "packed":
+                raise ConfigError(
+                    "max_tokens_per_microbatch sizes padding_free or padded SFT micro-batches; packed bins already "
+                    "hold max_length tokens each (set per_device_train_batch_size to bins per micro-batch)")
         if "max_length" in self.owners and (not isinstance(self.max_length, int) or self.max_length < 1):
             raise ConfigError(f"max_length must be positive, got {self.max_length}")
         self._validate_peft()
@@ -361,6 +387,22 @@ _BOOL_WORDS = {"yes": True, "no": False, "on": True, "off": False}
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def checkpoint_every_n(layers: str | float) -> int:
+    """``gradient_checkpointing_layers`` as transformers' ``every_n_layers``: ``all`` = 1, ``every_other`` = 2,
+    a fraction f in (0, 1] = round(1 / f) (0.25: every 4th layer)."""
+    named = {"all": 1, "every_other": 2}
+    if str(layers) in named:
+        return named[str(layers)]
+    try:
+        fraction = float(layers)
+    except ValueError:
+        fraction = -1.0
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"gradient_checkpointing_layers must be all, every_other or a fraction in (0, 1]; "
+                          f"got {layers!r}")
+    return max(1, round(1 / fraction))
 
 
 def parse_override(item: str) -> tuple[str, Any]:

@@ -17,6 +17,7 @@ import yaml
 from mixer.core.errors import MixerError
 from mixer.train.accel.batch import gradient_accumulation_steps
 from mixer.train.accel.host import deepspeed_zero3_launched, resolve_runtime, tokenise_processes, world_size
+from mixer.train.accel.levers import after_building, before_loading, lever_kwargs
 from mixer.train.config import ConfigError, RunConfig, to_yaml
 from mixer.train.dpo import DPO
 from mixer.train.method import METRICS_NAME, RESOLVED_CONFIG_NAME, Method
@@ -48,8 +49,10 @@ def derived_kwargs(cfg: RunConfig, n_rows: int = 0, n_processes: int | None = No
         "gradient_accumulation_steps": gradient_accumulation_steps(
             cfg.effective_batch_size, cfg.per_device_train_batch_size, n),
         "dataset_num_proc": num_proc, "fp16": False, **METHODS[cfg.kind]().trl_kwargs(cfg, n_rows, n)}
+    derived.update(lever_kwargs(cfg, n))
     if cfg.use_peft and cfg.gradient_checkpointing and deepspeed_zero3_launched():
-        derived["activation_checkpointing_kwargs"] = {"use_reentrant": True}
+        derived["activation_checkpointing_kwargs"] = {**derived.get("activation_checkpointing_kwargs", {}),
+                                                      "use_reentrant": True}
     return derived
 
 
@@ -79,6 +82,7 @@ def build_trainer(cfg: RunConfig, callbacks: list[Any] | None = None) -> Any:
     method = METHODS[cfg.kind]()
     runtime = resolve_runtime(cfg, cuda=cuda_available())
     cfg = cfg.replace(batching=runtime.batching)
+    before_loading(cfg, runtime.mixed_precision, cuda_available())
     tokenizer = load_tokenizer(cfg, need_markers=cfg.kind == "sft" and cfg.assistant_only_loss)
     rows = method.load(cfg)
     num_proc = cfg.dataset_num_proc if "dataset_num_proc" in cfg.owners else None  # RLOO tokenises nothing ahead
@@ -92,6 +96,7 @@ def build_trainer(cfg: RunConfig, callbacks: list[Any] | None = None) -> Any:
         **method.trainer_kwargs(cfg, tokenizer))
     method.ready(trainer, cfg)
     apply_mixed_precision(trainer, runtime.mixed_precision)
+    after_building(trainer, cfg)
     trainer.mixer_runtime = runtime
     trainer.mixer_method = method
     return trainer

@@ -52,3 +52,23 @@ def test_gpu_check_picks_the_7b_shape_on_an_h200_and_a_3b_shape_on_an_80_gb_h100
     assert _shape_for_card(tmp_path, 143771).startswith("model shape: 7b (auto: 143771 MiB")
     assert _shape_for_card(tmp_path, 81559).startswith("model shape: 3b (auto: 81559 MiB")
     assert _shape_for_card(tmp_path, 40960).startswith("model shape: 1b")
+
+
+def test_gpu_check_ablation_measures_each_lever_in_cpu_smoke_mode(tmp_path: Path) -> None:
+    out, work = tmp_path / "out", tmp_path / "work"
+    env = {**os.environ, "GC_CPU_SMOKE": "1", "OUT": str(out), "WORK": str(work), "PY": sys.executable,
+           "PDB": "2", "AB_STEPS": "3", "AB_BINS": "2", "AB_EXAMPLES": "4", "PARTS": "env assets ablation"}
+    proc = subprocess.run(["bash", str(REPO / "bench" / "gpu_check.sh")], env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads((out / "ablation.json").read_text())
+    by_name = {r["variant"]: r for r in data["results"]}
+    assert list(by_name) == ["baseline", "padding_free", "tokens16k", "liger", "compile", "ckpt_every_other", "fa3",
+                             "fa4"]
+    for name in ("baseline", "padding_free", "tokens16k", "compile", "ckpt_every_other"):
+        assert by_name[name]["status"] == "ok" and by_name[name]["tokens_per_s"] > 0, by_name[name]
+    assert by_name["compile"]["compile_s"] > 0
+    assert by_name["fa3"]["status"].startswith("skipped")  # no CUDA here
+    assert by_name["liger"]["status"].startswith("skipped")  # Triton kernels: CUDA only
+    assert list((out / "results").glob("ablation-*-cpu-tiny.json"))
+    assert "ablation (tiny" in proc.stdout and "tokens16k" in proc.stdout
