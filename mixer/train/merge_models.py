@@ -7,8 +7,8 @@ or pydantic), driven with a configuration built here:
 - ``linear``: ``(1 - t) * A + t * B`` for every tensor (mergekit's ``linear`` with weights ``1 - t`` and
   ``t``, not renormalised);
 - ``slerp``: spherical interpolation per tensor with ``A`` as the base at ``t = 0`` (mergekit's ``slerp``,
-  which interpolates each output row on the sphere of its normalised direction and falls back to linear
-  interpolation where the two rows are colinear, |cos| > 0.9995).
+  which takes each tensor as one flat vector, interpolates along the great circle between the two
+  tensors' directions, and falls back to linear interpolation where they are colinear, |cos| > 0.9995).
 
 mixer checks the two folders first, so a folder that is not a model or two models of different shapes are
 a clear message instead of an error deep inside mergekit; the output is written to a temporary sibling
