@@ -174,3 +174,49 @@ def merge(config: ConfigOpt = None, model: Annotated[str | None, typer.Option(
 
     out = run_merge(cfg)
     typer.echo(f"merged {cfg.model} into {out}")
+
+
+def _check_new_output(output_dir: str, inputs: list[tuple[str, str]], marker: str, overwrite: bool) -> None:
+    """The output folder is new, empty or an earlier output of the same command, and none of the inputs."""
+    check_not_an_input(output_dir, [(option, Path(p)) for option, p in inputs], option="--output-dir")
+    check_output_dir(output_dir, marker=marker, overwrite=overwrite, option="--overwrite-output-dir",
+                     what="output folder")
+
+
+@app.command()
+@exits_on_mixer_error
+def prune(model: Annotated[str, typer.Option("--model", help="The model folder to prune (with its tokenizer).")],
+          data: Annotated[str, typer.Option("--data", help="A `mixer build` output: the calibration records.")],
+          blocks: Annotated[int, typer.Option("--blocks", help="How many consecutive decoder blocks to drop.")],
+          output_dir: Annotated[str, typer.Option("--output-dir", "-o", help="Where the pruned model goes.")],
+          samples: Annotated[int, typer.Option("--samples", help="Calibration records (the build's first).")] = 256,
+          max_length: Annotated[int, typer.Option("--max-length", help="Tokens per calibration record.")] = 512,
+          overwrite_output_dir: Annotated[bool, typer.Option(
+              "--overwrite-output-dir", help="Replace a non-empty --output-dir that is not an earlier prune.")] = False,
+          ) -> None:
+    """Drop the N consecutive decoder blocks whose input and output hidden states are closest (angular distance
+    on calibration data; Gromov et al. 2024) and save the smaller model with a report of every window."""
+    from mixer.train.prune import REPORT_NAME, run_prune
+
+    _check_new_output(output_dir, [("--model", model), ("--data", data)], REPORT_NAME, overwrite_output_dir)
+    choice = run_prune(model, data, blocks, output_dir, samples=samples, max_length=max_length)
+    typer.echo(f"removed blocks {choice.removed} of {choice.num_layers} (distance "
+               f"{choice.distances[choice.start]:.4f}); saved to {output_dir} with {REPORT_NAME}")
+
+
+@app.command(name="merge-models")
+@exits_on_mixer_error
+def merge_models(model_a: Annotated[str, typer.Argument(help="First model folder (t = 0).")],
+                 model_b: Annotated[str, typer.Argument(help="Second model folder (t = 1).")],
+                 output_dir: Annotated[str, typer.Option("--output-dir", "-o", help="Where the merge goes.")],
+                 method: Annotated[str, typer.Option("--method", help="slerp or linear.")] = "slerp",
+                 t: Annotated[float, typer.Option("--t", help="Interpolation factor in [0, 1].")] = 0.5,
+                 overwrite_output_dir: Annotated[bool, typer.Option(
+                     "--overwrite-output-dir", help="Replace a non-empty --output-dir that is not an earlier "
+                     "merge.")] = False) -> None:
+    """Merge two fine-tuned models of the same shape in weight space (SLERP or linear, via mergekit)."""
+    from mixer.train.merge_models import REPORT_NAME, run_merge_models
+
+    _check_new_output(output_dir, [("A", model_a), ("B", model_b)], REPORT_NAME, overwrite_output_dir)
+    out = run_merge_models(model_a, model_b, method, t, output_dir)
+    typer.echo(f"merged {model_a} and {model_b} ({method}, t={t}) into {out}")
