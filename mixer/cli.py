@@ -202,10 +202,13 @@ def card(
                                             "did not write it.")] = False,
 ) -> None:
     """Show a build's data card."""
-    from mixer.report.markdown import load_card
-    from mixer.report.terminal import print_card
+    from mixer.report.markdown import is_generate_card, load_card
+    from mixer.report.terminal import print_card, print_generate_card
 
-    c = load_card(out_path)
+    c = load_card(out_path, builds_only=html is not None)
+    if is_generate_card(c) and not as_json:
+        print_generate_card(out_path, out)
+        return
     if html is not None:
         from mixer.core.outdir import check_output_file, is_html_report
         from mixer.report.html import write_html_report

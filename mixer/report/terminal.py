@@ -39,9 +39,11 @@ def print_card(card: dict[str, Any], console: Console) -> None:
     from rich import box
     from rich.markup import escape
 
+    from mixer.report.markdown import token_limit
+
     t, r, sources = card["totals"], card["recipe"], card["sources"]
     console.print(f"[bold]{escape(card['name'])}[/]: {t['records']:,} records, {t['tokens']['total']:,} tokens "
-                  f"(seed {r['seed']}, {escape(str(r['tokenizer']))}, max tokens {r['max_tokens']})",
+                  f"(seed {r['seed']}, {escape(str(r['tokenizer']))}, {token_limit(r['max_tokens'])})",
                   highlight=False)
     total_records = t["records"] or 1
     total_tokens = t["tokens"]["total"] or 1
@@ -110,6 +112,22 @@ def print_card(card: dict[str, Any], console: Console) -> None:
         console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
 
 
+def print_generate_card(out_dir: Path, console: Console) -> None:
+    """A ``mixer generate`` output's card: its README.md (written with the card.json beside it), rendered
+    without the YAML front matter."""
+    from rich.markdown import Markdown
+
+    path = Path(out_dir) / "README.md"
+    if not path.is_file():
+        raise MixerError(f"{out_dir}: a `mixer generate` output without its README.md; "
+                         "`mixer card --json` prints its card.json")
+    text = path.read_text(encoding="utf-8")
+    if text.startswith("---\n"):
+        end = text.find("\n---\n", 4)
+        text = text[end + 5:] if end != -1 else text
+    console.print(Markdown(text))
+
+
 def print_sources(console: Console) -> None:
     from mixer.sources import adapters
 
@@ -130,11 +148,30 @@ def _print_messages(messages: list[dict[str, str]], console: Console) -> None:
         console.print(m["content"], markup=False, highlight=False)
 
 
+def _record_sizes(rec: dict[str, Any]) -> list[str]:
+    """What a record's header says about its size: a build's ``n_tokens``, a generate output's completion
+    tokens and reward; nothing for a field the record does not carry (never "None tokens")."""
+    parts = []
+    if rec.get("n_tokens") is not None:
+        parts.append(f"{rec['n_tokens']:,} tokens")
+    for key, label in (("completion_tokens", "completion tokens"), ("chosen_tokens", "chosen tokens"),
+                       ("rejected_tokens", "rejected tokens")):
+        if rec.get(key) is not None:
+            parts.append(f"{rec[key]:,} {label}")
+    if rec.get("reward") is not None:
+        parts.append(f"reward {rec['reward']:.3g}")
+    return parts
+
+
 def print_records(out_dir: Path, n: int, source: str | None, console: Console) -> None:
     import pyarrow.dataset as ds
 
     data = Path(out_dir) / "data"
     if not data.is_dir():
+        inner = sorted(p.parent.name for p in Path(out_dir).glob("*/data") if p.is_dir())
+        if inner:  # a `mixer generate` output holds one build-shaped folder per dataset it writes
+            raise MixerError(f"{out_dir}: no data/ folder here, but in {', '.join(inner)}; show one of them, "
+                             f"e.g. `mixer show {Path(out_dir) / inner[0]}`")
         raise MixerError(f"{out_dir}: no data/ folder; is this the output folder of `mixer build`?")
     dataset = ds.dataset(str(data), format="parquet")
     shown = 0
@@ -142,7 +179,7 @@ def print_records(out_dir: Path, n: int, source: str | None, console: Console) -
         for rec in batch.to_pylist():
             if source and not rec["dataset"].startswith(source):
                 continue
-            console.rule(f"{rec['dataset']} · {rec['id']} · {rec.get('n_tokens')} tokens")
+            console.rule(" · ".join([rec["dataset"], rec["id"], *_record_sizes(rec)]))
             if "messages" in rec:
                 _print_messages(rec["messages"], console)
             else:  # a preference build: the shared prompt, then the two replies
