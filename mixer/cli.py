@@ -51,6 +51,20 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class WarningReporter:
+    """What ``--quiet`` keeps: warnings (a source left out, a take the data cannot fill) still reach
+    stderr; progress and the summary do not."""
+
+    def stage_started(self, name: str, label: str) -> None: ...
+    def stage_finished(self, name: str, label: str, seconds: float, dropped: int) -> None: ...
+    def start(self, description: str, total: int | None = None) -> None: ...
+    def advance(self, n: int = 1) -> None: ...
+    def finish(self) -> None: ...
+
+    def warn(self, message: str) -> None:
+        err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 class RichReporter:
     """Progress on stderr for the long stages."""
 
@@ -86,7 +100,7 @@ class RichReporter:
         self._progress.stop()
 
     def warn(self, message: str) -> None:
-        err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 @app.callback(invoke_without_command=True)
@@ -109,7 +123,8 @@ def build(
     raw_dir: RawDirOpt = None,
     out_dir: Annotated[str | None, typer.Option("--out", help="Output folder (overrides recipe).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (overrides the recipe's).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary (warnings are still "
+                                        "printed).")] = False,
     workers: Annotated[int | None, typer.Option(min=1, help="Processes for reading and token counting "
                                                 "(default: all cores).")] = None,
     token_cache: Annotated[bool, typer.Option(help="Reuse token counts from earlier builds "
@@ -146,7 +161,7 @@ def build(
         raise MixerError("--workers sizes the local engine; --engine ray runs as many units at once as the "
                          "cluster has CPUs")
     r = load_recipe(recipe, raw_dir=raw_dir, output=out_dir, seed=seed)
-    reporter = None if quiet else RichReporter()
+    reporter = WarningReporter() if quiet else RichReporter()
     if engine == "ray":
         from mixer.engine.ray_engine import RayEngine
 

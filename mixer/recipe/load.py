@@ -335,6 +335,15 @@ def allowed(recipe: Recipe, source: Source) -> str | None:
         return f"licence {lic or 'unknown'} not in allow_licenses {list(recipe.allow_licenses)}"
     return None
 
+def unmatched_licenses(recipe: Recipe) -> list[str]:
+    """The ``allow_licenses`` entries that match no source's licence: most likely a misspelling, which
+    would otherwise leave sources out with nothing pointing at the entry."""
+    if recipe.allow_licenses is None:
+        return []
+    present = {license_key(lic) for s in recipe.sources if (lic := source_license(s)) is not None}
+    return [entry for entry in recipe.allow_licenses if license_key(entry) not in present]
+
+
 def _check_bounds(recipe: Recipe) -> None:
     """Integers whose type is right but whose value makes no sense (a zero row group breaks the writer;
     a max_tokens of 0 or min_turns above max_turns silently drop every record)."""

@@ -118,6 +118,9 @@ class Selector:
         tokens: list[np.ndarray] = []
         for group in groups:
             want = len(group) if length_only else _target(source.take, len(group))
+            if isinstance(source.take, float) and not length_only and want == 0 and len(group):
+                self.ctx.warn(f"source {source.name!r}: take {source.take} of {len(group):,} records rounds "
+                              "to 0 records; none are taken (give a larger fraction or a count)")
             if isinstance(source.take, int) and not length_only and source.take > len(group):
                 stats.shortfall += source.take - len(group)
                 self.ctx.warn(f"source {source.name!r}: take {source.take} but only {len(group)} "
