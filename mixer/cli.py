@@ -103,6 +103,13 @@ class RichReporter:
         err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
+def _print_json(obj: Any) -> None:
+    """One JSON document on stdout (the ``--json`` views): nothing else goes to stdout."""
+    import json
+
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
 @app.callback(invoke_without_command=True)
 def _root(version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False
           ) -> None:
@@ -189,11 +196,20 @@ def build(
 
 @app.command()
 @user_errors
-def validate(recipe: RecipeArg, raw_dir: RawDirOpt = None) -> None:
-    """Check a recipe and its files (existence, format of the first records) without building."""
-    from mixer.recipe.validate import validate_recipe
+def validate(recipe: RecipeArg, raw_dir: RawDirOpt = None,
+             as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON (problems "
+                                                   "included; exit 2 when there are any).")] = False) -> None:
+    """Check a recipe and its files (existence, format of the first records) without building; every
+    missing or bad file is reported in one pass."""
+    from mixer.recipe.validate import ValidationFailed, check_recipe, print_check
 
-    validate_recipe(recipe, raw_dir, out)
+    result = check_recipe(recipe, raw_dir)
+    if as_json:
+        _print_json(result)
+    else:
+        print_check(result, out)
+    if result["problems"]:
+        raise ValidationFailed(str(recipe), result["problems"])
 
 
 @app.command()
