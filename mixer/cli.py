@@ -25,6 +25,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 err = Console(stderr=True)
 out = Console()
@@ -148,6 +149,8 @@ def build(
     work_dir: Annotated[str | None, typer.Option(help="Folder for intermediate files: a path, a file:// URI "
                                                  "or an object store URI (s3://bucket/prefix); with a cluster, "
                                                  "one every node reaches.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the card as JSON on stdout when done (no tables, "
+                                          "no progress; warnings still on stderr).")] = False,
 ) -> None:
     """Build a mixture: sharded Parquet in OUT/data, the data card in OUT/README.md and OUT/card.json,
     every dropped record in OUT/dropped/."""
@@ -168,7 +171,7 @@ def build(
         raise MixerError("--workers sizes the local engine; --engine ray runs as many units at once as the "
                          "cluster has CPUs")
     r = load_recipe(recipe, raw_dir=raw_dir, output=out_dir, seed=seed)
-    reporter = WarningReporter() if quiet else RichReporter()
+    reporter = WarningReporter() if quiet or as_json else RichReporter()
     if engine == "ray":
         from mixer.engine.ray_engine import RayEngine
 
@@ -182,7 +185,9 @@ def build(
                                work_dir=work_dir)
     else:
         result = run_build(r, reporter, workers, overwrite=overwrite, work_dir=work_dir)  # type: ignore[arg-type]
-    if not quiet:
+    if as_json:
+        _print_json({"out": str(result.out), "card": result.card})
+    elif not quiet:
         from mixer.report.terminal import print_card
 
         print_card(result.card, out)
@@ -214,11 +219,15 @@ def validate(recipe: RecipeArg, raw_dir: RawDirOpt = None,
 
 @app.command()
 @user_errors
-def sources() -> None:
-    """List the source adapters, the formats they read, their licences and options."""
-    from mixer.report.terminal import print_sources
+def sources(as_json: Annotated[bool, typer.Option("--json", help="Print the adapters as JSON.")] = False) -> None:
+    """List the source adapters, the formats they read, their licences, and each option with its default,
+    valid values and meaning."""
+    from mixer.report.terminal import describe_sources, print_sources
 
-    print_sources(out)
+    if as_json:
+        _print_json(describe_sources())
+    else:
+        print_sources(out)
 
 
 @app.command()
@@ -259,17 +268,19 @@ def diff(
     a: Annotated[Path, typer.Argument(metavar="OUT_A", help="First build's output folder.")],
     b: Annotated[Path, typer.Argument(metavar="OUT_B", help="Second build's output folder.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the difference as JSON.")] = False,
+    exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 when the builds' records or counts "
+                                            "differ, 0 when they do not (as `git diff --exit-code`).")] = False,
 ) -> None:
     """What changed between two builds: counts, tokens, records only in one, recipe differences."""
-    import json
-
-    from mixer.report.diff import diff_builds, print_diff
+    from mixer.report.diff import builds_differ, diff_builds, print_diff
 
     d = diff_builds(a, b)
     if as_json:
-        sys.stdout.write(json.dumps(d, indent=2, ensure_ascii=False) + "\n")
+        _print_json(d)
     else:
         print_diff(d, out)
+    if exit_code and builds_differ(d):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -279,11 +290,14 @@ def show(
     n: Annotated[int, typer.Option("-n", min=1, help="Number of records.")] = 3,
     source: Annotated[str | None, typer.Option("--source", "-s", help="Only this dataset label "
                                                "(prefix match, e.g. science).")] = None,
+    dropped: Annotated[bool, typer.Option("--dropped", help="The records the build dropped (OUT/dropped/), "
+                                          "with the stage and reason.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per record (JSON Lines).")] = False,
 ) -> None:
     """Print records of a build, readable."""
     from mixer.report.terminal import print_records
 
-    print_records(out_path, n, source, out)
+    print_records(out_path, n, source, out, dropped=dropped, as_json=as_json)
 
 
 @app.command()
