@@ -30,12 +30,12 @@ import pyarrow as pa
 
 from mixer import __version__
 from mixer.core.errors import MixerError
-from mixer.core.outdir import BUILD_MARKER, check_output_dir, lock_output, write_build_marker
+from mixer.core.outdir import BUILD_MARKER, check_not_an_input, check_output_dir, lock_output, write_build_marker
 from mixer.core.stats import SourceStats
 from mixer.core.tables import OrderedSpill, SpillFiles
 from mixer.core.workstore import OwnFolder, RemotePath, WorkPath, check_reachable, work_path
 from mixer.engine import Executor, LocalEngine
-from mixer.recipe.load import Recipe, source_license
+from mixer.recipe.load import Recipe, resolve_files, source_license
 from mixer.recipe.pin import verify_pins
 from mixer.report.markdown import render_markdown
 from mixer.report.plots import render_plot_section, write_plots
@@ -45,9 +45,10 @@ from mixer.stages.decontaminate import Decontaminate
 from mixer.stages.exact_dedup import ExactDedup
 from mixer.stages.near_dedup import NearDedup
 from mixer.stages.read import Read
+from mixer.stages.read_cache import read_cache_root
 from mixer.stages.select import Gate, Sample, Select, Selector, Shuffle
 from mixer.stages.write import Write, staging_dir
-from mixer.tokens.cache import damage_counts, damage_log
+from mixer.tokens.cache import cache_root, damage_counts, damage_log
 from mixer.tokens.count import TokenCounter, counter_note
 
 __all__ = ["BuildResult", "BuildState", "Reporter", "build", "run_stages"]
@@ -151,12 +152,14 @@ def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None 
     runs on a ``LocalEngine`` of that many workers, unless ``engine`` gives another executor (which
     the caller then owns and closes). Any executor that keeps the contract of ``mixer.core.executor``
     gives the same bytes. The output folder is locked for the whole build and checked before any
-    work: it may replace only an earlier mixer build (``mixer.core.outdir``) unless ``overwrite``. Pinned
+    work: it may replace only an earlier mixer build (``mixer.core.outdir``) unless ``overwrite``, and never
+    one that is, holds or lies inside an input of the build (``build_inputs``). Pinned
     input files are verified first. ``work_dir``: where the intermediate Arrow files go (a folder is
     made inside it and deleted at the end), a path, a ``file://`` URI or any URI pyarrow's filesystem
     layer opens (``s3://bucket/prefix``, see ``mixer.core.workstore``); a distributed engine needs one every
     node reaches (default: the system's temporary folder).
     """
+    check_not_an_input(recipe.output, build_inputs(recipe, work_dir))
     root = resolve_work_dir(work_dir) if work_dir is not None else None
     with lock_output(Path(recipe.output)), damage_log():
         check_output_dir(recipe.output, marker=BUILD_MARKER, overwrite=overwrite)
@@ -164,6 +167,39 @@ def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None 
             return _build(recipe, reporter, engine, root)
         with LocalEngine(workers) as local:
             return _build(recipe, reporter, local, root)
+
+
+def build_inputs(recipe: Recipe, work_dir: str | Path | None = None) -> Iterator[tuple[str, Path]]:
+    """What a build reads or keeps, as (what, path): the recipe file, every source's raw files, the
+    ``dedup.near.against`` corpora, the benchmark files, a local tokenizer, the caches and a local
+    work folder. The output folder must overlap none of them (``check_not_an_input``). A file that
+    does not exist is left out here: the stage that reads it reports it."""
+    if recipe.path:
+        yield "the recipe", Path(recipe.path)
+    for source in recipe.sources:
+        try:
+            files = resolve_files(recipe, source)
+        except MixerError:
+            files = []
+        for f in files:
+            yield f"source {source.name!r}'s raw file", f
+    near = recipe.dedup.near
+    for p in near.against if near is not None else ():
+        yield "the dedup.near.against corpus", Path(p)
+    if recipe.decontaminate is not None:
+        for b in recipe.decontaminate.benchmarks:
+            for f in b.files:
+                path = Path(f)
+                yield f"benchmark {b.name!r}'s file", path if path.is_absolute() else Path(recipe.raw_dir) / path
+    if recipe.tokenizer.startswith("hf:"):
+        yield "the tokenizer", Path(recipe.tokenizer[3:])
+    for what, root in (("the cache folder", cache_root()), ("the read cache", read_cache_root())):
+        if root is not None:
+            yield what, root
+    if work_dir is not None:
+        text = str(work_dir)
+        if "://" not in text or text.startswith("file://"):
+            yield "the work folder", Path(text.removeprefix("file://"))
 
 
 def _build(recipe: Recipe, reporter: Reporter | None, engine: Executor, work_root: WorkPath | None) -> BuildResult:

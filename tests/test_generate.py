@@ -284,7 +284,7 @@ def test_preference_adapter_reads_pairs_and_rejects_malformed_ones() -> None:
     loc = Location("pairs.parquet", record=3)
     user, good, bad = ({"role": r, "content": c} for r, c in (("user", "q"), ("assistant", "a"), ("assistant", "b")))
     (record,) = adapter.convert({"prompt": [user], "chosen": [good], "rejected": [bad]}, loc)
-    assert record["id"] == "preference_3" and record["messages"] == [user, good] and record["rejected"] == [bad]
+    assert record["id"] == "p_3" and record["messages"] == [user, good] and record["rejected"] == [bad]
     (dropped,) = adapter.convert({"prompt": [user], "chosen": [good], "rejected": [dict(good, content=" a ")]}, loc)
     assert dropped.reason == "chosen_equals_rejected"
     with pytest.raises(RecordError, match="ending with a user turn"):

@@ -242,7 +242,8 @@ def test_unknown_set_key_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_missing_data_dir_exits_2(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     _gpus(monkeypatch, 1)
-    result = runner.invoke(app, ["sft", "--config", "train/tiny-cpu.yaml", "--model", str(tmp_path),
+    (tmp_path / "model").mkdir()  # beside the run folder: a run folder inside its --model is refused (issue 24)
+    result = runner.invoke(app, ["sft", "--config", "train/tiny-cpu.yaml", "--model", str(tmp_path / "model"),
                                  "--data", str(tmp_path / "nope"), "--output-dir", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert "does not exist" in result.output

@@ -352,7 +352,9 @@ def test_train_refuses_a_non_empty_folder_that_is_not_a_run(monkeypatch: pytest.
     earlier_run.mkdir()
     (earlier_run / "mixer_train_config.yaml").write_text("trainer: sft\n")
     (earlier_run / "checkpoint-10").mkdir()
-    assert runner.invoke(app, [*args[:-2], str(earlier_run), "--dry-run"]).exit_code == 0
+    # an earlier run is replaced only when asked, or continued (issue 24)
+    assert runner.invoke(app, [*args[:-2], str(earlier_run), "--dry-run"]).exit_code == 2
+    assert runner.invoke(app, [*args[:-2], str(earlier_run), "--overwrite-output-dir", "--dry-run"]).exit_code == 0
 
 
 def test_rm_refusal_names_an_option_rm_takes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -63,6 +63,52 @@ def check_output_dir(path: Path | str, *, marker: str | Sequence[str], overwrite
     raise MixerError(f"{p}: the {what} exists, is not empty ({shown}) and is not an earlier mixer output "
                      f"(no {' or '.join(markers)} in it); it would be replaced as a whole. Choose another "
                      f"folder, or pass {option} to replace it")
+
+
+def check_not_an_input(out: Path | str, inputs: Iterable[tuple[str, Path | str]], *,
+                       option: str = "--out") -> None:
+    """Raise ``MixerError`` when the output folder ``out`` is, contains or lies inside an input.
+
+    ``inputs``: (what it is, path) pairs: the files and folders a command reads from. An output
+    folder is replaced as a whole, so one that holds an input would delete it, whatever
+    ``--overwrite`` says; this is never overridable. Paths are compared resolved (symlinks
+    followed), so a link or a ``..`` does not hide the overlap.
+    """
+    target = Path(out).expanduser().resolve()
+    for what, path in inputs:
+        p = Path(path).expanduser().resolve()
+        if target == p:
+            how = "is"
+        elif target in p.parents:
+            how = "contains"
+        elif p in target.parents:
+            how = "lies inside"
+        else:
+            continue
+        raise MixerError(f"{option} {out}: the output folder {how} {what} {path}; it is replaced as a whole, "
+                         f"which would delete the input (--overwrite does not change this). Choose an output "
+                         f"folder outside every input")
+
+
+def check_run_dir(output_dir: Path | str, *, inputs: Iterable[tuple[str, Path | str | None]],
+                  overwrite: bool = False, resuming: bool = False, what: str = "run folder") -> None:
+    """Raise ``MixerError`` unless a training command may write its run into ``output_dir``.
+
+    Called once, before any tokenising or weight loading. ``inputs``: (option, path) of what the
+    run reads (``--model``, ``--data``, a tokenizer...; ``None`` or a path not on this machine, such
+    as a hub id, is skipped): the run folder may be, hold or lie inside none of them, whatever the
+    flags. An earlier run (one holding ``TRAIN_MARKER``) is replaced only with ``overwrite``
+    (``--overwrite-output-dir``, as the Hugging Face Trainer and LLaMA-Factory ask) or continued
+    when ``resuming`` (``resume_from_checkpoint`` set); any other non-empty folder needs ``overwrite``.
+    """
+    local = [(f"{option}", Path(p)) for option, p in inputs if p and Path(p).expanduser().exists()]
+    check_not_an_input(output_dir, local, option="--output-dir")
+    out = Path(output_dir)
+    if not (overwrite or resuming) and (out / TRAIN_MARKER).is_file():
+        raise MixerError(f"{out}: the {what} holds an earlier run ({TRAIN_MARKER}); pass --overwrite-output-dir "
+                         f"to replace it, --set resume_from_checkpoint=last to continue it, or choose another "
+                         f"--output-dir")
+    check_output_dir(out, marker=TRAIN_MARKER, overwrite=overwrite, option="--overwrite-output-dir", what=what)
 
 
 def check_output_file(path: Path | str, *, is_ours: Callable[[bytes], bool], overwrite: bool = False,

@@ -165,9 +165,11 @@ def read_recipe_prompts(recipe_path: str | Path, sources: list[str] | None, mode
     inputs: list[str] = []
     for name in names:
         source = by_name[name]
-        context = SourceContext(source.name, recipe.source_seed(source.name), recipe.tokenizer)
+        paths = resolve_files(recipe, source)
+        context = SourceContext(source.name, recipe.source_seed(source.name), recipe.tokenizer,
+                                many_files=len(paths) > 1)
         adapter = get_adapter(source.adapter)(source.options, context)
-        for path in resolve_files(recipe, source):
+        for path in paths:
             inputs.append(str(path))
             for item in _read_items(adapter, path):
                 if isinstance(item.value, ParseFailure):

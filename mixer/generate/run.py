@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 
 from mixer import __version__
 from mixer.core.errors import MixerError
+from mixer.core.outdir import check_not_an_input
 from mixer.core.records import MESSAGE_TYPE
 from mixer.generate.backends import BACKENDS, VLLM_MAX_TEMPERATURE, Backend, SamplingSettings, make_backend
 from mixer.generate.prompts import PROMPT_MODES, Prompt, PromptSet, read_build_prompts, read_recipe_prompts
@@ -235,6 +236,10 @@ def run_generate(cfg: GenerateConfig, *, log: Any = None) -> dict[str, Any]:
     for option, folder in (("--policy", cfg.policy), ("--reward-model", cfg.reward_model)):
         if not Path(folder).is_dir():  # before the output folder is made, and before any hub look-up
             raise MixerError(f"{option} {folder}: no such model folder")
+    # the output folder may be replaced as a whole (--overwrite): it must hold none of the inputs
+    inputs = [("--policy", cfg.policy), ("--reward-model", cfg.reward_model), ("--data", cfg.data),
+              ("--recipe", cfg.recipe), ("--raw-dir", cfg.raw_dir), ("--chat-template", cfg.chat_template)]
+    check_not_an_input(cfg.output, [(o, Path(p)) for o, p in inputs if p and Path(p).exists()], option="--output")
     started, cpu_started = time.perf_counter(), time.process_time()
     prompt_set = read_prompts(cfg)
     prompts = prompt_set.prompts

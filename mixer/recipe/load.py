@@ -67,7 +67,8 @@ class Recipe:
     sources: tuple[Source, ...]
     seed: int = 42
     raw_dir: str = "data/raw_train"
-    output: str = "out/mixture"
+    #: default ``out/<name>`` (set by ``parse_recipe``): two recipes without ``output:`` never share a folder
+    output: str = ""
     tokenizer: str = "tiktoken:cl100k_base"
     max_tokens: int | None = None
     #: open-instruct samples raw records first and filters afterwards; mixer filters first so that
@@ -256,6 +257,9 @@ def parse_recipe(data: Any, *, path: str = "", text: str = "") -> Recipe:
         raise RecipeError(f"sources: duplicate source name(s) {dupes}; each source needs its own name")
     if "name" not in data:
         data["name"] = Path(path).stem if path else "mixture"
+    if "output" not in data and isinstance(data["name"], str):
+        # one folder per recipe: a shared default would let one recipe's build replace another's
+        data["output"] = f"out/{data['name']}"
     recipe = parse_dataclass(Recipe, {**data, "sources": []}, "")
     for i, s in enumerate(sources):
         adapter_kind = get_adapter(s.adapter).kind

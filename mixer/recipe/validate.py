@@ -71,7 +71,8 @@ def _probe(recipe: Recipe, s: Source, files: list[Path], problems: list[str]) ->
     """Convert the first ``PROBE_RECORDS`` records of each file; the first bad one of a file is a problem
     (with ``on_error: raise``, as the build would stop there). Returns the records converted."""
     cls = get_adapter(s.adapter)
-    adapter = cls(s.options, SourceContext(s.name, recipe.source_seed(s.name), recipe.tokenizer))
+    adapter = cls(s.options, SourceContext(s.name, recipe.source_seed(s.name), recipe.tokenizer,
+                                           many_files=len(files) > 1))
     converted = 0
     for path in files:
         try:

@@ -12,7 +12,9 @@ its exact template choices cannot be reproduced anyway. With ``templates: plain`
 instruction plus the input after a blank line, which makes identical records in different sources
 render identically (useful for cross-source deduplication).
 
-Ids are ``<dataset>_<ordinal in the file>`` (open-instruct numbered the records after sampling).
+Ids are ``<dataset>_<ordinal in the file>`` (open-instruct numbered the records after sampling), with the
+file's stem before the ordinal when the source reads several files. The ``alpaca`` adapter's
+``dataset`` defaults to the recipe's source name, so two Alpaca sources never share a label.
 """
 
 from __future__ import annotations
@@ -30,14 +32,17 @@ from mixer.sources.base import Adapter, require_dict, require_str
 
 @dataclass(frozen=True)
 class AlpacaTemplateOptions:
+    #: label written to each record's ``dataset`` and used as the id prefix (default: the published
+    #: label, e.g. ``code_alpaca``); give two sources of one adapter their own labels
+    dataset: str | None = None
     #: "tulu": open-instruct's weighted random templates; "plain": instruction + input, no template
     templates: Literal["tulu", "plain"] = "tulu"
 
 
 @dataclass(frozen=True)
 class AlpacaOptions:
-    #: label written to each record's ``dataset`` and used as the id prefix
-    dataset: str = "alpaca"
+    #: label written to each record's ``dataset`` and used as the id prefix (default: the source's name)
+    dataset: str | None = None
     #: "tulu": open-instruct's weighted random templates; "plain": instruction + input, no template
     templates: Literal["tulu", "plain"] = "tulu"
 
@@ -49,7 +54,8 @@ class AlpacaBase(Adapter):
     dataset: ClassVar[str] = "alpaca"
 
     def dataset_label(self) -> str:
-        return getattr(self.options, "dataset", self.dataset)
+        return getattr(self.options, "dataset", None) or (self.context.source if isinstance(self.options, AlpacaOptions)
+                                                          else self.dataset)
 
     def convert(self, raw: Any, location: Location) -> Iterable[Record]:
         raw = require_dict(raw)
@@ -63,7 +69,7 @@ class AlpacaBase(Adapter):
             prompt, completion = render_tulu(instruction, input_text, output,
                                              self.context.rng_for(location.record))
         dataset = self.dataset_label()
-        yield make_record(dataset, f"{dataset}_{location.record}",
+        yield make_record(dataset, self.numbered_id(dataset, location),
                           [msg("user", prompt), msg("assistant", completion)])
 
 

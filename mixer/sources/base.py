@@ -46,6 +46,9 @@ class SourceContext:
     source: str
     seed: int
     tokenizer: str = "tiktoken:cl100k_base"
+    #: the source reads more than one file: ids an adapter numbers per file then carry the file's
+    #: stem (``numbered_id``), so two files' ``alpaca_0`` never share one ``(dataset, id)``
+    many_files: bool = False
     #: which of ``seed`` and ``tokenizer`` the adapter drew on: a cached read (``mixer.stages.read_cache``)
     #: is reused under another seed or tokenizer only when it did not
     used: set[str] = field(default_factory=set, compare=False, repr=False)
@@ -107,6 +110,21 @@ class Adapter:
         processes can read it); override for formats that need special reading (such an adapter's
         files are then read whole, by one process)."""
         return read_raw(path, self.columns, part)
+
+    def numbered_id(self, prefix: str, location: Location) -> str:
+        """The id of a record that has none of its own: ``<prefix>_<ordinal in the file>``.
+
+        Ordinals restart per file and per source, so the id also carries the source's name when the
+        recipe names it otherwise than the adapter and the prefix (two ``flan_v2`` sources ``first`` and
+        ``second``: ``flan_v2_first_3``, ``flan_v2_second_3``; Tulu V2's sources, named as their adapters,
+        keep their published ids), and the file's stem when the source reads several files
+        (``alpaca_first_0``)."""
+        parts = [prefix]
+        if prefix == self.name and self.context.source != self.name:  # the adapter's fixed label
+            parts.append(self.context.source)
+        if self.context.many_files:
+            parts.append(file_stem(location.path))
+        return "_".join([*parts, str(location.record)])
 
     def convert(self, raw: Any, location: Location) -> Iterable[Record | Dropped]:
         """Turn one raw record into canonical records; raise ``RecordError`` when it is malformed."""
@@ -195,6 +213,16 @@ def _storable(value: Any) -> str:
 
 
 # -- helpers shared by adapters -------------------------------------------------------------
+
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zst")
+
+
+def file_stem(path: str) -> str:
+    """A raw file's name without its format and compression suffixes (``a.jsonl.gz`` -> ``a``)."""
+    name = Path(path).name
+    for suffix in _COMPRESSED:
+        name = name.removesuffix(suffix)
+    return Path(name).stem
 
 def require_dict(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):

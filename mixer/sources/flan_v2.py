@@ -31,4 +31,4 @@ class FlanV2(Adapter):
     license = "Apache-2.0"
 
     def convert(self, raw: Any, location: Location) -> Iterable[Record]:
-        yield inputs_targets_record(raw, "flan_v2", f"flan_v2_{location.record}")
+        yield inputs_targets_record(raw, "flan_v2", self.numbered_id("flan_v2", location))

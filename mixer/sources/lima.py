@@ -25,7 +25,7 @@ class Lima(Adapter):
             if not isinstance(turn, str):
                 raise RecordError(f"field 'conversations' item {i} must be a string, "
                                   f"found {type(turn).__name__}")
-        record_id = f"lima_{location.record}"
+        record_id = self.numbered_id("lima", location)
         # A conversation ending on a user turn has nothing to learn from in its last message; Tulu
         # drops that message, and so do we.
         if len(turns) % 2:

@@ -2,8 +2,9 @@
 
 Reads JSONL (also ``.jsonl.gz``) or Parquet, e.g. a previous ``mixer`` output or a Hugging Face
 chat dataset. Records keep their own ``id`` and ``dataset`` when they have them, so a mixture
-can be rebuilt from its own output; otherwise the ``dataset`` option labels them and the id is
-``<dataset>_<ordinal in the file>``.
+can be rebuilt from its own output; otherwise the ``dataset`` option (default: the recipe's source
+name) labels them and the id is ``<dataset>_<ordinal in the file>`` (``<dataset>_<file stem>_<ordinal>``
+when the source reads several files).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from mixer.sources.base import Adapter, require_dict, require_list, require_str
 
 @dataclass(frozen=True)
 class MessagesOptions:
-    #: label for records without their own ``dataset`` field (also the id prefix)
-    dataset: str = "messages"
+    #: label for records without their own ``dataset`` field (also the id prefix; default: the source's name)
+    dataset: str | None = None
 
 
 def _optional_label(raw: dict[str, Any], key: str, *, allow_int: bool = False) -> str | None:
@@ -43,8 +44,8 @@ class Messages(Adapter):
 
     def convert(self, raw: Any, location: Location) -> Iterable[Record | Dropped]:
         raw = require_dict(raw)
-        dataset = _optional_label(raw, "dataset") or self.options.dataset
-        rid = _optional_label(raw, "id", allow_int=True) or f"{dataset}_{location.record}"
+        dataset = _optional_label(raw, "dataset") or self.options.dataset or self.context.source
+        rid = _optional_label(raw, "id", allow_int=True) or self.numbered_id(dataset, location)
         messages: list[Message] = []
         for j, item in enumerate(require_list(raw, "messages")):
             if not isinstance(item, dict):

@@ -30,8 +30,8 @@ from mixer.sources.messages import _optional_label
 
 @dataclass(frozen=True)
 class PreferenceOptions:
-    #: label for records without their own ``dataset`` field (also the id prefix)
-    dataset: str = "preference"
+    #: label for records without their own ``dataset`` field (also the id prefix; default: the source's name)
+    dataset: str | None = None
     #: which columns rate the two replies: ``score`` (``score_chosen``/``score_rejected``) or ``reward``
     #: (``reward_chosen``/``reward_rejected``, as ``mixer generate`` names them); absent columns: unrated
     scores: Literal["score", "reward"] = "score"
@@ -84,8 +84,8 @@ class Preference(Adapter):
 
     def convert(self, raw: Any, location: Location) -> Iterable[Record | Dropped]:
         raw = require_dict(raw)
-        dataset = _optional_label(raw, "dataset") or self.options.dataset
-        rid = _optional_label(raw, "id", allow_int=True) or f"{dataset}_{location.record}"
+        dataset = _optional_label(raw, "dataset") or self.options.dataset or self.context.source
+        rid = _optional_label(raw, "id", allow_int=True) or self.numbered_id(dataset, location)
         prompt = _turns(raw, "prompt")
         if not prompt or prompt[-1]["role"] != "user":
             raise RecordError("'prompt' must be a non-empty list of messages ending with a user turn")

@@ -33,6 +33,6 @@ class Science(Adapter):
         output = require_str(raw, "output")
         yield make_record(
             f"science.{subset}",
-            f"science_{location.record}",
+            self.numbered_id("science", location),
             [msg("user", prompt), msg("assistant", output)],
         )

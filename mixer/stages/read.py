@@ -130,7 +130,9 @@ def read_source(recipe: Recipe, source: Source, work_dir: WorkPath, *, gate: boo
     def drop(item: Dropped, entry: int) -> None:
         sink.drop(source.name, item, entry)
 
-    context = SourceContext(source.name, recipe.source_seed(source.name), recipe.tokenizer)
+    paths = resolve_files(recipe, source)
+    context = SourceContext(source.name, recipe.source_seed(source.name), recipe.tokenizer,
+                            many_files=len(paths) > 1)
     adapter = get_adapter(source.adapter)(source.options, context)
     stages = record_stages(recipe) if gate else []
     normalising = [st for st in stages if st.name == "normalise"]
@@ -201,7 +203,7 @@ def read_source(recipe: Recipe, source: Source, work_dir: WorkPath, *, gate: boo
 
     columnar = COLUMNAR and type(adapter).convert_columns is not Adapter.convert_columns \
         and type(adapter).read_file is Adapter.read_file
-    for file_index, path in enumerate(resolve_files(recipe, source)):
+    for file_index, path in enumerate(paths):
         if only is not None and file_index != only.file_index:
             continue
         stats.files.append(files[file_index] if files is not None else file_info(path))

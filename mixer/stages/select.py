@@ -35,6 +35,7 @@ from mixer.recipe.load import Source
 from mixer.stages.base import StageContext, drop_record, run_record_stages
 from mixer.stages.exact_dedup import FirstCopy
 from mixer.stages.read import CandidateStore, record_stages
+from mixer.stages.write import check_unique_ids
 from mixer.tokens.count import TokenCounter, count_record_tokens_async
 
 #: rows converted to Python at a time while walking a sample (bounds memory, not results)
@@ -295,6 +296,7 @@ class Shuffle:
     label = "shuffle"
 
     def run(self, ctx: StageContext) -> None:
+        check_unique_ids(ctx.recipe, ctx.selected)  # before any output file is written
         ctx.output = shuffled_output(ctx, ctx.selected)
 
 

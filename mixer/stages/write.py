@@ -23,10 +23,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mixer.core.errors import MixerError
 from mixer.core.records import DROPPED_SCHEMA, OUTPUT_SCHEMA, PREFERENCE_OUTPUT_SCHEMA, SCORE_FIELDS, Dropped
 from mixer.core.tables import OrderedSpill, SpillFiles, SpillWriter, list_sums
 from mixer.core.workstore import WorkPath, make_temp_dir, remove_tree
 from mixer.readers.raw import file_info
+from mixer.recipe.load import Recipe
 from mixer.stages.base import StageContext
 
 if TYPE_CHECKING:
@@ -281,6 +283,42 @@ def _not_sampled_table(source: str, ids: pa.Table) -> pa.Table:
         "detail": pa.repeat(pa.scalar(""), n), "kept_id": pa.nulls(n, pa.string()),
         "messages": pa.nulls(n, DROPPED_SCHEMA.field("messages").type), "raw": pa.nulls(n, pa.string()),
         "extra": pa.nulls(n, pa.string())}, schema=DROPPED_SCHEMA)
+
+
+def check_unique_ids(recipe: Recipe, selected: Mapping[str, SpillFiles]) -> None:
+    """Raise ``MixerError`` when two selected records share ``(dataset, id)``, naming the sources.
+
+    ``(dataset, id)`` is how a record is found again (``mixer show``, ``dropped/``'s ``kept_id``,
+    ``mixer diff``), so a collision would make two records one. Checked on the selected records
+    before ``repeat``: the copies a recipe's ``repeat:`` writes (hard_coded's ten per example, as
+    Tulu V2 publishes them) are one record, not a collision. The grouping runs in Arrow, on the two
+    id columns only.
+    """
+    parts = []
+    for i, s in enumerate(recipe.sources):
+        table = selected.get(s.name)
+        if table is None:
+            continue
+        for batch in table.iter_batches(["dataset", "id"]):
+            parts.append(pa.table({"dataset": batch.column(0).cast(pa.string()), "id": batch.column(1),
+                                   "source": pa.array(np.full(batch.num_rows, i, dtype=np.int32))}))
+    if not parts:
+        return
+    counts = pa.concat_tables(parts).group_by(["dataset", "id"]).aggregate(
+        [("source", "count"), ("source", "min"), ("source", "max")])
+    dup = counts.filter(pc.greater(counts["source_count"], 1))
+    if dup.num_rows == 0:
+        return
+    first = dup.slice(0, 1).to_pylist()[0]
+    a, b = recipe.sources[first["source_min"]], recipe.sources[first["source_max"]]
+    where = (f"source {a.name!r} and source {b.name!r}" if a is not b
+             else f"{first['source_count']} records of source {a.name!r} (two of its files, or records "
+                  f"with the same id field)")
+    hint = ("give the sources their own labels (`options: {dataset: NAME}` on adapters that take it) or "
+            "their own ids" if a is not b else "give the records unique ids")
+    raise MixerError(f"(dataset {first['dataset']!r}, id {first['id']!r}) is used by {where}; "
+                     f"{dup.num_rows:,} (dataset, id) pair(s) are not unique in all. A record is found by "
+                     f"its (dataset, id), so each must be unique within a build: {hint}")
 
 
 def write_output(ctx: StageContext, selected: SpillFiles, order: Sequence[int],

@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from mixer.core.errors import MixerError, user_message
-from mixer.core.outdir import TRAIN_MARKER, check_output_dir
+from mixer.core.outdir import TRAIN_MARKER, check_not_an_input, check_output_dir, check_run_dir
 from mixer.train.common import require_paths
 from mixer.train.config import load_config, shipped_recipes, to_yaml
 
@@ -108,8 +108,9 @@ def _train(kind: str, config: str | None, model: str | None, data: str | None, o
     # before a dry run prints a launch that could not run, and before every launched rank fails on its own
     require_paths(cfg, "model", "data", "output_dir")
     if cfg.output_dir and not inside_launcher():  # once, before any rank starts writing
-        check_output_dir(cfg.output_dir, marker=TRAIN_MARKER, overwrite=cfg.overwrite_output_dir,
-                         option="--overwrite-output-dir", what="run folder")
+        check_run_dir(cfg.output_dir, inputs=[("--model", cfg.model), ("--data", cfg.data),
+                                              ("tokenizer", cfg.tokenizer)],
+                      overwrite=cfg.overwrite_output_dir, resuming=bool(cfg.resume_from_checkpoint))
     forwarded = _forwarded(config, model, data, output_dir, sets, overwrite_output_dir)
     plan = plan_launch(kind, cfg, forwarded, num_processes, accelerate_config)
     for warning in plan.warnings:
@@ -190,6 +191,7 @@ def merge(config: ConfigOpt = None, model: Annotated[str | None, typer.Option(
     cfg = load_config("merge", config, set_, model=model, output_dir=output_dir)
     require_paths(cfg, "model", "output_dir")
     if cfg.output_dir:  # save_pretrained writes over (and prunes) the model files of whatever folder it is given
+        check_not_an_input(cfg.output_dir, [("--model", Path(cfg.model))] if cfg.model else [], option="--output-dir")
         check_output_dir(cfg.output_dir, marker=TRAIN_MARKER, overwrite=overwrite_output_dir,
                          option="--overwrite-output-dir", what="output folder")
     if dry_run:

@@ -72,7 +72,9 @@ def test_exact_duplicates_across_sources_keep_the_first_listed_source(tmp_path: 
     first, second = result.card["sources"]
     assert first["selected"] == 4 and second["dropped"] == {"exact_duplicate": 4} and second["selected"] == 2
     drops = _dropped(result.out, "second")
-    assert {d["kept_id"] for d in drops} == {f"flan_v2_{i}" for i in range(4)}
+    # the kept copies' ids, which the dropped ones no longer share (issue 24)
+    assert {d["kept_id"] for d in drops} == {f"flan_v2_first_{i}" for i in range(4)}
+    assert not {d["id"] for d in drops} & {d["kept_id"] for d in drops}
     assert all(json.loads(d["extra"])["kept_source"] == "first" for d in drops)
 
 

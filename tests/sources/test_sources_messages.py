@@ -33,7 +33,7 @@ def chat(*pairs: tuple[str, str]) -> list[dict[str, str]]:
 def test_messages_is_registered_without_a_licence() -> None:
     cls = get_adapter("messages")
     assert cls.name == "messages" and cls.license is None and cls.description
-    assert cls.Options().dataset == "messages"
+    assert cls.Options().dataset is None  # the label defaults to the recipe's source name (issue 24)
 
 
 def test_messages_keeps_record_id_and_dataset() -> None:
@@ -41,13 +41,13 @@ def test_messages_keeps_record_id_and_dataset() -> None:
     assert record == {"dataset": "support", "id": "x-1", "messages": chat(("user", "hi"), ("assistant", "yo"))}
 
 
-def test_messages_defaults_label_and_ordinal_id() -> None:
+def test_messages_defaults_label_to_the_source_name_and_ordinal_id() -> None:
     [record] = convert({"messages": chat(("system", "be brief"), ("user", "hi"), ("assistant", ""))})
-    assert record["dataset"] == "messages" and record["id"] == "messages_3"
-    [record] = convert({"messages": chat(("user", "hi"))}, dataset="mine")
-    assert record["dataset"] == "mine" and record["id"] == "mine_3"
+    assert record["dataset"] == "mine" and record["id"] == "mine_3"  # the source is named "mine"
+    [record] = convert({"messages": chat(("user", "hi"))}, dataset="label")
+    assert record["dataset"] == "label" and record["id"] == "label_3"
     [record] = convert({"id": 12, "dataset": None, "messages": chat(("user", "hi"))})
-    assert record["id"] == "12" and record["dataset"] == "messages"
+    assert record["id"] == "12" and record["dataset"] == "mine"
 
 
 def test_messages_unknown_role_is_dropped() -> None:

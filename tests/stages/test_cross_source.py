@@ -54,7 +54,7 @@ def test_planted_near_duplicates_across_sources_keep_the_first_listed_copy(tmp_p
     assert first["dropped"] == {} and first["selected"] == 21
     assert second["dropped"] == {"near_duplicate": 3} and second["selected"] == 10  # take 11, only 10 left
     drops = _dropped(result.out, "second")
-    assert {d["kept_id"] for d in drops} == {"flan_v2_0"}
+    assert {d["kept_id"] for d in drops} == {"flan_v2_first_0"}  # not the dropped copy's own id (issue 24)
     extra = [json.loads(d["extra"]) for d in drops]
     assert all(e["kept_source"] == "first" and e["jaccard"] >= 0.7 and e["cluster_id"] for e in extra)
     assert len({e["cluster_id"] for e in extra}) == 1
@@ -67,7 +67,7 @@ def test_near_dedup_card_section_adds_up_with_the_dropped_files(near_recipe) -> 
     assert near["removed_total"] == dropped == 3
     assert near["removed_by_pair"] == [{"dropped_source": "second", "kept_source": "first", "removed": 3}]
     assert near["cluster_size_histogram"] == {"4": 1}
-    assert near["examples"][0]["kept"]["id"] == "flan_v2_0"
+    assert near["examples"][0]["kept"]["id"] == "flan_v2_first_0"
     assert "## Near-duplicates" in (result.out / "README.md").read_text()
 
 
