@@ -7,13 +7,14 @@ bugs in mixer only.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 
 from mixer import __version__
@@ -27,8 +28,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-err = Console(stderr=True)
-out = Console()
+#: the width of a console that is not a terminal (CI logs, pipes, files): wide enough that tables keep their
+#: natural width and paths are never cut with "…"; COLUMNS still wins when set
+NO_WRAP_WIDTH = 4096
+
+
+class _Console(Console):
+    """A rich console that wraps at the terminal's width on a terminal, and not at all elsewhere: rich's
+    own fallback is 80 columns, which split "Apache-2.0" over two lines and cut paths in CI logs."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        dims = super().size
+        if self.is_terminal or self._width is not None or "COLUMNS" in os.environ:
+            return dims
+        return ConsoleDimensions(NO_WRAP_WIDTH, dims.height)
+
+
+err = _Console(stderr=True)
+out = _Console()
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,6 +59,8 @@ def user_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            interrupted("interrupted; previous output kept" if fn.__name__ == "build" else "interrupted")
         except (MixerError, OSError) as e:
             message = user_message(e)
             if message is None:
@@ -50,6 +70,18 @@ def user_errors(fn: F) -> F:
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def interrupted(message: str) -> None:
+    """Ctrl-C: stop any progress display, print one line on a clean line of stderr, exit 130 (128 + SIGINT,
+    what shells report for a command interrupted so)."""
+    live = getattr(err, "_live_stack", None)
+    while live:  # a transient progress bar, erased as it stops
+        live[-1].stop()
+    if err.is_terminal:
+        err.file.write("\r\x1b[K")  # the terminal's echoed ^C, or half a line, is cleared first
+    err.print(message, highlight=False, markup=False)
+    raise typer.Exit(130)
 
 
 class WarningReporter:

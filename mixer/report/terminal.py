@@ -131,7 +131,8 @@ def print_generate_card(out_dir: Path, console: Console) -> None:
     if text.startswith("---\n"):
         end = text.find("\n---\n", 4)
         text = text[end + 5:] if end != -1 else text
-    console.print(Markdown(text))
+    # off a terminal the Markdown is the readable form (rich would draw its headings as wide as the console)
+    console.print(Markdown(text) if console.is_terminal else text, markup=False, highlight=False)
 
 
 def _field_comments(cls: type) -> dict[str, str]:
@@ -271,7 +272,11 @@ def _print_record(rec: dict[str, Any], console: Console, *, dropped: bool) -> No
     head = [rec["dataset"], rec["id"], *_record_sizes(rec)]
     if dropped:
         head += [f"dropped at {rec['stage']}: {rec['reason']}"]
-    console.rule(" · ".join(head))
+    title = " · ".join(head)
+    if console.is_terminal:
+        console.rule(title)
+    else:  # a rule is as wide as the console, which is unbounded off a terminal (logs, pipes)
+        console.print(f"── {title} ──", markup=False, highlight=False)
     if dropped:
         for key, label in (("detail", "detail"), ("kept_id", "kept copy")):
             if rec.get(key):
