@@ -84,58 +84,6 @@ def interrupted(message: str) -> None:
     raise typer.Exit(130)
 
 
-class WarningReporter:
-    """What ``--quiet`` keeps: warnings (a source left out, a take the data cannot fill) still reach
-    stderr; progress and the summary do not."""
-
-    def stage_started(self, name: str, label: str) -> None: ...
-    def stage_finished(self, name: str, label: str, seconds: float, dropped: int) -> None: ...
-    def start(self, description: str, total: int | None = None) -> None: ...
-    def advance(self, n: int = 1) -> None: ...
-    def finish(self) -> None: ...
-
-    def warn(self, message: str) -> None:
-        err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
-
-
-class RichReporter:
-    """Progress on stderr for the long stages."""
-
-    def __init__(self) -> None:
-        from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-        self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), MofNCompleteColumn(),
-                                  TimeElapsedColumn(), console=err, transient=True)
-        self._task: Any = None
-        self._pending = 0
-
-    def stage_started(self, name: str, label: str) -> None:
-        """Each stage is framed here (``mixer.build``); the bars below are the long stages' own."""
-
-    def stage_finished(self, name: str, label: str, seconds: float, dropped: int) -> None: ...
-
-    def start(self, description: str, total: int | None = None) -> None:
-        self._progress.start()
-        self._task = self._progress.add_task(description, total=total)
-
-    def advance(self, n: int = 1) -> None:
-        self._pending += n
-        if self._pending >= 2000:
-            self._progress.advance(self._task, self._pending)
-            self._pending = 0
-
-    def finish(self) -> None:
-        if self._task is not None:
-            self._progress.advance(self._task, self._pending)
-            self._pending = 0
-            self._progress.remove_task(self._task)
-            self._task = None
-        self._progress.stop()
-
-    def warn(self, message: str) -> None:
-        err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
-
-
 def _print_json(obj: Any) -> None:
     """One JSON document on stdout (the ``--json`` views): nothing else goes to stdout."""
     import json
@@ -190,6 +138,7 @@ def build(
 
     from mixer.build import build as run_build
     from mixer.recipe.load import load_recipe
+    from mixer.report.progress import build_reporter
 
     if not token_cache:
         os.environ["MIXER_TOKEN_CACHE"] = "0"  # worker processes inherit it
@@ -203,7 +152,7 @@ def build(
         raise MixerError("--workers sizes the local engine; --engine ray runs as many units at once as the "
                          "cluster has CPUs")
     r = load_recipe(recipe, raw_dir=raw_dir, output=out_dir, seed=seed)
-    reporter = WarningReporter() if quiet or as_json else RichReporter()
+    reporter = build_reporter(err, quiet=quiet or as_json)
     if engine == "ray":
         from mixer.engine.ray_engine import RayEngine
 

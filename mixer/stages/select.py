@@ -232,9 +232,12 @@ def select_all(ctx: StageContext, selector: Selector, *, length_only: bool = Fal
     records per source. ``length_only``: the length pass of ``sample_then_filter``."""
     selected: dict[str, SpillFiles] = {}
     sources = {s.name: s for s in ctx.recipe.sources}
+    ctx.reporter.start("sources", total=len(sources))
     for _, name, table, alive in ctx.candidates.drain(list(sources)):
         selected[name] = selector.select(sources[name], table, alive, length_only=length_only)
         ctx.stats[name].selected = selected[name].num_rows
+        ctx.reporter.advance()
+    ctx.reporter.finish()
     return selected
 
 
