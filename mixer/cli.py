@@ -325,6 +325,15 @@ def _mount_train() -> None:
 _mount_train()
 
 
+def _mount_dev() -> None:
+    from mixer.dev.cli import app as dev_app
+
+    app.add_typer(dev_app, name="dev", short_help="Tools for trying mixer out offline (a tiny model).")
+
+
+_mount_dev()
+
+
 def _mount_generate() -> None:
     from mixer.generate.cli import generate
 
