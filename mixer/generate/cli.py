@@ -55,7 +55,16 @@ def generate(
         max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size, min_reward_gap=min_reward_gap, dedup=dedup,
         keep_truncated=keep_truncated, backend=backend, chat_template=chat_template, dtype=dtype,
         shard_prompts=shard_prompts, name=name, overwrite=overwrite)
-    card = run_generate(cfg, log=lambda msg: typer.echo(msg, err=True))
+    import contextlib
+
+    from rich.console import Console
+
+    from mixer.report.progress import GenerateProgress
+
+    console = Console(stderr=True)
+    bar = GenerateProgress(console) if console.is_terminal else None  # off a terminal: the shard lines only
+    with bar or contextlib.nullcontext():
+        card = run_generate(cfg, log=lambda msg: console.print(msg, markup=False, highlight=False), progress=bar)
     pairs = card["best_vs_worst"]
     typer.echo(f"{card['prompts']['generated']} prompt(s): {card['best_of_n']['rows']} best-of-{n} row(s), "
                f"{pairs['pairs']} pair(s); no pair: {pairs['no_pair'] or 'none'}; card: {output}/README.md")

@@ -229,8 +229,11 @@ def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") ->
     return changed
 
 
-def run_generate(cfg: GenerateConfig, *, log: Any = None) -> dict[str, Any]:
-    """Generate (or resume), score, pick and write the outputs; return the card. ``log``: progress lines."""
+def run_generate(cfg: GenerateConfig, *, log: Any = None, progress: Any = None) -> dict[str, Any]:
+    """Generate (or resume), score, pick and write the outputs; return the card. ``log``: progress lines;
+    ``progress(prompts, prompts_total, tokens, seconds)``: each call adds the prompts done, the tokens
+    generated and the seconds it took: once before the first shard (the prompts an earlier run did) and after
+    every shard; the CLI shows prompts done, tokens/s and an ETA from it."""
     say = log or (lambda msg: logger.info(msg))
     cfg.validate()
     for option, folder in (("--policy", cfg.policy), ("--reward-model", cfg.reward_model)):
@@ -261,6 +264,9 @@ def run_generate(cfg: GenerateConfig, *, log: Any = None) -> dict[str, Any]:
     scorer: Any = None
     generated_prompts = generated_tokens = 0
     gen_seconds = 0.0
+    if progress is not None:
+        progress(len(prompts) - sum(len(prompts[k * cfg.shard_prompts:(k + 1) * cfg.shard_prompts]) for k in todo),
+                 len(prompts), 0, 0.0)
     for k in todo:
         if backend is None:
             backend, scorer = _load_models(cfg)
@@ -272,6 +278,8 @@ def run_generate(cfg: GenerateConfig, *, log: Any = None) -> dict[str, Any]:
         generated_tokens += sum(r["n_tokens"] for r in rows)
         _write_parquet(_shard_path(out, k), rows, SAMPLE_SCHEMA)
         say(f"shard {k + 1}/{n_shards}: {len(chunk)} prompt(s) x {cfg.n} sample(s)")
+        if progress is not None:
+            progress(len(chunk), len(prompts), sum(r["n_tokens"] for r in rows), time.perf_counter() - t0)
     versions = backend.versions() if backend is not None else _recorded_versions(out)
     card = assemble(cfg, prompt_set, n_shards, versions)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started

@@ -100,3 +100,46 @@ def build_reporter(console: Console, *, quiet: bool) -> Reporter:
     if quiet or not console.is_terminal:
         return WarningReporter(console)
     return StageProgress(console)
+
+
+class GenerateProgress:
+    """``mixer generate``'s bar on a terminal: prompts done of all, tokens/s and the time left, from the
+    shards this run generated (prompts an earlier run did count as done, not into the speed). A callable for
+    ``run_generate(progress=...)``; use as a context manager."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        self._progress = Progress(TextColumn("generate"), BarColumn(bar_width=30), TextColumn("{task.description}"),
+                                  console=console, transient=True)
+        self._task: Any = None
+        self.done = self.total = self.new_prompts = self.tokens = 0
+        self.seconds = 0.0
+
+    def __enter__(self) -> GenerateProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def __call__(self, prompts: int, total: int, tokens: int, seconds: float) -> None:
+        self.total = total
+        self.done += prompts
+        if seconds > 0:
+            self.new_prompts += prompts
+            self.tokens += tokens
+            self.seconds += seconds
+        if self._task is None:
+            self._task = self._progress.add_task("", total=total)
+        self._progress.update(self._task, completed=self.done, description=self.describe())
+        self._progress.refresh()
+
+    def describe(self) -> str:
+        """``12/40 prompts · 85.3 tokens/s · ETA 0:01:10`` (speed and ETA once a shard is done)."""
+        text = f"{self.done:,}/{self.total:,} prompts"
+        if self.seconds > 0:
+            left = (self.total - self.done) * self.seconds / max(self.new_prompts, 1)
+            minutes, secs = divmod(round(left), 60)
+            text += f" · {self.tokens / self.seconds:,.1f} tokens/s · ETA {minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+        return text

@@ -53,3 +53,14 @@ def test_quiet_or_off_a_terminal_means_warnings_only() -> None:
     assert not isinstance(progress.build_reporter(terminal, quiet=True), progress.StageProgress)
     pipe = Console(file=io.StringIO(), force_terminal=False)
     assert not isinstance(progress.build_reporter(pipe, quiet=False), progress.StageProgress)
+
+
+def test_generate_bar_shows_prompts_done_tokens_per_second_and_eta() -> None:
+    screen = io.StringIO()
+    bar = progress.GenerateProgress(Console(file=screen, force_terminal=True, width=120, color_system=None))
+    with bar:
+        bar(10, 40, 0, 0.0)  # an earlier run did 10: done, but not part of the speed
+        assert bar.describe() == "10/40 prompts"
+        bar(10, 40, 500, 5.0)  # 10 prompts, 500 tokens in 5 s: 100 tokens/s, 0.5 s a prompt, 20 left
+        assert bar.describe() == "20/40 prompts · 100.0 tokens/s · ETA 0:00:10"
+    assert "20/40 prompts" in screen.getvalue()
