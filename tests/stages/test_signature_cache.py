@@ -12,6 +12,7 @@ this process, so the counting ``sign_chunk`` below sees every row that is signed
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,9 @@ def test_concurrent_writers_of_one_block_leave_a_whole_block_never_a_torn_one(tm
             block.save(path)
 
     def read() -> None:
+        deadline = time.monotonic() + 60  # on a loaded machine the first rename can come late
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.001)
         for _ in range(200):
             block, problem = SignatureBlock.load(path, 500, 64)
             if problem is not None:
