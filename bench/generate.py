@@ -4,7 +4,7 @@
     python bench/generate.py --policy runs/sft --reward-model runs/rm --data out/tulu-v2-sample \\
         --backend transformers vllm --n 8 --max-new-tokens 512 --prompts 256   # on a GPU host
 
-Without ``--policy`` it makes the test suite's offline assets (``tests/train_fixtures.py``: a 2-layer random
+Without ``--policy`` it makes the test suite's offline assets (``tests/train/train_fixtures.py``: a 2-layer random
 Llama, a local tokenizer, twelve SFT prompts) and trains a reward model for two steps, so the figures measure
 the machinery, not a model. Each backend writes to its own temporary folder (deleted unless ``--keep``);
 ``prompts/s`` and ``tokens/s`` are over the sampling and scoring of the shards (``timings.json``), ``wall_s``
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "train"))
 
 
 def tiny_setup(root: Path) -> tuple[str, str, str]:
@@ -31,12 +31,12 @@ def tiny_setup(root: Path) -> tuple[str, str, str]:
     from train_fixtures import tiny_assets
 
     from mixer.train.config import load_config
-    from mixer.train.rm import run_rm
+    from mixer.train.trainer import run
 
     a = tiny_assets()
     cfg = load_config("rm", REPO / "train" / "tiny-cpu-rm.yaml", ["max_steps=2", "eval_size=0"], model=str(a.model),
                       data=str(a.pref_data), output_dir=str(root / "rm"))
-    run_rm(cfg)
+    run(cfg)
     return str(a.model), str(root / "rm"), str(a.sft_data)
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "train"), str(REPO / "bench")]
 
 from train_throughput import SHAPES, peak_flops  # noqa: E402
 
@@ -187,14 +187,10 @@ def train_once(kind: str, label: str, overrides: list[str], data: Path, factor: 
                           output_dir=str(WORK / f"run-{label.replace('/', '-')}"))
         timer = timer_callback()
         t0 = time.perf_counter()
-        if kind == "sft":
-            from mixer.train.sft import build_sft_trainer
+        from mixer.train.trainer import build_trainer
 
-            trainer = build_sft_trainer(cfg, callbacks=[timer])
-        else:
-            from mixer.train.dpo import build_dpo_trainer
-
-            trainer = build_dpo_trainer(cfg, callbacks=[timer])
+        trainer = build_trainer(cfg, callbacks=[timer])
+        if kind == "dpo":
             result["ref_model_loaded"] = trainer.ref_model is not None
         build_s = time.perf_counter() - t0
         counter = Counting(trainer.data_collator)
@@ -221,7 +217,12 @@ def stage_env() -> None:
 
     import torch
 
-    from mixer.train.attention import FLASH_IMPLEMENTATIONS, choose_attention, flash_available, torch_varlen_available
+    from mixer.train.accel.attention import (
+        FLASH_IMPLEMENTATIONS,
+        choose_attention,
+        flash_available,
+        torch_varlen_available,
+    )
 
     logging.basicConfig(level=logging.INFO)
     info: dict = {"date": time.strftime("%Y-%m-%d"), "python": sys.version.split()[0], "torch": torch.__version__,

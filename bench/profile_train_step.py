@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     from torch.profiler import ProfilerActivity, profile
     from trl.trainer.utils import add_fused_lm_head
 
-    from mixer.train.attention import choose_attention
+    from mixer.train.accel.attention import choose_attention
 
     gpu = torch.cuda.is_available()
     device = torch.device("cuda" if gpu else "cpu")

@@ -7,7 +7,7 @@ bins), the model is called with ``use_cache=False`` (so padding-free rows are ma
 TRL's fused LM head (``add_fused_lm_head``: log-probs in tiles, no ``[T, vocab]`` logits), gradient
 checkpointing on as in the recipes, fused AdamW, and the weights as ``--master-weights`` says: ``copy``
 (the default, what one-process ``mixer train`` does for full fine-tuning: fp32 master weights, bf16
-compute copies cast once per optimizer step by ``mixer.train.precision``), ``fp32`` (fp32 weights with
+compute copies cast once per optimizer step by ``mixer.train.accel.precision``), ``fp32`` (fp32 weights with
 bf16 autocast, ``mixed_precision: autocast``) or ``bf16`` (pure bf16 weights, which lose small updates).
 
 Shapes: ``7b`` (Llama-2-7B: 32 layers, hidden 4096, MHA 32 heads, FFN 11008), ``1b`` (TinyLlama-1.1B:
@@ -128,7 +128,7 @@ def attention_kernels(requested: str, gpu: bool) -> list[str]:
     """SDPA plus what mixer's ``auto`` picks here, or the given comma list."""
     if requested != "auto":
         return requested.split(",")
-    from mixer.train.attention import choose_attention
+    from mixer.train.accel.attention import choose_attention
 
     best = choose_attention("auto", cuda=gpu).implementation
     return ["sdpa"] + ([best] if best != "sdpa" else [])
@@ -139,7 +139,7 @@ def build_model(shape: dict[str, int], attn: str, max_length: int, device: Any, 
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from mixer.train.attention import TORCH_VARLEN, register_torch_varlen
+    from mixer.train.accel.attention import TORCH_VARLEN, register_torch_varlen
 
     if attn == TORCH_VARLEN:
         register_torch_varlen()
@@ -164,7 +164,7 @@ def compute_copies_for(model: Any, master_weights: str) -> Any:
         return None
     import torch
 
-    from mixer.train.precision import ComputeCopies
+    from mixer.train.accel.precision import ComputeCopies
 
     return ComputeCopies(model, torch.bfloat16)
 

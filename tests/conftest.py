@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "train"))  # train_fixtures: the generate and preference tests use it too
 
 # Token counts are cached on disk between builds (mixer.tokens.cache); tests never touch the user's
 # cache. Worker processes inherit the variable.
@@ -85,6 +87,6 @@ def single_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """A plain one-process run on a host with no GPU: no launcher variables, no re-exec or launch."""
     for var in ("LOCAL_RANK", "WORLD_SIZE"):
         monkeypatch.delenv(var, raising=False)
-    from mixer.train import launch
+    from mixer.train.accel import launch
 
     monkeypatch.setattr(launch, "detect_gpu_count", lambda: 0)

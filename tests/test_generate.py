@@ -31,13 +31,13 @@ pytestmark = pytest.mark.usefixtures("single_process")
 def reward_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real (tiny) reward model: the random Llama with a score head, trained a few steps on toy pairs."""
     from mixer.train.config import load_config
-    from mixer.train.rm import run_rm
+    from mixer.train.trainer import run
 
     root = tmp_path_factory.mktemp("gen-rm")
     data = write_preference_build(root / "pairs", separable_pairs())
     cfg = load_config("rm", REPO / "train" / "tiny-cpu-rm.yaml", ["max_steps=4", "eval_size=0"],
                       model=str(tiny_assets().model), data=str(data), output_dir=str(root / "rm"))
-    run_rm(cfg)
+    run(cfg)
     return root / "rm"
 
 
@@ -241,8 +241,7 @@ def test_outputs_build_through_recipes_and_train_with_sft_and_dpo(generated: Pat
     from mixer.build import build
     from mixer.recipe.load import load_recipe
     from mixer.train.config import load_config
-    from mixer.train.dpo import build_dpo_trainer
-    from mixer.train.sft import build_sft_trainer
+    from mixer.train.trainer import build_trainer
 
     sft_build = build(load_recipe(REPO / "recipes" / "generated-sft.yaml", raw_dir=str(generated),
                                   output=str(tmp_path / "sft-build")))
@@ -264,12 +263,12 @@ def test_outputs_build_through_recipes_and_train_with_sft_and_dpo(generated: Pat
     a = tiny_assets()
     sft = load_config("sft", REPO / "train" / "tiny-cpu.yaml", ["max_steps=2"], model=str(a.model),
                       data=str(sft_build.out), output_dir=str(tmp_path / "sft"))
-    trainer = build_sft_trainer(sft)
+    trainer = build_trainer(sft)
     trainer.train()
     assert all(math.isfinite(h["loss"]) for h in trainer.state.log_history if "loss" in h)
     dpo = load_config("dpo", REPO / "train" / "tiny-cpu-dpo.yaml", ["max_steps=1"], model=str(a.model),
                       data=str(dpo_build.out), output_dir=str(tmp_path / "dpo"))
-    trainer = build_dpo_trainer(dpo)
+    trainer = build_trainer(dpo)
     trainer.train()
     first = next(h for h in trainer.state.log_history if "loss" in h)
     assert first["loss"] == pytest.approx(math.log(2), abs=1e-4)

@@ -8,6 +8,7 @@ the code never sees raw dicts.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import glob
 import hashlib
 import types
@@ -111,8 +112,10 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check ``value`` against the annotation ``tp`` and convert lists to tuples, dicts to dataclasses."""
+def coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert lists to tuples, dicts to dataclasses.
+
+    Public: ``mixer train`` coerces its configs (and TRL's config fields) with it too."""
     origin = typing.get_origin(tp)
     if tp is Any:
         return value
@@ -126,10 +129,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return None
         others = [a for a in args if a is not type(None)]
         if len(others) == 1:  # Optional[X]: X's own error is the helpful one
-            return _coerce(value, others[0], where)
+            return coerce(value, others[0], where)
         for arg in args:
             try:
-                return _coerce(value, arg, where)
+                return coerce(value, arg, where)
             except RecipeError:
                 continue
         raise RecipeError(f"{where}: {value!r} is not valid; expected {_type_name(tp)}")
@@ -137,13 +140,21 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if value is None:
             return None
         raise RecipeError(f"{where}: expected null")
-    if origin is tuple:
-        (item_tp, *_) = typing.get_args(tp)
+    if origin in (tuple, list):
+        (item_tp, *_) = typing.get_args(tp) or (Any,)
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list):
             raise RecipeError(f"{where}: expected a list, found {type(value).__name__}")
-        return tuple(_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value))
+        return origin(coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value))
+    if tp is dict or origin is dict:
+        if isinstance(value, dict):
+            return value
+        raise RecipeError(f"{where}: expected a mapping, found {value!r}")
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        if value in {m.value for m in tp}:
+            return value
+        raise RecipeError(f"{where}: {value!r} is not valid; expected one of {', '.join(m.value for m in tp)}")
     if dataclasses.is_dataclass(tp):
         return parse_dataclass(tp, value, where)
     if tp is bool:
@@ -183,7 +194,7 @@ def parse_dataclass(cls: type, data: Any, where: str) -> Any:
     for name, f in fields.items():
         sub = f"{where}.{name}" if where else name
         if name in data:
-            kwargs[name] = _coerce(data[name], hints[name], sub)
+            kwargs[name] = coerce(data[name], hints[name], sub)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise RecipeError(f"{where or 'recipe'}: missing required key {name!r}")
     return cls(**kwargs)

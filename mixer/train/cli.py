@@ -1,4 +1,4 @@
-"""``mixer train {sft,dpo,merge}``: the Typer app the main CLI mounts as ``mixer train``."""
+"""``mixer train {sft,dpo,rm,merge}``: the Typer app the main CLI mounts as ``mixer train``."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import typer
 
 from mixer.core.errors import MixerError, user_message
 from mixer.core.outdir import TRAIN_MARKER, check_not_an_input, check_output_dir, check_run_dir
-from mixer.train.common import require_paths
 from mixer.train.config import load_config, shipped_recipes, to_yaml
+from mixer.train.trainer import require_paths
 
 app = typer.Typer(
     name="train",
@@ -78,17 +78,9 @@ def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
-def _dry_run_checks(kind: str, cfg: Any) -> list[str]:
-    """The configuration checks a run makes before loading anything (values, ``trl_args`` names), so a
-    dry run that passes does not fail on them later; and a note for each path that is not on this
-    machine: a dry run may plan a launch for another host, so a missing path is not an error here."""
-    from mixer.train.common import merge_trl_args
-
-    cfg.validate()
-    import trl
-
-    config_cls = {"sft": trl.SFTConfig, "dpo": trl.DPOConfig, "rm": trl.RewardConfig}[kind]
-    merge_trl_args({"gradient_checkpointing": cfg.gradient_checkpointing}, cfg, config_cls)
+def _notes_on_paths(cfg: Any) -> list[str]:
+    """A note for each path that is not on this machine: a dry run may plan a launch for another host, so a
+    missing path is not an error there (the config itself was checked when it was loaded)."""
     notes = []
     if not Path(cfg.data).exists():
         notes.append(f"--data {cfg.data} does not exist on this machine; it is checked when the run starts")
@@ -101,7 +93,7 @@ def _dry_run_checks(kind: str, cfg: Any) -> list[str]:
 def _train(kind: str, config: str | None, model: str | None, data: str | None, output_dir: str | None,
            sets: list[str] | None, dry_run: bool, num_processes: int | None, accelerate_config: str | None,
            overwrite_output_dir: bool = False) -> None:
-    from mixer.train.launch import inside_launcher, plan_launch, run_launch
+    from mixer.train.accel.launch import inside_launcher, plan_launch, run_launch
 
     cfg = load_config(kind, config, sets, model=model, data=data, output_dir=output_dir,
                       overwrite_output_dir=True if overwrite_output_dir else None)
@@ -116,7 +108,7 @@ def _train(kind: str, config: str | None, model: str | None, data: str | None, o
     for warning in plan.warnings:
         typer.echo(f"warning: {warning}", err=True)
     if dry_run:
-        for note in _dry_run_checks(kind, cfg):
+        for note in _notes_on_paths(cfg):
             typer.echo(f"note: {note}", err=True)
         typer.echo(f"# resolved {kind} config\n{to_yaml(cfg)}")
         typer.echo(f"# processes: {plan.num_processes}, gradient_accumulation_steps: "
@@ -129,54 +121,31 @@ def _train(kind: str, config: str | None, model: str | None, data: str | None, o
             raise typer.Exit(rc)
         return
     _setup_logging()
-    if kind == "sft":
-        from mixer.train.sft import run_sft
+    from mixer.train.trainer import METRICS_NAME, RESOLVED_CONFIG_NAME, run
 
-        metrics = run_sft(cfg)
-    elif kind == "rm":
-        from mixer.train.rm import run_rm
-
-        metrics = run_rm(cfg)
-    else:
-        from mixer.train.dpo import run_dpo
-
-        metrics = run_dpo(cfg)
-    from mixer.train.common import METRICS_NAME, RESOLVED_CONFIG_NAME
-
+    metrics = run(cfg)
     out = Path(cfg.output_dir)
     typer.echo(f"trained {kind}: {metrics}; saved to {out}")
     typer.echo(f"loss history: {out / METRICS_NAME}; resolved config: {out / RESOLVED_CONFIG_NAME}")
 
 
-@app.command()
-@exits_on_mixer_error
-def sft(config: ConfigOpt = None, model: ModelOpt = None, data: DataOpt = None, output_dir: OutOpt = None,
-        set_: SetOpt = None, dry_run: DryOpt = False, num_processes: NprocOpt = None,
-        accelerate_config: AccOpt = None, overwrite_output_dir: OverwriteOpt = False) -> None:
-    """Supervised fine-tuning (full, LoRA or QLoRA) on a V2 SFT mixture."""
-    _train("sft", config, model, data, output_dir, set_, dry_run, num_processes, accelerate_config,
-           overwrite_output_dir)
+def _trainer_command(kind: str, help_text: str) -> None:
+    """Register ``mixer train KIND``: the same options for every method, its own help."""
+
+    def command(config: ConfigOpt = None, model: ModelOpt = None, data: DataOpt = None, output_dir: OutOpt = None,
+                set_: SetOpt = None, dry_run: DryOpt = False, num_processes: NprocOpt = None,
+                accelerate_config: AccOpt = None, overwrite_output_dir: OverwriteOpt = False) -> None:
+        _train(kind, config, model, data, output_dir, set_, dry_run, num_processes, accelerate_config,
+               overwrite_output_dir)
+
+    command.__doc__ = help_text
+    app.command(name=kind)(exits_on_mixer_error(command))
 
 
-@app.command()
-@exits_on_mixer_error
-def dpo(config: ConfigOpt = None, model: ModelOpt = None, data: DataOpt = None, output_dir: OutOpt = None,
-        set_: SetOpt = None, dry_run: DryOpt = False, num_processes: NprocOpt = None,
-        accelerate_config: AccOpt = None, overwrite_output_dir: OverwriteOpt = False) -> None:
-    """Direct preference optimisation on a preference build (prompt/chosen/rejected)."""
-    _train("dpo", config, model, data, output_dir, set_, dry_run, num_processes, accelerate_config,
-           overwrite_output_dir)
-
-
-@app.command()
-@exits_on_mixer_error
-def rm(config: ConfigOpt = None, model: ModelOpt = None, data: DataOpt = None, output_dir: OutOpt = None,
-       set_: SetOpt = None, dry_run: DryOpt = False, num_processes: NprocOpt = None,
-       accelerate_config: AccOpt = None, overwrite_output_dir: OverwriteOpt = False) -> None:
-    """A reward model (one-scalar head, Llama 2's ranking loss, optional rating margin) on preference pairs;
-    ends with the held-out pairwise accuracy (OUTPUT/rm_eval.json)."""
-    _train("rm", config, model, data, output_dir, set_, dry_run, num_processes, accelerate_config,
-           overwrite_output_dir)
+_trainer_command("sft", "Supervised fine-tuning (full, LoRA or QLoRA) on a V2 SFT mixture.")
+_trainer_command("dpo", "Direct preference optimisation on a preference build (prompt/chosen/rejected).")
+_trainer_command("rm", "A reward model (one-scalar head, Llama 2's ranking loss, optional rating margin) on "
+                 "preference pairs; ends with the held-out pairwise accuracy (OUTPUT/rm_eval.json).")
 
 
 @app.command()

@@ -1,20 +1,24 @@
-"""Typed run configs, YAML loading and ``--set key=value`` overrides.
+"""Train configs: TRL's config classes own what TRL owns; a small mixer dataclass holds what mixer adds.
 
-A recipe is a flat YAML mapping whose keys are the fields below (plus ``trainer: sft|dpo|rm|merge`` so a
-DPO recipe cannot be run by ``mixer train sft`` by mistake). Flat keys keep ``--set`` simple: any field
-can be overridden with its name. Values in YAML and in ``--set`` are parsed as YAML scalars and then
-coerced to the field's type (PyYAML reads ``2e-5`` as a string, so floats need the coercion).
+A recipe is a flat YAML mapping (plus ``trainer: sft|dpo|rm|merge``, so a DPO recipe cannot be run by
+``mixer train sft`` by mistake). Every key has one owner:
 
-The dataclasses mirror TRL's config style (``field(metadata={"help": ...})``) so that the help text
-lives next to the default it explains; only the knobs a recipe needs are here, and ``trl_args`` passes
-anything else straight to ``SFTConfig``/``DPOConfig``.
+- :class:`MixerArgs` (:class:`RMArgs` for reward models): the data, batching mode, chat template, precision
+  mode, effective batch and launch settings, which TRL does not have;
+- TRL's ``ModelConfig``: model loading, attention, LoRA and 4-bit quantisation (``use_peft``, ``lora_r``, ...);
+- the trainer's own TRL config (``SFTConfig``, ``DPOConfig``, ``RewardConfig``): optimisation, logging,
+  checkpoints and the method's knobs (``learning_rate``, ``max_length``, ``beta``, ...), every field of it.
+
+Values are checked against the owner's annotations by the recipe coercer (:func:`mixer.recipe.coerce`), so a
+wrong type or an unknown key fails naming the key. Precedence: defaults < YAML file < CLI options < ``--set``.
+Old keys keep working (:data:`RENAMED`), and ``trl_args: {x: y}`` / ``--set trl_args.x=y`` still reach TRL.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,18 +26,18 @@ from typing import Any
 
 import yaml
 
-from mixer.core.errors import MixerError, did_you_mean
+from mixer.core.errors import MixerError, RecipeError, did_you_mean
 from mixer.core.yamlio import UniqueKeyLoader
+from mixer.recipe.load import coerce
 
 
 class ConfigError(MixerError):
-    """A recipe key, type or value is wrong."""
+    """A train config key, type or value is wrong."""
 
 
 class _Loader(UniqueKeyLoader):
-    """YAML with 1.2 booleans: only true/false are booleans, so ``save_strategy: no`` stays the string
-    TrainingArguments expects (PyYAML's 1.1 rules read yes/no/on/off as booleans). A key given twice in
-    one mapping is an error (PyYAML would keep the last one silently)."""
+    """YAML 1.2 scalars: only true/false are booleans (``save_strategy: no`` stays the string TrainingArguments
+    expects) and ``2e-5`` is a float (YAML 1.1 wants ``2.0e-5``). A key given twice is an error."""
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -41,17 +45,18 @@ _Loader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$"),
+    list("-+.0123456789"))
 
 
 def load_yaml(text: str) -> Any:
-    """Parse recipe YAML (or one ``--set`` value) with YAML 1.2 booleans."""
+    """Parse recipe YAML (or one ``--set`` value) with YAML 1.2 booleans and floats."""
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 LLAMA_LINEAR_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
 BATCHING_MODES = ("padding_free", "packed", "padded")
 ATTN_CHOICES = ("auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3", "flash_attention_4", "torch_varlen")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
@@ -59,349 +64,250 @@ MIXED_PRECISION = ("auto", "autocast", "bf16_copy")
 
 
 @dataclass
-class BaseRunConfig:
-    """Fields shared by SFT and DPO: paths, model loading, optimisation, batching, LoRA/QLoRA, launch."""
+class MixerArgs:
+    """What mixer adds to TRL's configs (``field(metadata={"help": ...})`` as TRL writes its own)."""
 
-    # Paths (usually given on the command line)
-    model: str | None = field(default=None, metadata={"help": "Local model directory (or hub id, if online)."})
-    data: str | None = field(
-        default=None,
-        metadata={"help": "A `mixer build` output dir (reads data/*.parquet), a dir of Parquet, or one file."},
-    )
-    output_dir: str | None = field(default=None, metadata={"help": "Where checkpoints and the final model go."})
-    overwrite_output_dir: bool = field(
-        default=False,
-        metadata={"help": "Train into a non-empty output_dir that is not an earlier mixer run (refused otherwise)."},
-    )
+    model: str | None = field(default=None, metadata={
+        "help": "Model to start from (a folder, or a hub id when online); fills TRL's model_name_or_path."})
+    data: str | None = field(default=None, metadata={
+        "help": "A `mixer build` output dir (reads data/*.parquet), a dir of Parquet, or one file."})
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "help": "Train into a non-empty output_dir that is not an earlier mixer run (refused otherwise)."})
     tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer directory; defaults to `model`."})
-
-    # Model loading
-    chat_template: str = field(
-        default="auto",
-        metadata={
-            "help": "`tulu` (the Tulu 2 format), `tokenizer` (the tokenizer's own template), a .jinja file, or "
-            "`auto`: the tokenizer's template if it has one, else `tulu`."
-        },
-    )
-    attn_implementation: str = field(
-        default="auto",
-        metadata={
-            "help": f"One of {ATTN_CHOICES}; `auto` = FlashAttention 3/2/4 if transformers reports it usable on "
-            "the GPU, else `torch_varlen` (PyTorch's FlashAttention varlen kernel) on CUDA, else sdpa."
-        },
-    )
-    dtype: str = field(
-        default="bfloat16",
-        metadata={
-            "help": f"Dtype of frozen weights (the LoRA/QLoRA base), one of {DTYPES}. Full fine-tuning always "
-            "keeps fp32 master weights and computes in bf16 when `bf16: true`."
-        },
-    )
-    bf16: bool = field(default=True, metadata={"help": "bf16 mixed precision (TrainingArguments.bf16)."})
-    mixed_precision: str = field(
-        default="auto",
-        metadata={
-            "help": f"How one process computes in bf16 over fp32 master weights, one of {MIXED_PRECISION}: "
-            "`bf16_copy` keeps a bf16 copy of the weights, cast once per optimizer step; `autocast` casts "
-            "them in every forward and recomputation; `auto` = bf16_copy for one-process full fine-tuning "
-            "with bf16, autocast otherwise (multi-GPU presets use FSDP2's or DeepSpeed's own policy)."
-        },
-    )
-    gradient_checkpointing: bool = field(default=True, metadata={"help": "Recompute activations to save memory."})
-
-    # Data
-    max_length: int = field(default=8192, metadata={"help": "Tokens per example; longer ones are truncated."})
-    batching: str = field(
-        default="padding_free",
-        metadata={
-            "help": "`padding_free`: each micro-batch of examples is flattened into one row without padding "
-            "(same examples per step as the paper); `packed`: best-fit-decreasing bins of max_length tokens "
-            "(a row is a bin, not an example); `padded`: classic right padding, for comparison."
-        },
-    )
+    chat_template: str = field(default="auto", metadata={
+        "help": "`tulu` (the Tulu 2 format), `tokenizer` (its own template), a .jinja file, or `auto`: the "
+        "tokenizer's template if it has one, else `tulu`."})
+    batching: str = field(default="padding_free", metadata={
+        "help": "`padding_free`: each micro-batch of examples flattened into one row (same examples per step as "
+        "the paper); `packed`: best-fit-decreasing bins of max_length tokens; `padded`: classic right padding."})
+    mixed_precision: str = field(default="auto", metadata={
+        "help": f"One of {MIXED_PRECISION}: `bf16_copy` keeps bf16 copies of the fp32 master weights, cast once "
+        "per optimizer step; `autocast` casts them in every forward; `auto` = bf16_copy for one-process full "
+        "fine-tuning with bf16, autocast otherwise (multi-GPU presets use FSDP2's or DeepSpeed's own policy)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N rows (smoke)."})
-    dataset_num_proc: int | None = field(
-        default=None,
-        metadata={"help": "Processes for tokenisation; default min(cores, 16), one process below 10,000 rows."},
-    )
-
-    # Optimisation
-    num_train_epochs: float = field(default=2.0, metadata={"help": "Epochs over the data."})
-    max_steps: int = field(default=-1, metadata={"help": "If > 0, stop after this many optimizer steps."})
-    learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate."})
-    lr_scheduler_type: str = field(default="linear", metadata={"help": "transformers scheduler name."})
-    warmup_ratio: float = field(default=0.03, metadata={"help": "Fraction of steps spent warming up."})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping."})
-    optim: str = field(default="adamw_torch", metadata={"help": "transformers optimizer name."})
-    effective_batch_size: int = field(
-        default=128,
-        metadata={"help": "per-device batch x gradient accumulation x world size; accumulation is derived."},
-    )
-    per_device_train_batch_size: int = field(default=1, metadata={"help": "Micro-batch per process."})
-    seed: int = field(default=42, metadata={"help": "Random seed (data order, LoRA init)."})
-
-    # Logging and checkpoints
-    logging_steps: int = field(default=10, metadata={"help": "Log every N optimizer steps."})
-    save_strategy: str = field(default="epoch", metadata={"help": "`no`, `steps` or `epoch`."})
-    save_steps: int = field(default=500, metadata={"help": "Checkpoint every N steps when save_strategy=steps."})
-    save_total_limit: int | None = field(default=None, metadata={"help": "Keep at most N checkpoints."})
-    resume_from_checkpoint: str | None = field(
-        default=None,
-        metadata={"help": "A checkpoint dir, or `last` for the newest checkpoint-* in output_dir."},
-    )
-    report_to: str = field(default="none", metadata={"help": "`none`, `tensorboard`, `wandb`, ..."})
-
-    # LoRA / QLoRA
-    use_lora: bool = field(default=False, metadata={"help": "Train a LoRA adapter instead of all weights."})
-    lora_r: int = field(default=64, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
-    lora_dropout: float = field(default=0.1, metadata={"help": "LoRA dropout."})
-    lora_target_modules: list[str] = field(
-        default_factory=lambda: list(LLAMA_LINEAR_MODULES),
-        metadata={"help": "Linear modules to adapt (default: all attention and feed-forward linears)."},
-    )
-    load_in_4bit: bool = field(default=False, metadata={"help": "QLoRA: 4-bit base weights (bitsandbytes, GPU)."})
-    bnb_4bit_quant_type: str = field(default="nf4", metadata={"help": "`nf4` or `fp4`."})
-    bnb_4bit_use_double_quant: bool = field(default=True, metadata={"help": "Quantise the quantisation constants."})
-    bnb_4bit_compute_dtype: str = field(default="bfloat16", metadata={"help": "Dtype of the 4-bit matmuls."})
-
-    # Launch
-    accelerate_config: str = field(
-        default="ddp",
-        metadata={"help": "`ddp`, `zero3`, `fsdp2` (train/accelerate/<name>.yaml) or a path to an accelerate YAML."},
-    )
-    num_processes: int | None = field(
-        default=None, metadata={"help": "Processes (GPUs) to launch; default: every visible GPU, else 1."}
-    )
-    ddp_timeout: int = field(
-        default=1800,
-        metadata={"help": "Seconds ranks wait at a barrier (e.g. while rank 0 tokenises) before failing."},
-    )
-
-    # Escape hatch
-    trl_args: dict[str, Any] = field(
-        default_factory=dict,
-        metadata={"help": "Extra SFTConfig/DPOConfig fields passed through unchanged (`--set trl_args.x=y`)."},
-    )
-
-    def validate(self) -> None:
-        """Reject values TRL would only reject deep inside a run (or silently accept)."""
-        _check_choice("batching", self.batching, BATCHING_MODES)
-        _check_choice("attn_implementation", self.attn_implementation, ATTN_CHOICES)
-        _check_choice("dtype", self.dtype, DTYPES)
-        _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
-        if self.max_length < 1:
-            raise ConfigError(f"max_length must be positive, got {self.max_length}")
-        if self.load_in_4bit and not self.use_lora:
-            raise ConfigError("load_in_4bit (QLoRA) needs use_lora: true; 4-bit weights cannot be trained directly")
-        if self.lora_r < 1:
-            raise ConfigError(f"lora_r must be positive, got {self.lora_r}")
+    effective_batch_size: int = field(default=128, metadata={
+        "help": "Examples per optimizer step = per-device batch x gradient accumulation x processes; the "
+        "accumulation is derived (and checked to divide)."})
+    bnb_4bit_compute_dtype: str = field(default="bfloat16", metadata={
+        "help": "QLoRA: dtype of the 4-bit matmuls (TRL's ModelConfig would take `dtype`)."})
+    accelerate_config: str = field(default="ddp", metadata={
+        "help": "`ddp`, `zero3`, `fsdp2` (train/accelerate/<name>.yaml) or a path to an accelerate YAML."})
+    num_processes: int | None = field(default=None, metadata={
+        "help": "Processes (GPUs) to launch; default: every visible GPU, else 1."})
 
 
 @dataclass
-class SFTRunConfig(BaseRunConfig):
-    """Supervised fine-tuning on a V2 mixture (`messages`). Defaults are the Tulu 2 SFT recipe."""
+class RMArgs(MixerArgs):
+    """Reward models (Llama 2, Touvron et al. 2023, §3.2.2): the rating margin and the held-out pairs."""
 
-    assistant_only_loss: bool = field(
-        default=True,
-        metadata={"help": "Loss only on assistant tokens (+ their end-of-turn token), via {% generation %}."},
-    )
-    packing_strategy: str = field(default="bfd", metadata={"help": "TRL packing strategy when batching=packed."})
-
-    def validate(self) -> None:
-        super().validate()
-        _check_choice("packing_strategy", self.packing_strategy, ("bfd", "bfd_split", "wrapped"))
-
-
-@dataclass
-class DPORunConfig(BaseRunConfig):
-    """Direct preference optimisation on `prompt`/`chosen`/`rejected`. Defaults follow Zephyr-beta."""
-
-    beta: float = field(default=0.1, metadata={"help": "KL strength: higher stays closer to the reference."})
-    loss_type: str = field(default="sigmoid", metadata={"help": "TRL DPO loss (`sigmoid` = original DPO)."})
-    precompute_ref_log_probs: bool = field(
-        default=False, metadata={"help": "Score the reference once up front and free it (saves memory)."}
-    )
-
-    def validate(self) -> None:
-        super().validate()
-        if self.batching != "padded":
-            raise ConfigError(
-                f"batching {self.batching!r} is not available for DPO: TRL 1.x's DPOTrainer pads "
-                "(padding-free DPO is disabled upstream); set batching: padded"
-            )
-        if self.beta <= 0:
-            raise ConfigError(f"beta must be positive, got {self.beta}")
+    margin: bool = field(default=False, metadata={
+        "help": "Llama 2's margin m = min(gap / margin_full_gap, 1) from the pair's ratings (score_chosen - "
+        "score_rejected, kept by a preference build); unrated pairs get 0; data with no rated pair is an error."})
+    margin_full_gap: float = field(default=3.0, metadata={
+        "help": "The rating gap that earns the full margin: with 3 (of 1-10), gaps 0/1/2/3+ give 0, 1/3, 2/3, 1 "
+        "(Llama 2's 'Margin Small', Table 28)."})
+    eval_size: float = field(default=0.05, metadata={
+        "help": "Held-out pairs for the final pairwise accuracy: a fraction (< 1) or a count (>= 1); 0 = none."})
+    min_warmup_steps: int = field(default=0, metadata={
+        "help": "Warm up at least this many steps (Llama 2: 3 % of steps, at least 5)."})
 
 
 @dataclass
-class RMRunConfig(BaseRunConfig):
-    """A reward model on `prompt`/`chosen`/`rejected` pairs: the base model with a one-scalar head, trained with
-    the binary ranking loss ``-log sigmoid(r_chosen - r_rejected - m)`` (Llama 2, Touvron et al. 2023, §3.2.2).
-    Defaults are the Llama 2 reward-model settings where the paper gives them (see train/rm.yaml)."""
-
-    margin: bool = field(
-        default=False,
-        metadata={
-            "help": "Llama 2's margin m: derived from the pair's rating gap (`score_chosen - score_rejected` columns, "
-            "as in UltraFeedback's 1-10 ratings; a preference build keeps them) as min(gap / margin_full_gap, 1); "
-            "unrated pairs get m = 0, and data with no rated pair is an error. Off: m = 0 (HH-RLHF has no ratings)."
-        },
-    )
-    margin_full_gap: float = field(
-        default=3.0,
-        metadata={
-            "help": "The rating gap that earns the full margin 1. With 3 (of a 1-10 scale), gaps of 0/1/2/3+ give "
-            "0, 1/3, 2/3, 1: Llama 2's 'Margin Small' for negligibly/slightly/better/significantly better."
-        },
-    )
-    eval_size: float = field(
-        default=0.05,
-        metadata={
-            "help": "Held-out pairs for the pairwise accuracy written at the end: a fraction (< 1) or a count (>= 1); "
-            "0 = no held-out set."
-        },
-    )
-    min_warmup_steps: int = field(
-        default=0, metadata={"help": "Warm up at least this many steps (Llama 2: 3 % of steps, at least 5)."}
-    )
-    center_rewards_coefficient: float | None = field(
-        default=None,
-        metadata={"help": "TRL's auxiliary loss pulling rewards towards 0 (Eisenstein et al. 2023); off in Llama 2."},
-    )
-
-    def validate(self) -> None:
-        super().validate()
-        if self.batching != "padded":
-            raise ConfigError(
-                f"batching {self.batching!r} is not available for reward models: TRL's RewardTrainer pads the "
-                "chosen and rejected rows of a batch together; set batching: padded"
-            )
-        if self.margin_full_gap <= 0:
-            raise ConfigError(f"margin_full_gap must be positive, got {self.margin_full_gap}")
-        if self.eval_size < 0:
-            raise ConfigError(f"eval_size must be 0, a fraction below 1 or a count, got {self.eval_size}")
-        if self.eval_size >= 1 and not float(self.eval_size).is_integer():
-            raise ConfigError(f"eval_size >= 1 is a count of pairs and must be whole, got {self.eval_size}")
-        if self.min_warmup_steps < 0:
-            raise ConfigError(f"min_warmup_steps must be >= 0, got {self.min_warmup_steps}")
-
-
-@dataclass
-class MergeRunConfig:
+class MergeArgs:
     """Merge a LoRA adapter into its base model and save a plain model (what QLoRA training ends with)."""
 
     model: str | None = field(default=None, metadata={"help": "The adapter directory (a LoRA training run)."})
-    base_model: str | None = field(
-        default=None, metadata={"help": "Base model; default: the adapter's base_model_name_or_path."}
-    )
+    base_model: str | None = field(default=None, metadata={
+        "help": "Base model; default: the adapter's base_model_name_or_path."})
     output_dir: str | None = field(default=None, metadata={"help": "Where the merged model is written."})
-    dtype: str = field(
-        default="bfloat16",
-        metadata={"help": "Dtype of the base weights for merging; QLoRA merges into unquantised weights."},
-    )
+
+
+MIXER_ARGS: dict[str, type] = {"sft": MixerArgs, "dpo": MixerArgs, "rm": RMArgs, "merge": MergeArgs}
+TRL_CONFIGS = {"sft": "SFTConfig", "dpo": "DPOConfig", "rm": "RewardConfig"}
+
+#: mixer's defaults for fields TRL owns, where they differ from TRL's; the recipes say where each comes from
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "common": {"bf16": True, "num_train_epochs": 2.0, "learning_rate": 2e-5, "warmup_steps": 0.03,
+               "max_length": 8192, "per_device_train_batch_size": 1, "optim": "adamw_torch", "logging_steps": 10,
+               "save_strategy": "epoch", "report_to": "none", "dtype": "bfloat16", "attn_implementation": "auto",
+               "lora_r": 64, "lora_alpha": 16, "lora_dropout": 0.1, "lora_target_modules": LLAMA_LINEAR_MODULES,
+               "use_bnb_nested_quant": True},
+    "sft": {"assistant_only_loss": True},
+    "rm": {"lora_task_type": "SEQ_CLS"},  # PEFT then trains and saves the new score head in full
+}
+
+#: keys of earlier mixer versions -> the key that holds the setting now (both are accepted)
+RENAMED = {"use_lora": "use_peft", "bnb_4bit_use_double_quant": "use_bnb_nested_quant",
+           "warmup_ratio": "warmup_steps", "model_name_or_path": "model"}
+
+#: TRL fields mixer derives, and the key to set instead
+DERIVED = {"gradient_accumulation_steps": "effective_batch_size", "packing": "batching", "padding_free": "batching",
+           "fp16": "bf16"}
+
+
+def _owner_classes(kind: str) -> list[tuple[type, set[str] | None]]:
+    """The dataclasses that own ``kind``'s keys, each with the names it may set (None: all of its fields)."""
+    if kind == "merge":
+        from trl import ModelConfig
+
+        return [(MergeArgs, None), (ModelConfig, {"dtype"})]
+    from mixer.train.deps import require_train_deps
+
+    require_train_deps()
+    import trl
+
+    return [(MIXER_ARGS[kind], None), (trl.ModelConfig, None), (getattr(trl, TRL_CONFIGS[kind]), None)]
+
+
+class RunConfig:
+    """One run's settings, read flat as the recipe is written (``cfg.learning_rate``, ``cfg.batching``).
+
+    ``args``: the mixer dataclass; ``values``: what is set for TRL's ``ModelConfig`` and trainer config (mixer's
+    defaults, then the recipe's keys); an unset TRL field reads as TRL's own default.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.args = MIXER_ARGS[kind]()
+        self.values: dict[str, Any] = {}
+        self.owners: dict[str, tuple[type, Any]] = {}  # key -> (owner class, annotation)
+        for cls, names in _owner_classes(kind):
+            hints = typing.get_type_hints(cls)
+            for f in dataclasses.fields(cls):
+                if f.init and (names is None or f.name in names) and f.name not in self.owners:
+                    self.owners[f.name] = (cls, hints[f.name])
+        self.owners.pop("model_name_or_path", None)  # filled from `model`
+        for key, value in {**DEFAULTS["common"], **DEFAULTS.get(kind, {})}.items():
+            if key in self.owners and self.owners[key][0] is not type(self.args):
+                self.values[key] = copy.deepcopy(value)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name in ("kind", "args", "values", "owners"):
+            raise AttributeError(name)
+        name = RENAMED.get(name, name)
+        if hasattr(self.args, name):
+            return getattr(self.args, name)
+        if name in self.values:
+            return self.values[name]
+        if name in self.owners:
+            cls = self.owners[name][0]
+            f = next(f for f in dataclasses.fields(cls) if f.name == name)
+            return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        raise AttributeError(f"{self.kind} config has no key {name!r}")
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with some keys changed (what the host resolved, e.g. ``batching``)."""
+        new = copy.copy(self)
+        new.args = dataclasses.replace(self.args)
+        new.values = dict(self.values)
+        for key, value in changes.items():
+            new.set(key, value, "resolved")
+        return new
+
+    def set(self, key: str, value: Any, source: str) -> None:
+        """Set one key (``trl_args.x`` and renamed keys included), coerced to its owner's annotation."""
+        head, _, rest = key.partition(".")
+        if head == "trl_args":  # the old escape hatch: its keys are TRL's own now
+            items = {rest: value} if rest else value
+            if not isinstance(items, dict):
+                raise ConfigError(f"{source}: trl_args must be a mapping of TRL config fields")
+            for k, v in items.items():
+                self.set(str(k), v, source)
+            return
+        name = RENAMED.get(head, head)
+        if name not in self.owners:
+            valid = sorted({*self.owners, *RENAMED})
+            raise ConfigError(f"{source}: unknown key {head!r}{did_you_mean(head, valid)} for `{self.kind}`; "
+                              f"valid keys: {', '.join(valid)}")
+        if rest:
+            raise ConfigError(f"{source}: {head!r} is not a mapping, so {key!r} cannot be set")
+        if name in DERIVED:
+            raise ConfigError(f"{source}: {head} is derived from {DERIVED[name]}; set {DERIVED[name]} instead")
+        if head == "warmup_ratio" and not (isinstance(value, (int, float)) and 0 <= value < 1):
+            raise ConfigError(f"{source}: warmup_ratio must be in [0, 1), got {value!r}")
+        cls, hint = self.owners[name]
+        if isinstance(value, str) and typing.get_origin(hint) is list:  # --set lora_target_modules=q_proj,v_proj
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        kinds = (hint, *typing.get_args(hint))
+        if isinstance(value, str) and value.lower() in _BOOL_WORDS and bool in kinds:
+            value = _BOOL_WORDS[value.lower()]  # YAML 1.1's yes/no, for a field that can only be a boolean
+        elif value in ("none", "None") and type(None) in kinds and str not in kinds:
+            value = None  # --set max_train_samples=none
+        try:
+            value = coerce(value, hint, f"{source}: {head}")
+        except RecipeError as e:
+            raise ConfigError(str(e)) from None
+        if cls is type(self.args):
+            setattr(self.args, name, value)
+        else:
+            self.values[name] = value
 
     def validate(self) -> None:
+        """Reject values TRL would only reject deep inside a run (or silently accept)."""
         _check_choice("dtype", self.dtype, DTYPES)
+        if self.kind == "merge":
+            return
+        _check_choice("bnb_4bit_compute_dtype", self.bnb_4bit_compute_dtype, DTYPES[1:])
+        for name, choices in (("batching", BATCHING_MODES), ("attn_implementation", ATTN_CHOICES),
+                              ("mixed_precision", MIXED_PRECISION)):
+            _check_choice(name, getattr(self, name), choices)
+        if not isinstance(self.max_length, int) or self.max_length < 1:
+            raise ConfigError(f"max_length must be positive, got {self.max_length}")
+        if self.load_in_4bit and not self.use_peft:
+            raise ConfigError("load_in_4bit (QLoRA) needs use_peft: true; 4-bit weights cannot be trained directly")
+        if self.lora_r < 1:
+            raise ConfigError(f"lora_r must be positive, got {self.lora_r}")
+        if self.kind == "sft":
+            _check_choice("packing_strategy", self.packing_strategy, ("bfd", "bfd_split", "wrapped"))
+        elif self.batching != "padded":
+            raise ConfigError(
+                f"batching {self.batching!r} is not available for {'DPO' if self.kind == 'dpo' else 'reward models'}"
+                ": TRL's trainer pads the chosen and rejected rows (padding-free DPO is disabled upstream); set "
+                "batching: padded")
+        if self.kind == "dpo" and self.beta <= 0:
+            raise ConfigError(f"beta must be positive, got {self.beta}")
+        if self.kind == "rm":
+            if self.margin_full_gap <= 0:
+                raise ConfigError(f"margin_full_gap must be positive, got {self.margin_full_gap}")
+            if self.eval_size < 0 or (self.eval_size >= 1 and not float(self.eval_size).is_integer()):
+                raise ConfigError(f"eval_size must be 0, a fraction below 1 or a whole count, got {self.eval_size}")
+            if self.min_warmup_steps < 0:
+                raise ConfigError(f"min_warmup_steps must be >= 0, got {self.min_warmup_steps}")
+
+    def model_config(self, **changes: Any) -> Any:
+        """TRL's ``ModelConfig`` of this run (``get_peft_config``/``get_quantization_config`` read it)."""
+        from trl import ModelConfig
+
+        names = {f.name for f in dataclasses.fields(ModelConfig)}
+        kwargs = {k: v for k, v in self.values.items() if k in names}
+        return ModelConfig(model_name_or_path=self.model, **{**kwargs, **changes})
+
+    def trl_config(self, **derived: Any) -> Any:
+        """The trainer's TRL config from the keys set and what mixer ``derived`` (accumulation, workers, ...);
+        its own ValueErrors (bad combinations) become ``ConfigError``s."""
+        import trl
+
+        cls = getattr(trl, TRL_CONFIGS[self.kind])
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in self.values.items() if self.owners[k][0] is cls}
+        if "activation_checkpointing" in names and "activation_checkpointing" not in kwargs:
+            kwargs["activation_checkpointing"] = self.gradient_checkpointing  # transformers 5's name
+        try:
+            return cls(**{**kwargs, **derived})
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"{cls.__name__}: {e}") from e
+
+    def as_dict(self) -> dict[str, Any]:
+        """The resolved config, flat, as a recipe writes it (``trainer`` first)."""
+        return {"trainer": self.kind, **dataclasses.asdict(self.args), **self.values}
 
 
-CONFIG_CLASSES: dict[str, type] = {
-    "sft": SFTRunConfig, "dpo": DPORunConfig, "rm": RMRunConfig, "merge": MergeRunConfig,
-}
+_BOOL_WORDS = {"yes": True, "no": False, "on": True, "off": False}
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-
-
-def field_names(cls: type) -> list[str]:
-    """The keys a recipe for ``cls`` may set."""
-    return [f.name for f in dataclasses.fields(cls)]
-
-
-def _coerce(name: str, value: Any, tp: Any) -> Any:
-    """Coerce a YAML-parsed value to the field type ``tp``, or raise ConfigError naming the key."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~")):
-            if type(None) in args:
-                return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(name, value, arg)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"{name}: cannot be null")
-    if tp is Any:
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-        raise ConfigError(f"{name}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{name}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{name}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ConfigError(f"{name}: expected a string, got {value!r}")
-    if origin is list:
-        (item_tp,) = typing.get_args(tp) or (Any,)
-        if isinstance(value, str):  # --set lora_target_modules=q_proj,v_proj
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list):
-            raise ConfigError(f"{name}: expected a list, got {value!r}")
-        return [_coerce(name, v, item_tp) for v in value]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{name}: expected a mapping, got {value!r}")
-        return dict(value)
-    return value
-
-
-def _set_field(cfg: Any, hints: dict[str, Any], key: str, value: Any, source: str) -> None:
-    names = list(hints)
-    head, _, rest = key.partition(".")
-    if head not in hints:
-        raise ConfigError(
-            f"{source}: unknown key {head!r}{did_you_mean(head, names)} for `{_kind_of(cfg)}`; "
-            f"valid keys: {', '.join(sorted(names))}"
-        )
-    if rest:  # dotted key into a dict field: trl_args.foo=bar
-        if typing.get_origin(hints[head]) is not dict:
-            raise ConfigError(f"{source}: {head!r} is not a mapping, so {key!r} cannot be set")
-        getattr(cfg, head)[rest] = value
-        return
-    setattr(cfg, head, _coerce(f"{source}: {head}", value, hints[head]))
-
-
-def _kind_of(cfg: Any) -> str:
-    return next((k for k, c in CONFIG_CLASSES.items() if isinstance(cfg, c) and type(cfg) is c), "?")
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -433,60 +339,65 @@ def resolve_recipe(name_or_path: str | Path) -> Path:
         return p
     name = p.name[:-5] if p.name.endswith(".yaml") else p.name
     shipped = RECIPES_DIR / f"{name}.yaml"
-    if len(p.parts) <= 1 or p.parts[-2:-1] == ("train",):  # a bare name, or train/<name>.yaml outside a checkout
-        if shipped.is_file():
-            return shipped
+    if (len(p.parts) <= 1 or p.parts[-2:-1] == ("train",)) and shipped.is_file():  # train/<name>.yaml elsewhere
+        return shipped
     raise ConfigError(f"config {name_or_path} is neither a file nor a shipped recipe; shipped: "
                       f"{', '.join(shipped_recipes())}")
 
 
-def load_config(
-    kind: str,
-    path: str | Path | None = None,
-    overrides: list[str] | None = None,
-    **cli_values: Any,
-) -> Any:
-    """Build the run config for ``kind`` (sft, dpo, rm, merge): dataclass defaults < YAML file < CLI options < --set.
+def read_recipe(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """A recipe file's mapping, with errors naming the file (and the line of a byte that is not UTF-8)."""
+    p = resolve_recipe(path)
+    data = p.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ConfigError(f"{p}: line {line}: not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start})"
+                          ) from None
+    try:
+        raw = load_yaml(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: expected a mapping of config keys")
+    given: dict[str, str] = {}
+    for key, value in raw.items():
+        name = RENAMED.get(str(key), str(key))
+        if name in given and raw[given[name]] != value:
+            raise ConfigError(f"{p}: {given[name]!r} and {key!r} both set {name!r} (one is its old name), to "
+                              f"{raw[given[name]]!r} and {value!r}: keep one")
+        given[name] = str(key)
+    return p, raw
+
+
+def load_config(kind: str, path: str | Path | None = None, overrides: list[str] | None = None,
+                **cli_values: Any) -> RunConfig:
+    """The run config for ``kind`` (sft, dpo, rm, merge): defaults < YAML file < CLI options < ``--set``.
 
     ``cli_values`` are the dedicated options (``model=``, ``data=``, ``output_dir=``...); ``None`` means
     "not given". Unknown keys anywhere raise ``ConfigError`` listing the valid keys.
     """
-    if kind not in CONFIG_CLASSES:
-        raise ConfigError(f"unknown trainer {kind!r}; expected one of {', '.join(CONFIG_CLASSES)}")
-    cls = CONFIG_CLASSES[kind]
-    cfg = cls()
-    hints = typing.get_type_hints(cls)
+    if kind not in MIXER_ARGS:
+        raise ConfigError(f"unknown trainer {kind!r}; expected one of {', '.join(MIXER_ARGS)}")
+    cfg = RunConfig(kind)
     if path is not None:
-        p = resolve_recipe(path)
-        data = p.read_bytes()
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            line = data.count(b"\n", 0, e.start) + 1
-            raise ConfigError(f"{p}: line {line}: not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start})"
-                              ) from None
-        try:
-            raw = load_yaml(text) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML: {e}") from e
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{p}: expected a mapping of config keys")
-        raw.pop("resolved", None)  # what a saved run resolved on its host (see runtime.py), not a setting
+        p, raw = read_recipe(path)
+        raw.pop("resolved", None)  # what a saved run resolved on its host (see runtime), not a setting
         declared = raw.pop("trainer", kind)
         if declared != kind:
             raise ConfigError(f"{p} is a `{declared}` recipe; run it with `mixer train {declared}`")
         for key, value in raw.items():
-            _set_field(cfg, hints, str(key), value, str(p))
+            cfg.set(str(key), value, str(p))
     for key, value in cli_values.items():
         if value is not None:
-            _set_field(cfg, hints, key, value, "command line")
+            cfg.set(key, value, "command line")
     for item in overrides or []:
-        key, value = parse_override(item)
-        _set_field(cfg, hints, key, value, f"--set {item}")
+        cfg.set(*parse_override(item), f"--set {item}")
     cfg.validate()
     return cfg
 
 
-def to_yaml(cfg: Any) -> str:
-    """The resolved config as YAML (what ``--dry-run`` prints and what a run saves next to its model)."""
-    return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False, default_flow_style=None)
+def to_yaml(cfg: RunConfig) -> str:
+    """The resolved config as YAML (what ``--dry-run`` prints and a run saves beside its model)."""
+    return yaml.safe_dump(cfg.as_dict(), sort_keys=False, default_flow_style=None)

@@ -64,18 +64,35 @@ def load_parquet(path: str | Path, required: tuple[str, ...], max_rows: int | No
     return ds
 
 
-def load_preference_dataset(path: str | Path, max_rows: int | None = None) -> Any:
+def is_messages(value: Any) -> bool:
+    """Whether a cell holds a conversation: a non-empty list of ``{role, content}`` messages."""
+    return isinstance(value, list) and bool(value) and isinstance(value[0], dict) and "role" in value[0]
+
+
+def load_preference_dataset(path: str | Path, max_rows: int | None = None, *, implicit_prompt: bool = False,
+                            also: tuple[str, ...] = ()) -> Any:
     """Preference rows in TRL's conversational form: ``prompt`` ends with a user turn, ``chosen`` and
-    ``rejected`` hold the assistant reply. Only the columns DPOTrainer reads are kept."""
-    ds = load_parquet(path, PREFERENCE_COLUMNS, max_rows)
+    ``rejected`` hold the assistant reply; only these columns are kept. ``implicit_prompt``: also take
+    whole conversations in ``chosen``/``rejected`` with no conversational ``prompt`` (UltraFeedback binarized's
+    own layout, which ``RewardTrainer`` reads; ``DPOTrainer`` wants the prompt apart). ``also``: further
+    columns kept where the data has them."""
+    ds = load_parquet(path, ("chosen", "rejected") if implicit_prompt else PREFERENCE_COLUMNS, max_rows)
     first = ds[0]
-    for col in PREFERENCE_COLUMNS:
-        value = first[col]
-        if not (isinstance(value, list) and value and isinstance(value[0], dict) and "role" in value[0]):
+    explicit = "prompt" in ds.column_names and is_messages(first["prompt"])
+    for col in PREFERENCE_COLUMNS if explicit or not implicit_prompt else ("chosen", "rejected"):
+        if not is_messages(first[col]):
             raise DataError(f"{path}: column {col!r} must be a list of {{role, content}} messages")
-    if first["prompt"][-1]["role"] != "user":
-        raise DataError(f"{path}: `prompt` must end with a user turn (row 0 ends with {first['prompt'][-1]['role']})")
-    return ds.select_columns(list(PREFERENCE_COLUMNS))
+    if explicit:
+        if first["prompt"][-1]["role"] != "user":
+            raise DataError(f"{path}: `prompt` must end with a user turn (row 0 ends with "
+                            f"{first['prompt'][-1]['role']})")
+        keep = list(PREFERENCE_COLUMNS)
+    elif first["chosen"][0]["role"] == "assistant":
+        raise DataError(f"{path}: `chosen` holds only the reply and there is no conversational `prompt` "
+                        "column; expected a preference build or whole conversations")
+    else:
+        keep = ["chosen", "rejected"]
+    return ds.select_columns(keep + [c for c in also if c in ds.column_names])
 
 
 def _tokenize_row(

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from mixer.core.errors import MixerError
-from mixer.train.common import require_paths, save_resolved_config
-from mixer.train.config import MergeRunConfig
+from mixer.train.config import RunConfig
 from mixer.train.deps import require_train_deps
+from mixer.train.trainer import require_paths, save_resolved_config
 
 
 def adapter_base_model(adapter_dir: str | Path) -> str:
@@ -28,7 +28,7 @@ def adapter_base_model(adapter_dir: str | Path) -> str:
     return str(base)
 
 
-def run_merge(cfg: MergeRunConfig) -> Path:
+def run_merge(cfg: RunConfig) -> Path:
     """Load base + adapter, ``merge_and_unload``, save model and tokenizer; returns the output dir."""
     require_train_deps(("torch", "transformers", "peft"))
     require_paths(cfg, "model", "output_dir")
@@ -36,7 +36,7 @@ def run_merge(cfg: MergeRunConfig) -> Path:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from mixer.train.modeling import torch_dtype
+    from mixer.train.accel.modeling import torch_dtype
 
     base_path = cfg.base_model or adapter_base_model(cfg.model)
     try:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mixer.core.errors import MixerError
-from mixer.train.data import PREFERENCE_COLUMNS, DataError, load_parquet
+from mixer.train.data import DataError, is_messages, load_preference_dataset
 
 SCORE_COLUMNS = ("score_chosen", "score_rejected")
 logger = logging.getLogger("mixer.train")
@@ -38,10 +38,6 @@ def margin_from_scores(score_chosen: float, score_rejected: float, full_gap: flo
     return min(max(gap, 0.0) / full_gap, 1.0)
 
 
-def _is_messages(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and isinstance(value[0], dict) and "role" in value[0]
-
-
 def load_reward_dataset(path: str | Path, max_rows: int | None = None, *, margin: bool = False,
                         full_gap: float = 3.0) -> Any:
     """Pairs for ``RewardTrainer``: ``chosen``/``rejected`` (and ``prompt`` when separate), plus ``margin``.
@@ -53,22 +49,8 @@ def load_reward_dataset(path: str | Path, max_rows: int | None = None, *, margin
     margin 0, the plain ranking loss, and a warning counts them; data where no pair is rated is an error
     rather than a run that silently trains without the margin it was asked for.
     """
-    ds = load_parquet(path, ("chosen", "rejected"), max_rows)
-    first = ds[0]
-    for col in ("chosen", "rejected"):
-        if not _is_messages(first[col]):
-            raise DataError(f"{path}: column {col!r} must be a list of {{role, content}} messages")
-    explicit_prompt = "prompt" in ds.column_names and _is_messages(first["prompt"])
-    if explicit_prompt:
-        if first["prompt"][-1]["role"] != "user":
-            raise DataError(f"{path}: `prompt` must end with a user turn (row 0 ends with "
-                            f"{first['prompt'][-1]['role']})")
-        keep = list(PREFERENCE_COLUMNS)
-    else:  # implicit prompt: chosen/rejected are whole conversations (UltraFeedback's own layout)
-        if first["chosen"][0]["role"] == "assistant":
-            raise DataError(f"{path}: `chosen` holds only the reply and there is no conversational `prompt` "
-                            "column; expected a preference build or whole conversations")
-        keep = ["chosen", "rejected"]
+    ds = load_preference_dataset(path, max_rows, implicit_prompt=True, also=(*SCORE_COLUMNS, "dataset"))
+    keep = [c for c in ds.column_names if c not in (*SCORE_COLUMNS, "dataset")]
     if not margin:
         return ds.select_columns(keep)
     missing = [c for c in SCORE_COLUMNS if c not in ds.column_names]
@@ -124,7 +106,7 @@ def split_eval(ds: Any, eval_size: float, seed: int) -> tuple[Any, Any | None]:
 
 def conversations(row: dict[str, Any]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """The two whole conversations a pair compares (prompt + reply, or the implicit-prompt form as is)."""
-    prompt = row.get("prompt") if _is_messages(row.get("prompt")) else []
+    prompt = row.get("prompt") if is_messages(row.get("prompt")) else []
     return [*prompt, *row["chosen"]], [*prompt, *row["rejected"]]
 
 

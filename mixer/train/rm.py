@@ -15,32 +15,24 @@ from pathlib import Path
 from typing import Any
 
 from mixer.core.errors import MixerError
-from mixer.train.common import (
-    METRICS_NAME,
-    make_trl_config,
-    merge_trl_args,
-    require_paths,
-    train_and_save,
-    training_kwargs,
-    world_size,
-)
-from mixer.train.config import RMRunConfig
-from mixer.train.deps import require_train_deps
-from mixer.train.precision import apply_mixed_precision
-from mixer.train.runtime import resolve_runtime, tokenise_processes
+from mixer.train.config import RunConfig
+from mixer.train.method import METRICS_NAME, Method
 
 logger = logging.getLogger("mixer.train")
 
 EVAL_NAME = "rm_eval.json"
 
 
-def warmup_steps(cfg: RMRunConfig, n_train: int, n_processes: int) -> float | int:
-    """``warmup_ratio`` of the run's optimizer steps, and at least ``min_warmup_steps`` (Llama 2: 3 %, min 5).
+def warmup_steps(cfg: RunConfig, n_train: int, n_processes: int) -> float | int:
+    """``warmup_steps`` (below 1 a ratio: the recipes' ``warmup_ratio``) of the run's optimizer steps, and at
+    least ``min_warmup_steps`` (Llama 2: 3 %, min 5).
 
     With no minimum the ratio is passed as is (transformers turns a float below 1 into a ratio).
     """
+    if cfg.warmup_steps >= 1:  # a count of steps, not a ratio
+        return max(int(cfg.warmup_steps), cfg.min_warmup_steps)
     if cfg.min_warmup_steps <= 0:
-        return cfg.warmup_ratio
+        return cfg.warmup_steps
     if cfg.max_steps > 0:
         total = cfg.max_steps
     else:
@@ -49,95 +41,34 @@ def warmup_steps(cfg: RMRunConfig, n_train: int, n_processes: int) -> float | in
     return min(total, max(cfg.min_warmup_steps, math.ceil(cfg.warmup_ratio * total)))
 
 
-def rm_trl_config(cfg: RMRunConfig, n_train: int, n_processes: int | None = None,
-                  num_proc: int | None = None) -> Any:
-    """The ``RewardConfig`` for this recipe; pairs longer than ``max_length`` are dropped by TRL."""
-    from trl import RewardConfig
+class RM(Method):
+    """Pairs (with Llama 2's margin when asked), a seeded held-out split, and a one-label classifier."""
 
-    n = world_size() if n_processes is None else n_processes
-    kwargs = training_kwargs(cfg, n, num_proc)
-    kwargs.update(
-        max_length=cfg.max_length,
-        center_rewards_coefficient=cfg.center_rewards_coefficient,
-        warmup_steps=warmup_steps(cfg, n_train, n),
-        eval_strategy="no",  # the held-out pairs are scored once, exactly, at the end (evaluate_held_out)
-    )
-    return make_trl_config(RewardConfig, merge_trl_args(kwargs, cfg, RewardConfig))
+    trainer = "RewardTrainer"
+    auto_class = "AutoModelForSequenceClassification"  # the base model plus a new one-scalar head
+    held_out: Any = None
 
+    def load(self, cfg: RunConfig) -> Any:
+        from mixer.train.reward import load_reward_dataset, split_eval
 
-def load_rm_model(cfg: RMRunConfig, attn_implementation: str, dtype: str) -> Any:
-    """The base model as a one-label sequence classifier; the head is new, seeded by ``cfg.seed``."""
-    from transformers import AutoModelForSequenceClassification, set_seed
+        pairs = load_reward_dataset(cfg.data, cfg.max_train_samples, margin=cfg.margin, full_gap=cfg.margin_full_gap)
+        train, self.held_out = split_eval(pairs, cfg.eval_size, cfg.seed)
+        return train
 
-    from mixer.train.attention import TORCH_VARLEN, register_torch_varlen
-    from mixer.train.modeling import torch_dtype
+    def trl_kwargs(self, cfg: RunConfig, n_rows: int, n_processes: int) -> dict[str, Any]:
+        # pairs longer than max_length are dropped by TRL; the held-out pairs are scored once, at the end
+        return {"warmup_steps": warmup_steps(cfg, n_rows, n_processes), "eval_strategy": "no"}
 
-    if attn_implementation == TORCH_VARLEN:
-        register_torch_varlen()
-    set_seed(cfg.seed)
-    kwargs: dict[str, Any] = {"num_labels": 1, "dtype": torch_dtype(dtype), "attn_implementation": attn_implementation}
-    if cfg.load_in_4bit:
-        from mixer.train.modeling import quantization_config
+    def ready(self, trainer: Any, cfg: RunConfig) -> None:
+        if len(trainer.train_dataset) == 0:
+            raise MixerError(f"no training pair fits max_length={cfg.max_length} tokens")
+        trainer.mixer_eval_pairs = self.held_out
 
-        kwargs["quantization_config"] = quantization_config(cfg)
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(cfg.model, **kwargs)
-    except OSError as e:
-        raise MixerError(f"cannot load a model from {cfg.model}: {e}") from e
-    except ValueError as e:
-        raise MixerError(f"{cfg.model}: no sequence-classification head for this architecture: {e}") from e
-    return model
+    def finish(self, trainer: Any, cfg: RunConfig, metrics: dict[str, Any]) -> dict[str, Any]:
+        return {**metrics, **(evaluate_held_out(trainer, cfg) or {})}
 
 
-def rm_lora_config(cfg: RMRunConfig) -> Any:
-    """LoRA for a classifier: ``SEQ_CLS`` makes PEFT train and save the new ``score`` head in full."""
-    from peft import LoraConfig
-
-    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=list(cfg.lora_target_modules), bias="none", task_type="SEQ_CLS")
-
-
-def build_rm_trainer(cfg: RMRunConfig, callbacks: list[Any] | None = None) -> Any:
-    """A ready ``RewardTrainer``; ``trainer.mixer_eval_pairs`` holds the held-out pairs (or None)."""
-    require_train_deps()
-    require_paths(cfg, "model", "data", "output_dir")
-    cfg.validate()
-    from mixer.train.data import resolve_parquet_files
-    from mixer.train.reward import load_reward_dataset, split_eval
-
-    resolve_parquet_files(cfg.data)
-    from trl import RewardTrainer
-
-    from mixer.train.deps import cuda_available
-    from mixer.train.modeling import load_tokenizer
-
-    if cfg.load_in_4bit:
-        from mixer.train.modeling import check_qlora_supported
-
-        check_qlora_supported()
-    runtime = resolve_runtime(cfg, cuda=cuda_available())
-    tokenizer = load_tokenizer(cfg, need_markers=False)
-    pairs = load_reward_dataset(cfg.data, cfg.max_train_samples, margin=cfg.margin, full_gap=cfg.margin_full_gap)
-    train, held_out = split_eval(pairs, cfg.eval_size, cfg.seed)
-    args = rm_trl_config(cfg, len(train), num_proc=tokenise_processes(cfg.dataset_num_proc, len(train)))
-    model = load_rm_model(cfg, runtime.attn_implementation, runtime.weights_dtype)
-    trainer = RewardTrainer(
-        model=model,
-        args=args,
-        train_dataset=train,
-        processing_class=tokenizer,
-        peft_config=rm_lora_config(cfg) if cfg.use_lora else None,
-        callbacks=callbacks,
-    )
-    if len(trainer.train_dataset) == 0:
-        raise MixerError(f"no training pair fits max_length={cfg.max_length} tokens")
-    apply_mixed_precision(trainer, runtime.mixed_precision)
-    trainer.mixer_runtime = runtime
-    trainer.mixer_eval_pairs = held_out
-    return trainer
-
-
-def evaluate_held_out(trainer: Any, cfg: RMRunConfig) -> dict[str, Any] | None:
+def evaluate_held_out(trainer: Any, cfg: RunConfig) -> dict[str, Any] | None:
     """Score the held-out pairs with the trained model; write ``rm_eval.json`` and a ``metrics.jsonl`` line.
 
     A model sharded by FSDP or DeepSpeed ZeRO-3 all-gathers its weights in every forward, a collective that
@@ -171,11 +102,3 @@ def evaluate_held_out(trainer: Any, cfg: RMRunConfig) -> dict[str, Any] | None:
     else:
         logger.warning("no held-out pair could be scored%s", over)
     return result
-
-
-def run_rm(cfg: RMRunConfig) -> dict[str, Any]:
-    """Train and save the reward model and tokenizer to ``output_dir``, then score the held-out pairs."""
-    trainer = build_rm_trainer(cfg)
-    metrics = train_and_save(trainer, cfg)
-    held_out = evaluate_held_out(trainer, cfg)
-    return {**metrics, **(held_out or {})}

@@ -93,7 +93,7 @@ def test_two_recipes_without_output_write_two_folders(tmp_path: Path, monkeypatc
 
 @pytest.fixture
 def one_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mixer.train import launch as launch_mod
+    from mixer.train.accel import launch as launch_mod
 
     monkeypatch.setattr(launch_mod, "detect_gpu_count", lambda: 1)
 

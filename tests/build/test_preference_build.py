@@ -82,20 +82,19 @@ def test_sft_on_the_sample_mixture_and_dpo_on_the_preference_build_take_real_ste
     from train_fixtures import tiny_assets
 
     from mixer.train.config import load_config
-    from mixer.train.dpo import build_dpo_trainer
-    from mixer.train.sft import build_sft_trainer
+    from mixer.train.trainer import build_trainer
 
     for var in ("LOCAL_RANK", "WORLD_SIZE"):
         monkeypatch.delenv(var, raising=False)
     a = tiny_assets()
     sft = load_config("sft", ROOT / "train" / "tiny-cpu.yaml", ["max_steps=3", "max_train_samples=24"],
                       model=str(a.model), data=str(sample_build.out), output_dir=str(tmp_path / "sft"))
-    trainer = build_sft_trainer(sft)
+    trainer = build_trainer(sft)
     trainer.train()
     assert all(math.isfinite(h["loss"]) for h in trainer.state.log_history if "loss" in h)
     dpo = load_config("dpo", ROOT / "train" / "tiny-cpu-dpo.yaml", ["max_steps=2"], model=str(a.model),
                       data=str(dpo_build.out), output_dir=str(tmp_path / "dpo"))
-    trainer = build_dpo_trainer(dpo)
+    trainer = build_trainer(dpo)
     trainer.train()
     first = next(h for h in trainer.state.log_history if "loss" in h)
     assert first["loss"] == pytest.approx(math.log(2), abs=1e-4)

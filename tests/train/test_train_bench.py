@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "train_throughput.py"
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "train_throughput.py"
 
 
 def test_benchmark_runs_on_cpu_and_says_so(

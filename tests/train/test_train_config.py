@@ -13,12 +13,13 @@ from typer.testing import CliRunner
 
 from mixer.core.errors import MixerError
 from mixer.train import gradient_accumulation_steps, load_config
-from mixer.train import launch as launch_mod
-from mixer.train.batch import BatchError
+from mixer.train.accel import launch as launch_mod
+from mixer.train.accel.attention import choose_attention
+from mixer.train.accel.batch import BatchError
 from mixer.train.cli import app
-from mixer.train.config import ConfigError, DPORunConfig, SFTRunConfig
+from mixer.train.config import ConfigError, RunConfig
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TRAIN = REPO / "train"
 runner = CliRunner()
 
@@ -40,7 +41,7 @@ def _gpus(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
 
 def test_tulu2_sft_recipe_matches_the_paper() -> None:
     cfg = load_config("sft", TRAIN / "tulu2-sft.yaml")
-    assert isinstance(cfg, SFTRunConfig)
+    assert isinstance(cfg, RunConfig) and cfg.kind == "sft"
     assert (cfg.bf16, cfg.num_train_epochs, cfg.weight_decay, cfg.warmup_ratio) == (True, 2.0, 0.0, 0.03)
     assert (cfg.learning_rate, cfg.max_length, cfg.effective_batch_size) == (2e-5, 8192, 128)
     assert cfg.lr_scheduler_type == "linear" and cfg.assistant_only_loss
@@ -57,10 +58,10 @@ def test_tulu2_qlora_recipe_matches_the_paper() -> None:
 
 def test_tulu2_dpo_recipe_matches_zephyr() -> None:
     cfg = load_config("dpo", TRAIN / "tulu2-dpo.yaml")
-    assert isinstance(cfg, DPORunConfig)
+    assert isinstance(cfg, RunConfig) and cfg.kind == "dpo"
     assert (cfg.bf16, cfg.num_train_epochs, cfg.weight_decay, cfg.warmup_ratio) == (True, 3.0, 0.0, 0.1)
     assert (cfg.learning_rate, cfg.max_length, cfg.effective_batch_size) == (5e-7, 8192, 32)
-    assert (cfg.beta, cfg.loss_type) == (0.1, "sigmoid")
+    assert (cfg.beta, cfg.loss_type) == (0.1, ["sigmoid"])  # DPOConfig's own type: a list of losses
 
 
 @pytest.mark.parametrize("name,kind", [("tiny-cpu.yaml", "sft"), ("tiny-cpu-dpo.yaml", "dpo")])
@@ -96,7 +97,7 @@ def test_set_overrides_are_parsed_as_yaml_and_coerced() -> None:
     assert cfg.use_lora is True and cfg.num_train_epochs == 3.0
     assert cfg.lora_target_modules == ["q_proj", "v_proj"]
     assert cfg.max_train_samples is None and cfg.batching == "packed"
-    assert cfg.trl_args == {"logging_first_step": True}
+    assert cfg.logging_first_step is True  # trl_args.x: the old spelling of a TRL field
     assert cfg.model == "/models/x"
 
 
@@ -151,19 +152,14 @@ def test_batch_error_suggests_valid_sizes() -> None:
 # --- attention -------------------------------------------------------------------------------------
 
 
-def test_attention_is_sdpa_without_cuda(caplog: pytest.LogCaptureFixture) -> None:
-    from mixer.train.modeling import choose_attn_implementation
-
-    with caplog.at_level("INFO", logger="mixer.train"):
-        assert choose_attn_implementation("auto", cuda=False) == "sdpa"
-    assert "attention: sdpa" in caplog.text
+def test_attention_is_sdpa_without_cuda() -> None:
+    choice = choose_attention("auto", cuda=False)
+    assert choice.implementation == "sdpa" and "no CUDA device" in choice.reason
 
 
 def test_flash_attention_on_cpu_is_a_clear_error() -> None:
-    from mixer.train.modeling import choose_attn_implementation
-
     with pytest.raises(MixerError, match="CUDA"):
-        choose_attn_implementation("flash_attention_2", cuda=False)
+        choose_attention("flash_attention_2", cuda=False)
 
 
 # --- CLI: dry run and launch commands --------------------------------------------------------------
@@ -316,3 +312,68 @@ def test_dry_run_rejects_what_the_run_would_reject_and_notes_paths_missing_here(
     assert ok.exit_code == 0, ok.output
     assert "note: --data out/tulu-v2 does not exist on this machine" in ok.output
     assert "note: --model /models/llama-2-7b is not a folder on this machine" in ok.output
+
+
+# --- TRL owns its fields; mixer's earlier key names keep working -------------------------------------------
+
+
+def test_no_trl_field_is_redeclared_by_mixer() -> None:
+    import dataclasses
+
+    import trl
+
+    from mixer.train.config import MixerArgs, RMArgs
+
+    trl_fields = {f.name for cls in (trl.SFTConfig, trl.DPOConfig, trl.RewardConfig, trl.ModelConfig)
+                  for f in dataclasses.fields(cls)}
+    for cls in (MixerArgs, RMArgs):
+        assert not {f.name for f in dataclasses.fields(cls)} & trl_fields
+
+
+def test_old_key_names_keep_working_and_are_saved_under_trl_names(tmp_path: Path) -> None:
+    from mixer.train.config import to_yaml
+
+    path = tmp_path / "old.yaml"
+    path.write_text("trainer: sft\nuse_lora: true\nbnb_4bit_use_double_quant: false\nwarmup_ratio: 0.1\n"
+                    "trl_args: {logging_first_step: true}\n")
+    cfg = load_config("sft", path)
+    assert (cfg.use_peft, cfg.use_bnb_nested_quant, cfg.warmup_steps) == (True, False, 0.1)
+    assert cfg.logging_first_step is True
+    saved = to_yaml(cfg)
+    assert "use_peft: true" in saved and "warmup_steps: 0.1" in saved and "use_lora" not in saved
+    assert load_config("sft", None, ["use_lora=true"]).use_peft is True
+
+
+def test_an_old_and_a_new_name_that_disagree_is_an_error_naming_both(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("trainer: sft\nuse_peft: false\nuse_lora: true\n")
+    with pytest.raises(ConfigError, match="'use_peft' and 'use_lora' both set 'use_peft'"):
+        load_config("sft", path)
+
+
+@pytest.mark.parametrize("kind", ["sft", "dpo", "rm"])
+def test_a_run_config_saved_before_trl_owned_the_keys_loads_as_a_recipe(kind: str) -> None:
+    """Every key an earlier mixer wrote into OUTPUT/mixer_train_config.yaml (tests/train/data, written by it from
+    the tiny-cpu recipes) still loads, to the same values."""
+    import yaml
+
+    path = Path(__file__).parent / "data" / f"saved-{kind}-config-before-trl-keys.yaml"
+    cfg = load_config(kind, path)
+    old = yaml.safe_load(path.read_text())
+    assert (cfg.use_peft, cfg.warmup_steps, cfg.dtype, cfg.learning_rate) == (
+        old["use_lora"], old["warmup_ratio"], old["dtype"], old["learning_rate"])
+    assert (cfg.model, cfg.data, cfg.output_dir) == ("m", "d", "o")
+
+
+def test_a_field_mixer_derives_names_the_key_to_set_instead() -> None:
+    with pytest.raises(ConfigError, match="derived from effective_batch_size"):
+        load_config("sft", None, ["gradient_accumulation_steps=4"])
+    with pytest.raises(ConfigError, match="set batching instead"):
+        load_config("sft", None, ["trl_args.packing=true"])
+
+
+def test_any_trl_field_is_a_key_and_is_coerced_to_trl_s_type() -> None:
+    cfg = load_config("dpo", "tulu2-dpo", ["loss_type=[sigmoid, sft]", "lr_scheduler_kwargs={min_lr_rate: 0.1}"])
+    assert cfg.loss_type == ["sigmoid", "sft"] and cfg.lr_scheduler_kwargs == {"min_lr_rate": 0.1}
+    with pytest.raises(ConfigError, match="save_steps"):
+        load_config("sft", None, ["save_steps=often"])

@@ -20,8 +20,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mixer.train.batch import gradient_accumulation_steps
-from mixer.train.config import RECIPES_DIR, BaseRunConfig, ConfigError
+from mixer.train.accel.batch import gradient_accumulation_steps
+from mixer.train.config import RECIPES_DIR, ConfigError, RunConfig
 from mixer.train.deps import MissingDependencyError
 
 ACCELERATE_PRESETS = ("ddp", "zero3", "fsdp2")
@@ -113,7 +113,7 @@ def _accelerate_executable() -> list[str]:
 
 def plan_launch(
     kind: str,
-    cfg: BaseRunConfig,
+    cfg: RunConfig,
     forwarded_args: list[str],
     num_processes: int | None = None,
     accelerate_config: str | None = None,
@@ -154,7 +154,7 @@ def plan_launch(
     return LaunchPlan(n, accumulation, command)
 
 
-def _accumulation(cfg: BaseRunConfig, n: int) -> int:
+def _accumulation(cfg: RunConfig, n: int) -> int:
     return gradient_accumulation_steps(cfg.effective_batch_size, cfg.per_device_train_batch_size, n)
 
 

@@ -1,7 +1,7 @@
 """One-process full fine-tuning: fp32 master weights, bf16 compute copies cast once per optimizer step.
 
 Why. Full fine-tuning must keep fp32 master weights (bf16 weights lose most of AdamW's updates at
-Tulu's learning rates; see :func:`mixer.train.runtime.weights_dtype`). With autocast, those fp32
+Tulu's learning rates; see :func:`mixer.train.accel.host.weights_dtype`). With autocast, those fp32
 weights are cast to bf16 again in every forward and in every gradient-checkpoint recomputation (twice
 per micro-batch, every micro-batch), and the fp32 embedding and RMSNorm weights keep the whole residual
 stream in fp32. Profiled on one H200 (7B, 4k-token micro-batch; ``bench/RESULTS.md``), the casts and the
@@ -180,6 +180,6 @@ def attach_compute_copies(trainer: Any, dtype_name: str = "bfloat16") -> Compute
 
 def apply_mixed_precision(trainer: Any, mixed_precision: str) -> None:
     """Install the compute copies when the run resolved ``bf16_copy``; keep them on the trainer
-    (``mixer_compute_copies``) so that :func:`mixer.train.common.train_and_save` removes them after
+    (``mixer_compute_copies``) so that :func:`mixer.train.trainer.train_and_save` removes them after
     training and saves plain fp32 weights."""
     trainer.mixer_compute_copies = (attach_compute_copies(trainer) if mixed_precision == "bf16_copy" else None)

@@ -11,19 +11,39 @@ and why at WARNING on the first lines of the run, and the run saves it beside it
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from mixer.recipe.settings import usable_cores
-from mixer.train.attention import AttentionChoice, choose_attention, read_model_config
-from mixer.train.common import engine_mixed_precision, world_size
-from mixer.train.config import BaseRunConfig, ConfigError
+from mixer.train.accel.attention import AttentionChoice, choose_attention, read_model_config
+from mixer.train.config import ConfigError, RunConfig
 
 logger = logging.getLogger("mixer.train")
 
 #: Below this many rows, tokenising in one process is faster than starting workers.
 PARALLEL_TOKENISE_MIN_ROWS = 10_000
 MAX_TOKENISE_PROCESSES = 16
+
+
+def world_size() -> int:
+    """Processes in this run: ``WORLD_SIZE`` as set by ``accelerate launch``/torchrun, else 1."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def engine_mixed_precision() -> str | None:
+    """``FSDP2``/``DeepSpeed`` when ``accelerate launch`` started this process with that engine (which then
+    owns the bf16 casts and places and shards the weights itself), else None."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+        return "FSDP2"
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
+        return "DeepSpeed"
+    return None
+
+
+def deepspeed_zero3_launched() -> bool:
+    """Whether this process was started by ``accelerate launch`` with a DeepSpeed ZeRO-3 config."""
+    return engine_mixed_precision() == "DeepSpeed" and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
 
 
 @dataclass(frozen=True)
@@ -43,7 +63,7 @@ class Runtime:
         return asdict(self)
 
 
-def weights_dtype(cfg: BaseRunConfig) -> tuple[str, str]:
+def weights_dtype(cfg: RunConfig) -> tuple[str, str]:
     """The dtype to load weights in, and why.
 
     Full fine-tuning keeps fp32 master weights whenever it computes in bf16/fp16: the model is loaded
@@ -53,7 +73,7 @@ def weights_dtype(cfg: BaseRunConfig) -> tuple[str, str]:
     resolution for weights of magnitude ~1e-2 and up). With LoRA/QLoRA the base is frozen, so
     ``dtype`` applies as given; PEFT keeps the adapter in fp32.
     """
-    if cfg.use_lora:
+    if cfg.use_peft:
         return cfg.dtype, "LoRA/QLoRA: frozen base weights in `dtype`, adapter weights in fp32"
     compute = "bf16 compute (mixed precision)" if cfg.bf16 else "fp32 compute"
     note = "" if cfg.dtype == "float32" else f"; dtype {cfg.dtype} applies to frozen (LoRA) weights only"
@@ -77,11 +97,11 @@ def choose_batching(requested: str, attention: AttentionChoice, cuda: bool) -> t
         f"use attn_implementation: auto or torch_varlen (torch >= 2.9), or install flash-attn-4 (Hopper+)")
 
 
-def choose_mixed_precision(cfg: BaseRunConfig, *, processes: int, engine: str | None) -> tuple[str, str]:
+def choose_mixed_precision(cfg: RunConfig, *, processes: int, engine: str | None) -> tuple[str, str]:
     """How bf16 compute runs over the fp32 master weights: ``bf16_copy``, ``autocast``, an engine's own
     policy, or ``none`` (fp32 compute); and why.
 
-    ``bf16_copy`` (:mod:`mixer.train.precision`) casts the weights once per optimizer step instead of in
+    ``bf16_copy`` (:mod:`mixer.train.accel.precision`) casts the weights once per optimizer step instead of in
     every forward and recomputation. It needs the model's parameters to be plain tensors that this
     process alone updates: one process, full fine-tuning. Across processes DDP's gradient hooks sit on
     the fp32 parameters, and FSDP2/DeepSpeed already cast once per step with their own policies; with
@@ -94,7 +114,7 @@ def choose_mixed_precision(cfg: BaseRunConfig, *, processes: int, engine: str | 
         if asked == "bf16_copy":
             raise ConfigError("mixed_precision: bf16_copy needs bf16: true")
         return "none", "bf16: false, fp32 compute"
-    if cfg.use_lora:
+    if cfg.use_peft:
         if asked == "bf16_copy":
             raise ConfigError("mixed_precision: bf16_copy is for full fine-tuning; with LoRA the frozen base "
                               "is already in `dtype` (use auto or autocast)")
@@ -116,7 +136,7 @@ def choose_mixed_precision(cfg: BaseRunConfig, *, processes: int, engine: str | 
                          "cast once per optimizer step")
 
 
-def resolve_runtime(cfg: BaseRunConfig, *, cuda: bool) -> Runtime:
+def resolve_runtime(cfg: RunConfig, *, cuda: bool) -> Runtime:
     """Decide the host-dependent choices and log them at WARNING, before anything slow happens."""
     attention = choose_attention(cfg.attn_implementation, cuda=cuda, model_config=read_model_config(cfg.model))
     batching, batching_reason = choose_batching(cfg.batching, attention, cuda)

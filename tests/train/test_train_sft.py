@@ -13,10 +13,10 @@ from transformers import TrainerCallback
 from typer.testing import CliRunner
 
 from mixer.train.cli import app
-from mixer.train.config import SFTRunConfig, load_config
-from mixer.train.sft import build_sft_trainer, run_sft
+from mixer.train.config import RunConfig, load_config
+from mixer.train.trainer import build_trainer, run
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "train" / "tiny-cpu.yaml"
 
 
@@ -26,7 +26,7 @@ def _single_process(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(var, raising=False)
 
 
-def _cfg(out: Path, *sets: str) -> SFTRunConfig:
+def _cfg(out: Path, *sets: str) -> RunConfig:
     a = tiny_assets()
     return load_config("sft", TINY, list(sets), model=str(a.model), data=str(a.sft_data), output_dir=str(out))
 
@@ -49,7 +49,7 @@ def _labelled_spans(input_ids: list[int], labels: list[int]) -> list[list[int]]:
 
 
 def test_assistant_only_mask_is_exactly_the_assistant_turns(tmp_path: Path) -> None:
-    trainer = build_sft_trainer(_cfg(tmp_path, "batching=padded"))
+    trainer = build_trainer(_cfg(tmp_path, "batching=padded"))
     tok = trainer.processing_class
     eos = tok.eos_token
     assert len(trainer.train_dataset) == len(SFT_RECORDS)
@@ -71,7 +71,7 @@ def test_assistant_only_mask_is_exactly_the_assistant_turns(tmp_path: Path) -> N
 
 def test_padding_free_batches_keep_the_mask(tmp_path: Path) -> None:
     """The collator flattens a micro-batch; labels still cover only assistant tokens."""
-    trainer = build_sft_trainer(_cfg(tmp_path, "batching=padding_free"))
+    trainer = build_trainer(_cfg(tmp_path, "batching=padding_free"))
     batch = trainer.data_collator([trainer.train_dataset[1], trainer.train_dataset[5]])
     assert batch["input_ids"].shape[0] == 1 and "attention_mask" not in batch
     ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
@@ -81,7 +81,7 @@ def test_padding_free_batches_keep_the_mask(tmp_path: Path) -> None:
 
 
 def test_sft_loss_finite_and_falling_when_overfitting(tmp_path: Path) -> None:
-    trainer = build_sft_trainer(_cfg(tmp_path, "max_train_samples=4", "max_steps=30", "learning_rate=3e-3",
+    trainer = build_trainer(_cfg(tmp_path, "max_train_samples=4", "max_steps=30", "learning_rate=3e-3",
                                      "lr_scheduler_type=constant"))
     trainer.train()
     losses = _losses(trainer)
@@ -94,7 +94,7 @@ def test_padding_free_equals_padded_and_packed_runs(tmp_path: Path) -> None:
     """Padding-free is only a layout change: same examples per step, same loss as padded batches."""
     runs = {}
     for mode in ("padding_free", "padded", "packed"):
-        trainer = build_sft_trainer(_cfg(tmp_path / mode, f"batching={mode}", "max_steps=4"))
+        trainer = build_trainer(_cfg(tmp_path / mode, f"batching={mode}", "max_steps=4"))
         trainer.train()
         runs[mode] = _losses(trainer)
         assert len(runs[mode]) == 4 and all(math.isfinite(x) for x in runs[mode])
@@ -107,7 +107,7 @@ def test_a_step_weighs_every_assistant_token_equally_however_examples_fall_into_
     number, so 4 micro-batches of 1 and 1 micro-batch of 4 give the same losses and the same weights (README)."""
     runs = {}
     for per_device in (1, 4):
-        trainer = build_sft_trainer(_cfg(tmp_path / str(per_device), f"per_device_train_batch_size={per_device}",
+        trainer = build_trainer(_cfg(tmp_path / str(per_device), f"per_device_train_batch_size={per_device}",
                                          "max_train_samples=8", "max_steps=2", "lr_scheduler_type=constant"))
         assert trainer.args.gradient_accumulation_steps == 4 // per_device
         trainer.train()
@@ -128,15 +128,15 @@ class _CountSteps(TrainerCallback):
 def test_resume_from_checkpoint(tmp_path: Path) -> None:
     common = ["save_strategy=steps", "save_steps=2", "lr_scheduler_type=constant"]
     # reference: 6 uninterrupted steps
-    ref = build_sft_trainer(_cfg(tmp_path / "ref", *common, "max_steps=6"))
+    ref = build_trainer(_cfg(tmp_path / "ref", *common, "max_steps=6"))
     ref.train()
     # interrupted after 4 steps (a checkpoint every 2), then resumed to 6
-    run_sft(_cfg(tmp_path / "run", *common, "max_steps=4"))
+    run(_cfg(tmp_path / "run", *common, "max_steps=4"))
     assert (tmp_path / "run" / "checkpoint-4").is_dir()
     counter = _CountSteps()
-    resumed = build_sft_trainer(_cfg(tmp_path / "run", *common, "max_steps=6", "resume_from_checkpoint=last"),
+    resumed = build_trainer(_cfg(tmp_path / "run", *common, "max_steps=6", "resume_from_checkpoint=last"),
                                 callbacks=[counter])
-    from mixer.train.common import resume_checkpoint
+    from mixer.train.trainer import resume_checkpoint
 
     ckpt = resume_checkpoint(resumed_cfg := _cfg(tmp_path / "run", "resume_from_checkpoint=last"))
     assert ckpt is not None and ckpt.endswith("checkpoint-4") and resumed_cfg.resume_from_checkpoint == "last"
@@ -154,18 +154,18 @@ def test_resume_keeps_the_metrics_history_up_to_the_checkpoint_without_repeating
 
     common = ["save_strategy=steps", "save_steps=2", "lr_scheduler_type=constant"]
     out = tmp_path / "run"
-    run_sft(_cfg(out, *common, "max_steps=3"))
+    run(_cfg(out, *common, "max_steps=3"))
     for late in out.glob("checkpoint-3"):  # the crash came before checkpoint-3 was written
         shutil.rmtree(late)
     with (out / "metrics.jsonl").open("a", encoding="utf-8") as f:
         f.write('{"step": 3, "lo')  # and cut a line short
-    run_sft(_cfg(out, *common, "max_steps=4", "resume_from_checkpoint=last"))
+    run(_cfg(out, *common, "max_steps=4", "resume_from_checkpoint=last"))
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]
 
 
 def test_lora_changes_only_adapter_weights(tmp_path: Path) -> None:
-    trainer = build_sft_trainer(_cfg(tmp_path, "use_lora=true", "lora_r=4", "lora_alpha=8", "lora_dropout=0.0",
+    trainer = build_trainer(_cfg(tmp_path, "use_lora=true", "lora_r=4", "lora_alpha=8", "lora_dropout=0.0",
                                      "max_steps=3", "learning_rate=1e-2"))
     before = {k: v.detach().clone() for k, v in trainer.model.named_parameters()}
     trainable = {k for k, v in trainer.model.named_parameters() if v.requires_grad}
@@ -184,7 +184,7 @@ def test_merge_folds_the_adapter_into_the_base(tmp_path: Path) -> None:
 
     a = tiny_assets()
     adapter = tmp_path / "adapter"
-    run_sft(_cfg(adapter, "use_lora=true", "lora_r=4", "lora_alpha=8", "max_steps=3", "learning_rate=1e-2"))
+    run(_cfg(adapter, "use_lora=true", "lora_r=4", "lora_alpha=8", "max_steps=3", "learning_rate=1e-2"))
     assert (adapter / "adapter_config.json").is_file()
     merged_dir = tmp_path / "merged"
     result = CliRunner().invoke(app, ["merge", "--model", str(adapter), "--output-dir", str(merged_dir),
@@ -207,7 +207,7 @@ def test_merge_folds_the_adapter_into_the_base(tmp_path: Path) -> None:
 
 
 def test_qlora_on_cpu_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mixer.train import launch
+    from mixer.train.accel import launch
 
     monkeypatch.setattr(launch, "detect_gpu_count", lambda: 0)
     a = tiny_assets()
@@ -219,7 +219,7 @@ def test_qlora_on_cpu_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_cli_sft_runs_in_process_and_saves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mixer.train import launch
+    from mixer.train.accel import launch
 
     monkeypatch.setattr(launch, "detect_gpu_count", lambda: 0)
     a = tiny_assets()

@@ -13,9 +13,9 @@ from mixer.core.errors import MixerError
 from mixer.train.cli import app
 from mixer.train.config import load_config
 from mixer.train.data import load_preference_dataset
-from mixer.train.dpo import build_dpo_trainer
+from mixer.train.trainer import build_trainer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY_DPO = REPO / "train" / "tiny-cpu-dpo.yaml"
 
 
@@ -29,7 +29,7 @@ def test_dpo_starts_at_ln2_and_the_margin_rises(tmp_path: Path) -> None:
     a = tiny_assets()
     cfg = load_config("dpo", TINY_DPO, ["max_steps=10"], model=str(a.model), data=str(a.pref_data),
                       output_dir=str(tmp_path))
-    trainer = build_dpo_trainer(cfg)
+    trainer = build_trainer(cfg)
     trainer.train()
     logs = [h for h in trainer.state.log_history if "loss" in h]
     assert len(logs) == 10
@@ -52,7 +52,7 @@ def test_preference_data_must_be_conversational(tmp_path: Path) -> None:
 
 
 def test_sft_build_given_to_dpo_names_the_missing_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mixer.train import launch
+    from mixer.train.accel import launch
 
     monkeypatch.setattr(launch, "detect_gpu_count", lambda: 0)
     a = tiny_assets()
@@ -71,7 +71,7 @@ def test_reference_computes_in_fp32_like_the_policy_when_bf16_is_off(tmp_path: P
     cfg = load_config("dpo", TINY_DPO, ["max_steps=1", "dtype=bfloat16"], model=str(a.model), data=str(a.pref_data),
                       output_dir=str(tmp_path))
     assert cfg.bf16 is False
-    trainer = build_dpo_trainer(cfg)
+    trainer = build_trainer(cfg)
     assert trainer.model.dtype == torch.float32
     assert trainer.ref_model.dtype == torch.float32
     trainer.train()

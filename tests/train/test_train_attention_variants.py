@@ -14,8 +14,8 @@ transformers = pytest.importorskip("transformers")
 trl_collator = pytest.importorskip("trl.trainer.sft_trainer")
 
 from mixer.core.errors import MixerError  # noqa: E402
-from mixer.train import attention  # noqa: E402
-from mixer.train.attention import (  # noqa: E402
+from mixer.train.accel import attention  # noqa: E402
+from mixer.train.accel.attention import (  # noqa: E402
     TORCH_VARLEN,
     choose_attention,
     register_torch_varlen,
@@ -136,10 +136,10 @@ def test_a_layer_that_passes_softcap_or_sinks_at_run_time_is_refused_not_ignored
 
 
 def test_a_run_asking_torch_varlen_for_a_soft_capped_model_stops_before_loading(tmp_path) -> None:
-    from mixer.train.config import SFTRunConfig
-    from mixer.train.runtime import resolve_runtime
+    from mixer.train.accel.host import resolve_runtime
+    from mixer.train.config import load_config
 
     _gemma2_config().save_pretrained(tmp_path)
-    cfg = SFTRunConfig(model=str(tmp_path), attn_implementation=TORCH_VARLEN)
+    cfg = load_config("sft", None, [f"attn_implementation={TORCH_VARLEN}"], model=str(tmp_path))
     with pytest.raises(MixerError, match="soft-capping"):
         resolve_runtime(cfg, cuda=True)

@@ -7,24 +7,19 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 from mixer.core.chat import TULU_CHAT_TEMPLATE
 from mixer.core.errors import MixerError
-from mixer.train.attention import TORCH_VARLEN, choose_attention, register_torch_varlen
-from mixer.train.config import BaseRunConfig, ConfigError
+from mixer.train.accel.attention import TORCH_VARLEN, register_torch_varlen
+from mixer.train.accel.host import engine_mixed_precision
+from mixer.train.config import ConfigError, RunConfig
 from mixer.train.deps import MissingDependencyError, cuda_available
 
 logger = logging.getLogger("mixer.train")
-
-
-def choose_attn_implementation(requested: str = "auto", *, cuda: bool | None = None) -> str:
-    """The attention kernel name for ``requested`` on this host (see :mod:`mixer.train.attention`)."""
-    choice = choose_attention(requested, cuda=cuda_available() if cuda is None else cuda)
-    logger.info("attention: %s (%s)", choice.implementation, choice.reason)
-    return choice.implementation
 
 
 def torch_dtype(name: str) -> Any:
@@ -70,7 +65,7 @@ def resolve_chat_template(tokenizer: Any, choice: str, *, need_markers: bool) ->
     return template
 
 
-def load_tokenizer(cfg: BaseRunConfig, *, need_markers: bool) -> Any:
+def load_tokenizer(cfg: RunConfig, *, need_markers: bool) -> Any:
     """The tokenizer with the training chat template set and a pad token (eos when it has none)."""
     from transformers import AutoTokenizer
 
@@ -98,72 +93,39 @@ def check_qlora_supported() -> None:
         raise MissingDependencyError("QLoRA (load_in_4bit: true) needs bitsandbytes: pip install bitsandbytes")
 
 
-def quantization_config(cfg: BaseRunConfig) -> Any:
-    """NF4 4-bit with double quantisation and bf16 compute (the QLoRA paper's and Tulu 2's setting)."""
-    check_qlora_supported()
-    from transformers import BitsAndBytesConfig
-
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type=cfg.bnb_4bit_quant_type,
-        bnb_4bit_use_double_quant=cfg.bnb_4bit_use_double_quant,
-        bnb_4bit_compute_dtype=torch_dtype(cfg.bnb_4bit_compute_dtype),
-    )
-
-
-def lora_config(cfg: BaseRunConfig) -> Any:
-    """A causal-LM LoRA config over ``lora_target_modules``."""
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        target_modules=list(cfg.lora_target_modules),
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
-
-
-def load_model(cfg: BaseRunConfig, attn_implementation: str, dtype: str | None = None) -> Any:
-    """The model to train, on CPU/meta as transformers decides; the Trainer moves it to the device.
+def load_model(cfg: RunConfig, attn_implementation: str, dtype: str | None = None,
+               auto_class: str = "AutoModelForCausalLM", **kwargs: Any) -> Any:
+    """The model to train (``auto_class``, e.g. a one-label ``AutoModelForSequenceClassification`` for a reward
+    model, whose new head is seeded by ``seed``); the Trainer moves it to the device.
 
     ``dtype``: the resolved weight dtype (fp32 master weights for full fine-tuning, see
-    :func:`mixer.train.runtime.weights_dtype`); ``cfg.dtype`` when not given.
-    With ``load_in_4bit`` the base weights are quantised on load and prepared for k-bit training
-    (norms in fp32, input grads enabled) before TRL wraps them in the LoRA adapter.
+    :func:`mixer.train.accel.host.weights_dtype`); ``cfg.dtype`` when not given. With ``load_in_4bit`` the base
+    is quantised on load (TRL's ``get_quantization_config``: NF4, double quantisation, matmuls in
+    ``bnb_4bit_compute_dtype``) and prepared for k-bit training (norms in fp32, input grads enabled) before TRL
+    wraps it in the adapter.
     """
-    from transformers import AutoModelForCausalLM
+    import transformers
+    from trl import get_quantization_config
 
     if attn_implementation == TORCH_VARLEN:
         register_torch_varlen()
-    kwargs: dict[str, Any] = {"dtype": torch_dtype(dtype or cfg.dtype), "attn_implementation": attn_implementation}
+    transformers.set_seed(cfg.seed)
+    kwargs.update(dtype=torch_dtype(dtype or cfg.dtype), attn_implementation=attn_implementation)
     if cfg.load_in_4bit:
-        kwargs["quantization_config"] = quantization_config(cfg)
-        kwargs["device_map"] = {"": _local_device_index()}
-    elif cuda_available() and not _sharded_launch():
+        check_qlora_supported()
+        kwargs["quantization_config"] = get_quantization_config(cfg.model_config(dtype=cfg.bnb_4bit_compute_dtype))
+    if cfg.load_in_4bit or (cuda_available() and engine_mixed_precision() is None):
         # straight from safetensors to this process's GPU (and cast there): a 7B in fp32 is 27 GiB that
         # would otherwise be converted on the CPU first. FSDP/DeepSpeed place (and shard) weights themselves.
-        kwargs["device_map"] = {"": _local_device_index()}
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     try:
-        model = AutoModelForCausalLM.from_pretrained(cfg.model, **kwargs)
+        model = getattr(transformers, auto_class).from_pretrained(cfg.model, **kwargs)
     except OSError as e:
         raise MixerError(f"cannot load a model from {cfg.model}: {e}") from e
+    except ValueError as e:
+        raise MixerError(f"{cfg.model}: cannot load it as {auto_class}: {e}") from e
     if cfg.load_in_4bit:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
     return model
-
-
-def _local_device_index() -> int:
-    import os
-
-    return int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def _sharded_launch() -> bool:
-    """Whether ``accelerate launch`` started this process with FSDP or DeepSpeed (they place weights)."""
-    import os
-
-    return any(os.environ.get(v, "").lower() == "true" for v in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"))

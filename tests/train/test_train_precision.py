@@ -15,13 +15,13 @@ import pytest
 import yaml
 
 from mixer.core.errors import MixerError
+from mixer.train.accel.host import choose_mixed_precision, resolve_runtime
 from mixer.train.config import load_config
-from mixer.train.runtime import choose_mixed_precision, resolve_runtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_fixtures import tiny_assets  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 torch = pytest.importorskip("torch")
 
 
@@ -44,12 +44,12 @@ def _cfg(tmp_path: Path, *overrides: str, kind: str = "sft") -> Any:
 
 def _trainer(cfg: Any) -> Any:
     if type(cfg).__name__.startswith("DPO"):
-        from mixer.train.dpo import build_dpo_trainer
+        from mixer.train.trainer import build_trainer
 
-        return build_dpo_trainer(cfg)
-    from mixer.train.sft import build_sft_trainer
+        return build_trainer(cfg)
+    from mixer.train.trainer import build_trainer
 
-    return build_sft_trainer(cfg)
+    return build_trainer(cfg)
 
 
 def _one_micro_batch(trainer: Any) -> dict[str, Any]:
@@ -187,7 +187,7 @@ def test_a_forward_that_raises_leaves_the_fp32_masters_in_the_model(tmp_path: Pa
 
 
 def test_tied_weights_share_one_copy(tmp_path: Path) -> None:
-    from mixer.train.precision import ComputeCopies
+    from mixer.train.accel.precision import ComputeCopies
 
     model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 10, bias=False))
     model[1].weight = model[0].weight
@@ -247,7 +247,7 @@ def test_losses_follow_the_autocast_run_within_bf16_tolerance(tmp_path: Path) ->
 def test_a_run_saves_fp32_weights_equal_to_the_masters_and_records_the_choice(tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
-    from mixer.train.common import train_and_save
+    from mixer.train.trainer import train_and_save
 
     cfg = _cfg(tmp_path, "max_steps=2", "learning_rate=1e-3")
     trainer = _trainer(cfg)

@@ -14,11 +14,12 @@ from typer.testing import CliRunner
 
 from mixer.core.errors import MixerError
 from mixer.train.cli import app
-from mixer.train.config import ConfigError, RMRunConfig, load_config
+from mixer.train.config import ConfigError, RunConfig, load_config
 from mixer.train.reward import RewardScorer, load_reward_dataset, load_reward_model, margin_from_scores
-from mixer.train.rm import build_rm_trainer, run_rm, warmup_steps
+from mixer.train.rm import warmup_steps
+from mixer.train.trainer import build_trainer, run
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY_RM = REPO / "train" / "tiny-cpu-rm.yaml"
 runner = CliRunner()
 
@@ -43,7 +44,7 @@ def separable_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_preference_build(tmp_path_factory.mktemp("rm-sep"), separable_pairs())
 
 
-def _cfg(data: Path, out: Path, *sets: str) -> RMRunConfig:
+def _cfg(data: Path, out: Path, *sets: str) -> RunConfig:
     a = tiny_assets()
     return load_config("rm", TINY_RM, list(sets), model=str(a.model), data=str(data), output_dir=str(out))
 
@@ -60,7 +61,7 @@ def test_margin_maps_rating_gaps_to_llama2_margin_small() -> None:
 def test_rm_recipe_carries_the_llama2_values() -> None:
     cfg = load_config("rm", REPO / "train" / "rm.yaml")
     assert (cfg.num_train_epochs, cfg.learning_rate, cfg.effective_batch_size) == (1.0, 1e-5, 512)
-    assert (cfg.lr_scheduler_type, cfg.trl_args["lr_scheduler_kwargs"]) == ("cosine_with_min_lr", {"min_lr_rate": 0.1})
+    assert (cfg.lr_scheduler_type, cfg.lr_scheduler_kwargs) == ("cosine_with_min_lr", {"min_lr_rate": 0.1})
     assert (cfg.warmup_ratio, cfg.min_warmup_steps) == (0.03, 5)
     assert cfg.margin is False and cfg.batching == "padded"
 
@@ -79,7 +80,7 @@ def test_rm_rejects_padding_free_batches() -> None:
 
 def test_rm_loss_falls_and_held_out_accuracy_is_written(separable_build: Path, tmp_path: Path) -> None:
     cfg = _cfg(separable_build, tmp_path / "rm", "max_steps=12")
-    metrics = run_rm(cfg)
+    metrics = run(cfg)
     lines = [json.loads(x) for x in (tmp_path / "rm" / "metrics.jsonl").read_text().splitlines()]
     losses = [x["loss"] for x in lines if "loss" in x]
     assert len(losses) == 12 and all(math.isfinite(v) for v in losses)
@@ -99,10 +100,10 @@ def test_rm_in_bf16_trains_on_compute_copies_and_scores_held_out_pairs_on_plain_
     import yaml
 
     cfg = _cfg(separable_build, tmp_path / "rm", "max_steps=12", "bf16=true", "trl_args.use_cpu=true")
-    trainer = build_rm_trainer(cfg)
+    trainer = build_trainer(cfg)
     assert trainer.mixer_runtime.mixed_precision == "bf16_copy" and trainer.mixer_compute_copies is not None
-    from mixer.train.common import train_and_save
     from mixer.train.rm import evaluate_held_out
+    from mixer.train.trainer import train_and_save
 
     train_and_save(trainer, cfg)
     assert not any(m._forward_pre_hooks for m in trainer.model.modules())
@@ -121,7 +122,7 @@ def test_every_rank_scores_the_held_out_pairs_of_a_sharded_model_and_only_rank_0
 
     out = tmp_path / "rm"
     cfg = _cfg(separable_build, out)
-    trainer = build_rm_trainer(cfg)
+    trainer = build_trainer(cfg)
     out.mkdir(parents=True, exist_ok=True)
     calls: list[int] = []
     trainer.model.register_forward_pre_hook(lambda m, a: calls.append(1))
@@ -142,7 +143,7 @@ def test_every_rank_scores_the_held_out_pairs_of_a_sharded_model_and_only_rank_0
 
 
 def test_held_out_pairs_are_not_trained_on(separable_build: Path, tmp_path: Path) -> None:
-    trainer = build_rm_trainer(_cfg(separable_build, tmp_path))
+    trainer = build_trainer(_cfg(separable_build, tmp_path))
     assert len(trainer.train_dataset) == 20 and len(trainer.mixer_eval_pairs) == 4
 
 
@@ -212,7 +213,7 @@ def test_unrated_pairs_of_a_mixed_build_get_margin_zero_with_a_warning_counting_
 
 def test_rm_trains_with_margins_from_a_built_mixture(dpo_sample_build: Path, tmp_path: Path) -> None:
     cfg = _cfg(dpo_sample_build, tmp_path / "rm", "margin=true", "max_steps=2", "eval_size=0")
-    trainer = build_rm_trainer(cfg)
+    trainer = build_trainer(cfg)
     margins = trainer.train_dataset["margin"]
     # the UltraFeedback pairs' rating gaps (pairs past max_length are left out), HH-RLHF's 0
     assert any(m > 0 for m in margins) and any(m == 0 for m in margins)

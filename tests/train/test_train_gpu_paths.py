@@ -15,17 +15,17 @@ import yaml
 from typer.testing import CliRunner
 
 from mixer.core.errors import MixerError
-from mixer.train import attention as attn_mod
-from mixer.train import launch as launch_mod
-from mixer.train.attention import AttentionChoice, choose_attention
+from mixer.train.accel import attention as attn_mod
+from mixer.train.accel import launch as launch_mod
+from mixer.train.accel.attention import AttentionChoice, choose_attention
+from mixer.train.accel.host import choose_batching, resolve_runtime, tokenise_processes, weights_dtype
 from mixer.train.cli import app
 from mixer.train.config import load_config, shipped_recipes
-from mixer.train.runtime import choose_batching, resolve_runtime, tokenise_processes, weights_dtype
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_fixtures import tiny_assets  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 
@@ -123,7 +123,7 @@ def test_torch_varlen_padding_free_matches_each_sequence_alone() -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    from mixer.train.attention import register_torch_varlen
+    from mixer.train.accel.attention import register_torch_varlen
 
     register_torch_varlen()
     torch.manual_seed(0)
@@ -206,7 +206,7 @@ def test_one_dpo_sized_step_changes_bf16_configured_weights(tmp_path: Path) -> N
     not move. The single-process path loads fp32 master weights, so one step changes them."""
     import torch
 
-    from mixer.train.sft import build_sft_trainer
+    from mixer.train.trainer import build_trainer
 
     a = tiny_assets()
     cfg = load_config("sft", REPO / "train" / "tiny-cpu.yaml",
@@ -214,7 +214,7 @@ def test_one_dpo_sized_step_changes_bf16_configured_weights(tmp_path: Path) -> N
                        "lr_scheduler_type=constant", "effective_batch_size=2", "trl_args.use_cpu=true"],
                       model=str(a.model), data=str(a.sft_data), output_dir=str(tmp_path / "run"))
     assert weights_dtype(cfg)[0] == "float32"
-    trainer = build_sft_trainer(cfg)
+    trainer = build_trainer(cfg)
     weight = trainer.model.model.layers[0].mlp.up_proj.weight
     assert weight.dtype == torch.float32
     before = weight.detach().clone()
@@ -246,24 +246,24 @@ def test_tokenisation_uses_up_to_sixteen_processes_for_large_data(monkeypatch: p
 
 
 def test_ddp_timeout_reaches_the_training_arguments() -> None:
-    from mixer.train.sft import sft_trl_config
+    from mixer.train.trainer import trl_config
 
     cfg = load_config("sft", REPO / "train" / "tiny-cpu.yaml", ["ddp_timeout=7200"], output_dir="/tmp/x")
-    assert sft_trl_config(cfg, n_processes=1, num_proc=3).ddp_timeout == 7200
-    assert sft_trl_config(cfg, n_processes=1, num_proc=3).dataset_num_proc == 3
+    assert trl_config(cfg, n_processes=1, num_proc=3).ddp_timeout == 7200
+    assert trl_config(cfg, n_processes=1, num_proc=3).dataset_num_proc == 3
 
 
 # --- 9. LoRA + ZeRO-3 gets reentrant checkpointing under the name the Trainer reads -----------------------
 
 
 def test_lora_under_zero3_sets_reentrant_checkpointing(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mixer.train.common import training_kwargs
+    from mixer.train.trainer import derived_kwargs
 
     cfg = load_config("sft", REPO / "train" / "tulu2-qlora.yaml", ["load_in_4bit=false"], output_dir="/tmp/x")
-    assert "activation_checkpointing_kwargs" not in training_kwargs(cfg, 8)
+    assert "activation_checkpointing_kwargs" not in derived_kwargs(cfg, n_processes=8)
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
     monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
-    assert training_kwargs(cfg, 8)["activation_checkpointing_kwargs"] == {"use_reentrant": True}
+    assert derived_kwargs(cfg, n_processes=8)["activation_checkpointing_kwargs"] == {"use_reentrant": True}
 
 
 # --- 10. YAML booleans, shipped recipes by name, package data -------------------------------------------------
@@ -396,7 +396,7 @@ def test_pinned_single_gpu_rerun_forwards_the_overwrite_flag(monkeypatch: pytest
 
 
 def test_small_micro_batches_get_a_hint_that_keeps_the_examples_per_step() -> None:
-    from mixer.train.batch import larger_micro_batch_hint
+    from mixer.train.accel.batch import larger_micro_batch_hint
 
     hint = larger_micro_batch_hint(580.0, 2, 128, 1)  # Tulu V2's mean length, the recipe's 2 per device
     assert hint is not None

@@ -1,0 +1,37 @@
+"""What one training method (SFT, DPO, a reward model) adds to the run :mod:`mixer.train.trainer` builds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mixer.core.outdir import TRAIN_MARKER
+from mixer.train.config import RunConfig
+
+RESOLVED_CONFIG_NAME = TRAIN_MARKER  # also what marks a folder as an earlier run of ours
+METRICS_NAME = "metrics.jsonl"
+
+
+class Method:
+    """What one training method adds to the common run; the defaults are a causal LM on conversations."""
+
+    trainer = ""  # the TRL trainer class
+    auto_class = "AutoModelForCausalLM"
+
+    def load(self, cfg: RunConfig) -> Any:
+        """The training rows, read from ``cfg.data`` (before the model: a bad file fails fast)."""
+        raise NotImplementedError
+
+    def trl_kwargs(self, cfg: RunConfig, n_rows: int, n_processes: int) -> dict[str, Any]:
+        """The TRL config fields this method derives from mixer's settings."""
+        return {}
+
+    def prepare(self, cfg: RunConfig, rows: Any, tokenizer: Any, args: Any) -> Any:
+        """The rows as the TRL trainer takes them (SFT tokenises here)."""
+        return rows
+
+    def ready(self, trainer: Any, cfg: RunConfig) -> None:
+        """Checks and attachments once the trainer is built."""
+
+    def finish(self, trainer: Any, cfg: RunConfig, metrics: dict[str, Any]) -> dict[str, Any]:
+        """After training and saving: what the run adds to its metrics (the reward model's held-out accuracy)."""
+        return metrics

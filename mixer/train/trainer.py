@@ -1,0 +1,192 @@
+"""The one trainer builder: SFT, DPO and reward models differ only in what their :class:`Method` adds.
+
+Every run does the same steps: check the paths and the config, resolve the host's choices (attention
+kernel, batching, weight dtype, mixed precision; said at WARNING first), load the tokenizer, the rows and
+the model, build the TRL config with the derived gradient accumulation, and hand all of it to TRL's trainer.
+After training, :func:`train_and_save` saves the model, tokenizer, resolved config and loss history.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mixer.core.errors import MixerError
+from mixer.train.accel.batch import gradient_accumulation_steps
+from mixer.train.accel.host import deepspeed_zero3_launched, resolve_runtime, tokenise_processes, world_size
+from mixer.train.config import ConfigError, RunConfig, to_yaml
+from mixer.train.dpo import DPO
+from mixer.train.method import METRICS_NAME, RESOLVED_CONFIG_NAME, Method
+from mixer.train.rm import RM
+from mixer.train.sft import SFT
+
+METHODS: dict[str, type[Method]] = {"sft": SFT, "dpo": DPO, "rm": RM}
+__all__ = ["METRICS_NAME", "RESOLVED_CONFIG_NAME", "build_trainer", "run", "train_and_save"]
+
+def require_paths(cfg: Any, *names: str) -> None:
+    """Fail with the option to pass when a required path was given neither in YAML nor on the CLI."""
+    for name in names:
+        if not getattr(cfg, name):
+            raise ConfigError(f"`{name}` is not set: pass --{name.replace('_', '-')} or set it in the config")
+
+
+def derived_kwargs(cfg: RunConfig, n_rows: int = 0, n_processes: int | None = None,
+                   num_proc: int | None = None) -> dict[str, Any]:
+    """The TRL config fields mixer derives: gradient accumulation from the effective batch (``BatchError`` when
+    it does not divide), tokenisation workers, and the method's own (:meth:`Method.trl_kwargs`).
+
+    LoRA with ZeRO-3 and gradient checkpointing needs reentrant checkpointing; TRL sets it under the old
+    ``gradient_checkpointing_kwargs`` name, which transformers 5 reads only at construction, so it is set here
+    under the name the Trainer reads.
+    """
+    n = world_size() if n_processes is None else n_processes
+    derived: dict[str, Any] = {
+        "gradient_accumulation_steps": gradient_accumulation_steps(
+            cfg.effective_batch_size, cfg.per_device_train_batch_size, n),
+        "dataset_num_proc": num_proc, "fp16": False, **METHODS[cfg.kind]().trl_kwargs(cfg, n_rows, n)}
+    if cfg.use_peft and cfg.gradient_checkpointing and deepspeed_zero3_launched():
+        derived["activation_checkpointing_kwargs"] = {"use_reentrant": True}
+    return derived
+
+
+def trl_config(cfg: RunConfig, n_rows: int = 0, n_processes: int | None = None, num_proc: int | None = None) -> Any:
+    """The trainer's TRL config: the keys set plus :func:`derived_kwargs`."""
+    return cfg.trl_config(**derived_kwargs(cfg, n_rows, n_processes, num_proc))
+
+
+def build_trainer(cfg: RunConfig, callbacks: list[Any] | None = None) -> Any:
+    """A ready TRL trainer for ``cfg.kind`` (tests inspect it before training); ``trainer.mixer_runtime`` keeps
+    the host's choices for the saved config."""
+    from mixer.train.data import resolve_parquet_files
+    from mixer.train.deps import cuda_available, require_train_deps
+
+    require_train_deps()
+    require_paths(cfg, "model", "data", "output_dir")
+    cfg.validate()
+    resolve_parquet_files(cfg.data)  # a wrong --data fails before the slow imports
+    import trl
+
+    from mixer.train.accel.modeling import check_qlora_supported, load_model, load_tokenizer
+    from mixer.train.accel.precision import apply_mixed_precision
+
+    if cfg.load_in_4bit:
+        check_qlora_supported()  # before any loading: the error must be the first thing a CPU user sees
+    method = METHODS[cfg.kind]()
+    runtime = resolve_runtime(cfg, cuda=cuda_available())
+    cfg = cfg.replace(batching=runtime.batching)
+    tokenizer = load_tokenizer(cfg, need_markers=cfg.kind == "sft" and cfg.assistant_only_loss)
+    rows = method.load(cfg)
+    args = trl_config(cfg, len(rows), num_proc=tokenise_processes(cfg.dataset_num_proc, len(rows)))
+    rows = method.prepare(cfg, rows, tokenizer, args)
+    extra = {"num_labels": 1} if method.auto_class != "AutoModelForCausalLM" else {}
+    model = load_model(cfg, runtime.attn_implementation, runtime.weights_dtype, method.auto_class, **extra)
+    trainer = getattr(trl, method.trainer)(
+        model=model, args=args, train_dataset=rows, processing_class=tokenizer, callbacks=callbacks,
+        peft_config=trl.get_peft_config(cfg.model_config()))
+    method.ready(trainer, cfg)
+    apply_mixed_precision(trainer, runtime.mixed_precision)
+    trainer.mixer_runtime = runtime
+    trainer.mixer_method = method
+    return trainer
+
+
+def run(cfg: RunConfig) -> dict[str, Any]:
+    """Build, train and save (:func:`train_and_save`); return the train metrics (and what the method adds)."""
+    trainer = build_trainer(cfg)
+    return trainer.mixer_method.finish(trainer, cfg, train_and_save(trainer, cfg))
+
+
+def resume_checkpoint(cfg: RunConfig) -> str | None:
+    """``resume_from_checkpoint``: a directory as is, or ``last`` for the newest ``checkpoint-N``."""
+    value = cfg.resume_from_checkpoint
+    if not value:
+        return None
+    if value in ("last", "latest", "true", "True"):
+        from transformers.trainer_utils import get_last_checkpoint
+
+        out = Path(cfg.output_dir or ".")
+        last = get_last_checkpoint(str(out)) if out.is_dir() else None
+        if last is None:
+            raise MixerError(f"resume_from_checkpoint: last, but {out} has no checkpoint-* directory")
+        return last
+    if not Path(value).is_dir():
+        raise MixerError(f"resume_from_checkpoint: {value} is not a directory")
+    return value
+
+
+def save_resolved_config(cfg: Any, resolved: dict[str, Any] | None = None) -> Path:
+    """Keep the exact recipe next to the model so a run can be reproduced; ``resolved`` (what the host
+    decided: attention kernel, batching, weight dtype, and why) is saved under ``resolved:``, which
+    ``load_config`` skips when the file is used as a recipe again."""
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    text = to_yaml(cfg)
+    if resolved:
+        text += yaml.safe_dump({"resolved": resolved}, sort_keys=False, width=200)
+    path = out / RESOLVED_CONFIG_NAME
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def metrics_callback(path: Path, *, fresh: bool) -> Any:
+    """A ``TrainerCallback`` appending every log record (loss, learning rate, grad norm, ...) to ``path`` (JSON
+    lines) as it happens, whatever ``save_strategy`` is. ``fresh``: start the file anew (not resuming).
+
+    A resumed run keeps the history up to its checkpoint's step and drops the records of later steps (the
+    interrupted run logged them, and the resumed run does those steps again), and a last line the interruption
+    cut short; with no file left, the history is the checkpoint's own ``log_history``."""
+    from transformers import TrainerCallback
+
+    class MetricsLog(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if not state.is_world_process_zero:
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
+            kept = [] if fresh else resumed_history(path, state)
+            path.write_text("".join(json.dumps(r, default=float) + "\n" for r in kept), encoding="utf-8")
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+            if state.is_world_process_zero and logs:
+                with path.open("a", encoding="utf-8") as f:
+                    f.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}, default=float) + "\n")
+
+    return MetricsLog()
+
+
+def resumed_history(path: Path, state: Any) -> list[dict[str, Any]]:
+    """The metrics records a run resumed at ``state.global_step`` keeps (see :func:`metrics_callback`)."""
+    if not path.exists():
+        return [{"step": r.get("step"), "epoch": r.get("epoch"), **r} for r in state.log_history]
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:  # a line the interruption cut short
+            continue
+        if isinstance(record, dict) and (record.get("step") or 0) <= state.global_step:
+            kept.append(record)
+    return kept
+
+
+def train_and_save(trainer: Any, cfg: RunConfig) -> dict[str, Any]:
+    """Train (resuming when asked), save the model or adapter, the tokenizer and the resolved config to
+    ``output_dir``; return the train metrics. The resolved config is written first, so a run that crashes
+    still says what it was; the loss history goes to ``output_dir/metrics.jsonl`` as training runs."""
+    resolved = getattr(trainer, "mixer_runtime", None)
+    resolved = resolved.as_dict() if resolved is not None else None
+    if trainer.is_world_process_zero():
+        save_resolved_config(cfg, resolved)
+    checkpoint = resume_checkpoint(cfg)
+    trainer.add_callback(metrics_callback(Path(cfg.output_dir) / METRICS_NAME, fresh=checkpoint is None))
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    copies = getattr(trainer, "mixer_compute_copies", None)
+    if copies is not None:  # leave a plain fp32 model for saving and for what runs after (RM held-out eval)
+        copies.remove()
+    trainer.save_model(cfg.output_dir)
+    if trainer.is_world_process_zero():
+        trainer.processing_class.save_pretrained(cfg.output_dir)
+        save_resolved_config(cfg, resolved)
+    return dict(result.metrics)
