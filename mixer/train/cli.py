@@ -145,6 +145,10 @@ def check_host(cfg: Any) -> None:
         raise MixerError(f"--output-dir {cfg.output_dir}: cannot be written ({problem}); nothing was trained")
     from mixer.train.deps import cuda_available
 
+    if cfg.load_in_4bit:  # QLoRA's own message says more (its kernels, and LoRA without quantisation)
+        from mixer.train.accel.modeling import check_qlora_supported
+
+        check_qlora_supported()
     if cfg.bf16 and not getattr(cfg, "use_cpu", False) and not cuda_available():
         raise MixerError("this recipe computes in bf16 and needs a CUDA GPU, which this host does not have; "
                          "on CPU use a CPU recipe (-c tiny-cpu, tiny-cpu-dpo, tiny-cpu-rm) or keep this one "
