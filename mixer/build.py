@@ -49,7 +49,7 @@ from mixer.stages.read import Read
 from mixer.stages.read_cache import read_cache_root
 from mixer.stages.select import Gate, Sample, Select, Selector, Shuffle
 from mixer.stages.write import Write, staging_dir
-from mixer.tokens.cache import cache_root, damage_counts, damage_log
+from mixer.tokens.cache import cache_root, damage_counts, damage_log, unwritable_cache
 from mixer.tokens.count import TokenCounter, counter_note
 
 __all__ = ["BuildResult", "BuildState", "Reporter", "build", "run_stages"]
@@ -162,12 +162,38 @@ def build(recipe: Recipe, reporter: Reporter | None = None, workers: int | None 
     """
     check_not_an_input(recipe.output, build_inputs(recipe, work_dir))
     root = resolve_work_dir(work_dir) if work_dir is not None else None
-    with lock_output(Path(recipe.output)), damage_log():
+    with lock_output(Path(recipe.output)), _caches_if_writable(reporter or Reporter()), \
+            tempfile.TemporaryDirectory(prefix="mixer-work-", dir=root if isinstance(root, Path) else None) \
+            as scratch, damage_log(Path(scratch)):
+        # without a --work-dir the stages work in `scratch` too: a killed build leaves one folder behind
+        stages_root = root if root is not None else Path(scratch)
         check_output_dir(recipe.output, marker=BUILD_MARKER, overwrite=overwrite)
         if engine is not None:
-            return _build(recipe, reporter, engine, root)
+            return _build(recipe, reporter, engine, stages_root)
         with LocalEngine(workers) as local:
-            return _build(recipe, reporter, local, root)
+            return _build(recipe, reporter, local, stages_root)
+
+
+@contextmanager
+def _caches_if_writable(reporter: Reporter) -> Iterator[None]:
+    """A cache folder that cannot be written (read-only, a file in its path) turns the token and read
+    caches off for this build, with a warning, instead of failing it; the environment is restored after
+    (worker processes inherit it, which is why the switch is an environment variable)."""
+    problem = unwritable_cache()
+    if problem is None:
+        yield
+        return
+    reporter.warn(f"{problem}; building without the token and read caches")
+    saved = {name: os.environ.get(name) for name in ("MIXER_TOKEN_CACHE", "MIXER_READ_CACHE")}
+    os.environ.update(dict.fromkeys(saved, "0"))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def build_inputs(recipe: Recipe, work_dir: str | Path | None = None) -> Iterator[tuple[str, Path]]:

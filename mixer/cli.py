@@ -7,13 +7,14 @@ bugs in mixer only.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 
 from mixer import __version__
@@ -25,9 +26,27 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
-err = Console(stderr=True)
-out = Console()
+#: the width of a console that is not a terminal (CI logs, pipes, files): wide enough that tables keep their
+#: natural width and paths are never cut with "…"; COLUMNS still wins when set
+NO_WRAP_WIDTH = 4096
+
+
+class _Console(Console):
+    """A rich console that wraps at the terminal's width on a terminal, and not at all elsewhere: rich's
+    own fallback is 80 columns, which split "Apache-2.0" over two lines and cut paths in CI logs."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        dims = super().size
+        if self.is_terminal or self._width is not None or "COLUMNS" in os.environ:
+            return dims
+        return ConsoleDimensions(NO_WRAP_WIDTH, dims.height)
+
+
+err = _Console(stderr=True)
+out = _Console()
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,6 +59,8 @@ def user_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            interrupted("interrupted; previous output kept" if fn.__name__ == "build" else "interrupted")
         except (MixerError, OSError) as e:
             message = user_message(e)
             if message is None:
@@ -51,42 +72,23 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-class RichReporter:
-    """Progress on stderr for the long stages."""
+def interrupted(message: str) -> None:
+    """Ctrl-C: stop any progress display, print one line on a clean line of stderr, exit 130 (128 + SIGINT,
+    what shells report for a command interrupted so)."""
+    live = getattr(err, "_live_stack", None)
+    while live:  # a transient progress bar, erased as it stops
+        live[-1].stop()
+    if err.is_terminal:
+        err.file.write("\r\x1b[K")  # the terminal's echoed ^C, or half a line, is cleared first
+    err.print(message, highlight=False, markup=False)
+    raise typer.Exit(130)
 
-    def __init__(self) -> None:
-        from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), MofNCompleteColumn(),
-                                  TimeElapsedColumn(), console=err, transient=True)
-        self._task: Any = None
-        self._pending = 0
+def _print_json(obj: Any) -> None:
+    """One JSON document on stdout (the ``--json`` views): nothing else goes to stdout."""
+    import json
 
-    def stage_started(self, name: str, label: str) -> None:
-        """Each stage is framed here (``mixer.build``); the bars below are the long stages' own."""
-
-    def stage_finished(self, name: str, label: str, seconds: float, dropped: int) -> None: ...
-
-    def start(self, description: str, total: int | None = None) -> None:
-        self._progress.start()
-        self._task = self._progress.add_task(description, total=total)
-
-    def advance(self, n: int = 1) -> None:
-        self._pending += n
-        if self._pending >= 2000:
-            self._progress.advance(self._task, self._pending)
-            self._pending = 0
-
-    def finish(self) -> None:
-        if self._task is not None:
-            self._progress.advance(self._task, self._pending)
-            self._pending = 0
-            self._progress.remove_task(self._task)
-            self._task = None
-        self._progress.stop()
-
-    def warn(self, message: str) -> None:
-        err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 @app.callback(invoke_without_command=True)
@@ -109,7 +111,8 @@ def build(
     raw_dir: RawDirOpt = None,
     out_dir: Annotated[str | None, typer.Option("--out", help="Output folder (overrides recipe).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (overrides the recipe's).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary (warnings are still "
+                                        "printed).")] = False,
     workers: Annotated[int | None, typer.Option(min=1, help="Processes for reading and token counting "
                                                 "(default: all cores).")] = None,
     token_cache: Annotated[bool, typer.Option(help="Reuse token counts from earlier builds "
@@ -126,6 +129,8 @@ def build(
     work_dir: Annotated[str | None, typer.Option(help="Folder for intermediate files: a path, a file:// URI "
                                                  "or an object store URI (s3://bucket/prefix); with a cluster, "
                                                  "one every node reaches.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the card as JSON on stdout when done (no tables, "
+                                          "no progress; warnings still on stderr).")] = False,
 ) -> None:
     """Build a mixture: sharded Parquet in OUT/data, the data card in OUT/README.md and OUT/card.json,
     every dropped record in OUT/dropped/."""
@@ -133,6 +138,7 @@ def build(
 
     from mixer.build import build as run_build
     from mixer.recipe.load import load_recipe
+    from mixer.report.progress import build_reporter
 
     if not token_cache:
         os.environ["MIXER_TOKEN_CACHE"] = "0"  # worker processes inherit it
@@ -146,7 +152,7 @@ def build(
         raise MixerError("--workers sizes the local engine; --engine ray runs as many units at once as the "
                          "cluster has CPUs")
     r = load_recipe(recipe, raw_dir=raw_dir, output=out_dir, seed=seed)
-    reporter = None if quiet else RichReporter()
+    reporter = build_reporter(err, quiet=quiet or as_json)
     if engine == "ray":
         from mixer.engine.ray_engine import RayEngine
 
@@ -160,7 +166,9 @@ def build(
                                work_dir=work_dir)
     else:
         result = run_build(r, reporter, workers, overwrite=overwrite, work_dir=work_dir)  # type: ignore[arg-type]
-    if not quiet:
+    if as_json:
+        _print_json({"out": str(result.out), "card": result.card})
+    elif not quiet:
         from mixer.report.terminal import print_card
 
         print_card(result.card, out)
@@ -174,20 +182,33 @@ def build(
 
 @app.command()
 @user_errors
-def validate(recipe: RecipeArg, raw_dir: RawDirOpt = None) -> None:
-    """Check a recipe and its files (existence, format of the first records) without building."""
-    from mixer.recipe.validate import validate_recipe
+def validate(recipe: RecipeArg, raw_dir: RawDirOpt = None,
+             as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON (problems "
+                                                   "included; exit 2 when there are any).")] = False) -> None:
+    """Check a recipe and its files (existence, format of the first records) without building; every
+    missing or bad file is reported in one pass."""
+    from mixer.recipe.validate import ValidationFailed, check_recipe, print_check
 
-    validate_recipe(recipe, raw_dir, out)
+    result = check_recipe(recipe, raw_dir)
+    if as_json:
+        _print_json(result)
+    else:
+        print_check(result, out)
+    if result["problems"]:
+        raise ValidationFailed(str(recipe), result["problems"])
 
 
 @app.command()
 @user_errors
-def sources() -> None:
-    """List the source adapters, the formats they read, their licences and options."""
-    from mixer.report.terminal import print_sources
+def sources(as_json: Annotated[bool, typer.Option("--json", help="Print the adapters as JSON.")] = False) -> None:
+    """List the source adapters, the formats they read, their licences, and each option with its default,
+    valid values and meaning."""
+    from mixer.report.terminal import describe_sources, print_sources
 
-    print_sources(out)
+    if as_json:
+        _print_json(describe_sources())
+    else:
+        print_sources(out)
 
 
 @app.command()
@@ -202,10 +223,13 @@ def card(
                                             "did not write it.")] = False,
 ) -> None:
     """Show a build's data card."""
-    from mixer.report.markdown import load_card
-    from mixer.report.terminal import print_card
+    from mixer.report.markdown import is_generate_card, load_card
+    from mixer.report.terminal import print_card, print_generate_card
 
-    c = load_card(out_path)
+    c = load_card(out_path, builds_only=html is not None)
+    if is_generate_card(c) and not as_json:
+        print_generate_card(out_path, out)
+        return
     if html is not None:
         from mixer.core.outdir import check_output_file, is_html_report
         from mixer.report.html import write_html_report
@@ -225,17 +249,19 @@ def diff(
     a: Annotated[Path, typer.Argument(metavar="OUT_A", help="First build's output folder.")],
     b: Annotated[Path, typer.Argument(metavar="OUT_B", help="Second build's output folder.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the difference as JSON.")] = False,
+    exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 when the builds' records or counts "
+                                            "differ, 0 when they do not (as `git diff --exit-code`).")] = False,
 ) -> None:
     """What changed between two builds: counts, tokens, records only in one, recipe differences."""
-    import json
-
-    from mixer.report.diff import diff_builds, print_diff
+    from mixer.report.diff import builds_differ, diff_builds, print_diff
 
     d = diff_builds(a, b)
     if as_json:
-        sys.stdout.write(json.dumps(d, indent=2, ensure_ascii=False) + "\n")
+        _print_json(d)
     else:
         print_diff(d, out)
+    if exit_code and builds_differ(d):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -245,11 +271,14 @@ def show(
     n: Annotated[int, typer.Option("-n", min=1, help="Number of records.")] = 3,
     source: Annotated[str | None, typer.Option("--source", "-s", help="Only this dataset label "
                                                "(prefix match, e.g. science).")] = None,
+    dropped: Annotated[bool, typer.Option("--dropped", help="The records the build dropped (OUT/dropped/), "
+                                          "with the stage and reason.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per record (JSON Lines).")] = False,
 ) -> None:
     """Print records of a build, readable."""
     from mixer.report.terminal import print_records
 
-    print_records(out_path, n, source, out)
+    print_records(out_path, n, source, out, dropped=dropped, as_json=as_json)
 
 
 @app.command()
@@ -295,6 +324,15 @@ def _mount_train() -> None:
 
 
 _mount_train()
+
+
+def _mount_dev() -> None:
+    from mixer.dev.cli import app as dev_app
+
+    app.add_typer(dev_app, name="dev", short_help="Tools for trying mixer out offline (a tiny model).")
+
+
+_mount_dev()
 
 
 def _mount_generate() -> None:

@@ -79,7 +79,16 @@ def generate(
         shard_prompts=shard_prompts, name=name, overwrite=overwrite, batching=batching,
         score_tokens=score_tokens, method=method, targeted=targeted, preprompts=preprompts,
         risk_category=risk_category, evolutions=evolution or None, system_messages=system_messages, rubric=rubric)
-    card = run_generate(cfg, log=lambda msg: typer.echo(msg, err=True))
+    import contextlib
+
+    from rich.console import Console
+
+    from mixer.report.progress import GenerateProgress
+
+    console = Console(stderr=True)
+    bar = GenerateProgress(console) if console.is_terminal else None  # off a terminal: the shard lines only
+    with bar or contextlib.nullcontext():
+        card = run_generate(cfg, log=lambda msg: console.print(msg, markup=False, highlight=False), progress=bar)
     if method != "best-of-n":
         typer.echo(f"{card['prompts']['generated']} prompt(s): {card['rows']} row(s) in {output}/"
                    f"{next(iter(card['outputs']))}; " + ", ".join(f"{k} {v}" for k, v in card["outcome"].items())

@@ -60,8 +60,11 @@ __all__ = ["MANIFEST", "SHARDS", "GenerateConfig", "pick", "prepare_output", "pr
 logger = logging.getLogger("mixer.generate")
 
 
-def run_generate(cfg: GenerateConfig, *, log: Any = None) -> dict[str, Any]:
-    """Generate (or resume), score, pick and write the outputs; return the card. ``log``: progress lines."""
+def run_generate(cfg: GenerateConfig, *, log: Any = None, progress: Any = None) -> dict[str, Any]:
+    """Generate (or resume), score, pick and write the outputs; return the card. ``log``: progress lines;
+    ``progress(prompts, prompts_total, tokens, seconds)``: each call adds the prompts done, the tokens
+    generated and the seconds it took: once before the first shard (the prompts an earlier run did) and after
+    every shard; the CLI shows prompts done, tokens/s and an ETA from it."""
     say = log or (lambda msg: logger.info(msg))
     cfg.validate()
     if cfg.method != "best-of-n":
@@ -93,6 +96,9 @@ def run_generate(cfg: GenerateConfig, *, log: Any = None) -> dict[str, Any]:
     scorer: Any = None
     generated_prompts = generated_tokens = 0
     gen_seconds = 0.0
+    if progress is not None:
+        progress(len(prompts) - sum(len(prompts[k * cfg.shard_prompts:(k + 1) * cfg.shard_prompts]) for k in todo),
+                 len(prompts), 0, 0.0)
     for k in todo:
         if backend is None:
             backend, scorer = _load_models(cfg)
@@ -104,6 +110,8 @@ def run_generate(cfg: GenerateConfig, *, log: Any = None) -> dict[str, Any]:
         generated_tokens += sum(r["n_tokens"] for r in rows)
         write_parquet(shard_path(out, k), rows, SAMPLE_SCHEMA)
         say(f"shard {k + 1}/{n_shards}: {len(chunk)} prompt(s) x {cfg.n} sample(s)")
+        if progress is not None:
+            progress(len(chunk), len(prompts), sum(r["n_tokens"] for r in rows), time.perf_counter() - t0)
     versions = backend.versions() if backend is not None else recorded_versions(out)
     card = assemble(cfg, prompt_set, n_shards, versions)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started

@@ -61,6 +61,10 @@ def json_problem(line: bytes, err: Exception) -> str:
         line.decode("utf-8")
     except UnicodeDecodeError as u:
         return f"not valid UTF-8 (byte 0x{line[u.start]:02x} at column {u.start + 1})"
+    if isinstance(err, json.JSONDecodeError):
+        # the decoder counts lines inside the one text it was given (always "line 1" for a JSONL line),
+        # which beside the file's own line number reads as a second, conflicting one: say the column only
+        return f"malformed JSON at column {err.pos + 1}: {err.msg}"
     return f"malformed JSON ({err})"
 
 

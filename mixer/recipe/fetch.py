@@ -46,28 +46,30 @@ def fetch_recipe(recipe: Recipe, *, force: bool = False, console: Console | None
         for path, url in zip(b.files, b.url, strict=False):
             targets.append((f"benchmark {b.name}", SourceFile(path, url)))
     if not any(f.url or f.is_hub for _, f in targets):
-        raise MixerError(f"{recipe.path}: no file in this recipe has a 'url' or 'hf' to fetch")
+        if console:
+            console.print(f"nothing to fetch: no file in {recipe.path} has a 'url' or 'hf' (its files are expected "
+                          f"under {recipe.raw_dir})", highlight=False)
+        return fetched
+    failed: list[str] = []
+    wanted = 0
     for source, f in targets:
         if f.is_hub:
             fetched.extend(_fetch_hub(source, f, console, force))
             continue
         if not f.url:
             continue
-        dest = Path(recipe.raw_dir) / f.path
-        if dest.exists() and not force:
-            if dest.is_dir():
-                raise MixerError(f"{dest}: a folder is where source {source!r} downloads its file")
-            if f.sha256 and file_sha256(dest) != f.sha256:
-                raise MixerError(f"{dest}: exists and differs from the recipe's pin (expected sha256 {f.sha256}, "
-                                 f"found {file_sha256(dest)}); pass --force to download it again over it")
-            if console:
-                console.print(f"{dest}: already there" + (" (pin verified)" if f.sha256 else ""),
-                              highlight=False)
+        wanted += 1
+        try:
+            got = _fetch_one(recipe, source, f, force=force, console=console)
+        except MixerError as e:  # every file is tried: offline, a user wants the whole list at once
+            failed.append(str(e))
             continue
-        if console:
-            console.print(f"{source}: {f.url} -> {dest}", highlight=False)
-        download(f.url, dest, sha256=f.sha256, source=source)
-        fetched.append(dest)
+        if got is not None:
+            fetched.append(got)
+    if failed:
+        raise MixerError(f"{len(failed)} of {wanted} files could not be fetched ({len(fetched)} downloaded, "
+                         f"{wanted - len(failed) - len(fetched)} already there):\n"
+                         + "\n".join(f"  - {m}" for m in failed))
     return fetched
 
 
@@ -85,6 +87,24 @@ def _fetch_hub(source: str, f: SourceFile, console: Console | None, force: bool)
         console.print(f"{source}: {len(r.files)} files of hf://datasets/{r.repo}@{r.commit} in the Hugging Face "
                       f"cache{pinned}", highlight=False)
     return [h.local for h in r.files]
+
+
+def _fetch_one(recipe: Recipe, source: str, f: SourceFile, *, force: bool, console: Console | None) -> Path | None:
+    """One file with a ``url``: downloaded (its path), or kept because it is already there (None)."""
+    assert f.url is not None
+    dest = Path(recipe.raw_dir) / f.path
+    if dest.exists() and not force:
+        if dest.is_dir():
+            raise MixerError(f"{dest}: a folder is where source {source!r} downloads its file")
+        if f.sha256 and file_sha256(dest) != f.sha256:
+            raise MixerError(f"{dest}: exists and differs from the recipe's pin (expected sha256 {f.sha256}, "
+                             f"found {file_sha256(dest)}); pass --force to download it again over it")
+        if console:
+            console.print(f"{dest}: already there" + (" (pin verified)" if f.sha256 else ""), highlight=False)
+        return None
+    if console:
+        console.print(f"{source}: {f.url} -> {dest}", highlight=False)
+    return download(f.url, dest, sha256=f.sha256, source=source)
 
 
 def download(url: str, dest: Path, *, sha256: str | None = None, source: str = "") -> Path:

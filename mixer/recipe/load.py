@@ -225,7 +225,7 @@ def parse_dataclass(cls: type, data: Any, where: str) -> Any:
     if unknown:
         valid = sorted(k for k in fields if k not in ("path", "sha256"))
         named = ", ".join(f"{k!r}{did_you_mean(str(k), valid)}" for k in unknown)
-        raise RecipeError(f"{where}: unknown key(s) {named}; "
+        raise RecipeError(f"{where + ': ' if where else ''}unknown key(s) {named}; "
                           + (f"valid keys: {', '.join(valid)}" if valid else "it takes no keys"))
     kwargs = {}
     for name, f in fields.items():
@@ -322,7 +322,7 @@ def _parse_source(data: Any, index: int) -> Source:
     if isinstance(name, str):
         where = f"sources[{index}] ({name})"
     data = dict(data)
-    files = _parse_files(data.pop("files", None), f"{where}.files")
+    files_raw = data.pop("files", None)
     options_raw = data.pop("options", None)
     if "adapter" not in data and isinstance(name, str):
         data["adapter"] = name
@@ -331,9 +331,11 @@ def _parse_source(data: Any, index: int) -> Source:
         del data["take"]
     elif "take" in data:
         data["take"] = take
+    # the keys first: `file:` for `files:` is a typo to name, not a missing list of files
     source = parse_dataclass(Source, {**data, "files": []}, where)
     if isinstance(take, TokenTake):
         source = dataclasses.replace(source, take=take)
+    files = _parse_files(files_raw, f"{where}.files")
     if isinstance(source.take, (int, float)) and not isinstance(source.take, bool):
         if isinstance(source.take, float) and not 0 < source.take <= 1:
             raise RecipeError(f"{where}.take: a fraction must be in (0, 1], found {source.take}")
@@ -408,7 +410,12 @@ def load_recipe(path: str | Path, *, raw_dir: str | None = None, output: str | N
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         raise RecipeError(f"{p}: not valid YAML: {e}") from None
-    recipe = parse_recipe(data, path=str(p), text=text)
+    try:
+        recipe = parse_recipe(data, path=str(p), text=text)
+    except RecipeError as e:  # every message names the recipe file, then the key path inside it
+        if str(e).startswith(str(p)):
+            raise
+        raise RecipeError(f"{p}: {e}") from None
     changes: dict[str, Any] = {}
     if raw_dir is not None:
         changes["raw_dir"] = raw_dir
@@ -460,6 +467,15 @@ def allowed(recipe: Recipe, source: Source) -> str | None:
     if lic is None or license_key(lic) not in {license_key(x) for x in recipe.allow_licenses}:
         return f"licence {lic or 'unknown'} not in allow_licenses {list(recipe.allow_licenses)}"
     return None
+
+def unmatched_licenses(recipe: Recipe) -> list[str]:
+    """The ``allow_licenses`` entries that match no source's licence: most likely a misspelling, which
+    would otherwise leave sources out with nothing pointing at the entry."""
+    if recipe.allow_licenses is None:
+        return []
+    present = {license_key(lic) for s in recipe.sources if (lic := source_license(s)) is not None}
+    return [entry for entry in recipe.allow_licenses if license_key(entry) not in present]
+
 
 def _check_bounds(recipe: Recipe) -> None:
     """Integers whose type is right but whose value makes no sense (a zero row group breaks the writer;

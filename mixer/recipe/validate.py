@@ -1,53 +1,95 @@
-"""``mixer validate``: everything a build would check before the expensive part."""
+"""``mixer validate``: everything a build would check before the expensive part, every problem in one pass.
+
+A build stops at its first bad file; validating is where a user wants the whole list (three missing
+files are three downloads, not three runs), so each file is resolved and probed on its own and the
+problems are collected, then reported together.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from mixer.core.errors import InputError, RecordError
+from mixer.core.errors import InputError, MixerError, RecordError, user_message
 from mixer.readers.base import ParseFailure
-from mixer.recipe.load import SourceFile, allowed, load_recipe, resolve_files
+from mixer.recipe.load import Recipe, Source, SourceFile, allowed, load_recipe, resolve_files
 from mixer.sources import SourceContext, get_adapter
 
 PROBE_RECORDS = 50
 
 
-def validate_recipe(recipe_path: Path, raw_dir: str | None, console: Console) -> None:
+class ValidationFailed(MixerError):
+    """The recipe parsed, but files or records are missing or bad: every one is in ``problems``."""
+
+    def __init__(self, recipe: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"{recipe}: {len(problems)} problem{'s' if len(problems) != 1 else ''}:\n"
+                         + "\n".join(f"  - {p}" for p in problems))
+
+
+def check_recipe(recipe_path: Path, raw_dir: str | None) -> dict[str, Any]:
     """Parse the recipe, resolve every file, and convert the first records of each file.
 
-    Raises on the first problem (as a build would, naming file and record); prints a table when
-    all is well.
+    A recipe that does not parse raises (its error names the key); otherwise every missing file and the
+    first bad record of every file is collected into ``problems``, so that one run lists them all.
+    Returns ``{"recipe", "name", "ok", "sources": [...], "problems": [...]}`` (the ``--json`` view).
     """
     recipe = load_recipe(recipe_path, raw_dir=raw_dir)
-    table = Table(title=f"{recipe.name}: recipe OK", title_justify="left")
-    for col in ("source", "adapter", "take", "files", "probe"):
-        table.add_column(col)
+    problems: list[str] = []
+    rows = []
     for s in recipe.sources:
-        why = allowed(recipe, s)
-        if why:
-            table.add_row(s.name, s.adapter, str(s.take), "-", f"left out: {why}")
+        row: dict[str, Any] = {"name": s.name, "adapter": s.adapter, "take": s.take, "files": [],
+                               "records_probed": 0, "left_out": allowed(recipe, s)}
+        rows.append(row)
+        if row["left_out"]:
             continue
         local = dataclasses.replace(s, files=tuple(f for f in s.files if not f.is_hub))
-        files = resolve_files(recipe, local) if local.files else []
+        files = _resolve_each(recipe, local, problems) if local.files else []
         shown: list[str] = [str(f) for f in files]
         notes: list[str] = []
         for f in s.files:
             if f.is_hub:
-                hub_files, hub_shown, note = _hub_files(s.name, f, console)
+                try:
+                    hub_files, hub_shown, note = _hub_files(s.name, f)
+                except MixerError as e:  # an unknown revision, a glob matching nothing: listed with the rest
+                    problems.append(str(e))
+                    continue
                 files += hub_files
                 shown += hub_shown
                 notes += [note] if note else []
-        cls = get_adapter(s.adapter)
-        adapter = cls(s.options, SourceContext(s.name, recipe.source_seed(s.name), recipe.tokenizer,
-                                                 many_files=len(files) > 1))
-        converted = 0
-        for path in files:
+        row["files"] = shown
+        row["notes"] = notes
+        row["records_probed"] = _probe(recipe, s, files, problems)
+    return {"recipe": str(recipe_path), "name": recipe.name, "ok": not problems, "sources": rows,
+            "problems": problems}
+
+
+def _resolve_each(recipe: Recipe, source: Source, problems: list[str]) -> list[Path]:
+    """The source's files, each entry resolved on its own: a missing one is a problem, the rest still count."""
+    files: list[Path] = []
+    for f in source.files:
+        try:
+            files += resolve_files(recipe, dataclasses.replace(source, files=(f,)))
+        except MixerError as e:
+            problems.append(str(e))
+    return files
+
+
+def _probe(recipe: Recipe, s: Source, files: list[Path], problems: list[str]) -> int:
+    """Convert the first ``PROBE_RECORDS`` records of each file; the first bad one of a file is a problem
+    (with ``on_error: raise``, as the build would stop there). Returns the records converted."""
+    cls = get_adapter(s.adapter)
+    adapter = cls(s.options, SourceContext(s.name, recipe.source_seed(s.name), recipe.tokenizer,
+                                           many_files=len(files) > 1))
+    converted = 0
+    for path in files:
+        try:
             for item in islice(adapter.read_file(path), PROBE_RECORDS):
                 if isinstance(item.value, ParseFailure):
                     if s.on_error == "raise":
@@ -58,12 +100,34 @@ def validate_recipe(recipe_path: Path, raw_dir: str | None, console: Console) ->
                 except RecordError as e:
                     if s.on_error == "raise":
                         raise InputError(item.location, str(e)) from None
-        probe = f"{converted} records from the first {PROBE_RECORDS} per file" if files else "no file at hand"
-        table.add_row(s.name, s.adapter, str(s.take), "\n".join(shown), "\n".join([probe, *notes]))
+        except (MixerError, OSError) as e:
+            message = user_message(e)
+            if message is None:
+                raise
+            problems.append(message)
+    return converted
+
+
+def print_check(result: dict[str, Any], console: Console) -> None:
+    """The result as a table, then the problems (each on its own line, for copying)."""
+    ok = "recipe OK" if result["ok"] else f"{len(result['problems'])} problem(s)"
+    table = Table(title=f"{escape(result['name'])}: {ok}", title_justify="left")
+    for col in ("source", "adapter", "take", "files", "probe"):
+        table.add_column(col)
+    for row in result["sources"]:
+        if row["left_out"]:
+            probe = f"left out: {row['left_out']}"
+        elif row["files"]:
+            probe = f"{row['records_probed']} records from the first {PROBE_RECORDS} per file"
+        else:
+            probe = "no file found"
+        table.add_row(escape(row["name"]), row["adapter"], str(row["take"]),
+                      escape("\n".join(row["files"])) or "-", escape("\n".join([probe, *row.get("notes", [])])))
     console.print(table)
 
 
-def _hub_files(source: str, f: SourceFile, console: Console) -> tuple[list[Path], list[str], str]:
+
+def _hub_files(source: str, f: SourceFile) -> tuple[list[Path], list[str], str]:
     """A Hub entry's files for the probe: those already in the Hugging Face cache. Its repo, revision and
     file list are checked with the Hub (an unknown revision or a glob matching nothing is an error, as in a
     build); without network or offline and not cached, the entry's structure is all that is checked, and
@@ -73,9 +137,7 @@ def _hub_files(source: str, f: SourceFile, console: Console) -> tuple[list[Path]
     try:
         r = resolve_entry(source, f, fetch=False)
     except HubUnavailable as e:
-        console.print(f"[yellow]warning:[/] not checked with the Hub: {escape(str(e))}", highlight=False,
-                      soft_wrap=True)
-        return [], [f.label], "Hub entry not checked: the Hub cannot be asked (offline or no network) and " \
+        return [], [f.label], f"Hub entry not checked: the Hub cannot be asked (offline or no network: {e}) and " \
             "the cache lacks it"
     cached = [(h, cached_path(r, h)) for h in r.files]
     at_hand = [p for _, p in cached if p is not None]

@@ -170,6 +170,19 @@ def diff_builds(a: Path, b: Path, examples: int = 5) -> dict[str, Any]:
     }
 
 
+def builds_differ(d: dict[str, Any]) -> bool:
+    """Whether the data differs (``mixer diff --exit-code``): a record only in one build, or a count or
+    token total that changed. A recipe edit that leaves the data as it was is reported, but is no
+    difference here, as ``git diff`` compares contents."""
+    records = d["records"]
+    if records["only_a"] or records["only_b"]:
+        return True
+    if any(v["a"] != v["b"] for v in d["totals"].values()):
+        return True
+    return any(row["status"] != "both" or any(isinstance(v, dict) and v.get("a") != v.get("b")
+                                              for v in row.values()) for row in d["sources"])
+
+
 # -- terminal -------------------------------------------------------------------------------------
 
 def _compact(n: int | float) -> str:

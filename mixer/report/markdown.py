@@ -47,6 +47,7 @@ def front_matter(card: dict[str, Any]) -> dict[str, Any]:
     columns = ["prompt", "chosen", "rejected"] if preference else ["messages"]
     licences = sorted({HF_LICENSE_IDS.get(license_key(s["license"]), "other")
                        for s in card["sources"] if s["license"] and not s["excluded"]}) or ["other"]
+    data_bytes = sum(shard["bytes"] for shard in card["outputs"]["data"])
     return {
         "license": licences if len(licences) > 1 else licences[0],
         "configs": [{"config_name": "default",
@@ -59,10 +60,19 @@ def front_matter(card: dict[str, Any]) -> dict[str, Any]:
                 *({"name": name, "dtype": "float64"} for name in (SCORE_FIELDS if preference else ())),
                 {"name": "n_tokens", "dtype": "int32"},
             ],
-            "splits": [{"name": "train", "num_examples": card["totals"]["records"]}],
+            # datasets ignores a split entry without num_bytes (with a warning on every load_dataset);
+            # the figure is the Parquet shards' bytes, which is also what a download costs
+            "splits": [{"name": "train", "num_bytes": data_bytes, "num_examples": card["totals"]["records"]}],
+            "download_size": data_bytes,
+            "dataset_size": data_bytes,
         },
         "tags": ["instruction-tuning", "sft", "mixer"],
     }
+
+
+def token_limit(max_tokens: int | None) -> str:
+    """The recipe's length limit as the card header says it ("no token limit", not "max tokens None")."""
+    return "no token limit" if max_tokens is None else f"max tokens {max_tokens}"
 
 
 def render_markdown(card: dict[str, Any], plot_section: str = "") -> str:
@@ -72,7 +82,7 @@ def render_markdown(card: dict[str, Any], plot_section: str = "") -> str:
     if card["description"]:
         out.append(card["description"].strip() + "\n")
     out.append(f"Built by mixer {card['versions']['mixer']} from `{r['path']}` (seed {r['seed']}, "
-               f"order `{r['order']}`, tokenizer `{r['tokenizer']}`, max tokens {r['max_tokens']}). "
+               f"order `{r['order']}`, tokenizer `{r['tokenizer']}`, {token_limit(r['max_tokens'])}). "
                f"**{t['records']:,} records**, {t['tokens']['total']:,} tokens.\n")
     out.append("Load it with `datasets.load_dataset(\"parquet\", data_dir=\"<this folder>/data\")`. "
                "Every record removed on the way is in `dropped/<source>.parquet` with its stage and "
@@ -253,7 +263,18 @@ def mention_modes_section(card: dict[str, Any]) -> str:
     return "## LLM-mention filter modes\n\n" + intro + "\n" + _table(["source", "substring", "word"], rows) + "\n"
 
 
-def load_card(out_dir: Path) -> dict[str, Any]:
+#: The ``tool`` a ``mixer generate`` output's card.json names; a build's card has no such key.
+GENERATE_TOOL = "mixer generate"
+
+
+def is_generate_card(card: dict[str, Any]) -> bool:
+    """A ``mixer generate`` output's card (its own shape: prompts, samples, rewards; no sources or totals)."""
+    return card.get("tool") == GENERATE_TOOL
+
+
+def load_card(out_dir: Path, *, builds_only: bool = True) -> dict[str, Any]:
+    """A folder's card.json. ``builds_only``: a ``mixer generate`` output is refused by name (the card,
+    diff and HTML views read a build's sources and totals, which a generate card does not have)."""
     from mixer.core.errors import MixerError
 
     path = Path(out_dir) / "card.json"
@@ -261,4 +282,15 @@ def load_card(out_dir: Path) -> dict[str, Any]:
         raise MixerError(f"{out_dir}: no such folder")
     if not path.exists():
         raise MixerError(f"{out_dir}: no card.json here; is this the output folder of `mixer build`?")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise MixerError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    if not isinstance(card, dict):
+        raise MixerError(f"{path}: not a mixer card (a JSON object was expected)")
+    if builds_only and is_generate_card(card):
+        raise MixerError(f"{out_dir}: not a build output (it was written by `mixer generate`; "
+                         f"`mixer card {out_dir}` shows its card)")
+    if not is_generate_card(card) and not {"sources", "totals", "recipe"} <= card.keys():
+        raise MixerError(f"{path}: not a build output's card (no sources/totals/recipe)")
+    return card

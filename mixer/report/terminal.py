@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import json
+import types
+import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mixer.core.errors import MixerError
@@ -39,9 +45,11 @@ def print_card(card: dict[str, Any], console: Console) -> None:
     from rich import box
     from rich.markup import escape
 
+    from mixer.report.markdown import token_limit
+
     t, r, sources = card["totals"], card["recipe"], card["sources"]
     console.print(f"[bold]{escape(card['name'])}[/]: {t['records']:,} records, {t['tokens']['total']:,} tokens "
-                  f"(seed {r['seed']}, {escape(str(r['tokenizer']))}, max tokens {r['max_tokens']})",
+                  f"(seed {r['seed']}, {escape(str(r['tokenizer']))}, {token_limit(r['max_tokens'])})",
                   highlight=False)
     total_records = t["records"] or 1
     total_tokens = t["tokens"]["total"] or 1
@@ -110,18 +118,90 @@ def print_card(card: dict[str, Any], console: Console) -> None:
         console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
 
 
-def print_sources(console: Console) -> None:
+def print_generate_card(out_dir: Path, console: Console) -> None:
+    """A ``mixer generate`` output's card: its README.md (written with the card.json beside it), rendered
+    without the YAML front matter."""
+    from rich.markdown import Markdown
+
+    path = Path(out_dir) / "README.md"
+    if not path.is_file():
+        raise MixerError(f"{out_dir}: a `mixer generate` output without its README.md; "
+                         "`mixer card --json` prints its card.json")
+    text = path.read_text(encoding="utf-8")
+    if text.startswith("---\n"):
+        end = text.find("\n---\n", 4)
+        text = text[end + 5:] if end != -1 else text
+    # off a terminal the Markdown is the readable form (rich would draw its headings as wide as the console)
+    console.print(Markdown(text) if console.is_terminal else text, markup=False, highlight=False)
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """The ``#:`` comment above each field of an options dataclass (the adapters document their options
+    that way, as Sphinx's autodoc reads them), joined into one line per field."""
+    try:
+        lines = inspect.getsource(cls).splitlines()
+    except (OSError, TypeError):
+        return {}
+    out: dict[str, str] = {}
+    pending: list[str] = []
+    for line in lines:
+        text = line.strip()
+        if text.startswith("#:"):
+            pending.append(text[2:].strip())
+        elif ":" in text and text.split(":", 1)[0].isidentifier() and pending:
+            out[text.split(":", 1)[0]] = " ".join(pending).replace("``", "`")
+            pending = []
+        else:
+            pending = []
+    return out
+
+
+def _valid_values(tp: Any) -> str:
+    """What a recipe may write for an option of type ``tp``: choices, true/false, null, a number."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return " | ".join(str(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_valid_values(a) for a in typing.get_args(tp))
+    names = {bool: "true | false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+    return names.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def describe_sources() -> list[dict[str, Any]]:
+    """Every adapter with its licence, what it reads, and each option's default, valid values and meaning
+    (the ``mixer sources`` view, and its ``--json``)."""
     from mixer.sources import adapters
 
+    out = []
+    for name, cls in adapters().items():
+        hints = typing.get_type_hints(cls.Options)
+        comments = _field_comments(cls.Options)
+        options = [{"name": f.name, "default": f.default if f.default is not dataclasses.MISSING else None,
+                    "values": _valid_values(hints[f.name]), "help": comments.get(f.name, "")}
+                   for f in dataclasses.fields(cls.Options)]
+        out.append({"adapter": name, "kind": cls.kind, "license": cls.license, "reads": cls.description,
+                    "options": options})
+    return out
+
+
+def print_sources(console: Console) -> None:
+    """The adapters as a table; below it, each option with its default, valid values and meaning."""
+    described = describe_sources()
     table = Table(title="source adapters (recipe key: adapter)", title_justify="left")
     table.add_column("adapter")
     table.add_column("licence")
     table.add_column("reads")
     table.add_column("options")
-    for name, cls in adapters().items():
-        opts = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls.Options))
-        table.add_row(name, cls.license or "-", cls.description, opts or "-")
+    for a in described:
+        table.add_row(a["adapter"], escape(a["license"] or "-"), escape(a["reads"]),
+                      ", ".join(o["name"] for o in a["options"]) or "-")
     console.print(table)
+    console.print("\n[bold]options[/] (a source's `options:` mapping in the recipe)", highlight=False)
+    for a in described:
+        for o in a["options"]:
+            meaning = f" — {escape(o['help'])}" if o["help"] else ""
+            console.print(f"  [bold]{a['adapter']}.{o['name']}[/]: {escape(o['values'])} "
+                          f"(default {escape(json.dumps(o['default']))}){meaning}", highlight=False, soft_wrap=True)
 
 
 def _print_messages(messages: list[dict[str, str]], console: Console) -> None:
@@ -131,30 +211,85 @@ def _print_messages(messages: list[dict[str, str]], console: Console) -> None:
         console.print(m["content"], markup=False, highlight=False)
 
 
-def print_records(out_dir: Path, n: int, source: str | None, console: Console) -> None:
-    import pyarrow.dataset as ds
+def _record_sizes(rec: dict[str, Any]) -> list[str]:
+    """What a record's header says about its size: a build's ``n_tokens``, a generate output's completion
+    tokens and reward; nothing for a field the record does not carry (never "None tokens")."""
+    parts = []
+    if rec.get("n_tokens") is not None:
+        parts.append(f"{rec['n_tokens']:,} tokens")
+    for key, label in (("completion_tokens", "completion tokens"), ("chosen_tokens", "chosen tokens"),
+                       ("rejected_tokens", "rejected tokens")):
+        if rec.get(key) is not None:
+            parts.append(f"{rec[key]:,} {label}")
+    if rec.get("reward") is not None:
+        parts.append(f"reward {rec['reward']:.3g}")
+    return parts
 
-    data = Path(out_dir) / "data"
-    if not data.is_dir():
-        raise MixerError(f"{out_dir}: no data/ folder; is this the output folder of `mixer build`?")
-    dataset = ds.dataset(str(data), format="parquet")
+
+def iter_records(out_dir: Path, source: str | None = None, *, dropped: bool = False) -> Iterator[dict[str, Any]]:
+    """A build's records (``data/``) or, with ``dropped``, the records it dropped (``dropped/``, with their
+    stage and reason), in file order; ``source``: only those whose ``dataset`` (or, for dropped records,
+    source) starts with it."""
+    import pyarrow.parquet as pq
+
+    folder = Path(out_dir) / ("dropped" if dropped else "data")
+    if not folder.is_dir():
+        inner = sorted(p.parent.name for p in Path(out_dir).glob("*/data") if p.is_dir())
+        if inner and not dropped:  # a `mixer generate` output holds one build-shaped folder per dataset
+            raise MixerError(f"{out_dir}: no data/ folder here, but in {', '.join(inner)}; show one of them, "
+                             f"e.g. `mixer show {Path(out_dir) / inner[0]}`")
+        if dropped and (Path(out_dir) / "data").is_dir():
+            raise MixerError(f"{out_dir}: no dropped/ folder: this build dropped nothing")
+        raise MixerError(f"{out_dir}: no {folder.name}/ folder; is this the output folder of `mixer build`?")
+    for path in sorted(folder.glob("*.parquet")):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+            for rec in batch.to_pylist():
+                label = rec.get("source") or rec["dataset"] if dropped else rec["dataset"]
+                if source and not (label.startswith(source) or rec["dataset"].startswith(source)):
+                    continue
+                yield rec
+
+
+def print_records(out_dir: Path, n: int, source: str | None, console: Console, *, dropped: bool = False,
+                  as_json: bool = False) -> None:
+    """The first ``n`` records as chat turns (``as_json``: one JSON object per line on stdout)."""
+    import sys
+
     shown = 0
-    for batch in dataset.to_batches():
-        for rec in batch.to_pylist():
-            if source and not rec["dataset"].startswith(source):
-                continue
-            console.rule(f"{rec['dataset']} · {rec['id']} · {rec.get('n_tokens')} tokens")
-            if "messages" in rec:
-                _print_messages(rec["messages"], console)
-            else:  # a preference build: the shared prompt, then the two replies
-                _print_messages(rec["prompt"], console)
-                for side in ("chosen", "rejected"):
-                    score = rec.get(f"score_{side}")
-                    console.print(f"[bold magenta]── {side}" + (f" (score {score:g})" if score is not None else "")
-                                  + " ──[/]", highlight=False)
-                    _print_messages(rec[side], console)
-            shown += 1
-            if shown >= n:
-                return
+    for rec in iter_records(out_dir, source, dropped=dropped):
+        if as_json:
+            sys.stdout.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+        else:
+            _print_record(rec, console, dropped=dropped)
+        shown += 1
+        if shown >= n:
+            return
     if shown == 0:
-        raise MixerError(f"{out_dir}: no records" + (f" with dataset starting {source!r}" if source else ""))
+        what = "dropped records" if dropped else "records"
+        raise MixerError(f"{out_dir}: no {what}" + (f" with a name starting {source!r}" if source else ""))
+
+
+def _print_record(rec: dict[str, Any], console: Console, *, dropped: bool) -> None:
+    head = [rec["dataset"], rec["id"], *_record_sizes(rec)]
+    if dropped:
+        head += [f"dropped at {rec['stage']}: {rec['reason']}"]
+    title = " · ".join(head)
+    if console.is_terminal:
+        console.rule(title)
+    else:  # a rule is as wide as the console, which is unbounded off a terminal (logs, pipes)
+        console.print(f"── {title} ──", markup=False, highlight=False)
+    if dropped:
+        for key, label in (("detail", "detail"), ("kept_id", "kept copy")):
+            if rec.get(key):
+                console.print(f"[dim]{label}:[/] {escape(str(rec[key]))}", highlight=False)
+        if rec.get("messages") is None and rec.get("raw"):
+            console.print(rec["raw"], markup=False, highlight=False)
+    if rec.get("messages") is not None:
+        _print_messages(rec["messages"], console)
+    elif "prompt" in rec:  # a preference build: the shared prompt, then the two replies
+        _print_messages(rec["prompt"], console)
+        for side in ("chosen", "rejected"):
+            score = rec.get(f"score_{side}")
+            console.print(f"[bold magenta]── {side}" + (f" (score {score:g})" if score is not None else "")
+                          + " ──[/]", highlight=False)
+            _print_messages(rec[side], console)

@@ -34,7 +34,7 @@ from mixer.core.workstore import IpcWriter, WorkPath
 from mixer.readers.base import FilePart, ParseFailure
 from mixer.readers.raw import file_format, file_info, json_array, splittable
 from mixer.readers.tabular import read_parquet_batches
-from mixer.recipe.load import Recipe, Source, allowed, resolve_files, source_license
+from mixer.recipe.load import Recipe, Source, allowed, resolve_files, source_license, unmatched_licenses
 from mixer.sources import SourceContext, get_adapter
 from mixer.sources.base import Adapter
 from mixer.stages.base import DropSink, RecordStage, Reporter, StageContext, run_record_stages
@@ -306,6 +306,9 @@ def read_sources(ctx: StageContext, *, gate: bool) -> dict[str, list[str]]:
             ctx.warn(f"source {s.name!r} left out: {why}")
         else:
             todo.append(s)
+    for entry in unmatched_licenses(recipe):
+        ctx.warn(f"allow_licenses entry {entry!r} matches no source's licence (this recipe's: "
+                 f"{', '.join(sorted({source_license(s) or 'unknown' for s in recipe.sources}))})")
     # the inputs' sizes and digests: hashlib drops the GIL, so a local engine hashes on threads
     infos = {s.name: list(ctx.executor.map(file_info, resolve_files(recipe, s), threads=True)) for s in todo}
     # sources whose every record may reach the output get their tokens counted while reading

@@ -134,6 +134,9 @@ class Selector:
                                np.concatenate([np.empty(0, np.int32), *tokens]))
         for group in groups:
             want = len(group) if length_only else _target(source.take, len(group))
+            if isinstance(source.take, float) and not length_only and want == 0 and len(group):
+                self.ctx.warn(f"source {source.name!r}: take {source.take} of {len(group):,} records rounds "
+                              "to 0 records; none are taken (give a larger fraction or a count)")
             if isinstance(source.take, int) and not length_only and source.take > len(group):
                 stats.shortfall += source.take - len(group)
                 self.ctx.warn(f"source {source.name!r}: take {source.take} but only {len(group)} "
@@ -288,9 +291,12 @@ def select_all(ctx: StageContext, selector: Selector, *, length_only: bool = Fal
         if isinstance(s.take, TokenTake) and s.take.share is not None and s.name not in ctx.candidates:
             raise BudgetError(f"budget.shares.{s.name}: source {s.name!r} is left out of the build "
                               f"({ctx.stats[s.name].excluded}), so its {s.take.tokens:,} tokens cannot be met")
+    ctx.reporter.start("sources", total=len(sources))
     for _, name, table, alive in ctx.candidates.drain(list(sources)):
         selected[name] = selector.select(sources[name], table, alive, length_only=length_only)
         ctx.stats[name].selected = selected[name].num_rows
+        ctx.reporter.advance()
+    ctx.reporter.finish()
     return selected
 
 

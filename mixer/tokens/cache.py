@@ -62,10 +62,11 @@ def report_damage(kind: str, path: Path, problem: str) -> None:
 
 
 @contextmanager
-def damage_log() -> Iterator[str]:
+def damage_log(folder: Path | None = None) -> Iterator[str]:
     """For one build: a file that this process and its workers report damaged entries to (read it
-    with ``damage_counts``); removed when the block ends."""
-    fd, path = tempfile.mkstemp(prefix="mixer-cache-damage-", suffix=".jsonl")
+    with ``damage_counts``); removed when the block ends. ``folder``: the build's work folder, so that
+    a build killed with SIGKILL leaves it there with the rest of its work, not loose in /tmp."""
+    fd, path = tempfile.mkstemp(prefix="cache-damage-", suffix=".jsonl", dir=folder)
     os.close(fd)
     previous = os.environ.get(DAMAGE_LOG_ENV)
     os.environ[DAMAGE_LOG_ENV] = path
@@ -101,6 +102,22 @@ def cache_root() -> Path | None:
         return Path(root)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "mixer"
+
+
+def unwritable_cache() -> str | None:
+    """Why the cache folder cannot be written (read-only, a file in its path, no permission), or None
+    when it can or the caches are off. A build then runs without its caches instead of failing."""
+    root = cache_root()
+    if root is None:
+        return None
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=root)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        return f"the cache folder {root} cannot be written ({e.strerror or e})"
+    return None
 
 
 def text_key(text: str) -> bytes:

@@ -115,6 +115,7 @@ def _train(kind: str, config: str | None, model: str | None, data: str | None, o
                    f"{plan.gradient_accumulation_steps}")
         typer.echo(f"# launch\n{plan.describe()}")
         return
+    check_host(cfg)  # before a launch: each rank would fail the same way, after its slow imports
     if plan.command is not None:
         rc = run_launch(plan)
         if rc:
@@ -127,6 +128,60 @@ def _train(kind: str, config: str | None, model: str | None, data: str | None, o
     out = Path(cfg.output_dir)
     typer.echo(f"trained {kind}: {metrics}; saved to {out}")
     typer.echo(f"loss history: {out / METRICS_NAME}; resolved config: {out / RESOLVED_CONFIG_NAME}")
+
+
+def check_host(cfg: Any) -> None:
+    """What this host must offer the run, checked before tokenising or loading weights: the model folders
+    exist (a path that is not a Hugging Face id is not sent to the Hub, whose "Repo id must use
+    alphanumeric chars" names nothing the user did), the output folder can be written, and a bf16 recipe
+    has a CUDA GPU (TRL's own message asks for a `use_cpu` the user has not heard of)."""
+    for option, value in (("--model", cfg.model), ("tokenizer", cfg.tokenizer)):
+        if value and not Path(value).exists() and not _hub_id(str(value)):
+            raise MixerError(f"{option} {value}: no such model folder (and not a Hugging Face model id such as "
+                             "meta-llama/Llama-2-7b-hf); for an offline model to try mixer with: "
+                             "mixer dev tiny-model DIR")
+    problem = _unwritable(Path(cfg.output_dir))
+    if problem:
+        raise MixerError(f"--output-dir {cfg.output_dir}: cannot be written ({problem}); nothing was trained")
+    from mixer.train.deps import cuda_available
+
+    if cfg.load_in_4bit:  # QLoRA's own message says more (its kernels, and LoRA without quantisation)
+        from mixer.train.accel.modeling import check_qlora_supported
+
+        check_qlora_supported()
+    if cfg.bf16 and not getattr(cfg, "use_cpu", False) and not cuda_available():
+        raise MixerError("this recipe computes in bf16 and needs a CUDA GPU, which this host does not have; "
+                         "on CPU use a CPU recipe (-c tiny-cpu, tiny-cpu-dpo, tiny-cpu-rm) or keep this one "
+                         "with --set bf16=false (fp32, slow for a large model)")
+
+
+def _hub_id(value: str) -> bool:
+    """``name`` or ``org/name`` as the Hub spells model ids (no leading ``/``, ``.``, ``~``)."""
+    import re
+
+    return re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?", value) is not None and ".." not in value
+
+
+def _unwritable(out: Path) -> str | None:
+    """Why ``out`` (or the folder that would hold it) cannot be written, or None; probed with a file that is
+    removed at once, so nothing is left behind when it can."""
+    import os
+    import tempfile
+
+    probe_dir = out
+    while not probe_dir.exists():
+        if probe_dir.parent == probe_dir:
+            break
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir():
+        return f"{probe_dir} is not a folder"
+    try:
+        fd, path = tempfile.mkstemp(prefix=".mixer-probe-", dir=probe_dir)
+        os.close(fd)
+        os.unlink(path)
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
 
 
 def _trainer_command(kind: str, help_text: str) -> None:

@@ -285,6 +285,11 @@ class RunConfig:
         if self.kind == "merge":
             return
         _check_choice("bnb_4bit_compute_dtype", self.bnb_4bit_compute_dtype, DTYPES[1:])
+        steps = self.max_steps if isinstance(self.max_steps, int) else -1
+        if steps <= 0 and not self.num_train_epochs > 0:  # TRL would "train" 0 steps and save the base model
+            raise ConfigError(f"num_train_epochs {self.num_train_epochs} with no max_steps: nothing would be "
+                              "trained (the run would save the starting model as if trained); give "
+                              "num_train_epochs > 0 or max_steps > 0")
         for name, choices in (("batching", BATCHING_MODES), ("attn_implementation", ATTN_CHOICES),
                               ("mixed_precision", MIXED_PRECISION)):
             _check_choice(name, getattr(self, name), choices)

@@ -53,6 +53,11 @@ def derived_kwargs(cfg: RunConfig, n_rows: int = 0, n_processes: int | None = No
     if cfg.use_peft and cfg.gradient_checkpointing and deepspeed_zero3_launched():
         derived["activation_checkpointing_kwargs"] = {**derived.get("activation_checkpointing_kwargs", {}),
                                                       "use_reentrant": True}
+    from mixer.train.deps import cuda_available
+
+    if "dataloader_pin_memory" not in cfg.values and not cuda_available():
+        # pinned memory only speeds copies to a GPU; without one torch warns on every DataLoader (issue 24, 17)
+        derived["dataloader_pin_memory"] = False
     return derived
 
 

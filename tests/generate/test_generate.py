@@ -412,3 +412,11 @@ def test_a_run_that_stopped_before_its_first_shard_takes_new_settings(tmp_path: 
     shard.write_bytes(b"")
     with pytest.raises(MixerError, match="sampling.reward_model differ"):
         run_mod.prepare_output(first, {"sampling": first.sampling_identity()})
+
+
+def test_generate_reports_progress_per_shard_for_the_cli_bar(reward_model: Path, tmp_path: Path) -> None:
+    """The hook behind `mixer generate`'s bar (issue 24, point 9): prompts done, tokens and seconds per shard."""
+    calls: list[tuple[int, int, int, float]] = []
+    run_generate(_cfg(tmp_path / "out", reward_model, max_prompts=6), progress=lambda *a: calls.append(a))
+    assert [c[:2] for c in calls] == [(0, 6), (4, 6), (2, 6)]  # nothing done before; shards of 4 and 2 prompts
+    assert all(tokens > 0 and seconds > 0 for _, _, tokens, seconds in calls[1:])

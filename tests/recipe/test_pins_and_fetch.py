@@ -239,3 +239,22 @@ def test_mixer_pin_leaves_a_pinned_recipe_untouched_and_names_the_globs_it_canno
     assert again.exit_code == 0 and "(unchanged)" in again.output
     assert recipe.stat().st_mtime_ns == earlier
     assert "not pinned" in again.output and "more: b*.jsonl" in again.output
+
+
+def test_mixer_fetch_with_nothing_to_fetch_says_so_and_exits_0(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "raw" / "flan.jsonl", flan_rows(3))
+    result = runner.invoke(app, ["fetch", str(_recipe(tmp_path, ["flan.jsonl"]))])
+    assert result.exit_code == 0, result.output
+    assert "nothing to fetch" in result.output
+
+
+def test_mixer_fetch_tries_every_file_and_lists_the_failures_at_the_end(server: Server, tmp_path: Path) -> None:
+    server.files["/b.jsonl"] = BODY  # a and c fail (404, as a server does offline behind a proxy), b comes
+    files = [{"path": f"{n}.jsonl", "url": f"{server.url}/{n}.jsonl"} for n in "abc"]
+    result = runner.invoke(app, ["fetch", str(_recipe(tmp_path, files))])
+    assert result.exit_code == 2
+    text = result.output.replace("\n", " ")
+    assert "2 of 3 files could not be fetched (1 downloaded" in text
+    assert "a.jsonl" in text and "c.jsonl" in text and "Traceback" not in text
+    assert (tmp_path / "raw" / "b.jsonl").read_bytes() == BODY
+    assert [p for p, _ in server.requests] == ["/a.jsonl", "/b.jsonl", "/c.jsonl"]

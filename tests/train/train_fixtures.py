@@ -17,10 +17,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mixer.core.chat import TULU_CHAT_TEMPLATE
 from mixer.core.records import MESSAGE_TYPE, OUTPUT_SCHEMA
-
-SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>"]
+from mixer.dev.tiny_model import make_model, make_tokenizer  # what `mixer dev tiny-model` ships
 
 
 def _m(role: str, content: str) -> dict[str, str]:
@@ -91,46 +89,6 @@ def _training_texts() -> list[str]:
     return texts * 5 + filler
 
 
-def make_tokenizer(out: Path, vocab_size: int = 512) -> Path:
-    """Train a byte-level BPE with ``tokenizers`` and save it as a fast tokenizer with the Tulu template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(_training_texts(), trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-        additional_special_tokens=SPECIAL_TOKENS[3:],
-    )
-    fast.chat_template = TULU_CHAT_TEMPLATE
-    fast.save_pretrained(out)
-    return out
-
-
-def make_model(out: Path, vocab_size: int, seed: int = 0) -> Path:
-    """A random 2-layer Llama with hidden size 64 (about 0.1M parameters), saved in fp32."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False,
-    )
-    model = LlamaForCausalLM(config).to(torch.float32)
-    model.save_pretrained(out)
-    return out
-
-
 def write_sft_build(out: Path, records: list[dict] | None = None) -> Path:
     """A `mixer build`-shaped output dir: ``out/data/train-00000-of-00001.parquet`` (V2 schema)."""
     rows = [dict(r, n_tokens=sum(len(m["content"]) for m in r["messages"])) for r in (records or SFT_RECORDS)]
@@ -166,7 +124,7 @@ def tiny_assets() -> TinyAssets:
 
     root = Path(tempfile.mkdtemp(prefix="mixer-train-assets-"))
     atexit.register(shutil.rmtree, root, ignore_errors=True)
-    tok_dir = make_tokenizer(root / "tokenizer")
+    tok_dir = make_tokenizer(root / "tokenizer", _training_texts())
     tokenizer = AutoTokenizer.from_pretrained(tok_dir)
     model_dir = make_model(root / "model", vocab_size=len(tokenizer))
     tokenizer.save_pretrained(model_dir)
