@@ -149,9 +149,11 @@ class Method:
         return pa.schema([*OUTPUT_KEY_FIELDS, *self.output_fields])
 
     def output_id(self, row: dict[str, Any]) -> dict[str, Any]:
-        """The label, id and prompt origin of the output row made from a shard row."""
+        """The label, id and prompt origin of the output row made from a shard row. The id names the method too:
+        two methods run over the same prompts under one ``--name`` give records a recipe can mix, and a build
+        needs each (dataset, id) once."""
         label = self.cfg.label
-        return {"dataset": label, "id": f"{label}_{row['prompt_key']}", "prompt_dataset": row["dataset"],
+        return {"dataset": label, "id": f"{label}_{self.folder}_{row['prompt_key']}", "prompt_dataset": row["dataset"],
                 "prompt_id": row["record_id"]}
 
 
