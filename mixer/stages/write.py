@@ -334,6 +334,12 @@ def check_unique_ids(recipe: Recipe, selected: Mapping[str, SpillFiles]) -> None
                   f"with the same id field)")
     hint = ("give the sources their own labels (`options: {dataset: NAME}` on adapters that take it) or "
             "their own ids" if a is not b else "give the records unique ids")
+    if a is b and recipe.kind == "preference" and recipe.dedup.exact.preference_key != "prompt":
+        # UltraFeedback's id is its prompt's hash (prompt_id, as published): two pairs on one prompt
+        # that differ in a reply both survive the default pair key and then share an id.
+        hint += (" (a source whose id is the prompt's hash, as UltraFeedback's prompt_id, gives two pairs "
+                 "on one prompt the same id; keep one pair per prompt with `dedup: {exact: "
+                 "{preference_key: prompt}}`)")
     raise MixerError(f"(dataset {first['dataset']!r}, id {first['id']!r}) is used by {where}; "
                      f"{dup.num_rows:,} (dataset, id) pair(s) are not unique in all. A record is found by "
                      f"its (dataset, id), so each must be unique within a build: {hint}")

@@ -248,3 +248,21 @@ def test_a_messages_file_repeating_its_own_ids_is_refused_but_repeat_is_not_a_co
     repeated, out = _build_with(tmp_path, [{"name": "mine", "adapter": "messages", "files": "m.jsonl", "repeat": 3}])
     assert repeated.exit_code == 0, repeated.output
     assert _ids(out) == [("mine", "same")] * 3
+
+
+def test_two_ultrafeedback_pairs_on_one_prompt_stop_the_build_naming_the_prompt_key(tmp_path: Path) -> None:
+    """UltraFeedback's id is its prompt's hash (``prompt_id``, kept as published), and the bundled sample plants
+    one prompt in two rows with different replies: under the default pair key both pairs stay and share an id.
+    The build stops before writing and says how to keep one pair per prompt."""
+    repo = Path(__file__).resolve().parents[2]
+    recipe = yaml.safe_load((repo / "recipes" / "dpo-sample.yaml").read_text(encoding="utf-8"))
+    recipe["dedup"] = {"exact": {"enabled": True}}  # the default pair key
+    recipe["raw_dir"] = str(repo / "samples" / "raw_train")
+    recipe["output"] = str(tmp_path / "out")
+    path = tmp_path / "pairs.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    result = runner.invoke(app, ["build", str(path), "-q"])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "'ultrafeedback'" in text and "preference_key: prompt" in text and "Traceback" not in text
+    assert not (tmp_path / "out").exists()
