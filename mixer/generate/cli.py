@@ -150,13 +150,18 @@ def spin(
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 512,
     seed: Annotated[int, typer.Option("--seed")] = 42,
     chat_template: Annotated[str | None, typer.Option("--chat-template", help="`tulu` or a .jinja file.")] = None,
+    previous_pairs: Annotated[bool, typer.Option("--previous-pairs/--no-previous-pairs", help="Iteration t >= 1 "
+                                                 "trains on iteration t-1's pairs and its own (the paper's "
+                                                 "default), or on its own only.")] = True,
 ) -> None:
     """SPIN (Chen et al. 2024): each iteration generates answers with the current model, pairs gold (chosen) with
-    them (rejected), and trains the next model with DPO's sigmoid loss against the current one. Rerun to resume."""
+    them (rejected), and trains the next model with DPO's sigmoid loss against the current one, on these pairs and
+    (from iteration 1 on) the previous iteration's. Rerun to resume."""
     from mixer.generate.backends import SamplingSettings
     from mixer.train.spin import run_spin
 
     sampling = SamplingSettings(n=1, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
     models = run_spin(model, data, output, iterations, config, set_ or [], sampling, chat_template=chat_template,
-                      seed=seed, max_prompts=max_prompts, log=lambda m: typer.echo(m, err=True))
+                      seed=seed, max_prompts=max_prompts, log=lambda m: typer.echo(m, err=True),
+                      previous_pairs=previous_pairs)
     typer.echo(f"{len(models)} iteration(s) done; last model: {models[-1]}")
