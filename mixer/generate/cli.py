@@ -105,8 +105,15 @@ def gatt(
     dialogues: Annotated[str, typer.Option("--dialogues", help="JSONL or Parquet records with `messages` (user "
                                            "turns; assistant turns are regenerated).")],
     output: Annotated[str, typer.Option("--output", "-o", help="A new output folder.")],
-    instructions: Annotated[str | None, typer.Option("--instructions", help="One instruction per line; default: "
-                                                     "the paper's kinds (hobby, language, public figure).")] = None,
+    instructions: Annotated[str | None, typer.Option("--instructions", help="One per line: KIND<TAB>FULL[<TAB>SHORT] "
+                                                     "(combined across kinds) or a whole instruction (never "
+                                                     "combined); default: hobby, language, public figure.")] = None,
+    min_constraints: Annotated[int, typer.Option("--min-constraints", help="Fewest constraints combined in a "
+                                                 "dialogue's instruction.")] = 1,
+    max_constraints: Annotated[int, typer.Option("--max-constraints", help="Most constraints combined, no two of "
+                                                 "one kind (the paper combines at random; 3: its kinds).")] = 3,
+    shorten_prob: Annotated[float, typer.Option("--shorten-prob", help="Chance the training record carries the "
+                                                "short form, e.g. 'Figure: Napoleon.' (paper: half).")] = 0.5,
     max_dialogues: Annotated[int | None, typer.Option("--max-dialogues", help="Only the first N dialogues.")] = None,
     temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy.")] = 0.0,
     top_p: Annotated[float, typer.Option("--top-p")] = 1.0,
@@ -115,15 +122,18 @@ def gatt(
     chat_template: Annotated[str | None, typer.Option("--chat-template", help="`tulu` or a .jinja file.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="`dataset` label (default: folder name).")] = None,
 ) -> None:
-    """Ghost Attention (Llama 2 §3.3): the instruction on every user turn while the policy answers; written with
-    the instruction in the first turn only and `train: false` on every assistant turn but the last."""
+    """Ghost Attention (Llama 2 §3.3): constraints combined at random into an instruction on every user turn while
+    the policy answers; written with the instruction (half of the time in its short form) in the first turn only
+    and `train: false` on every assistant turn but the last."""
     from mixer.generate.gatt import GattConfig, run_gatt
 
     card = run_gatt(GattConfig(policy=policy, dialogues=dialogues, output=output, instructions=instructions,
                                max_dialogues=max_dialogues, temperature=temperature, top_p=top_p,
-                               max_new_tokens=max_new_tokens, seed=seed, chat_template=chat_template, name=name))
-    typer.echo(f"{card['dialogues']['written']} dialogue(s), {card['turns']['generated']} turn(s) generated; "
-               f"card: {output}/README.md")
+                               max_new_tokens=max_new_tokens, seed=seed, chat_template=chat_template, name=name,
+                               min_constraints=min_constraints, max_constraints=max_constraints,
+                               shorten_prob=shorten_prob))
+    typer.echo(f"{card['dialogues']['written']} dialogue(s), {card['turns']['generated']} turn(s) generated, "
+               f"{card['instructions']['shortened']} instruction(s) shortened; card: {output}/README.md")
 
 
 @exits_on_mixer_error
@@ -140,13 +150,18 @@ def spin(
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 512,
     seed: Annotated[int, typer.Option("--seed")] = 42,
     chat_template: Annotated[str | None, typer.Option("--chat-template", help="`tulu` or a .jinja file.")] = None,
+    previous_pairs: Annotated[bool, typer.Option("--previous-pairs/--no-previous-pairs", help="Iteration t >= 1 "
+                                                 "trains on iteration t-1's pairs and its own (the paper's "
+                                                 "default), or on its own only.")] = True,
 ) -> None:
     """SPIN (Chen et al. 2024): each iteration generates answers with the current model, pairs gold (chosen) with
-    them (rejected), and trains the next model with DPO's sigmoid loss against the current one. Rerun to resume."""
+    them (rejected), and trains the next model with DPO's sigmoid loss against the current one, on these pairs and
+    (from iteration 1 on) the previous iteration's. Rerun to resume."""
     from mixer.generate.backends import SamplingSettings
     from mixer.train.spin import run_spin
 
     sampling = SamplingSettings(n=1, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
     models = run_spin(model, data, output, iterations, config, set_ or [], sampling, chat_template=chat_template,
-                      seed=seed, max_prompts=max_prompts, log=lambda m: typer.echo(m, err=True))
+                      seed=seed, max_prompts=max_prompts, log=lambda m: typer.echo(m, err=True),
+                      previous_pairs=previous_pairs)
     typer.echo(f"{len(models)} iteration(s) done; last model: {models[-1]}")

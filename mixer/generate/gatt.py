@@ -1,14 +1,20 @@
 """Ghost Attention (GAtt; Touvron et al. 2023, Llama 2, §3.3): multi-turn data that keeps an instruction.
 
-For each dialogue an instruction (a hobby, a language, a public figure: the paper's kinds) is attached to
-every user turn and the policy generates every assistant turn with that context. The training record then
-keeps the instruction in the first user turn only, and every assistant turn but the last is marked
-``train: false`` (the per-message loss flag, :data:`mixer.core.records.FLAGGED_OUTPUT_SCHEMA`), so
-``mixer train sft`` puts loss only on the last reply, which had to honour an instruction it can only see
-at the start. The paper sets the loss to 0 for all tokens of earlier turns, assistant ones included.
+For each dialogue an instruction is drawn and attached to every user turn, and the policy generates every
+assistant turn with that context. The training record then keeps the instruction in the first user turn
+only, and every assistant turn but the last is marked ``train: false`` (the per-message loss flag,
+:data:`mixer.core.records.FLAGGED_OUTPUT_SCHEMA`), so ``mixer train sft`` puts loss only on the last reply,
+which had to honour an instruction it can only see at the start. The paper sets the loss to 0 for all
+tokens of earlier turns, assistant ones included.
 
-``OUT/`` holds ``data/train-00000-of-00001.parquet`` (the ``messages`` adapter reads it), ``card.json`` /
-``README.md`` (every dialogue accounted for), ``gatt.json`` (the settings). The folder is written in a
+The instruction follows the paper's recipe (§3.3): constraints of the paper's kinds (hobby, language,
+public figure) are combined at random ("we construct the final instruction by randomly combining the above
+constraints": here 1 to 3 constraints, no two of one kind), and half of the time the instruction written
+into the training record is the short form ("Always act as Napoleon from now" -> "Figure: Napoleon.");
+the generation always sees the full form. Every draw comes from the dialogue's own seed.
+
+``OUT/`` holds ``data/train-00000-of-00001.parquet`` (the ``messages`` adapter reads it) and ``card.json`` /
+``README.md`` (every dialogue accounted for, the draws counted, the settings). The folder is written in a
 sibling staging folder and moved into place when complete, so a failed run leaves no half-written folder.
 """
 
@@ -37,14 +43,32 @@ from mixer.core.records import FLAGGED_MESSAGE_TYPE, Message
 HOBBIES = ("tennis", "gardening", "chess", "painting", "hiking", "baking", "astronomy", "photography")
 LANGUAGES = ("French", "Spanish", "German", "Italian", "Portuguese")
 FIGURES = ("Napoleon", "Marie Curie", "Shakespeare", "Cleopatra", "Albert Einstein")
-DEFAULT_INSTRUCTIONS = (
-    *(f"You enjoy {h}." for h in HOBBIES),
-    *(f"Always speak in {lang}." for lang in LANGUAGES),
-    *(f"Always act as {f} from now on." for f in FIGURES),
+#: A plain line of an ``--instructions`` file: all plain lines are one kind, so they are never combined.
+PLAIN_KIND = "instruction"
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """One constraint: its kind (two of one kind are never combined), the full wording the policy sees while
+    it generates, and the less verbose form the training record may carry instead (None: there is none)."""
+
+    kind: str
+    full: str
+    short: str | None = None
+
+
+#: The built-in constraints; the short forms follow the paper's one example ("Figure: Napoleon.").
+DEFAULT_CONSTRAINTS = (
+    *(Constraint("hobby", f"You enjoy {h}.", f"Hobby: {h}.") for h in HOBBIES),
+    *(Constraint("language", f"Always speak in {lang}.", f"Language: {lang}.") for lang in LANGUAGES),
+    *(Constraint("figure", f"Always act as {f} from now on.", f"Figure: {f}.") for f in FIGURES),
 )
+DEFAULT_INSTRUCTIONS = tuple(c.full for c in DEFAULT_CONSTRAINTS)
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3}
 OUTPUT_SCHEMA = pa.schema([("dataset", pa.string()), ("id", pa.string()),
-                           ("messages", pa.list_(FLAGGED_MESSAGE_TYPE)), ("instruction", pa.string())])
+                           ("messages", pa.list_(FLAGGED_MESSAGE_TYPE)), ("instruction", pa.string()),
+                           ("sampled_instruction", pa.string()), ("constraint_kinds", pa.list_(pa.string())),
+                           ("shortened", pa.bool_())])
 
 
 @dataclass(frozen=True)
@@ -61,20 +85,92 @@ class GattConfig:
     chat_template: str | None = None
     dtype: str = "auto"
     name: str | None = None
+    min_constraints: int = 1
+    max_constraints: int = 3
+    shorten_prob: float = 0.5
 
 
-def read_instructions(path: str | None) -> list[str]:
-    """The instruction list: one per non-empty line of ``path`` (a ``#`` line is a comment), or the default."""
+def read_instructions(path: str | None) -> list[Constraint]:
+    """The constraints: the built-in ones, or one per non-empty line of ``path`` (a ``#`` line is a comment).
+
+    A line ``KIND<TAB>FULL`` or ``KIND<TAB>FULL<TAB>SHORT`` gives a constraint of that kind (constraints of
+    different kinds are combined; SHORT is its less verbose form). A line without a tab is a whole
+    instruction of the kind ``instruction``: plain lines are one kind, so a file of plain lines gives one
+    instruction per dialogue, as written (never combined, never shortened)."""
     if path is None:
-        return list(DEFAULT_INSTRUCTIONS)
+        return list(DEFAULT_CONSTRAINTS)
     p = Path(path)
     if not p.is_file():
         raise MixerError(f"--instructions {path}: no such file")
-    lines = [line.strip() for line in p.read_text(encoding="utf-8").splitlines()]
-    found = [line for line in lines if line and not line.startswith("#")]
+    found: list[Constraint] = []
+    for n, raw in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "\t" not in line:
+            found.append(Constraint(PLAIN_KIND, line))
+            continue
+        fields = [f.strip() for f in line.split("\t")]
+        if len(fields) > 3 or not all(fields):
+            raise MixerError(f"{path}:{n}: expected KIND<TAB>FULL or KIND<TAB>FULL<TAB>SHORT, each non-empty "
+                             f"(or a line without tabs: one whole instruction); found {len(fields)} field(s)")
+        found.append(Constraint(fields[0], fields[1], fields[2] if len(fields) == 3 else None))
     if not found:
         raise MixerError(f"{path}: no instruction in the file (one per line)")
     return found
+
+
+@dataclass(frozen=True)
+class DrawnInstruction:
+    """A dialogue's draw: the constraints (distinct kinds, in the drawn order) and whether the training record
+    carries their short forms (``shortened``: the draw said so and at least one constraint has one)."""
+
+    constraints: tuple[Constraint, ...]
+    shortened: bool
+    shorten_drawn: bool
+
+    @property
+    def sampled(self) -> str:
+        """The instruction on every user turn while the policy generates: always the full wording."""
+        return " ".join(c.full for c in self.constraints)
+
+    @property
+    def training(self) -> str:
+        """The instruction in the training record's first user turn."""
+        return " ".join(c.short if self.shortened and c.short else c.full for c in self.constraints)
+
+
+def check_draw_settings(constraints: list[Constraint], min_constraints: int, max_constraints: int,
+                        shorten_prob: float, source: str) -> None:
+    """Refuse settings no draw can meet, before anything is loaded or written."""
+    if min_constraints < 1:
+        raise MixerError(f"--min-constraints must be at least 1, got {min_constraints}")
+    if max_constraints < min_constraints:
+        raise MixerError(f"--max-constraints ({max_constraints}) is below --min-constraints ({min_constraints})")
+    if not 0.0 <= shorten_prob <= 1.0:
+        raise MixerError(f"--shorten-prob must be between 0 and 1, got {shorten_prob}")
+    kinds = sorted({c.kind for c in constraints})
+    if min_constraints > len(kinds):
+        raise MixerError(f"--min-constraints {min_constraints}: {source} has {len(kinds)} kind(s) of constraint "
+                         f"({', '.join(kinds)}), and no two of one kind are combined")
+
+
+def draw_instruction(constraints: list[Constraint], seed: int, key: str, min_constraints: int = 1,
+                     max_constraints: int = 3, shorten_prob: float = 0.5) -> DrawnInstruction:
+    """The instruction of the dialogue ``key``, from its own seed: how many constraints (uniform between the
+    bounds, capped at the number of kinds), which kinds (no two alike, random order), one constraint of each,
+    then whether the training record gets the short form (probability ``shorten_prob``; the paper: half of
+    the time). The same draws are made in the same order whatever the settings, so a dialogue's draw
+    depends only on the seed, its id, the list and these settings."""
+    rng = random.Random(dialogue_seed(seed, key))
+    by_kind: dict[str, list[Constraint]] = {}
+    for c in constraints:
+        by_kind.setdefault(c.kind, []).append(c)
+    k = rng.randint(min_constraints, min(max_constraints, len(by_kind)))
+    kinds = rng.sample(list(by_kind), k)
+    chosen = tuple(rng.choice(by_kind[kind]) for kind in kinds)
+    drawn = rng.random() < shorten_prob
+    return DrawnInstruction(chosen, drawn and any(c.short for c in chosen), drawn)
 
 
 def read_dialogues(path: str, limit: int | None = None) -> list[dict[str, Any]]:
@@ -141,7 +237,9 @@ def run_gatt(cfg: GattConfig, backend: Any = None) -> dict[str, Any]:
         raise MixerError(f"{out}: the output folder exists; GAtt writes a new folder (remove it or pick another)")
     inputs = (("--policy", cfg.policy), ("--dialogues", cfg.dialogues), ("--instructions", cfg.instructions))
     check_not_an_input(out, [(what, p) for what, p in inputs if p], option="--output")
-    instructions = read_instructions(cfg.instructions)
+    constraints = read_instructions(cfg.instructions)
+    check_draw_settings(constraints, cfg.min_constraints, cfg.max_constraints, cfg.shorten_prob,
+                        cfg.instructions or "the built-in list")
     dialogues = read_dialogues(cfg.dialogues, cfg.max_dialogues)
     if backend is None:
         sampling = SamplingSettings(n=1, temperature=cfg.temperature, top_p=cfg.top_p,
@@ -149,7 +247,8 @@ def run_gatt(cfg: GattConfig, backend: Any = None) -> dict[str, Any]:
         backend = make_backend("transformers", cfg.policy, sampling, chat_template=cfg.chat_template,
                                dtype=cfg.dtype, seed=cfg.seed)
     name = cfg.name or out.name
-    picked = [random.Random(dialogue_seed(cfg.seed, d["id"])).choice(instructions) for d in dialogues]
+    drawn = [draw_instruction(constraints, cfg.seed, d["id"], cfg.min_constraints, cfg.max_constraints,
+                              cfg.shorten_prob) for d in dialogues]
     replies: list[list[str]] = [[] for _ in dialogues]
     finish: Counter[str] = Counter()
     for turn in range(max(len(d["users"]) for d in dialogues)):
@@ -158,7 +257,7 @@ def run_gatt(cfg: GattConfig, backend: Any = None) -> dict[str, Any]:
         for i in todo:
             d, conv = dialogues[i], [{"role": "system", "content": s} for s in dialogues[i]["system"]]
             for k in range(turn + 1):  # the instruction on every user turn while sampling
-                conv.append({"role": "user", "content": with_instruction(picked[i], d["users"][k])})
+                conv.append({"role": "user", "content": with_instruction(drawn[i].sampled, d["users"][k])})
                 if k < turn:
                     conv.append({"role": "assistant", "content": replies[i][k]})
             prompts.append(conv)
@@ -166,23 +265,39 @@ def run_gatt(cfg: GattConfig, backend: Any = None) -> dict[str, Any]:
         for i, samples in zip(todo, backend.generate(prompts, seeds), strict=True):
             replies[i].append(samples[0].text.strip())
             finish[samples[0].finish_reason] += 1
-    rows = [{"dataset": name, "id": f"{name}_{d['id']}", "instruction": picked[i],
-             "messages": training_record(picked[i], d["system"], d["users"], replies[i])}
+    rows = [{"dataset": name, "id": f"{name}_{d['id']}", "instruction": drawn[i].training,
+             "messages": training_record(drawn[i].training, d["system"], d["users"], replies[i]),
+             "sampled_instruction": drawn[i].sampled, "constraint_kinds": [c.kind for c in drawn[i].constraints],
+             "shortened": drawn[i].shortened}
             for i, d in enumerate(dialogues)]
     card = {"method": "gatt", "dialogues": {"read": len(dialogues), "written": len(rows)},
             "turns": {"generated": sum(len(d["users"]) for d in dialogues),
                       "finish_reason": dict(sorted(finish.items())),
                       "untrained_assistant_turns": sum(len(d["users"]) - 1 for d in dialogues)},
-            "instructions": {"available": len(instructions), "used": dict(sorted(Counter(picked).items()))},
+            "instructions": instruction_counts(constraints, drawn),
             "settings": {k: v for k, v in asdict(cfg).items() if k != "output"}}
     _write(out, rows, card)
     return card
+
+
+def instruction_counts(constraints: list[Constraint], drawn: list[DrawnInstruction]) -> dict[str, Any]:
+    """The card's account of the draws: the list per kind, how many constraints each dialogue combined, the
+    kinds and constraints used, and how many training records carry the short form (``shortened``), the full
+    one (``full``), and of those how many drew the short form but had none (``no_short_form``)."""
+    return {"available": dict(sorted(Counter(c.kind for c in constraints).items())),
+            "combined": {str(k): v for k, v in sorted(Counter(len(x.constraints) for x in drawn).items())},
+            "kinds": dict(sorted(Counter(c.kind for x in drawn for c in x.constraints).items())),
+            "used": dict(sorted(Counter(c.full for x in drawn for c in x.constraints).items())),
+            "shortened": sum(x.shortened for x in drawn), "full": sum(not x.shortened for x in drawn),
+            "no_short_form": sum(x.shorten_drawn and not x.shortened for x in drawn)}
 
 
 def _write(out: Path, rows: list[dict[str, Any]], card: dict[str, Any]) -> None:
     """Write in a staging sibling, then move it into place: never a half-written ``out``."""
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
+    ins = card["instructions"]
+    combined = ", ".join(f"{v} with {k}" for k, v in ins["combined"].items())
     try:
         (tmp / "data").mkdir(parents=True)
         pq.write_table(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA), tmp / "data" / "train-00000-of-00001.parquet",
@@ -191,7 +306,9 @@ def _write(out: Path, rows: list[dict[str, Any]], card: dict[str, Any]) -> None:
         (tmp / "README.md").write_text(
             f"# GAtt data\n\n{card['dialogues']['written']} dialogue(s) of {card['dialogues']['read']} read; "
             f"{card['turns']['generated']} assistant turn(s) generated, "
-            f"{card['turns']['untrained_assistant_turns']} of them marked `train: false`.\n\n"
+            f"{card['turns']['untrained_assistant_turns']} of them marked `train: false`; "
+            f"dialogues by constraints combined in the instruction: {combined}; {ins['shortened']} instruction(s) "
+            f"written in the short form, {ins['full']} in full.\n\n"
             f"```json\n{json.dumps(card, indent=2, sort_keys=True)}\n```\n", encoding="utf-8")
         os.replace(tmp, out)
     except BaseException:

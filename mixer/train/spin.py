@@ -6,9 +6,16 @@ pairs with the SPIN loss against iteration t as the reference. With the logistic
 DPO's ``sigmoid`` loss with β = λ (the paper's Eq. 4.7 vs DPO), so each iteration is a ``mixer train dpo``
 run whose starting model and reference are both the model of iteration t.
 
-``OUT/iter-<t>/`` holds ``data/`` (the pairs, Parquet), ``card.json`` and ``model/`` (iteration t+1's model).
-Each part is written in a staging folder and moved into place when complete, so rerunning the same command
-resumes at the first missing part: a finished iteration is never redone.
+From iteration 1 on, the training data is iteration t-1's pairs and iteration t's (the paper, §6.1 of
+arXiv v3: "we leverage the synthetic data from the most recent iteration and add to the newly generated
+synthetic data, therefore resulting in a synthetic dataset size of 50k at iteration 0 and 100k at
+iteration 1, 2 and 3"; the authors' configs/config_iter<t>.yaml mix SPIN_iter<t-1> and SPIN_iter<t>);
+``previous_pairs=False`` trains on iteration t's pairs only.
+
+``OUT/iter-<t>/`` holds ``pairs/`` (the iteration's own pairs: ``data/`` and ``card.json``), ``train/`` (the
+pairs the model was trained on, with a ``card.json`` saying from which iterations and how many) and
+``model/`` (iteration t+1's model). Each part is written in a staging folder and moved into place when
+complete, so rerunning the same command resumes at the first missing part: a finished part is never redone.
 """
 
 from __future__ import annotations
@@ -91,10 +98,35 @@ def generate_pairs(model: str | Path, gold: list[dict[str, Any]], folder: Path, 
     _staged(folder, write)
 
 
+def write_training_pairs(out: Path, iteration: int, previous_pairs: bool) -> dict[str, Any]:
+    """``OUT/iter-<t>/train``: the pairs iteration t trains on (iteration t-1's, then t's, when
+    ``previous_pairs`` and t >= 1; else t's alone), with a card naming the iterations and their counts.
+    Rows keep their ``dataset`` (``spin_iter<k>``) and ``id``, so (dataset, id) stays unique. Returns the card."""
+    used = [iteration - 1, iteration] if previous_pairs and iteration >= 1 else [iteration]
+    tables = []
+    for k in used:
+        folder = out / f"iter-{k}" / "pairs" / "data"
+        if not folder.is_dir():
+            raise MixerError(f"{folder}: iteration {k}'s pairs are missing; iteration {iteration} trains on them")
+        tables.append(pq.read_table(sorted(folder.glob("*.parquet")), schema=PAIR_SCHEMA))
+    card = {"iteration": iteration, "previous_pairs": previous_pairs,
+            "pairs_from": {f"iter-{k}": t.num_rows for k, t in zip(used, tables, strict=True)},
+            "pairs": sum(t.num_rows for t in tables)}
+
+    def write(tmp: Path) -> None:
+        (tmp / "data").mkdir(parents=True)
+        pq.write_table(pa.concat_tables(tables), tmp / "data" / "train-00000-of-00001.parquet", compression="zstd")
+        (tmp / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+    _staged(out / f"iter-{iteration}" / "train", write)
+    return card
+
+
 def run_spin(model: str, data: str, output: str, iterations: int, config: str | Path, sets: list[str],
              sampling: Any, chat_template: str | None = None, seed: int = 42, max_prompts: int | None = None,
-             log: Callable[[str], None] = print) -> list[Path]:
-    """Run (or resume) ``iterations`` SPIN iterations into ``output``; return the models, one per iteration."""
+             log: Callable[[str], None] = print, previous_pairs: bool = True) -> list[Path]:
+    """Run (or resume) ``iterations`` SPIN iterations into ``output``; return the models, one per iteration.
+    ``previous_pairs``: iteration t >= 1 also trains on iteration t-1's pairs (the paper's default)."""
     from mixer.core.outdir import check_not_an_input
     from mixer.train.config import load_config
     from mixer.train.trainer import run
@@ -104,15 +136,19 @@ def run_spin(model: str, data: str, output: str, iterations: int, config: str | 
     out = Path(output)
     check_not_an_input(out, [("--model", model), ("--data", data)], option="--output")
     settings = {"model": str(model), "data": str(data), "config": str(config), "set": list(sets), "seed": seed,
-                "max_prompts": max_prompts, "sampling": vars(sampling) if hasattr(sampling, "__dict__") else
+                "max_prompts": max_prompts, "previous_pairs": previous_pairs,
+                "sampling": vars(sampling) if hasattr(sampling, "__dict__") else
                 {k: getattr(sampling, k) for k in sampling.__dataclass_fields__}}
     marker = out / SPIN_MARKER
     if out.exists():
         if not marker.is_file():
             raise MixerError(f"{out}: exists and is not a `mixer spin` folder ({SPIN_MARKER} missing); pick another")
         saved = json.loads(marker.read_text(encoding="utf-8"))
+        saved.setdefault("previous_pairs", False)  # folders from before the option trained on their own pairs only
         if saved != settings:
-            raise MixerError(f"{out}: an earlier SPIN run with other settings; pick another folder to change them")
+            changed = sorted(k for k in settings.keys() | saved.keys() if saved.get(k) != settings.get(k))
+            raise MixerError(f"{out}: an earlier SPIN run with other settings ({', '.join(changed)}); pick another "
+                             "folder to change them")
     gold = read_gold(data, max_prompts)  # before anything is written: a bad --data leaves no folder behind
     load_config("dpo", config, sets, model=str(model), data=str(data), output_dir=str(out / "probe"))  # config errors
     if not out.exists():
@@ -127,10 +163,13 @@ def run_spin(model: str, data: str, output: str, iterations: int, config: str | 
             log(f"iteration {t}: generating with {current}")
             generate_pairs(current, gold, folder / "pairs", t, sampling, chat_template, seed)
         if not (folder / "model").is_dir():
+            if not (folder / "train").is_dir():
+                card = write_training_pairs(out, t, previous_pairs)
+                log(f"iteration {t}: training pairs " + ", ".join(f"{k}: {n}" for k, n in card["pairs_from"].items()))
             log(f"iteration {t}: training iteration {t + 1} against {current}")
 
             def train(tmp: Path, t: int = t, current: str | Path = current, folder: Path = folder) -> None:
-                cfg = load_config("dpo", config, sets, model=str(current), data=str(folder / "pairs"),
+                cfg = load_config("dpo", config, sets, model=str(current), data=str(folder / "train"),
                                   output_dir=str(tmp))
                 run(cfg)
 

@@ -13,7 +13,7 @@ from train_fixtures import tiny_assets
 from typer.testing import CliRunner
 
 from mixer.cli import app
-from mixer.generate.gatt import DEFAULT_INSTRUCTIONS, training_record
+from mixer.generate.gatt import DEFAULT_CONSTRAINTS, draw_instruction, training_record
 
 DIALOGUES = [
     {"id": "a", "messages": [{"role": "user", "content": "Say hello."}, {"role": "assistant", "content": "Hi."},
@@ -51,7 +51,8 @@ def test_gatt_generates_every_turn_with_the_instruction_and_writes_flagged_recor
     rows = pq.read_table(out / "data").to_pylist()
     assert [r["id"] for r in rows] == ["gatt_a", "gatt_b"]
     first = rows[0]
-    assert first["instruction"] in DEFAULT_INSTRUCTIONS
+    drawn = draw_instruction(list(DEFAULT_CONSTRAINTS), 42, "a")  # the dialogue's own seed: run seed + its id
+    assert (first["instruction"], first["sampled_instruction"]) == (drawn.training, drawn.sampled)
     users = [m for m in first["messages"] if m["role"] == "user"]
     assert users[0]["content"] == f"{first['instruction']}\n\nSay hello."
     assert [u["content"] for u in users[1:]] == ["Now say goodbye.", "And thanks?"]
@@ -60,6 +61,8 @@ def test_gatt_generates_every_turn_with_the_instruction_and_writes_flagged_recor
     card = json.loads((out / "card.json").read_text())
     assert card["dialogues"] == {"read": 2, "written": 2}
     assert card["turns"]["generated"] == 4 and card["turns"]["untrained_assistant_turns"] == 2
+    assert sum(card["instructions"]["combined"].values()) == 2
+    assert card["instructions"]["shortened"] + card["instructions"]["full"] == 2
     # same seed and label, same bytes
     again = tmp_path / "again"
     assert CliRunner().invoke(app, [str(again) if x == str(out) else x for x in args]).exit_code == 0

@@ -1,5 +1,6 @@
 """SPIN end to end on CPU with the tiny Llama: two iterations, each with its pairs, card and model in its own
-folder; a run stopped after iteration 1 resumes at iteration 2 without redoing it; bad input writes nothing."""
+folder; iteration 1 trains on iteration 0's pairs and its own; a run stopped after iteration 1 resumes at
+iteration 2 without redoing it; bad input writes nothing."""
 
 from __future__ import annotations
 
@@ -54,6 +55,11 @@ def test_two_iterations_with_a_stop_after_the_first(tmp_path: Path) -> None:
         assert card["iteration"] == t and card["pairs"] == 4
         assert (out / f"iter-{t}" / "model" / "config.json").is_file()
     assert json.loads((out / "iter-1" / "pairs" / "card.json").read_text())["generator"] == str(model0)
+    used = [json.loads((out / f"iter-{t}" / "train" / "card.json").read_text())["pairs_from"] for t in (0, 1)]
+    assert used == [{"iter-0": 4}, {"iter-0": 4, "iter-1": 4}]
+    trained = pq.read_table(out / "iter-1" / "train" / "data").to_pylist()
+    own = [pq.read_table(out / f"iter-{t}" / "pairs" / "data").to_pylist() for t in (0, 1)]
+    assert [(r["dataset"], r["id"]) for r in trained] == [(r["dataset"], r["id"]) for rows in own for r in rows]
 
 
 def test_a_preference_build_has_no_gold_answers_and_nothing_is_written(tmp_path: Path) -> None:
