@@ -69,21 +69,55 @@ SORRY_MAX_WORDS = 80
 
 # -- Orca (Mukherjee et al. 2023), as OpenBezoar uses it over FLAN prompts ----------------------------------
 
-#: Orca Table 2 lists 16 system messages that ask the teacher for explanations; these are the ones that ask
-#: for step-by-step reasoning or explanations, in their original wording (typos included).
-ORCA_SYSTEM_MESSAGES = (
-    "You are an AI assistant. User will you give you a task. Your goal is to complete the task as faithfully as "
-    "you can. While performing the task think step-by-step and justify your steps.",
-    "You are an AI assistant that helps people find information. User will you give you a question. Your task "
-    "is to answer as faithfully as you can. While answering think step-by-step and justify your answer.",
-    "User will you give you a task with some instruction. Your job is follow the instructions as faithfully as "
-    "you can. While answering think step-by-step and justify your answer.",
-    "You are a teacher. Given a task, you explain in simple steps what the task is asking, any guidelines it "
-    "provides and how to use those guidelines to find the answer.",
-    "You are a helpful assistant, who always provide explanation. Think like you are answering to a five year "
-    "old.",
-    "You are an AI assistant. You will be given a task. You must generate a detailed and long answer.",
-)
+#: Orca (Mukherjee et al. 2023, arXiv:2306.02707), Table 2: the 16 system messages the teacher was queried with,
+#: keyed by the table's ids, in the paper's wording (its grammar kept: "User will you give you", "who always
+#: provide", "Your job is follow"). Id 1 is the empty system message. Checked against the ``system_prompt``
+#: column of Open-Orca/OpenOrca (https://huggingface.co/datasets/Open-Orca/OpenOrca), whose 1M GPT-4 rows hold
+#: exactly these 16 values; there id 11 reads "step-bystep" and id 15's line breaks differ, artefacts of
+#: copying the paper's two-column table (the paper's lines break at "step-by-" / "step"), and id 2 also occurs
+#: with an ASCII apostrophe. Ids 2 and 6 use the typographic apostrophe (U+2019) as the table prints it.
+ORCA_TABLE2_SYSTEM_MESSAGES: dict[int, str] = {
+    1: "",
+    2: "You are an AI assistant. Provide a detailed answer so user don\u2019t need to search outside to understand "
+       "the answer.",
+    3: "You are an AI assistant. You will be given a task. You must generate a detailed and long answer.",
+    4: "You are a helpful assistant, who always provide explanation. Think like you are answering to a five year "
+       "old.",
+    5: "You are an AI assistant that follows instruction extremely well. Help as much as you can.",
+    6: "You are an AI assistant that helps people find information. Provide a detailed answer so user don\u2019t "
+       "need to search outside to understand the answer.",
+    7: "You are an AI assistant. User will you give you a task. Your goal is to complete the task as faithfully as "
+       "you can. While performing the task think step-by-step and justify your steps.",
+    8: "You should describe the task and explain your answer. While answering a multiple choice question, first "
+       "output the correct answer(s). Then explain why other answers are wrong. Think like you are answering to a "
+       "five year old.",
+    9: "Explain how you used the definition to come up with the answer.",
+    10: "You are an AI assistant. You should describe the task and explain your answer. While answering a multiple "
+        "choice question, first output the correct answer(s). Then explain why other answers are wrong. You might "
+        "need to use additional knowledge to answer the question.",
+    11: "You are an AI assistant that helps people find information. User will you give you a question. Your task "
+        "is to answer as faithfully as you can. While answering think step-by-step and justify your answer.",
+    12: "User will you give you a task with some instruction. Your job is follow the instructions as faithfully as "
+        "you can. While answering think step-by-step and justify your answer.",
+    13: "You are a teacher. Given a task, you explain in simple steps what the task is asking, any guidelines it "
+        "provides and how to use those guidelines to find the answer.",
+    14: "You are an AI assistant, who knows every language and how to translate one language to another. Given a "
+        "task, you explain in simple steps what the task is asking, any guidelines that it provides. You solve the "
+        "task and show how you used the guidelines to solve the task.",
+    15: "Given a definition of a task and a sample input, break the definition into small parts. Each of those "
+        "parts will have some instruction. Explain their meaning by showing an example that meets the criteria in "
+        "the instruction. Use the following format:\nPart #: a key part of the definition.\nUsage: Sample response "
+        "that meets the criteria from the key part. Explain why you think it meets the criteria.",
+    16: "You are an AI assistant that helps people find information.",
+}
+
+#: The Table 2 ids ``mixer generate --method orca`` draws from by default: the six that ask for step-by-step
+#: reasoning or an explanation (7, 11, 12, 13, 4, 3, in this order; a run's draw is its seed and the prompt key
+#: modulo this list). This subset is mixer's choice: OpenBezoar (Dissanayake et al. 2024) used Orca's system
+#: messages, and its model cards say "you may attempt to use any other system prompt that is available in the
+#: Orca scheme", but which of the 16 it used is not stated in any source mixer could check (unverified).
+ORCA_DEFAULT_IDS = (7, 11, 12, 13, 4, 3)
+ORCA_SYSTEM_MESSAGES = tuple(ORCA_TABLE2_SYSTEM_MESSAGES[i] for i in ORCA_DEFAULT_IDS)
 
 # -- LLM-as-judge rubric (default: MT-Bench single-answer grading, Zheng et al. 2023) ----------------------
 

@@ -10,8 +10,9 @@ set -euo pipefail
 : "${FLAN:?a build of FLAN prompts for Orca (e.g. mixer build recipes/v2-sample.yaml, source flan_v2)}"
 : "${HH_RAW:?a folder holding hh_rlhf/<subset>/train.jsonl.gz}"
 : "${OUT:?the folder everything is written to}"
-SFT_CONFIG="${SFT_CONFIG:-tulu2-qlora}"   # on a CPU: tiny-cpu with --set use_peft=true (QLoRA needs CUDA)
-DPO_CONFIG="${DPO_CONFIG:-tulu2-dpo}"
+SFT_CONFIG="${SFT_CONFIG:-openbezoar-qlora}"      # on a CPU: tiny-cpu with --set use_peft=true (QLoRA needs CUDA)
+HH_SFT_CONFIG="${HH_SFT_CONFIG:-openbezoar-hh-sft}"
+DPO_CONFIG="${DPO_CONFIG:-openbezoar-dpo}"
 read -r -a GEN <<< "${GEN_OPTS:-}"        # e.g. --max-prompts 1000 --max-new-tokens 1024
 read -r -a JUDGE_OPTS <<< "${JUDGE_OPTS:---temperature 0}"
 read -r -a SFT_SETS <<< "${SFT_SETS:-}"   # e.g. --set use_lora=true --set max_steps=2
@@ -34,10 +35,12 @@ mixer build "$RECIPES/orca.yaml" --raw-dir "$OUT/gen" --out "$OUT/build/orca" -q
 mixer build "$RECIPES/hh-sft.yaml" --raw-dir "$HH_RAW" --out "$OUT/build/hh-sft" -q
 mixer build "$RECIPES/hh-dpo.yaml" --raw-dir "$HH_RAW" --out "$OUT/build/hh-dpo" -q
 
-# 4. SFT stage by stage, each adapter merged into its base before the next stage
+# 4. SFT stage by stage (Orca, then Evol-Instruct, as OpenBezoar's checkpoint names order them), each adapter
+#    merged into its base before the next stage; then SFT on HH-RLHF
 model="$BASE"
-for stage in evol orca hh-sft; do
-    mixer train sft -c "$SFT_CONFIG" --model "$model" --data "$OUT/build/$stage" -o "$OUT/runs/$stage" \
+for stage in orca evol hh-sft; do
+    if [ "$stage" = hh-sft ]; then config="$HH_SFT_CONFIG"; else config="$SFT_CONFIG"; fi
+    mixer train sft -c "$config" --model "$model" --data "$OUT/build/$stage" -o "$OUT/runs/$stage" \
         "${SFT_SETS[@]}"
     mixer train merge --model "$OUT/runs/$stage" -o "$OUT/runs/$stage-merged"
     model="$OUT/runs/$stage-merged"

@@ -29,7 +29,7 @@ def test_walkthrough_runs_end_to_end_on_the_tiny_assets(tmp_path: Path) -> None:
     out = tmp_path / "chain"
     env = dict(os.environ, POLICY=str(a.model), BASE=str(a.model), SEEDS=str(a.sft_data), FLAN=str(a.sft_data),
                HH_RAW=str(REPO / "samples" / "raw_train"), OUT=str(out), SFT_CONFIG="tiny-cpu",
-               DPO_CONFIG="tiny-cpu-dpo", GEN_OPTS="--max-new-tokens 16",
+               HH_SFT_CONFIG="tiny-cpu", DPO_CONFIG="tiny-cpu-dpo", GEN_OPTS="--max-new-tokens 16",
                JUDGE_OPTS=f"--max-new-tokens 32 --rubric {REPO / 'recipes' / 'openbezoar' / 'tiny-rubric.yaml'}",
                SFT_SETS="--set use_lora=true --set lora_r=8 --set max_steps=2", DPO_SETS="--set max_steps=2",
                PYTHONPATH=str(REPO), PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -46,7 +46,7 @@ def test_walkthrough_runs_end_to_end_on_the_tiny_assets(tmp_path: Path) -> None:
         assert source["dropped"].get("below_min_score", 0) == sum(1 for r in judged if r["judge_score"] < 7)
     # every SFT stage trained a LoRA adapter on the previous stage's merged model, then DPO ran on the last
     base = str(a.model)
-    for stage in ("evol", "orca", "hh-sft"):
+    for stage in ("orca", "evol", "hh-sft"):
         adapter = json.loads((out / "runs" / stage / "adapter_config.json").read_text())
         assert adapter["base_model_name_or_path"] == base
         assert (out / "runs" / f"{stage}-merged" / "config.json").is_file()
