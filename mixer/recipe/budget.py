@@ -51,6 +51,23 @@ class TokenTake:
 
 
 @dataclass(frozen=True)
+class FirstTake:
+    """Take the first ``records`` records in file order (files as the recipe lists them, rows as published),
+    after filtering and dedup: a published subset defined as a prefix, such as OpenBezoar's "first 100K
+    examples of the HH-RLHF dataset", which a seeded sample (``take: N``) cannot reproduce."""
+
+    records: int
+
+    def __str__(self) -> str:
+        """As ``mixer validate`` lists a source's take."""
+        return f"first {self.records:,} records"
+
+    def card(self) -> dict[str, Any]:
+        """How the card writes this ``take``."""
+        return {"first": self.records}
+
+
+@dataclass(frozen=True)
 class BudgetSettings:
     """Recipe ``budget``: a total of tokens and each source's share of it."""
 
@@ -60,22 +77,24 @@ class BudgetSettings:
 
 def parse_take(value: Any, where: str) -> Any:
     """A source's ``take`` as written: ``all``, a count, a fraction, or a mapping ``{records: N}`` (the
-    same as ``take: N``) or ``{tokens: N}`` (a ``TokenTake``); other values are left for the generic
-    type check to name."""
+    same as ``take: N``), ``{tokens: N}`` (a ``TokenTake``) or ``{first: N}`` (a ``FirstTake``); other
+    values are left for the generic type check to name."""
     if not isinstance(value, dict):
         return value
-    unknown = sorted(str(k) for k in value if k not in ("records", "tokens"))
+    keys = ["records", "tokens", "first"]
+    unknown = sorted(str(k) for k in value if k not in keys)
     if unknown:
         raise RecipeError(f"{where}.take: unknown key(s) "
-                          + ", ".join(f"{k!r}{did_you_mean(k, ['records', 'tokens'])}" for k in unknown)
-                          + "; a take mapping has records or tokens")
+                          + ", ".join(f"{k!r}{did_you_mean(k, keys)}" for k in unknown)
+                          + "; a take mapping has records, tokens or first")
     if len(value) != 1:
-        raise RecipeError(f"{where}.take: give records or tokens, not both (or neither): take: {{records: N}} "
-                          "samples N records, take: {tokens: N} samples records up to N tokens")
+        raise RecipeError(f"{where}.take: give one of records, tokens or first: take: {{records: N}} samples N "
+                          "records, take: {tokens: N} samples records up to N tokens, take: {first: N} takes the "
+                          "first N records in file order")
     (key, n), = value.items()
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise RecipeError(f"{where}.take.{key}: expected a whole number >= 1, found {n!r}")
-    return n if key == "records" else TokenTake(n)
+    return n if key == "records" else TokenTake(n) if key == "tokens" else FirstTake(n)
 
 
 def parse_budget(value: Any) -> BudgetSettings | None:

@@ -24,6 +24,7 @@ from mixer.core.errors import RecipeError, did_you_mean
 from mixer.core.yamlio import UniqueKeyLoader
 from mixer.recipe.budget import (
     BudgetSettings,
+    FirstTake,
     TokenTake,
     apply_budget,
     check_token_takes,
@@ -77,8 +78,8 @@ class Source:
     adapter: str
     files: tuple[SourceFile, ...]
     #: "all", a count, or a fraction of the records left after filtering and dedup; ``{tokens: N}``
-    #: (or a budget share) is a ``TokenTake``
-    take: int | float | Literal["all"] | TokenTake = "all"
+    #: (or a budget share) is a ``TokenTake``, ``{first: N}`` a ``FirstTake``
+    take: int | float | Literal["all"] | TokenTake | FirstTake = "all"
     #: apply ``take`` to each file separately (CoT: 25k from the zero-shot and 25k from the few-shot file)
     take_per_file: bool = False
     repeat: int = 1
@@ -327,13 +328,13 @@ def _parse_source(data: Any, index: int) -> Source:
     if "adapter" not in data and isinstance(name, str):
         data["adapter"] = name
     take = parse_take(data.get("take"), where)
-    if isinstance(take, TokenTake):
+    if isinstance(take, (TokenTake, FirstTake)):
         del data["take"]
     elif "take" in data:
         data["take"] = take
     # the keys first: `file:` for `files:` is a typo to name, not a missing list of files
     source = parse_dataclass(Source, {**data, "files": []}, where)
-    if isinstance(take, TokenTake):
+    if isinstance(take, (TokenTake, FirstTake)):
         source = dataclasses.replace(source, take=take)
     files = _parse_files(files_raw, f"{where}.files")
     if isinstance(source.take, (int, float)) and not isinstance(source.take, bool):

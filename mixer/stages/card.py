@@ -20,7 +20,7 @@ from mixer import __version__
 from mixer.core.records import SCORE_FIELDS
 from mixer.core.stats import SourceStats, score_summary, summary
 from mixer.core.tables import SpillFiles, list_sums
-from mixer.recipe.budget import TokenTake
+from mixer.recipe.budget import FirstTake, TokenTake
 from mixer.recipe.hub import hub_file_names
 from mixer.recipe.load import Recipe
 from mixer.sources import get_adapter
@@ -130,7 +130,7 @@ def source_card(stats: SourceStats, final: SelectedColumns, raw_dir: str,
         "name": stats.name,
         "adapter": stats.adapter,
         "license": stats.license,
-        "take": stats.take.card() if isinstance(stats.take, TokenTake) else stats.take,
+        "take": stats.take.card() if isinstance(stats.take, (TokenTake, FirstTake)) else stats.take,
         "repeat": stats.repeat,
         "excluded": stats.excluded,
         "files": [{"path": _relative(f.path, raw_dir), "bytes": f.bytes, "sha256": f.sha256}

@@ -36,7 +36,7 @@ from mixer.core.records import (
 )
 from mixer.core.tables import OrderedSpill, OrderedSpillWriter, SpillFiles, SpillWriter
 from mixer.kernels.budget import upsample_plan, walk_tokens
-from mixer.recipe.budget import BudgetError, TokenTake
+from mixer.recipe.budget import BudgetError, FirstTake, TokenTake
 from mixer.recipe.load import Source
 from mixer.stages.base import StageContext, drop_record, run_record_stages
 from mixer.stages.exact_dedup import FirstCopy
@@ -77,6 +77,8 @@ def sample_order(rng: random.Random, n: int) -> np.ndarray:
 def _target(take: Any, available: int) -> int:
     if take == "all":
         return available
+    if isinstance(take, FirstTake):
+        return min(take.records, available)
     if isinstance(take, float):
         return round(take * available)
     return min(int(take), available)
@@ -137,11 +139,19 @@ class Selector:
             if isinstance(source.take, float) and not length_only and want == 0 and len(group):
                 self.ctx.warn(f"source {source.name!r}: take {source.take} of {len(group):,} records rounds "
                               "to 0 records; none are taken (give a larger fraction or a count)")
-            if isinstance(source.take, int) and not length_only and source.take > len(group):
-                stats.shortfall += source.take - len(group)
+            asked = source.take.records if isinstance(source.take, FirstTake) else source.take
+            if isinstance(asked, int) and not length_only and asked > len(group):
+                stats.shortfall += asked - len(group)
                 self.ctx.warn(f"source {source.name!r}: take {source.take} but only {len(group)} "
                                 "records are left after filtering and dedup; taking all of them")
-            order = group if (source.take == "all" or length_only) else group[sample_order(rng, len(group))]
+            if isinstance(source.take, FirstTake) and not length_only:
+                # a prefix in file order: files as listed, rows as published (a stable sort: parts of a file
+                # read in parallel are already in row order)
+                order = group[np.argsort(table.column("file_index").to_numpy()[group], kind="stable")]
+            elif source.take == "all" or length_only:
+                order = group
+            else:
+                order = group[sample_order(rng, len(group))]
             if known is not None:
                 got_rows, got_tokens, walked = self._walk(source.name, table, known, order, want)
             else:
