@@ -5,15 +5,15 @@ A method (:class:`Method`) says what it asks the model per prompt (:meth:`Method
 :class:`Models`) and what it keeps (:meth:`Method.assemble`); this module does the rest the way best-of-N does
 it (:mod:`mixer.generate.run`): the settings are checked and every input file read before the output folder
 is made; ``generate.json`` holds the settings that decide the shards, so a rerun resumes (same bytes as an
-uninterrupted run) and a folder of another run or not of ``mixer generate`` is refused; each call's seeds
-derive from the run seed and the prompt's key; every prompt read ends up kept or dropped with a reason in
-``card.json``/``README.md``. The output ``OUT/<method>/data/train-00000-of-00001.parquet`` holds canonical
-``messages`` rows that the ``messages`` recipe adapter reads.
+uninterrupted run) and a folder of another run or not of ``mixer generate`` is refused (one protocol for every
+method and best-of-N: :func:`mixer.generate.store.open_shards`); each call's seeds derive from the run seed
+and the prompt's key; every prompt read ends up kept or dropped with a reason in ``card.json``/``README.md``.
+The output ``OUT/<method>/data/train-00000-of-00001.parquet`` holds canonical ``messages`` rows that the
+``messages`` recipe adapter reads.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -35,10 +35,9 @@ from mixer.generate.store import (
     CARD,
     SHARDS,
     TIMINGS,
-    VERSIONS,
     digest_file,
-    prepare_output,
-    prompts_digest,
+    open_shards,
+    record_versions,
     recorded_versions,
     shard_path,
     write_json,
@@ -186,30 +185,22 @@ def run_method(cfg: GenerateConfig, method: Method, *, log: Any = None) -> dict[
         raise MixerError(f"no prompt to generate for: {prompt_set.records_read} record(s) read, skipped "
                          f"{dict(prompt_set.skipped) or 'none'}")
     identity = {**cfg.sampling_identity(), **method.settings()}
-    manifest = {"tool": "mixer generate", "sampling": identity, "prompts": len(prompts),
-                "prompts_digest": prompts_digest(prompts)}
-    state = prepare_output(cfg, manifest)
-    out = Path(cfg.output)
-    if state == "complete":
-        say(f"{out} is complete (same settings); nothing to do")
-        return json.loads((out / CARD).read_text(encoding="utf-8"))
-    n_shards = (len(prompts) + cfg.shard_prompts - 1) // cfg.shard_prompts
-    todo = [k for k in range(n_shards) if not shard_path(out, k).is_file()]
-    if state == "resume":
-        say(f"resuming {out}: {n_shards - len(todo)} of {n_shards} shard(s) already done")
+    plan = open_shards(cfg, prompts, identity, say)
+    if plan.complete:
+        return plan.finished_card()
+    out = plan.out
     models: Models | None = None
     gen_seconds = 0.0
-    for k in todo:
+    for k, first_index, chunk in plan.pending():
         if models is None:
             models = _load(cfg, method)
-        chunk = prompts[k * cfg.shard_prompts:(k + 1) * cfg.shard_prompts]
         t0 = time.perf_counter()
-        rows = method.shard(models, chunk, k * cfg.shard_prompts)
+        rows = method.shard(models, chunk, first_index)
         gen_seconds += time.perf_counter() - t0
-        write_parquet(shard_path(out, k), rows, method.shard_schema)
-        say(f"shard {k + 1}/{n_shards}: {len(chunk)} prompt(s)")
+        plan.write(k, rows, method.shard_schema)
+        say(f"shard {k + 1}/{plan.n_shards}: {len(chunk)} prompt(s)")
     versions = models.backend.versions() if models is not None else recorded_versions(out)
-    card = _assemble(cfg, method, prompt_set, n_shards, versions, identity)
+    card = _assemble(cfg, method, prompt_set, plan.n_shards, versions, identity)
     write_json(out / TIMINGS, {"wall_s": round(time.perf_counter() - started, 3),
                                "cpu_s": round(time.process_time() - cpu_started, 3),
                                "generate_s": round(gen_seconds, 3), "backend": cfg.backend})
@@ -232,12 +223,7 @@ def _load(cfg: GenerateConfig, method: Method) -> Models:
     sampling = SamplingSettings(1, cfg.temperature, cfg.top_p, cfg.max_new_tokens)
     backend = make_backend(cfg.backend, cfg.policy, sampling, chat_template=cfg.chat_template, dtype=cfg.dtype,
                            seed=cfg.seed, batching=cfg.batching)
-    recorded = recorded_versions(Path(cfg.output))
-    if recorded and recorded != backend.versions():
-        logger.warning("resuming with other package versions than the first shards: %s, now %s", recorded,
-                       backend.versions())
-    else:
-        write_json(Path(cfg.output) / VERSIONS, backend.versions())
+    record_versions(Path(cfg.output), backend.versions())
     return Models(cfg, backend, scorer)
 
 

@@ -26,7 +26,6 @@ This module is the loop (read prompts, sample and score shard by shard, then ass
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -41,17 +40,14 @@ from mixer.generate.job import read_prompts
 from mixer.generate.prompts import Prompt
 from mixer.generate.scoring import score_by_length
 from mixer.generate.store import (
-    CARD,
     MANIFEST,
     SHARDS,
     TIMINGS,
-    VERSIONS,
+    open_shards,
     prepare_output,
-    prompts_digest,
+    record_versions,
     recorded_versions,
-    shard_path,
     write_json,
-    write_parquet,
 )
 
 __all__ = ["MANIFEST", "SHARDS", "GenerateConfig", "pick", "prepare_output", "prompt_seed", "read_prompts",
@@ -81,39 +77,30 @@ def run_generate(cfg: GenerateConfig, *, log: Any = None, progress: Any = None) 
     if not prompts:
         raise MixerError(f"no prompt to generate for: {prompt_set.records_read} record(s) read, skipped "
                          f"{dict(prompt_set.skipped) or 'none'}")
-    manifest = {"tool": "mixer generate", "sampling": cfg.sampling_identity(), "prompts": len(prompts),
-                "prompts_digest": prompts_digest(prompts)}
-    state = prepare_output(cfg, manifest)
-    out = Path(cfg.output)
-    if state == "complete":
-        say(f"{out} is complete (same settings); nothing to do")
-        return json.loads((out / CARD).read_text(encoding="utf-8"))
-    n_shards = (len(prompts) + cfg.shard_prompts - 1) // cfg.shard_prompts
-    todo = [k for k in range(n_shards) if not shard_path(out, k).is_file()]
-    if state == "resume":
-        say(f"resuming {out}: {n_shards - len(todo)} of {n_shards} shard(s) already done")
+    plan = open_shards(cfg, prompts, cfg.sampling_identity(), say)
+    if plan.complete:
+        return plan.finished_card()
+    out = plan.out
     backend: Backend | None = None
     scorer: Any = None
     generated_prompts = generated_tokens = 0
     gen_seconds = 0.0
     if progress is not None:
-        progress(len(prompts) - sum(len(prompts[k * cfg.shard_prompts:(k + 1) * cfg.shard_prompts]) for k in todo),
-                 len(prompts), 0, 0.0)
-    for k in todo:
+        progress(plan.prompts_done, len(prompts), 0, 0.0)
+    for k, first_index, chunk in plan.pending():
         if backend is None:
             backend, scorer = _load_models(cfg)
-        chunk = prompts[k * cfg.shard_prompts:(k + 1) * cfg.shard_prompts]
         t0 = time.perf_counter()
-        rows = _generate_shard(cfg, backend, scorer, chunk, k * cfg.shard_prompts)
+        rows = _generate_shard(cfg, backend, scorer, chunk, first_index)
         gen_seconds += time.perf_counter() - t0
         generated_prompts += len(chunk)
         generated_tokens += sum(r["n_tokens"] for r in rows)
-        write_parquet(shard_path(out, k), rows, SAMPLE_SCHEMA)
-        say(f"shard {k + 1}/{n_shards}: {len(chunk)} prompt(s) x {cfg.n} sample(s)")
+        plan.write(k, rows, SAMPLE_SCHEMA)
+        say(f"shard {k + 1}/{plan.n_shards}: {len(chunk)} prompt(s) x {cfg.n} sample(s)")
         if progress is not None:
             progress(len(chunk), len(prompts), sum(r["n_tokens"] for r in rows), time.perf_counter() - t0)
     versions = backend.versions() if backend is not None else recorded_versions(out)
-    card = assemble(cfg, prompt_set, n_shards, versions)
+    card = assemble(cfg, prompt_set, plan.n_shards, versions)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     write_json(out / TIMINGS, {
         "wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "generate_s": round(gen_seconds, 3),
@@ -123,7 +110,6 @@ def run_generate(cfg: GenerateConfig, *, log: Any = None, progress: Any = None) 
         "backend": cfg.backend,
     })
     return card
-
 
 
 def _load_models(cfg: GenerateConfig) -> tuple[Backend, Any]:
@@ -140,13 +126,7 @@ def _load_models(cfg: GenerateConfig) -> tuple[Backend, Any]:
     sampling = SamplingSettings(cfg.n, cfg.temperature, cfg.top_p, cfg.max_new_tokens)
     backend = make_backend(cfg.backend, cfg.policy, sampling, chat_template=cfg.chat_template, dtype=cfg.dtype,
                            seed=cfg.seed, batching=cfg.batching)
-    versions_path = Path(cfg.output) / VERSIONS
-    recorded = recorded_versions(Path(cfg.output))
-    if recorded and recorded != backend.versions():
-        logger.warning("resuming with other package versions than the first shards: %s, now %s", recorded,
-                       backend.versions())
-    else:
-        write_json(versions_path, backend.versions())
+    record_versions(Path(cfg.output), backend.versions())
     return backend, scorer
 
 

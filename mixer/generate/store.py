@@ -3,15 +3,19 @@
 A run writes ``generate.json`` (the settings that decide the samples) before its first shard; a rerun with the
 same settings resumes from the shards already written, a finished run (``card.json`` with the same pick
 settings) is not redone, and a folder that is not a ``mixer generate`` output is never touched without
-``--overwrite``.
+``--overwrite``. Best-of-N (:mod:`mixer.generate.run`) and every other method (:mod:`mixer.generate.job`) go
+through :func:`open_shards` and :func:`record_versions`, so the protocol and its messages exist once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,8 @@ BEST_OF_N = "best_of_n"
 BEST_VS_WORST = "best_vs_worst"
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3}
 
+logger = logging.getLogger("mixer.generate")
+
 
 def write_json(path: Path, obj: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
@@ -51,7 +57,6 @@ def prompts_digest(prompts: list[Prompt]) -> str:
     for p in prompts:
         h.update(json.dumps([p.key, p.dataset, p.messages], ensure_ascii=False).encode() + b"\n")
     return h.hexdigest()
-
 
 
 def prepare_output(cfg: GenerateConfig, manifest: dict[str, Any]) -> str:
@@ -113,6 +118,80 @@ def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") ->
     return changed
 
 
+@dataclass(frozen=True)
+class ShardPlan:
+    """Where a run stands once :func:`open_shards` has made its output folder ready: the shards still to make.
+
+    A shard holds ``shard_prompts`` consecutive prompts and is written whole and atomically, so a shard file
+    that exists is done; a rerun makes only the missing ones and ends with the same bytes as a run that was
+    never interrupted. The caller only makes each shard's rows (:meth:`pending`, :meth:`write`).
+    """
+
+    out: Path
+    #: ``new``, ``resume`` or ``complete`` (see :func:`prepare_output`)
+    state: str
+    prompts: list[Prompt]
+    shard_prompts: int
+    n_shards: int
+    #: the shards no earlier run wrote, fixed when the plan is made
+    todo: list[int]
+
+    @property
+    def complete(self) -> bool:
+        """A finished run with the same settings: nothing to sample, nothing to assemble again."""
+        return self.state == "complete"
+
+    @property
+    def prompts_done(self) -> int:
+        """Prompts an earlier run already sampled (the shards not in :attr:`todo`)."""
+        return len(self.prompts) - sum(len(self.chunk(k)) for k in self.todo)
+
+    def chunk(self, k: int) -> list[Prompt]:
+        return self.prompts[k * self.shard_prompts:(k + 1) * self.shard_prompts]
+
+    def pending(self) -> Iterator[tuple[int, int, list[Prompt]]]:
+        """``(shard number, index of its first prompt, its prompts)`` for each shard still to make, in order."""
+        for k in self.todo:
+            yield k, k * self.shard_prompts, self.chunk(k)
+
+    def write(self, k: int, rows: list[dict[str, Any]], schema: pa.Schema) -> None:
+        """Write shard ``k`` atomically: from here on a rerun skips it."""
+        write_parquet(shard_path(self.out, k), rows, schema)
+
+    def finished_card(self) -> dict[str, Any]:
+        """The card of the finished run (for :attr:`complete`), returned as if the run had just made it."""
+        return json.loads((self.out / CARD).read_text(encoding="utf-8"))
+
+
+def open_shards(cfg: GenerateConfig, prompts: list[Prompt], sampling: dict[str, Any],
+                say: Callable[[str], None]) -> ShardPlan:
+    """Write or check the manifest (``sampling``: every setting that decides a shard's rows; the prompts by
+    count and digest), make ``OUT`` ready (:func:`prepare_output`) and say whether the run is complete or how
+    far an earlier one got. Callers read and check every input first, so bad input leaves no folder behind."""
+    manifest = {"tool": "mixer generate", "sampling": sampling, "prompts": len(prompts),
+                "prompts_digest": prompts_digest(prompts)}
+    state = prepare_output(cfg, manifest)
+    out = Path(cfg.output)
+    n_shards = (len(prompts) + cfg.shard_prompts - 1) // cfg.shard_prompts
+    if state == "complete":
+        say(f"{out} is complete (same settings); nothing to do")
+        return ShardPlan(out, state, prompts, cfg.shard_prompts, n_shards, [])
+    todo = [k for k in range(n_shards) if not shard_path(out, k).is_file()]
+    if state == "resume":
+        say(f"resuming {out}: {n_shards - len(todo)} of {n_shards} shard(s) already done")
+    return ShardPlan(out, state, prompts, cfg.shard_prompts, n_shards, todo)
+
+
+def record_versions(out: Path, versions: dict[str, str]) -> None:
+    """Keep the versions of the backend that samples the shards; a resumed run under other versions keeps the
+    first ones (they made the earlier shards) and warns, since its bytes may then differ from an unbroken run."""
+    recorded = recorded_versions(out)
+    if recorded and recorded != versions:
+        logger.warning("resuming with other package versions than the first shards: %s, now %s", recorded,
+                       versions)
+    else:
+        write_json(out / VERSIONS, versions)
+
 
 def shard_path(out: Path, k: int) -> Path:
     return out / SHARDS / f"samples-{k:05d}.parquet"
@@ -122,7 +201,6 @@ def recorded_versions(out: Path) -> dict[str, str]:
     """Versions of the backend that sampled the shards, for a run whose shards were all done earlier."""
     path = out / VERSIONS
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
 
 
 def digest_file(path: Path) -> dict[str, Any]:

@@ -379,7 +379,7 @@ def test_an_unwritable_output_folder_is_a_clear_error(tmp_path: Path, monkeypatc
     def read_only(cfg: GenerateConfig, manifest: dict) -> str:
         raise OSError(errno.EROFS, "Read-only file system", cfg.output)
 
-    monkeypatch.setattr(run_mod, "prepare_output", read_only)
+    monkeypatch.setattr("mixer.generate.store.prepare_output", read_only)  # behind store.open_shards
     out = tmp_path / "ro" / "gen"
     result = runner.invoke(app, ["generate", "--policy", str(a.model), "--reward-model", str(reward_model),
                                  "--data", str(a.sft_data), "--output", str(out)])

@@ -1,0 +1,79 @@
+"""The resume protocol best-of-N and every other method share (``store.open_shards``), without a model."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from mixer.core.errors import MixerError
+from mixer.generate.config import GenerateConfig
+from mixer.generate.prompts import Prompt
+from mixer.generate.store import CARD, MANIFEST, VERSIONS, open_shards, record_versions, shard_path
+
+SCHEMA = pa.schema([("prompt_index", pa.int64())])
+PROMPTS = [Prompt(f"k{i}", "d", f"r{i}", [{"role": "user", "content": f"q{i}"}]) for i in range(7)]
+
+
+def _cfg(out: Path, **kw: object) -> GenerateConfig:
+    return GenerateConfig(**{"policy": "p", "reward_model": "r", "output": str(out), "data": "d", "shard_prompts": 3,
+                             "name": "gen", **kw})
+
+
+def _open(cfg: GenerateConfig, said: list[str]):  # noqa: ANN202 - the plan
+    return open_shards(cfg, PROMPTS, cfg.sampling_identity(), said.append)
+
+
+def test_a_new_run_writes_the_manifest_and_plans_every_shard(tmp_path: Path) -> None:
+    said: list[str] = []
+    plan = _open(_cfg(tmp_path / "out"), said)
+    assert (plan.state, plan.n_shards, plan.todo, plan.prompts_done, said) == ("new", 3, [0, 1, 2], 0, [])
+    assert [(k, first, [p.key for p in chunk]) for k, first, chunk in plan.pending()] == [
+        (0, 0, ["k0", "k1", "k2"]), (1, 3, ["k3", "k4", "k5"]), (2, 6, ["k6"])]
+    manifest = json.loads((tmp_path / "out" / MANIFEST).read_text())
+    assert manifest["tool"] == "mixer generate" and manifest["prompts"] == 7
+
+
+def test_a_rerun_plans_only_the_shards_not_written_and_says_so(tmp_path: Path) -> None:
+    cfg, said = _cfg(tmp_path / "out"), []
+    first = _open(cfg, said)
+    first.write(1, [{"prompt_index": i} for i in range(3, 6)], SCHEMA)
+    plan = _open(cfg, said)
+    assert (plan.state, plan.todo, plan.prompts_done) == ("resume", [0, 2], 3)
+    assert [first for _, first, _ in plan.pending()] == [0, 6]
+    assert said == [f"resuming {tmp_path / 'out'}: 1 of 3 shard(s) already done"]
+
+
+def test_a_finished_run_is_complete_only_for_the_same_pick_settings(tmp_path: Path) -> None:
+    cfg, said = _cfg(tmp_path / "out"), []
+    _open(cfg, said)
+    card = {"settings": {"assembly": cfg.assembly_settings()}, "rows": 7}
+    (tmp_path / "out" / CARD).write_text(json.dumps(card))
+    plan = _open(cfg, said)
+    assert plan.complete and plan.todo == [] and plan.finished_card() == card
+    assert said == [f"{tmp_path / 'out'} is complete (same settings); nothing to do"]
+    assert _open(_cfg(tmp_path / "out", min_reward_gap=0.5), said).state == "resume"  # re-picks the shards
+
+
+def test_a_folder_of_other_settings_or_not_of_generate_is_refused(tmp_path: Path) -> None:
+    _open(_cfg(tmp_path / "out"), []).write(0, [{"prompt_index": 0}], SCHEMA)
+    with pytest.raises(MixerError, match=r"other settings \(sampling.seed differ\)"):
+        _open(_cfg(tmp_path / "out", seed=1), [])
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(MixerError, match="not a mixer generate output"):
+        _open(_cfg(foreign), [])
+    assert (foreign / "notes.txt").read_text() == "mine" and not shard_path(foreign, 0).exists()
+
+
+def test_a_resume_under_other_versions_keeps_the_first_ones_and_warns(tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    record_versions(tmp_path, {"torch": "1"})
+    with caplog.at_level(logging.WARNING, logger="mixer.generate"):
+        record_versions(tmp_path, {"torch": "2"})
+    assert json.loads((tmp_path / VERSIONS).read_text()) == {"torch": "1"}
+    assert "resuming with other package versions than the first shards" in caplog.text
