@@ -5,7 +5,7 @@ Layers, lowest first, each a folder (or top module) of ``mixer/``; a module may 
 those below; every import counts, also one inside a function or under ``TYPE_CHECKING``:
 
 core <- tokens <- readers <- sources <- recipe <- kernels <- stages <- engine <- report <- build <- cli
-(with generate, train and dev beside cli)
+(with generate and train beside cli)
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("engine", ("mixer.engine",)),
     ("report", ("mixer.report",)),
     ("build", ("mixer.build",)),
-    ("cli", ("mixer.cli", "mixer.__main__", "mixer.generate", "mixer.train", "mixer.dev")),
+    ("cli", ("mixer.cli", "mixer.__main__", "mixer.generate", "mixer.train")),
 ]
 
 #: imports that point down the wrong way, each with why it is tolerated for now
