@@ -9,7 +9,7 @@ A recipe is a flat YAML mapping (plus ``trainer: sft|dpo|rm|merge``, so a DPO re
 - the trainer's own TRL config (``SFTConfig``, ``DPOConfig``, ``RewardConfig``): optimisation, logging,
   checkpoints and the method's knobs (``learning_rate``, ``max_length``, ``beta``, ...), every field of it.
 
-Values are checked against the owner's annotations by the recipe coercer (:func:`mixer.recipe.coerce`), so a
+Values are checked against the owner's annotations by the recipe coercer (:func:`mixer.recipe.coerce.coerce`), so a
 wrong type or an unknown key fails naming the key. Precedence: defaults < YAML file < CLI options < ``--set``.
 Old keys keep working (:data:`RENAMED`), and ``trl_args: {x: y}`` / ``--set trl_args.x=y`` still reach TRL.
 """
@@ -27,7 +27,7 @@ import yaml
 
 from mixer.core.errors import MixerError, RecipeError, did_you_mean
 from mixer.core.yamlio import UniqueKeyLoader
-from mixer.recipe.load import coerce
+from mixer.recipe.coerce import coerce
 from mixer.train.args import (
     ATTN_CHOICES,
     BATCHING_MODES,
