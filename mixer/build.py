@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ from mixer.core.errors import MixerError
 from mixer.core.outdir import BUILD_MARKER, check_not_an_input, check_output_dir, lock_output, write_build_marker
 from mixer.core.stats import SourceStats
 from mixer.core.tables import OrderedSpill, SpillFiles
+from mixer.core.usage import StageTiming, measured, peak_rss_mb
 from mixer.core.workstore import OwnFolder, RemotePath, WorkPath, check_reachable, work_path
 from mixer.engine import Executor, LocalEngine
 from mixer.recipe.hub import materialise
@@ -53,19 +52,6 @@ from mixer.tokens.cache import cache_root, damage_counts, damage_log, unwritable
 from mixer.tokens.count import TokenCounter, counter_note
 
 __all__ = ["BuildResult", "BuildState", "Reporter", "build", "run_stages"]
-
-
-@dataclass
-class StageTiming:
-    wall_s: float = 0.0
-    cpu_s: float = 0.0
-    #: CPU of the worker processes the stage started and the engine ended with it (0 for an engine
-    #: whose workers outlive the stage, e.g. a cluster's): with ``cpu_s``, what the stage cost
-    cpu_workers_s: float = 0.0
-    #: this process's resident memory when the stage ended (MiB), to see which stage holds memory
-    rss_mb_after: float = 0.0
-    #: records the stage dropped (every drop goes through the one sink, so this is counted once, here)
-    dropped: int = 0
 
 
 @dataclass
@@ -124,16 +110,12 @@ class BuildState:
     def timed(self, stage: str) -> Iterator[StageTiming]:
         """Time one stage (wall and this process's CPU); when it ends, the engine lets go of the
         workers it started for it, as each stage's own pool did before there was an engine."""
-        t0, c0, k0 = time.perf_counter(), time.process_time(), children_cpu_s()
         t = self.timings.setdefault(stage, StageTiming())
-        try:
-            yield t
-        finally:
-            self.ctx.executor.release()
-            t.wall_s += time.perf_counter() - t0
-            t.cpu_s += time.process_time() - c0
-            t.cpu_workers_s += children_cpu_s() - k0
-            t.rss_mb_after = current_rss_mb()
+        with measured(t):
+            try:
+                yield t
+            finally:
+                self.ctx.executor.release()
 
 
 @dataclass
@@ -380,25 +362,3 @@ def _write(state: BuildState) -> BuildResult:
         (tmp / "timings.json").write_text(json.dumps(timings, indent=2) + "\n", encoding="utf-8")
         write_build_marker(tmp, {"version": __version__, "recipe_sha256": recipe.sha256})
     return BuildResult(out=out, card=card, state=state, timings=timings)
-
-
-def current_rss_mb() -> float:
-    """This process's resident memory now, in MiB (0 where /proc is not available)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError):
-        return 0.0
-
-
-def children_cpu_s() -> float:
-    """CPU seconds (user + system) of this process's ended and reaped child processes so far."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process and its finished children, in MiB (Linux: KiB units)."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, kids) / 1024

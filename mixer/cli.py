@@ -326,13 +326,27 @@ def _mount_train() -> None:
 _mount_train()
 
 
-def _mount_dev() -> None:
-    from mixer.dev.cli import app as dev_app
+dev_app = typer.Typer(help="Tools for trying mixer out offline.", no_args_is_help=True, add_completion=False,
+                      pretty_exceptions_enable=False)
+app.add_typer(dev_app, name="dev", short_help="Tools for trying mixer out offline (a tiny model).")
 
-    app.add_typer(dev_app, name="dev", short_help="Tools for trying mixer out offline (a tiny model).")
 
+@dev_app.command("tiny-model")
+def dev_tiny_model(
+    out: Annotated[Path, typer.Argument(metavar="DIR", help="A new (or empty) folder for the model.")],
+    seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
+) -> None:
+    """Write a tiny random Llama (about 0.1 M parameters) with a byte-level tokenizer and the Tulu chat
+    template: a model `mixer train` and `mixer generate` take on a CPU in seconds, made without a download
+    (the tests train the same one). It learns nothing useful; it shows the loop works."""
+    from mixer.train.tiny_model import make_tiny_model
 
-_mount_dev()
+    try:
+        make_tiny_model(out, seed=seed)
+    except MixerError as e:  # a user's mistake: one line and exit 2, as every mixer command
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote a tiny model to {out} (use it as --model {out})", err=True)
 
 
 def _mount_generate() -> None:

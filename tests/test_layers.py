@@ -5,12 +5,13 @@ Layers, lowest first, each a folder (or top module) of ``mixer/``; a module may 
 those below; every import counts, also one inside a function or under ``TYPE_CHECKING``:
 
 core <- tokens <- readers <- sources <- recipe <- kernels <- stages <- engine <- report <- build <- cli
-(with generate, train and dev beside cli)
+(with generate and train beside cli)
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from conftest import ROOT
@@ -31,7 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("engine", ("mixer.engine",)),
     ("report", ("mixer.report",)),
     ("build", ("mixer.build",)),
-    ("cli", ("mixer.cli", "mixer.__main__", "mixer.generate", "mixer.train", "mixer.dev")),
+    ("cli", ("mixer.cli", "mixer.__main__", "mixer.generate", "mixer.train")),
 ]
 
 #: imports that point down the wrong way, each with why it is tolerated for now
@@ -157,3 +158,43 @@ def test_the_stage_modules_are_listed_in_pipeline_order() -> None:
                       "write", "card")
     for stage in STAGES:
         assert (PACKAGE / "stages" / f"{stage}.py").exists(), stage
+
+
+def _record_path() -> tuple[list[str], str]:
+    """The files of docs/internals.md's "One record's path", in their order, and the section's text."""
+    text = (ROOT / "docs" / "internals.md").read_text(encoding="utf-8")
+    section = text.split("## One record's path", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^\d+\. `(mixer/[^`]+\.py)`", section, re.M), section
+
+
+def test_the_record_path_in_the_docs_names_existing_files_and_counts_them() -> None:
+    files, section = _record_path()
+    assert files and len(files) == len(set(files))
+    missing = [f for f in files if not (ROOT / f).is_file()]
+    missing += [f for f in re.findall(r"`(mixer/[^`]+\.py)`", section) if not (ROOT / f).is_file()]
+    assert not missing, f"docs/internals.md names files that do not exist: {missing}"
+    assert f"{len(files)} files on the record's own path" in section
+
+
+def test_the_record_path_lists_the_stages_in_the_order_the_build_runs_them() -> None:
+    import dataclasses
+    import sys
+
+    from mixer.build import OUTPUT, pipeline
+    from mixer.recipe.load import load_recipe
+    from mixer.recipe.settings import DecontaminationSettings, NearDedupSettings
+    from mixer.stages.read import record_stages
+
+    recipe = load_recipe(ROOT / "recipes" / "v2-sample.yaml")
+    recipe = dataclasses.replace(recipe, dedup=dataclasses.replace(recipe.dedup, near=NearDedupSettings()),
+                                 decontaminate=DecontaminationSettings())
+    stages = pipeline(recipe, selector=None)  # type: ignore[arg-type]  # the order only; nothing runs
+    read, rest = stages[0], stages[1:]
+    run = [read, *record_stages(recipe), *rest, *OUTPUT]  # the record-level stages run inside read's units
+    order: list[str] = []
+    for stage in run:
+        path = Path(sys.modules[type(stage).__module__].__file__ or "").relative_to(ROOT).as_posix()
+        if path.startswith("mixer/stages/") and path not in order:
+            order.append(path)
+    files, _ = _record_path()
+    assert [f for f in files if f in order] == order

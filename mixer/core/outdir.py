@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -244,3 +245,26 @@ def recover_interrupted(out: Path) -> None:
             os.replace(entry, out)
         else:
             shutil.rmtree(entry, ignore_errors=True)
+
+
+@contextmanager
+def staged_dir(final: Path | str) -> Iterator[Path]:
+    """Write a folder output in a staging sibling of ``final`` and put it in place only once it is whole.
+
+    Yields a new hidden folder beside ``final`` (same file system, so the rename is atomic). When the block
+    ends without an exception, an existing ``final`` is removed (the caller has checked with
+    :func:`check_output_dir` that it is empty or an earlier output of ours) and the staging folder is renamed
+    to ``final``; when it raises (a failed merge, Ctrl-C), the staging folder is removed and ``final`` is left
+    as it was, so a failed command leaves nothing half-written behind.
+    """
+    out = Path(final)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield staging
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from mixer.kernels.decontaminate import Contamination, Decontaminator, view_text
+from mixer.kernels.decont_index import view_text
+from mixer.kernels.decontaminate import Contamination, Decontaminator
 from mixer.kernels.shingles import _char_class, tokenize
 
 #: characters of a text kept in an audit entry (a window around the first shared word)

@@ -18,10 +18,10 @@ corpus-level, over all sources' candidates (``run(ctx)`` of a ``StageContext``, 
 - ``write``: sharded Parquet and ``dropped/``;
 - ``card``: the numbers of ``card.json``.
 
-Beside them: ``base`` (the contract), ``read_cache`` and ``signature_cache`` (what read and near
-dedup keep between builds). The algorithms they call are pure modules with no pools and no stage
-state (``mixer.kernels``, ``mixer.tokens``); where the work runs is ``mixer.engine``; the order and
-the timing are ``mixer.build``.
+Beside them: ``base`` (the contract), ``candidates`` (a record as the Arrow row the corpus stages
+read), ``read_cache`` and ``signature_cache`` (what read and near dedup keep between builds). The
+algorithms they call are pure modules with no pools and no stage state (``mixer.kernels``,
+``mixer.tokens``); where the work runs is ``mixer.engine``; the order and the timing are ``mixer.build``.
 """
 
 STAGES = ("read", "normalise", "filter", "exact_dedup", "near_dedup", "decontaminate", "select", "write", "card")

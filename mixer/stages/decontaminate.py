@@ -14,7 +14,8 @@ from typing import Any
 
 from mixer.core.records import Dropped
 from mixer.kernels.decont_audit import audit_entry
-from mixer.kernels.decontaminate import Decontaminator, load_benchmarks, summarise_contamination
+from mixer.kernels.decont_index import load_benchmarks
+from mixer.kernels.decontaminate import Decontaminator, summarise_contamination
 from mixer.kernels.near import key_text
 from mixer.stages.base import StageContext
 

@@ -19,18 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pyarrow as pa
 
 from mixer.core.errors import InputError, Location, RecordError
 from mixer.core.records import (
     CANDIDATE_SCHEMA,
     Dropped,
     Record,
-    record_key_messages,
 )
 from mixer.core.stats import FileInfo, SourceRead, SourceStats
 from mixer.core.tables import SpillFiles
-from mixer.core.workstore import IpcWriter, WorkPath
+from mixer.core.workstore import WorkPath
 from mixer.readers.base import FilePart, ParseFailure
 from mixer.readers.raw import file_format, file_info, json_array, splittable
 from mixer.readers.tabular import read_parquet_batches
@@ -38,11 +36,11 @@ from mixer.recipe.load import Recipe, Source, allowed, resolve_files, source_lic
 from mixer.sources import SourceContext, get_adapter
 from mixer.sources.base import Adapter
 from mixer.stages.base import DropSink, RecordStage, Reporter, StageContext, run_record_stages
-from mixer.stages.exact_dedup import content_hash
+from mixer.stages.candidates import CandidateStore
 from mixer.stages.filter import Filter
 from mixer.stages.normalise import Normalise
 from mixer.stages.read_cache import ReadCache, read_cache_root, read_key
-from mixer.tokens.count import TokenCounter, count_record_tokens
+from mixer.tokens.count import TokenCounter
 
 RAW_TEXT_LIMIT = 20_000
 #: records put through the record-level stages together; the mention filter screens a batch at once
@@ -56,51 +54,6 @@ def record_stages(recipe: Recipe) -> list[RecordStage]:
     """The record-level stages after convert, in pipeline order (``read_source`` skips the one named
     ``normalise`` for records a columnar convert took)."""
     return [Normalise(recipe), Filter(recipe)]
-
-
-class CandidateStore:
-    """Streams records to an Arrow IPC file in batches, so a large source never sits in memory as
-    Python dicts (or at all: later stages read it back a batch at a time, see ``SpillFiles``).
-
-    With a token counter, tokens are counted per batch while reading (used for sources whose every
-    record is a candidate for the output, ``take: all``).
-    """
-
-    def __init__(self, path: WorkPath, counter: TokenCounter | None = None, batch_rows: int = 10_000,
-                 preference_key: str = "pair") -> None:
-        self.path = path
-        #: exact dedup's key of a preference pair (``record_key_messages``), hashed into ``hash``
-        self.preference_key = preference_key
-        self._rows: list[dict[str, Any]] = []
-        self._writer = IpcWriter(path, CANDIDATE_SCHEMA)
-        self._counter = counter
-        self._batch_rows = batch_rows
-        self.rows = 0
-
-    def add(self, record: Record, file_index: int) -> None:
-        self._rows.append({"dataset": record["dataset"], "id": record["id"], "messages": record["messages"],
-                           "rejected": record.get("rejected"), "file_index": file_index,
-                           "score_chosen": record.get("score_chosen"), "score_rejected": record.get("score_rejected"),
-                           "hash": content_hash(record_key_messages(record, self.preference_key)), "n_tokens": None})
-        if len(self._rows) >= self._batch_rows:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self._rows:
-            return
-        if self._counter is not None:
-            counts = count_record_tokens(self._counter, self._rows)  # type: ignore[arg-type]
-            for row, n in zip(self._rows, counts, strict=True):
-                row["n_tokens"] = n
-        self._writer.write_table(pa.Table.from_pylist(self._rows, schema=CANDIDATE_SCHEMA))
-        self.rows += len(self._rows)
-        self._rows = []
-
-    def close(self) -> WorkPath:
-        self._flush()
-        self._writer.close()
-        return self.path
-
 
 
 def _raw_text(value: Any) -> str:

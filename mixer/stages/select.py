@@ -39,8 +39,9 @@ from mixer.kernels.budget import upsample_plan, walk_tokens
 from mixer.recipe.budget import BudgetError, FirstTake, TokenTake
 from mixer.recipe.load import Source
 from mixer.stages.base import StageContext, drop_record, run_record_stages
+from mixer.stages.candidates import CandidateStore
 from mixer.stages.exact_dedup import FirstCopy
-from mixer.stages.read import CandidateStore, record_stages
+from mixer.stages.read import record_stages
 from mixer.stages.write import check_unique_ids
 from mixer.tokens.count import TokenCounter, count_record_tokens_async
 

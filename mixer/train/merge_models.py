@@ -18,12 +18,11 @@ folder and renamed into place, so a failed merge leaves nothing behind.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from mixer.core.errors import MixerError
+from mixer.core.outdir import staged_dir
 
 METHODS = ("slerp", "linear")
 REPORT_NAME = "merge_report.json"
@@ -101,17 +100,9 @@ def run_merge_models(model_a: str | Path, model_b: str | Path, method: str, t: f
     config = merge_config(str(model_a), str(model_b), method, t)
     check_compatible(model_a, model_b)
     out = Path(output_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_dir(out) as staging:  # the CLI has checked out is empty or an earlier mixer output
         options = MergeOptions(copy_tokenizer=True, write_model_card=False, quiet=True, random_seed=0)
         run_merge(MergeConfiguration.model_validate(config), str(staging), options=options)
         report = {"A": str(model_a), "B": str(model_b), "method": method, "t": t, "mergekit_config": config}
         (staging / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)  # the CLI has checked it is empty or an earlier mixer output
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out

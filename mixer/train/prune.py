@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mixer.core.errors import MixerError
+from mixer.core.outdir import staged_dir
 from mixer.train.deps import require_train_deps
 
 REPORT_NAME = "prune_report.json"
@@ -186,10 +185,7 @@ def run_prune(model_path: str | Path, data: str | Path, blocks: int, output_dir:
     texts = calibration_texts(data, tokenizer, samples)
     choice = measure(model, tokenizer, texts, blocks, max_length=max_length, batch_size=batch_size)
     remove_blocks(model, choice.removed)
-    out = Path(output_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_dir(output_dir) as staging:  # the CLI has checked it is empty or an earlier mixer output
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         report = {"model": str(model_path), "data": str(data), "calibration_records": len(texts),
@@ -200,10 +196,4 @@ def run_prune(model_path: str | Path, data: str | Path, blocks: int, output_dir:
                               for i, d in enumerate(choice.distances)],
                   "removed": choice.removed}
         (staging / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)  # the CLI has checked it is empty or an earlier mixer output
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return choice

@@ -90,8 +90,8 @@ def build_trainer(cfg: RunConfig, callbacks: list[Any] | None = None) -> Any:
     before_loading(cfg, runtime.mixed_precision, cuda_available())
     tokenizer = load_tokenizer(cfg, need_markers=cfg.kind == "sft" and cfg.assistant_only_loss)
     rows = method.load(cfg)
-    num_proc = cfg.dataset_num_proc if "dataset_num_proc" in cfg.owners else None  # RLOO tokenises nothing ahead
-    args = trl_config(cfg, len(rows), num_proc=tokenise_processes(num_proc, len(rows)))
+    # a config class without dataset_num_proc (RLOO tokenises nothing ahead) drops it in RunConfig.trl_config
+    args = trl_config(cfg, len(rows), num_proc=tokenise_processes(cfg.values.get("dataset_num_proc"), len(rows)))
     rows = method.prepare(cfg, rows, tokenizer, args)
     extra = {"num_labels": 1} if method.auto_class != "AutoModelForCausalLM" else {}
     model = load_model(cfg, runtime.attn_implementation, runtime.weights_dtype, method.auto_class, **extra)

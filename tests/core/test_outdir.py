@@ -24,6 +24,7 @@ from mixer.core.outdir import (
     lock_output,
     lock_path,
     recover_interrupted,
+    staged_dir,
 )
 from tests.conftest import flan_rows, write_jsonl
 
@@ -168,3 +169,26 @@ def test_build_into_an_unwritable_folder_is_a_clear_error(flan_recipe: Path, tmp
     assert result.exit_code == 2, result.output
     assert "Permission denied" in result.output and "--out" in result.output
     assert "Traceback" not in result.output
+
+
+def test_staged_dir_puts_a_finished_folder_in_place_of_an_earlier_one(tmp_path: Path) -> None:
+    out = tmp_path / "merged"
+    out.mkdir()
+    (out / "old.txt").write_text("earlier output\n")
+    with staged_dir(out) as staging:
+        assert staging.parent == tmp_path and staging != out and not (staging / "old.txt").exists()
+        (staging / "model.bin").write_text("new\n")
+        assert (out / "old.txt").exists()  # the earlier output stays until the new one is whole
+    assert sorted(p.name for p in out.iterdir()) == ["model.bin"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged"]  # no staging folder left
+
+
+def test_staged_dir_leaves_nothing_and_keeps_the_earlier_output_when_writing_fails(tmp_path: Path) -> None:
+    out = tmp_path / "pruned"
+    out.mkdir()
+    (out / "old.txt").write_text("earlier output\n")
+    with pytest.raises(RuntimeError, match="disk full"), staged_dir(out) as staging:
+        (staging / "half.bin").write_text("half\n")
+        raise RuntimeError("disk full")
+    assert (out / "old.txt").read_text() == "earlier output\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pruned"]

@@ -10,13 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from mixer.core.errors import InputError, RecipeError
-from mixer.kernels.decontaminate import (
-    BenchmarkSpec,
-    DecontaminationSettings,
-    Decontaminator,
-    load_benchmark,
-    summarise_contamination,
-)
+from mixer.kernels.decont_index import load_benchmark
+from mixer.kernels.decontaminate import Decontaminator, summarise_contamination
+from mixer.recipe.settings import BenchmarkSpec, DecontaminationSettings
 
 GSM = [
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mixer.core.records import MESSAGE_TYPE, OUTPUT_SCHEMA
-from mixer.dev.tiny_model import make_model, make_tokenizer  # what `mixer dev tiny-model` ships
+from mixer.train.tiny_model import make_model, make_tokenizer  # what `mixer dev tiny-model` ships
 
 
 def _m(role: str, content: str) -> dict[str, str]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mixer.train.accel.batch import gradient_accumulation_steps
+from mixer.train.accel.host import world_size
 from mixer.train.config import RECIPES_DIR, ConfigError, RunConfig
 from mixer.train.deps import MissingDependencyError
 
@@ -120,7 +121,7 @@ def plan_launch(
 ) -> LaunchPlan:
     """Decide processes and command; checks the effective batch for that many processes up front."""
     if inside_launcher():
-        n = int(os.environ.get("WORLD_SIZE", "1"))
+        n = world_size()
         return LaunchPlan(n, _accumulation(cfg, n), None)
     gpus = detect_gpu_count()
     n = num_processes or cfg.num_processes or max(1, gpus)

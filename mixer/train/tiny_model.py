@@ -1,6 +1,6 @@
 """A tiny random Llama and a byte-level BPE tokenizer with the Tulu chat template, made offline.
 
-The trainer tests train it (``tests/train_fixtures.py`` imports these functions), and ``mixer dev
+The trainer tests train it (``tests/train/train_fixtures.py`` imports these functions), and ``mixer dev
 tiny-model DIR`` writes it for the README's CPU loop: a checkpoint folder (weights, config, tokenizer
 with its chat template) that ``mixer train sft --model DIR`` takes like any Hugging Face model, small
 enough (about 0.1 M parameters) that a real TRL step takes well under a second on a CPU. It learns
