@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import shutil
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mixer.core.errors import MixerError
-from mixer.core.outdir import check_not_an_input
+from mixer.core.outdir import check_not_an_input, staged_dir
 from mixer.core.records import FLAGGED_MESSAGE_TYPE, Message
 
 #: The paper's kinds of synthetic constraints (§3.3: Hobbies "You enjoy e.g. Tennis", Language "Speak in
@@ -294,11 +292,9 @@ def instruction_counts(constraints: list[Constraint], drawn: list[DrawnInstructi
 
 def _write(out: Path, rows: list[dict[str, Any]], card: dict[str, Any]) -> None:
     """Write in a staging sibling, then move it into place: never a half-written ``out``."""
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     ins = card["instructions"]
     combined = ", ".join(f"{v} with {k}" for k, v in ins["combined"].items())
-    try:
+    with staged_dir(out) as tmp:
         (tmp / "data").mkdir(parents=True)
         pq.write_table(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA), tmp / "data" / "train-00000-of-00001.parquet",
                        **PARQUET_OPTIONS)
@@ -310,7 +306,3 @@ def _write(out: Path, rows: list[dict[str, Any]], card: dict[str, Any]) -> None:
             f"dialogues by constraints combined in the instruction: {combined}; {ins['shortened']} instruction(s) "
             f"written in the short form, {ins['full']} in full.\n\n"
             f"```json\n{json.dumps(card, indent=2, sort_keys=True)}\n```\n", encoding="utf-8")
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -21,8 +21,6 @@ complete, so rerunning the same command resumes at the first missing part: a fin
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mixer.core.errors import MixerError
+from mixer.core.outdir import staged_dir
 from mixer.core.records import MESSAGE_TYPE
 
 PAIR_SCHEMA = pa.schema([("dataset", pa.string()), ("id", pa.string()), ("prompt", pa.list_(MESSAGE_TYPE)),
@@ -62,15 +61,10 @@ def read_gold(data: str | Path, limit: int | None = None) -> list[dict[str, Any]
 
 
 def _staged(final: Path, write: Callable[[Path], None]) -> None:
-    """Run ``write`` into a staging sibling of ``final`` and move it into place only when it returns."""
-    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    """Run ``write`` into a staging sibling of ``final`` (an empty folder) and move it into place only when
+    it returns: a stopped iteration leaves no half-written part, and a rerun redoes just that part."""
+    with staged_dir(final) as tmp:
         write(tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def generate_pairs(model: str | Path, gold: list[dict[str, Any]], folder: Path, iteration: int,
