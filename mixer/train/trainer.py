@@ -1,8 +1,9 @@
 """The one trainer builder: SFT, DPO and reward models differ only in what their :class:`Method` adds.
 
 Every run does the same steps: check the paths and the config, resolve the host's choices (attention
-kernel, batching, weight dtype, mixed precision; said at WARNING first), load the tokenizer, the rows and
-the model, build the TRL config with the derived gradient accumulation, and hand all of it to TRL's trainer.
+kernel, batching, weight dtype, mixed precision; said in the run's decision block, :mod:`mixer.train.runlog`),
+load the tokenizer, the rows and the model, build the TRL config with the derived gradient accumulation, and
+hand all of it to TRL's trainer.
 After training, :func:`train_and_save` saves the model, tokenizer, resolved config and loss history.
 """
 
@@ -47,12 +48,17 @@ def derived_kwargs(cfg: RunConfig, n_rows: int = 0, n_processes: int | None = No
     """
     n = world_size() if n_processes is None else n_processes
     accumulation = gradient_accumulation_steps(cfg.effective_batch_size, cfg.per_device_train_batch_size, n)
-    decide("batch", f"{cfg.effective_batch_size} examples per optimizer step = {cfg.per_device_train_batch_size} "
-           f"per device x {accumulation} gradient accumulation x {n} process{'es' if n > 1 else ''}")
     derived: dict[str, Any] = {
         "gradient_accumulation_steps": accumulation,
         "dataset_num_proc": num_proc, "fp16": False, **METHODS[cfg.kind]().trl_kwargs(cfg, n_rows, n)}
     derived.update(lever_kwargs(cfg, n))
+    processes = f"{n} process{'es' if n > 1 else ''}"
+    if cfg.max_tokens_per_microbatch:
+        decide("batch", f"{cfg.effective_batch_size} examples per optimizer step over {processes}, in micro-batches "
+               f"of at most {cfg.max_tokens_per_microbatch} tokens")
+    else:
+        decide("batch", f"{cfg.effective_batch_size} examples per optimizer step = {cfg.per_device_train_batch_size} "
+               f"per device x {accumulation} gradient accumulation x {processes}")
     if cfg.use_peft and cfg.gradient_checkpointing and deepspeed_zero3_launched():
         derived["activation_checkpointing_kwargs"] = {**derived.get("activation_checkpointing_kwargs", {}),
                                                       "use_reentrant": True}
