@@ -190,3 +190,19 @@ def test_a_load_report_that_names_other_weights_is_shown_without_ansi_off_a_term
         logging.getLogger("transformers").removeHandler(handler)
     shown = stream.getvalue()
     assert shown.count("LOAD REPORT") == 1 and "model.norm.weight | MISSING" in shown and "\x1b[" not in shown
+
+
+@pytest.mark.parametrize("sets, line", [
+    ([], "batch: 8 examples per optimizer step = 2 per device x 2 gradient accumulation x 2 processes"),
+    (["max_tokens_per_microbatch=512"], "batch: 8 examples per optimizer step over 2 processes, in micro-batches of "
+                                        "at most 512 tokens"),
+])
+def test_the_batch_decision_states_the_arithmetic_the_run_uses(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                               sets: list[str], line: str) -> None:
+    from mixer.train.trainer import derived_kwargs
+
+    cfg = load_config("sft", "tiny-cpu", ["effective_batch_size=8", *sets], model="m", data=str(tmp_path),
+                      output_dir="o")
+    with caplog.at_level(logging.INFO, logger="mixer.train"):
+        derived_kwargs(cfg, n_processes=2)
+    assert line in [r.getMessage() for r in caplog.records]
