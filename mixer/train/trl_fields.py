@@ -2,12 +2,13 @@
 
 ``mixer train ... --dry-run`` resolves a recipe against TRL's config classes (``ModelConfig``, ``SFTConfig``,
 ``DPOConfig``, ``RewardConfig``, ``RLOOConfig``): which keys exist, what type each takes, and the defaults
-``validate`` reads. Importing ``trl`` imports transformers, peft and torch (7-9 s on a laptop CPU), for a
+``validate`` reads. Importing ``trl`` imports transformers, peft and torch (8-12 s of CPU time measured), for a
 command that prints a config. So the fields are recorded once in ``trl_fields.json``, beside this module,
 together with the trl and transformers versions they were read from; when the installed versions are the
 recorded ones the file answers, otherwise the classes are imported as before (same answers, slower). A test
 (``tests/train/test_train_logs.py``) compares the file with the installed classes and names the command
-that rewrites it: ``python -m mixer.train.trl_fields``.
+that rewrites it: ``python -m mixer.train.trl_fields`` (``scripts/refresh_constraints.sh`` runs it for the
+locked versions, which are the recorded ones).
 
 An annotation is stored as a small JSON tree (``"int"``, ``{"union": [...]}``, ``{"literal": [...]}``,
 ``{"enum": name, "members": {...}}``); an annotation naming some other class (accelerate's

@@ -41,6 +41,14 @@ def test_recorded_trl_fields_are_those_of_the_installed_trl() -> None:
         "trl_fields.json differs from the installed TRL classes: python -m mixer.train.trl_fields")
 
 
+def test_the_trl_fields_are_recorded_for_the_locked_trl_and_transformers() -> None:
+    pins = dict(line.split("==", 1) for line in (REPO / ".ci" / "constraints.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    recorded = json.loads(trl_fields.SCHEMA_PATH.read_text(encoding="utf-8"))["versions"]
+    assert recorded == {name: pins[name] for name in trl_fields.VERSIONED}, (
+        "scripts/refresh_constraints.sh moved trl or transformers: python -m mixer.train.trl_fields")
+
+
 @pytest.mark.parametrize("kind, sets", [
     ("sft", ["learning_rate=1e-4", "lr_scheduler_type=cosine", "max_steps=3"]),
     ("dpo", ["beta=0.2", "batching=padded", "optim=adamw_torch_fused"]),
