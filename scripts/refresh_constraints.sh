@@ -25,4 +25,6 @@ pip install -q -e '.[train,test]'
     pip freeze --exclude-editable | sed -E 's/\+cpu$//' | LC_ALL=C sort -f
 } > .ci/constraints.txt
 echo "wrote .ci/constraints.txt ($(grep -vc '^#' .ci/constraints.txt) packages)"
+# TRL's config fields as the locked trl/transformers declare them (what `mixer train --dry-run` reads)
+python -m mixer.train.trl_fields
 rm -rf "$(dirname "$venv")"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -13,6 +12,7 @@ import typer
 from mixer.core.errors import MixerError, user_message
 from mixer.core.outdir import TRAIN_MARKER, check_not_an_input, check_output_dir, check_run_dir
 from mixer.train.config import load_config, shipped_recipes, to_yaml
+from mixer.train.runlog import setup_cli_logging
 from mixer.train.trainer import require_paths
 
 app = typer.Typer(
@@ -40,6 +40,8 @@ NprocOpt = Annotated[
 ]
 OverwriteOpt = Annotated[bool, typer.Option(
     "--overwrite-output-dir", help="Train into a non-empty --output-dir that is not an earlier mixer run.")]
+QuietOpt = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="No decision block or progress bars (warnings and errors still reach stderr).")]
 AccOpt = Annotated[
     str | None, typer.Option("--accelerate-config", help="ddp, zero3, fsdp2 or an accelerate YAML path.")
 ]
@@ -63,19 +65,16 @@ def exits_on_mixer_error(fn: F) -> F:
 
 
 def _forwarded(config: str | None, model: str | None, data: str | None, output_dir: str | None,
-               sets: list[str] | None, overwrite_output_dir: bool = False) -> list[str]:
-    """The options a launched worker needs to resolve the very same config."""
+               sets: list[str] | None, overwrite_output_dir: bool = False, quiet: bool = False) -> list[str]:
+    """The options a launched worker needs to resolve the very same config (and say as much as asked)."""
     args: list[str] = ["--overwrite-output-dir"] if overwrite_output_dir else []
+    args += ["--quiet"] if quiet else []
     for flag, value in (("--config", config), ("--model", model), ("--data", data), ("--output-dir", output_dir)):
         if value is not None:
             args += [flag, value]
     for item in sets or []:
         args += ["--set", item]
     return args
-
-
-def _setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
 def _notes_on_paths(cfg: Any) -> list[str]:
@@ -92,7 +91,7 @@ def _notes_on_paths(cfg: Any) -> list[str]:
 
 def _train(kind: str, config: str | None, model: str | None, data: str | None, output_dir: str | None,
            sets: list[str] | None, dry_run: bool, num_processes: int | None, accelerate_config: str | None,
-           overwrite_output_dir: bool = False) -> None:
+           overwrite_output_dir: bool = False, quiet: bool = False) -> None:
     from mixer.train.accel.launch import inside_launcher, plan_launch, run_launch
 
     cfg = load_config(kind, config, sets, model=model, data=data, output_dir=output_dir,
@@ -103,7 +102,7 @@ def _train(kind: str, config: str | None, model: str | None, data: str | None, o
         check_run_dir(cfg.output_dir, inputs=[("--model", cfg.model), ("--data", cfg.data),
                                               ("tokenizer", cfg.tokenizer)],
                       overwrite=cfg.overwrite_output_dir, resuming=bool(cfg.resume_from_checkpoint))
-    forwarded = _forwarded(config, model, data, output_dir, sets, overwrite_output_dir)
+    forwarded = _forwarded(config, model, data, output_dir, sets, overwrite_output_dir, quiet)
     plan = plan_launch(kind, cfg, forwarded, num_processes, accelerate_config)
     for warning in plan.warnings:
         typer.echo(f"warning: {warning}", err=True)
@@ -121,10 +120,10 @@ def _train(kind: str, config: str | None, model: str | None, data: str | None, o
         if rc:
             raise typer.Exit(rc)
         return
-    _setup_logging()
+    setup_cli_logging(quiet)
     from mixer.train.trainer import METRICS_NAME, RESOLVED_CONFIG_NAME, run
 
-    metrics = run(cfg)
+    metrics = run(cfg, progress=not quiet)
     out = Path(cfg.output_dir)
     typer.echo(f"trained {kind}: {metrics}; saved to {out}")
     typer.echo(f"loss history: {out / METRICS_NAME}; resolved config: {out / RESOLVED_CONFIG_NAME}")
@@ -189,9 +188,10 @@ def _trainer_command(kind: str, help_text: str) -> None:
 
     def command(config: ConfigOpt = None, model: ModelOpt = None, data: DataOpt = None, output_dir: OutOpt = None,
                 set_: SetOpt = None, dry_run: DryOpt = False, num_processes: NprocOpt = None,
-                accelerate_config: AccOpt = None, overwrite_output_dir: OverwriteOpt = False) -> None:
+                accelerate_config: AccOpt = None, overwrite_output_dir: OverwriteOpt = False,
+                quiet: QuietOpt = False) -> None:
         _train(kind, config, model, data, output_dir, set_, dry_run, num_processes, accelerate_config,
-               overwrite_output_dir)
+               overwrite_output_dir, quiet)
 
     command.__doc__ = help_text
     app.command(name=kind)(exits_on_mixer_error(command))
@@ -224,7 +224,7 @@ def merge(config: ConfigOpt = None, model: Annotated[str | None, typer.Option(
     if dry_run:
         typer.echo(f"# resolved merge config\n{to_yaml(cfg)}\n# launch\nin-process")
         return
-    _setup_logging()
+    setup_cli_logging()
     from mixer.train.merge import run_merge
 
     out = run_merge(cfg)

@@ -41,6 +41,7 @@ from mixer.train.args import (
     TRL_CONFIGS,
     MergeArgs,
 )
+from mixer.train.trl_fields import LazyHint
 
 
 class ConfigError(MixerError):
@@ -68,18 +69,30 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
-def _owner_classes(kind: str) -> list[tuple[type, set[str] | None]]:
-    """The dataclasses that own ``kind``'s keys, each with the names it may set (None: all of its fields)."""
-    if kind == "merge":
-        from trl import ModelConfig
+def _owner_fields(kind: str) -> list[tuple[str, list[tuple[str, Any, Any]]]]:
+    """The classes that own ``kind``'s keys, by name, each with its fields as ``(name, annotation, default)``
+    (``default`` a no-argument callable). TRL's are read from :mod:`mixer.train.trl_fields`, which imports
+    TRL only when its record is not for the installed version: a dry run stays cheap."""
+    from mixer.train.trl_fields import trl_fields
 
-        return [(MergeArgs, None), (ModelConfig, {"dtype"})]
+    if kind == "merge":
+        return [_dataclass_fields(MergeArgs),
+                ("ModelConfig", [(f.name, f.hint, f.default) for f in trl_fields("ModelConfig") if f.name == "dtype"])]
     from mixer.train.deps import require_train_deps
 
     require_train_deps()
-    import trl
+    return [_dataclass_fields(MIXER_ARGS[kind]),
+            *((owner, [(f.name, f.hint, f.default) for f in trl_fields(owner)])
+              for owner in ("ModelConfig", TRL_CONFIGS[kind]))]
 
-    return [(MIXER_ARGS[kind], None), (trl.ModelConfig, None), (getattr(trl, TRL_CONFIGS[kind]), None)]
+
+def _dataclass_fields(cls: type) -> tuple[str, list[tuple[str, Any, Any]]]:
+    hints = typing.get_type_hints(cls)
+
+    def default_of(f: dataclasses.Field) -> Any:
+        return f.default_factory if f.default_factory is not dataclasses.MISSING else (lambda: f.default)
+
+    return cls.__name__, [(f.name, hints[f.name], default_of(f)) for f in dataclasses.fields(cls) if f.init]
 
 
 class RunConfig:
@@ -93,15 +106,17 @@ class RunConfig:
         self.kind = kind
         self.args = MIXER_ARGS[kind]()
         self.values: dict[str, Any] = {}
-        self.owners: dict[str, tuple[type, Any]] = {}  # key -> (owner class, annotation)
-        for cls, names in _owner_classes(kind):
-            hints = typing.get_type_hints(cls)
-            for f in dataclasses.fields(cls):
-                if f.init and (names is None or f.name in names) and f.name not in self.owners:
-                    self.owners[f.name] = (cls, hints[f.name])
+        self.owners: dict[str, tuple[str, Any]] = {}  # key -> (owner class name, annotation)
+        self._defaults: dict[str, Any] = {}  # key -> a callable giving the owner's default
+        for owner, fields in _owner_fields(kind):
+            for name, hint, default in fields:
+                if name not in self.owners:
+                    self.owners[name] = (owner, hint)
+                    self._defaults[name] = default
         self.owners.pop("model_name_or_path", None)  # filled from `model`
+        mixer_owner = type(self.args).__name__
         for key, value in {**DEFAULTS["common"], **DEFAULTS.get(kind, {})}.items():
-            if key in self.owners and self.owners[key][0] is not type(self.args):
+            if key in self.owners and self.owners[key][0] != mixer_owner:
                 self.values[key] = copy.deepcopy(value)
 
     def __getattr__(self, name: str) -> Any:
@@ -113,9 +128,7 @@ class RunConfig:
         if name in self.values:
             return self.values[name]
         if name in self.owners:
-            cls = self.owners[name][0]
-            f = next(f for f in dataclasses.fields(cls) if f.name == name)
-            return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            return self._defaults[name]()
         raise AttributeError(f"{self.kind} config has no key {name!r}")
 
     def replace(self, **changes: Any) -> RunConfig:
@@ -148,7 +161,9 @@ class RunConfig:
             raise ConfigError(f"{source}: {head} is derived from {DERIVED[name]}; set {DERIVED[name]} instead")
         if head == "warmup_ratio" and not (isinstance(value, (int, float)) and 0 <= value < 1):
             raise ConfigError(f"{source}: warmup_ratio must be in [0, 1), got {value!r}")
-        cls, hint = self.owners[name]
+        owner, hint = self.owners[name]
+        if isinstance(hint, LazyHint):  # a class outside the builtins (accelerate's ParallelismConfig)
+            hint = hint.resolve()
         if isinstance(value, str) and typing.get_origin(hint) is list:  # --set lora_target_modules=q_proj,v_proj
             value = [v.strip() for v in value.split(",") if v.strip()]
         kinds = (hint, *typing.get_args(hint))
@@ -160,7 +175,7 @@ class RunConfig:
             value = coerce(value, hint, f"{source}: {head}")
         except RecipeError as e:
             raise ConfigError(str(e)) from None
-        if cls is type(self.args):
+        if owner == type(self.args).__name__:
             setattr(self.args, name, value)
         else:
             self.values[name] = value
@@ -258,7 +273,7 @@ class RunConfig:
 
         cls = getattr(trl, TRL_CONFIGS[self.kind])
         names = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in self.values.items() if self.owners[k][0] is cls}
+        kwargs = {k: v for k, v in self.values.items() if self.owners[k][0] == cls.__name__}
         if "activation_checkpointing" in names and "activation_checkpointing" not in kwargs:
             kwargs["activation_checkpointing"] = self.gradient_checkpointing  # transformers 5's name
         derived = {k: v for k, v in derived.items() if k in names}  # e.g. RLOO has no dataset_num_proc

@@ -31,3 +31,12 @@ class DPO(Method):
     def trl_kwargs(self, cfg: RunConfig, n_rows: int, n_processes: int) -> dict[str, Any]:
         # TRL loads the frozen reference from the same path with these
         return {} if cfg.use_peft else {"model_init_kwargs": {"dtype": reference_dtype(cfg)}}
+
+    def ready(self, trainer: Any, cfg: RunConfig) -> None:
+        from mixer.train.runlog import decide
+
+        if cfg.use_peft:
+            decide("reference model", "the base model with the adapter switched off")
+        else:
+            decide("reference model", f"a frozen copy of --model in {reference_dtype(cfg)}",
+                   "bf16: false, so it scores as the fp32 policy does" if not cfg.bf16 else "")

@@ -63,6 +63,10 @@ class RM(Method):
         if len(trainer.train_dataset) == 0:
             raise MixerError(f"no training pair fits max_length={cfg.max_length} tokens")
         trainer.mixer_eval_pairs = self.held_out
+        from mixer.train.runlog import decide
+
+        decide("reward head", "a new one-scalar `score` layer", "initialised at random and trained; the model's "
+               "lm_head is not used")
 
     def finish(self, trainer: Any, cfg: RunConfig, metrics: dict[str, Any]) -> dict[str, Any]:
         return {**metrics, **(evaluate_held_out(trainer, cfg) or {})}
@@ -97,7 +101,7 @@ def evaluate_held_out(trainer: Any, cfg: RunConfig) -> dict[str, Any] | None:
     over = (f"; {result['eval_pairs_over_max_length']} pairs longer than max_length={cfg.max_length} left out, "
             "as in training") if result["eval_pairs_over_max_length"] else ""
     if result["eval_pairs"]:
-        logger.warning("held-out pairwise accuracy %.4f over %d pairs (mean reward gap %.4f)%s",
+        logger.info("held-out pairwise accuracy %.4f over %d pairs (mean reward gap %.4f)%s",
                        result["eval_pairwise_accuracy"], result["eval_pairs"], result["eval_mean_reward_gap"], over)
     else:
         logger.warning("no held-out pair could be scored%s", over)

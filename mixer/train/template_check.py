@@ -337,7 +337,9 @@ def check_before_training(rows: Any, tokenizer: Any, max_length: int, sample: in
             f"the chat template's loss mask is wrong for {len(bad)} of {len(report.records)} sampled records; "
             f"{describe_failure(bad[0])}\nrun `mixer check-template` for the full report, fix the template "
             "(chat_template: tulu or a .jinja file), or skip with --set check_template=false")
-    logger.info("template check: %s", summary(report))
+    from mixer.train.runlog import decide
+
+    decide("template check", "passed", summary(report))
     return report
 
 

@@ -1,8 +1,9 @@
 """The one trainer builder: SFT, DPO and reward models differ only in what their :class:`Method` adds.
 
 Every run does the same steps: check the paths and the config, resolve the host's choices (attention
-kernel, batching, weight dtype, mixed precision; said at WARNING first), load the tokenizer, the rows and
-the model, build the TRL config with the derived gradient accumulation, and hand all of it to TRL's trainer.
+kernel, batching, weight dtype, mixed precision; said in the run's decision block, :mod:`mixer.train.runlog`),
+load the tokenizer, the rows and the model, build the TRL config with the derived gradient accumulation, and
+hand all of it to TRL's trainer.
 After training, :func:`train_and_save` saves the model, tokenizer, resolved config and loss history.
 """
 
@@ -23,6 +24,7 @@ from mixer.train.dpo import DPO
 from mixer.train.method import METRICS_NAME, RESOLVED_CONFIG_NAME, Method
 from mixer.train.rloo import RLOO
 from mixer.train.rm import RM
+from mixer.train.runlog import decide, log_decisions, progress_bars, run_output
 from mixer.train.sft import SFT
 
 METHODS: dict[str, type[Method]] = {"sft": SFT, "dpo": DPO, "rm": RM, "rloo": RLOO}
@@ -45,11 +47,18 @@ def derived_kwargs(cfg: RunConfig, n_rows: int = 0, n_processes: int | None = No
     under the name the Trainer reads.
     """
     n = world_size() if n_processes is None else n_processes
+    accumulation = gradient_accumulation_steps(cfg.effective_batch_size, cfg.per_device_train_batch_size, n)
     derived: dict[str, Any] = {
-        "gradient_accumulation_steps": gradient_accumulation_steps(
-            cfg.effective_batch_size, cfg.per_device_train_batch_size, n),
+        "gradient_accumulation_steps": accumulation,
         "dataset_num_proc": num_proc, "fp16": False, **METHODS[cfg.kind]().trl_kwargs(cfg, n_rows, n)}
     derived.update(lever_kwargs(cfg, n))
+    processes = f"{n} process{'es' if n > 1 else ''}"
+    if cfg.max_tokens_per_microbatch:
+        decide("batch", f"{cfg.effective_batch_size} examples per optimizer step over {processes}, in micro-batches "
+               f"of at most {cfg.max_tokens_per_microbatch} tokens")
+    else:
+        decide("batch", f"{cfg.effective_batch_size} examples per optimizer step = {cfg.per_device_train_batch_size} "
+               f"per device x {accumulation} gradient accumulation x {processes}")
     if cfg.use_peft and cfg.gradient_checkpointing and deepspeed_zero3_launched():
         derived["activation_checkpointing_kwargs"] = {**derived.get("activation_checkpointing_kwargs", {}),
                                                       "use_reentrant": True}
@@ -58,6 +67,9 @@ def derived_kwargs(cfg: RunConfig, n_rows: int = 0, n_processes: int | None = No
     if "dataloader_pin_memory" not in cfg.values and not cuda_available():
         # pinned memory only speeds copies to a GPU; without one torch warns on every DataLoader (issue 24, 17)
         derived["dataloader_pin_memory"] = False
+        decide("pin_memory", "off", "no CUDA device: pinned memory only speeds copies to a GPU")
+    if "disable_tqdm" not in cfg.values and not progress_bars():  # a log file gets the loss lines, not a bar
+        derived["disable_tqdm"] = True
     return derived
 
 
@@ -107,10 +119,14 @@ def build_trainer(cfg: RunConfig, callbacks: list[Any] | None = None) -> Any:
     return trainer
 
 
-def run(cfg: RunConfig) -> dict[str, Any]:
-    """Build, train and save (:func:`train_and_save`); return the train metrics (and what the method adds)."""
-    trainer = build_trainer(cfg)
-    return trainer.mixer_method.finish(trainer, cfg, train_and_save(trainer, cfg))
+def run(cfg: RunConfig, progress: bool | None = None) -> dict[str, Any]:
+    """Build, train and save (:func:`train_and_save`); return the train metrics (and what the method adds).
+
+    The run's decisions are said in one block before training, known-benign library messages are silenced,
+    and progress bars show on a terminal only (``progress=False``: nowhere); see :mod:`mixer.train.runlog`."""
+    with run_output(cfg.kind, progress=progress):
+        trainer = build_trainer(cfg)
+        return trainer.mixer_method.finish(trainer, cfg, train_and_save(trainer, cfg))
 
 
 def resume_checkpoint(cfg: RunConfig) -> str | None:
@@ -195,6 +211,8 @@ def train_and_save(trainer: Any, cfg: RunConfig) -> dict[str, Any]:
         save_resolved_config(cfg, resolved)
     checkpoint = resume_checkpoint(cfg)
     trainer.add_callback(metrics_callback(Path(cfg.output_dir) / METRICS_NAME, fresh=checkpoint is None))
+    if trainer.is_world_process_zero():
+        log_decisions()
     result = trainer.train(resume_from_checkpoint=checkpoint)
     copies = getattr(trainer, "mixer_compute_copies", None)
     if copies is not None:  # leave a plain fp32 model for saving and for what runs after (RM held-out eval)

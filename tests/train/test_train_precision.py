@@ -72,7 +72,7 @@ def _one_micro_batch(trainer: Any) -> dict[str, Any]:
 def test_one_process_full_fine_tuning_with_bf16_resolves_compute_copies(tmp_path: Path,
                                                                         caplog: pytest.LogCaptureFixture) -> None:
     cfg = _cfg(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="mixer.train"):
+    with caplog.at_level(logging.INFO, logger="mixer.train"):
         runtime = resolve_runtime(cfg, cuda=False)
     assert runtime.mixed_precision == "bf16_copy"
     assert "once per optimizer step" in runtime.mixed_precision_reason

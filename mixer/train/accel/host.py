@@ -5,7 +5,7 @@ A recipe says what the user wants (``attn_implementation: auto``, ``batching: pa
 whether that is fast, or even correct, depends on the host: a CUDA GPU without a varlen kernel turns
 padding-free rows into dense-masked rows; a bf16-loaded model trained on one process has no fp32
 master copy, and AdamW's small updates round away. :func:`resolve_runtime` decides once, says what
-and why at WARNING on the first lines of the run, and the run saves it beside its config.
+and why in the run's decision block (INFO), and the run saves it beside its config.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 from mixer.recipe.settings import usable_cores
 from mixer.train.accel.attention import AttentionChoice, choose_attention, read_model_config
 from mixer.train.config import ConfigError, RunConfig
+from mixer.train.runlog import decide
 
 logger = logging.getLogger("mixer.train")
 
@@ -137,17 +138,18 @@ def choose_mixed_precision(cfg: RunConfig, *, processes: int, engine: str | None
 
 
 def resolve_runtime(cfg: RunConfig, *, cuda: bool) -> Runtime:
-    """Decide the host-dependent choices and log them at WARNING, before anything slow happens."""
+    """Decide the host-dependent choices; they are said with the run's other decisions (at INFO, before
+    training; see :mod:`mixer.train.runlog`) and saved beside the run's config."""
     attention = choose_attention(cfg.attn_implementation, cuda=cuda, model_config=read_model_config(cfg.model))
     batching, batching_reason = choose_batching(cfg.batching, attention, cuda)
     dtype, dtype_reason = weights_dtype(cfg)
     precision, precision_reason = choose_mixed_precision(cfg, processes=world_size(), engine=engine_mixed_precision())
     runtime = Runtime(attention.implementation, attention.reason, batching, batching_reason, dtype, dtype_reason,
                       precision, precision_reason)
-    logger.warning("attention: %s (%s)", runtime.attn_implementation, runtime.attention_reason)
-    logger.warning("batching: %s (%s)", runtime.batching, runtime.batching_reason)
-    logger.warning("weights: %s (%s)", runtime.weights_dtype, runtime.weights_reason)
-    logger.warning("mixed precision: %s (%s)", runtime.mixed_precision, runtime.mixed_precision_reason)
+    decide("attention", runtime.attn_implementation, runtime.attention_reason)
+    decide("batching", runtime.batching, runtime.batching_reason)
+    decide("weights", runtime.weights_dtype, runtime.weights_reason)
+    decide("mixed precision", runtime.mixed_precision, runtime.mixed_precision_reason)
     return runtime
 
 

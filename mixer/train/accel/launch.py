@@ -29,11 +29,19 @@ ACCELERATE_PRESETS = ("ddp", "zero3", "fsdp2")
 ACCELERATE_DIR = RECIPES_DIR / "accelerate"
 
 
+def gpu_device_files() -> bool:
+    """Whether this host has GPU device files torch could use (``/dev/nvidia*``: CUDA; ``/dev/kfd``: ROCm,
+    which torch also reports as CUDA). Without them torch cannot see a GPU, so asking it (importing torch,
+    seconds) is skipped: a dry run on a CPU host stays cheap."""
+    dev = Path("/dev")
+    return (dev / "kfd").exists() or any(dev.glob("nvidia[0-9]*")) or not dev.is_dir()
+
+
 def detect_gpu_count() -> int:
     """CUDA devices visible to this process; 0 without torch or CUDA (tests monkeypatch this)."""
     from mixer.train.deps import cuda_available
 
-    if not cuda_available():
+    if not gpu_device_files() or not cuda_available():
         return 0
     import torch
 

@@ -160,8 +160,10 @@ def compile_regional(model: Any) -> int:
                          "(its _no_split_modules names none); use compile: none")
     for layer in layers:
         layer.compile(backend=backend)  # nn.Module.compile: in place, the module keeps its name and state
-    logger.warning("compile: regional, %d decoder layers (%s backend); the first steps include compilation",
-                   len(layers), backend)
+    from mixer.train.runlog import decide
+
+    decide("compile", f"regional, {len(layers)} decoder layers ({backend} backend)",
+           "the first steps include compilation")
     return len(layers)
 
 
@@ -207,7 +209,7 @@ def compile_timer() -> Any:
             if state.log_history:  # the Trainer appended this record before calling back: keep it there too
                 state.log_history[-1].update({k: logs[k] for k in ("compile_s", "first_step_s") if k in logs})
             self.reported = self.total
-            logger.warning("compile: %.1f s so far (first step %.1f s)", self.total, self.first_step or 0.0)
+            logger.info("compile: %.1f s so far (first step %.1f s)", self.total, self.first_step or 0.0)
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             torch._dynamo.callback_handler.remove_start_callback(self.start)
@@ -245,7 +247,9 @@ def before_loading(cfg: Any, mixed_precision: str, cuda: bool) -> None:
 
         line = check_fits(cfg, mixed_precision)
         if line:
-            logger.warning("memory: %s", line)
+            from mixer.train.runlog import decide
+
+            decide("memory", "fits", line)
 
 
 def lever_kwargs(cfg: Any, processes: int) -> dict[str, Any]:

@@ -173,8 +173,10 @@ def attach_compute_copies(trainer: Any, dtype_name: str = "bfloat16") -> Compute
     copies = ComputeCopies(trainer.model, getattr(torch, dtype_name))
     trainer.add_callback(copies.callback())
     n = sum(m.numel() for m in copies.masters)
-    logger.info("compute copies: %d tensors, %.2f GiB in %s", len(copies), n * copies.copies[0].element_size()
-                / 2**30 if copies.copies else 0.0, dtype_name)
+    from mixer.train.runlog import decide
+
+    size = n * copies.copies[0].element_size() / 2**30 if copies.copies else 0.0
+    decide("compute copies", f"{len(copies)} tensors, {size:.2f} GiB in {dtype_name}")
     return copies
 
 
