@@ -141,11 +141,12 @@ def _tokenize_example(example: dict[str, Any], tokenizer: Any, max_length: int) 
 
 
 def tokenize_rows(rows: Any, tokenizer: Any, max_length: int, num_proc: int | None = None
-                  ) -> tuple[Any, dict[str, dict[str, int]]]:
+                  ) -> tuple[Any, Any, dict[str, dict[str, int]]]:
     """Each row through the trainer's row tokenisation (``tokenize_sft``'s ``datasets.map`` over the same row
     function, ``num_proc`` processes), truncated to ``max_length`` keeping the start; rows left with no loss
-    token are dropped, as the trainer drops them, and counted. Returns the kept rows as one Arrow table (int32
-    ids, int8 masks, in row order) and per-source counts."""
+    token are dropped, as the trainer drops them, and counted. Returns every row as one Arrow table (int32
+    ids, int8 masks, in row order; the columns are the map's cache files, memory-mapped, not copies), the
+    row numbers of the rows kept, and per-source counts: the writer copies out one shard at a time."""
     import datasets
     import numpy as np
     import pyarrow as pa
@@ -185,24 +186,41 @@ def tokenize_rows(rows: Any, tokenizer: Any, max_length: int, num_proc: int | No
             s["trainable_tokens"] += int(trainable[k])
         else:
             s["dropped_no_loss_token"] += 1
-    kept = pa.Table.from_arrays([input_ids, masks, sources, ids], schema=_schema(False)).filter(pa.array(keep))
-    return kept, dict(sorted(stats.items()))
+    table = pa.Table.from_arrays([input_ids, masks, sources, ids], schema=_schema(False))
+    return table, np.flatnonzero(keep), dict(sorted(stats.items()))
 
 
-def pack_table(table: Any, max_length: int) -> Any:
-    """Best-fit-decreasing bins of the tokenized rows (:func:`best_fit_decreasing`), one row per bin: its
-    conversations' tokens and masks concatenated in the order placed, their lengths and record ids."""
+def output_shards(table: Any, kept: Any, max_length: int, pack: str | None) -> tuple[int, Any]:
+    """How many output rows there are, and the rows ``SHARD_ROWS`` at a time: unpacked, the kept rows in
+    order; packed, best-fit-decreasing bins of them (:func:`best_fit_decreasing`, over every kept length at
+    once), each bin built by :func:`pack_rows`. Only one shard's rows are copied out of ``table`` at a time,
+    so memory does not grow with the build beyond the lengths and bins (a full V2 build held four whole
+    copies before)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if not pack:
+        return len(kept), (table.take(pa.array(kept[i:i + SHARD_ROWS])) for i in range(0, len(kept), SHARD_ROWS))
     lengths = pc.list_value_length(table.column("input_ids")).to_numpy(zero_copy_only=False).astype(np.int64)
-    bins = best_fit_decreasing(lengths.tolist(), max_length)
-    order = np.array([i for b in bins for i in b], dtype=np.int64)
+    bins = best_fit_decreasing(lengths[kept].tolist(), max_length)
+    return len(bins), (pack_rows(table, [kept[b] for b in bins[i:i + SHARD_ROWS]])
+                       for i in range(0, len(bins), SHARD_ROWS))
+
+
+def pack_rows(table: Any, bins: Sequence[Any]) -> Any:
+    """One row per bin (row numbers of ``table``): its conversations' tokens and masks concatenated in the
+    order placed, their lengths and record ids."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    order = np.concatenate([np.asarray(b, dtype=np.int64) for b in bins]) if bins else np.empty(0, np.int64)
     taken = table.take(pa.array(order))
+    lengths = pc.list_value_length(taken.column("input_ids")).to_numpy(zero_copy_only=False).astype(np.int64)
     sizes = np.array([len(b) for b in bins], dtype=np.int64)
     member_offsets = np.concatenate([[0], np.cumsum(sizes)])
-    token_offsets = np.concatenate([[0], np.cumsum(lengths[order])])[member_offsets]
+    token_offsets = np.concatenate([[0], np.cumsum(lengths)])[member_offsets]
 
     def regroup(column: str, offsets: Any) -> Any:
         values = taken.column(column).combine_chunks()
@@ -210,7 +228,7 @@ def pack_table(table: Any, max_length: int) -> Any:
         return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), flat)
 
     seq_lengths = pa.ListArray.from_arrays(pa.array(member_offsets.astype(np.int32)),
-                                           pa.array(lengths[order], pa.int32()))
+                                           pa.array(lengths, pa.int32()))
     return pa.Table.from_arrays([regroup("input_ids", token_offsets), regroup("assistant_masks", token_offsets),
                                  seq_lengths, regroup("id", member_offsets)], schema=_schema(True))
 
@@ -248,20 +266,19 @@ def write_tokenized(data: str | Path, tokenizer: Any, out: str | Path, *, max_le
     rows = t.load_parquet(data, t.SFT_COLUMNS)
     from mixer.train.accel.host import tokenise_processes
 
-    kept, stats = tokenize_rows(rows, tokenizer, max_length, tokenise_processes(workers, len(rows)))
-    if kept.num_rows == 0:
+    table, kept, stats = tokenize_rows(rows, tokenizer, max_length, tokenise_processes(workers, len(rows)))
+    if len(kept) == 0:
         raise MixerError(f"{data}: no record has an assistant token within max_length={max_length}")
-    table = pack_table(kept, max_length) if pack else kept
-    schema = table.schema
+    n_rows, parts = output_shards(table, kept, max_length, pack)
+    schema = _schema(bool(pack))
     old = out / "data"
     if old.is_dir():  # an earlier output of ours (check_output_dir allowed it): its shards go
         for f in old.glob("train-*.parquet"):
             f.unlink()
     old.mkdir(parents=True, exist_ok=True)
-    n_shards = max(1, -(-table.num_rows // SHARD_ROWS))
+    n_shards = max(1, -(-n_rows // SHARD_ROWS))
     shards = []
-    for k in range(n_shards):
-        part = table.slice(k * SHARD_ROWS, SHARD_ROWS)
+    for k, part in enumerate(parts):
         name = f"data/train-{k:05d}-of-{n_shards:05d}.parquet"
         pq.write_table(part, out / name, compression="zstd")
         shards.append({"file": name, "rows": part.num_rows, "sha256": _file_sha256(out / name)})
@@ -277,14 +294,13 @@ def write_tokenized(data: str | Path, tokenizer: Any, out: str | Path, *, max_le
         "input": {"path": str(data), "files": [{"file": Path(f).name, "sha256": _file_sha256(Path(f))}
                                                for f in inputs]},
         "columns": schema.names,
-        "rows": table.num_rows,
+        "rows": n_rows,
         "shards": shards,
         "totals": total,
         "sources": stats,
     }
     if pack:
-        manifest["packing"] = {"bins": table.num_rows,
-                               "fill": round(total["total_tokens"] / (table.num_rows * max_length), 4)}
+        manifest["packing"] = {"bins": n_rows, "fill": round(total["total_tokens"] / (n_rows * max_length), 4)}
     (out / "README.md").write_text(card_markdown(manifest), encoding="utf-8")
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return manifest
