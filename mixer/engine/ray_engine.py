@@ -47,6 +47,8 @@ INSTALL_HINT = "the Ray engine needs the [ray] extra: pip install -e '.[ray]' (o
 #: processes started by the raylet, so they do not inherit the driver's environment: each unit
 #: carries these variables and applies them before it runs
 ENV_PREFIX = "MIXER_"
+#: how long a failed map waits for its other running units before the error goes up (a unit is seconds)
+UNIT_SETTLE_S = 300.0
 
 
 def import_ray() -> Any:
@@ -116,7 +118,7 @@ class RayEngine:
         """The cluster's CPUs now (nodes that join later are used, but not planned for)."""
         return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
 
-    def _start(self, fn: Callable[..., R], fn_ref: Any, *args: Any) -> Pending[R]:
+    def _start(self, fn: Callable[..., R], fn_ref: Any, *args: Any) -> tuple[Any, Pending[R]]:
         ref = self._task.remote(_mixer_env(), fn_ref, *args)
         name = _name(fn)
 
@@ -127,7 +129,7 @@ class RayEngine:
                 raise result.rebuild()
             return result
 
-        return wait
+        return ref, wait
 
     def map(self, fn: Callable[[U], R], units: Iterable[U], *, threads: bool = False,
             local: bool = False) -> Iterator[R]:
@@ -137,8 +139,21 @@ class RayEngine:
         # ``threads`` work (hashing input files, encoding a shard) reads and writes by path, so on
         # Ray it is a task like any other: the files are on storage every node reaches
         fn_ref = self._ray.put(fn)
-        waits = [self._start(fn, fn_ref, u) for u in units]
-        return (wait() for wait in waits)
+        started = [self._start(fn, fn_ref, u) for u in units]
+        return self._in_order(started)
+
+    def _in_order(self, started: list[tuple[Any, Pending[R]]]) -> Iterator[R]:
+        """The units' results in order. When one fails, the units still running are waited for before its
+        error goes up: they write into the build's work folder, which the build removes as the error passes,
+        and a unit still writing there would turn the error naming the bad record into the removal's own."""
+        for i, (_, wait) in enumerate(started):
+            try:
+                yield wait()
+            except BaseException:
+                rest = [ref for ref, _ in started[i + 1:]]
+                if rest:
+                    self._ray.wait(rest, num_returns=len(rest), timeout=UNIT_SETTLE_S)
+                raise
 
     def scatter(self, fn: Callable[[list[T]], R], items: Sequence[T], *, local: bool = False,
                 width: int | None = None, max_chunk: int | None = None) -> Pending[list[R]]:
@@ -147,8 +162,8 @@ class RayEngine:
             result = [fn(list(items))]
             return lambda: result
         fn_ref = self._ray.put(fn)
-        waits = [self._start(fn, fn_ref, chunk) for chunk in scatter_chunks(items, width, max_chunk)]
-        return lambda: [wait() for wait in waits]
+        started = [self._start(fn, fn_ref, chunk) for chunk in scatter_chunks(items, width, max_chunk)]
+        return lambda: list(self._in_order(started))
 
     def submit(self, fn: Callable[..., R], *args: Any, threads: bool = False) -> Pending[R]:
         if threads:
@@ -157,7 +172,7 @@ class RayEngine:
             if self._threads is None:
                 self._threads = ThreadPoolExecutor(2)
             return self._threads.submit(fn, *args).result
-        return self._start(fn, self._ray.put(fn), *args)
+        return self._start(fn, self._ray.put(fn), *args)[1]
 
     def release(self) -> None:
         """Ray keeps its workers between stages (they are cheap to keep and slow to start)."""

@@ -62,6 +62,26 @@ def _bad_record(x: int) -> int:
     return x
 
 
+def _fail_first_then_write_late(unit: tuple[int, str]) -> int:
+    import time
+
+    index, folder = unit
+    if index == 0:
+        raise InputError(Location("raw/file.jsonl", line=1), "not valid JSON")
+    time.sleep(1.0)
+    Path(folder, f"unit-{index}.done").write_text("written", encoding="utf-8")
+    return index
+
+
+def test_a_failed_ray_map_waits_for_its_running_units_before_the_error_goes_up(
+        ray_engine: RayEngine, tmp_path: Path) -> None:
+    """The build removes its work folder as a unit's error passes: a unit still writing there would make the
+    removal fail and hide the error naming the bad record (seen under load as 'Directory not empty')."""
+    with pytest.raises(InputError, match="not valid JSON"):
+        list(ray_engine.map(_fail_first_then_write_late, [(0, str(tmp_path)), (1, str(tmp_path))]))
+    assert (tmp_path / "unit-1.done").read_text(encoding="utf-8") == "written"
+
+
 def _env(name: str, _: object) -> str | None:
     return os.environ.get(name)
 

@@ -188,7 +188,7 @@ def test_bad_budget_is_a_message_naming_the_key_and_exit_2(tmp_path: Path, make_
 def test_take_with_both_records_and_tokens_names_the_source_and_exits_2(tmp_path: Path, make_recipe) -> None:
     write_jsonl(tmp_path / "raw" / "a.jsonl", _flan(5, "a"))
     recipe = make_recipe([{"name": "flan_v2", "files": "a.jsonl", "take": {"records": 3, "tokens": 100}}])
-    assert "sources[0] (flan_v2).take: give records or tokens, not both" in _cli_fails(recipe)
+    assert "sources[0] (flan_v2).take: give one of records, tokens or first" in _cli_fails(recipe)
 
 
 def test_a_budgeted_source_with_its_own_take_or_sample_then_filter_is_refused() -> None:
