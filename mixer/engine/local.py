@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from multiprocessing import get_context
 from typing import Any, TypeVar
 
@@ -48,8 +48,7 @@ class LocalEngine:
         if threads:
             return _thread_map(fn, units, width)
         pool = self._process_pool()
-        futures = [pool.submit(fn, u) for u in units]
-        return (f.result() for f in futures)
+        return _in_order([pool.submit(fn, u) for u in units])
 
     def scatter(self, fn: Callable[[list[T]], R], items: Sequence[T], *, local: bool = False,
                 width: int | None = None, max_chunk: int | None = None) -> Pending[list[R]]:
@@ -59,7 +58,7 @@ class LocalEngine:
             return lambda: result
         pool = self._process_pool()
         futures = [pool.submit(fn, chunk) for chunk in scatter_chunks(items, width, max_chunk)]
-        return lambda: [f.result() for f in futures]
+        return lambda: list(_in_order(futures))
 
     def submit(self, fn: Callable[..., R], *args: Any, threads: bool = False) -> Pending[R]:
         if self.workers <= 1 and not threads:
@@ -92,6 +91,21 @@ class LocalEngine:
             self._processes.shutdown(wait=False, cancel_futures=True)
             self._processes = None
         self.close()
+
+
+def _in_order(futures: list[Future[R]]) -> Iterator[R]:
+    """The results in submission order. When one fails, the units not started are cancelled and the running
+    ones waited for before its error goes up: they write into the build's work folder, which the build
+    removes as the error passes, and a unit still writing there would hide the error behind the removal's."""
+    for i, future in enumerate(futures):
+        try:
+            yield future.result()
+        except BaseException:
+            rest = futures[i + 1:]
+            for other in rest:
+                other.cancel()
+            wait(rest)
+            raise
 
 
 def _thread_map(fn: Callable[[U], R], units: list[U], width: int) -> Iterator[R]:

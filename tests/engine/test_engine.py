@@ -33,6 +33,24 @@ def _fail(x: int) -> int:
     return x
 
 
+def _fail_first_then_write_late(unit: tuple[int, str]) -> int:
+    index, folder = unit
+    if index == 0:
+        raise ValueError("unit 0 failed")
+    time.sleep(1.0)
+    Path(folder, f"unit-{index}.done").write_text("written", encoding="utf-8")
+    return index
+
+
+def test_a_failed_map_waits_for_its_running_units_before_the_error_goes_up(tmp_path: Path) -> None:
+    """The build removes its work folder as a unit's error passes: a unit still writing there must be done
+    first, or the removal fails and hides the error naming the bad record."""
+    with LocalEngine(2) as engine:  # checked before the engine closes (closing waits for its pool anyway)
+        with pytest.raises(ValueError, match="unit 0 failed"):
+            list(engine.map(_fail_first_then_write_late, [(0, str(tmp_path)), (1, str(tmp_path))]))
+        assert (tmp_path / "unit-1.done").read_text(encoding="utf-8") == "written"
+
+
 def _bad_record(x: int) -> int:
     from mixer.core.errors import InputError, Location
 
