@@ -31,8 +31,17 @@ logger = logging.getLogger("mixer.train")
 MANIFEST = "tokenized.json"
 FORMAT = "mixer-tokenized/1"
 PACKINGS = ("bfd",)
-#: rows (conversations or bins) per Parquet shard
+#: conversations per Parquet shard (unpacked)
 SHARD_ROWS = 20_000
+#: tokens per packed shard: a packed row holds up to ``max_length`` tokens, so a shard holds
+#: ``SHARD_TOKENS // max_length`` bins (2,048 at 8,192). Shards of 20,000 bins held up to 164 M tokens each, built
+#: in memory one at a time: a packed full-V2 run peaked at 4.4 GiB with them (bench/RESULTS.md).
+SHARD_TOKENS = 16 * 2**20
+
+
+def shard_rows(max_length: int, pack: str | None) -> int:
+    """Output rows per Parquet shard."""
+    return max(1, SHARD_TOKENS // max_length) if pack else SHARD_ROWS
 
 
 class TokenizedDataError(MixerError):
@@ -163,7 +172,8 @@ def tokenize_rows(rows: Any, tokenizer: Any, max_length: int, num_proc: int | No
     mapped = rows.map(_tokenize_example, fn_kwargs={"tokenizer": tokenizer, "max_length": max_length},
                       remove_columns=[c for c in columns if c not in kept_columns], num_proc=num_proc,
                       features=features, desc="Tokenising (chat template, assistant mask)")
-    table = mapped.with_format("arrow")[:]
+    # the map's cache files as they are (memory-mapped Arrow): ``mapped[:]`` would copy every token into memory
+    table = mapped.data.table if mapped._indices is None else mapped.with_format("arrow")[:]
     n = table.num_rows
     sources = (pc.fill_null(table.column("dataset").cast(pa.string()), "(no source)") if "dataset" in columns
                else pa.array(["(no source)"] * n, pa.string()))
@@ -191,7 +201,7 @@ def tokenize_rows(rows: Any, tokenizer: Any, max_length: int, num_proc: int | No
 
 
 def output_shards(table: Any, kept: Any, max_length: int, pack: str | None) -> tuple[int, Any]:
-    """How many output rows there are, and the rows ``SHARD_ROWS`` at a time: unpacked, the kept rows in
+    """How many output rows there are, and the rows a shard at a time (:func:`shard_rows`): unpacked, the kept rows in
     order; packed, best-fit-decreasing bins of them (:func:`best_fit_decreasing`, over every kept length at
     once), each bin built by :func:`pack_rows`. Only one shard's rows are copied out of ``table`` at a time,
     so memory does not grow with the build beyond the lengths and bins (a full V2 build held four whole
@@ -200,12 +210,12 @@ def output_shards(table: Any, kept: Any, max_length: int, pack: str | None) -> t
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    step = shard_rows(max_length, pack)
     if not pack:
-        return len(kept), (table.take(pa.array(kept[i:i + SHARD_ROWS])) for i in range(0, len(kept), SHARD_ROWS))
+        return len(kept), (table.take(pa.array(kept[i:i + step])) for i in range(0, len(kept), step))
     lengths = pc.list_value_length(table.column("input_ids")).to_numpy(zero_copy_only=False).astype(np.int64)
     bins = best_fit_decreasing(lengths[kept].tolist(), max_length)
-    return len(bins), (pack_rows(table, [kept[b] for b in bins[i:i + SHARD_ROWS]])
-                       for i in range(0, len(bins), SHARD_ROWS))
+    return len(bins), (pack_rows(table, [kept[b] for b in bins[i:i + step]]) for i in range(0, len(bins), step))
 
 
 def pack_rows(table: Any, bins: Sequence[Any]) -> Any:
@@ -276,7 +286,7 @@ def write_tokenized(data: str | Path, tokenizer: Any, out: str | Path, *, max_le
         for f in old.glob("train-*.parquet"):
             f.unlink()
     old.mkdir(parents=True, exist_ok=True)
-    n_shards = max(1, -(-n_rows // SHARD_ROWS))
+    n_shards = max(1, -(-n_rows // shard_rows(max_length, pack)))
     shards = []
     for k, part in enumerate(parts):
         name = f"data/train-{k:05d}-of-{n_shards:05d}.parquet"
