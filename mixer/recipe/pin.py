@@ -120,16 +120,7 @@ def _pin_edit(text: str, node: yaml.Node, digest: str) -> tuple[int, int, str]:
         original = text[node.start_mark.index:node.end_mark.index]
         return node.start_mark.index, node.end_mark.index, f"{{path: {original}, sha256: {digest}}}"
     assert isinstance(node, yaml.MappingNode)
-    current = _get(node, "sha256")
-    if current is not None:
-        return current.start_mark.index, current.end_mark.index, digest
-    if node.flow_style:
-        close = text.rindex("}", node.start_mark.index, node.end_mark.index)
-        return close, close, f", sha256: {digest}"
-    indent = node.value[0][0].start_mark.column
-    line_end = text.find("\n", node.value[-1][1].end_mark.index)
-    line_end = len(text) if line_end < 0 else line_end
-    return line_end, line_end, "\n" + " " * indent + f"sha256: {digest}"
+    return _set_key(text, node, "sha256", digest)
 
 
 def _pin_hub(text: str, source: str, f: SourceFile, node: yaml.Node) -> tuple[list[Pin], list[tuple[int, int, str]]]:
