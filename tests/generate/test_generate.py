@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from train_fixtures import SFT_RECORDS, tiny_assets
+from train_fixtures import SFT_RECORDS, copy_without_chat_template, tiny_assets
 from typer.testing import CliRunner
 
 from mixer.cli import app
@@ -198,13 +198,7 @@ def test_a_foreign_folder_or_other_settings_are_refused(generated: Path, reward_
 
 def test_cli_errors_exit_2_without_traceback(reward_model: Path, tmp_path: Path) -> None:
     a = tiny_assets()
-    no_template = tmp_path / "policy"
-    shutil.copytree(a.model, no_template)
-    config = json.loads((no_template / "tokenizer_config.json").read_text())
-    config.pop("chat_template", None)
-    (no_template / "tokenizer_config.json").write_text(json.dumps(config))
-    for f in no_template.glob("chat_template.*"):
-        f.unlink()
+    no_template = copy_without_chat_template(a.model, tmp_path / "policy")
     base = ["generate", "--reward-model", str(reward_model), "--data", str(a.sft_data), "-n", "2",
             "--max-new-tokens", "4"]
     result = runner.invoke(app, [*base, "--policy", str(no_template), "--output", str(tmp_path / "o1")])

@@ -5,12 +5,11 @@ input is refused (exit 2) before any output folder exists."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from train_fixtures import SFT_RECORDS, tiny_assets
+from train_fixtures import SFT_RECORDS, copy_without_chat_template, tiny_assets
 from typer.testing import CliRunner
 
 from mixer.cli import app
@@ -228,13 +227,7 @@ def test_bad_input_exits_2_and_leaves_no_output_folder(tmp_path: Path) -> None:
     base = ["generate", "--policy", str(a.model), "--max-new-tokens", "4"]
     empty_model = tmp_path / "not-a-model"
     empty_model.mkdir()
-    no_template = tmp_path / "no-template"
-    shutil.copytree(a.model, no_template)
-    config = json.loads((no_template / "tokenizer_config.json").read_text())
-    config.pop("chat_template", None)
-    (no_template / "tokenizer_config.json").write_text(json.dumps(config))
-    for f in no_template.glob("chat_template.*"):
-        f.unlink()
+    no_template = copy_without_chat_template(a.model, tmp_path / "no-template")
     bad_rubric = tmp_path / "rubric.yaml"
     bad_rubric.write_text("template: 'rate {instruction}'\npattern: '(\\d+'\nscale: [1, 10]\n")
     cases = [

@@ -23,7 +23,7 @@ from mixer.train.cli import app
 from mixer.train.config import load_config, shipped_recipes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_fixtures import tiny_assets  # noqa: E402
+from train_fixtures import clear_launch_env, tiny_assets  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -31,9 +31,7 @@ runner = CliRunner()
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("LOCAL_RANK", "WORLD_SIZE", "CUDA_VISIBLE_DEVICES", "ACCELERATE_USE_DEEPSPEED",
-                "ACCELERATE_DEEPSPEED_ZERO_STAGE", "ACCELERATE_USE_FSDP"):
-        monkeypatch.delenv(var, raising=False)
+    clear_launch_env(monkeypatch, "CUDA_VISIBLE_DEVICES")
 
 
 def _gpu(monkeypatch: pytest.MonkeyPatch, capability: tuple[int, int], usable: set[str]) -> None:

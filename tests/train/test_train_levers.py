@@ -18,7 +18,7 @@ from mixer.core.errors import MixerError
 from mixer.train.config import ConfigError, checkpoint_every_n, load_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_fixtures import tiny_assets  # noqa: E402
+from train_fixtures import clear_launch_env, tiny_assets  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 torch = pytest.importorskip("torch")
@@ -26,9 +26,7 @@ torch = pytest.importorskip("torch")
 
 @pytest.fixture(autouse=True)
 def _one_plain_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("LOCAL_RANK", "WORLD_SIZE", "ACCELERATE_USE_DEEPSPEED", "ACCELERATE_DEEPSPEED_ZERO_STAGE",
-                "ACCELERATE_USE_FSDP"):
-        monkeypatch.delenv(var, raising=False)
+    clear_launch_env(monkeypatch)
 
 
 def _cfg(tmp_path: Path, *overrides: str) -> Any:

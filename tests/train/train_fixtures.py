@@ -9,16 +9,40 @@ from __future__ import annotations
 
 import atexit
 import functools
+import json
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mixer.core.records import MESSAGE_TYPE, OUTPUT_SCHEMA
 from mixer.train.tiny_model import make_model, make_tokenizer  # what `mixer dev tiny-model` ships
+
+#: what a launcher (accelerate, torchrun, DeepSpeed) sets: a test of one plain process clears them
+LAUNCH_ENV = ("LOCAL_RANK", "WORLD_SIZE", "ACCELERATE_USE_DEEPSPEED", "ACCELERATE_DEEPSPEED_ZERO_STAGE",
+              "ACCELERATE_USE_FSDP")
+
+
+def clear_launch_env(monkeypatch: Any, *extra: str) -> None:
+    """Run the test as one plain process, whatever launcher variables the shell running pytest has."""
+    for var in (*LAUNCH_ENV, *extra):
+        monkeypatch.delenv(var, raising=False)
+
+
+def copy_without_chat_template(model: Path, to: Path) -> Path:
+    """A copy of a model folder whose tokenizer has no chat template (a base model's): the case that
+    commands needing one must refuse with a message."""
+    shutil.copytree(model, to)
+    config = json.loads((to / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (to / "tokenizer_config.json").write_text(json.dumps(config))
+    for f in to.glob("chat_template.*"):
+        f.unlink()
+    return to
 
 
 def _m(role: str, content: str) -> dict[str, str]:
