@@ -154,8 +154,8 @@ def tokenize_rows(rows: Any, tokenizer: Any, max_length: int, num_proc: int | No
     """Each row through the trainer's row tokenisation (``tokenize_sft``'s ``datasets.map`` over the same row
     function, ``num_proc`` processes), truncated to ``max_length`` keeping the start; rows left with no loss
     token are dropped, as the trainer drops them, and counted. Returns every row as one Arrow table (int32
-    ids, int8 masks, in row order; the columns are the map's cache files, memory-mapped, not copies), the
-    row numbers of the rows kept, and per-source counts: the writer copies out one shard at a time."""
+    ids, int8 masks, in row order), the row numbers of the rows kept, and per-source counts: the writer
+    copies out one shard at a time."""
     import datasets
     import numpy as np
     import pyarrow as pa
@@ -172,8 +172,7 @@ def tokenize_rows(rows: Any, tokenizer: Any, max_length: int, num_proc: int | No
     mapped = rows.map(_tokenize_example, fn_kwargs={"tokenizer": tokenizer, "max_length": max_length},
                       remove_columns=[c for c in columns if c not in kept_columns], num_proc=num_proc,
                       features=features, desc="Tokenising (chat template, assistant mask)")
-    # the map's cache files as they are (memory-mapped Arrow): ``mapped[:]`` would copy every token into memory
-    table = mapped.data.table if mapped._indices is None else mapped.with_format("arrow")[:]
+    table = mapped.with_format("arrow")[:]
     n = table.num_rows
     sources = (pc.fill_null(table.column("dataset").cast(pa.string()), "(no source)") if "dataset" in columns
                else pa.array(["(no source)"] * n, pa.string()))
@@ -203,9 +202,7 @@ def tokenize_rows(rows: Any, tokenizer: Any, max_length: int, num_proc: int | No
 def output_shards(table: Any, kept: Any, max_length: int, pack: str | None) -> tuple[int, Any]:
     """How many output rows there are, and the rows a shard at a time (:func:`shard_rows`): unpacked, the kept rows in
     order; packed, best-fit-decreasing bins of them (:func:`best_fit_decreasing`, over every kept length at
-    once), each bin built by :func:`pack_rows`. Only one shard's rows are copied out of ``table`` at a time,
-    so memory does not grow with the build beyond the lengths and bins (a full V2 build held four whole
-    copies before)."""
+    once), each bin built by :func:`pack_rows`. Only one shard's rows are copied out of ``table`` at a time."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
