@@ -85,6 +85,14 @@ def _target(take: Any, available: int) -> int:
     return min(int(take), available)
 
 
+def _in_file_order(table: SpillFiles, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` by the file they came from (recipe order), row order kept within a file (a stable sort: the
+    parts of a file read in parallel are already in row order), with their file indexes."""
+    file_index = table.column("file_index").to_numpy()[rows]
+    by_file = np.argsort(file_index, kind="stable")
+    return rows[by_file], file_index[by_file]
+
+
 class Selector:
     """Takes ``take`` records per source (or per file) from a seeded permutation.
 
@@ -118,10 +126,8 @@ class Selector:
         if source.take_per_file:  # one group per file, in file order (none when no row is left)
             groups = []
         if source.take_per_file and len(alive):
-            file_index = table.column("file_index").to_numpy()[alive]
-            by_file = np.argsort(file_index, kind="stable")  # file order, row order within a file
-            starts = np.flatnonzero(np.diff(file_index[by_file])) + 1
-            groups = np.split(alive[by_file], starts)
+            ordered, files = _in_file_order(table, alive)
+            groups = np.split(ordered, np.flatnonzero(np.diff(files)) + 1)
         del rows
         known = table.column("n_tokens").combine_chunks() if count_tokens else None
         chosen: list[np.ndarray] = []
@@ -146,9 +152,7 @@ class Selector:
                 self.ctx.warn(f"source {source.name!r}: take {source.take} but only {len(group)} "
                                 "records are left after filtering and dedup; taking all of them")
             if isinstance(source.take, FirstTake) and not length_only:
-                # a prefix in file order: files as listed, rows as published (a stable sort: parts of a file
-                # read in parallel are already in row order)
-                order = group[np.argsort(table.column("file_index").to_numpy()[group], kind="stable")]
+                order, _ = _in_file_order(table, group)  # a prefix: files as listed, rows as published
             elif source.take == "all" or length_only:
                 order = group
             else:
