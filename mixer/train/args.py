@@ -24,8 +24,6 @@ COMPILE_MODES = ("none", "regional")
 class MixerArgs:
     """What mixer adds to TRL's configs (``field(metadata={"help": ...})`` as TRL writes its own)."""
 
-    model: str | None = field(default=None, metadata={
-        "help": "Model to start from (a folder, or a hub id when online); fills TRL's model_name_or_path."})
     data: str | None = field(default=None, metadata={
         "help": "A `mixer build` output dir (reads data/*.parquet), a dir of Parquet, or one file."})
     overwrite_output_dir: bool = field(default=False, metadata={
@@ -129,9 +127,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "rm": {"lora_task_type": "SEQ_CLS"},  # PEFT then trains and saves the new score head in full
 }
 
-#: keys of earlier mixer versions -> the key that holds the setting now (both are accepted)
+#: other names of a key -> the key that holds the setting (both are accepted): mixer's short ``model`` (the
+#: CLI's ``--model``) for TRL's ``model_name_or_path``, and keys of earlier mixer versions. A trainer whose
+#: owners have no such key keeps its own (``merge``'s ``model`` is the adapter folder).
 RENAMED = {"use_lora": "use_peft", "bnb_4bit_use_double_quant": "use_bnb_nested_quant",
-           "warmup_ratio": "warmup_steps", "model_name_or_path": "model"}
+           "warmup_ratio": "warmup_steps", "model": "model_name_or_path"}
 
 #: TRL fields mixer derives, and the key to set instead
 DERIVED = {"gradient_accumulation_steps": "effective_batch_size", "packing": "batching", "padding_free": "batching",

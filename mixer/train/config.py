@@ -11,7 +11,8 @@ A recipe is a flat YAML mapping (plus ``trainer: sft|dpo|rm|merge``, so a DPO re
 
 Values are checked against the owner's annotations by the recipe coercer (:func:`mixer.recipe.coerce.coerce`), so a
 wrong type or an unknown key fails naming the key. Precedence: defaults < YAML file < CLI options < ``--set``.
-Old keys keep working (:data:`RENAMED`), and ``trl_args: {x: y}`` / ``--set trl_args.x=y`` still reach TRL.
+Other names keep working (:data:`RENAMED`: ``model`` for TRL's ``model_name_or_path``, and old keys), and
+``trl_args: {x: y}`` / ``--set trl_args.x=y`` still reach TRL.
 """
 
 from __future__ import annotations
@@ -113,7 +114,6 @@ class RunConfig:
                 if name not in self.owners:
                     self.owners[name] = (owner, hint)
                     self._defaults[name] = default
-        self.owners.pop("model_name_or_path", None)  # filled from `model`
         mixer_owner = type(self.args).__name__
         for key, value in {**DEFAULTS["common"], **DEFAULTS.get(kind, {})}.items():
             if key in self.owners and self.owners[key][0] != mixer_owner:
@@ -122,7 +122,7 @@ class RunConfig:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name in ("kind", "args", "values", "owners"):
             raise AttributeError(name)
-        name = RENAMED.get(name, name)
+        name = self.key(name)
         if hasattr(self.args, name):
             return getattr(self.args, name)
         if name in self.values:
@@ -130,6 +130,11 @@ class RunConfig:
         if name in self.owners:
             return self._defaults[name]()
         raise AttributeError(f"{self.kind} config has no key {name!r}")
+
+    def key(self, name: str) -> str:
+        """The key that holds ``name``'s setting: itself, or the key it is another name for (:data:`RENAMED`)."""
+        target = RENAMED.get(name, name)
+        return name if name in self.owners and target not in self.owners else target
 
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with some keys changed (what the host resolved, e.g. ``batching``)."""
@@ -150,7 +155,7 @@ class RunConfig:
             for k, v in items.items():
                 self.set(str(k), v, source)
             return
-        name = RENAMED.get(head, head)
+        name = self.key(head)
         if name not in self.owners:
             valid = sorted({*self.owners, *RENAMED})
             raise ConfigError(f"{source}: unknown key {head!r}{did_you_mean(head, valid)} for `{self.kind}`; "
@@ -264,7 +269,7 @@ class RunConfig:
 
         names = {f.name for f in dataclasses.fields(ModelConfig)}
         kwargs = {k: v for k, v in self.values.items() if k in names}
-        return ModelConfig(model_name_or_path=self.model, **{**kwargs, **changes})
+        return ModelConfig(**{**kwargs, **changes})
 
     def trl_config(self, **derived: Any) -> Any:
         """The trainer's TRL config from the keys set and what mixer ``derived`` (accumulation, workers, ...);
@@ -366,7 +371,7 @@ def read_recipe(path: str | Path) -> tuple[Path, dict[str, Any]]:
     for key, value in raw.items():
         name = RENAMED.get(str(key), str(key))
         if name in given and raw[given[name]] != value:
-            raise ConfigError(f"{p}: {given[name]!r} and {key!r} both set {name!r} (one is its old name), to "
+            raise ConfigError(f"{p}: {given[name]!r} and {key!r} both set {name!r} (one is another name for it), to "
                               f"{raw[given[name]]!r} and {value!r}: keep one")
         given[name] = str(key)
     return p, raw

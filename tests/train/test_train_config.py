@@ -5,6 +5,7 @@ These need no model: the CLI is exercised with --dry-run and a mocked GPU count.
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from pathlib import Path
 
@@ -173,7 +174,7 @@ def test_dry_run_one_gpu_runs_in_process(monkeypatch: pytest.MonkeyPatch) -> Non
     result = runner.invoke(app, [*SFT_ARGS, "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "learning_rate: 2.0e-05" in result.output
-    assert "model: /models/llama-2-7b" in result.output
+    assert "model_name_or_path: /models/llama-2-7b" in result.output  # TRL's key; --model fills it
     assert "gradient_accumulation_steps: 64" in result.output
     assert "in-process" in result.output and "accelerate launch" not in result.output
 
@@ -378,3 +379,24 @@ def test_any_trl_field_is_a_key_and_is_coerced_to_trl_s_type() -> None:
     assert cfg.loss_type == ["sigmoid", "sft"] and cfg.lr_scheduler_kwargs == {"min_lr_rate": 0.1}
     with pytest.raises(ConfigError, match="save_steps"):
         load_config("sft", None, ["save_steps=often"])
+
+
+def test_model_is_another_name_for_trl_model_name_or_path_except_in_merge(tmp_path: Path) -> None:
+    from mixer.train.args import MIXER_ARGS
+    from mixer.train.config import to_yaml
+
+    assert all("model" not in {f.name for f in dataclasses.fields(cls)} for k, cls in MIXER_ARGS.items()
+               if k != "merge")  # no mixer field holds TRL's model path under another name
+    by_cli = load_config("sft", None, model="m1")
+    assert by_cli.model == by_cli.model_name_or_path == "m1"
+    assert by_cli.values["model_name_or_path"] == "m1" and "model_name_or_path: m1" in to_yaml(by_cli)
+    path = tmp_path / "trl.yaml"
+    path.write_text("trainer: dpo\nmodel_name_or_path: m2\nbatching: padded\n")
+    assert load_config("dpo", path).model == "m2"
+    assert load_config("dpo", path, model="m3").model_name_or_path == "m3"  # the command line wins
+    both = tmp_path / "both.yaml"
+    both.write_text("trainer: sft\nmodel: a\nmodel_name_or_path: b\n")
+    with pytest.raises(ConfigError, match="both set 'model_name_or_path'"):
+        load_config("sft", both)
+    merge = load_config("merge", None, model="adapter")
+    assert merge.model == merge.args.model == "adapter"  # merge's model is the adapter folder, its own key
