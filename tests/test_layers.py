@@ -174,6 +174,7 @@ def test_the_record_path_in_the_docs_names_existing_files_and_counts_them() -> N
     missing += [f for f in re.findall(r"`(mixer/[^`]+\.py)`", section) if not (ROOT / f).is_file()]
     assert not missing, f"docs/internals.md names files that do not exist: {missing}"
     assert f"{len(files)} files on the record's own path" in section
+    assert len(files) <= 12  # issue 22: the path reads in at most ~12 files
 
 
 def test_the_record_path_lists_the_stages_in_the_order_the_build_runs_them() -> None:
