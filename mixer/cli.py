@@ -6,19 +6,17 @@ bugs in mixer only.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 
 from mixer import __version__
-from mixer.core.errors import MixerError, user_message
+from mixer.core.errors import MixerError
+from mixer.report.console import err, out, user_errors
 
 app = typer.Typer(
     name="mixer",
@@ -28,60 +26,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-#: the width of a console that is not a terminal (CI logs, pipes, files): wide enough that tables keep their
-#: natural width and paths are never cut with "…"; COLUMNS still wins when set
-NO_WRAP_WIDTH = 4096
-
-
-class _Console(Console):
-    """A rich console that wraps at the terminal's width on a terminal, and not at all elsewhere: rich's
-    own fallback is 80 columns, which split "Apache-2.0" over two lines and cut paths in CI logs."""
-
-    @property
-    def size(self) -> ConsoleDimensions:
-        dims = super().size
-        if self.is_terminal or self._width is not None or "COLUMNS" in os.environ:
-            return dims
-        return ConsoleDimensions(NO_WRAP_WIDTH, dims.height)
-
-
-err = _Console(stderr=True)
-out = _Console()
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def user_errors(fn: F) -> F:
-    """Turn a user's error (a MixerError, a read-only folder, a full disk) into ``error: <message>`` on
-    stderr and exit code 2; any other error keeps its traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except KeyboardInterrupt:
-            interrupted("interrupted; previous output kept" if fn.__name__ == "build" else "interrupted")
-        except (MixerError, OSError) as e:
-            message = user_message(e)
-            if message is None:
-                raise
-            # the message is text, not markup: "[ray]" in an install hint must survive
-            err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def interrupted(message: str) -> None:
-    """Ctrl-C: stop any progress display, print one line on a clean line of stderr, exit 130 (128 + SIGINT,
-    what shells report for a command interrupted so)."""
-    live = getattr(err, "_live_stack", None)
-    while live:  # a transient progress bar, erased as it stops
-        live[-1].stop()
-    if err.is_terminal:
-        err.file.write("\r\x1b[K")  # the terminal's echoed ^C, or half a line, is cleared first
-    err.print(message, highlight=False, markup=False)
-    raise typer.Exit(130)
 
 
 def _print_json(obj: Any) -> None:
@@ -134,7 +78,6 @@ def build(
 ) -> None:
     """Build a mixture: sharded Parquet in OUT/data, the data card in OUT/README.md and OUT/card.json,
     every dropped record in OUT/dropped/."""
-    import os
 
     from mixer.build import build as run_build
     from mixer.recipe.load import load_recipe
@@ -332,6 +275,7 @@ app.add_typer(dev_app, name="dev", short_help="Tools for trying mixer out offlin
 
 
 @dev_app.command("tiny-model")
+@user_errors
 def dev_tiny_model(
     out: Annotated[Path, typer.Argument(metavar="DIR", help="A new (or empty) folder for the model.")],
     seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
@@ -341,11 +285,7 @@ def dev_tiny_model(
     (the tests train the same one). It learns nothing useful; it shows the loop works."""
     from mixer.train.tiny_model import make_tiny_model
 
-    try:
-        make_tiny_model(out, seed=seed)
-    except MixerError as e:  # a user's mistake: one line and exit 2, as every mixer command
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+    make_tiny_model(out, seed=seed)
     typer.echo(f"wrote a tiny model to {out} (use it as --model {out})", err=True)
 
 

@@ -6,6 +6,7 @@ pytest puts this folder on ``sys.path`` when it loads this file."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ sys.path.insert(0, str(ROOT / "tests" / "train"))  # train_fixtures: the generat
 # Token counts are cached on disk between builds (mixer.tokens.cache); tests never touch the user's
 # cache. Worker processes inherit the variable.
 os.environ["MIXER_CACHE_DIR"] = tempfile.mkdtemp(prefix="mixer-test-cache-")
+atexit.register(shutil.rmtree, os.environ["MIXER_CACHE_DIR"], ignore_errors=True)  # gone with the test run
 SAMPLE_RECIPE = ROOT / "recipes" / "v2-sample.yaml"
 
 

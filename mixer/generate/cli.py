@@ -10,10 +10,10 @@ import typer
 from mixer.generate.backends import BACKENDS, BATCHINGS
 from mixer.generate.config import METHODS
 from mixer.generate.prompts import PROMPT_MODES
-from mixer.train.cli import exits_on_mixer_error
+from mixer.report.console import user_errors
 
 
-@exits_on_mixer_error
+@user_errors
 def generate(
     policy: Annotated[str, typer.Option("--policy", help="Policy model folder that samples (with a chat template).")],
     output: Annotated[str, typer.Option("--output", "-o", help="Output folder (new, or an earlier run to resume).")],
@@ -99,7 +99,7 @@ def generate(
                f"{pairs['pairs']} pair(s); no pair: {pairs['no_pair'] or 'none'}; card: {output}/README.md")
 
 
-@exits_on_mixer_error
+@user_errors
 def gatt(
     policy: Annotated[str, typer.Option("--policy", help="Policy model folder that answers (with a chat template).")],
     dialogues: Annotated[str, typer.Option("--dialogues", help="JSONL or Parquet records with `messages` (user "
@@ -136,7 +136,7 @@ def gatt(
                f"{card['instructions']['shortened']} instruction(s) shortened; card: {output}/README.md")
 
 
-@exits_on_mixer_error
+@user_errors
 def spin(
     model: Annotated[str, typer.Option("--model", help="The SFT model (iteration 0's generator and reference).")],
     data: Annotated[str, typer.Option("--data", help="An SFT build: prompts with gold answers.")],

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
-from mixer.core.errors import MixerError, user_message
+from mixer.core.errors import MixerError
 from mixer.core.outdir import TRAIN_MARKER, check_not_an_input, check_output_dir, check_run_dir
+from mixer.report.console import user_errors
 from mixer.train.config import load_config, shipped_recipes, to_yaml
 from mixer.train.runlog import setup_cli_logging
 from mixer.train.trainer import require_paths
@@ -23,8 +22,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 ConfigOpt = Annotated[str | None, typer.Option(
     "--config", "-c", help=f"A recipe YAML file, or a shipped recipe by name: {', '.join(shipped_recipes())}.")]
@@ -45,23 +42,6 @@ QuietOpt = Annotated[bool, typer.Option(
 AccOpt = Annotated[
     str | None, typer.Option("--accelerate-config", help="ddp, zero3, fsdp2 or an accelerate YAML path.")
 ]
-
-
-def exits_on_mixer_error(fn: F) -> F:
-    """Print a MixerError's message and exit 2 (never a traceback), as every mixer command does."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (MixerError, OSError) as e:  # a read-only folder, a full disk: the user's to fix too
-            message = user_message(e)
-            if message is None:
-                raise
-            typer.echo(f"error: {message}", err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _forwarded(config: str | None, model: str | None, data: str | None, output_dir: str | None,
@@ -194,7 +174,7 @@ def _trainer_command(kind: str, help_text: str) -> None:
                overwrite_output_dir, quiet)
 
     command.__doc__ = help_text
-    app.command(name=kind)(exits_on_mixer_error(command))
+    app.command(name=kind)(user_errors(command))
 
 
 _trainer_command("sft", "Supervised fine-tuning (full, LoRA or QLoRA) on a V2 SFT mixture.")
@@ -207,7 +187,7 @@ _trainer_command("rloo", "On-policy RL (RLOO) on a build's prompts against a `mi
 
 
 @app.command()
-@exits_on_mixer_error
+@user_errors
 def merge(config: ConfigOpt = None, model: Annotated[str | None, typer.Option(
               "--model", help="The LoRA adapter directory (a LoRA/QLoRA run).")] = None,
           output_dir: OutOpt = None, set_: SetOpt = None, dry_run: DryOpt = False,
@@ -239,7 +219,7 @@ def _check_new_output(output_dir: str, inputs: list[tuple[str, str]], marker: st
 
 
 @app.command()
-@exits_on_mixer_error
+@user_errors
 def prune(model: Annotated[str, typer.Option("--model", help="The model folder to prune (with its tokenizer).")],
           data: Annotated[str, typer.Option("--data", help="A `mixer build` output: the calibration records.")],
           blocks: Annotated[int, typer.Option("--blocks", help="How many consecutive decoder blocks to drop.")],
@@ -260,7 +240,7 @@ def prune(model: Annotated[str, typer.Option("--model", help="The model folder t
 
 
 @app.command(name="merge-models")
-@exits_on_mixer_error
+@user_errors
 def merge_models(model_a: Annotated[str, typer.Argument(help="First model folder (t = 0).")],
                  model_b: Annotated[str, typer.Argument(help="Second model folder (t = 1).")],
                  output_dir: Annotated[str, typer.Option("--output-dir", "-o", help="Where the merge goes.")],

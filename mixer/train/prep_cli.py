@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from mixer.train.cli import exits_on_mixer_error
+from mixer.report.console import user_errors
 
 DataArg = Annotated[Path, typer.Argument(metavar="OUT", help="A `mixer build` output folder or a Parquet file.")]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="Model folder (its tokenizer and template).")]
@@ -17,7 +17,7 @@ TemplateOpt = Annotated[str, typer.Option(
     "--chat-template", help="auto, tulu, tokenizer or a .jinja file, as the trainer's `chat_template`.")]
 
 
-@exits_on_mixer_error
+@user_errors
 def check_template(
     data: DataArg,
     model: ModelOpt = None,
@@ -50,7 +50,7 @@ def check_template(
     typer.echo("OK: loss on exactly the assistant turns and their end-of-turn tokens")
 
 
-@exits_on_mixer_error
+@user_errors
 def tokenize(
     data: DataArg,
     max_length: Annotated[int, typer.Option("--max-length", min=1, help="Tokens per conversation (truncated "

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -43,6 +45,7 @@ NO_SYSTEM = [r for r in SFT_RECORDS if all(m["role"] != "system" for m in r["mes
 @functools.cache
 def _tokenizer(name: str, template: str, family: Family) -> str:
     root = Path(tempfile.mkdtemp(prefix="mixer-template-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     return str(make_template_tokenizer(root / name, template, family))
 
 
