@@ -60,11 +60,14 @@ def read_gold(data: str | Path, limit: int | None = None) -> list[dict[str, Any]
     return rows[:limit] if limit else rows
 
 
-def _staged(final: Path, write: Callable[[Path], None]) -> None:
-    """Run ``write`` into a staging sibling of ``final`` (an empty folder) and move it into place only when
-    it returns: a stopped iteration leaves no half-written part, and a rerun redoes just that part."""
+def _write_part(final: Path, table: pa.Table, card: dict[str, Any]) -> None:
+    """``final/data`` + ``final/card.json``, written in a staging sibling that moves into place only when whole
+    (:func:`~mixer.core.outdir.staged_dir`): a stopped iteration leaves no half-written part, and a rerun redoes
+    just that part."""
     with staged_dir(final) as tmp:
-        write(tmp)
+        (tmp / "data").mkdir(parents=True)
+        pq.write_table(table, tmp / "data" / "train-00000-of-00001.parquet", compression="zstd")
+        (tmp / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def generate_pairs(model: str | Path, gold: list[dict[str, Any]], folder: Path, iteration: int,
@@ -80,16 +83,9 @@ def generate_pairs(model: str | Path, gold: list[dict[str, Any]], folder: Path, 
              "rejected": [{"role": "assistant", "content": a[0].text.strip()}]} for g, a in zip(gold, answers,
                                                                                                strict=True)]
     same = sum(r["chosen"][0]["content"].strip() == r["rejected"][0]["content"] for r in rows)
-
-    def write(tmp: Path) -> None:
-        (tmp / "data").mkdir(parents=True)
-        pq.write_table(pa.Table.from_pylist(rows, schema=PAIR_SCHEMA), tmp / "data" / "train-00000-of-00001.parquet",
-                       compression="zstd")
-        card = {"iteration": iteration, "generator": str(model), "prompts": len(gold), "pairs": len(rows),
-                "generated_equals_gold": same, "seed": seed}
-        (tmp / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-    _staged(folder, write)
+    _write_part(folder, pa.Table.from_pylist(rows, schema=PAIR_SCHEMA),
+                {"iteration": iteration, "generator": str(model), "prompts": len(gold), "pairs": len(rows),
+                 "generated_equals_gold": same, "seed": seed})
 
 
 def write_training_pairs(out: Path, iteration: int, previous_pairs: bool) -> dict[str, Any]:
@@ -106,13 +102,7 @@ def write_training_pairs(out: Path, iteration: int, previous_pairs: bool) -> dic
     card = {"iteration": iteration, "previous_pairs": previous_pairs,
             "pairs_from": {f"iter-{k}": t.num_rows for k, t in zip(used, tables, strict=True)},
             "pairs": sum(t.num_rows for t in tables)}
-
-    def write(tmp: Path) -> None:
-        (tmp / "data").mkdir(parents=True)
-        pq.write_table(pa.concat_tables(tables), tmp / "data" / "train-00000-of-00001.parquet", compression="zstd")
-        (tmp / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-    _staged(out / f"iter-{iteration}" / "train", write)
+    _write_part(out / f"iter-{iteration}" / "train", pa.concat_tables(tables), card)
     return card
 
 
@@ -161,13 +151,9 @@ def run_spin(model: str, data: str, output: str, iterations: int, config: str | 
                 card = write_training_pairs(out, t, previous_pairs)
                 log(f"iteration {t}: training pairs " + ", ".join(f"{k}: {n}" for k, n in card["pairs_from"].items()))
             log(f"iteration {t}: training iteration {t + 1} against {current}")
-
-            def train(tmp: Path, t: int = t, current: str | Path = current, folder: Path = folder) -> None:
-                cfg = load_config("dpo", config, sets, model=str(current), data=str(folder / "train"),
-                                  output_dir=str(tmp))
-                run(cfg)
-
-            _staged(folder / "model", train)
+            with staged_dir(folder / "model") as tmp:  # a stopped run leaves no half-trained model in place
+                run(load_config("dpo", config, sets, model=str(current), data=str(folder / "train"),
+                                output_dir=str(tmp)))
         else:
             log(f"iteration {t}: done earlier, kept")
         current = folder / "model"
