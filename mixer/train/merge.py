@@ -15,7 +15,7 @@ from mixer.core.errors import MixerError
 from mixer.train.config import RunConfig
 from mixer.train.delta import check_mergeable
 from mixer.train.deps import require_train_deps
-from mixer.train.trainer import require_paths, save_resolved_config
+from mixer.train.trainer import save_resolved_config
 
 
 def adapter_config(adapter_dir: str | Path) -> dict[str, Any]:
@@ -28,29 +28,20 @@ def adapter_config(adapter_dir: str | Path) -> dict[str, Any]:
     return config
 
 
-def adapter_base_model(adapter_dir: str | Path) -> str:
-    """The base model recorded in the adapter's ``adapter_config.json``."""
-    path = Path(adapter_dir) / "adapter_config.json"
-    base = adapter_config(adapter_dir).get("base_model_name_or_path")
-    if not base:
-        raise MixerError(f"{path} does not name its base model; pass --set base_model=<dir>")
-    return str(base)
-
-
 def run_merge(cfg: RunConfig) -> Path:
-    """Load base + adapter, ``merge_and_unload``, save model and tokenizer; returns the output dir."""
+    """Load base + adapter, ``merge_and_unload``, save model and tokenizer; returns the output dir. ``cfg``
+    comes from ``load_config("merge", ...)`` with ``model`` and ``output_dir`` set (the CLI checks both)."""
     require_train_deps(("torch", "transformers", "peft"))
-    require_paths(cfg, "model", "output_dir")
-    cfg.validate()
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from mixer.train.accel.modeling import torch_dtype
-
-    base_path = cfg.base_model or adapter_base_model(cfg.model)
-    adapter_config(cfg.model)  # also with --set base_model: a prompt/prefix adapter has nothing to merge
+    recorded = adapter_config(cfg.model)  # also with --set base_model: a prompt/prefix adapter has nothing to merge
+    base_path = cfg.base_model or recorded.get("base_model_name_or_path")
+    if not base_path:
+        raise MixerError(f"{Path(cfg.model) / 'adapter_config.json'} does not name its base model; pass --set "
+                         "base_model=<dir>")
     try:
-        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch_dtype(cfg.dtype))
+        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=cfg.dtype)
     except OSError as e:
         raise MixerError(f"cannot load the base model {base_path}: {e}") from e
     model: Any = PeftModel.from_pretrained(base, cfg.model)

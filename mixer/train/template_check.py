@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import html
 import json
-import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +31,6 @@ from types import SimpleNamespace
 from typing import Any
 
 from mixer.core.errors import MixerError
-
-logger = logging.getLogger("mixer.train")
 
 #: rows scanned for conversations of each shape (system turn, multi-turn, tool calls, <think>)
 SCAN_ROWS = 20_000

@@ -23,13 +23,10 @@ from __future__ import annotations
 import functools
 import importlib.util
 import inspect
-import logging
 from dataclasses import dataclass
 from typing import Any
 
 from mixer.core.errors import MixerError
-
-logger = logging.getLogger("mixer.train")
 
 TORCH_VARLEN = "torch_varlen"
 FLASH_IMPLEMENTATIONS = ("flash_attention_3", "flash_attention_2", "flash_attention_4")

@@ -6,7 +6,6 @@ Everything here imports torch/transformers lazily: callers have already passed `
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 import re
 from pathlib import Path
@@ -18,17 +17,6 @@ from mixer.train.accel.attention import TORCH_VARLEN, register_torch_varlen
 from mixer.train.accel.host import engine_mixed_precision
 from mixer.train.config import ConfigError, RunConfig
 from mixer.train.deps import MissingDependencyError, cuda_available
-
-logger = logging.getLogger("mixer.train")
-
-
-def torch_dtype(name: str) -> Any:
-    """``"bfloat16"`` -> ``torch.bfloat16``; ``"auto"`` is passed through for transformers."""
-    if name == "auto":
-        return "auto"
-    import torch
-
-    return getattr(torch, name)
 
 
 def resolve_chat_template(tokenizer: Any, choice: str, *, need_markers: bool) -> str:
@@ -110,9 +98,8 @@ def load_model(cfg: RunConfig, attn_implementation: str, dtype: str | None = Non
     if attn_implementation == TORCH_VARLEN:
         register_torch_varlen()
     transformers.set_seed(cfg.seed)
-    kwargs.update(dtype=torch_dtype(dtype or cfg.dtype), attn_implementation=attn_implementation)
-    if cfg.load_in_4bit:
-        check_qlora_supported()
+    kwargs.update(dtype=dtype or cfg.dtype, attn_implementation=attn_implementation)  # a name: from_pretrained maps it
+    if cfg.load_in_4bit:  # check_qlora_supported() ran before anything was loaded (build_trainer)
         kwargs["quantization_config"] = get_quantization_config(cfg.model_config(dtype=cfg.bnb_4bit_compute_dtype))
     if cfg.load_in_4bit or (cuda_available() and engine_mixed_precision() is None):
         # straight from safetensors to this process's GPU (and cast there): a 7B in fp32 is 27 GiB that

@@ -33,10 +33,7 @@ fp32 residual stream.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
-
-logger = logging.getLogger("mixer.train")
 
 
 class ComputeCopies:
@@ -179,9 +176,3 @@ def attach_compute_copies(trainer: Any, dtype_name: str = "bfloat16") -> Compute
     decide("compute copies", f"{len(copies)} tensors, {size:.2f} GiB in {dtype_name}")
     return copies
 
-
-def apply_mixed_precision(trainer: Any, mixed_precision: str) -> None:
-    """Install the compute copies when the run resolved ``bf16_copy``; keep them on the trainer
-    (``mixer_compute_copies``) so that :func:`mixer.train.trainer.train_and_save` removes them after
-    training and saves plain fp32 weights."""
-    trainer.mixer_compute_copies = (attach_compute_copies(trainer) if mixed_precision == "bf16_copy" else None)
