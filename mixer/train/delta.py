@@ -32,15 +32,16 @@ def resolved_method(cfg: Any) -> str | None:
     return None
 
 
-def peft_config(cfg: Any, task_type: str) -> Any:
+def peft_config(cfg: Any) -> Any:
     """The peft config of the run's method, or None for full fine-tuning.
 
-    ``task_type``: ``CAUSAL_LM`` for SFT/DPO, ``SEQ_CLS`` for reward models (peft then trains the new score
-    head in full, whatever the method).
+    The task type is TRL's ``lora_task_type``: ``CAUSAL_LM`` (TRL's default) for SFT/DPO, ``SEQ_CLS`` for reward
+    models (mixer's default for ``rm``: peft then trains the new score head in full, whatever the method).
     """
     method = resolved_method(cfg)
     if method is None:
         return None
+    task_type = cfg.lora_task_type
     if method in ("lora", "qlora", "dora"):
         from trl import get_peft_config
 

@@ -28,7 +28,7 @@ class DPO(Method):
 
         return load_preference_dataset(cfg.data, cfg.max_train_samples)
 
-    def trl_kwargs(self, cfg: RunConfig, n_rows: int, n_processes: int) -> dict[str, Any]:
+    def trl_kwargs(self, cfg: RunConfig, n_rows: int) -> dict[str, Any]:
         # TRL loads the frozen reference from the same path with these
         return {} if cfg.use_peft else {"model_init_kwargs": {"dtype": reference_dtype(cfg)}}
 

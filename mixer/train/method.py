@@ -16,12 +16,17 @@ class Method:
 
     trainer = ""  # the TRL trainer class
     auto_class = "AutoModelForCausalLM"
+    model_kwargs: dict[str, Any] = {}  # what the model's from_pretrained takes beyond mixer's loading settings
+
+    def needs_markers(self, cfg: RunConfig) -> bool:
+        """Whether the chat template must mark the assistant turns (``{% generation %}``) for the loss mask."""
+        return False
 
     def load(self, cfg: RunConfig) -> Any:
         """The training rows, read from ``cfg.data`` (before the model: a bad file fails fast)."""
         raise NotImplementedError
 
-    def trl_kwargs(self, cfg: RunConfig, n_rows: int, n_processes: int) -> dict[str, Any]:
+    def trl_kwargs(self, cfg: RunConfig, n_rows: int) -> dict[str, Any]:
         """The TRL config fields this method derives from mixer's settings."""
         return {}
 
@@ -29,7 +34,7 @@ class Method:
         """The rows as the TRL trainer takes them (SFT tokenises here)."""
         return rows
 
-    def trainer_kwargs(self, cfg: RunConfig, tokenizer: Any) -> dict[str, Any]:
+    def trainer_kwargs(self, cfg: RunConfig) -> dict[str, Any]:
         """What the TRL trainer's constructor takes beyond model, args, data and tokenizer (RLOO: the reward)."""
         return {}
 

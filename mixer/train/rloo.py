@@ -57,6 +57,6 @@ class RLOO(Method):
                              "`mixer train rm`")
         return load_prompt_dataset(cfg.data, cfg.max_train_samples)
 
-    def trainer_kwargs(self, cfg: RunConfig, tokenizer: Any) -> dict[str, Any]:
+    def trainer_kwargs(self, cfg: RunConfig) -> dict[str, Any]:
         # TRL loads a path as AutoModelForSequenceClassification(num_labels=1) with its own tokenizer
         return {"reward_funcs": str(cfg.reward_model)}

@@ -23,7 +23,7 @@ logger = logging.getLogger("mixer.train")
 EVAL_NAME = "rm_eval.json"
 
 
-def warmup_steps(cfg: RunConfig, n_train: int, n_processes: int) -> float | int:
+def warmup_steps(cfg: RunConfig, n_train: int) -> float | int:
     """``warmup_steps`` (below 1 a ratio: the recipes' ``warmup_ratio``) of the run's optimizer steps, and at
     least ``min_warmup_steps`` (Llama 2: 3 %, min 5).
 
@@ -38,7 +38,7 @@ def warmup_steps(cfg: RunConfig, n_train: int, n_processes: int) -> float | int:
     else:
         per_epoch = max(1, math.ceil(n_train / cfg.effective_batch_size))
         total = max(1, math.ceil(per_epoch * cfg.num_train_epochs))
-    return min(total, max(cfg.min_warmup_steps, math.ceil(cfg.warmup_ratio * total)))
+    return min(total, max(cfg.min_warmup_steps, math.ceil(cfg.warmup_steps * total)))
 
 
 class RM(Method):
@@ -46,6 +46,7 @@ class RM(Method):
 
     trainer = "RewardTrainer"
     auto_class = "AutoModelForSequenceClassification"  # the base model plus a new one-scalar head
+    model_kwargs = {"num_labels": 1}
     held_out: Any = None
 
     def load(self, cfg: RunConfig) -> Any:
@@ -55,9 +56,9 @@ class RM(Method):
         train, self.held_out = split_eval(pairs, cfg.eval_size, cfg.seed)
         return train
 
-    def trl_kwargs(self, cfg: RunConfig, n_rows: int, n_processes: int) -> dict[str, Any]:
+    def trl_kwargs(self, cfg: RunConfig, n_rows: int) -> dict[str, Any]:
         # pairs longer than max_length are dropped by TRL; the held-out pairs are scored once, at the end
-        return {"warmup_steps": warmup_steps(cfg, n_rows, n_processes), "eval_strategy": "no"}
+        return {"warmup_steps": warmup_steps(cfg, n_rows), "eval_strategy": "no"}
 
     def ready(self, trainer: Any, cfg: RunConfig) -> None:
         if len(trainer.train_dataset) == 0:

@@ -82,13 +82,10 @@ class Decisions:
         elif line not in self.lines:
             self.lines.append(line)
 
-    def text(self) -> str:
-        lines = [*self.lines, *([self.last] if self.last else [])]
-        return "\n".join([f"mixer train {self.kind}: decisions", *(f"  {line}" for line in lines)])
-
     def log(self) -> None:
-        if not self.logged and (self.lines or self.last):
-            logger.info("%s", self.text())
+        lines = [*self.lines, *([self.last] if self.last else [])]
+        if not self.logged and lines:
+            logger.info("%s", "\n".join([f"mixer train {self.kind}: decisions", *(f"  {line}" for line in lines)]))
         self.logged = True
 
 
@@ -118,10 +115,6 @@ def progress_bars() -> bool:
     return _progress.get()
 
 
-def stderr_is_terminal() -> bool:
-    return bool(getattr(sys.stderr, "isatty", lambda: False)())
-
-
 class _Tidy(logging.Filter):
     """Drops the known-benign records; removes ANSI escapes where the output is not a terminal."""
 
@@ -149,11 +142,6 @@ def routine_reward_head_report(message: str) -> bool:
     return bool(rows) and rows <= REWARD_HEAD_ROWS
 
 
-def _handlers() -> list[logging.Handler]:
-    """The handlers that write this process's log records: the root's (mixer, TRL) and transformers' own."""
-    return [*logging.getLogger().handlers, *logging.getLogger("transformers").handlers]
-
-
 @contextmanager
 def run_output(kind: str, *, progress: bool | None = None) -> Iterator[Decisions]:
     """For the duration of one run: collect its decisions, silence the known-benign warnings and log records,
@@ -161,12 +149,13 @@ def run_output(kind: str, *, progress: bool | None = None) -> Iterator[Decisions
     import transformers.utils.logging as hf_logging
 
     hf_logging.get_logger("transformers")  # its handler exists from here on, so the filter can sit on it
-    terminal = stderr_is_terminal()
+    terminal = bool(getattr(sys.stderr, "isatty", lambda: False)())
     show_progress = terminal if progress is None else progress and terminal
     decisions = Decisions(kind)
     tokens = (_current.set(decisions), _progress.set(show_progress))
     tidy = _Tidy(strip_ansi=not terminal)
-    handlers = _handlers()
+    # the handlers that write this process's log records: the root's (mixer, TRL) and transformers' own
+    handlers = [*logging.getLogger().handlers, *logging.getLogger("transformers").handlers]
     for handler in handlers:
         handler.addFilter(tidy)
     restore_bars = _progress_bars_off() if not show_progress else None

@@ -27,7 +27,10 @@ class SFT(Method):
 
         return load_parquet(cfg.data, SFT_COLUMNS, cfg.max_train_samples)
 
-    def trl_kwargs(self, cfg: RunConfig, n_rows: int, n_processes: int) -> dict[str, Any]:
+    def needs_markers(self, cfg: RunConfig) -> bool:
+        return bool(cfg.assistant_only_loss)
+
+    def trl_kwargs(self, cfg: RunConfig, n_rows: int) -> dict[str, Any]:
         """Batching: ``padding_free`` flattens each micro-batch into one row with ``position_ids`` (``max_length``
         None for TRL: the rows are already truncated, and TRL rejects it without packing); ``packed`` fills
         best-fit-decreasing bins of ``max_length`` tokens (then runs padding-free too); ``padded`` pads right."""

@@ -48,9 +48,8 @@ def derived_kwargs(cfg: RunConfig, n_rows: int = 0, n_processes: int | None = No
     """
     n = world_size() if n_processes is None else n_processes
     accumulation = gradient_accumulation_steps(cfg.effective_batch_size, cfg.per_device_train_batch_size, n)
-    derived: dict[str, Any] = {
-        "gradient_accumulation_steps": accumulation,
-        "dataset_num_proc": num_proc, "fp16": False, **METHODS[cfg.kind]().trl_kwargs(cfg, n_rows, n)}
+    derived: dict[str, Any] = {"gradient_accumulation_steps": accumulation, "dataset_num_proc": num_proc,
+                               **METHODS[cfg.kind]().trl_kwargs(cfg, n_rows)}
     derived.update(lever_kwargs(cfg, n))
     processes = f"{n} process{'es' if n > 1 else ''}"
     if cfg.max_tokens_per_microbatch:
@@ -73,25 +72,19 @@ def derived_kwargs(cfg: RunConfig, n_rows: int = 0, n_processes: int | None = No
     return derived
 
 
-def trl_config(cfg: RunConfig, n_rows: int = 0, n_processes: int | None = None, num_proc: int | None = None) -> Any:
-    """The trainer's TRL config: the keys set plus :func:`derived_kwargs`."""
-    return cfg.trl_config(**derived_kwargs(cfg, n_rows, n_processes, num_proc))
-
-
 def build_trainer(cfg: RunConfig, callbacks: list[Any] | None = None) -> Any:
     """A ready TRL trainer for ``cfg.kind`` (tests inspect it before training); ``trainer.mixer_runtime`` keeps
     the host's choices for the saved config."""
     from mixer.train.data import resolve_parquet_files
-    from mixer.train.deps import cuda_available, require_train_deps
+    from mixer.train.deps import cuda_available
 
-    require_train_deps()
-    require_paths(cfg, "model", "data", "output_dir")
+    require_paths(cfg, "model", "data", "output_dir")  # load_config checked the [train] extra is installed
     cfg.validate()
     resolve_parquet_files(cfg.data)  # a wrong --data fails before the slow imports
     import trl
 
     from mixer.train.accel.modeling import check_qlora_supported, load_model, load_tokenizer
-    from mixer.train.accel.precision import apply_mixed_precision
+    from mixer.train.accel.precision import attach_compute_copies
     from mixer.train.delta import peft_config
 
     if cfg.load_in_4bit:
@@ -100,19 +93,21 @@ def build_trainer(cfg: RunConfig, callbacks: list[Any] | None = None) -> Any:
     runtime = resolve_runtime(cfg, cuda=cuda_available())
     cfg = cfg.replace(batching=runtime.batching)
     before_loading(cfg, runtime.mixed_precision, cuda_available())
-    tokenizer = load_tokenizer(cfg, need_markers=cfg.kind == "sft" and cfg.assistant_only_loss)
+    tokenizer = load_tokenizer(cfg, need_markers=method.needs_markers(cfg))
     rows = method.load(cfg)
     # a config class without dataset_num_proc (RLOO tokenises nothing ahead) drops it in RunConfig.trl_config
-    args = trl_config(cfg, len(rows), num_proc=tokenise_processes(cfg.values.get("dataset_num_proc"), len(rows)))
+    num_proc = tokenise_processes(cfg.values.get("dataset_num_proc"), len(rows))
+    args = cfg.trl_config(**derived_kwargs(cfg, len(rows), num_proc=num_proc))
     rows = method.prepare(cfg, rows, tokenizer, args)
-    extra = {"num_labels": 1} if method.auto_class != "AutoModelForCausalLM" else {}
-    model = load_model(cfg, runtime.attn_implementation, runtime.weights_dtype, method.auto_class, **extra)
+    model = load_model(cfg, runtime.attn_implementation, runtime.weights_dtype, method.auto_class,
+                       **method.model_kwargs)
     trainer = getattr(trl, method.trainer)(
         model=model, args=args, train_dataset=rows, processing_class=tokenizer, callbacks=callbacks,
-        peft_config=peft_config(cfg, "SEQ_CLS" if cfg.kind == "rm" else "CAUSAL_LM"),
-        **method.trainer_kwargs(cfg, tokenizer))
+        peft_config=peft_config(cfg), **method.trainer_kwargs(cfg))
     method.ready(trainer, cfg)
-    apply_mixed_precision(trainer, runtime.mixed_precision)
+    # bf16_copy: compute copies, removed after training (train_and_save) so that plain fp32 weights are saved
+    trainer.mixer_compute_copies = (attach_compute_copies(trainer) if runtime.mixed_precision == "bf16_copy"
+                                    else None)
     after_building(trainer, cfg)
     trainer.mixer_runtime = runtime
     trainer.mixer_method = method
@@ -205,8 +200,7 @@ def train_and_save(trainer: Any, cfg: RunConfig) -> dict[str, Any]:
     """Train (resuming when asked), save the model or adapter, the tokenizer and the resolved config to
     ``output_dir``; return the train metrics. The resolved config is written first, so a run that crashes
     still says what it was; the loss history goes to ``output_dir/metrics.jsonl`` as training runs."""
-    resolved = getattr(trainer, "mixer_runtime", None)
-    resolved = resolved.as_dict() if resolved is not None else None
+    resolved = trainer.mixer_runtime.as_dict()
     if trainer.is_world_process_zero():
         save_resolved_config(cfg, resolved)
     checkpoint = resume_checkpoint(cfg)
@@ -214,9 +208,8 @@ def train_and_save(trainer: Any, cfg: RunConfig) -> dict[str, Any]:
     if trainer.is_world_process_zero():
         log_decisions()
     result = trainer.train(resume_from_checkpoint=checkpoint)
-    copies = getattr(trainer, "mixer_compute_copies", None)
-    if copies is not None:  # leave a plain fp32 model for saving and for what runs after (RM held-out eval)
-        copies.remove()
+    if trainer.mixer_compute_copies is not None:  # a plain fp32 model for saving and what runs after (RM eval)
+        trainer.mixer_compute_copies.remove()
     trainer.save_model(cfg.output_dir)
     if trainer.is_world_process_zero():
         trainer.processing_class.save_pretrained(cfg.output_dir)

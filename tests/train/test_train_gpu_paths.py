@@ -245,11 +245,11 @@ def test_tokenisation_uses_up_to_sixteen_processes_for_large_data(monkeypatch: p
 
 
 def test_ddp_timeout_reaches_the_training_arguments() -> None:
-    from mixer.train.trainer import trl_config
+    from mixer.train.trainer import derived_kwargs
 
     cfg = load_config("sft", REPO / "train" / "tiny-cpu.yaml", ["ddp_timeout=7200"], output_dir="/tmp/x")
-    assert trl_config(cfg, n_processes=1, num_proc=3).ddp_timeout == 7200
-    assert trl_config(cfg, n_processes=1, num_proc=3).dataset_num_proc == 3
+    args = cfg.trl_config(**derived_kwargs(cfg, n_processes=1, num_proc=3))
+    assert (args.ddp_timeout, args.dataset_num_proc) == (7200, 3)
 
 
 # --- 9. LoRA + ZeRO-3 gets reentrant checkpointing under the name the Trainer reads -----------------------

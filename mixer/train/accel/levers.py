@@ -124,16 +124,6 @@ def attach_token_microbatches(trainer: Any, max_tokens: int) -> None:
     trainer.training_step = training_step
 
 
-def step_batch_kwargs(cfg: Any, processes: int) -> dict[str, Any]:
-    """The TRL fields that make the data loader hand over whole optimizer steps (token micro-batches)."""
-    per_process, rest = divmod(cfg.effective_batch_size, processes)
-    if rest:
-        from mixer.train.accel.batch import BatchError
-
-        raise BatchError(f"effective batch {cfg.effective_batch_size} is not a multiple of {processes} processes")
-    return {"per_device_train_batch_size": per_process, "gradient_accumulation_steps": 1}
-
-
 # ------------------------------------------------------------------------------------- regional compile
 def decoder_layers(model: Any) -> list[Any]:
     """The model's repeated decoder blocks: modules whose class transformers lists in ``_no_split_modules``
@@ -258,8 +248,9 @@ def lever_kwargs(cfg: Any, processes: int) -> dict[str, Any]:
     from mixer.train.config import checkpoint_every_n
 
     out: dict[str, Any] = {}
-    if cfg.max_tokens_per_microbatch:
-        out.update(step_batch_kwargs(cfg, processes))
+    if cfg.max_tokens_per_microbatch:  # the data loader hands over whole optimizer steps, split by tokens later
+        # (the effective batch divides by the processes: gradient_accumulation_steps checked it first)
+        out.update(per_device_train_batch_size=cfg.effective_batch_size // processes, gradient_accumulation_steps=1)
     every = checkpoint_every_n(cfg.gradient_checkpointing_layers)
     if cfg.gradient_checkpointing and every > 1:
         require_every_n_layers()
