@@ -43,7 +43,8 @@ def generate(
     backend: Annotated[str, typer.Option("--backend", help=f"One of {', '.join(BACKENDS)}.")] = "transformers",
     chat_template: Annotated[str | None, typer.Option("--chat-template", help="`tulu` or a .jinja file; default: "
                                                       "the policy folder's own.")] = None,
-    dtype: Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPU, fp32 on CPU), bfloat16, float32.")] = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help="Policy and reward-model weights: auto (bf16 on GPU, fp32 on "
+                                       "CPU), bfloat16, float32.")] = "auto",
     shard_prompts: Annotated[int, typer.Option("--shard-prompts", help="Prompts per resumable shard.")] = 64,
     name: Annotated[str | None, typer.Option("--name", help="`dataset` label of the outputs.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing non-resumable folder.")] = False,

@@ -46,7 +46,8 @@ class GenerateConfig:
     keep_truncated: bool = field(default=True, metadata={"help": "Replies cut at max_new_tokens may be picked."})
     backend: str = field(default="transformers", metadata={"help": f"One of {BACKENDS}."})
     chat_template: str | None = field(default=None, metadata={"help": "`tulu` or a .jinja file; default: the model's."})
-    dtype: str = field(default="auto", metadata={"help": "Policy weights: auto (bf16 on GPU, fp32 on CPU), ..."})
+    dtype: str = field(default="auto", metadata={
+        "help": "Policy (and reward model) weights: auto (bf16 on GPU, fp32 on CPU), ..."})
     shard_prompts: int = field(default=64, metadata={"help": "Prompts per resumable shard."})
     name: str | None = field(default=None, metadata={"help": "`dataset` label of the outputs (default: folder name)."})
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing folder that is not resumable."})

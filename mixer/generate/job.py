@@ -219,7 +219,7 @@ def _load(cfg: GenerateConfig, method: Method) -> Models:
     if method.needs_reward_model():
         from mixer.train.reward import RewardScorer
 
-        scorer = RewardScorer(cfg.reward_model, batch_size=cfg.batch_size)
+        scorer = RewardScorer(cfg.reward_model, batch_size=cfg.batch_size, dtype=cfg.dtype)
     sampling = SamplingSettings(1, cfg.temperature, cfg.top_p, cfg.max_new_tokens)
     backend = make_backend(cfg.backend, cfg.policy, sampling, chat_template=cfg.chat_template, dtype=cfg.dtype,
                            seed=cfg.seed, batching=cfg.batching)

@@ -122,7 +122,8 @@ def _load_models(cfg: GenerateConfig) -> tuple[Backend, Any]:
         require_vllm()  # before the reward model is loaded: the first thing a user without vLLM sees
     from mixer.train.reward import RewardScorer
 
-    scorer = RewardScorer(cfg.reward_model, batch_size=cfg.batch_size)  # checked first: it fails faster
+    # checked first: it fails faster; the reward model in the policy's dtype (auto: bf16 on a GPU)
+    scorer = RewardScorer(cfg.reward_model, batch_size=cfg.batch_size, dtype=cfg.dtype)
     sampling = SamplingSettings(cfg.n, cfg.temperature, cfg.top_p, cfg.max_new_tokens)
     backend = make_backend(cfg.backend, cfg.policy, sampling, chat_template=cfg.chat_template, dtype=cfg.dtype,
                            seed=cfg.seed, batching=cfg.batching)

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from mixer.core.errors import MixerError
+from mixer.core.records import SCORE_FIELDS
 from mixer.train.data import DataError, is_messages, load_preference_dataset
 
-SCORE_COLUMNS = ("score_chosen", "score_rejected")
+SCORE_COLUMNS = SCORE_FIELDS  # the pair's two ratings, as a preference build keeps them
 logger = logging.getLogger("mixer.train")
 
 
@@ -118,7 +119,7 @@ class RewardScorer:
     """
 
     def __init__(self, model_dir: str | Path | None = None, *, model: Any = None, tokenizer: Any = None,
-                 batch_size: int = 8, dtype: str = "float32", device: str | None = None) -> None:
+                 batch_size: int = 8, dtype: str = "auto", device: str | None = None) -> None:
         import torch
 
         if model is None or tokenizer is None:
@@ -164,8 +165,11 @@ class RewardScorer:
         return out
 
 
-def load_reward_model(model_dir: str | Path, *, dtype: str = "float32", device: str | None = None) -> tuple[Any, Any]:
+def load_reward_model(model_dir: str | Path, *, dtype: str = "auto", device: str | None = None) -> tuple[Any, Any]:
     """A saved reward model (sequence classification, one label) and its tokenizer, ready to score.
+
+    ``dtype``: ``auto`` is bf16 on a GPU (a 7B reward model in fp32 would take 28 GB beside the policy) and
+    fp32 on CPU, as ``mixer generate --dtype auto`` loads the policy.
 
     Fails clearly when the folder is not a one-label classifier (a policy given as ``--reward-model``) or its
     tokenizer has no chat template (the conversation could not be rendered as in training).
@@ -187,10 +191,12 @@ def load_reward_model(model_dir: str | Path, *, dtype: str = "float32", device: 
                          "the way the reward model was trained")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=getattr(torch, dtype))
-    model.config.pad_token_id = tokenizer.pad_token_id
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if dtype == "auto":
+        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=dtype)
+    model.config.pad_token_id = tokenizer.pad_token_id
     return model.to(device).eval(), tokenizer
 
 

@@ -68,9 +68,9 @@ def test_rm_recipe_carries_the_llama2_values() -> None:
 
 def test_warmup_is_three_percent_of_steps_but_at_least_five() -> None:
     cfg = load_config("rm", REPO / "train" / "rm.yaml")
-    assert warmup_steps(cfg, n_train=512 * 100, n_processes=8) == 5  # 3 % of 100 steps = 3 -> 5
-    assert warmup_steps(cfg, n_train=512 * 1000, n_processes=8) == 30
-    assert warmup_steps(cfg, n_train=512 * 2, n_processes=8) == 2  # never more than the run has
+    assert warmup_steps(cfg, n_train=512 * 100) == 5  # 3 % of 100 steps = 3 -> 5
+    assert warmup_steps(cfg, n_train=512 * 1000) == 30
+    assert warmup_steps(cfg, n_train=512 * 2) == 2  # never more than the run has
 
 
 def test_rm_rejects_padding_free_batches() -> None:
@@ -93,6 +93,9 @@ def test_rm_loss_falls_and_held_out_accuracy_is_written(separable_build: Path, t
     good, bad = scorer.score([[_m("user", "Is it?"), _m("assistant", "Yes, on a clear day.")],
                               [_m("user", "Is it?"), _m("assistant", "No, it is green.")]])
     assert good > bad
+    # dtype auto: fp32 on CPU (bf16 on a GPU, as generate's policy); a named dtype is taken as given
+    assert str(scorer.model.dtype) == "torch.float32"
+    assert str(RewardScorer(tmp_path / "rm", dtype="bfloat16").model.dtype) == "torch.bfloat16"
 
 
 def test_rm_in_bf16_trains_on_compute_copies_and_scores_held_out_pairs_on_plain_fp32_weights(
