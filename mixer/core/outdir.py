@@ -208,6 +208,32 @@ def lock_output(out: Path | str) -> Iterator[None]:
         os.close(fd)  # releases the flock
 
 
+def unwritable(folder: Path | str, *, create: bool = False) -> str | None:
+    """Why a file cannot be written in ``folder``, or None when it can: the OS's reason (``Permission
+    denied``, ``Read-only file system``...), found by creating a probe file and removing it at once.
+
+    Asked before the work starts, so that a run fails (or goes without its cache) in its first second
+    rather than at its first write. With ``create`` the folder is made first (a cache folder is mixer's
+    own); without, nothing is created: a folder that does not exist yet is judged by its nearest
+    existing parent, the one its creation would write into.
+    """
+    probe_dir = Path(folder)
+    try:
+        if create:
+            probe_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            while not probe_dir.exists() and probe_dir.parent != probe_dir:
+                probe_dir = probe_dir.parent
+            if not probe_dir.is_dir():
+                return f"{probe_dir} is not a folder"
+        fd, probe = tempfile.mkstemp(prefix=".mixer-probe-", dir=probe_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
 def _why(e: OSError) -> str:
     """An OSError as a user reads it: a file in the way of a folder is named as such."""
     if e.errno in (errno.EEXIST, errno.ENOTDIR):

@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from mixer.core.errors import RecipeError, did_you_mean
-from mixer.core.yamlio import UniqueKeyLoader
+from mixer.core.yamlio import read_yaml_file
 from mixer.recipe.budget import (
     BudgetSettings,
     FirstTake,
@@ -128,9 +126,6 @@ class Recipe:
         """Each source's own seed: adding or reordering sources never changes another's sample."""
         digest = hashlib.sha256(f"{self.seed}:{source}".encode()).digest()
         return int.from_bytes(digest[:8], "big")
-
-
-_Loader = UniqueKeyLoader
 
 
 # -- recipe-specific parsing ----------------------------------------------------------------
@@ -296,16 +291,7 @@ def load_recipe(path: str | Path, *, raw_dir: str | None = None, output: str | N
         raise RecipeError(f"{p}: recipe file not found")
     if not p.is_file():
         raise RecipeError(f"{p}: is a folder, not a recipe file; give the recipe's YAML file")
-    raw = p.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise RecipeError(f"{p}: line {line}: not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start})") from None
-    try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as e:
-        raise RecipeError(f"{p}: not valid YAML: {e}") from None
+    text, data = read_yaml_file(p, error=RecipeError)
     try:
         recipe = parse_recipe(data, path=str(p), text=text)
     except RecipeError as e:  # every message names the recipe file, then the key path inside it

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mixer.core.digest import file_sha256
+from mixer.core.outdir import unwritable
 
 SCHEMA = pa.schema([("key", pa.binary(16)), ("n_tokens", pa.int32())])
 #: ``counts-<first 32 hex digits of the file's sha256>.parquet``
@@ -110,14 +111,8 @@ def unwritable_cache() -> str | None:
     root = cache_root()
     if root is None:
         return None
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=root)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        return f"the cache folder {root} cannot be written ({e.strerror or e})"
-    return None
+    problem = unwritable(root, create=True)
+    return None if problem is None else f"the cache folder {root} cannot be written ({problem})"
 
 
 def text_key(text: str) -> bytes:

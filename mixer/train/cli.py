@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from mixer.core.errors import MixerError
-from mixer.core.outdir import TRAIN_MARKER, check_not_an_input, check_output_dir, check_run_dir
+from mixer.core.outdir import TRAIN_MARKER, check_not_an_input, check_output_dir, check_run_dir, unwritable
 from mixer.report.console import user_errors
 from mixer.train.config import load_config, shipped_recipes, to_yaml
 from mixer.train.runlog import setup_cli_logging
@@ -119,7 +119,7 @@ def check_host(cfg: Any) -> None:
             raise MixerError(f"{option} {value}: no such model folder (and not a Hugging Face model id such as "
                              "meta-llama/Llama-2-7b-hf); for an offline model to try mixer with: "
                              "mixer dev tiny-model DIR")
-    problem = _unwritable(Path(cfg.output_dir))
+    problem = unwritable(cfg.output_dir)
     if problem:
         raise MixerError(f"--output-dir {cfg.output_dir}: cannot be written ({problem}); nothing was trained")
     from mixer.train.deps import cuda_available
@@ -139,28 +139,6 @@ def _hub_id(value: str) -> bool:
     import re
 
     return re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?", value) is not None and ".." not in value
-
-
-def _unwritable(out: Path) -> str | None:
-    """Why ``out`` (or the folder that would hold it) cannot be written, or None; probed with a file that is
-    removed at once, so nothing is left behind when it can."""
-    import os
-    import tempfile
-
-    probe_dir = out
-    while not probe_dir.exists():
-        if probe_dir.parent == probe_dir:
-            break
-        probe_dir = probe_dir.parent
-    if not probe_dir.is_dir():
-        return f"{probe_dir} is not a folder"
-    try:
-        fd, path = tempfile.mkstemp(prefix=".mixer-probe-", dir=probe_dir)
-        os.close(fd)
-        os.unlink(path)
-    except OSError as e:
-        return e.strerror or str(e)
-    return None
 
 
 def _trainer_command(kind: str, help_text: str) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from mixer.core.errors import MixerError, RecipeError, did_you_mean
-from mixer.core.yamlio import UniqueKeyLoader
+from mixer.core.yamlio import UniqueKeyLoader, read_yaml_file
 from mixer.recipe.coerce import coerce
 from mixer.train.args import (
     ATTN_CHOICES,
@@ -354,17 +354,8 @@ def resolve_recipe(name_or_path: str | Path) -> Path:
 def read_recipe(path: str | Path) -> tuple[Path, dict[str, Any]]:
     """A recipe file's mapping, with errors naming the file (and the line of a byte that is not UTF-8)."""
     p = resolve_recipe(path)
-    data = p.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise ConfigError(f"{p}: line {line}: not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start})"
-                          ) from None
-    try:
-        raw = load_yaml(text) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML: {e}") from e
+    _, data = read_yaml_file(p, loader=_Loader, error=ConfigError)
+    raw = data or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: expected a mapping of config keys")
     given: dict[str, str] = {}

@@ -25,6 +25,7 @@ from mixer.core.outdir import (
     lock_path,
     recover_interrupted,
     staged_dir,
+    unwritable,
 )
 from tests.conftest import flan_rows, write_jsonl
 
@@ -192,3 +193,33 @@ def test_staged_dir_leaves_nothing_and_keeps_the_earlier_output_when_writing_fai
         raise RuntimeError("disk full")
     assert (out / "old.txt").read_text() == "earlier output\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pruned"]
+
+
+def test_unwritable_probes_without_leaving_anything_and_creates_nothing_unless_asked(tmp_path: Path) -> None:
+    (tmp_path / "kept.txt").write_text("x\n")
+    assert unwritable(tmp_path) is None
+    assert unwritable(tmp_path / "new" / "run") is None  # judged by tmp_path, the nearest existing parent
+    assert sorted(e.name for e in tmp_path.iterdir()) == ["kept.txt"]
+    assert unwritable(tmp_path / "cache" / "mixer", create=True) is None
+    assert sorted(e.name for e in tmp_path.iterdir()) == ["cache", "kept.txt"]
+    assert list((tmp_path / "cache" / "mixer").iterdir()) == []
+
+
+def test_unwritable_names_a_file_where_a_folder_is_needed(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("x\n")
+    assert unwritable(tmp_path / "a-file" / "run") == f"{tmp_path / 'a-file'} is not a folder"
+    assert unwritable(tmp_path / "a-file" / "cache", create=True) == "Not a directory"
+    assert (tmp_path / "a-file").read_text() == "x\n"
+
+
+def test_unwritable_gives_the_systems_reason_when_no_file_can_be_created(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only folder (simulated: tests run as root, which chmod does not stop)."""
+    import mixer.core.outdir
+
+    def read_only(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(mixer.core.outdir.tempfile, "mkstemp", read_only)
+    assert unwritable(tmp_path / "run") == "Permission denied"
+    assert unwritable(tmp_path / "cache", create=True) == "Permission denied"

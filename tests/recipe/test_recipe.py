@@ -105,6 +105,13 @@ def test_invalid_yaml_is_a_recipe_error(tmp_path: Path) -> None:
         load_recipe(path)
 
 
+def test_a_recipe_that_is_not_utf8_is_a_recipe_error_naming_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_bytes(b"seed: 1\nsources: []  # caf\xe9\n")
+    with pytest.raises(RecipeError, match=r"r.yaml: line 2: not UTF-8 text \(byte 0xe9 at offset 26\)$"):
+        load_recipe(path)
+
+
 def test_a_folder_given_as_the_recipe_is_a_recipe_error(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match="is a folder, not a recipe file"):
         load_recipe(tmp_path)

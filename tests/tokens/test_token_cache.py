@@ -10,6 +10,7 @@ from conftest import ROOT
 import mixer.tokens.count
 from mixer.build import build
 from mixer.recipe.load import load_recipe
+from mixer.tokens.cache import unwritable_cache
 from mixer.tokens.count import TokenCounter
 
 
@@ -32,6 +33,14 @@ def test_cache_can_be_turned_off(tmp_path: Path, monkeypatch) -> None:
         assert counter.cache is None
         assert counter.count_texts(["hello world"]) == [2]
     assert not (tmp_path / "tokens").exists()
+
+
+def test_a_cache_folder_that_cannot_be_written_is_named_with_the_reason(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MIXER_CACHE_DIR", str(tmp_path / "cache"))
+    assert unwritable_cache() is None and (tmp_path / "cache").is_dir()  # made on first use
+    (tmp_path / "a-file").write_text("x\n")
+    monkeypatch.setenv("MIXER_CACHE_DIR", str(tmp_path / "a-file" / "cache"))
+    assert unwritable_cache() == f"the cache folder {tmp_path / 'a-file' / 'cache'} cannot be written (Not a directory)"
 
 
 def test_a_damaged_cache_file_means_a_recount_not_a_wrong_count(tmp_path: Path, monkeypatch) -> None:
