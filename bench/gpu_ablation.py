@@ -2,7 +2,7 @@
 baseline (``auto`` attention, packed bins of 4,096 tokens, bf16 compute copies of the fp32 master weights, full
 gradient checkpointing), through ``mixer train``'s own trainer (:func:`gpu_check.train_once`).
 
-    python bench/gpu_check.py ablation        (gpu_check.sh runs it when PARTS names it)
+    python bench/gpu_ablation.py        (gpu_check.sh runs it when PARTS names it)
 
 Variants (one lever changed each; a lever whose package is missing is reported as skipped, not failed):
 
@@ -16,7 +16,7 @@ Variants (one lever changed each; a lever whose package is missing is reported a
 - ``fa3``/``fa4``: the FlashAttention 3/4 kernel when transformers reports it usable.
 
 Writes ``ablation.json`` to ``$OUT`` and a copy to ``$RESULTS_DIR`` (default ``bench/results/``; the CPU smoke
-mode writes under ``$OUT``) named ``ablation-<date>-<gpu>-<size>.json``; :func:`table` prints the summary's rows.
+mode writes under ``$OUT``) named ``ablation-<date>-<gpu>-<size>.json``; ``gpu_check.py summary`` prints its rows.
 """
 
 from __future__ import annotations
@@ -109,22 +109,5 @@ def _write(results: list[dict[str, Any]]) -> None:
     (folder / f"ablation-{record['date']}-{gpu}-{gc_.SIZE}.json").write_text(json.dumps(record, indent=1) + "\n")
 
 
-def table() -> list[str]:
-    """The summary's ablation rows: tokens/s, MFU, peak memory and the speed-up over the baseline."""
-    data = gc_.read("ablation.json")
-    if not data:
-        return []
-    rows = data["results"]
-    base = next((r.get("tokens_per_s") for r in rows if r["variant"] == "baseline" and r.get("status") == "ok"), None)
-    lines = [f"ablation ({data['model_size']}, baseline = auto attention, packed, bf16 copies; one lever each):",
-             f"  {'lever':18} {'tok/s':>9} {'MFU':>6} {'peakGiB':>8} {'vs base':>8} {'compile s':>9}  status"]
-    for r in rows:
-        tps = r.get("tokens_per_s")
-        ok = r.get("status") == "ok" and isinstance(tps, (int, float))
-        mfu = f"{r['mfu']:.1%}" if isinstance(r.get("mfu"), float) else "-"
-        mem = f"{r['peak_mem_gib']:.1f}" if isinstance(r.get("peak_mem_gib"), (int, float)) else "-"
-        rel = f"{tps / base:.2f}x" if ok and base else "-"
-        comp = r.get("compile_s", "-")
-        lines.append(f"  {r['variant']:18} {f'{tps:,.0f}' if ok else '-':>9} {mfu:>6} {mem:>8} {rel:>8} "
-                     f"{comp!s:>9}  {str(r.get('status', '?'))[:120]}")
-    return lines
+if __name__ == "__main__":
+    stage_ablation()

@@ -1,8 +1,9 @@
 """Stages of bench/gpu_check.sh: `mixer train`'s own code on one GPU, measured.
 
-    python bench/gpu_check.py env|assets|sft|dpo|qlora|ablation|summary     (gpu_check.sh runs them in order)
+    python bench/gpu_check.py env|assets|sft|dpo|qlora|summary     (gpu_check.sh runs them in order;
+    the ablation part is bench/gpu_ablation.py, which uses this module's helpers)
 
-Everything goes through mixer's trainer (``build_sft_trainer`` / ``build_dpo_trainer`` and their
+Everything goes through mixer's trainer (``build_trainer`` and its
 ``resolve_runtime``: attention kernel, batching, fp32 master weights), so the figures are those of
 ``mixer train``. Results are JSON files in ``$OUT``; scratch (model, tokenizer, builds) in ``$GC_WORK``.
 ``MODEL_SIZE``: ``7b`` (Llama-2-7B shape), ``3b`` (a ~3B Llama shape that an 80 GB H100 fits for full fine-tuning),
@@ -387,6 +388,27 @@ def stage_qlora() -> None:
     write("qlora.json", result)
 
 
+def ablation_table() -> list[str]:
+    """The summary's ablation rows: tokens/s, MFU, peak memory and the speed-up over the baseline."""
+    data = read("ablation.json")
+    if not data:
+        return []
+    rows = data["results"]
+    base = next((r.get("tokens_per_s") for r in rows if r["variant"] == "baseline" and r.get("status") == "ok"), None)
+    lines = [f"ablation ({data['model_size']}, baseline = auto attention, packed, bf16 copies; one lever each):",
+             f"  {'lever':18} {'tok/s':>9} {'MFU':>6} {'peakGiB':>8} {'vs base':>8} {'compile s':>9}  status"]
+    for r in rows:
+        tps = r.get("tokens_per_s")
+        ok = r.get("status") == "ok" and isinstance(tps, (int, float))
+        mfu = f"{r['mfu']:.1%}" if isinstance(r.get("mfu"), float) else "-"
+        mem = f"{r['peak_mem_gib']:.1f}" if isinstance(r.get("peak_mem_gib"), (int, float)) else "-"
+        rel = f"{tps / base:.2f}x" if ok and base else "-"
+        comp = r.get("compile_s", "-")
+        lines.append(f"  {r['variant']:18} {f'{tps:,.0f}' if ok else '-':>9} {mfu:>6} {mem:>8} {rel:>8} "
+                     f"{comp!s:>9}  {str(r.get('status', '?'))[:120]}")
+    return lines
+
+
 def stage_summary() -> None:
     env = read("env.json") or {}
     sft = (read("sft.json") or {}).get("results", [])
@@ -453,9 +475,7 @@ def stage_summary() -> None:
                               "continuous_tok_s": (r.get("continuous") or {}).get("tokens_per_s"),
                               "padded_tok_s": (r.get("padded") or {}).get("tokens_per_s")}
             for r in generate.get("results", [])}
-    from gpu_ablation import table
-
-    for line in table():
+    for line in ablation_table():
         print(line)
     for key, value in verdicts.items():
         print(f"  {key}: {value}")
@@ -463,14 +483,8 @@ def stage_summary() -> None:
     write("summary.json", {"env": env, "parts": parts, "verdicts": verdicts})
 
 
-def stage_ablation() -> None:
-    from gpu_ablation import stage_ablation as run
-
-    run()
-
-
 STAGES = {"env": stage_env, "assets": stage_assets, "sft": stage_sft, "dpo": stage_dpo, "qlora": stage_qlora,
-          "ablation": stage_ablation, "summary": stage_summary}
+          "summary": stage_summary}
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in STAGES:

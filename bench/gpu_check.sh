@@ -138,7 +138,7 @@ if [ -f "$WORK/assets.json" ]; then
   wants sft   && part sft 280 "$PY" bench/gpu_check.py sft
   wants dpo   && part dpo 120 "$PY" bench/gpu_check.py dpo
   wants qlora && part qlora 90 "$PY" bench/gpu_check.py qlora
-  wants ablation && part ablation "${ABLATION_S:-420}" "$PY" bench/gpu_check.py ablation
+  wants ablation && part ablation "${ABLATION_S:-420}" "$PY" bench/gpu_ablation.py
 else
   for p in sft dpo qlora ablation; do wants $p && { ORDER+=("$p"); STATUS[$p]="skipped (no assets)"; }; done
 fi
