@@ -159,7 +159,7 @@ def spin(
     them (rejected), and trains the next model with DPO's sigmoid loss against the current one, on these pairs and
     (from iteration 1 on) the previous iteration's. Rerun to resume."""
     from mixer.generate.backends import SamplingSettings
-    from mixer.train.spin import run_spin
+    from mixer.generate.spin import run_spin
 
     sampling = SamplingSettings(n=1, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
     models = run_spin(model, data, output, iterations, config, set_ or [], sampling, chat_template=chat_template,

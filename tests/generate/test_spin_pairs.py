@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from mixer.cli import app
 from mixer.core.errors import MixerError
-from mixer.train.spin import PAIR_SCHEMA, SPIN_MARKER, write_training_pairs
+from mixer.generate.spin import PAIR_SCHEMA, SPIN_MARKER, write_training_pairs
 
 REPO = Path(__file__).resolve().parents[2]
 
