@@ -4,8 +4,9 @@ engine creates pools.
 Layers, lowest first, each a folder (or top module) of ``mixer/``; a module may import its own layer and
 those below; every import counts, also one inside a function or under ``TYPE_CHECKING``:
 
-core <- tokens <- readers <- sources <- recipe <- kernels <- stages <- engine <- report <- build <- cli
-(with generate and train beside cli)
+core <- tokens <- readers <- sources <- recipe <- kernels <- stages <- engine <- report <- build <- train
+<- generate <- cli (generate makes data with models, scores with reward models and trains SPIN's rounds through
+train; train never calls generate)
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("engine", ("mixer.engine",)),
     ("report", ("mixer.report",)),
     ("build", ("mixer.build",)),
-    ("cli", ("mixer.cli", "mixer.__main__", "mixer.generate", "mixer.train")),
+    ("train", ("mixer.train",)),
+    ("generate", ("mixer.generate",)),
+    ("cli", ("mixer.cli", "mixer.__main__")),
 ]
 
 #: imports that point down the wrong way, each with why it is tolerated for now
