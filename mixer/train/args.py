@@ -10,7 +10,9 @@ for TRL's fields, the old key names that keep working and the TRL fields mixer d
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
+
+from mixer.core.errors import MixerError
 
 LLAMA_LINEAR_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 BATCHING_MODES = ("padding_free", "packed", "padded")
@@ -20,9 +22,25 @@ MIXED_PRECISION = ("auto", "autocast", "bf16_copy")
 COMPILE_MODES = ("none", "regional")
 
 
+class ConfigError(MixerError):
+    """A train config key, type or value is wrong."""
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    """Refuse a value outside ``choices``, naming the key and the valid values."""
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
 @dataclass
 class MixerArgs:
-    """What mixer adds to TRL's configs (``field(metadata={"help": ...})`` as TRL writes its own)."""
+    """What mixer adds to TRL's configs (``field(metadata={"help": ...})`` as TRL writes its own), and the
+    checks of what one trainer adds (:meth:`check`; :meth:`mixer.train.config.RunConfig.validate` calls it)."""
+
+    #: why this trainer takes padded batches only ("" = every batching mode)
+    padded_only: ClassVar[str] = ""
+    #: whether ``max_tokens_per_microbatch`` can size this trainer's micro-batches
+    token_microbatches: ClassVar[bool] = False
 
     data: str | None = field(default=None, metadata={
         "help": "A `mixer build` output dir (reads data/*.parquet), a dir of Parquet, or one file."})
@@ -68,19 +86,46 @@ class MixerArgs:
     num_virtual_tokens: int = field(default=20, metadata={
         "help": "prompt_tuning / prefix_tuning: the virtual tokens (or per-layer prefixes) trained."})
 
+    def check(self, cfg: Any) -> None:
+        """The trainer's own checks of the run's settings ``cfg`` (a subclass adds its method's)."""
+        if self.padded_only and cfg.batching != "padded":
+            raise ConfigError(f"batching {cfg.batching!r} is not available for {self.padded_only}; set batching: "
+                              "padded")
+
 
 @dataclass
 class SFTArgs(MixerArgs):
     """What SFT adds: the check of the chat template's loss mask before training."""
 
+    token_microbatches: ClassVar[bool] = True
+
     check_template: bool = field(default=True, metadata={
         "help": "Before training, check on a sample that the template's loss mask covers exactly the assistant "
         "turns and their end-of-turn token (`mixer check-template`); refuse to train otherwise."})
+
+    def check(self, cfg: Any) -> None:
+        super().check(cfg)
+        check_choice("packing_strategy", cfg.packing_strategy, ("bfd", "bfd_split", "wrapped"))
+
+
+@dataclass
+class DPOArgs(MixerArgs):
+    """DPO adds nothing to mixer's keys; its checks are its own."""
+
+    padded_only: ClassVar[str] = ("DPO: TRL's trainer pads the chosen and rejected rows (padding-free DPO is off "
+                                  "upstream)")
+
+    def check(self, cfg: Any) -> None:
+        super().check(cfg)
+        if cfg.beta <= 0:
+            raise ConfigError(f"beta must be positive, got {cfg.beta}")
 
 
 @dataclass
 class RMArgs(MixerArgs):
     """Reward models (Llama 2, Touvron et al. 2023, §3.2.2): the rating margin and the held-out pairs."""
+
+    padded_only: ClassVar[str] = "reward models: TRL's trainer pads the chosen and rejected rows"
 
     margin: bool = field(default=False, metadata={
         "help": "Llama 2's margin m = min(gap / margin_full_gap, 1) from the pair's ratings (score_chosen - "
@@ -92,6 +137,15 @@ class RMArgs(MixerArgs):
         "help": "Held-out pairs for the final pairwise accuracy: a fraction (< 1) or a count (>= 1); 0 = none."})
     min_warmup_steps: int = field(default=0, metadata={
         "help": "Warm up at least this many steps (Llama 2: 3 % of steps, at least 5)."})
+
+    def check(self, cfg: Any) -> None:
+        super().check(cfg)
+        if self.margin_full_gap <= 0:
+            raise ConfigError(f"margin_full_gap must be positive, got {self.margin_full_gap}")
+        if self.eval_size < 0 or (self.eval_size >= 1 and not float(self.eval_size).is_integer()):
+            raise ConfigError(f"eval_size must be 0, a fraction below 1 or a whole count, got {self.eval_size}")
+        if self.min_warmup_steps < 0:
+            raise ConfigError(f"min_warmup_steps must be >= 0, got {self.min_warmup_steps}")
 
 
 @dataclass
@@ -108,11 +162,19 @@ class MergeArgs:
 class RLOOArgs(MixerArgs):
     """On-policy RL (RLOO) with a reward model from ``mixer train rm``."""
 
+    padded_only: ClassVar[str] = "RLOO: TRL's trainer generates and scores padded batches"
+
     reward_model: str | None = field(default=None, metadata={
         "help": "The reward model scoring each completion (a `mixer train rm` output folder)."})
 
+    def check(self, cfg: Any) -> None:
+        super().check(cfg)
+        if cfg.num_generations < 2 or cfg.beta < 0:
+            raise ConfigError(f"RLOO needs num_generations >= 2 (the leave-one-out baseline) and beta >= 0, got "
+                              f"{cfg.num_generations} and {cfg.beta}")
 
-MIXER_ARGS: dict[str, type] = {"sft": SFTArgs, "dpo": MixerArgs, "rm": RMArgs, "rloo": RLOOArgs,
+
+MIXER_ARGS: dict[str, type] = {"sft": SFTArgs, "dpo": DPOArgs, "rm": RMArgs, "rloo": RLOOArgs,
                                "merge": MergeArgs}
 TRL_CONFIGS = {"sft": "SFTConfig", "dpo": "DPOConfig", "rm": "RewardConfig", "rloo": "RLOOConfig"}
 

@@ -26,13 +26,13 @@ from typing import Any
 
 import yaml
 
-from mixer.core.errors import MixerError, RecipeError, did_you_mean
+from mixer.core.errors import RecipeError, did_you_mean
 from mixer.core.yamlio import UniqueKeyLoader, read_yaml_file
 from mixer.recipe.coerce import coerce
-from mixer.train.args import (
+from mixer.train.accel.levers import check_levers
+from mixer.train.args import (  # ConfigError: mixer.train.config.ConfigError, as callers import it
     ATTN_CHOICES,
     BATCHING_MODES,
-    COMPILE_MODES,
     DEFAULTS,
     DERIVED,
     DTYPES,
@@ -40,13 +40,12 @@ from mixer.train.args import (
     MIXER_ARGS,
     RENAMED,
     TRL_CONFIGS,
+    ConfigError,
     MergeArgs,
+    check_choice,
 )
+from mixer.train.delta import check_peft
 from mixer.train.trl_fields import LazyHint
-
-
-class ConfigError(MixerError):
-    """A train config key, type or value is wrong."""
 
 
 class _Loader(UniqueKeyLoader):
@@ -186,11 +185,13 @@ class RunConfig:
             self.values[name] = value
 
     def validate(self) -> None:
-        """Reject values TRL would only reject deep inside a run (or silently accept)."""
-        _check_choice("dtype", self.dtype, DTYPES)
+        """Reject values TRL would only reject deep inside a run (or silently accept): the common keys here, the
+        levers' (:func:`~mixer.train.accel.levers.check_levers`), the adapter's (:func:`~mixer.train.delta.check_peft`)
+        and the trainer's own (:meth:`~mixer.train.args.MixerArgs.check`) where each is defined."""
+        check_choice("dtype", self.dtype, DTYPES)
         if self.kind == "merge":
             return
-        _check_choice("bnb_4bit_compute_dtype", self.bnb_4bit_compute_dtype, DTYPES[1:])
+        check_choice("bnb_4bit_compute_dtype", self.bnb_4bit_compute_dtype, DTYPES[1:])
         steps = self.max_steps if isinstance(self.max_steps, int) else -1
         if steps <= 0 and not self.num_train_epochs > 0:  # TRL would "train" 0 steps and save the base model
             raise ConfigError(f"num_train_epochs {self.num_train_epochs} with no max_steps: nothing would be "
@@ -198,70 +199,16 @@ class RunConfig:
                               "num_train_epochs > 0 or max_steps > 0")
         for name, choices in (("batching", BATCHING_MODES), ("attn_implementation", ATTN_CHOICES),
                               ("mixed_precision", MIXED_PRECISION)):
-            _check_choice(name, getattr(self, name), choices)
-        _check_choice("compile", self.compile, COMPILE_MODES)
-        if self.compile == "regional" and self.torch_compile:
-            raise ConfigError("compile: regional and torch_compile: true both compile; torch_compile compiles the "
-                              "whole model (long compile), regional each decoder layer: keep one")
-        checkpoint_every_n(self.gradient_checkpointing_layers)
-        if self.max_tokens_per_microbatch is not None:
-            if self.max_tokens_per_microbatch < 1:
-                raise ConfigError(f"max_tokens_per_microbatch must be positive, got {self.max_tokens_per_microbatch}")
-            if self.kind != "sft" or self.batching == "packed":
-                raise ConfigError(
-                    "max_tokens_per_microbatch sizes padding_free or padded SFT micro-batches; packed bins already "
-                    "hold max_length tokens each (set per_device_train_batch_size to bins per micro-batch)")
+            check_choice(name, getattr(self, name), choices)
+        check_levers(self)
         if "max_length" in self.owners and (not isinstance(self.max_length, int) or self.max_length < 1):
             raise ConfigError(f"max_length must be positive, got {self.max_length}")
-        self._validate_peft()
+        check_peft(self)
         if self.load_in_4bit and not self.use_peft:
             raise ConfigError("load_in_4bit (QLoRA) needs use_peft: true; 4-bit weights cannot be trained directly")
         if self.lora_r < 1:
             raise ConfigError(f"lora_r must be positive, got {self.lora_r}")
-        if self.kind == "sft":
-            _check_choice("packing_strategy", self.packing_strategy, ("bfd", "bfd_split", "wrapped"))
-        elif self.batching != "padded":
-            why = {"dpo": "DPO: TRL's trainer pads the chosen and rejected rows (padding-free DPO is off upstream)",
-                   "rm": "reward models: TRL's trainer pads the chosen and rejected rows",
-                   "rloo": "RLOO: TRL's trainer generates and scores padded batches"}
-            raise ConfigError(f"batching {self.batching!r} is not available for {why[self.kind]}; set batching: padded")
-        if self.kind == "rloo" and (self.num_generations < 2 or self.beta < 0):
-            raise ConfigError(f"RLOO needs num_generations >= 2 (the leave-one-out baseline) and beta >= 0, got "
-                              f"{self.num_generations} and {self.beta}")
-        if self.kind == "dpo" and self.beta <= 0:
-            raise ConfigError(f"beta must be positive, got {self.beta}")
-        if self.kind == "rm":
-            if self.margin_full_gap <= 0:
-                raise ConfigError(f"margin_full_gap must be positive, got {self.margin_full_gap}")
-            if self.eval_size < 0 or (self.eval_size >= 1 and not float(self.eval_size).is_integer()):
-                raise ConfigError(f"eval_size must be 0, a fraction below 1 or a whole count, got {self.eval_size}")
-            if self.min_warmup_steps < 0:
-                raise ConfigError(f"min_warmup_steps must be >= 0, got {self.min_warmup_steps}")
-
-    def _validate_peft(self) -> None:
-        """``peft_method`` implies ``use_peft`` (and ``qlora`` 4-bit weights); methods that prepend virtual
-        tokens need padded rows."""
-        from mixer.train.delta import PEFT_METHODS, VIRTUAL_TOKEN_METHODS
-
-        method = self.peft_method
-        if method is None:
-            return
-        _check_choice("peft_method", method, PEFT_METHODS)
-        if self.values.get("use_peft") is False:
-            raise ConfigError(f"peft_method {method} trains an adapter, but use_peft is false; drop one of them")
-        self.values["use_peft"] = True
-        if method == "qlora":
-            self.values["load_in_4bit"] = True
-        elif self.load_in_4bit and method != "lora":
-            raise ConfigError(f"load_in_4bit is QLoRA (LoRA over 4-bit weights); peft_method {method} does not "
-                              "take it: use peft_method: qlora, or drop load_in_4bit")
-        if method in VIRTUAL_TOKEN_METHODS:
-            if self.batching != "padded":
-                raise ConfigError(
-                    f"peft_method {method} puts {self.num_virtual_tokens} virtual tokens before every sequence, so "
-                    f"rows cannot hold several sequences: set batching: padded (it is {self.batching})")
-            if self.num_virtual_tokens < 1:
-                raise ConfigError(f"num_virtual_tokens must be positive, got {self.num_virtual_tokens}")
+        self.args.check(self)
 
     def model_config(self, **changes: Any) -> Any:
         """TRL's ``ModelConfig`` of this run (``get_peft_config``/``get_quantization_config`` read it)."""
@@ -293,27 +240,6 @@ class RunConfig:
 
 
 _BOOL_WORDS = {"yes": True, "no": False, "on": True, "off": False}
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-
-
-def checkpoint_every_n(layers: str | float) -> int:
-    """``gradient_checkpointing_layers`` as transformers' ``every_n_layers``: ``all`` = 1, ``every_other`` = 2,
-    a fraction f in (0, 1] = round(1 / f) (0.25: every 4th layer)."""
-    named = {"all": 1, "every_other": 2}
-    if str(layers) in named:
-        return named[str(layers)]
-    try:
-        fraction = float(layers)
-    except ValueError:
-        fraction = -1.0
-    if not 0 < fraction <= 1:
-        raise ConfigError(f"gradient_checkpointing_layers must be all, every_other or a fraction in (0, 1]; "
-                          f"got {layers!r}")
-    return max(1, round(1 / fraction))
 
 
 def parse_override(item: str) -> tuple[str, Any]:

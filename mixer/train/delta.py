@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mixer.train.args import ConfigError, check_choice
+
 PEFT_METHODS = ("lora", "qlora", "dora", "ia3", "prompt_tuning", "prefix_tuning")
 #: methods whose adapter is a weight delta ``merge_and_unload`` folds into the base
 MERGEABLE = ("lora", "qlora", "dora", "ia3")
@@ -30,6 +32,30 @@ def resolved_method(cfg: Any) -> str | None:
     if cfg.use_peft:
         return "qlora" if cfg.load_in_4bit else "lora"
     return None
+
+
+def check_peft(cfg: Any) -> None:
+    """``peft_method`` implies ``use_peft`` (and ``qlora`` 4-bit weights: both are set on ``cfg``); methods that
+    prepend virtual tokens need padded rows."""
+    method = cfg.peft_method
+    if method is None:
+        return
+    check_choice("peft_method", method, PEFT_METHODS)
+    if cfg.values.get("use_peft") is False:
+        raise ConfigError(f"peft_method {method} trains an adapter, but use_peft is false; drop one of them")
+    cfg.values["use_peft"] = True
+    if method == "qlora":
+        cfg.values["load_in_4bit"] = True
+    elif cfg.load_in_4bit and method != "lora":
+        raise ConfigError(f"load_in_4bit is QLoRA (LoRA over 4-bit weights); peft_method {method} does not take "
+                          "it: use peft_method: qlora, or drop load_in_4bit")
+    if method in VIRTUAL_TOKEN_METHODS:
+        if cfg.batching != "padded":
+            raise ConfigError(
+                f"peft_method {method} puts {cfg.num_virtual_tokens} virtual tokens before every sequence, so rows "
+                f"cannot hold several sequences: set batching: padded (it is {cfg.batching})")
+        if cfg.num_virtual_tokens < 1:
+            raise ConfigError(f"num_virtual_tokens must be positive, got {cfg.num_virtual_tokens}")
 
 
 def peft_config(cfg: Any) -> Any:

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from mixer.core.errors import MixerError
-from mixer.train.config import ConfigError, checkpoint_every_n, load_config
+from mixer.train.accel.levers import checkpoint_every_n
+from mixer.train.config import ConfigError, load_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_fixtures import clear_launch_env, tiny_assets  # noqa: E402

@@ -2,7 +2,7 @@
 
 Each is off by default and unmeasured on a GPU so far; ``bench/gpu_check.sh``'s ``ablation`` part measures
 each against the packed + bf16-copies baseline. Selective activation checkpointing is transformers' own
-``every_n_layers`` (:func:`mixer.train.config.checkpoint_every_n`); FlashAttention 3/4 are picked by
+``every_n_layers`` (:func:`checkpoint_every_n`); FlashAttention 3/4 are picked by
 :mod:`mixer.train.accel.attention`; the memory check before loading is :mod:`mixer.train.accel.memory`.
 
 Token-sized micro-batches. The recipes fix *examples* per optimizer step (Tulu 2's 128), because that is
@@ -22,6 +22,7 @@ import logging
 import time
 from typing import Any
 
+from mixer.train.args import COMPILE_MODES, ConfigError, check_choice
 from mixer.train.deps import MissingDependencyError
 
 logger = logging.getLogger("mixer.train")
@@ -223,13 +224,43 @@ def require_liger(use_liger_kernel: bool) -> None:
 
 
 # ------------------------------------------------------------------------------------------- the trainer
+def checkpoint_every_n(layers: str | float) -> int:
+    """``gradient_checkpointing_layers`` as transformers' ``every_n_layers``: ``all`` = 1, ``every_other`` = 2,
+    a fraction f in (0, 1] = round(1 / f) (0.25: every 4th layer)."""
+    named = {"all": 1, "every_other": 2}
+    if str(layers) in named:
+        return named[str(layers)]
+    try:
+        fraction = float(layers)
+    except ValueError:
+        fraction = -1.0
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"gradient_checkpointing_layers must be all, every_other or a fraction in (0, 1]; "
+                          f"got {layers!r}")
+    return max(1, round(1 / fraction))
+
+
+def check_levers(cfg: Any) -> None:
+    """The levers' settings, checked when the config is read (a dry run shows the error too)."""
+    check_choice("compile", cfg.compile, COMPILE_MODES)
+    if cfg.compile == "regional" and cfg.torch_compile:
+        raise ConfigError("compile: regional and torch_compile: true both compile; torch_compile compiles the "
+                          "whole model (long compile), regional each decoder layer: keep one")
+    checkpoint_every_n(cfg.gradient_checkpointing_layers)
+    if cfg.max_tokens_per_microbatch is not None:
+        if cfg.max_tokens_per_microbatch < 1:
+            raise ConfigError(f"max_tokens_per_microbatch must be positive, got {cfg.max_tokens_per_microbatch}")
+        if not cfg.args.token_microbatches or cfg.batching == "packed":
+            raise ConfigError(
+                "max_tokens_per_microbatch sizes padding_free or padded SFT micro-batches; packed bins already "
+                "hold max_length tokens each (set per_device_train_batch_size to bins per micro-batch)")
+
+
 def before_loading(cfg: Any, mixed_precision: str, cuda: bool) -> None:
     """The checks that must come before anything loads: the Liger package, and (one GPU, no sharding engine)
     whether the weights and optimizer states fit (:func:`mixer.train.accel.memory.check_fits`)."""
     require_liger(bool(cfg.use_liger_kernel))
     if cfg.max_tokens_per_microbatch and mixed_precision == "DeepSpeed":
-        from mixer.train.config import ConfigError
-
         raise ConfigError("max_tokens_per_microbatch does not run under DeepSpeed: its engine steps the optimizer at "
                           "each backward it counts, not once per step; use accelerate_config: fsdp2 or ddp")
     if cuda and cfg.check_memory and mixed_precision not in ("FSDP2", "DeepSpeed"):
@@ -245,8 +276,6 @@ def before_loading(cfg: Any, mixed_precision: str, cuda: bool) -> None:
 def lever_kwargs(cfg: Any, processes: int) -> dict[str, Any]:
     """The TRL config fields the levers set: whole steps per batch (token micro-batches) and which layers
     gradient checkpointing covers (transformers' ``every_n_layers``)."""
-    from mixer.train.config import checkpoint_every_n
-
     out: dict[str, Any] = {}
     if cfg.max_tokens_per_microbatch:  # the data loader hands over whole optimizer steps, split by tokens later
         # (the effective batch divides by the processes: gradient_accumulation_steps checked it first)
@@ -268,8 +297,6 @@ def require_every_n_layers() -> None:
     method = getattr(PreTrainedModel, "activation_checkpointing_enable", None) or \
         PreTrainedModel.gradient_checkpointing_enable
     if "every_n_layers" not in inspect.signature(method).parameters:
-        from mixer.train.config import ConfigError
-
         raise ConfigError("gradient_checkpointing_layers other than `all` needs a transformers with every_n_layers "
                           "(5.24 or newer): pip install -U transformers")
 
