@@ -6,8 +6,10 @@ method, best-of-N (:mod:`mixer.generate.run`), scores N replies per prompt with 
 as SFT data and best vs worst as preference pairs. ``--method`` picks the others, run by
 :mod:`mixer.generate.job`: context distillation and self-data distillation (:mod:`mixer.generate.distill`),
 Evol-Instruct and Orca (:mod:`mixer.generate.synth`), and an LLM judge that scores any SFT source
-(:mod:`mixer.generate.judge`). Every run writes a folder with a card. Importing this package does not import
-torch.
+(:mod:`mixer.generate.judge`). Ghost Attention dialogues (:mod:`mixer.generate.gatt`, ``mixer gatt``) and
+SPIN's self-play rounds (:mod:`mixer.generate.spin`, ``mixer spin``: pairs generated here, each round a
+``mixer train dpo`` run) are commands of their own. Every run writes a folder with a card. Importing this
+package does not import torch.
 """
 
 from __future__ import annotations

@@ -41,6 +41,8 @@ class MixerArgs:
     padded_only: ClassVar[str] = ""
     #: whether ``max_tokens_per_microbatch`` can size this trainer's micro-batches
     token_microbatches: ClassVar[bool] = False
+    #: the task type of this trainer's adapter (TRL's ``lora_task_type``, which must agree when it is set)
+    task_type: ClassVar[str] = "CAUSAL_LM"
 
     data: str | None = field(default=None, metadata={
         "help": "A `mixer build` output dir (reads data/*.parquet), a dir of Parquet, or one file."})
@@ -126,6 +128,7 @@ class RMArgs(MixerArgs):
     """Reward models (Llama 2, Touvron et al. 2023, §3.2.2): the rating margin and the held-out pairs."""
 
     padded_only: ClassVar[str] = "reward models: TRL's trainer pads the chosen and rejected rows"
+    task_type: ClassVar[str] = "SEQ_CLS"  # peft then trains and saves the new score head in full
 
     margin: bool = field(default=False, metadata={
         "help": "Llama 2's margin m = min(gap / margin_full_gap, 1) from the pair's ratings (score_chosen - "

@@ -156,9 +156,11 @@ class RunConfig:
             return
         name = self.key(head)
         if name not in self.owners:
-            valid = sorted({*self.owners, *RENAMED})
-            raise ConfigError(f"{source}: unknown key {head!r}{did_you_mean(head, valid)} for `{self.kind}`; "
-                              f"valid keys: {', '.join(valid)}")
+            valid = sorted({*self.owners, *(alias for alias, target in RENAMED.items() if target in self.owners)})
+            meant = [alias for alias, target in RENAMED.items() if target == head and alias in self.owners]
+            hint = f" (did you mean {meant[0]!r}?)" if meant else did_you_mean(head, valid)
+            raise ConfigError(f"{source}: unknown key {head!r}{hint} for `{self.kind}`; valid keys: "
+                              f"{', '.join(valid)}")
         if rest:
             raise ConfigError(f"{source}: {head!r} is not a mapping, so {key!r} cannot be set")
         if name in DERIVED:
@@ -235,8 +237,10 @@ class RunConfig:
             raise ConfigError(f"{cls.__name__}: {e}") from e
 
     def as_dict(self) -> dict[str, Any]:
-        """The resolved config, flat, as a recipe writes it (``trainer`` first)."""
-        return {"trainer": self.kind, **dataclasses.asdict(self.args), **self.values}
+        """The resolved config, flat, as a recipe writes it (``trainer`` first, then the model)."""
+        flat = {**dataclasses.asdict(self.args), **self.values}
+        model_key = self.key("model")
+        return {"trainer": self.kind, model_key: flat.pop(model_key, None), **flat}
 
 
 _BOOL_WORDS = {"yes": True, "no": False, "on": True, "off": False}

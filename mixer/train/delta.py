@@ -36,33 +36,36 @@ def resolved_method(cfg: Any) -> str | None:
 
 def check_peft(cfg: Any) -> None:
     """``peft_method`` implies ``use_peft`` (and ``qlora`` 4-bit weights: both are set on ``cfg``); methods that
-    prepend virtual tokens need padded rows."""
+    prepend virtual tokens need padded rows; an adapter's task type is its trainer's (a reward model's adapter
+    with ``CAUSAL_LM`` would leave the new score head untrained and unsaved)."""
     method = cfg.peft_method
-    if method is None:
-        return
-    check_choice("peft_method", method, PEFT_METHODS)
-    if cfg.values.get("use_peft") is False:
-        raise ConfigError(f"peft_method {method} trains an adapter, but use_peft is false; drop one of them")
-    cfg.values["use_peft"] = True
-    if method == "qlora":
-        cfg.values["load_in_4bit"] = True
-    elif cfg.load_in_4bit and method != "lora":
-        raise ConfigError(f"load_in_4bit is QLoRA (LoRA over 4-bit weights); peft_method {method} does not take "
-                          "it: use peft_method: qlora, or drop load_in_4bit")
-    if method in VIRTUAL_TOKEN_METHODS:
-        if cfg.batching != "padded":
-            raise ConfigError(
-                f"peft_method {method} puts {cfg.num_virtual_tokens} virtual tokens before every sequence, so rows "
-                f"cannot hold several sequences: set batching: padded (it is {cfg.batching})")
-        if cfg.num_virtual_tokens < 1:
-            raise ConfigError(f"num_virtual_tokens must be positive, got {cfg.num_virtual_tokens}")
+    if method is not None:
+        check_choice("peft_method", method, PEFT_METHODS)
+        if cfg.values.get("use_peft") is False:
+            raise ConfigError(f"peft_method {method} trains an adapter, but use_peft is false; drop one of them")
+        cfg.values["use_peft"] = True
+        if method == "qlora":
+            cfg.values["load_in_4bit"] = True
+        elif cfg.load_in_4bit and method != "lora":
+            raise ConfigError(f"load_in_4bit is QLoRA (LoRA over 4-bit weights); peft_method {method} does not "
+                              "take it: use peft_method: qlora, or drop load_in_4bit")
+        if method in VIRTUAL_TOKEN_METHODS:
+            if cfg.batching != "padded":
+                raise ConfigError(
+                    f"peft_method {method} puts {cfg.num_virtual_tokens} virtual tokens before every sequence, so "
+                    f"rows cannot hold several sequences: set batching: padded (it is {cfg.batching})")
+            if cfg.num_virtual_tokens < 1:
+                raise ConfigError(f"num_virtual_tokens must be positive, got {cfg.num_virtual_tokens}")
+    if cfg.use_peft and cfg.lora_task_type != cfg.args.task_type:
+        raise ConfigError(f"lora_task_type {cfg.lora_task_type!r} does not fit `mixer train {cfg.kind}`, whose adapter "
+                          f"is {cfg.args.task_type}; drop the key")
 
 
 def peft_config(cfg: Any) -> Any:
     """The peft config of the run's method, or None for full fine-tuning.
 
-    The task type is TRL's ``lora_task_type``: ``CAUSAL_LM`` (TRL's default) for SFT/DPO, ``SEQ_CLS`` for reward
-    models (mixer's default for ``rm``: peft then trains the new score head in full, whatever the method).
+    The task type is TRL's ``lora_task_type``, checked to be the trainer's (:func:`check_peft`): ``CAUSAL_LM`` for
+    SFT/DPO/RLOO, ``SEQ_CLS`` for reward models (peft then trains the new score head in full, whatever the method).
     """
     method = resolved_method(cfg)
     if method is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from mixer.core.outdir import TRAIN_MARKER
 from mixer.train.config import RunConfig
@@ -16,7 +16,8 @@ class Method:
 
     trainer = ""  # the TRL trainer class
     auto_class = "AutoModelForCausalLM"
-    model_kwargs: dict[str, Any] = {}  # what the model's from_pretrained takes beyond mixer's loading settings
+    #: what the model's from_pretrained takes beyond mixer's loading settings (read, never changed)
+    model_kwargs: ClassVar[dict[str, Any]] = {}
 
     def needs_markers(self, cfg: RunConfig) -> bool:
         """Whether the chat template must mark the assistant turns (``{% generation %}``) for the loss mask."""

@@ -23,7 +23,6 @@ from mixer.core.errors import MixerError
 from mixer.core.records import SCORE_FIELDS
 from mixer.train.data import DataError, is_messages, load_preference_dataset
 
-SCORE_COLUMNS = SCORE_FIELDS  # the pair's two ratings, as a preference build keeps them
 logger = logging.getLogger("mixer.train")
 
 
@@ -50,14 +49,14 @@ def load_reward_dataset(path: str | Path, max_rows: int | None = None, *, margin
     margin 0, the plain ranking loss, and a warning counts them; data where no pair is rated is an error
     rather than a run that silently trains without the margin it was asked for.
     """
-    ds = load_preference_dataset(path, max_rows, implicit_prompt=True, also=(*SCORE_COLUMNS, "dataset"))
-    keep = [c for c in ds.column_names if c not in (*SCORE_COLUMNS, "dataset")]
+    ds = load_preference_dataset(path, max_rows, implicit_prompt=True, also=(*SCORE_FIELDS, "dataset"))
+    keep = [c for c in ds.column_names if c not in (*SCORE_FIELDS, "dataset")]
     if not margin:
         return ds.select_columns(keep)
-    missing = [c for c in SCORE_COLUMNS if c not in ds.column_names]
+    missing = [c for c in SCORE_FIELDS if c not in ds.column_names]
     if missing:
         raise DataError(
-            f"{path}: margin: true needs the ratings of each pair ({', '.join(SCORE_COLUMNS)}); missing "
+            f"{path}: margin: true needs the ratings of each pair ({', '.join(SCORE_FIELDS)}); missing "
             f"{', '.join(missing)}. A `mixer build` of rated pairs (UltraFeedback) keeps them: rebuild a preference "
             "build made before it did, point --data at the UltraFeedback binarized Parquet, or set margin: false"
         )
@@ -65,7 +64,7 @@ def load_reward_dataset(path: str | Path, max_rows: int | None = None, *, margin
     n_rated = sum(rated)
     if n_rated == 0:
         raise DataError(
-            f"{path}: margin: true, but no pair carries scores: {' and '.join(SCORE_COLUMNS)} are null in all "
+            f"{path}: margin: true, but no pair carries scores: {' and '.join(SCORE_FIELDS)} are null in all "
             f"{len(ds):,} pairs (sources such as HH-RLHF have no ratings). Build from a rated source "
             "(UltraFeedback) or set margin: false"
         )
@@ -81,7 +80,7 @@ def load_reward_dataset(path: str | Path, max_rows: int | None = None, *, margin
     def row_margin(c: float | None, r: float | None) -> dict[str, float]:
         return {"margin": 0.0 if c is None or r is None else margin_from_scores(c, r, full_gap)}
 
-    ds = ds.map(row_margin, input_columns=list(SCORE_COLUMNS), desc="Margins from rating gaps")
+    ds = ds.map(row_margin, input_columns=list(SCORE_FIELDS), desc="Margins from rating gaps")
     return ds.select_columns([*keep, "margin"])
 
 
@@ -89,8 +88,8 @@ def _rated(ds: Any) -> list[bool]:
     """Per pair, whether both of its ratings are set (read as Arrow columns, through any row selection)."""
     import pyarrow.compute as pc
 
-    table = ds.select_columns(list(SCORE_COLUMNS)).with_format("arrow")[:]
-    both = pc.and_(pc.is_valid(table.column(SCORE_COLUMNS[0])), pc.is_valid(table.column(SCORE_COLUMNS[1])))
+    table = ds.select_columns(list(SCORE_FIELDS)).with_format("arrow")[:]
+    both = pc.and_(pc.is_valid(table.column(SCORE_FIELDS[0])), pc.is_valid(table.column(SCORE_FIELDS[1])))
     return both.to_pylist()
 
 
@@ -165,6 +164,13 @@ class RewardScorer:
         return out
 
 
+def scoring_dtype(dtype: str, device: str) -> str:
+    """The dtype a reward model scores in: ``auto`` is bf16 on a GPU, fp32 on CPU; a named dtype as given."""
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if device.startswith("cuda") else "float32"
+
+
 def load_reward_model(model_dir: str | Path, *, dtype: str = "auto", device: str | None = None) -> tuple[Any, Any]:
     """A saved reward model (sequence classification, one label) and its tokenizer, ready to score.
 
@@ -193,9 +199,7 @@ def load_reward_model(model_dir: str | Path, *, dtype: str = "auto", device: str
         tokenizer.pad_token = tokenizer.eos_token
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if dtype == "auto":
-        dtype = "bfloat16" if device.startswith("cuda") else "float32"
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=dtype)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=scoring_dtype(dtype, device))
     model.config.pad_token_id = tokenizer.pad_token_id
     return model.to(device).eval(), tokenizer
 

@@ -12,7 +12,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from mixer.core.errors import MixerError
 from mixer.train.config import RunConfig
@@ -46,7 +46,7 @@ class RM(Method):
 
     trainer = "RewardTrainer"
     auto_class = "AutoModelForSequenceClassification"  # the base model plus a new one-scalar head
-    model_kwargs = {"num_labels": 1}
+    model_kwargs: ClassVar[dict[str, Any]] = {"num_labels": 1}
     held_out: Any = None
 
     def load(self, cfg: RunConfig) -> Any:

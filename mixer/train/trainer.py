@@ -198,7 +198,8 @@ def resumed_history(path: Path, state: Any) -> list[dict[str, Any]]:
 
 def train_and_save(trainer: Any, cfg: RunConfig) -> dict[str, Any]:
     """Train (resuming when asked), save the model or adapter, the tokenizer and the resolved config to
-    ``output_dir``; return the train metrics. The resolved config is written first, so a run that crashes
+    ``output_dir``; return the train metrics. ``trainer`` is :func:`build_trainer`'s (it carries the host's
+    choices and the compute copies). The resolved config is written first, so a run that crashes
     still says what it was; the loss history goes to ``output_dir/metrics.jsonl`` as training runs."""
     resolved = trainer.mixer_runtime.as_dict()
     if trainer.is_world_process_zero():

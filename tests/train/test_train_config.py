@@ -400,3 +400,38 @@ def test_model_is_another_name_for_trl_model_name_or_path_except_in_merge(tmp_pa
         load_config("sft", both)
     merge = load_config("merge", None, model="adapter")
     assert merge.model == merge.args.model == "adapter"  # merge's model is the adapter folder, its own key
+
+
+def test_the_saved_config_names_the_model_right_after_the_trainer() -> None:
+    import yaml
+
+    from mixer.train.config import to_yaml
+
+    sft = yaml.safe_load(to_yaml(load_config("sft", None, model="m1")))
+    assert list(sft.items())[:2] == [("trainer", "sft"), ("model_name_or_path", "m1")]
+    merge = yaml.safe_load(to_yaml(load_config("merge", None, model="a")))
+    assert list(merge.items())[:2] == [("trainer", "merge"), ("model", "a")]
+
+
+def test_an_alias_of_another_trainer_is_not_offered_and_merge_names_its_model_key() -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config("merge", None, ["model_name_or_path=runs/a"])
+    assert "did you mean 'model'?" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        load_config("merge", None, ["use_lora=true"])
+    assert "use_lora" not in str(e.value).split("valid keys:")[1]
+
+
+def test_an_adapter_s_task_type_is_its_trainer_s(tmp_path: Path) -> None:
+    from mixer.train.delta import peft_config
+
+    rm = load_config("rm", REPO / "train" / "tiny-cpu-rm.yaml", ["use_peft=true"])
+    assert peft_config(rm).task_type == "SEQ_CLS"  # the new score head is trained and saved with the adapter
+    ia3 = load_config("rm", REPO / "train" / "tiny-cpu-rm.yaml", ["peft_method=ia3"])
+    assert str(peft_config(ia3).task_type) == "SEQ_CLS"
+    assert peft_config(load_config("sft", None, ["use_peft=true"])).task_type == "CAUSAL_LM"
+    for kind, recipe, wrong in (("rm", "tiny-cpu-rm.yaml", "CAUSAL_LM"), ("sft", "tiny-cpu.yaml", "SEQ_CLS"),
+                                ("sft", "tiny-cpu.yaml", "causal")):
+        with pytest.raises(ConfigError, match=f"lora_task_type '{wrong}' does not fit `mixer train {kind}`"):
+            load_config(kind, REPO / "train" / recipe, ["use_peft=true", f"lora_task_type={wrong}"])
+    assert load_config("sft", None, ["lora_task_type=SEQ_CLS"]).lora_task_type == "SEQ_CLS"  # no adapter: unused

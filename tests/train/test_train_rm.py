@@ -66,6 +66,14 @@ def test_rm_recipe_carries_the_llama2_values() -> None:
     assert cfg.margin is False and cfg.batching == "padded"
 
 
+def test_a_reward_model_scores_in_bf16_on_a_gpu_and_fp32_on_cpu_unless_a_dtype_is_named() -> None:
+    from mixer.train.reward import scoring_dtype
+
+    assert (scoring_dtype("auto", "cuda"), scoring_dtype("auto", "cuda:1"), scoring_dtype("auto", "cpu")) == (
+        "bfloat16", "bfloat16", "float32")
+    assert scoring_dtype("float32", "cuda") == "float32"
+
+
 def test_warmup_is_three_percent_of_steps_but_at_least_five() -> None:
     cfg = load_config("rm", REPO / "train" / "rm.yaml")
     assert warmup_steps(cfg, n_train=512 * 100) == 5  # 3 % of 100 steps = 3 -> 5
