@@ -31,6 +31,7 @@ def line(what: str) -> None:
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's mixer, not an installed one
     import pyarrow.parquet as pq
 
     from mixer import cli
