@@ -153,9 +153,9 @@ def tokenize_rows(rows: Any, tokenizer: Any, max_length: int, num_proc: int | No
                   ) -> tuple[Any, Any, dict[str, dict[str, int]]]:
     """Each row through the trainer's row tokenisation (``tokenize_sft``'s ``datasets.map`` over the same row
     function, ``num_proc`` processes), truncated to ``max_length`` keeping the start; rows left with no loss
-    token are dropped, as the trainer drops them, and counted. Returns every row as one Arrow table (int32
-    ids, int8 masks, in row order), the row numbers of the rows kept, and per-source counts: the writer
-    copies out one shard at a time."""
+    token are dropped, as the trainer drops them, and counted. Returns the rows (:class:`TokenisedRows`: int32
+    ids, int8 masks, the writer copies out one shard at a time), the row numbers of the rows kept, and
+    per-source counts."""
     import datasets
     import numpy as np
     import pyarrow as pa
@@ -169,6 +169,7 @@ def tokenize_rows(rows: Any, tokenizer: Any, max_length: int, num_proc: int | No
         **{c: rows.features[c] for c in kept_columns}, "input_ids": datasets.List(datasets.Value("int32")),
         "assistant_masks": datasets.List(datasets.Value("int8")), "truncated": datasets.Value("bool"),
         "n_loss": datasets.Value("int64")})
+    pa.default_memory_pool().release_unused()  # what reading the build freed: the forked workers would copy it
     mapped = rows.map(_tokenize_example, fn_kwargs={"tokenizer": tokenizer, "max_length": max_length},
                       remove_columns=[c for c in columns if c not in kept_columns], num_proc=num_proc,
                       features=features, desc="Tokenising (chat template, assistant mask)")
@@ -178,8 +179,7 @@ def tokenize_rows(rows: Any, tokenizer: Any, max_length: int, num_proc: int | No
                else pa.array(["(no source)"] * n, pa.string()))
     ids = (pc.fill_null(table.column("id").cast(pa.string()), "") if "id" in columns else pa.array([""] * n))
     ids = pa.array([v or str(i) for i, v in enumerate(ids.to_pylist())], pa.string())
-    input_ids, masks = table.column("input_ids"), table.column("assistant_masks")
-    lengths = pc.list_value_length(input_ids).to_numpy().astype(np.int64)
+    lengths = pc.list_value_length(table.column("input_ids")).to_numpy().astype(np.int64)
     trainable = table.column("n_loss").to_numpy()
     truncated = table.column("truncated").to_numpy(zero_copy_only=False)
     keep = trainable > 0
@@ -195,35 +195,109 @@ def tokenize_rows(rows: Any, tokenizer: Any, max_length: int, num_proc: int | No
             s["trainable_tokens"] += int(trainable[k])
         else:
             s["dropped_no_loss_token"] += 1
-    table = pa.Table.from_arrays([input_ids, masks, sources, ids], schema=_schema(False))
-    return table, np.flatnonzero(keep), dict(sorted(stats.items()))
+    files = [f["filename"] for f in mapped.cache_files]
+    # where the map's files hold its rows as they are, the writer reads them from there (TokenisedRows)
+    in_files = bool(files) and sum(_stream_rows(f) for f in files) == n
+    held = None if in_files else table.select(["input_ids", "assistant_masks"])
+    return TokenisedRows(files, held, lengths, sources, ids), np.flatnonzero(keep), dict(sorted(stats.items()))
 
 
-def output_shards(table: Any, kept: Any, max_length: int, pack: str | None) -> tuple[int, Any]:
+def _stream_rows(path: str) -> int:
+    """Rows in an Arrow stream file, from its batches' metadata (the bodies are not read)."""
+    import pyarrow as pa
+
+    with pa.memory_map(path) as source:
+        return sum(batch.num_rows for batch in pa.ipc.open_stream(source))
+
+
+class TokenisedRows:
+    """The tokenised rows for the writer: lengths, sources and ids in memory, ``input_ids`` and ``assistant_masks``
+    copied out for the rows of one shard at a time (:meth:`take`).
+
+    Those come from the map's Arrow cache files, read through as a stream (read, not memory-mapped), each
+    batch's wanted rows taken and the batch let go. Through the datasets table the cache stays memory-mapped:
+    a packed shard's rows lie all over it and the kernel maps pages around each one touched, so every shard
+    made the whole cache resident (1.2 GiB of RssFile at full V2 scale, bench/RESULTS.md). Read as a stream,
+    what is held is one batch and the shard. A map whose files do not hold its rows as they are (a dataset held
+    in memory) is taken from its table (``held``)."""
+
+    def __init__(self, files: list[str], held: Any, lengths: Any, sources: Any, ids: Any) -> None:
+        self.files, self.held, self.lengths, self.sources, self.ids = files, held, lengths, sources, ids
+
+    def take(self, rows: Any) -> Any:
+        """The rows numbered ``rows``, in that order: input_ids, assistant_masks, dataset, id (one chunk each)."""
+        import numpy as np
+        import pyarrow as pa
+
+        rows = np.asarray(rows, dtype=np.int64)
+        tokens = take_rows(self.held, rows) if self.held is not None else self._take_from_files(rows)
+        names = ["input_ids", "assistant_masks", "dataset", "id"]
+        ids = take_rows(pa.table([self.sources, self.ids], names=names[2:]), rows)
+        return pa.Table.from_arrays([*tokens.columns, *ids.columns], schema=_schema(False))
+
+    def _take_from_files(self, rows: Any) -> Any:
+        import numpy as np
+        import pyarrow as pa
+
+        order = np.argsort(rows, kind="stable")
+        wanted, pieces, start, done = rows[order], [], 0, len(rows) == 0
+        for path in self.files:
+            with pa.OSFile(path) as source:
+                for batch in [] if done else pa.ipc.open_stream(source):
+                    lo, hi = np.searchsorted(wanted, [start, start + batch.num_rows])
+                    if hi > lo:
+                        tokens = batch.select(["input_ids", "assistant_masks"])
+                        pieces.append(tokens.take(pa.array(wanted[lo:hi] - start)))
+                    start += batch.num_rows
+                    done = hi == len(wanted)  # the rest of the files holds none of the rows
+                    if done:
+                        break
+        gathered = pa.Table.from_batches(pieces, pa.schema(list(_schema(False))[:2]))
+        return take_rows(gathered, np.argsort(order))
+
+
+def output_shards(source: TokenisedRows, kept: Any, max_length: int, pack: str | None) -> tuple[int, Any]:
     """How many output rows there are, and the rows a shard at a time (:func:`shard_rows`): unpacked, the kept rows in
     order; packed, best-fit-decreasing bins of them (:func:`best_fit_decreasing`, over every kept length at
-    once), each bin built by :func:`pack_rows`. Only one shard's rows are copied out of ``table`` at a time."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
+    once), each bin built by :func:`pack_rows`. Only one shard's rows are copied out of ``source`` at a time."""
     step = shard_rows(max_length, pack)
     if not pack:
-        return len(kept), (table.take(pa.array(kept[i:i + step])) for i in range(0, len(kept), step))
-    lengths = pc.list_value_length(table.column("input_ids")).to_numpy(zero_copy_only=False).astype(np.int64)
-    bins = best_fit_decreasing(lengths[kept].tolist(), max_length)
-    return len(bins), (pack_rows(table, [kept[b] for b in bins[i:i + step]]) for i in range(0, len(bins), step))
+        return len(kept), (source.take(kept[i:i + step]) for i in range(0, len(kept), step))
+    bins = best_fit_decreasing(source.lengths[kept].tolist(), max_length)
+    return len(bins), (pack_rows(source.take, [kept[b] for b in bins[i:i + step]])
+                       for i in range(0, len(bins), step))
 
 
-def pack_rows(table: Any, bins: Sequence[Any]) -> Any:
-    """One row per bin (row numbers of ``table``): its conversations' tokens and masks concatenated in the
-    order placed, their lengths and record ids."""
+def take_rows(table: Any, rows: Any) -> Any:
+    """``table.take(rows)``, each column one chunk, taken from each of its chunks apart. Arrow's own take on a
+    chunked column (pyarrow 26) first concatenates the whole column, twice its size in Arrow's pool for any
+    number of rows: every token of the build for each shard (Arrow's pool peaked at 1 GiB at full V2 scale)."""
+    import numpy as np
+    import pyarrow as pa
+
+    rows = np.asarray(rows, dtype=np.int64)
+    columns = []
+    for column in table.columns:
+        starts = np.cumsum([0, *(len(c) for c in column.chunks)])
+        chunk_of = np.searchsorted(starts, rows, side="right") - 1
+        by_chunk = np.argsort(chunk_of, kind="stable")
+        grouped, bounds = rows[by_chunk], np.searchsorted(chunk_of[by_chunk], np.arange(column.num_chunks + 1))
+        pieces = [column.chunk(c).take(pa.array(grouped[bounds[c]:bounds[c + 1]] - starts[c]))
+                  for c in range(column.num_chunks) if bounds[c] < bounds[c + 1]]
+        gathered = pa.concat_arrays(pieces) if pieces else pa.array([], column.type)
+        columns.append(pa.chunked_array([gathered.take(pa.array(np.argsort(by_chunk)))], column.type))
+    return pa.Table.from_arrays(columns, schema=table.schema)
+
+
+def pack_rows(take: Any, bins: Sequence[Any]) -> Any:
+    """One row per bin (row numbers; ``take(rows)`` gives those rows as a table, :meth:`TokenisedRows.take`): its
+    conversations' tokens and masks concatenated in the order placed, their lengths and record ids."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     order = np.concatenate([np.asarray(b, dtype=np.int64) for b in bins]) if bins else np.empty(0, np.int64)
-    taken = table.take(pa.array(order))
+    taken = take(order)
     lengths = pc.list_value_length(taken.column("input_ids")).to_numpy(zero_copy_only=False).astype(np.int64)
     sizes = np.array([len(b) for b in bins], dtype=np.int64)
     member_offsets = np.concatenate([[0], np.cumsum(sizes)])
@@ -257,6 +331,7 @@ def default_output(data: str | Path) -> Path:
 def write_tokenized(data: str | Path, tokenizer: Any, out: str | Path, *, max_length: int, pack: str | None,
                     settings: dict[str, Any], overwrite: bool = False, workers: int | None = None) -> dict[str, Any]:
     """``mixer tokenize``: tokenize a build (and pack it) into ``out``; return the manifest written."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from mixer.core.outdir import check_output_dir
@@ -273,10 +348,10 @@ def write_tokenized(data: str | Path, tokenizer: Any, out: str | Path, *, max_le
     rows = t.load_parquet(data, t.SFT_COLUMNS)
     from mixer.train.accel.host import tokenise_processes
 
-    table, kept, stats = tokenize_rows(rows, tokenizer, max_length, tokenise_processes(workers, len(rows)))
+    tokenised, kept, stats = tokenize_rows(rows, tokenizer, max_length, tokenise_processes(workers, len(rows)))
     if len(kept) == 0:
         raise MixerError(f"{data}: no record has an assistant token within max_length={max_length}")
-    n_rows, parts = output_shards(table, kept, max_length, pack)
+    n_rows, parts = output_shards(tokenised, kept, max_length, pack)
     schema = _schema(bool(pack))
     old = out / "data"
     if old.is_dir():  # an earlier output of ours (check_output_dir allowed it): its shards go
@@ -289,6 +364,8 @@ def write_tokenized(data: str | Path, tokenizer: Any, out: str | Path, *, max_le
         name = f"data/train-{k:05d}-of-{n_shards:05d}.parquet"
         pq.write_table(part, out / name, compression="zstd")
         shards.append({"file": name, "rows": part.num_rows, "sha256": _file_sha256(out / name)})
+        del part
+        pa.default_memory_pool().release_unused()  # Arrow's mimalloc otherwise keeps a shard's freed memory
     total = {key: sum(s[key] for s in stats.values()) for key in next(iter(stats.values()))}
     manifest: dict[str, Any] = {
         "format": FORMAT,
