@@ -14,7 +14,8 @@ from train_fixtures import SFT_RECORDS, tiny_assets, write_sft_build
 from typer.testing import CliRunner
 
 from mixer.cli import app
-from mixer.train.tokenized import MANIFEST, best_fit_decreasing
+from mixer.train.packing import best_fit_decreasing
+from mixer.train.tokenized import MANIFEST
 
 runner = CliRunner()
 
@@ -239,3 +240,45 @@ def test_train_sft_refuses_a_wrong_template_before_training(tmp_path: Path) -> N
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
     skipped = _train(tmp_path, tiny_assets().sft_data, f"chat_template={template}", "check_template=false")
     assert skipped.exit_code == 0, skipped.output
+
+
+def test_take_rows_gives_arrow_take_s_rows_in_the_asked_order_one_chunk_per_column() -> None:
+    import pyarrow as pa
+
+    from mixer.train.packing import take_rows
+
+    ids = pa.chunked_array([[[1], [2, 2]], [[3, 3, 3]], [[4], [5], [6]]], pa.list_(pa.int32()))
+    names = pa.chunked_array([["a", "b"], ["c"], ["d", "e", "f"]])
+    table = pa.table({"input_ids": ids, "id": names})
+    rows = [5, 0, 2, 2, 4, 1]
+    got = take_rows(table, rows)
+    assert got.to_pylist() == table.take(pa.array(rows)).to_pylist()
+    assert [c.num_chunks for c in got.columns] == [1, 1] and got.schema == table.schema
+    assert take_rows(table, []).num_rows == 0
+
+
+def test_a_shard_s_rows_read_from_the_cache_files_equal_those_taken_from_the_table(tmp_path: Path) -> None:
+    import numpy as np
+    import pyarrow as pa
+
+    from mixer.train.packing import TokenisedRows, row_schema, stream_rows
+
+    schema = pa.schema(list(row_schema(False))[:2])
+    rows = [{"input_ids": [i] * (i % 3 + 1), "assistant_masks": [i % 2] * (i % 3 + 1)} for i in range(10)]
+    table = pa.Table.from_pylist(rows, schema)
+    files = []
+    for part, (lo, hi) in enumerate(((0, 6), (6, 10))):  # two cache files of two batches each, as a map writes
+        path = tmp_path / f"cache-{part}.arrow"
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+            for a, b in ((lo, (lo + hi) // 2), ((lo + hi) // 2, hi)):
+                writer.write_batch(table.slice(a, b - a).to_batches()[0])
+        files.append(str(path))
+    assert sum(stream_rows(f) for f in files) == 10
+    lengths = np.array([len(r["input_ids"]) for r in rows])
+    sources, ids = pa.array(["s"] * 10), pa.array([f"r{i}" for i in range(10)])
+    from_files = TokenisedRows(files, None, lengths, sources, ids)
+    from_table = TokenisedRows([], table, lengths, sources, ids)
+    want = [7, 1, 9, 0, 4, 4]
+    assert from_files.take(want).to_pylist() == from_table.take(want).to_pylist()
+    assert [r["id"] for r in from_files.take(want).to_pylist()] == [f"r{i}" for i in want]
+    assert from_files.take(want).column("input_ids").to_pylist() == [rows[i]["input_ids"] for i in want]
