@@ -32,6 +32,10 @@ from typing import Any
 
 from mixer.core.errors import MixerError
 
+# the trainer's own functions (imported, not copied, so the check sees what training sees)
+from mixer.train.accel.modeling import load_tokenizer
+from mixer.train.data import SFT_COLUMNS, _check_markers, _tokenize_row, load_parquet
+
 #: rows scanned for conversations of each shape (system turn, multi-turn, tool calls, <think>)
 SCAN_ROWS = 20_000
 #: records checked before training (``mixer train sft``); ``mixer check-template`` checks more
@@ -86,15 +90,6 @@ class CheckReport:
         return [r for r in self.records if not r.ok]
 
 
-def _trainer() -> SimpleNamespace:
-    """The trainer's own functions (imported, not copied, so the check sees what training sees)."""
-    from mixer.train.accel.modeling import load_tokenizer
-    from mixer.train.data import SFT_COLUMNS, _check_markers, _tokenize_row, load_parquet
-
-    return SimpleNamespace(SFT_COLUMNS=SFT_COLUMNS, check_markers=_check_markers, tokenize_row=_tokenize_row,
-                           load_parquet=load_parquet, load_tokenizer=load_tokenizer)
-
-
 def load_check_tokenizer(model: str | None, tokenizer: str | None, chat_template: str = "auto") -> Any:
     """The tokenizer with the template ``mixer train`` would choose (``resolve_chat_template``), for a
     model folder or a tokenizer folder. A template without assistant markers (and none TRL can swap in)
@@ -105,7 +100,7 @@ def load_check_tokenizer(model: str | None, tokenizer: str | None, chat_template
         raise MixerError("give --model PATH or --tokenizer PATH: the check renders with that tokenizer's template")
     require_train_deps(("transformers", "trl"))
     cfg = SimpleNamespace(model=model, tokenizer=tokenizer, chat_template=chat_template)
-    return _trainer().load_tokenizer(cfg, need_markers=True)
+    return load_tokenizer(cfg, need_markers=True)
 
 
 def _shapes(messages: list[dict[str, Any]]) -> list[str]:
@@ -233,11 +228,10 @@ def _classify(offsets: list[tuple[int, int]], text: str, spans: list[tuple[int, 
 def check_record(tokenizer: Any, example: dict[str, Any], row: int, max_length: int | None,
                  specials: list[str]) -> RecordCheck:
     """One record through the trainer's tokenisation, its mask compared with the expected spans."""
-    t = _trainer()
     rec = RecordCheck(row=row, record_id=str(example.get("id") or row), dataset=str(example.get("dataset") or ""))
     messages = example["messages"]
     try:
-        out = t.tokenize_row(example, tokenizer, max_length or 10**9, True)
+        out = _tokenize_row(example, tokenizer, max_length or 10**9, True)
         spans, rec.end_of_turn, problems = expected_spans(tokenizer, messages, specials)
     except Exception as e:  # noqa: BLE001 - jinja raise_exception and TemplateError: the trainer would fail too
         rec.problems.append(f"the chat template cannot render this record: {e}")
@@ -278,7 +272,7 @@ def check_rows(rows: Any, tokenizer: Any, *, sample: int | None, max_length: int
     """Check ``sample`` records of a ``datasets.Dataset`` with a ``messages`` column (all when None)."""
     import hashlib
 
-    _trainer().check_markers(tokenizer)  # a template that marks nothing: DataError, exit 2
+    _check_markers(tokenizer)  # a template that marks nothing: DataError, exit 2
     specials = _special_tokens(tokenizer)
     chosen, shapes = pick_sample(rows, sample)
     records = [check_record(tokenizer, rows[i], i, max_length, specials) for i in chosen]
@@ -378,9 +372,8 @@ def write_html(report: CheckReport, path: Path, limit: int = 50) -> Path:
 def run_check(data: str | Path, model: str | None, tokenizer_path: str | None, chat_template: str = "auto",
               sample: int | None = 1000, max_length: int | None = None) -> CheckReport:
     """``mixer check-template``: load the records and the tokenizer as the trainer does and check them."""
-    t = _trainer()
     tokenizer = load_check_tokenizer(model, tokenizer_path, chat_template)
-    rows = t.load_parquet(data, t.SFT_COLUMNS)
+    rows = load_parquet(data, SFT_COLUMNS)
     return check_rows(rows, tokenizer, sample=sample, max_length=max_length)
 
 
