@@ -189,7 +189,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                "lora_r": 64, "lora_alpha": 16, "lora_dropout": 0.1, "lora_target_modules": LLAMA_LINEAR_MODULES,
                "use_bnb_nested_quant": True},
     "sft": {"assistant_only_loss": True},
-    "rm": {"lora_task_type": "SEQ_CLS"},  # PEFT then trains and saves the new score head in full
+    "rm": {"lora_task_type": RMArgs.task_type},  # written in the saved config; check_peft holds adapters to it
 }
 
 #: other names of a key -> the key that holds the setting (both are accepted): mixer's short ``model`` (the
