@@ -288,14 +288,19 @@ def read_recipe(path: str | Path) -> tuple[Path, dict[str, Any]]:
     raw = data or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: expected a mapping of config keys")
+    return p, raw
+
+
+def _check_one_name_each(cfg: RunConfig, raw: dict[str, Any], where: str) -> None:
+    """Refuse a recipe that sets one key under two of its names to different values (``use_lora`` and
+    ``use_peft``). Which names are one key depends on the trainer (``merge``'s ``model`` is its own key)."""
     given: dict[str, str] = {}
     for key, value in raw.items():
-        name = RENAMED.get(str(key), str(key))
+        name = cfg.key(str(key))
         if name in given and raw[given[name]] != value:
-            raise ConfigError(f"{p}: {given[name]!r} and {key!r} both set {name!r} (one is another name for it), to "
-                              f"{raw[given[name]]!r} and {value!r}: keep one")
+            raise ConfigError(f"{where}: {given[name]!r} and {key!r} both set {name!r} (one is another name for it), "
+                              f"to {raw[given[name]]!r} and {value!r}: keep one")
         given[name] = str(key)
-    return p, raw
 
 
 def load_config(kind: str, path: str | Path | None = None, overrides: list[str] | None = None,
@@ -314,6 +319,7 @@ def load_config(kind: str, path: str | Path | None = None, overrides: list[str] 
         declared = raw.pop("trainer", kind)
         if declared != kind:
             raise ConfigError(f"{p} is a `{declared}` recipe; run it with `mixer train {declared}`")
+        _check_one_name_each(cfg, raw, str(p))
         for key, value in raw.items():
             cfg.set(str(key), value, str(p))
     for key, value in cli_values.items():

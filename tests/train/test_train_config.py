@@ -400,6 +400,10 @@ def test_model_is_another_name_for_trl_model_name_or_path_except_in_merge(tmp_pa
         load_config("sft", both)
     merge = load_config("merge", None, model="adapter")
     assert merge.model == merge.args.model == "adapter"  # merge's model is the adapter folder, its own key
+    merge_both = tmp_path / "merge-both.yaml"  # merge has no model_name_or_path: the hint, not "both set"
+    merge_both.write_text("trainer: merge\nmodel: a\nmodel_name_or_path: b\n")
+    with pytest.raises(ConfigError, match="unknown key 'model_name_or_path' \\(did you mean 'model'\\?\\)"):
+        load_config("merge", merge_both)
 
 
 def test_the_saved_config_names_the_model_right_after_the_trainer() -> None:
