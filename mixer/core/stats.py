@@ -11,7 +11,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from mixer.core.records import Dropped
 from mixer.core.workstore import WorkPath
 
 
@@ -84,10 +83,12 @@ class SourceStats:
 @dataclass
 class SourceRead:
     """What reading one source (or one part of it) produced; small enough to send back from a worker:
-    the counters, the drops in entry order, and the Arrow files holding the candidate records."""
+    the counters, and the Arrow files holding its drops (in entry order; ``DROPPED_SCHEMA``) and its candidate
+    records."""
 
     stats: SourceStats
-    drops: list[Dropped]
+    #: the dropped records, in entry order (none or one file per read unit)
+    drops: list[WorkPath]
     #: the candidate records, in file order (one file per read unit)
     candidates: list[WorkPath]
     #: what the adapter drew on besides the files: "seed", "tokenizer" (see SourceContext.used)

@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
+import orjson
+import pyarrow as pa
 
-from mixer.core.records import Dropped, Record
+from mixer.core.records import DROPPED_SCHEMA, Dropped, Record
 from mixer.core.stats import SourceStats
 from mixer.core.tables import OrderedSpill, SpillFiles
 from mixer.core.workstore import WorkPath
@@ -94,35 +96,85 @@ def run_record_stages(stages: Sequence[RecordStage], source: str, records: Seque
     return out
 
 
+def dropped_table(source: str, drops: Sequence[Dropped]) -> pa.Table:
+    """``drops`` as rows of ``dropped/<source>.parquet`` (``DROPPED_SCHEMA``)."""
+    return pa.Table.from_pylist(
+        [{"source": source, "dataset": d.dataset, "id": d.id, "stage": d.stage, "reason": d.reason,
+          "detail": d.detail, "kept_id": d.kept_id, "messages": d.messages, "raw": d.raw,
+          "extra": orjson.dumps(d.extra, option=orjson.OPT_SORT_KEYS).decode() if d.extra else None}
+         for d in drops],
+        schema=DROPPED_SCHEMA,
+    )
+
+
+def dropped_records(table: pa.Table) -> list[Dropped]:
+    """The rows of a ``dropped_table`` as ``Dropped`` again (what a caller that reads drops one by one wants)."""
+    return [Dropped(reason=r["reason"], dataset=r["dataset"], id=r["id"], detail=r["detail"], messages=r["messages"],
+                    raw=r["raw"], stage=r["stage"], source=r["source"], kept_id=r["kept_id"],
+                    extra=orjson.loads(r["extra"]) if r["extra"] else {})
+            for r in table.to_pylist()]
+
+
 class DropSink:
     """Where every dropped record goes, once: counted under its reason and kept for ``dropped/``.
 
-    ``entry`` orders a source's drops when units report them out of order (a read unit batches its
-    records, but lists their drops in the order the records entered); ``dropped`` sorts stably.
+    The records are kept as Arrow rows, not Python objects: a read unit's drops come as the Arrow file it
+    wrote (``add_counted``), and the build's own drops are turned into an Arrow table every
+    ``COMPACT_ROWS`` (as Python objects, the read stage's drops alone held 210 MiB at three times Tulu V2's
+    size until ``dropped/`` was written; bench/RESULTS.md). ``entry`` orders a source's drops when units
+    report them out of order (a read unit batches its records, but lists their drops in the order the records
+    entered); a sink given entries keeps its drops as they came until it is asked for them, then sorts stably.
     """
+
+    COMPACT_ROWS = 1024
 
     def __init__(self, stats: dict[str, SourceStats]) -> None:
         self.stats = stats
-        self._drops: dict[str, list[tuple[int, Dropped]]] = {}
+        #: per source, in order: Arrow tables and read units' drop files, then the drops not yet made a table
+        self._parts: dict[str, list[pa.Table | SpillFiles]] = {}
+        self._pending: dict[str, list[tuple[int, Dropped]]] = {}
+        self._rows: dict[str, int] = {}
+        self._ordered: set[str] = set()  # sources whose drops came with entries: sorted once, when asked for
 
     def drop(self, source: str, item: Dropped, entry: int = 0) -> None:
         item.source = source
         self.stats[source].drop(item.reason)
-        self._drops.setdefault(source, []).append((entry, item))
+        pending = self._pending.setdefault(source, [])
+        pending.append((entry, item))
+        self._rows[source] = self._rows.get(source, 0) + 1
+        if entry:
+            self._ordered.add(source)
+        elif len(pending) >= self.COMPACT_ROWS and source not in self._ordered:
+            self._compact(source)
 
-    def add_counted(self, source: str, items: Sequence[Dropped]) -> None:
-        """Drops a unit already counted in the stats it returned (which the build adds up)."""
-        self._drops.setdefault(source, []).extend((0, item) for item in items)
+    def _compact(self, source: str) -> None:
+        pending = self._pending.pop(source, [])
+        if pending:
+            if source in self._ordered:
+                pending.sort(key=lambda d: d[0])
+            self._parts.setdefault(source, []).append(dropped_table(source, [item for _, item in pending]))
+
+    def add_counted(self, source: str, files: Sequence[WorkPath]) -> None:
+        """A read unit's drops, in the Arrow files it wrote; it counted them in the stats it returned (which
+        the build adds up)."""
+        self._compact(source)
+        for path in files:
+            spill = SpillFiles([path], DROPPED_SCHEMA)
+            self._parts.setdefault(source, []).append(spill)
+            self._rows[source] = self._rows.get(source, 0) + spill.num_rows
 
     def total(self) -> int:
         """Records dropped so far, over every source."""
-        return sum(len(drops) for drops in self._drops.values())
+        return sum(self._rows.values())
+
+    def tables(self, source: str) -> list[pa.Table]:
+        """A source's drops as Arrow tables (``DROPPED_SCHEMA``), in order."""
+        self._compact(source)
+        return [part if isinstance(part, pa.Table) else part.to_table() for part in self._parts.get(source, [])]
 
     def dropped(self, source: str) -> list[Dropped]:
-        drops = self._drops.get(source, [])
-        if any(entry for entry, _ in drops):
-            drops.sort(key=lambda d: d[0])
-        return [item for _, item in drops]
+        """A source's drops, in order, as ``Dropped`` records."""
+        return [d for table in self.tables(source) for d in dropped_records(table)]
 
 
 class LiveSource(NamedTuple):

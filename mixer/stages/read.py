@@ -21,13 +21,9 @@ from typing import Any
 import orjson
 
 from mixer.core.errors import InputError, Location, RecordError
-from mixer.core.records import (
-    CANDIDATE_SCHEMA,
-    Dropped,
-    Record,
-)
+from mixer.core.records import CANDIDATE_SCHEMA, DROPPED_SCHEMA, Dropped, Record
 from mixer.core.stats import FileInfo, SourceRead, SourceStats
-from mixer.core.tables import SpillFiles
+from mixer.core.tables import SpillFiles, SpillWriter
 from mixer.core.workstore import WorkPath
 from mixer.readers.base import FilePart, ParseFailure
 from mixer.readers.raw import file_format, file_info, json_array, splittable
@@ -190,8 +186,16 @@ def read_source(recipe: Recipe, source: Source, work_dir: WorkPath, *, gate: boo
     candidates = store.close()  # counts the last batch
     if counter is not None:
         counter.close()
-    # entries (records_in) only grow, so the parts of a source read apart add up in order
-    return SourceRead(stats=stats, drops=sink.dropped(source.name), candidates=[candidates], used=set(context.used))
+    # entries (records_in) only grow, so the parts of a source read apart add up in order. The drops go to an Arrow
+    # file beside the candidates: the build keeps no Python object per dropped record (DropSink)
+    drops: list[WorkPath] = []
+    tables = sink.tables(source.name)
+    if tables:
+        writer = SpillWriter(work_dir / name.replace("candidates", "drops", 1), DROPPED_SCHEMA)
+        for table in tables:
+            writer.write(table)
+        drops.append(writer.close().paths[0])
+    return SourceRead(stats=stats, drops=drops, candidates=[candidates], used=set(context.used))
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from mixer.core.stats import FileInfo, SourceRead
     from mixer.recipe.load import Recipe, Source
 
-ENTRY_VERSION = 4  # 4: candidate messages carry the nullable per-message `train` flag
+ENTRY_VERSION = 5  # 4: candidate messages carry the nullable per-message `train` flag; 5: drops in Arrow files
 MANIFEST = "MANIFEST.json"
 #: staging folders older than this are leftovers (a build writes its own within minutes)
 STALE_STAGING_S = 24 * 3600
@@ -116,8 +116,8 @@ def read_key(recipe: Recipe, source: Source, files: list[FileInfo], *, gate: boo
 class ReadCache:
     """Entries of the read stage: ``<root>/<key>/`` holding the candidate files and ``read.pkl``.
 
-    ``read.pkl`` is a pickle of the ``SourceRead`` (counts and drops); like any cache under the
-    user's own home folder it is trusted as much as that folder.
+    ``read.pkl`` is a pickle of the ``SourceRead`` (counts; its drops are Arrow files beside the candidates);
+    like any cache under the user's own home folder it is trusted as much as that folder.
     """
 
     def __init__(self, root: Path, max_bytes: int | None = None) -> None:
@@ -145,7 +145,8 @@ class ReadCache:
                 raise KeyError("adapter counted tokens with another tokenizer")
             result: SourceRead = saved["result"]
             result.candidates = [entry / name for name in saved["candidates"]]
-            missing = [p for p in result.candidates if not p.exists()]
+            result.drops = [entry / name for name in saved["drops"]]
+            missing = [p for p in [*result.candidates, *result.drops] if not p.exists()]
             if missing:
                 raise FileNotFoundError(missing[0])
         except (OSError, EOFError, KeyError, ValueError, TypeError, AttributeError, pickle.UnpicklingError):
@@ -167,20 +168,23 @@ class ReadCache:
             used: set[str]) -> SourceRead:
         """Move a finished read into the cache; returns it pointing at the cached candidates."""
         final = self.root / key
-        candidates = result.candidates
+        candidates, drops = result.candidates, result.drops
         names = [p.relative_to(staging).as_posix() for p in candidates]
-        result.candidates = []
+        drop_names = [p.relative_to(staging).as_posix() for p in drops]
+        result.candidates, result.drops = [], []
         with open(staging / "read.pkl", "wb") as f:
             pickle.dump({"version": ENTRY_VERSION, "used": sorted(used), "seed": seed, "tokenizer": tokenizer,
-                         "candidates": names, "result": result}, f, protocol=pickle.HIGHEST_PROTOCOL)
-        write_manifest(staging, key, ["read.pkl", *names])
+                         "candidates": names, "drops": drop_names, "result": result}, f,
+                        protocol=pickle.HIGHEST_PROTOCOL)
+        write_manifest(staging, key, ["read.pkl", *names, *drop_names])
         try:
             os.replace(staging, final)
         except OSError:  # another build stored the same entry first: use ours from staging
-            result.candidates = candidates
+            result.candidates, result.drops = candidates, drops
             self._prune(keep=final)
             return result
         result.candidates = [final / name for name in names]
+        result.drops = [final / name for name in drop_names]
         self._prune(keep=final)
         return result
 

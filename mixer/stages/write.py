@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -30,7 +29,6 @@ from mixer.core.records import (
     OUTPUT_SCHEMA,
     PREFERENCE_OUTPUT_SCHEMA,
     SCORE_FIELDS,
-    Dropped,
 )
 from mixer.core.tables import OrderedSpill, SpillFiles, SpillWriter, list_sums
 from mixer.core.workstore import WorkPath, make_temp_dir, remove_tree
@@ -215,22 +213,12 @@ def _scatter(selected: SpillFiles, index: np.ndarray, bucket_starts: list[int], 
     return [w.close() for w in writers]
 
 
-def dropped_table(source: str, drops: list[Dropped]) -> pa.Table:
-    return pa.Table.from_pylist(
-        [{"source": source, "dataset": d.dataset, "id": d.id, "stage": d.stage, "reason": d.reason,
-          "detail": d.detail, "kept_id": d.kept_id, "messages": d.messages, "raw": d.raw,
-          "extra": orjson.dumps(d.extra, option=orjson.OPT_SORT_KEYS).decode() if d.extra else None}
-         for d in drops],
-        schema=DROPPED_SCHEMA,
-    )
-
-
 #: rows per row group of ``dropped/<source>.parquet``: ``pq.write_table``'s default, with which the
 #: file was written when it was made from one table; the bytes stay those
 DROPPED_ROW_GROUP_ROWS = 1024 * 1024
 
 
-def write_dropped(source: str, drops: list[Dropped], unsampled: Sequence[OrderedSpill], dropped_dir: Path
+def write_dropped(source: str, drops: Sequence[pa.Table], unsampled: Sequence[OrderedSpill], dropped_dir: Path
                   ) -> Path | None:
     """``dropped/<source>.parquet``: every record that left the pipeline, with stage and reason, then
     the records sampling did not choose (ids only, reason ``not_sampled``; one spill per sampled
@@ -241,8 +229,9 @@ def write_dropped(source: str, drops: list[Dropped], unsampled: Sequence[Ordered
     ``pq.write_table``: the same row-group cuts, and in each row group the same chunks per column
     (Arrow's writer encodes a column chunk in batches that restart at each Arrow chunk, so where its
     pages end may depend on them); hence each piece below is made one chunk, cut where a group or a
-    row group ends."""
-    total = len(drops) + sum(group.num_rows for group in unsampled)
+    row group ends. ``drops``: the drops as ``DROPPED_SCHEMA`` tables, in order (``DropSink.tables``)."""
+    drops = [t for t in drops if t.num_rows]
+    total = sum(t.num_rows for t in drops) + sum(group.num_rows for group in unsampled)
     if not total:
         return None
     dropped_dir.mkdir(parents=True, exist_ok=True)
@@ -261,7 +250,7 @@ def write_dropped(source: str, drops: list[Dropped], unsampled: Sequence[Ordered
     return path
 
 
-def _dropped_pieces(source: str, drops: list[Dropped], unsampled: Sequence[OrderedSpill]) -> Iterator[pa.Table]:
+def _dropped_pieces(source: str, drops: Sequence[pa.Table], unsampled: Sequence[OrderedSpill]) -> Iterator[pa.Table]:
     """The rows of ``dropped/<source>.parquet`` in order, in tables of one chunk per column that end
     where the drops, a group or a row group ends."""
     offset = 0  # rows of the file before the current piece
@@ -276,7 +265,7 @@ def _dropped_pieces(source: str, drops: list[Dropped], unsampled: Sequence[Order
             yield length
 
     if drops:
-        table = dropped_table(source, drops)
+        table = pa.concat_tables(drops).combine_chunks()  # one chunk per column, as one table of them all was
         start = 0
         for length in cuts(table.num_rows):
             yield table.slice(start, length)
@@ -355,7 +344,7 @@ def write_output(ctx: StageContext, selected: SpillFiles, order: Sequence[int],
     def dropped() -> list[str]:
         files = []
         for s in recipe.sources:
-            path = write_dropped(s.name, ctx.sink.dropped(s.name), unsampled.get(s.name, []), out / "dropped")
+            path = write_dropped(s.name, ctx.sink.tables(s.name), unsampled.get(s.name, []), out / "dropped")
             if path is not None:
                 files.append(f"dropped/{path.name}")
         return files

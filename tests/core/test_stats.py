@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from mixer.core.records import Dropped
 from mixer.core.stats import FileInfo, SourceRead, SourceStats
 
 
@@ -33,9 +32,9 @@ def test_stats_of_different_sources_do_not_add() -> None:
 
 
 def test_source_reads_add_in_part_order() -> None:
-    first = SourceRead(_part([], 2, {"x": 1}), [Dropped("x", id="1")], [Path("p0.arrow")], {"seed"})
-    second = SourceRead(_part([], 3, {"x": 1}), [Dropped("x", id="4")], [Path("p1.arrow")], {"tokenizer"})
+    first = SourceRead(_part([], 2, {"x": 1}), [Path("d0.arrow")], [Path("p0.arrow")], {"seed"})
+    second = SourceRead(_part([], 3, {"x": 1}), [Path("d1.arrow")], [Path("p1.arrow")], {"tokenizer"})
     total = first + second
-    assert [d.id for d in total.drops] == ["1", "4"]
+    assert total.drops == [Path("d0.arrow"), Path("d1.arrow")]
     assert total.candidates == [Path("p0.arrow"), Path("p1.arrow")]
     assert total.used == {"seed", "tokenizer"} and total.stats.raw_records == 5

@@ -93,7 +93,8 @@ def _read(monkeypatch, tmp_path: Path, recipe, columnar: bool, part: FilePart | 
     only = read_stage.ReadPart(0, part) if part is not None else None
     result = read_stage.read_source(recipe, recipe.sources[0], work, gate=True, count_tokens=False, only=only)
     table = pa.ipc.open_file(str(result.candidates[0])).read_all()
-    return table, [dataclasses.asdict(d) for d in result.drops], dataclasses.asdict(result.stats)
+    drops = [row for path in result.drops for row in pa.ipc.open_file(str(path)).read_all().to_pylist()]
+    return table, drops, dataclasses.asdict(result.stats)
 
 
 def _assert_same_read(monkeypatch, tmp_path: Path, recipe) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mixer.core.records import Dropped, Record
+import pyarrow as pa
+
+from mixer.core.records import DROPPED_SCHEMA, Dropped, Record
 from mixer.core.stats import SourceStats
 from mixer.core.tables import SpillFiles
-from mixer.stages.base import Candidates, DropSink, drop_record, run_record_stages
+from mixer.stages.base import Candidates, DropSink, drop_record, dropped_table, run_record_stages
 from mixer.stages.read import CandidateStore
 
 
@@ -37,7 +39,7 @@ def test_each_record_stage_sees_only_the_records_still_in_and_verdicts_keep_inpu
     assert out[1].reason == "odd" and out[1].stage == "filter" and out[1].detail == "id 1"
 
 
-def test_the_sink_counts_each_drop_once_and_lists_a_units_drops_in_entry_order() -> None:
+def test_the_sink_counts_each_drop_once_and_lists_a_units_drops_in_entry_order(tmp_path: Path) -> None:
     stats = {"s": SourceStats("s", "messages", None, "all", 1)}
     sink = DropSink(stats)
     sink.drop("s", Dropped("late", id="b"), entry=5)
@@ -45,9 +47,26 @@ def test_the_sink_counts_each_drop_once_and_lists_a_units_drops_in_entry_order()
     assert [d.id for d in sink.dropped("s")] == ["a", "b"]
     assert all(d.source == "s" for d in sink.dropped("s"))
     assert stats["s"].dropped == {"late": 1, "early": 1}
-    sink.add_counted("s", [Dropped("already counted", id="c")])
+    unit = tmp_path / "drops.arrow"  # a read unit's drops file, counted in the stats the unit returned
+    with pa.OSFile(str(unit), "wb") as f, pa.ipc.new_file(f, DROPPED_SCHEMA) as w:
+        w.write_table(dropped_table("s", [Dropped("already counted", id="c")]))
+    sink.add_counted("s", [unit])
     assert stats["s"].dropped == {"late": 1, "early": 1}
-    assert len(sink.dropped("s")) == 3
+    assert [d.id for d in sink.dropped("s")] == ["a", "b", "c"] and sink.total() == 3
+
+
+def test_the_sink_keeps_drops_as_arrow_tables_in_the_order_they_came(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(DropSink, "COMPACT_ROWS", 4)
+    sink = DropSink({"s": SourceStats("s", "messages", None, "all", 1)})
+    for i in range(10):
+        sink.drop("s", Dropped("dup", id=str(i), messages=[{"role": "user", "content": f"q{i}"}],
+                               extra={"kept": i} if i % 2 else {}))
+    assert [len(t) for t in sink._parts["s"]] == [4, 4]  # two compacted, two still records
+    tables = sink.tables("s")
+    assert [t.num_rows for t in tables] == [4, 4, 2] and all(t.schema == DROPPED_SCHEMA for t in tables)
+    again = sink.dropped("s")
+    assert [d.id for d in again] == [str(i) for i in range(10)]
+    assert again[3].extra == {"kept": 3} and again[2].extra == {} and again[9].messages[0]["content"] == "q9"
 
 
 def test_candidates_remove_marks_rows_out_and_fills_the_drop_from_the_record(tmp_path: Path) -> None:
