@@ -79,6 +79,7 @@ def _report() -> None:
 
 def main() -> None:
     import mixer.build as build_module
+    import mixer.stages.base as base_stage
     import mixer.stages.select as select_stage
     import mixer.stages.write as write_stage
     from mixer.cli import main as cli
@@ -95,8 +96,9 @@ def main() -> None:
     build_module.BuildState.timed = marked_stage  # type: ignore[method-assign]
     for name in ("select", "_not_sampled", "_walk", "_write"):
         _mark(select_stage.Selector, name, f"Selector.{name}")
-    for name in ("write_dropped", "write_shards", "dropped_table"):
+    for name in ("write_dropped", "write_shards"):
         _mark(write_stage, name, name)
+    _mark(base_stage, "dropped_table", "dropped_table")  # the drops made Arrow rows (DropSink)
     stop = threading.Event()
     sampler = threading.Thread(target=_sample, args=(stop,), daemon=True)
     sampler.start()

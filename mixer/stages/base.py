@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from mixer.core.records import DROPPED_SCHEMA, Dropped, Record
 from mixer.core.stats import SourceStats
-from mixer.core.tables import OrderedSpill, SpillFiles
+from mixer.core.tables import OrderedSpill, SpillFiles, SpillWriter
 from mixer.core.workstore import WorkPath
 from mixer.recipe.load import Recipe
 
@@ -118,23 +118,26 @@ def dropped_records(table: pa.Table) -> list[Dropped]:
 class DropSink:
     """Where every dropped record goes, once: counted under its reason and kept for ``dropped/``.
 
-    The records are kept as Arrow rows, not Python objects: a read unit's drops come as the Arrow file it
-    wrote (``add_counted``), and the build's own drops are turned into an Arrow table every
-    ``COMPACT_ROWS`` (as Python objects, the read stage's drops alone held 210 MiB at three times Tulu V2's
-    size until ``dropped/`` was written; bench/RESULTS.md). ``entry`` orders a source's drops when units
-    report them out of order (a read unit batches its records, but lists their drops in the order the records
-    entered); a sink given entries keeps its drops as they came until it is asked for them, then sorts stably.
+    The records are kept in Arrow files, not as Python objects: a read unit's drops come as the file it wrote
+    (``add_counted``), and the build's own drops are written to ``spill_dir`` every ``COMPACT_ROWS`` (as Python
+    objects, the read stage's drops alone held 210 MiB at three times Tulu V2's size until ``dropped/`` was
+    written; bench/RESULTS.md). Without a ``spill_dir`` (a read unit's own sink) they stay records until asked
+    for. ``entry`` orders a source's drops when units report them out of order (a read unit batches its
+    records, but lists their drops in the order the records entered); such drops are sorted stably when asked
+    for.
     """
 
     COMPACT_ROWS = 1024
 
-    def __init__(self, stats: dict[str, SourceStats]) -> None:
+    def __init__(self, stats: dict[str, SourceStats], spill_dir: WorkPath | None = None) -> None:
         self.stats = stats
-        #: per source, in order: Arrow tables and read units' drop files, then the drops not yet made a table
+        self.spill_dir = spill_dir
+        #: per source, in order: Arrow files (and tables), then the drops not yet written
         self._parts: dict[str, list[pa.Table | SpillFiles]] = {}
         self._pending: dict[str, list[tuple[int, Dropped]]] = {}
         self._rows: dict[str, int] = {}
         self._ordered: set[str] = set()  # sources whose drops came with entries: sorted once, when asked for
+        self._files = 0
 
     def drop(self, source: str, item: Dropped, entry: int = 0) -> None:
         item.source = source
@@ -144,15 +147,24 @@ class DropSink:
         self._rows[source] = self._rows.get(source, 0) + 1
         if entry:
             self._ordered.add(source)
-        elif len(pending) >= self.COMPACT_ROWS and source not in self._ordered:
+        elif len(pending) >= self.COMPACT_ROWS and source not in self._ordered and self.spill_dir is not None:
             self._compact(source)
 
     def _compact(self, source: str) -> None:
         pending = self._pending.pop(source, [])
-        if pending:
-            if source in self._ordered:
-                pending.sort(key=lambda d: d[0])
-            self._parts.setdefault(source, []).append(dropped_table(source, [item for _, item in pending]))
+        if not pending:
+            return
+        if source in self._ordered:
+            pending.sort(key=lambda d: d[0])
+        table = dropped_table(source, [item for _, item in pending])
+        part: pa.Table | SpillFiles = table
+        if self.spill_dir is not None:
+            self.spill_dir.mkdir(parents=True, exist_ok=True)
+            writer = SpillWriter(self.spill_dir / f"drops-{self._files:05d}.arrow", DROPPED_SCHEMA)
+            self._files += 1
+            writer.write(table)
+            part = writer.close()
+        self._parts.setdefault(source, []).append(part)
 
     def add_counted(self, source: str, files: Sequence[WorkPath]) -> None:
         """A read unit's drops, in the Arrow files it wrote; it counted them in the stats it returned (which
@@ -167,14 +179,15 @@ class DropSink:
         """Records dropped so far, over every source."""
         return sum(self._rows.values())
 
-    def tables(self, source: str) -> list[pa.Table]:
-        """A source's drops as Arrow tables (``DROPPED_SCHEMA``), in order."""
+    def parts(self, source: str) -> list[pa.Table | SpillFiles]:
+        """A source's drops (``DROPPED_SCHEMA`` rows), in order: Arrow files, read a batch at a time, or tables."""
         self._compact(source)
-        return [part if isinstance(part, pa.Table) else part.to_table() for part in self._parts.get(source, [])]
+        return list(self._parts.get(source, []))
 
     def dropped(self, source: str) -> list[Dropped]:
-        """A source's drops, in order, as ``Dropped`` records."""
-        return [d for table in self.tables(source) for d in dropped_records(table)]
+        """A source's drops, in order, as ``Dropped`` records (for a caller that looks at a few)."""
+        tables = [p if isinstance(p, pa.Table) else p.to_table() for p in self.parts(source)]
+        return [d for table in tables for d in dropped_records(table)]
 
 
 class LiveSource(NamedTuple):
@@ -278,7 +291,7 @@ class StageContext:
     card: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.sink = DropSink(self.stats)
+        self.sink = DropSink(self.stats, self.work_dir / "drops")
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)

@@ -189,11 +189,10 @@ def read_source(recipe: Recipe, source: Source, work_dir: WorkPath, *, gate: boo
     # entries (records_in) only grow, so the parts of a source read apart add up in order. The drops go to an Arrow
     # file beside the candidates: the build keeps no Python object per dropped record (DropSink)
     drops: list[WorkPath] = []
-    tables = sink.tables(source.name)
-    if tables:
+    (table, *_) = sink.parts(source.name) or [None]  # a sink without a spill folder: one table, in entry order
+    if table is not None:
         writer = SpillWriter(work_dir / name.replace("candidates", "drops", 1), DROPPED_SCHEMA)
-        for table in tables:
-            writer.write(table)
+        writer.write(table)
         drops.append(writer.close().paths[0])
     return SourceRead(stats=stats, drops=drops, candidates=[candidates], used=set(context.used))
 

@@ -218,20 +218,20 @@ def _scatter(selected: SpillFiles, index: np.ndarray, bucket_starts: list[int], 
 DROPPED_ROW_GROUP_ROWS = 1024 * 1024
 
 
-def write_dropped(source: str, drops: Sequence[pa.Table], unsampled: Sequence[OrderedSpill], dropped_dir: Path
-                  ) -> Path | None:
+def write_dropped(source: str, drops: Sequence[pa.Table | SpillFiles], unsampled: Sequence[OrderedSpill],
+                  dropped_dir: Path) -> Path | None:
     """``dropped/<source>.parquet``: every record that left the pipeline, with stage and reason, then
     the records sampling did not choose (ids only, reason ``not_sampled``; one spill per sampled
     group, read from the work folder a bucket at a time).
 
-    Written a row group at a time, so the not-sampled ids are never all in memory (3.9 M at scale
-    3.0). The bytes are those of one table (the drops, then one chunk per group) written whole with
+    Written a row group at a time, so neither the drops nor the not-sampled ids (3.9 M at scale 3.0)
+    are ever all in memory: ``drops`` are the drops' Arrow files (``DropSink.parts``), read a batch at
+    a time. The bytes are those of one table (the drops, then one chunk per group) written whole with
     ``pq.write_table``: the same row-group cuts, and in each row group the same chunks per column
     (Arrow's writer encodes a column chunk in batches that restart at each Arrow chunk, so where its
-    pages end may depend on them); hence each piece below is made one chunk, cut where a group or a
-    row group ends. ``drops``: the drops as ``DROPPED_SCHEMA`` tables, in order (``DropSink.tables``)."""
-    drops = [t for t in drops if t.num_rows]
-    total = sum(t.num_rows for t in drops) + sum(group.num_rows for group in unsampled)
+    pages end may depend on them); hence each piece below is made one chunk, cut where the drops, a
+    group or a row group ends."""
+    total = sum(part.num_rows for part in drops) + sum(group.num_rows for group in unsampled)
     if not total:
         return None
     dropped_dir.mkdir(parents=True, exist_ok=True)
@@ -250,7 +250,8 @@ def write_dropped(source: str, drops: Sequence[pa.Table], unsampled: Sequence[Or
     return path
 
 
-def _dropped_pieces(source: str, drops: Sequence[pa.Table], unsampled: Sequence[OrderedSpill]) -> Iterator[pa.Table]:
+def _dropped_pieces(source: str, drops: Sequence[pa.Table | SpillFiles], unsampled: Sequence[OrderedSpill]
+                    ) -> Iterator[pa.Table]:
     """The rows of ``dropped/<source>.parquet`` in order, in tables of one chunk per column that end
     where the drops, a group or a row group ends."""
     offset = 0  # rows of the file before the current piece
@@ -264,21 +265,30 @@ def _dropped_pieces(source: str, drops: Sequence[pa.Table], unsampled: Sequence[
             n -= length
             yield length
 
-    if drops:
-        table = pa.concat_tables(drops).combine_chunks()  # one chunk per column, as one table of them all was
-        start = 0
-        for length in cuts(table.num_rows):
-            yield table.slice(start, length)
-            start += length
+    yield from _recut(_tables(drops), cuts(sum(part.num_rows for part in drops)))
     for group in unsampled:
-        buckets = group.iter_tables()
-        held: list[pa.Table] = []
-        for length in cuts(group.num_rows):
-            while sum(t.num_rows for t in held) < length:
-                held.append(next(buckets))
-            ids = pa.concat_tables(held).combine_chunks()
-            held = [ids.slice(length)] if ids.num_rows > length else []
-            yield _not_sampled_table(source, ids.slice(0, length).combine_chunks())
+        for ids in _recut(group.iter_tables(), cuts(group.num_rows)):
+            yield _not_sampled_table(source, ids)
+
+
+def _tables(parts: Sequence[pa.Table | SpillFiles]) -> Iterator[pa.Table]:
+    """The rows of ``parts`` in order: a table as it is, a file a batch at a time."""
+    for part in parts:
+        if isinstance(part, SpillFiles):
+            yield from (pa.Table.from_batches([batch]) for batch in part.iter_batches())
+        else:
+            yield part
+
+
+def _recut(tables: Iterator[pa.Table], lengths: Iterator[int]) -> Iterator[pa.Table]:
+    """The rows of ``tables`` again, in tables of the given lengths, each one chunk per column."""
+    held: list[pa.Table] = []
+    for length in lengths:
+        while sum(t.num_rows for t in held) < length:
+            held.append(next(tables))
+        rows = pa.concat_tables(held).combine_chunks()
+        held = [rows.slice(length)] if rows.num_rows > length else []
+        yield rows.slice(0, length).combine_chunks()
 
 
 def _not_sampled_table(source: str, ids: pa.Table) -> pa.Table:
@@ -344,7 +354,7 @@ def write_output(ctx: StageContext, selected: SpillFiles, order: Sequence[int],
     def dropped() -> list[str]:
         files = []
         for s in recipe.sources:
-            path = write_dropped(s.name, ctx.sink.tables(s.name), unsampled.get(s.name, []), out / "dropped")
+            path = write_dropped(s.name, ctx.sink.parts(s.name), unsampled.get(s.name, []), out / "dropped")
             if path is not None:
                 files.append(f"dropped/{path.name}")
         return files

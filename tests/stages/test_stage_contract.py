@@ -55,17 +55,19 @@ def test_the_sink_counts_each_drop_once_and_lists_a_units_drops_in_entry_order(t
     assert [d.id for d in sink.dropped("s")] == ["a", "b", "c"] and sink.total() == 3
 
 
-def test_the_sink_keeps_drops_as_arrow_tables_in_the_order_they_came(tmp_path: Path, monkeypatch) -> None:
+def test_the_sink_writes_the_builds_drops_to_arrow_files_in_the_order_they_came(tmp_path: Path,
+                                                                                 monkeypatch) -> None:
     monkeypatch.setattr(DropSink, "COMPACT_ROWS", 4)
-    sink = DropSink({"s": SourceStats("s", "messages", None, "all", 1)})
+    sink = DropSink({"s": SourceStats("s", "messages", None, "all", 1)}, tmp_path / "drops")
     for i in range(10):
         sink.drop("s", Dropped("dup", id=str(i), messages=[{"role": "user", "content": f"q{i}"}],
                                extra={"kept": i} if i % 2 else {}))
-    assert [len(t) for t in sink._parts["s"]] == [4, 4]  # two compacted, two still records
-    tables = sink.tables("s")
-    assert [t.num_rows for t in tables] == [4, 4, 2] and all(t.schema == DROPPED_SCHEMA for t in tables)
+    assert len(list((tmp_path / "drops").glob("*.arrow"))) == 2  # two full batches written, two drops held
+    parts = sink.parts("s")
+    assert [p.num_rows for p in parts] == [4, 4, 2] and sink.total() == 10
+    assert all(isinstance(p, SpillFiles) for p in parts)  # the last two too, when asked for
     again = sink.dropped("s")
-    assert [d.id for d in again] == [str(i) for i in range(10)]
+    assert [d.id for d in again] == [str(i) for i in range(10)] and {d.source for d in again} == {"s"}
     assert again[3].extra == {"kept": 3} and again[2].extra == {} and again[9].messages[0]["content"] == "q9"
 
 
