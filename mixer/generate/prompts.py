@@ -89,7 +89,20 @@ class _Collector:
         self.skipped: Counter[str] = Counter()
         self.seen: set[bytes] = set()
         self.keys: Counter[str] = Counter()
+        self.used_keys: set[str] = set()
         self.read = 0
+
+    def _unique_key(self, record_id: str) -> str:
+        """``record_id``, or ``record_id~n`` on its n-th repeat; a suffixed key that is itself another record's id
+        (ids ``a``, ``a``, ``a~1``) takes the next free suffix, so keys (and the output ids made of them) stay
+        unique and no two prompts share a seed."""
+        while True:
+            n = self.keys[record_id]
+            self.keys[record_id] += 1
+            key = record_id if n == 0 else f"{record_id}~{n}"
+            if key not in self.used_keys:
+                self.used_keys.add(key)
+                return key
 
     def add(self, dataset: str, record_id: str, messages: list[dict[str, str]]) -> None:
         self.read += 1
@@ -105,9 +118,7 @@ class _Collector:
             self.skipped["beyond_max_prompts"] += 1
             return
         self.seen.add(digest)
-        n = self.keys[record_id]
-        self.keys[record_id] += 1
-        key = record_id if n == 0 else f"{record_id}~{n}"
+        key = self._unique_key(record_id)
         self.prompts.append(Prompt(key, dataset, record_id, prompt, reference_reply(messages, prompt)))
 
 
