@@ -8,9 +8,9 @@ from a record (``prompt_mode``):
 - ``conversation``: everything before the record's last assistant turn, so the policy answers the final
   user turn of a multi-turn conversation with the earlier turns as context.
 
-Every record read is accounted for: taken, or skipped with a reason (``no_user_turn``, ``duplicate_prompt``
-for an exact repeat of an earlier prompt, ``beyond_max_prompts``, ``adapter_dropped:<reason>`` for what a
-recipe source's adapter itself drops).
+Every record read is accounted for: taken, or skipped with a reason (``no_user_turn``, ``empty_prompt`` when
+the user turn to answer is blank, ``duplicate_prompt`` for an exact repeat of an earlier prompt,
+``beyond_max_prompts``, ``adapter_dropped:<reason>`` for what a recipe source's adapter itself drops).
 """
 
 from __future__ import annotations
@@ -109,6 +109,9 @@ class _Collector:
         prompt = cut_prompt(messages, self.mode)
         if prompt is None:
             self.skipped["no_user_turn"] += 1
+            return
+        if not prompt[-1]["content"].strip():  # nothing to answer: a reply to it would be made-up data
+            self.skipped["empty_prompt"] += 1
             return
         digest = _digest(prompt)
         if digest in self.seen:

@@ -82,6 +82,25 @@ def test_prompt_keys_stay_unique_when_a_suffixed_key_is_another_records_id(tmp_p
     assert [p.record_id for p in prompts] == ["a", "a", "a~1", "a~1"]
 
 
+def test_a_blank_user_turn_to_answer_is_skipped_as_empty_prompt(tmp_path: Path) -> None:
+    from train_fixtures import write_sft_build
+
+    def rec(rid: str, *turns: tuple[str, str]) -> dict:
+        return {"dataset": "d", "id": rid, "messages": [{"role": r, "content": c} for r, c in turns]}
+
+    records = [rec("empty", ("user", ""), ("assistant", "a")), rec("blank", ("user", " \n "), ("assistant", "a")),
+               rec("fine", ("user", "hello"), ("assistant", "a")),
+               rec("later", ("user", "q"), ("assistant", "a"), ("user", "  "), ("assistant", "b"))]
+    first = read_build_prompts(write_sft_build(tmp_path / "b", records), "first_user")
+    assert [p.key for p in first.prompts] == ["fine", "later"]
+    assert first.skipped == {"empty_prompt": 2}
+    # in conversation mode the turn answered is the last user turn: `later`'s is blank
+    whole = read_build_prompts(tmp_path / "b", "conversation")
+    assert [p.key for p in whole.prompts] == ["fine"]
+    assert whole.skipped == {"empty_prompt": 3}
+    assert whole.records_read == 4 == len(whole.prompts) + sum(whole.skipped.values())
+
+
 def test_recipe_source_prompts_come_through_the_adapter() -> None:
     prompts = read_recipe_prompts(REPO / "recipes" / "dpo-sample.yaml", ["hh_rlhf"], "conversation",
                                   raw_dir=str(REPO / "samples" / "raw_train"))
