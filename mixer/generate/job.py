@@ -54,12 +54,14 @@ SHARD_KEY_FIELDS = [("prompt_index", pa.int64()), ("prompt_key", pa.string()), (
 OUTPUT_KEY_FIELDS = [("dataset", pa.string()), ("id", pa.string()), ("messages", pa.list_(MESSAGE_TYPE))]
 
 
-def read_prompts(cfg: GenerateConfig) -> PromptSet:
-    """The run's prompts: from a build (``--data``) or a recipe's sources (``--recipe``)."""
+def read_prompts(cfg: GenerateConfig, *, by_reply: bool = False) -> PromptSet:
+    """The run's prompts: from a build (``--data``) or a recipe's sources (``--recipe``). ``by_reply``: only a
+    repeat of prompt and reply is skipped (methods that judge or rewrite each record's reply)."""
     if cfg.data is not None:
-        return read_build_prompts(cfg.data, cfg.prompt_mode, cfg.max_prompts)
+        return read_build_prompts(cfg.data, cfg.prompt_mode, cfg.max_prompts, by_reply=by_reply)
     assert cfg.recipe is not None
-    return read_recipe_prompts(cfg.recipe, cfg.sources, cfg.prompt_mode, cfg.max_prompts, cfg.raw_dir)
+    return read_recipe_prompts(cfg.recipe, cfg.sources, cfg.prompt_mode, cfg.max_prompts, cfg.raw_dir,
+                               by_reply=by_reply)
 
 
 def user(content: str) -> dict[str, str]:
@@ -177,7 +179,7 @@ def run_method(cfg: GenerateConfig, method: Method, *, log: Any = None) -> dict[
     if method.needs_reward_model():
         check_reward_folder(cfg.reward_model or "")
     started, cpu_started = time.perf_counter(), time.process_time()
-    prompt_set = read_prompts(cfg)
+    prompt_set = read_prompts(cfg, by_reply=method.needs_reference)
     if method.needs_reference:
         prompt_set = _require_references(prompt_set, method)
     prompts = prompt_set.prompts

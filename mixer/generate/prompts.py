@@ -82,9 +82,12 @@ def _digest(messages: list[dict[str, str]]) -> bytes:
 
 
 class _Collector:
-    def __init__(self, mode: str, max_prompts: int | None) -> None:
+    def __init__(self, mode: str, max_prompts: int | None, by_reply: bool = False) -> None:
         self.mode = mode
         self.max_prompts = max_prompts
+        #: a repeat is the same prompt *and* the same reply (methods that use each record's reply: one prompt
+        #: with two different replies is two records to judge or rewrite, not a repeat)
+        self.by_reply = by_reply
         self.prompts: list[Prompt] = []
         self.skipped: Counter[str] = Counter()
         self.seen: set[bytes] = set()
@@ -113,16 +116,17 @@ class _Collector:
         if not prompt[-1]["content"].strip():  # nothing to answer: a reply to it would be made-up data
             self.skipped["empty_prompt"] += 1
             return
-        digest = _digest(prompt)
+        reference = reference_reply(messages, prompt)
+        digest = _digest([*prompt, {"role": "reference", "content": reference or ""}] if self.by_reply else prompt)
         if digest in self.seen:
-            self.skipped["duplicate_prompt"] += 1
+            self.skipped["duplicate_prompt_and_reply" if self.by_reply else "duplicate_prompt"] += 1
             return
         if self.max_prompts is not None and len(self.prompts) >= self.max_prompts:
             self.skipped["beyond_max_prompts"] += 1
             return
         self.seen.add(digest)
         key = self._unique_key(record_id)
-        self.prompts.append(Prompt(key, dataset, record_id, prompt, reference_reply(messages, prompt)))
+        self.prompts.append(Prompt(key, dataset, record_id, prompt, reference))
 
 
 def _check_messages(value: Any, where: str) -> list[dict[str, str]]:
@@ -134,18 +138,20 @@ def _check_messages(value: Any, where: str) -> list[dict[str, str]]:
     return value
 
 
-def read_build_prompts(path: str | Path, mode: str, max_prompts: int | None = None) -> PromptSet:
+def read_build_prompts(path: str | Path, mode: str, max_prompts: int | None = None, *,
+                       by_reply: bool = False) -> PromptSet:
     """Prompts from a ``mixer build`` output (``OUT/data/*.parquet``), a folder of Parquet or one file.
 
     SFT rows (``messages``) are cut per ``mode``; preference rows use their ``prompt`` (cut the same way, so
-    ``first_user`` still takes the first user turn).
+    ``first_user`` still takes the first user turn). ``by_reply``: a repeat is the same prompt with the same
+    reply (``duplicate_prompt_and_reply``), for methods that use the record's reply.
     """
     import pyarrow.parquet as pq
 
     from mixer.train.data import resolve_parquet_files
 
     files = resolve_parquet_files(path)
-    collector = _Collector(mode, max_prompts)
+    collector = _Collector(mode, max_prompts, by_reply)
     for file in files:
         try:
             pf = pq.ParquetFile(file)
@@ -170,9 +176,11 @@ def read_build_prompts(path: str | Path, mode: str, max_prompts: int | None = No
 
 
 def read_recipe_prompts(recipe_path: str | Path, sources: list[str] | None, mode: str,
-                        max_prompts: int | None = None, raw_dir: str | None = None) -> PromptSet:
+                        max_prompts: int | None = None, raw_dir: str | None = None, *,
+                        by_reply: bool = False) -> PromptSet:
     """Prompts from a recipe's sources, read through their adapters (no normalisation, filters or sampling:
-    the raw records as the adapter converts them). A malformed record stops with its file and line."""
+    the raw records as the adapter converts them). A malformed record stops with its file and line.
+    ``by_reply``: as for :func:`read_build_prompts`."""
     from mixer.core.records import Dropped
     from mixer.readers.base import ParseFailure
     from mixer.recipe.load import load_recipe, resolve_files
@@ -185,7 +193,7 @@ def read_recipe_prompts(recipe_path: str | Path, sources: list[str] | None, mode
     unknown = [n for n in names if n not in by_name]
     if unknown:
         raise MixerError(f"{recipe_path}: no source {', '.join(map(repr, unknown))}; sources: {', '.join(by_name)}")
-    collector = _Collector(mode, max_prompts)
+    collector = _Collector(mode, max_prompts, by_reply)
     inputs: list[str] = []
     for name in names:
         source = by_name[name]

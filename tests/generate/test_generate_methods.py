@@ -209,6 +209,33 @@ def test_judge_scores_every_pair_and_a_recipe_filters_on_min_score(tmp_path: Pat
     assert orca["dropped"].get("unscored", 0) == len(rows) - len(scores)
 
 
+def _qa_build(root: Path, answers: dict[str, tuple[str, str]]) -> Path:
+    from train_fixtures import write_sft_build
+
+    return write_sft_build(root, [{"dataset": "qa", "id": rid, "messages": [
+        {"role": "user", "content": q}, {"role": "assistant", "content": a}]} for rid, (q, a) in answers.items()])
+
+
+def _stand_in_judge(monkeypatch: pytest.MonkeyPatch) -> None:
+    def judge_replies(self, prompts, seeds):  # noqa: ANN001, ANN202
+        return [[Completion(f"Rating: [[{len(p[-1]['content']) % 10 + 1}]]", 5, "stop")] for p in prompts]
+
+    monkeypatch.setattr(backends_mod.TransformersBackend, "generate", judge_replies)
+
+
+def test_judge_scores_every_reply_to_one_prompt_and_skips_only_exact_repeats(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # two answers to one question are two records to judge (before, the second was skipped as a repeated prompt)
+    _stand_in_judge(monkeypatch)
+    data = _qa_build(tmp_path / "qa", {"q1": ("Capital of France?", "Paris."), "q2": ("Capital of France?", "Lyon?"),
+                                       "q3": ("Capital of France?", "Paris."), "q4": ("A colour?", "Blue.")})
+    card = run_generate(_cfg(tmp_path / "judged", "judge", data=str(data)))
+    assert [r["id"] for r in _rows(tmp_path / "judged", "judge")] == ["q1", "q2", "q4"]
+    assert card["prompts"]["skipped"] == {"duplicate_prompt_and_reply": 1}
+    rows = run_generate(_cfg(tmp_path / "self", "self-distill", data=str(data)))["prompts"]
+    assert (rows["generated"], rows["skipped"]) == (3, {"duplicate_prompt_and_reply": 1})
+
+
 def test_distilled_outputs_build_through_a_recipe(outputs: Path, tmp_path: Path) -> None:
     from mixer.build import build
     from mixer.recipe.load import load_recipe
