@@ -14,6 +14,8 @@ The output ``OUT/<method>/data/train-00000-of-00001.parquet`` holds canonical ``
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections import Counter
@@ -172,6 +174,14 @@ def _require_references(prompt_set: PromptSet, method: Method) -> PromptSet:
     return PromptSet(with_ref, prompt_set.records_read, skipped, prompt_set.inputs)
 
 
+def references_digest(prompts: list[Prompt]) -> str:
+    """A digest of the prompts' own replies, in order (the manifest's prompt digest covers the prompts only)."""
+    h = hashlib.blake2b(digest_size=16)
+    for p in prompts:
+        h.update(json.dumps(p.reference, ensure_ascii=False).encode() + b"\n")
+    return h.hexdigest()
+
+
 def run_method(cfg: GenerateConfig, method: Method, *, log: Any = None) -> dict[str, Any]:
     """Run (or resume) ``method`` over the configured prompts and write its source and card; return the card."""
     say = log or (lambda msg: logger.info(msg))
@@ -187,6 +197,10 @@ def run_method(cfg: GenerateConfig, method: Method, *, log: Any = None) -> dict[
         raise MixerError(f"no prompt to generate for: {prompt_set.records_read} record(s) read, skipped "
                          f"{dict(prompt_set.skipped) or 'none'}")
     identity = {**cfg.sampling_identity(), **method.settings()}
+    if method.needs_reference:
+        # the replies decide the shards too (the answer judged, the gold answer rewritten): a rerun over changed
+        # replies is another run, not a finished or resumable one
+        identity["references_digest"] = references_digest(prompts)
     plan = open_shards(cfg, prompts, identity, say)
     if plan.complete:
         return plan.finished_card()

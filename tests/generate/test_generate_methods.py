@@ -236,6 +236,23 @@ def test_judge_scores_every_reply_to_one_prompt_and_skips_only_exact_repeats(tmp
     assert (rows["generated"], rows["skipped"]) == (3, {"duplicate_prompt_and_reply": 1})
 
 
+def test_a_rerun_over_changed_replies_is_refused_not_reported_complete(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # before, the manifest covered the prompts only: judging a regenerated source into the same folder said
+    # "complete" and returned the old answers with their old scores
+    from mixer.core.errors import MixerError
+
+    _stand_in_judge(monkeypatch)
+    qa = {"q1": ("Capital of France?", "Paris."), "q2": ("A colour?", "Blue.")}
+    run_generate(_cfg(tmp_path / "judged", "judge", data=str(_qa_build(tmp_path / "v1", qa))))
+    again = run_generate(_cfg(tmp_path / "judged", "judge", data=str(_qa_build(tmp_path / "v1", qa))))
+    assert [r["messages"][-1]["content"] for r in _rows(tmp_path / "judged", "judge")] == ["Paris.", "Blue."]
+    changed = _qa_build(tmp_path / "v1", {**qa, "q1": ("Capital of France?", "Lyon, I think.")})  # same path
+    with pytest.raises(MixerError, match="references_digest"):
+        run_generate(_cfg(tmp_path / "judged", "judge", data=str(changed)))
+    assert json.loads((tmp_path / "judged" / "card.json").read_text()) == again  # the finished run left as it was
+
+
 def test_distilled_outputs_build_through_a_recipe(outputs: Path, tmp_path: Path) -> None:
     from mixer.build import build
     from mixer.recipe.load import load_recipe
