@@ -179,16 +179,24 @@ def read_dialogues(path: str, limit: int | None = None) -> list[dict[str, Any]]:
     if not p.is_file():
         raise MixerError(f"--dialogues {path}: no such file")
     if p.suffix == ".parquet":
-        rows = pq.read_table(p).to_pylist()
+        try:
+            rows = pq.read_table(p).to_pylist()
+        except (OSError, pa.ArrowException) as e:
+            raise MixerError(f"--dialogues {path}: not a readable Parquet file ({e})") from None
     else:
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise MixerError(f"--dialogues {path}: not UTF-8 text ({e}); expected JSONL or a .parquet file") from None
         rows = []
-        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        for n, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as e:
                     raise MixerError(f"{path}:{n}: not JSON: {e}") from None
     out = []
+    first_record: dict[str, int] = {}
     for n, row in enumerate(rows[:limit] if limit else rows, 1):
         messages = row.get("messages") if isinstance(row, dict) else None
         if not isinstance(messages, list) or not all(isinstance(m, dict) and isinstance(m.get("role"), str)
@@ -198,7 +206,14 @@ def read_dialogues(path: str, limit: int | None = None) -> list[dict[str, Any]]:
         if not users:
             raise MixerError(f"{path}: record {n}: GAtt needs at least one user turn; found none")
         system = [m["content"] for m in messages if m["role"] == "system"]
-        out.append({"id": str(row.get("id") or f"dialogue_{n - 1}"), "users": users, "system": system[:1]})
+        dialogue_id = str(row.get("id") or f"dialogue_{n - 1}")
+        if dialogue_id in first_record:
+            # the id names the output record and seeds its draws: two dialogues with one id would give two
+            # records a build refuses (one (dataset, id)) and the same instruction
+            raise MixerError(f"{path}: records {first_record[dialogue_id]} and {n} have the same id "
+                             f"{dialogue_id!r}; give each dialogue its own id")
+        first_record[dialogue_id] = n
+        out.append({"id": dialogue_id, "users": users, "system": system[:1]})
     if not out:
         raise MixerError(f"{path}: no dialogue in the file")
     return out
