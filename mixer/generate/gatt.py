@@ -250,6 +250,8 @@ def run_gatt(cfg: GattConfig, backend: Any = None) -> dict[str, Any]:
         raise MixerError(f"{out}: the output folder exists; GAtt writes a new folder (remove it or pick another)")
     inputs = (("--policy", cfg.policy), ("--dialogues", cfg.dialogues), ("--instructions", cfg.instructions))
     check_not_an_input(out, [(what, p) for what, p in inputs if p], option="--output")
+    if cfg.max_dialogues is not None and cfg.max_dialogues < 1:  # 0 would read every dialogue, -1 all but one
+        raise MixerError(f"--max-dialogues must be at least 1, got {cfg.max_dialogues}")
     constraints = read_instructions(cfg.instructions)
     check_draw_settings(constraints, cfg.min_constraints, cfg.max_constraints, cfg.shorten_prob,
                         cfg.instructions or "the built-in list")

@@ -117,6 +117,8 @@ def run_spin(model: str, data: str, output: str, iterations: int, config: str | 
 
     if iterations < 1:
         raise MixerError(f"--iterations must be at least 1, got {iterations}")
+    if max_prompts is not None and max_prompts < 1:  # 0 would take every row, -1 all but the last
+        raise MixerError(f"--max-prompts must be at least 1, got {max_prompts}")
     out = Path(output)
     check_not_an_input(out, [("--model", model), ("--data", data)], option="--output")
     settings = {"model": str(model), "data": str(data), "config": str(config), "set": list(sets), "seed": seed,

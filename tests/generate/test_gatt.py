@@ -105,6 +105,16 @@ def test_gatt_refuses_repeated_ids_and_unreadable_files_with_exit_2(tmp_path: Pa
     assert not out.exists()
 
 
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_gatt_refuses_max_dialogues_below_1_instead_of_reading_every_dialogue(tmp_path: Path, limit: str) -> None:
+    dialogues = _write_jsonl(tmp_path / "d.jsonl", DIALOGUES)
+    out = tmp_path / "gatt"
+    result = CliRunner().invoke(app, ["gatt", "--policy", str(tiny_assets().model), "--dialogues", str(dialogues),
+                                      "--output", str(out), "--max-dialogues", limit])
+    assert result.exit_code == 2 and "--max-dialogues must be at least 1" in result.output
+    assert not out.exists()
+
+
 FLAGGED = {"id": "f", "messages": [
     {"role": "user", "content": "Always speak in French.\n\nSay hello."},
     {"role": "assistant", "content": "Bonjour.", "train": False},

@@ -68,3 +68,14 @@ def test_a_preference_build_has_no_gold_answers_and_nothing_is_written(tmp_path:
     assert result.exit_code == 2
     assert "gold answers" in result.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_a_max_prompts_below_1_is_refused_not_read_as_every_row(tmp_path: Path, limit: str) -> None:
+    # before, 0 took every row (`rows[:0] if 0 else rows`) and -1 every row but the last
+    a = tiny_assets()
+    out = tmp_path / "spin"
+    result = CliRunner().invoke(app, ["spin", "--model", str(a.model), "--data", str(a.sft_data), "--output", str(out),
+                                      "--iterations", "1", *TINY[:-1], limit])
+    assert result.exit_code == 2 and "--max-prompts must be at least 1" in result.output
+    assert not out.exists()
