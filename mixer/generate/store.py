@@ -68,7 +68,8 @@ def prepare_output(cfg: GenerateConfig, manifest: dict[str, Any]) -> str:
     out = Path(cfg.output)
     # the output folder may be replaced as a whole (--overwrite): it must hold none of the inputs
     inputs = [("--policy", cfg.policy), ("--reward-model", cfg.reward_model), ("--data", cfg.data),
-              ("--recipe", cfg.recipe), ("--raw-dir", cfg.raw_dir), ("--chat-template", cfg.chat_template)]
+              ("--recipe", cfg.recipe), ("--raw-dir", cfg.raw_dir), ("--chat-template", cfg.chat_template),
+              ("--preprompts", cfg.preprompts), ("--system-messages", cfg.system_messages), ("--rubric", cfg.rubric)]
     check_not_an_input(out, [(o, Path(p)) for o, p in inputs if p and Path(p).exists()], option="--output")
     if out.exists() and not out.is_dir():
         raise MixerError(f"--output {out} is a file; choose a folder")

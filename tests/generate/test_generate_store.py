@@ -77,3 +77,18 @@ def test_a_resume_under_other_versions_keeps_the_first_ones_and_warns(tmp_path: 
         record_versions(tmp_path, {"torch": "2"})
     assert json.loads((tmp_path / VERSIONS).read_text()) == {"torch": "1"}
     assert "resuming with other package versions than the first shards" in caplog.text
+
+
+@pytest.mark.parametrize(("method", "option", "key"), [("judge", "--rubric", "rubric"),
+                                                       ("orca", "--system-messages", "system_messages"),
+                                                       ("context-distill", "--preprompts", "preprompts")])
+def test_overwrite_never_deletes_a_method_file_kept_in_the_output_folder(tmp_path: Path, method: str, option: str,
+                                                                        key: str) -> None:
+    # before, --overwrite replaced the folder after the method had read its file from it: the file was gone
+    out = tmp_path / "out"
+    _open(_cfg(out), []).write(0, [{"prompt_index": 0}], SCHEMA)
+    (out / "texts.yaml").write_text("mine")
+    cfg = _cfg(out, method=method, overwrite=True, reward_model=None, **{key: str(out / "texts.yaml")})
+    with pytest.raises(MixerError, match=f"the output folder contains {option}"):
+        _open(cfg, [])
+    assert (out / "texts.yaml").read_text() == "mine" and shard_path(out, 0).exists()
