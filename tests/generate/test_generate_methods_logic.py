@@ -95,6 +95,21 @@ def test_a_preprompt_file_replaces_the_texts_and_a_bad_one_is_named(tmp_path: Pa
         assert str(bad) in str(e.value)
 
 
+@pytest.mark.parametrize("template", ['Be {adjective}. Answer as JSON like {"a": 1}.', "Be {adjective} {0}.",
+                                      "Be {adjective}, {tone}.", "Be {adjective} }"])
+def test_a_preprompt_template_with_another_field_or_a_lone_brace_is_refused_when_read(tmp_path: Path,
+                                                                                    template: str) -> None:
+    # before, the file was accepted and str.format raised KeyError/ValueError per prompt, mid-run (a traceback)
+    bad = tmp_path / "pre.yaml"
+    bad.write_text(f"template: '{template}'\n")
+    with pytest.raises(MixerError, match="may name no field but {adjective}") as e:
+        load_preprompts(str(bad))
+    assert str(bad) in str(e.value)
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("template: 'Be {adjective}; answer as JSON like {{\"a\": 1}}.'\n")
+    assert build_preprompt(load_preprompts(str(ok)), 0, None) == 'Be responsible; answer as JSON like {"a": 1}.'
+
+
 @pytest.mark.parametrize(("seed", "evolved", "answer", "reason"), [
     ("Name a colour.", "", None, "empty_evolution"),
     ("Name a colour.", "  name a COLOUR ", "Blue.", "no_information_gain"),
