@@ -146,6 +146,13 @@ def test_rubric_scores_the_last_match_on_its_scale() -> None:
     assert Rubric("{instruction}{response}", r"(\d+)/5", 1, 5).score("4/5 then 9/5") == (None, "out_of_scale")
 
 
+def test_rubric_fills_its_slots_once_so_a_slot_name_inside_the_texts_stays_as_written() -> None:
+    # before, the response went into a "{response}" written inside the instruction too
+    rubric = Rubric("Q: {instruction} | A: {response}", r"(\d+)", 1, 10)
+    assert rubric.prompt('Fill in "Answer: {response}".', "use {instruction}") == \
+        'Q: Fill in "Answer: {response}". | A: use {instruction}'
+
+
 @pytest.mark.parametrize(("body", "message"), [
     ("template: 'x {instruction} {response}'\npattern: '(\\d+)'\n", "missing scale"),
     ("template: 'x'\npattern: '(\\d+)'\nscale: [1, 10]\n", "with {instruction} and {response}"),
