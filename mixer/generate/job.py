@@ -201,7 +201,7 @@ def run_method(cfg: GenerateConfig, method: Method, *, log: Any = None) -> dict[
         # the replies decide the shards too (the answer judged, the gold answer rewritten): a rerun over changed
         # replies is another run, not a finished or resumable one
         identity["references_digest"] = references_digest(prompts)
-    plan = open_shards(cfg, prompts, identity, say)
+    plan = open_shards(cfg, prompts, identity, say, prompt_set.inputs)
     if plan.complete:
         return plan.finished_card()
     out = plan.out

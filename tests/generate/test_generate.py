@@ -404,7 +404,7 @@ def test_an_unwritable_output_folder_is_a_clear_error(tmp_path: Path, monkeypatc
 
     a = tiny_assets()
 
-    def read_only(cfg: GenerateConfig, manifest: dict) -> str:
+    def read_only(cfg: GenerateConfig, manifest: dict, files: object = ()) -> str:
         raise OSError(errno.EROFS, "Read-only file system", cfg.output)
 
     monkeypatch.setattr("mixer.generate.store.prepare_output", read_only)  # behind store.open_shards

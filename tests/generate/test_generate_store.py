@@ -92,3 +92,16 @@ def test_overwrite_never_deletes_a_method_file_kept_in_the_output_folder(tmp_pat
     with pytest.raises(MixerError, match=f"the output folder contains {option}"):
         _open(cfg, [])
     assert (out / "texts.yaml").read_text() == "mine" and shard_path(out, 0).exists()
+
+
+def test_overwrite_never_deletes_the_prompt_files_a_recipe_named(tmp_path: Path) -> None:
+    # a recipe's sources lie under its own raw_dir, which no option names: before, `--recipe r.yaml -o RAW_DIR
+    # --overwrite` passed the input check and replaced the folder holding the prompts' files
+    out = tmp_path / "raw"
+    _open(_cfg(out), []).write(0, [{"prompt_index": 0}], SCHEMA)
+    (out / "src").mkdir()
+    (out / "src" / "data.jsonl").write_text("mine")
+    cfg = _cfg(out, data=None, recipe=str(tmp_path / "r.yaml"), overwrite=True)
+    with pytest.raises(MixerError, match="the output folder contains prompt file"):
+        open_shards(cfg, PROMPTS, cfg.sampling_identity(), [].append, [str(out / "src" / "data.jsonl")])
+    assert (out / "src" / "data.jsonl").read_text() == "mine"
