@@ -129,7 +129,12 @@ def run_spin(model: str, data: str, output: str, iterations: int, config: str | 
     if out.exists():
         if not marker.is_file():
             raise MixerError(f"{out}: exists and is not a `mixer spin` folder ({SPIN_MARKER} missing); pick another")
-        saved = json.loads(marker.read_text(encoding="utf-8"))
+        try:
+            saved = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise MixerError(f"{marker}: unreadable ({e}); pick another --output") from None
+        if not isinstance(saved, dict):
+            raise MixerError(f"{marker}: not a `mixer spin` settings object; pick another --output")
         saved.setdefault("previous_pairs", False)  # folders from before the option trained on their own pairs only
         if saved != settings:
             changed = sorted(k for k in settings.keys() | saved.keys() if saved.get(k) != settings.get(k))

@@ -79,3 +79,14 @@ def test_a_max_prompts_below_1_is_refused_not_read_as_every_row(tmp_path: Path, 
                                       "--iterations", "1", *TINY[:-1], limit])
     assert result.exit_code == 2 and "--max-prompts must be at least 1" in result.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize("marker", ["{not json", "[1, 2]"])
+def test_an_unreadable_spin_marker_is_a_clear_error_and_the_folder_is_left_alone(tmp_path: Path, marker: str) -> None:
+    out = tmp_path / "spin"
+    out.mkdir()
+    (out / "spin.json").write_text(marker)
+    result = _spin(out, 1)
+    assert result.exit_code == 2, result.output
+    assert "spin.json" in result.output and "Traceback" not in result.output
+    assert [p.name for p in out.iterdir()] == ["spin.json"] and (out / "spin.json").read_text() == marker
