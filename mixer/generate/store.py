@@ -90,7 +90,9 @@ def prepare_output(cfg: GenerateConfig, manifest: dict[str, Any], files: Sequenc
             changed = _changed_keys(old, manifest)
             if changed and not any((out / SHARDS).glob("*.parquet")):
                 # a run that stopped before its first shard (a mistyped or wrong model, say): no sample to
-                # keep apart from the new settings', so it starts over
+                # keep apart from the new settings', so it starts over, without the versions of the backend it
+                # loaded (another backend's would be kept as this run's, with a warning about a resume)
+                (out / VERSIONS).unlink(missing_ok=True)
                 write_json(out / MANIFEST, manifest)
                 return "new"
             if changed:

@@ -105,3 +105,14 @@ def test_overwrite_never_deletes_the_prompt_files_a_recipe_named(tmp_path: Path)
     with pytest.raises(MixerError, match="the output folder contains prompt file"):
         open_shards(cfg, PROMPTS, cfg.sampling_identity(), [].append, [str(out / "src" / "data.jsonl")])
     assert (out / "src" / "data.jsonl").read_text() == "mine"
+
+
+def test_a_run_restarted_with_new_settings_before_its_first_shard_records_its_own_versions(tmp_path: Path) -> None:
+    # the first run loaded vLLM, then stopped before a shard; the restart with --backend transformers took the
+    # folder as new but kept vLLM's versions (and warned of a resume) until this was fixed
+    out = tmp_path / "out"
+    _open(_cfg(out, seed=1), [])
+    record_versions(out, {"vllm": "0.9", "torch": "2"})
+    assert _open(_cfg(out, seed=2), []).state == "new"
+    record_versions(out, {"torch": "2", "transformers": "5"})
+    assert json.loads((out / VERSIONS).read_text()) == {"torch": "2", "transformers": "5"}
