@@ -126,6 +126,11 @@ def run_spin(model: str, data: str, output: str, iterations: int, config: str | 
                 "sampling": vars(sampling) if hasattr(sampling, "__dict__") else
                 {k: getattr(sampling, k) for k in sampling.__dataclass_fields__}}
     marker = out / SPIN_MARKER
+    if Path(model).exists():  # a folder that is not a model is named now, not after the run folder is made
+        from mixer.generate.checks import check_policy_folder
+
+        check_policy_folder(model, option="--model", chat_template=chat_template)
+    restart = False
     if out.exists():
         if not marker.is_file():
             raise MixerError(f"{out}: exists and is not a `mixer spin` folder ({SPIN_MARKER} missing); pick another")
@@ -136,14 +141,18 @@ def run_spin(model: str, data: str, output: str, iterations: int, config: str | 
         if not isinstance(saved, dict):
             raise MixerError(f"{marker}: not a `mixer spin` settings object; pick another --output")
         saved.setdefault("previous_pairs", False)  # folders from before the option trained on their own pairs only
-        if saved != settings:
+        # a run that stopped before its first part (a mistyped --model that failed to load, say) made nothing
+        # to keep apart from new settings: it starts over with them, as `mixer generate` does
+        done = [part for part in out.glob("iter-*/*") if part.name in ("pairs", "train", "model") and part.is_dir()]
+        restart = saved != settings and not done
+        if saved != settings and not restart:
             changed = sorted(k for k in settings.keys() | saved.keys() if saved.get(k) != settings.get(k))
             raise MixerError(f"{out}: an earlier SPIN run with other settings ({', '.join(changed)}); pick another "
                              "folder to change them")
     gold = read_gold(data, max_prompts)  # before anything is written: a bad --data leaves no folder behind
     load_config("dpo", config, sets, model=str(model), data=str(data), output_dir=str(out / "probe"))  # config errors
-    if not out.exists():
-        out.mkdir(parents=True)
+    if not out.exists() or restart:
+        out.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     models: list[Path] = []
     current: str | Path = model

@@ -90,3 +90,35 @@ def test_an_unreadable_spin_marker_is_a_clear_error_and_the_folder_is_left_alone
     assert result.exit_code == 2, result.output
     assert "spin.json" in result.output and "Traceback" not in result.output
     assert [p.name for p in out.iterdir()] == ["spin.json"] and (out / "spin.json").read_text() == marker
+
+
+def test_a_folder_that_is_not_a_model_is_named_before_the_run_folder_is_made(tmp_path: Path) -> None:
+    not_a_model = tmp_path / "notes"
+    not_a_model.mkdir()
+    out = tmp_path / "spin"
+    result = CliRunner().invoke(app, ["spin", "--model", str(not_a_model), "--data", str(tiny_assets().sft_data),
+                                      "--output", str(out), "--iterations", "1", *TINY])
+    assert result.exit_code == 2 and "--model" in result.output and "not a model folder" in result.output
+    assert not out.exists()
+
+
+def test_a_run_that_failed_before_its_first_part_takes_new_settings(tmp_path: Path) -> None:
+    # a --model that passes the checks but fails to load (a hub id offline, here a model folder without weights)
+    # used to lock the run folder: the rerun with the right model was refused as "other settings"
+    a = tiny_assets()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (broken / name).write_bytes((a.model / name).read_bytes())
+    out = tmp_path / "spin"
+    data = ["--data", str(a.sft_data), "--output", str(out), "--iterations", "1", *TINY]
+    first = CliRunner().invoke(app, ["spin", "--model", str(broken), *data])
+    assert first.exit_code != 0 and (out / "spin.json").is_file()
+    assert not [p for p in out.glob("iter-*/*") if p.name in ("pairs", "train", "model")]
+    second = CliRunner().invoke(app, ["spin", "--model", str(a.model), *data])
+    assert second.exit_code == 0, second.output
+    assert json.loads((out / "spin.json").read_text())["model"] == str(a.model)
+    assert (out / "iter-0" / "model" / "config.json").is_file()
+    again = CliRunner().invoke(app, ["spin", "--model", str(broken), *data])  # now there is a part to keep
+    assert again.exit_code == 2 and "other settings (model)" in again.output
+
