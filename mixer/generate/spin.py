@@ -44,7 +44,10 @@ def read_gold(data: str | Path, limit: int | None = None) -> list[dict[str, Any]
 
     rows: list[dict[str, Any]] = []
     for path in resolve_parquet_files(data):
-        table = pq.read_table(path)
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowException) as e:
+            raise MixerError(f"{path}: not a readable Parquet file ({e})") from None
         if "messages" not in table.column_names:
             raise MixerError(f"{path}: SPIN needs an SFT build with `messages` (gold answers); found columns "
                              f"{', '.join(table.column_names)}")

@@ -122,3 +122,12 @@ def test_a_run_that_failed_before_its_first_part_takes_new_settings(tmp_path: Pa
     again = CliRunner().invoke(app, ["spin", "--model", str(broken), *data])  # now there is a part to keep
     assert again.exit_code == 2 and "other settings (model)" in again.output
 
+
+def test_an_unreadable_gold_file_is_a_clear_error_and_nothing_is_written(tmp_path: Path) -> None:
+    data = tmp_path / "gold"
+    (data / "data").mkdir(parents=True)
+    (data / "data" / "train-00000-of-00001.parquet").write_text("not parquet")
+    out = tmp_path / "spin"
+    result = _spin(out, 1, data=data)
+    assert result.exit_code == 2 and "not a readable Parquet file" in result.output, result.output
+    assert not out.exists()
