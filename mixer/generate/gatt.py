@@ -220,7 +220,10 @@ def read_dialogues(path: str, limit: int | None = None) -> list[dict[str, Any]]:
 
 
 def dialogue_seed(seed: int, key: str) -> int:
-    """A dialogue's own seed: its instruction and samples do not depend on the other dialogues."""
+    """A dialogue's own seed: its instruction does not depend on the other dialogues, nor do its replies with
+    greedy decoding (the default) or ``padded`` batching. Sampling (``--temperature`` > 0) under continuous
+    batching, what ``auto`` picks, draws one RNG stream per backend call, which holds every dialogue of a turn:
+    the replies are reproducible for the same file, but change with the other dialogues in it."""
     return int.from_bytes(hashlib.blake2b(f"{seed}\x00{key}".encode(), digest_size=8).digest(), "big") >> 1
 
 
