@@ -145,7 +145,12 @@ class TransformersBackend:
             raise MixerError(f"cannot load a policy model from {policy}: {e}") from e
         self.model.to(self.device).eval()
         self.sampling = sampling
-        self.stop_ids = {self.tokenizer.eos_token_id}
+        # a reply ends at the tokenizer's eos and at every end token the model's generation config lists: chat
+        # models whose turn ends with its own token (Gemma's <end_of_turn>, Llama 3's <|eot_id|>) list it there,
+        # and model.generate would stop at it by default; passing the tokenizer's eos alone overrode that list
+        listed = getattr(self.model.generation_config, "eos_token_id", None)
+        listed = listed if isinstance(listed, list) else [listed] if listed is not None else []
+        self.stop_ids = {self.tokenizer.eos_token_id, *(int(t) for t in listed)}
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id
         self._torch = torch

@@ -53,6 +53,11 @@ def load_preprompts(path: str | None) -> dict[str, Any]:
         raise MixerError(f"{path}: adjectives must be a non-empty list of strings")
     if not isinstance(template, str) or "{adjective}" not in template:
         raise MixerError(f"{path}: template must be a string containing {{adjective}}")
+    try:  # filled in with str.format per prompt: any other field or a lone brace must fail here, not mid-run
+        template.format(adjective=adjectives[0])
+    except (KeyError, IndexError, ValueError) as e:
+        raise MixerError(f"{path}: template may name no field but {{adjective}} (write a literal brace as {{{{ or "
+                         f"}}}}); formatting it failed: {type(e).__name__} {e}") from None
     if not isinstance(risks, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in risks.items()):
         raise MixerError(f"{path}: risk_templates must map category names to strings")
     return texts

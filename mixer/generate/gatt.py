@@ -179,16 +179,24 @@ def read_dialogues(path: str, limit: int | None = None) -> list[dict[str, Any]]:
     if not p.is_file():
         raise MixerError(f"--dialogues {path}: no such file")
     if p.suffix == ".parquet":
-        rows = pq.read_table(p).to_pylist()
+        try:
+            rows = pq.read_table(p).to_pylist()
+        except (OSError, pa.ArrowException) as e:
+            raise MixerError(f"--dialogues {path}: not a readable Parquet file ({e})") from None
     else:
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise MixerError(f"--dialogues {path}: not UTF-8 text ({e}); expected JSONL or a .parquet file") from None
         rows = []
-        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        for n, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as e:
                     raise MixerError(f"{path}:{n}: not JSON: {e}") from None
     out = []
+    first_record: dict[str, int] = {}
     for n, row in enumerate(rows[:limit] if limit else rows, 1):
         messages = row.get("messages") if isinstance(row, dict) else None
         if not isinstance(messages, list) or not all(isinstance(m, dict) and isinstance(m.get("role"), str)
@@ -198,14 +206,24 @@ def read_dialogues(path: str, limit: int | None = None) -> list[dict[str, Any]]:
         if not users:
             raise MixerError(f"{path}: record {n}: GAtt needs at least one user turn; found none")
         system = [m["content"] for m in messages if m["role"] == "system"]
-        out.append({"id": str(row.get("id") or f"dialogue_{n - 1}"), "users": users, "system": system[:1]})
+        dialogue_id = str(row.get("id") or f"dialogue_{n - 1}")
+        if dialogue_id in first_record:
+            # the id names the output record and seeds its draws: two dialogues with one id would give two
+            # records a build refuses (one (dataset, id)) and the same instruction
+            raise MixerError(f"{path}: records {first_record[dialogue_id]} and {n} have the same id "
+                             f"{dialogue_id!r}; give each dialogue its own id")
+        first_record[dialogue_id] = n
+        out.append({"id": dialogue_id, "users": users, "system": system[:1]})
     if not out:
         raise MixerError(f"{path}: no dialogue in the file")
     return out
 
 
 def dialogue_seed(seed: int, key: str) -> int:
-    """A dialogue's own seed: its instruction and samples do not depend on the other dialogues."""
+    """A dialogue's own seed: its instruction does not depend on the other dialogues, nor do its replies with
+    greedy decoding (the default) or ``padded`` batching. Sampling (``--temperature`` > 0) under continuous
+    batching, what ``auto`` picks, draws one RNG stream per backend call, which holds every dialogue of a turn:
+    the replies are reproducible for the same file, but change with the other dialogues in it."""
     return int.from_bytes(hashlib.blake2b(f"{seed}\x00{key}".encode(), digest_size=8).digest(), "big") >> 1
 
 
@@ -235,6 +253,8 @@ def run_gatt(cfg: GattConfig, backend: Any = None) -> dict[str, Any]:
         raise MixerError(f"{out}: the output folder exists; GAtt writes a new folder (remove it or pick another)")
     inputs = (("--policy", cfg.policy), ("--dialogues", cfg.dialogues), ("--instructions", cfg.instructions))
     check_not_an_input(out, [(what, p) for what, p in inputs if p], option="--output")
+    if cfg.max_dialogues is not None and cfg.max_dialogues < 1:  # 0 would read every dialogue, -1 all but one
+        raise MixerError(f"--max-dialogues must be at least 1, got {cfg.max_dialogues}")
     constraints = read_instructions(cfg.instructions)
     check_draw_settings(constraints, cfg.min_constraints, cfg.max_constraints, cfg.shorten_prob,
                         cfg.instructions or "the built-in list")

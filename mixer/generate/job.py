@@ -14,6 +14,8 @@ The output ``OUT/<method>/data/train-00000-of-00001.parquet`` holds canonical ``
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections import Counter
@@ -54,12 +56,14 @@ SHARD_KEY_FIELDS = [("prompt_index", pa.int64()), ("prompt_key", pa.string()), (
 OUTPUT_KEY_FIELDS = [("dataset", pa.string()), ("id", pa.string()), ("messages", pa.list_(MESSAGE_TYPE))]
 
 
-def read_prompts(cfg: GenerateConfig) -> PromptSet:
-    """The run's prompts: from a build (``--data``) or a recipe's sources (``--recipe``)."""
+def read_prompts(cfg: GenerateConfig, *, by_reply: bool = False) -> PromptSet:
+    """The run's prompts: from a build (``--data``) or a recipe's sources (``--recipe``). ``by_reply``: only a
+    repeat of prompt and reply is skipped (methods that judge or rewrite each record's reply)."""
     if cfg.data is not None:
-        return read_build_prompts(cfg.data, cfg.prompt_mode, cfg.max_prompts)
+        return read_build_prompts(cfg.data, cfg.prompt_mode, cfg.max_prompts, by_reply=by_reply)
     assert cfg.recipe is not None
-    return read_recipe_prompts(cfg.recipe, cfg.sources, cfg.prompt_mode, cfg.max_prompts, cfg.raw_dir)
+    return read_recipe_prompts(cfg.recipe, cfg.sources, cfg.prompt_mode, cfg.max_prompts, cfg.raw_dir,
+                               by_reply=by_reply)
 
 
 def user(content: str) -> dict[str, str]:
@@ -170,6 +174,14 @@ def _require_references(prompt_set: PromptSet, method: Method) -> PromptSet:
     return PromptSet(with_ref, prompt_set.records_read, skipped, prompt_set.inputs)
 
 
+def references_digest(prompts: list[Prompt]) -> str:
+    """A digest of the prompts' own replies, in order (the manifest's prompt digest covers the prompts only)."""
+    h = hashlib.blake2b(digest_size=16)
+    for p in prompts:
+        h.update(json.dumps(p.reference, ensure_ascii=False).encode() + b"\n")
+    return h.hexdigest()
+
+
 def run_method(cfg: GenerateConfig, method: Method, *, log: Any = None) -> dict[str, Any]:
     """Run (or resume) ``method`` over the configured prompts and write its source and card; return the card."""
     say = log or (lambda msg: logger.info(msg))
@@ -177,7 +189,7 @@ def run_method(cfg: GenerateConfig, method: Method, *, log: Any = None) -> dict[
     if method.needs_reward_model():
         check_reward_folder(cfg.reward_model or "")
     started, cpu_started = time.perf_counter(), time.process_time()
-    prompt_set = read_prompts(cfg)
+    prompt_set = read_prompts(cfg, by_reply=method.needs_reference)
     if method.needs_reference:
         prompt_set = _require_references(prompt_set, method)
     prompts = prompt_set.prompts
@@ -185,7 +197,11 @@ def run_method(cfg: GenerateConfig, method: Method, *, log: Any = None) -> dict[
         raise MixerError(f"no prompt to generate for: {prompt_set.records_read} record(s) read, skipped "
                          f"{dict(prompt_set.skipped) or 'none'}")
     identity = {**cfg.sampling_identity(), **method.settings()}
-    plan = open_shards(cfg, prompts, identity, say)
+    if method.needs_reference:
+        # the replies decide the shards too (the answer judged, the gold answer rewritten): a rerun over changed
+        # replies is another run, not a finished or resumable one
+        identity["references_digest"] = references_digest(prompts)
+    plan = open_shards(cfg, prompts, identity, say, prompt_set.inputs)
     if plan.complete:
         return plan.finished_card()
     out = plan.out

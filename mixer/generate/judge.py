@@ -37,7 +37,10 @@ class Rubric:
     high: float
 
     def prompt(self, instruction: str, response: str) -> str:
-        return self.template.replace("{instruction}", instruction).replace("{response}", response)
+        """The template with both slots filled in one pass: a ``{response}`` written inside the instruction (a
+        format-string question, say) stays as written, and so does an ``{instruction}`` inside the response."""
+        values = {"instruction": instruction, "response": response}
+        return re.sub(r"\{(instruction|response)\}", lambda m: values[m.group(1)], self.template)
 
     def score(self, judgement: str) -> tuple[float | None, str]:
         """``(score, outcome)``: the last match's first group as a number, if on the scale."""

@@ -8,9 +8,9 @@ from a record (``prompt_mode``):
 - ``conversation``: everything before the record's last assistant turn, so the policy answers the final
   user turn of a multi-turn conversation with the earlier turns as context.
 
-Every record read is accounted for: taken, or skipped with a reason (``no_user_turn``, ``duplicate_prompt``
-for an exact repeat of an earlier prompt, ``beyond_max_prompts``, ``adapter_dropped:<reason>`` for what a
-recipe source's adapter itself drops).
+Every record read is accounted for: taken, or skipped with a reason (``no_user_turn``, ``empty_prompt`` when
+the user turn to answer is blank, ``duplicate_prompt`` for an exact repeat of an earlier prompt,
+``beyond_max_prompts``, ``adapter_dropped:<reason>`` for what a recipe source's adapter itself drops).
 """
 
 from __future__ import annotations
@@ -82,14 +82,30 @@ def _digest(messages: list[dict[str, str]]) -> bytes:
 
 
 class _Collector:
-    def __init__(self, mode: str, max_prompts: int | None) -> None:
+    def __init__(self, mode: str, max_prompts: int | None, by_reply: bool = False) -> None:
         self.mode = mode
         self.max_prompts = max_prompts
+        #: a repeat is the same prompt *and* the same reply (methods that use each record's reply: one prompt
+        #: with two different replies is two records to judge or rewrite, not a repeat)
+        self.by_reply = by_reply
         self.prompts: list[Prompt] = []
         self.skipped: Counter[str] = Counter()
         self.seen: set[bytes] = set()
         self.keys: Counter[str] = Counter()
+        self.used_keys: set[str] = set()
         self.read = 0
+
+    def _unique_key(self, record_id: str) -> str:
+        """``record_id``, or ``record_id~n`` on its n-th repeat; a suffixed key that is itself another record's id
+        (ids ``a``, ``a``, ``a~1``) takes the next free suffix, so keys (and the output ids made of them) stay
+        unique and no two prompts share a seed."""
+        while True:
+            n = self.keys[record_id]
+            self.keys[record_id] += 1
+            key = record_id if n == 0 else f"{record_id}~{n}"
+            if key not in self.used_keys:
+                self.used_keys.add(key)
+                return key
 
     def add(self, dataset: str, record_id: str, messages: list[dict[str, str]]) -> None:
         self.read += 1
@@ -97,18 +113,20 @@ class _Collector:
         if prompt is None:
             self.skipped["no_user_turn"] += 1
             return
-        digest = _digest(prompt)
+        if not prompt[-1]["content"].strip():  # nothing to answer: a reply to it would be made-up data
+            self.skipped["empty_prompt"] += 1
+            return
+        reference = reference_reply(messages, prompt)
+        digest = _digest([*prompt, {"role": "reference", "content": reference or ""}] if self.by_reply else prompt)
         if digest in self.seen:
-            self.skipped["duplicate_prompt"] += 1
+            self.skipped["duplicate_prompt_and_reply" if self.by_reply else "duplicate_prompt"] += 1
             return
         if self.max_prompts is not None and len(self.prompts) >= self.max_prompts:
             self.skipped["beyond_max_prompts"] += 1
             return
         self.seen.add(digest)
-        n = self.keys[record_id]
-        self.keys[record_id] += 1
-        key = record_id if n == 0 else f"{record_id}~{n}"
-        self.prompts.append(Prompt(key, dataset, record_id, prompt, reference_reply(messages, prompt)))
+        key = self._unique_key(record_id)
+        self.prompts.append(Prompt(key, dataset, record_id, prompt, reference))
 
 
 def _check_messages(value: Any, where: str) -> list[dict[str, str]]:
@@ -120,18 +138,20 @@ def _check_messages(value: Any, where: str) -> list[dict[str, str]]:
     return value
 
 
-def read_build_prompts(path: str | Path, mode: str, max_prompts: int | None = None) -> PromptSet:
+def read_build_prompts(path: str | Path, mode: str, max_prompts: int | None = None, *,
+                       by_reply: bool = False) -> PromptSet:
     """Prompts from a ``mixer build`` output (``OUT/data/*.parquet``), a folder of Parquet or one file.
 
     SFT rows (``messages``) are cut per ``mode``; preference rows use their ``prompt`` (cut the same way, so
-    ``first_user`` still takes the first user turn).
+    ``first_user`` still takes the first user turn). ``by_reply``: a repeat is the same prompt with the same
+    reply (``duplicate_prompt_and_reply``), for methods that use the record's reply.
     """
     import pyarrow.parquet as pq
 
     from mixer.train.data import resolve_parquet_files
 
     files = resolve_parquet_files(path)
-    collector = _Collector(mode, max_prompts)
+    collector = _Collector(mode, max_prompts, by_reply)
     for file in files:
         try:
             pf = pq.ParquetFile(file)
@@ -156,9 +176,11 @@ def read_build_prompts(path: str | Path, mode: str, max_prompts: int | None = No
 
 
 def read_recipe_prompts(recipe_path: str | Path, sources: list[str] | None, mode: str,
-                        max_prompts: int | None = None, raw_dir: str | None = None) -> PromptSet:
+                        max_prompts: int | None = None, raw_dir: str | None = None, *,
+                        by_reply: bool = False) -> PromptSet:
     """Prompts from a recipe's sources, read through their adapters (no normalisation, filters or sampling:
-    the raw records as the adapter converts them). A malformed record stops with its file and line."""
+    the raw records as the adapter converts them). A malformed record stops with its file and line.
+    ``by_reply``: as for :func:`read_build_prompts`."""
     from mixer.core.records import Dropped
     from mixer.readers.base import ParseFailure
     from mixer.recipe.load import load_recipe, resolve_files
@@ -171,7 +193,7 @@ def read_recipe_prompts(recipe_path: str | Path, sources: list[str] | None, mode
     unknown = [n for n in names if n not in by_name]
     if unknown:
         raise MixerError(f"{recipe_path}: no source {', '.join(map(repr, unknown))}; sources: {', '.join(by_name)}")
-    collector = _Collector(mode, max_prompts)
+    collector = _Collector(mode, max_prompts, by_reply)
     inputs: list[str] = []
     for name in names:
         source = by_name[name]

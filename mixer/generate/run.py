@@ -77,7 +77,7 @@ def run_generate(cfg: GenerateConfig, *, log: Any = None, progress: Any = None) 
     if not prompts:
         raise MixerError(f"no prompt to generate for: {prompt_set.records_read} record(s) read, skipped "
                          f"{dict(prompt_set.skipped) or 'none'}")
-    plan = open_shards(cfg, prompts, cfg.sampling_identity(), say)
+    plan = open_shards(cfg, prompts, cfg.sampling_identity(), say, prompt_set.inputs)
     if plan.complete:
         return plan.finished_card()
     out = plan.out

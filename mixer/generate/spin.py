@@ -44,7 +44,10 @@ def read_gold(data: str | Path, limit: int | None = None) -> list[dict[str, Any]
 
     rows: list[dict[str, Any]] = []
     for path in resolve_parquet_files(data):
-        table = pq.read_table(path)
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowException) as e:
+            raise MixerError(f"{path}: not a readable Parquet file ({e})") from None
         if "messages" not in table.column_names:
             raise MixerError(f"{path}: SPIN needs an SFT build with `messages` (gold answers); found columns "
                              f"{', '.join(table.column_names)}")
@@ -117,6 +120,8 @@ def run_spin(model: str, data: str, output: str, iterations: int, config: str | 
 
     if iterations < 1:
         raise MixerError(f"--iterations must be at least 1, got {iterations}")
+    if max_prompts is not None and max_prompts < 1:  # 0 would take every row, -1 all but the last
+        raise MixerError(f"--max-prompts must be at least 1, got {max_prompts}")
     out = Path(output)
     check_not_an_input(out, [("--model", model), ("--data", data)], option="--output")
     settings = {"model": str(model), "data": str(data), "config": str(config), "set": list(sets), "seed": seed,
@@ -124,19 +129,33 @@ def run_spin(model: str, data: str, output: str, iterations: int, config: str | 
                 "sampling": vars(sampling) if hasattr(sampling, "__dict__") else
                 {k: getattr(sampling, k) for k in sampling.__dataclass_fields__}}
     marker = out / SPIN_MARKER
+    if Path(model).exists():  # a folder that is not a model is named now, not after the run folder is made
+        from mixer.generate.checks import check_policy_folder
+
+        check_policy_folder(model, option="--model", chat_template=chat_template)
+    restart = False
     if out.exists():
         if not marker.is_file():
             raise MixerError(f"{out}: exists and is not a `mixer spin` folder ({SPIN_MARKER} missing); pick another")
-        saved = json.loads(marker.read_text(encoding="utf-8"))
+        try:
+            saved = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise MixerError(f"{marker}: unreadable ({e}); pick another --output") from None
+        if not isinstance(saved, dict):
+            raise MixerError(f"{marker}: not a `mixer spin` settings object; pick another --output")
         saved.setdefault("previous_pairs", False)  # folders from before the option trained on their own pairs only
-        if saved != settings:
+        # a run that stopped before its first part (a mistyped --model that failed to load, say) made nothing
+        # to keep apart from new settings: it starts over with them, as `mixer generate` does
+        done = [part for part in out.glob("iter-*/*") if part.name in ("pairs", "train", "model") and part.is_dir()]
+        restart = saved != settings and not done
+        if saved != settings and not restart:
             changed = sorted(k for k in settings.keys() | saved.keys() if saved.get(k) != settings.get(k))
             raise MixerError(f"{out}: an earlier SPIN run with other settings ({', '.join(changed)}); pick another "
                              "folder to change them")
     gold = read_gold(data, max_prompts)  # before anything is written: a bad --data leaves no folder behind
     load_config("dpo", config, sets, model=str(model), data=str(data), output_dir=str(out / "probe"))  # config errors
-    if not out.exists():
-        out.mkdir(parents=True)
+    if not out.exists() or restart:
+        out.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     models: list[Path] = []
     current: str | Path = model

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,17 +59,21 @@ def prompts_digest(prompts: list[Prompt]) -> str:
     return h.hexdigest()
 
 
-def prepare_output(cfg: GenerateConfig, manifest: dict[str, Any]) -> str:
+def prepare_output(cfg: GenerateConfig, manifest: dict[str, Any], files: Sequence[str] = ()) -> str:
     """Make ``OUT`` ready: ``new``, ``resume`` (same settings) or ``complete`` (nothing to do).
 
     An existing folder that is not a ``mixer generate`` output is never touched without ``--overwrite``;
-    one generated with other settings is refused too (its shards would mix two runs).
+    one generated with other settings is refused too (its shards would mix two runs). ``files``: the files the
+    prompts were read from (a recipe's sources live under its own ``raw_dir``, which no option names): ``OUT``
+    may hold none of them, ``--overwrite`` or not.
     """
     out = Path(cfg.output)
     # the output folder may be replaced as a whole (--overwrite): it must hold none of the inputs
-    inputs = [("--policy", cfg.policy), ("--reward-model", cfg.reward_model), ("--data", cfg.data),
-              ("--recipe", cfg.recipe), ("--raw-dir", cfg.raw_dir), ("--chat-template", cfg.chat_template)]
-    check_not_an_input(out, [(o, Path(p)) for o, p in inputs if p and Path(p).exists()], option="--output")
+    options = [("--policy", cfg.policy), ("--reward-model", cfg.reward_model), ("--data", cfg.data),
+               ("--recipe", cfg.recipe), ("--raw-dir", cfg.raw_dir), ("--chat-template", cfg.chat_template),
+               ("--preprompts", cfg.preprompts), ("--system-messages", cfg.system_messages), ("--rubric", cfg.rubric)]
+    read = [("prompt file", Path(f)) for f in files]
+    check_not_an_input(out, [(o, Path(p)) for o, p in options if p and Path(p).exists()] + read, option="--output")
     if out.exists() and not out.is_dir():
         raise MixerError(f"--output {out} is a file; choose a folder")
     if out.is_dir() and any(out.iterdir()):
@@ -86,7 +90,9 @@ def prepare_output(cfg: GenerateConfig, manifest: dict[str, Any]) -> str:
             changed = _changed_keys(old, manifest)
             if changed and not any((out / SHARDS).glob("*.parquet")):
                 # a run that stopped before its first shard (a mistyped or wrong model, say): no sample to
-                # keep apart from the new settings', so it starts over
+                # keep apart from the new settings', so it starts over, without the versions of the backend it
+                # loaded (another backend's would be kept as this run's, with a warning about a resume)
+                (out / VERSIONS).unlink(missing_ok=True)
                 write_json(out / MANIFEST, manifest)
                 return "new"
             if changed:
@@ -164,13 +170,14 @@ class ShardPlan:
 
 
 def open_shards(cfg: GenerateConfig, prompts: list[Prompt], sampling: dict[str, Any],
-                say: Callable[[str], None]) -> ShardPlan:
+                say: Callable[[str], None], inputs: Sequence[str] = ()) -> ShardPlan:
     """Write or check the manifest (``sampling``: every setting that decides a shard's rows; the prompts by
     count and digest), make ``OUT`` ready (:func:`prepare_output`) and say whether the run is complete or how
-    far an earlier one got. Callers read and check every input first, so bad input leaves no folder behind."""
+    far an earlier one got. Callers read and check every input first, so bad input leaves no folder behind;
+    ``inputs``: the files the prompts came from (:attr:`PromptSet.inputs`), which ``OUT`` may not hold."""
     manifest = {"tool": "mixer generate", "sampling": sampling, "prompts": len(prompts),
                 "prompts_digest": prompts_digest(prompts)}
-    state = prepare_output(cfg, manifest)
+    state = prepare_output(cfg, manifest, inputs)
     out = Path(cfg.output)
     n_shards = (len(prompts) + cfg.shard_prompts - 1) // cfg.shard_prompts
     if state == "complete":

@@ -82,6 +82,39 @@ def test_gatt_refuses_dialogues_without_user_turns_and_writes_nothing(tmp_path: 
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["d.jsonl"]
 
 
+@pytest.mark.parametrize(("name", "content", "says"), [
+    ("d.jsonl", json.dumps(DIALOGUES[1]) + "\n" + json.dumps(DIALOGUES[1]) + "\n",
+     "records 1 and 2 have the same id 'b'"),
+    ("d.jsonl", json.dumps({"messages": DIALOGUES[1]["messages"]}) + "\n"  # no id: dialogue_0, as record 2 is
+     + json.dumps({**DIALOGUES[1], "id": "dialogue_0"}) + "\n", "records 1 and 2 have the same id 'dialogue_0'"),
+    ("d.parquet", "not parquet", "not a readable Parquet file"),
+    ("d.jsonl", b"\xff\xfe{}\n", "not UTF-8 text"),
+])
+def test_gatt_refuses_repeated_ids_and_unreadable_files_with_exit_2(tmp_path: Path, name: str,
+                                                                   content: str | bytes, says: str) -> None:
+    dialogues = tmp_path / name
+    if isinstance(content, bytes):
+        dialogues.write_bytes(content)
+    else:
+        dialogues.write_text(content, encoding="utf-8")
+    out = tmp_path / "gatt"
+    result = CliRunner().invoke(app, ["gatt", "--policy", str(tiny_assets().model), "--dialogues", str(dialogues),
+                                      "--output", str(out)])
+    assert result.exit_code == 2, result.output
+    assert says in " ".join(result.output.split()) and "Traceback" not in result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_gatt_refuses_max_dialogues_below_1_instead_of_reading_every_dialogue(tmp_path: Path, limit: str) -> None:
+    dialogues = _write_jsonl(tmp_path / "d.jsonl", DIALOGUES)
+    out = tmp_path / "gatt"
+    result = CliRunner().invoke(app, ["gatt", "--policy", str(tiny_assets().model), "--dialogues", str(dialogues),
+                                      "--output", str(out), "--max-dialogues", limit])
+    assert result.exit_code == 2 and "--max-dialogues must be at least 1" in result.output
+    assert not out.exists()
+
+
 FLAGGED = {"id": "f", "messages": [
     {"role": "user", "content": "Always speak in French.\n\nSay hello."},
     {"role": "assistant", "content": "Bonjour.", "train": False},

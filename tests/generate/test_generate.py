@@ -67,6 +67,40 @@ def test_build_prompts_account_for_every_record_and_skip_repeats(tmp_path: Path)
     assert prompts.skipped == {"duplicate_prompt": 1, "beyond_max_prompts": 2}
 
 
+def test_prompt_keys_stay_unique_when_a_suffixed_key_is_another_records_id(tmp_path: Path) -> None:
+    # ids a, a, a~1 (three datasets may share an id): the repeat of `a` is keyed a~1, so the record whose own id
+    # is a~1 must take another key, or two prompts share a seed and the output ids collide in a build
+    from train_fixtures import write_sft_build
+
+    def rec(dataset: str, rid: str, text: str) -> dict:
+        return {"dataset": dataset, "id": rid, "messages": [{"role": "user", "content": text},
+                                                            {"role": "assistant", "content": "ok"}]}
+
+    records = [rec("d", "a", "one"), rec("e", "a", "two"), rec("f", "a~1", "three"), rec("g", "a~1", "four")]
+    prompts = read_build_prompts(write_sft_build(tmp_path, records), "first_user").prompts
+    assert [p.key for p in prompts] == ["a", "a~1", "a~1~1", "a~1~2"]
+    assert [p.record_id for p in prompts] == ["a", "a", "a~1", "a~1"]
+
+
+def test_a_blank_user_turn_to_answer_is_skipped_as_empty_prompt(tmp_path: Path) -> None:
+    from train_fixtures import write_sft_build
+
+    def rec(rid: str, *turns: tuple[str, str]) -> dict:
+        return {"dataset": "d", "id": rid, "messages": [{"role": r, "content": c} for r, c in turns]}
+
+    records = [rec("empty", ("user", ""), ("assistant", "a")), rec("blank", ("user", " \n "), ("assistant", "a")),
+               rec("fine", ("user", "hello"), ("assistant", "a")),
+               rec("later", ("user", "q"), ("assistant", "a"), ("user", "  "), ("assistant", "b"))]
+    first = read_build_prompts(write_sft_build(tmp_path / "b", records), "first_user")
+    assert [p.key for p in first.prompts] == ["fine", "later"]
+    assert first.skipped == {"empty_prompt": 2}
+    # in conversation mode the turn answered is the last user turn: `later`'s is blank
+    whole = read_build_prompts(tmp_path / "b", "conversation")
+    assert [p.key for p in whole.prompts] == ["fine"]
+    assert whole.skipped == {"empty_prompt": 3}
+    assert whole.records_read == 4 == len(whole.prompts) + sum(whole.skipped.values())
+
+
 def test_recipe_source_prompts_come_through_the_adapter() -> None:
     prompts = read_recipe_prompts(REPO / "recipes" / "dpo-sample.yaml", ["hh_rlhf"], "conversation",
                                   raw_dir=str(REPO / "samples" / "raw_train"))
@@ -370,7 +404,7 @@ def test_an_unwritable_output_folder_is_a_clear_error(tmp_path: Path, monkeypatc
 
     a = tiny_assets()
 
-    def read_only(cfg: GenerateConfig, manifest: dict) -> str:
+    def read_only(cfg: GenerateConfig, manifest: dict, files: object = ()) -> str:
         raise OSError(errno.EROFS, "Read-only file system", cfg.output)
 
     monkeypatch.setattr("mixer.generate.store.prepare_output", read_only)  # behind store.open_shards

@@ -209,6 +209,50 @@ def test_judge_scores_every_pair_and_a_recipe_filters_on_min_score(tmp_path: Pat
     assert orca["dropped"].get("unscored", 0) == len(rows) - len(scores)
 
 
+def _qa_build(root: Path, answers: dict[str, tuple[str, str]]) -> Path:
+    from train_fixtures import write_sft_build
+
+    return write_sft_build(root, [{"dataset": "qa", "id": rid, "messages": [
+        {"role": "user", "content": q}, {"role": "assistant", "content": a}]} for rid, (q, a) in answers.items()])
+
+
+def _stand_in_judge(monkeypatch: pytest.MonkeyPatch) -> None:
+    def judge_replies(self, prompts, seeds):  # noqa: ANN001, ANN202
+        return [[Completion(f"Rating: [[{len(p[-1]['content']) % 10 + 1}]]", 5, "stop")] for p in prompts]
+
+    monkeypatch.setattr(backends_mod.TransformersBackend, "generate", judge_replies)
+
+
+def test_judge_scores_every_reply_to_one_prompt_and_skips_only_exact_repeats(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # two answers to one question are two records to judge (before, the second was skipped as a repeated prompt)
+    _stand_in_judge(monkeypatch)
+    data = _qa_build(tmp_path / "qa", {"q1": ("Capital of France?", "Paris."), "q2": ("Capital of France?", "Lyon?"),
+                                       "q3": ("Capital of France?", "Paris."), "q4": ("A colour?", "Blue.")})
+    card = run_generate(_cfg(tmp_path / "judged", "judge", data=str(data)))
+    assert [r["id"] for r in _rows(tmp_path / "judged", "judge")] == ["q1", "q2", "q4"]
+    assert card["prompts"]["skipped"] == {"duplicate_prompt_and_reply": 1}
+    rows = run_generate(_cfg(tmp_path / "self", "self-distill", data=str(data)))["prompts"]
+    assert (rows["generated"], rows["skipped"]) == (3, {"duplicate_prompt_and_reply": 1})
+
+
+def test_a_rerun_over_changed_replies_is_refused_not_reported_complete(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # before, the manifest covered the prompts only: judging a regenerated source into the same folder said
+    # "complete" and returned the old answers with their old scores
+    from mixer.core.errors import MixerError
+
+    _stand_in_judge(monkeypatch)
+    qa = {"q1": ("Capital of France?", "Paris."), "q2": ("A colour?", "Blue.")}
+    run_generate(_cfg(tmp_path / "judged", "judge", data=str(_qa_build(tmp_path / "v1", qa))))
+    again = run_generate(_cfg(tmp_path / "judged", "judge", data=str(_qa_build(tmp_path / "v1", qa))))
+    assert [r["messages"][-1]["content"] for r in _rows(tmp_path / "judged", "judge")] == ["Paris.", "Blue."]
+    changed = _qa_build(tmp_path / "v1", {**qa, "q1": ("Capital of France?", "Lyon, I think.")})  # same path
+    with pytest.raises(MixerError, match="references_digest"):
+        run_generate(_cfg(tmp_path / "judged", "judge", data=str(changed)))
+    assert json.loads((tmp_path / "judged" / "card.json").read_text()) == again  # the finished run left as it was
+
+
 def test_distilled_outputs_build_through_a_recipe(outputs: Path, tmp_path: Path) -> None:
     from mixer.build import build
     from mixer.recipe.load import load_recipe

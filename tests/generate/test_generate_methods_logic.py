@@ -95,6 +95,21 @@ def test_a_preprompt_file_replaces_the_texts_and_a_bad_one_is_named(tmp_path: Pa
         assert str(bad) in str(e.value)
 
 
+@pytest.mark.parametrize("template", ['Be {adjective}. Answer as JSON like {"a": 1}.', "Be {adjective} {0}.",
+                                      "Be {adjective}, {tone}.", "Be {adjective} }"])
+def test_a_preprompt_template_with_another_field_or_a_lone_brace_is_refused_when_read(tmp_path: Path,
+                                                                                    template: str) -> None:
+    # before, the file was accepted and str.format raised KeyError/ValueError per prompt, mid-run (a traceback)
+    bad = tmp_path / "pre.yaml"
+    bad.write_text(f"template: '{template}'\n")
+    with pytest.raises(MixerError, match="may name no field but {adjective}") as e:
+        load_preprompts(str(bad))
+    assert str(bad) in str(e.value)
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("template: 'Be {adjective}; answer as JSON like {{\"a\": 1}}.'\n")
+    assert build_preprompt(load_preprompts(str(ok)), 0, None) == 'Be responsible; answer as JSON like {"a": 1}.'
+
+
 @pytest.mark.parametrize(("seed", "evolved", "answer", "reason"), [
     ("Name a colour.", "", None, "empty_evolution"),
     ("Name a colour.", "  name a COLOUR ", "Blue.", "no_information_gain"),
@@ -129,6 +144,13 @@ def test_rubric_scores_the_last_match_on_its_scale() -> None:
     assert rubric.score("Rating: [[11]]") == (None, "out_of_scale")
     assert "{instruction}" not in rubric.prompt("Q?", "A.") and "Q?" in rubric.prompt("Q?", "A.")
     assert Rubric("{instruction}{response}", r"(\d+)/5", 1, 5).score("4/5 then 9/5") == (None, "out_of_scale")
+
+
+def test_rubric_fills_its_slots_once_so_a_slot_name_inside_the_texts_stays_as_written() -> None:
+    # before, the response went into a "{response}" written inside the instruction too
+    rubric = Rubric("Q: {instruction} | A: {response}", r"(\d+)", 1, 10)
+    assert rubric.prompt('Fill in "Answer: {response}".', "use {instruction}") == \
+        'Q: Fill in "Answer: {response}". | A: use {instruction}'
 
 
 @pytest.mark.parametrize(("body", "message"), [

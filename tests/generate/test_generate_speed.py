@@ -62,3 +62,22 @@ def test_length_sorted_scoring_returns_rewards_in_input_order(reward_model: Path
     assert score_by_length(scorer, convs, 64) == pytest.approx(one_by_one, abs=1e-5)
     assert score_by_length(scorer, convs, 10_000) == pytest.approx(one_by_one, abs=1e-5)
     assert scorer.batch_size == 1
+
+
+def test_a_reply_ends_at_every_end_token_the_generation_config_lists(tmp_path: Path) -> None:
+    # chat models that end a turn with their own token list it beside eos in generation_config.json (Gemma's
+    # <end_of_turn>, Llama 3's <|eot_id|>); before, only the tokenizer's eos stopped a reply
+    import json
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_assets().model, model)
+    config = json.loads((model / "generation_config.json").read_text())
+    eos = config["eos_token_id"]
+    (model / "generation_config.json").write_text(json.dumps({**config, "eos_token_id": [eos, 7]}))
+    sampling = backends_mod.SamplingSettings(n=1, temperature=0.0, top_p=1.0, max_new_tokens=4)
+    backend = backends_mod.TransformersBackend(model, sampling, batching="padded")
+    assert backend.stop_ids == {eos, 7}
+    text = backend.tokenizer.decode([100], skip_special_tokens=True)
+    assert backend._completion([100, 7, 101]) == backends_mod.Completion(text, 2, "stop")
+    assert backend._completion([100, 101]).finish_reason == "length"

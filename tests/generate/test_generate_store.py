@@ -77,3 +77,42 @@ def test_a_resume_under_other_versions_keeps_the_first_ones_and_warns(tmp_path: 
         record_versions(tmp_path, {"torch": "2"})
     assert json.loads((tmp_path / VERSIONS).read_text()) == {"torch": "1"}
     assert "resuming with other package versions than the first shards" in caplog.text
+
+
+@pytest.mark.parametrize(("method", "option", "key"), [("judge", "--rubric", "rubric"),
+                                                       ("orca", "--system-messages", "system_messages"),
+                                                       ("context-distill", "--preprompts", "preprompts")])
+def test_overwrite_never_deletes_a_method_file_kept_in_the_output_folder(tmp_path: Path, method: str, option: str,
+                                                                        key: str) -> None:
+    # before, --overwrite replaced the folder after the method had read its file from it: the file was gone
+    out = tmp_path / "out"
+    _open(_cfg(out), []).write(0, [{"prompt_index": 0}], SCHEMA)
+    (out / "texts.yaml").write_text("mine")
+    cfg = _cfg(out, method=method, overwrite=True, reward_model=None, **{key: str(out / "texts.yaml")})
+    with pytest.raises(MixerError, match=f"the output folder contains {option}"):
+        _open(cfg, [])
+    assert (out / "texts.yaml").read_text() == "mine" and shard_path(out, 0).exists()
+
+
+def test_overwrite_never_deletes_the_prompt_files_a_recipe_named(tmp_path: Path) -> None:
+    # a recipe's sources lie under its own raw_dir, which no option names: before, `--recipe r.yaml -o RAW_DIR
+    # --overwrite` passed the input check and replaced the folder holding the prompts' files
+    out = tmp_path / "raw"
+    _open(_cfg(out), []).write(0, [{"prompt_index": 0}], SCHEMA)
+    (out / "src").mkdir()
+    (out / "src" / "data.jsonl").write_text("mine")
+    cfg = _cfg(out, data=None, recipe=str(tmp_path / "r.yaml"), overwrite=True)
+    with pytest.raises(MixerError, match="the output folder contains prompt file"):
+        open_shards(cfg, PROMPTS, cfg.sampling_identity(), [].append, [str(out / "src" / "data.jsonl")])
+    assert (out / "src" / "data.jsonl").read_text() == "mine"
+
+
+def test_a_run_restarted_with_new_settings_before_its_first_shard_records_its_own_versions(tmp_path: Path) -> None:
+    # the first run loaded vLLM, then stopped before a shard; the restart with --backend transformers took the
+    # folder as new but kept vLLM's versions (and warned of a resume) until this was fixed
+    out = tmp_path / "out"
+    _open(_cfg(out, seed=1), [])
+    record_versions(out, {"vllm": "0.9", "torch": "2"})
+    assert _open(_cfg(out, seed=2), []).state == "new"
+    record_versions(out, {"torch": "2", "transformers": "5"})
+    assert json.loads((out / VERSIONS).read_text()) == {"torch": "2", "transformers": "5"}

@@ -68,3 +68,66 @@ def test_a_preference_build_has_no_gold_answers_and_nothing_is_written(tmp_path:
     assert result.exit_code == 2
     assert "gold answers" in result.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_a_max_prompts_below_1_is_refused_not_read_as_every_row(tmp_path: Path, limit: str) -> None:
+    # before, 0 took every row (`rows[:0] if 0 else rows`) and -1 every row but the last
+    a = tiny_assets()
+    out = tmp_path / "spin"
+    result = CliRunner().invoke(app, ["spin", "--model", str(a.model), "--data", str(a.sft_data), "--output", str(out),
+                                      "--iterations", "1", *TINY[:-1], limit])
+    assert result.exit_code == 2 and "--max-prompts must be at least 1" in result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("marker", ["{not json", "[1, 2]"])
+def test_an_unreadable_spin_marker_is_a_clear_error_and_the_folder_is_left_alone(tmp_path: Path, marker: str) -> None:
+    out = tmp_path / "spin"
+    out.mkdir()
+    (out / "spin.json").write_text(marker)
+    result = _spin(out, 1)
+    assert result.exit_code == 2, result.output
+    assert "spin.json" in result.output and "Traceback" not in result.output
+    assert [p.name for p in out.iterdir()] == ["spin.json"] and (out / "spin.json").read_text() == marker
+
+
+def test_a_folder_that_is_not_a_model_is_named_before_the_run_folder_is_made(tmp_path: Path) -> None:
+    not_a_model = tmp_path / "notes"
+    not_a_model.mkdir()
+    out = tmp_path / "spin"
+    result = CliRunner().invoke(app, ["spin", "--model", str(not_a_model), "--data", str(tiny_assets().sft_data),
+                                      "--output", str(out), "--iterations", "1", *TINY])
+    assert result.exit_code == 2 and "--model" in result.output and "not a model folder" in result.output
+    assert not out.exists()
+
+
+def test_a_run_that_failed_before_its_first_part_takes_new_settings(tmp_path: Path) -> None:
+    # a --model that passes the checks but fails to load (a hub id offline, here a model folder without weights)
+    # used to lock the run folder: the rerun with the right model was refused as "other settings"
+    a = tiny_assets()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (broken / name).write_bytes((a.model / name).read_bytes())
+    out = tmp_path / "spin"
+    data = ["--data", str(a.sft_data), "--output", str(out), "--iterations", "1", *TINY]
+    first = CliRunner().invoke(app, ["spin", "--model", str(broken), *data])
+    assert first.exit_code != 0 and (out / "spin.json").is_file()
+    assert not [p for p in out.glob("iter-*/*") if p.name in ("pairs", "train", "model")]
+    second = CliRunner().invoke(app, ["spin", "--model", str(a.model), *data])
+    assert second.exit_code == 0, second.output
+    assert json.loads((out / "spin.json").read_text())["model"] == str(a.model)
+    assert (out / "iter-0" / "model" / "config.json").is_file()
+    again = CliRunner().invoke(app, ["spin", "--model", str(broken), *data])  # now there is a part to keep
+    assert again.exit_code == 2 and "other settings (model)" in again.output
+
+
+def test_an_unreadable_gold_file_is_a_clear_error_and_nothing_is_written(tmp_path: Path) -> None:
+    data = tmp_path / "gold"
+    (data / "data").mkdir(parents=True)
+    (data / "data" / "train-00000-of-00001.parquet").write_text("not parquet")
+    out = tmp_path / "spin"
+    result = _spin(out, 1, data=data)
+    assert result.exit_code == 2 and "not a readable Parquet file" in result.output, result.output
+    assert not out.exists()
