@@ -129,7 +129,7 @@ def write_tokenized(data: str | Path, tokenizer: Any, out: str | Path, *, max_le
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mixer.core.outdir import check_output_dir
+    from mixer.core.outdir import check_not_an_input, check_output_dir
     from mixer.train.data import resolve_parquet_files
 
     if max_length < 1:
@@ -137,6 +137,8 @@ def write_tokenized(data: str | Path, tokenizer: Any, out: str | Path, *, max_le
     if pack is not None and pack not in PACKINGS:
         raise MixerError(f"--pack {pack!r}: choose {', '.join(PACKINGS)}")
     out = Path(out)
+    # before the marker check: `-o BUILD --overwrite` would otherwise delete the build's shards it reads
+    check_not_an_input(out, [("the input build", Path(data))], option="--output")
     check_output_dir(out, marker=MANIFEST, overwrite=overwrite, what="tokenized output folder")
     inputs = resolve_parquet_files(data)
     from mixer.train.data import SFT_COLUMNS, load_parquet

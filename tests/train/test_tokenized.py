@@ -144,6 +144,21 @@ def test_a_users_folder_is_not_written_into(tmp_path: Path) -> None:
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.parametrize("where", ["the build itself", "a folder holding the build", "inside the build"])
+def test_an_output_folder_that_overlaps_the_input_build_is_refused_even_with_overwrite(tmp_path: Path,
+                                                                                       where: str) -> None:
+    """`-o` on the build (or around or inside it) would delete the build's own Parquet shards and replace its
+    card: refused, exit 2, whatever --overwrite says, and the build is left byte for byte."""
+    data = write_sft_build(tmp_path / "work" / "build")
+    before = {p: p.read_bytes() for p in data.rglob("*") if p.is_file()}
+    out = {"the build itself": data, "a folder holding the build": tmp_path / "work",
+           "inside the build": data / "tok"}[where]
+    code, output = _tokenize(data, out, "--overwrite")
+    assert code == 2 and "the output folder" in output and str(data) in output, output
+    assert {p: p.read_bytes() for p in data.rglob("*") if p.is_file()} == before
+    assert not (data / MANIFEST).exists() and not (data / "tok").exists()
+
+
 def test_bad_pack_and_missing_tokenizer_are_exit_2(tmp_path: Path) -> None:
     data = write_sft_build(tmp_path / "build")
     code, out = _tokenize(data, tmp_path / "x", "--pack", "greedy")
