@@ -119,6 +119,10 @@ def check_host(cfg: Any) -> None:
             raise MixerError(f"{option} {value}: no such model folder (and not a Hugging Face model id such as "
                              "meta-llama/Llama-2-7b-hf); for an offline model to try mixer with: "
                              "mixer dev tiny-model DIR")
+        if value:  # `runs/sft-typo` is shaped like a Hub id, but `runs` is a folder here: a local typo
+            from mixer.train.accel.modeling import check_model_source
+
+            check_model_source(value, option)
     problem = unwritable(cfg.output_dir)
     if problem:
         raise MixerError(f"--output-dir {cfg.output_dir}: cannot be written ({problem}); nothing was trained")
