@@ -270,7 +270,9 @@ def print_records(out_dir: Path, n: int, source: str | None, console: Console, *
 
 
 def _print_record(rec: dict[str, Any], console: Console, *, dropped: bool) -> None:
-    head = [rec["dataset"], rec["id"], *_record_sizes(rec)]
+    # a record the reader could not parse (kept under on_error: skip) has neither: name its source instead
+    head = [rec.get("dataset") or rec.get("source") or "?", rec.get("id") or "no id (unreadable record)",
+            *_record_sizes(rec)]
     if dropped:
         head += [f"dropped at {rec['stage']}: {rec['reason']}"]
     title = " · ".join(head)

@@ -140,6 +140,21 @@ def test_show_prints_a_preference_build_as_prompt_chosen_and_rejected(tmp_path: 
     assert "user" in result.output and "assistant" in result.output
 
 
+def test_show_dropped_names_the_source_of_a_record_that_could_not_be_read(tmp_path: Path, make_recipe) -> None:
+    """A malformed line dropped under `on_error: skip` has no dataset or id; its header names the source and
+    says there is no id, instead of printing `──  ·  · dropped at read`."""
+    raw = tmp_path / "raw" / "a.jsonl"
+    write_jsonl(raw, flan_rows(3))
+    raw.write_text(raw.read_text(encoding="utf-8") + '{"inputs": "broken\n', encoding="utf-8")
+    recipe = make_recipe([{"name": "flan_v2", "files": "a.jsonl", "on_error": "skip"}])
+    assert runner.invoke(app, ["build", str(recipe), "-q"]).exit_code == 0
+    result = runner.invoke(app, ["show", str(tmp_path / "out"), "--dropped"])
+    assert result.exit_code == 0, result.output
+    head = result.output.splitlines()[0]
+    assert head.startswith("── flan_v2 · no id (unreadable record) · dropped at read: invalid_record"), head
+    assert "a.jsonl, line 4" in result.output and '{"inputs": "broken' in result.output
+
+
 def test_show_and_card_refuse_a_negative_count(tmp_path: Path, make_recipe) -> None:
     recipe = _recipe(tmp_path, make_recipe)
     assert runner.invoke(app, ["build", str(recipe), "-q"]).exit_code == 0
