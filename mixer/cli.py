@@ -65,7 +65,8 @@ def build(
                                              "filtered) from an earlier build when its files, settings "
                                              "and mixer's code are unchanged.")] = True,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT even when it is not an earlier "
-                                            "mixer build (its files are deleted).")] = False,
+                                            "mixer build, or holds files that build did not write (its files are "
+                                            "deleted).")] = False,
     engine: Annotated[str, typer.Option(help="Where the work runs: local (this machine's cores) or ray (a Ray "
                                         "cluster; needs the \\[ray] extra). Both give the same bytes.")] = "local",
     address: Annotated[str | None, typer.Option(help="--engine ray: the cluster to join (what `ray start "

@@ -58,7 +58,16 @@ def check_output_dir(path: Path | str, *, marker: str | Sequence[str], overwrite
         entries = sorted(e.name for e in os.scandir(p))
     except OSError as e:
         raise MixerError(f"{p}: cannot look into the {what}: {e.strerror}") from None
-    if not entries or any((p / m).is_file() for m in markers):
+    own = [m for m in markers if (p / m).is_file()]
+    if own:
+        foreign = _not_written_by(p, own[0])
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f", ... ({len(foreign)} files)" if len(foreign) > 5 else "")
+            raise MixerError(f"{p}: the {what} is an earlier mixer output but also holds files it did not write "
+                             f"({shown}); it would be replaced as a whole. Move them out, choose another folder, "
+                             f"or pass {option} to replace it")
+        return
+    if not entries:
         return
     shown = ", ".join(entries[:5]) + (f", ... ({len(entries)} entries)" if len(entries) > 5 else "")
     raise MixerError(f"{p}: the {what} exists, is not empty ({shown}) and is not an earlier mixer output "
@@ -138,10 +147,31 @@ def is_html_report(head: bytes) -> bool:
     return HTML_MARKER.encode() in head
 
 
+def _files_under(folder: Path) -> list[str]:
+    """Every file below ``folder``, as sorted POSIX paths relative to it."""
+    return sorted(f.relative_to(folder).as_posix() for f in folder.rglob("*") if not f.is_dir())
+
+
+def _not_written_by(folder: Path, marker: str) -> list[str]:
+    """Files in an earlier output that its stamp does not list: a user's notes dropped into ``out/my-mix``,
+    which a rebuild would delete with the folder. A stamp without a ``files`` list (another command's
+    marker, or a build from before the list) vouches for everything, as before."""
+    try:
+        info = json.loads((folder / marker).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    listed = info.get("files") if isinstance(info, dict) else None
+    if not isinstance(listed, list):
+        return []
+    known = {*map(str, listed), marker}
+    return [f for f in _files_under(folder) if f not in known]
+
+
 def write_build_marker(folder: Path, info: dict[str, object]) -> None:
-    """Stamp a finished build folder as mixer's own (``info``: what the stamp records, no clock)."""
-    (folder / BUILD_MARKER).write_text(json.dumps({"tool": "mixer", **info}, sort_keys=True) + "\n",
-                                       encoding="utf-8")
+    """Stamp a finished build folder as mixer's own (``info``: what the stamp records, no clock), with the
+    list of files the build wrote, so that a later build refuses to delete any other file found there."""
+    stamp = {"tool": "mixer", **info, "files": _files_under(folder)}
+    (folder / BUILD_MARKER).write_text(json.dumps(stamp, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _pid_alive(pid: int) -> bool:

@@ -68,6 +68,36 @@ def test_build_replaces_its_own_earlier_build_and_fills_an_empty_folder(flan_rec
     assert json.loads((out / BUILD_MARKER).read_text())["tool"] == "mixer"
 
 
+def test_a_rebuild_refuses_to_delete_a_users_file_left_inside_the_earlier_build(flan_recipe: Path,
+                                                                                 tmp_path: Path) -> None:
+    """The stamp lists the files the build wrote; a file the user put in the folder since (notes, an analysis
+    in data/) stops the rebuild, named, instead of going with the old build. --overwrite still replaces all."""
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["build", str(flan_recipe), "--out", str(out), "-q"]).exit_code == 0
+    assert "card.json" in json.loads((out / BUILD_MARKER).read_text())["files"]
+    (out / "notes.txt").write_text("mine\n")
+    (out / "data" / "my-analysis.csv").write_text("a,b\n")
+    result = runner.invoke(app, ["build", str(flan_recipe), "--out", str(out), "-q"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "data/my-analysis.csv, notes.txt" in text and "--overwrite" in text, text
+    assert (out / "notes.txt").read_text() == "mine\n" and (out / "data" / "my-analysis.csv").exists()
+    (out / "notes.txt").unlink()
+    (out / "data" / "my-analysis.csv").unlink()
+    assert runner.invoke(app, ["build", str(flan_recipe), "--out", str(out), "-q"]).exit_code == 0
+    (out / "notes.txt").write_text("mine\n")
+    assert runner.invoke(app, ["build", str(flan_recipe), "--out", str(out), "-q", "--overwrite"]).exit_code == 0
+    assert not (out / "notes.txt").exists()
+
+
+def test_a_build_stamp_without_a_file_list_still_vouches_for_the_whole_folder(tmp_path: Path) -> None:
+    """Builds made before the stamp listed its files are replaced as before."""
+    out = tmp_path / "old-build"
+    out.mkdir()
+    (out / BUILD_MARKER).write_text(json.dumps({"tool": "mixer", "version": "0.1.0"}) + "\n")
+    (out / "card.json").write_text("{}\n")
+    check_output_dir(out, marker=BUILD_MARKER)
+
+
 def test_build_refuses_a_file_where_the_output_folder_should_be(flan_recipe: Path, tmp_path: Path) -> None:
     target = tmp_path / "notes.txt"
     target.write_text("mine\n")
