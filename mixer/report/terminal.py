@@ -229,7 +229,7 @@ def _record_sizes(rec: dict[str, Any]) -> list[str]:
 def iter_records(out_dir: Path, source: str | None = None, *, dropped: bool = False) -> Iterator[dict[str, Any]]:
     """A build's records (``data/``) or, with ``dropped``, the records it dropped (``dropped/``, with their
     stage and reason), in file order; ``source``: only those whose ``dataset`` (or, for dropped records,
-    source) starts with it."""
+    source) starts with it, or whose label the card counts for a recipe source whose name starts with it."""
     import pyarrow.parquet as pq
 
     folder = Path(out_dir) / ("dropped" if dropped else "data")
@@ -241,13 +241,28 @@ def iter_records(out_dir: Path, source: str | None = None, *, dropped: bool = Fa
         if dropped and (Path(out_dir) / "data").is_dir():
             raise MixerError(f"{out_dir}: no dropped/ folder: this build dropped nothing")
         raise MixerError(f"{out_dir}: no {folder.name}/ folder; is this the output folder of `mixer build`?")
+    labels = _labels_of_sources(Path(out_dir), source) if source else set()
     for path in sorted(folder.glob("*.parquet")):
         for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
             for rec in batch.to_pylist():
                 label = rec.get("source") or rec["dataset"] if dropped else rec["dataset"]
-                if source and not (label.startswith(source) or rec["dataset"].startswith(source)):
+                if source and not (label.startswith(source) or rec["dataset"].startswith(source)
+                                   or rec["dataset"] in labels):
                     continue
                 yield rec
+
+
+def _labels_of_sources(out_dir: Path, prefix: str) -> set[str]:
+    """The ``dataset`` labels the card counts for the recipe's sources whose name starts with ``prefix``: a
+    source given ``options: {dataset: other}`` writes records labelled ``other``, which ``-s <source name>``
+    finds through them (the written rows carry the label, not the source's name)."""
+    try:
+        card = json.loads((out_dir / "card.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    sources = card.get("sources") if isinstance(card, dict) else None
+    return {str(label) for s in sources or [] if isinstance(s, dict) and str(s.get("name", "")).startswith(prefix)
+            for label in (s.get("datasets") or {})}
 
 
 def print_records(out_dir: Path, n: int, source: str | None, console: Console, *, dropped: bool = False,

@@ -155,6 +155,22 @@ def test_show_dropped_names_the_source_of_a_record_that_could_not_be_read(tmp_pa
     assert "a.jsonl, line 4" in result.output and '{"inputs": "broken' in result.output
 
 
+def test_show_finds_a_source_by_its_recipe_name_when_options_give_another_dataset_label(tmp_path: Path,
+                                                                                         make_recipe) -> None:
+    """README: `mixer show out/my-mix -s my_source` shows a source by the recipe's name. With
+    `options: {dataset: mylabel}` the rows carry only `mylabel`; the card maps the name to it."""
+    write_jsonl(tmp_path / "raw" / "chats.jsonl", [
+        {"messages": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": f"answer {i}"}]}
+        for i in range(3)])
+    recipe = make_recipe([{"name": "my_source", "adapter": "messages", "files": "chats.jsonl",
+                           "options": {"dataset": "mylabel"}}])
+    assert runner.invoke(app, ["build", str(recipe), "-q"]).exit_code == 0
+    for wanted in ("my_source", "mylabel"):
+        result = runner.invoke(app, ["show", str(tmp_path / "out"), "-s", wanted, "-n", "5"])
+        assert result.exit_code == 0 and result.output.count("── mylabel · mylabel_") == 3, (wanted, result.output)
+    assert runner.invoke(app, ["show", str(tmp_path / "out"), "-s", "other"]).exit_code == 2
+
+
 def test_show_and_card_refuse_a_negative_count(tmp_path: Path, make_recipe) -> None:
     recipe = _recipe(tmp_path, make_recipe)
     assert runner.invoke(app, ["build", str(recipe), "-q"]).exit_code == 0
