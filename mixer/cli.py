@@ -74,8 +74,8 @@ def build(
     work_dir: Annotated[str | None, typer.Option(help="Folder for intermediate files: a path, a file:// URI "
                                                  "or an object store URI (s3://bucket/prefix); with a cluster, "
                                                  "one every node reaches.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the card as JSON on stdout when done (no tables, "
-                                          "no progress; warnings still on stderr).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {out, card} as JSON on stdout when done (no "
+                                          "tables, no progress; warnings still on stderr).")] = False,
 ) -> None:
     """Build a mixture: sharded Parquet in OUT/data, the data card in OUT/README.md and OUT/card.json,
     every dropped record in OUT/dropped/."""
@@ -213,8 +213,8 @@ def diff(
 def show(
     out_path: Annotated[Path, typer.Argument(metavar="OUT", help="A build's output folder.")],
     n: Annotated[int, typer.Option("-n", min=1, help="Number of records.")] = 3,
-    source: Annotated[str | None, typer.Option("--source", "-s", help="Only this dataset label "
-                                               "(prefix match, e.g. science).")] = None,
+    source: Annotated[str | None, typer.Option("--source", "-s", help="Only this source: its recipe name "
+                                               "or dataset label (prefix match, e.g. science).")] = None,
     dropped: Annotated[bool, typer.Option("--dropped", help="The records the build dropped (OUT/dropped/), "
                                           "with the stage and reason.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per record (JSON Lines).")] = False,
