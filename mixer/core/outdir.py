@@ -317,6 +317,11 @@ def staged_dir(final: Path | str) -> Iterator[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
+        # mkdtemp makes the folder private (0700); the output it becomes gets the mode any new folder gets
+        # under the umask (0755 under 022), so a merged or pruned model is readable as a build folder is
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(staging, 0o777 & ~mask)
         yield staging
         if out.exists():
             shutil.rmtree(out)

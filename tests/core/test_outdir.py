@@ -225,6 +225,16 @@ def test_staged_dir_leaves_nothing_and_keeps_the_earlier_output_when_writing_fai
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pruned"]
 
 
+def test_staged_dir_output_gets_the_mode_of_any_new_folder_not_mkdtemps_private_one(tmp_path: Path) -> None:
+    """merge-models, prune and gatt write through staged_dir; their folder must be as readable as one mkdir
+    makes under the umask (a teammate reads a merged model), not 0700."""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with staged_dir(tmp_path / "staged") as staging:
+        (staging / "f.txt").write_text("x")
+    assert (tmp_path / "staged").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
 def test_unwritable_probes_without_leaving_anything_and_creates_nothing_unless_asked(tmp_path: Path) -> None:
     (tmp_path / "kept.txt").write_text("x\n")
     assert unwritable(tmp_path) is None
