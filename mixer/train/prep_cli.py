@@ -62,8 +62,8 @@ def tokenize(
                                              "tokens.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output folder (default: OUT-tokenized "
                                                 "beside the build).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Write into a non-empty folder that is not an "
-                                            "earlier `mixer tokenize` output.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty folder that is not an "
+                                            "earlier `mixer tokenize` output (its files are deleted).")] = False,
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Tokenising processes (default: as "
                                                 "the trainer, min(cores, 16) from 10,000 records).")] = None,
 ) -> None:
