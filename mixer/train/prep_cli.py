@@ -70,13 +70,16 @@ def tokenize(
     """Tokenize a build once, as `mixer train sft` would (same template, mask and truncation), into Parquet
     shards with a manifest of the tokenizer's and template's hashes and tokens per source; `mixer train sft
     --data DIR` then trains from it without tokenizing."""
+    from mixer.train.runlog import library_bars_off_terminal
     from mixer.train.template_check import load_check_tokenizer
     from mixer.train.tokenized import default_output, write_tokenized
 
     tok = load_check_tokenizer(model, tokenizer, chat_template)
     out = output or default_output(data)
-    manifest = write_tokenized(data, tok, out, max_length=max_length, pack=pack, overwrite=overwrite, workers=workers,
-                               settings={"tokenizer_source": tokenizer or model, "chat_template": chat_template})
+    with library_bars_off_terminal():
+        manifest = write_tokenized(data, tok, out, max_length=max_length, pack=pack, overwrite=overwrite,
+                                   workers=workers, settings={"tokenizer_source": tokenizer or model,
+                                                              "chat_template": chat_template})
     t = manifest["totals"]
     packed = f" in {manifest['rows']:,} packed rows ({manifest['packing']['fill']:.1%} full)" if pack else ""
     typer.echo(f"wrote {t['kept']:,} conversations ({t['trainable_tokens']:,} trainable of {t['total_tokens']:,} "
