@@ -38,13 +38,14 @@ HTML_MARKER = '<meta name="generator" content="mixer">'
 
 
 def check_output_dir(path: Path | str, *, marker: str | Sequence[str], overwrite: bool = False,
-                     option: str = "--overwrite", what: str = "output folder") -> None:
+                     option: str = "--overwrite", what: str = "output folder", replaced: bool = True) -> None:
     """Raise ``MixerError`` unless ``path`` may be replaced by a new output.
 
     Replaceable: a path that does not exist, an empty folder, a folder holding ``marker`` (one of
     them, when several are given: an earlier output of the same kind), or anything at all when
     ``overwrite`` is set. A file where a folder is expected is refused even with ``overwrite``.
-    ``option`` names the flag that overrides, for the message.
+    ``option`` names the flag that overrides, for the message; ``replaced``: whether the command replaces
+    the folder as a whole (a build) or writes its files into it (a training run), for the message.
     """
     p = Path(path)
     markers = (marker,) if isinstance(marker, str) else tuple(marker)
@@ -70,9 +71,10 @@ def check_output_dir(path: Path | str, *, marker: str | Sequence[str], overwrite
     if not entries:
         return
     shown = ", ".join(entries[:5]) + (f", ... ({len(entries)} entries)" if len(entries) > 5 else "")
+    fate = ("it would be replaced as a whole. Choose another folder, or pass {option} to replace it" if replaced
+            else "the run would write its files into it. Choose another folder, or pass {option} to write into it")
     raise MixerError(f"{p}: the {what} exists, is not empty ({shown}) and is not an earlier mixer output "
-                     f"(no {' or '.join(markers)} in it); it would be replaced as a whole. Choose another "
-                     f"folder, or pass {option} to replace it")
+                     f"(no {' or '.join(markers)} in it); " + fate.format(option=option))
 
 
 def check_not_an_input(out: Path | str, inputs: Iterable[tuple[str, Path | str]], *,
@@ -118,7 +120,8 @@ def check_run_dir(output_dir: Path | str, *, inputs: Iterable[tuple[str, Path | 
         raise MixerError(f"{out}: the {what} holds an earlier run ({TRAIN_MARKER}); pass --overwrite-output-dir "
                          f"to replace it, --set resume_from_checkpoint=last to continue it, or choose another "
                          f"--output-dir")
-    check_output_dir(out, marker=TRAIN_MARKER, overwrite=overwrite, option="--overwrite-output-dir", what=what)
+    check_output_dir(out, marker=TRAIN_MARKER, overwrite=overwrite, option="--overwrite-output-dir", what=what,
+                     replaced=False)  # the Trainer writes into the folder; a user's other files stay
 
 
 def check_output_file(path: Path | str, *, is_ours: Callable[[bytes], bool], overwrite: bool = False,

@@ -36,7 +36,8 @@ NprocOpt = Annotated[
     int | None, typer.Option("--num-processes", help="Processes/GPUs (default: all visible GPUs, else 1).")
 ]
 OverwriteOpt = Annotated[bool, typer.Option(
-    "--overwrite-output-dir", help="Train into a non-empty --output-dir that is not an earlier mixer run.")]
+    "--overwrite-output-dir", help="Train into an --output-dir that holds an earlier run (its files are "
+    "overwritten) or other files (they stay).")]
 QuietOpt = Annotated[bool, typer.Option(
     "--quiet", "-q", help="No decision block or progress bars (warnings and errors still reach stderr).")]
 AccOpt = Annotated[

@@ -20,6 +20,7 @@ from mixer.core.outdir import (
     TRAIN_MARKER,
     check_output_dir,
     check_output_file,
+    check_run_dir,
     is_html_report,
     lock_output,
     lock_path,
@@ -129,6 +130,18 @@ def test_check_output_dir_accepts_a_training_run_by_its_marker(tmp_path: Path) -
     (run / TRAIN_MARKER).write_text("lr: 2e-5\n")
     check_output_dir(run, marker=TRAIN_MARKER)
     check_output_dir(tmp_path / "absent", marker=TRAIN_MARKER)
+
+
+def test_a_training_run_refusing_a_users_folder_says_it_would_write_into_it_not_replace_it(tmp_path: Path) -> None:
+    """The Trainer writes its files into --output-dir and leaves a user's other files there (as
+    --overwrite-output-dir shows), so the refusal must not say the folder would be replaced as a whole."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine\n")
+    with pytest.raises(MixerError) as e:
+        check_run_dir(mine, inputs=[])
+    assert "write its files into it" in str(e.value) and "replaced as a whole" not in str(e.value)
+    assert "--overwrite-output-dir" in str(e.value)
 
 
 def test_check_output_file_refuses_a_folder_even_with_overwrite(tmp_path: Path) -> None:
