@@ -241,8 +241,15 @@ def iter_records(out_dir: Path, source: str | None = None, *, dropped: bool = Fa
         if dropped and (Path(out_dir) / "data").is_dir():
             raise MixerError(f"{out_dir}: no dropped/ folder: this build dropped nothing")
         raise MixerError(f"{out_dir}: no {folder.name}/ folder; is this the output folder of `mixer build`?")
+    if (Path(out_dir) / "tokenized.json").is_file():
+        raise MixerError(f"{out_dir}: a `mixer tokenize` folder holds token ids, not readable records; show the "
+                         f"build it was made from (tokenized.json names it), its counts are in {out_dir}/README.md")
     labels = _labels_of_sources(Path(out_dir), source) if source else set()
     for path in sorted(folder.glob("*.parquet")):
+        names = set(pq.read_schema(path).names)
+        if "dataset" not in names or not ({"messages", "prompt"} & names or dropped):
+            raise MixerError(f"{path}: not records of a mixer build (columns: {', '.join(sorted(names))}); "
+                             "`mixer show` reads the data/ of `mixer build` and `mixer generate` outputs")
         for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
             for rec in batch.to_pylist():
                 label = rec.get("source") or rec["dataset"] if dropped else rec["dataset"]

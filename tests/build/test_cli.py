@@ -171,6 +171,25 @@ def test_show_finds_a_source_by_its_recipe_name_when_options_give_another_datase
     assert runner.invoke(app, ["show", str(tmp_path / "out"), "-s", "other"]).exit_code == 2
 
 
+def test_show_names_a_folder_of_token_ids_or_foreign_parquet_instead_of_a_traceback(tmp_path: Path) -> None:
+    """`mixer show` on a `mixer tokenize` folder (packed rows have no `dataset` column: a KeyError before) or
+    on a data/ folder of other Parquet files: one line naming the folder or file, exit 2."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tok = tmp_path / "tok"
+    (tok / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"input_ids": [[1, 2]], "ids": [["a_0"]]}), tok / "data" / "train-00000-of-00001.parquet")
+    (tok / "tokenized.json").write_text("{}\n", encoding="utf-8")
+    result = runner.invoke(app, ["show", str(tok)])
+    assert result.exit_code == 2 and "a `mixer tokenize` folder holds token ids" in result.output, result.output
+    (tok / "tokenized.json").unlink()
+    result = runner.invoke(app, ["show", str(tok)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "not records of a mixer build (columns: ids, input_ids)" in text, text
+    assert "Traceback" not in result.output
+
+
 def test_show_and_card_refuse_a_negative_count(tmp_path: Path, make_recipe) -> None:
     recipe = _recipe(tmp_path, make_recipe)
     assert runner.invoke(app, ["build", str(recipe), "-q"]).exit_code == 0
