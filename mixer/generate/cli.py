@@ -88,7 +88,9 @@ def generate(
 
     console = Console(stderr=True)
     bar = GenerateProgress(console) if console.is_terminal else None  # off a terminal: the shard lines only
-    with bar or contextlib.nullcontext():
+    from mixer.train.runlog import library_bars_off_terminal
+
+    with bar or contextlib.nullcontext(), library_bars_off_terminal():
         card = run_generate(cfg, log=lambda msg: console.print(msg, markup=False, highlight=False), progress=bar)
     if method != "best-of-n":
         typer.echo(f"{card['prompts']['generated']} prompt(s): {card['rows']} row(s) in {output}/"
