@@ -159,7 +159,7 @@ class RunConfig:
             valid = sorted({*self.owners, *(alias for alias, target in RENAMED.items() if target in self.owners)})
             meant = [alias for alias, target in RENAMED.items() if target == head and alias in self.owners]
             hint = f" (did you mean {meant[0]!r}?)" if meant else did_you_mean(head, valid)
-            owners = " and ".join(sorted({owner for owner, _ in self.owners.values()}))
+            owners = ", ".join(sorted({owner for owner, _ in self.owners.values()}))
             # a near miss is the answer; the whole list (~230 keys) would bury it
             listing = (f"{len(valid)} keys are valid: the fields of {owners}" if hint
                        else f"valid keys: {', '.join(valid)}")

@@ -112,7 +112,7 @@ def test_unknown_key_names_the_near_miss_and_lists_valid_keys_only_without_one()
         load_config("sft", TRAIN / "tulu2-sft.yaml", ["learning_rte=1e-5"])
     msg = str(err.value)
     assert "unknown key 'learning_rte' (did you mean 'learning_rate'?) for `sft`" in msg
-    assert "keys are valid: the fields of ModelConfig and SFTArgs and SFTConfig" in msg
+    assert "keys are valid: the fields of ModelConfig, SFTArgs, SFTConfig" in msg
     assert "gradient_checkpointing" not in msg  # not the ~230-key list under the answer
     with pytest.raises(ConfigError) as err:
         load_config("sft", TRAIN / "tulu2-sft.yaml", ["zzqx=1"])
