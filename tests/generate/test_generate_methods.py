@@ -231,7 +231,7 @@ def test_judge_scores_every_reply_to_one_prompt_and_skips_only_exact_repeats(tmp
                                        "q3": ("Capital of France?", "Paris."), "q4": ("A colour?", "Blue.")})
     card = run_generate(_cfg(tmp_path / "judged", "judge", data=str(data)))
     assert [r["id"] for r in _rows(tmp_path / "judged", "judge")] == ["q1", "q2", "q4"]
-    assert card["prompts"]["skipped"] == {"duplicate_prompt_and_reply": 1}
+    assert card["prompts"]["skipped"] == {"duplicate_record": 1}  # the judge writes records back whole
     rows = run_generate(_cfg(tmp_path / "self", "self-distill", data=str(data)))["prompts"]
     assert (rows["generated"], rows["skipped"]) == (3, {"duplicate_prompt_and_reply": 1})
 
@@ -303,3 +303,33 @@ def test_cli_runs_a_method_and_prints_where_every_prompt_went(tmp_path: Path) ->
                                  "--max-new-tokens", "4", "--max-prompts", "3", "--output", str(out)])
     assert result.exit_code == 0, result.output
     assert "3 prompt(s): 3 row(s)" in result.output and (out / "orca" / "data").is_dir()
+
+
+def test_judge_writes_a_multi_turn_record_whole_and_says_which_exchange_it_judged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # before, the default first_user mode wrote back only the first exchange under the record's own id
+    from train_fixtures import write_sft_build
+
+    judged: list[list[dict]] = []
+
+    def judge_replies(self, prompts, seeds):  # noqa: ANN001, ANN202
+        judged.extend(prompts)
+        return [[Completion("Rating: [[8]]", 5, "stop")] for _ in prompts]
+
+    monkeypatch.setattr(backends_mod.TransformersBackend, "generate", judge_replies)
+    talk = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": "Write a poem"}, {"role": "assistant", "content": "Roses are red."}]
+    same_start = [*talk[:2], {"role": "user", "content": "Count to 3"}, {"role": "assistant", "content": "1 2 3"}]
+    data = write_sft_build(tmp_path / "chat", [{"dataset": "chat", "id": "c1", "messages": talk},
+                                               {"dataset": "chat", "id": "c2", "messages": same_start}])
+    card = run_generate(_cfg(tmp_path / "judged", "judge", data=str(data)))
+    rows = _rows(tmp_path / "judged", "judge")
+    assert [(r["id"], r["messages"], r["judge_score"]) for r in rows] == [("c1", talk, 8.0), ("c2", same_start, 8.0)]
+    first = [p[0]["content"] for p in judged[:2]]
+    assert all("Hi" in t and "Hello!" in t and "Write a poem" not in t for t in first)  # the first exchange judged
+    assert card["judged"]["records_with_unjudged_turns"] == 2 and "first user turn" in card["judged"]["judged_exchange"]
+    assert "2 record(s) have turns the judge did not see" in (tmp_path / "judged" / "README.md").read_text()
+    last = run_generate(_cfg(tmp_path / "judged-last", "judge", data=str(data), prompt_mode="conversation"))
+    assert [r["messages"] for r in _rows(tmp_path / "judged-last", "judge")] == [talk, same_start]
+    assert any("Roses are red." in p[0]["content"] for p in judged[2:])
+    assert "last user turn" in last["judged"]["judged_exchange"]
