@@ -307,6 +307,11 @@ def render_method_card(card: dict[str, Any], method: Method) -> str:
     if p["skipped"]:
         lines += ["Skipped before generation: " + ", ".join(f"{k} {v}" for k, v in p["skipped"].items()) + ".", ""]
     lines += ["Every generated prompt: " + ", ".join(f"{k} {v}" for k, v in card["outcome"].items()) + ".", ""]
+    keep = card["settings"]["assembly"].get("keep_truncated")
+    if keep is not None:
+        lines += ["Replies cut at max_new_tokens: " + ("kept (--keep-truncated)." if keep else
+                                                       "dropped, counted under a `*truncated` reason "
+                                                       "(--keep-truncated keeps them)."), ""]
     return "\n".join(lines + method.card_lines(card))
 
 

@@ -27,7 +27,9 @@ OUTPUT = {"context-distill": "context_distill", "self-distill": "self_distill", 
 
 def _cfg(out: Path, method: str, **kw: object) -> GenerateConfig:
     base: dict = {"policy": str(tiny_assets().model), "output": str(out), "data": str(tiny_assets().sft_data),
-                  "method": method, "max_new_tokens": 8, "seed": 5, "batch_size": 4, "shard_prompts": 5, "name": "gen"}
+                  "method": method, "max_new_tokens": 8, "seed": 5, "batch_size": 4, "shard_prompts": 5, "name": "gen",
+                  # the random tiny model nearly always runs to the limit: keep those replies to have rows
+                  "keep_truncated": True}
     return GenerateConfig(**{**base, **kw})
 
 
@@ -300,7 +302,8 @@ def test_cli_runs_a_method_and_prints_where_every_prompt_went(tmp_path: Path) ->
     a = tiny_assets()
     out = tmp_path / "orca"
     result = runner.invoke(app, ["generate", "--method", "orca", "--policy", str(a.model), "--data", str(a.sft_data),
-                                 "--max-new-tokens", "4", "--max-prompts", "3", "--output", str(out)])
+                                 "--max-new-tokens", "4", "--max-prompts", "3", "--keep-truncated", "--output",
+                                 str(out)])
     assert result.exit_code == 0, result.output
     assert "3 prompt(s): 3 row(s)" in result.output and (out / "orca" / "data").is_dir()
 
@@ -333,3 +336,20 @@ def test_judge_writes_a_multi_turn_record_whole_and_says_which_exchange_it_judge
     assert [r["messages"] for r in _rows(tmp_path / "judged-last", "judge")] == [talk, same_start]
     assert any("Roses are red." in p[0]["content"] for p in judged[2:])
     assert "last user turn" in last["judged"]["judged_exchange"]
+
+
+@pytest.mark.parametrize(("method", "reason"), [("orca", "truncated"), ("context-distill", "truncated"),
+                                                ("evol-instruct", "evolution_truncated")])
+def test_replies_cut_at_max_new_tokens_are_dropped_and_counted_unless_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str, reason: str) -> None:
+    # before, these methods kept a reply that stopped at --max-new-tokens (a cut evolved prompt became data)
+    def cut_replies(self, prompts, seeds):  # noqa: ANN001, ANN202
+        return [[Completion("Explain how the tides follow the moon, step by", 8, "length")] for _ in prompts]
+
+    monkeypatch.setattr(backends_mod.TransformersBackend, "generate", cut_replies)
+    card = run_generate(_cfg(tmp_path / "drop", method, max_prompts=3, keep_truncated=None))
+    assert card["outcome"] == {f"dropped:{reason}": 3} and card["rows"] == 0 == len(_rows(tmp_path / "drop", method))
+    assert card["settings"]["assembly"]["keep_truncated"] is False
+    assert "Replies cut at max_new_tokens: dropped" in (tmp_path / "drop" / "README.md").read_text()
+    kept = run_generate(_cfg(tmp_path / "drop", method, max_prompts=3, keep_truncated=True))  # re-picks, same shards
+    assert sum(v for k, v in kept["outcome"].items() if k.startswith("kept")) == 3 == kept["rows"]
