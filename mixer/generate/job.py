@@ -166,10 +166,11 @@ class Method:
 
 
 def _require_references(prompt_set: PromptSet, method: Method) -> PromptSet:
-    """Prompts without their record's reply are skipped (``no_reference_reply``); an input with no reply at all
-    (a preference build, bare prompts) is the wrong input for the method: an error, before anything is made."""
+    """Prompts without their record's reply are skipped (``no_reference_reply``, by the reader, before
+    ``--max-prompts`` counts); an input with no reply at all (a preference build, bare prompts) is the wrong input
+    for the method: an error, before anything is made."""
     with_ref = [p for p in prompt_set.prompts if p.reference is not None and p.reference.strip()]
-    if prompt_set.prompts and not with_ref:
+    if not with_ref and (prompt_set.prompts or prompt_set.skipped["no_reference_reply"]):
         raise MixerError(f"{', '.join(prompt_set.inputs) or 'the input'}: no record has an assistant reply after "
                          f"its prompt; --method {method.name} needs SFT records (messages ending in a reply), not "
                          "a preference build or bare prompts")

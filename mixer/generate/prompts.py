@@ -11,6 +11,7 @@ from a record (``prompt_mode``):
 Every record read is accounted for: taken, or skipped with a reason (``no_user_turn``, ``empty_prompt`` when
 the user turn to answer is blank, ``duplicate_prompt`` for an exact repeat of an earlier prompt
 (``duplicate_prompt_and_reply``, ``duplicate_record`` for the methods that use each record's reply or whole record),
+``no_reference_reply`` when a method that uses the record's reply finds none after the prompt,
 ``beyond_max_prompts``, ``adapter_dropped:<reason>`` for what a recipe source's adapter itself drops).
 """
 
@@ -123,6 +124,11 @@ class _Collector:
             self.skipped["empty_prompt"] += 1
             return
         reference = reference_reply(messages, prompt)
+        if (self.by_reply or self.by_record) and not (reference or "").strip():
+            # the method needs the record's reply; skipped here, before --max-prompts counts it, so a limit of N
+            # gives N usable prompts when there are that many
+            self.skipped["no_reference_reply"] += 1
+            return
         record = [{"role": m["role"], "content": m["content"]} for m in messages]
         if self.by_record:
             digest, repeat = _digest(record), "duplicate_record"

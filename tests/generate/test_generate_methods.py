@@ -353,3 +353,22 @@ def test_replies_cut_at_max_new_tokens_are_dropped_and_counted_unless_kept(
     assert "Replies cut at max_new_tokens: dropped" in (tmp_path / "drop" / "README.md").read_text()
     kept = run_generate(_cfg(tmp_path / "drop", method, max_prompts=3, keep_truncated=True))  # re-picks, same shards
     assert sum(v for k, v in kept["outcome"].items() if k.startswith("kept")) == 3 == kept["rows"]
+
+
+def test_max_prompts_counts_only_records_with_a_reply_for_judge_and_self_distill(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # before, the limit took the first N prompts and only then dropped those without a reply: 2 asked, 0 run
+    from train_fixtures import write_sft_build
+
+    _stand_in_judge(monkeypatch)
+    bare = [{"dataset": "qa", "id": f"bare{i}", "messages": [{"role": "user", "content": f"Question {i}?"}]}
+            for i in range(2)]
+    answered = [{"dataset": "qa", "id": f"qa{i}", "messages": [{"role": "user", "content": f"Sum {i} + {i}?"},
+                                                               {"role": "assistant", "content": f"{2 * i}."}]}
+                for i in range(3)]
+    data = write_sft_build(tmp_path / "mixed", [*bare, *answered])
+    for method in ("judge", "self-distill"):
+        card = run_generate(_cfg(tmp_path / method, method, data=str(data), max_prompts=2))
+        assert card["prompts"] == {"records_read": 5, "generated": 2,
+                                   "skipped": {"beyond_max_prompts": 1, "no_reference_reply": 2}}, method
+        assert [r["id"].rsplit("_", 1)[-1] for r in _rows(tmp_path / method, method)] == ["qa0", "qa1"]
