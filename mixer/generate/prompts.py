@@ -157,6 +157,17 @@ def _check_messages(value: Any, where: str) -> list[dict[str, str]]:
     return value
 
 
+def build_files(path: str | Path, option: str = "--data") -> list[str]:
+    """The Parquet files of the build ``option`` names; a path that does not exist is named with the option and
+    what it expects (the trainer's resolver would call it "training data")."""
+    from mixer.train.data import resolve_parquet_files
+
+    if not Path(path).exists():
+        raise MixerError(f"{option} {path}: no such file or folder; expected a mixer build (SFT or preference): "
+                         "its output folder, its data/ folder or a .parquet file")
+    return resolve_parquet_files(path)
+
+
 def read_build_prompts(path: str | Path, mode: str, max_prompts: int | None = None, *,
                        by_reply: bool = False, by_record: bool = False) -> PromptSet:
     """Prompts from a ``mixer build`` output (``OUT/data/*.parquet``), a folder of Parquet or one file.
@@ -168,9 +179,7 @@ def read_build_prompts(path: str | Path, mode: str, max_prompts: int | None = No
     """
     import pyarrow.parquet as pq
 
-    from mixer.train.data import resolve_parquet_files
-
-    files = resolve_parquet_files(path)
+    files = build_files(path)
     collector = _Collector(mode, max_prompts, by_reply, by_record)
     for file in files:
         try:

@@ -40,10 +40,10 @@ SPIN_MARKER = "spin.json"
 def read_gold(data: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
     """SFT rows as (prompt, gold answer): the conversation up to its last assistant turn, and that turn. A
     build without ``messages``, or a row without a final assistant answer, is an error naming the row."""
-    from mixer.train.data import resolve_parquet_files
+    from mixer.generate.prompts import build_files
 
     rows: list[dict[str, Any]] = []
-    for path in resolve_parquet_files(data):
+    for path in build_files(data):
         try:
             table = pq.read_table(path)
         except (OSError, pa.ArrowException) as e:

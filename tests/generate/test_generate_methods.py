@@ -372,3 +372,16 @@ def test_max_prompts_counts_only_records_with_a_reply_for_judge_and_self_distill
         assert card["prompts"] == {"records_read": 5, "generated": 2,
                                    "skipped": {"beyond_max_prompts": 1, "no_reference_reply": 2}}, method
         assert [r["id"].rsplit("_", 1)[-1] for r in _rows(tmp_path / method, method)] == ["qa0", "qa1"]
+
+
+@pytest.mark.parametrize("command", [["generate", "--method", "orca", "-o"], ["spin", "--output"]])
+def test_a_missing_data_path_is_named_with_the_data_option_and_what_it_expects(tmp_path: Path,
+                                                                              command: list[str]) -> None:
+    # before: "training data nodata does not exist", the trainer's wording, from its resolver
+    model = ["--policy" if command[0] == "generate" else "--model", str(tiny_assets().model)]
+    out = tmp_path / "out"
+    result = runner.invoke(app, [*command, str(out), *model, "--data", str(tmp_path / "nodata")])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert f"--data {tmp_path / 'nodata'}: no such file or folder; expected a mixer build" in text
+    assert "training data" not in text and not out.exists()
