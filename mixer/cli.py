@@ -65,7 +65,8 @@ def build(
                                              "filtered) from an earlier build when its files, settings "
                                              "and mixer's code are unchanged.")] = True,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT even when it is not an earlier "
-                                            "mixer build (its files are deleted).")] = False,
+                                            "mixer build, or holds files that build did not write (its files are "
+                                            "deleted).")] = False,
     engine: Annotated[str, typer.Option(help="Where the work runs: local (this machine's cores) or ray (a Ray "
                                         "cluster; needs the \\[ray] extra). Both give the same bytes.")] = "local",
     address: Annotated[str | None, typer.Option(help="--engine ray: the cluster to join (what `ray start "
@@ -73,8 +74,8 @@ def build(
     work_dir: Annotated[str | None, typer.Option(help="Folder for intermediate files: a path, a file:// URI "
                                                  "or an object store URI (s3://bucket/prefix); with a cluster, "
                                                  "one every node reaches.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the card as JSON on stdout when done (no tables, "
-                                          "no progress; warnings still on stderr).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {out, card} as JSON on stdout when done (no "
+                                          "tables, no progress; warnings still on stderr).")] = False,
 ) -> None:
     """Build a mixture: sharded Parquet in OUT/data, the data card in OUT/README.md and OUT/card.json,
     every dropped record in OUT/dropped/."""
@@ -212,8 +213,8 @@ def diff(
 def show(
     out_path: Annotated[Path, typer.Argument(metavar="OUT", help="A build's output folder.")],
     n: Annotated[int, typer.Option("-n", min=1, help="Number of records.")] = 3,
-    source: Annotated[str | None, typer.Option("--source", "-s", help="Only this dataset label "
-                                               "(prefix match, e.g. science).")] = None,
+    source: Annotated[str | None, typer.Option("--source", "-s", help="Only this source: its recipe name "
+                                               "or dataset label (prefix match, e.g. science).")] = None,
     dropped: Annotated[bool, typer.Option("--dropped", help="The records the build dropped (OUT/dropped/), "
                                           "with the stage and reason.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per record (JSON Lines).")] = False,
@@ -283,9 +284,11 @@ def dev_tiny_model(
     """Write a tiny random Llama (about 0.1 M parameters) with a byte-level tokenizer and the Tulu chat
     template: a model `mixer train` and `mixer generate` take on a CPU in seconds, made without a download
     (the tests train the same one). It learns nothing useful; it shows the loop works."""
+    from mixer.train.runlog import library_bars_off_terminal
     from mixer.train.tiny_model import make_tiny_model
 
-    make_tiny_model(out, seed=seed)
+    with library_bars_off_terminal():
+        make_tiny_model(out, seed=seed)
     typer.echo(f"wrote a tiny model to {out} (use it as --model {out})", err=True)
 
 

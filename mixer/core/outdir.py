@@ -38,13 +38,14 @@ HTML_MARKER = '<meta name="generator" content="mixer">'
 
 
 def check_output_dir(path: Path | str, *, marker: str | Sequence[str], overwrite: bool = False,
-                     option: str = "--overwrite", what: str = "output folder") -> None:
+                     option: str = "--overwrite", what: str = "output folder", replaced: bool = True) -> None:
     """Raise ``MixerError`` unless ``path`` may be replaced by a new output.
 
     Replaceable: a path that does not exist, an empty folder, a folder holding ``marker`` (one of
     them, when several are given: an earlier output of the same kind), or anything at all when
     ``overwrite`` is set. A file where a folder is expected is refused even with ``overwrite``.
-    ``option`` names the flag that overrides, for the message.
+    ``option`` names the flag that overrides, for the message; ``replaced``: whether the command replaces
+    the folder as a whole (a build) or writes its files into it (a training run), for the message.
     """
     p = Path(path)
     markers = (marker,) if isinstance(marker, str) else tuple(marker)
@@ -58,12 +59,22 @@ def check_output_dir(path: Path | str, *, marker: str | Sequence[str], overwrite
         entries = sorted(e.name for e in os.scandir(p))
     except OSError as e:
         raise MixerError(f"{p}: cannot look into the {what}: {e.strerror}") from None
-    if not entries or any((p / m).is_file() for m in markers):
+    own = [m for m in markers if (p / m).is_file()]
+    if own:
+        foreign = _not_written_by(p, own[0])
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f", ... ({len(foreign)} files)" if len(foreign) > 5 else "")
+            raise MixerError(f"{p}: the {what} is an earlier mixer output but also holds files it did not write "
+                             f"({shown}); it would be replaced as a whole. Move them out, choose another folder, "
+                             f"or pass {option} to replace it")
+        return
+    if not entries:
         return
     shown = ", ".join(entries[:5]) + (f", ... ({len(entries)} entries)" if len(entries) > 5 else "")
+    fate = ("it would be replaced as a whole. Choose another folder, or pass {option} to replace it" if replaced
+            else "the run would write its files into it. Choose another folder, or pass {option} to write into it")
     raise MixerError(f"{p}: the {what} exists, is not empty ({shown}) and is not an earlier mixer output "
-                     f"(no {' or '.join(markers)} in it); it would be replaced as a whole. Choose another "
-                     f"folder, or pass {option} to replace it")
+                     f"(no {' or '.join(markers)} in it); " + fate.format(option=option))
 
 
 def check_not_an_input(out: Path | str, inputs: Iterable[tuple[str, Path | str]], *,
@@ -109,7 +120,8 @@ def check_run_dir(output_dir: Path | str, *, inputs: Iterable[tuple[str, Path | 
         raise MixerError(f"{out}: the {what} holds an earlier run ({TRAIN_MARKER}); pass --overwrite-output-dir "
                          f"to replace it, --set resume_from_checkpoint=last to continue it, or choose another "
                          f"--output-dir")
-    check_output_dir(out, marker=TRAIN_MARKER, overwrite=overwrite, option="--overwrite-output-dir", what=what)
+    check_output_dir(out, marker=TRAIN_MARKER, overwrite=overwrite, option="--overwrite-output-dir", what=what,
+                     replaced=False)  # the Trainer writes into the folder; a user's other files stay
 
 
 def check_output_file(path: Path | str, *, is_ours: Callable[[bytes], bool], overwrite: bool = False,
@@ -138,10 +150,31 @@ def is_html_report(head: bytes) -> bool:
     return HTML_MARKER.encode() in head
 
 
+def _files_under(folder: Path) -> list[str]:
+    """Every file below ``folder``, as sorted POSIX paths relative to it."""
+    return sorted(f.relative_to(folder).as_posix() for f in folder.rglob("*") if not f.is_dir())
+
+
+def _not_written_by(folder: Path, marker: str) -> list[str]:
+    """Files in an earlier output that its stamp does not list: a user's notes dropped into ``out/my-mix``,
+    which a rebuild would delete with the folder. A stamp without a ``files`` list (another command's
+    marker, or a build from before the list) vouches for everything, as before."""
+    try:
+        info = json.loads((folder / marker).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    listed = info.get("files") if isinstance(info, dict) else None
+    if not isinstance(listed, list):
+        return []
+    known = {*map(str, listed), marker}
+    return [f for f in _files_under(folder) if f not in known]
+
+
 def write_build_marker(folder: Path, info: dict[str, object]) -> None:
-    """Stamp a finished build folder as mixer's own (``info``: what the stamp records, no clock)."""
-    (folder / BUILD_MARKER).write_text(json.dumps({"tool": "mixer", **info}, sort_keys=True) + "\n",
-                                       encoding="utf-8")
+    """Stamp a finished build folder as mixer's own (``info``: what the stamp records, no clock), with the
+    list of files the build wrote, so that a later build refuses to delete any other file found there."""
+    stamp = {"tool": "mixer", **info, "files": _files_under(folder)}
+    (folder / BUILD_MARKER).write_text(json.dumps(stamp, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -287,6 +320,11 @@ def staged_dir(final: Path | str) -> Iterator[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
+        # mkdtemp makes the folder private (0700); the output it becomes gets the mode any new folder gets
+        # under the umask (0755 under 022), so a merged or pruned model is readable as a build folder is
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(staging, 0o777 & ~mask)
         yield staging
         if out.exists():
             shutil.rmtree(out)

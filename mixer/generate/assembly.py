@@ -46,6 +46,10 @@ PAIR_SCHEMA = pa.schema([
     ("prompt_dataset", pa.string()), ("prompt_id", pa.string()),
 ])
 
+#: where each sample goes, once: picked from (``candidates``), no text to score (``empty``), cut at
+#: max_new_tokens and dropped (``truncated``, only with --drop-truncated), the same text as an earlier sample of
+#: its prompt (``duplicate``, only with --dedup)
+SAMPLE_OUTCOMES = ("candidates", "empty", "truncated", "duplicate")
 
 
 def pick(samples: list[dict[str, Any]], *, dedup: bool, keep_truncated: bool,
@@ -55,6 +59,9 @@ def pick(samples: list[dict[str, Any]], *, dedup: bool, keep_truncated: bool,
     Returns ``(best, worst, no_pair_reason, sample_counts)``. Candidates are non-empty replies (and not cut
     at max_new_tokens unless ``keep_truncated``), once per distinct text when ``dedup``. Ties on reward go to
     the lower sample index. ``worst`` is None when there is no pair; ``best`` is None with no candidate.
+    ``sample_counts`` puts each sample in one of :data:`SAMPLE_OUTCOMES` (they add up to the samples given),
+    plus ``candidates_truncated``: how many of the candidates were cut (a part of ``candidates``, kept by
+    ``keep_truncated``).
     """
     counts: Counter[str] = Counter()
     candidates: list[dict[str, Any]] = []
@@ -63,16 +70,17 @@ def pick(samples: list[dict[str, Any]], *, dedup: bool, keep_truncated: bool,
         if s["reward"] is None:
             counts["empty"] += 1
             continue
-        if s["finish_reason"] == "length":
+        if s["finish_reason"] == "length" and not keep_truncated:
             counts["truncated"] += 1
-            if not keep_truncated:
-                continue
+            continue
         text = s["completion"].strip()
         if dedup and text in seen:
             counts["duplicate"] += 1
             continue
         seen.add(text)
         candidates.append(s)
+        if s["finish_reason"] == "length":
+            counts["candidates_truncated"] += 1
     counts["candidates"] += len(candidates)
     if not candidates:
         return None, None, "no_valid_completion", counts
@@ -137,6 +145,7 @@ def assemble(cfg: GenerateConfig, prompt_set: PromptSet, n_shards: int, versions
     n_prompts = len(prompt_set.prompts)
     assert prompt_set.records_read == n_prompts + sum(prompt_set.skipped.values())
     assert n_prompts == len(pair_rows) + sum(no_pair.values())
+    assert sum(samples[k] for k in SAMPLE_OUTCOMES) == n_prompts * cfg.n
     chosen_len = [float(r["chosen_tokens"]) for r in pair_rows]
     rejected_len = [float(r["rejected_tokens"]) for r in pair_rows]
     card = {
@@ -149,7 +158,9 @@ def assemble(cfg: GenerateConfig, prompt_set: PromptSet, n_shards: int, versions
         "inputs": prompt_set.inputs,
         "prompts": {"records_read": prompt_set.records_read, "skipped": dict(sorted(prompt_set.skipped.items())),
                     "generated": n_prompts},
-        "samples": {"total": n_prompts * cfg.n, **dict(sorted(samples.items()))},
+        # each sample in one outcome, so these add up to total; candidates_truncated is a part of candidates
+        "samples": {"total": n_prompts * cfg.n, **{k: samples[k] for k in SAMPLE_OUTCOMES}},
+        "candidates_truncated": samples["candidates_truncated"],
         "best_of_n": {"rows": len(best_rows), "no_valid_completion": n_prompts - len(best_rows)},
         "best_vs_worst": {"pairs": len(pair_rows), "no_pair": dict(sorted(no_pair.items()))},
         "rewards": {"all_samples": dist(all_rewards), "per_prompt_spread": dist(spreads),

@@ -129,6 +129,9 @@ class TransformersBackend:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from mixer.train.accel.modeling import check_model_source
+
+        check_model_source(policy, option=None)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(policy)
         except (OSError, ValueError, TypeError) as e:

@@ -43,7 +43,12 @@ def render_card(card: dict[str, Any]) -> str:
         lines += ["Skipped prompts: " + ", ".join(f"{k} {v}" for k, v in p["skipped"].items()) + ".", ""]
     if pairs["no_pair"]:
         lines += ["Prompts without a pair: " + ", ".join(f"{k} {v}" for k, v in pairs["no_pair"].items()) + ".", ""]
-    lines += ["Samples: " + ", ".join(f"{k} {v}" for k, v in card["samples"].items()) + ".", "",
+    n = card["samples"]
+    lines += [f"Samples: {n['total']}, each counted once: {n['candidates']} candidates (non-empty, scored, picked "
+              f"from; {card['candidates_truncated']} of them cut at max_new_tokens, kept by --keep-truncated), "
+              f"{n['empty']} empty (nothing to score), {n['truncated']} truncated (cut at max_new_tokens, dropped by "
+              f"--drop-truncated), {n['duplicate']} duplicate (the text of an earlier sample of the prompt, --dedup).",
+              "",
               "## Rewards and lengths", "", "| | count | mean | p50 | p95 | max |", "|---|---|---|---|---|---|",
               f"| reward, all samples | {fmt(r['all_samples'])} |",
               f"| reward spread per prompt (max - min) | {fmt(r['per_prompt_spread'])} |",

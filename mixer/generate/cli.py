@@ -38,8 +38,9 @@ def generate(
                                             "batching).")] = 8,
     min_reward_gap: Annotated[float, typer.Option("--min-reward-gap", help="Pairs need best - worst >= this.")] = 0.0,
     dedup: Annotated[bool, typer.Option("--dedup/--no-dedup", help="Identical replies count once.")] = True,
-    keep_truncated: Annotated[bool, typer.Option("--keep-truncated/--drop-truncated",
-                                                 help="May replies cut at max_new_tokens be picked?")] = True,
+    keep_truncated: Annotated[bool | None, typer.Option(
+        "--keep-truncated/--drop-truncated", help="Keep replies cut at max_new_tokens? Default: best-of-n may pick "
+        "them; the other methods drop them (counted as truncated).")] = None,
     backend: Annotated[str, typer.Option("--backend", help=f"One of {', '.join(BACKENDS)}.")] = "transformers",
     chat_template: Annotated[str | None, typer.Option("--chat-template", help="`tulu` or a .jinja file; default: "
                                                       "the policy folder's own.")] = None,
@@ -88,7 +89,9 @@ def generate(
 
     console = Console(stderr=True)
     bar = GenerateProgress(console) if console.is_terminal else None  # off a terminal: the shard lines only
-    with bar or contextlib.nullcontext():
+    from mixer.train.runlog import library_bars_off_terminal
+
+    with bar or contextlib.nullcontext(), library_bars_off_terminal():
         card = run_generate(cfg, log=lambda msg: console.print(msg, markup=False, highlight=False), progress=bar)
     if method != "best-of-n":
         typer.echo(f"{card['prompts']['generated']} prompt(s): {card['rows']} row(s) in {output}/"
@@ -122,6 +125,9 @@ def gatt(
     seed: Annotated[int, typer.Option("--seed", help="Per-dialogue choices derive from it.")] = 42,
     chat_template: Annotated[str | None, typer.Option("--chat-template", help="`tulu` or a .jinja file.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="`dataset` label (default: folder name).")] = None,
+    keep_truncated: Annotated[bool, typer.Option("--keep-truncated/--drop-truncated", help="Keep a dialogue whose "
+                                                 "reply stopped at max_new_tokens? Default: dropped (counted as "
+                                                 "truncated).")] = False,
 ) -> None:
     """Ghost Attention (Llama 2 §3.3): constraints combined at random into an instruction on every user turn while
     the policy answers; written with the instruction (half of the time in its short form) in the first turn only
@@ -132,7 +138,7 @@ def gatt(
                                max_dialogues=max_dialogues, temperature=temperature, top_p=top_p,
                                max_new_tokens=max_new_tokens, seed=seed, chat_template=chat_template, name=name,
                                min_constraints=min_constraints, max_constraints=max_constraints,
-                               shorten_prob=shorten_prob))
+                               shorten_prob=shorten_prob, keep_truncated=keep_truncated))
     typer.echo(f"{card['dialogues']['written']} dialogue(s), {card['turns']['generated']} turn(s) generated, "
                f"{card['instructions']['shortened']} instruction(s) shortened; card: {output}/README.md")
 

@@ -17,6 +17,9 @@ from mixer.generate.prompts import PROMPT_MODES
 
 #: ``--method``: best-of-N with a reward model (the default), and the data-making methods of issue 20
 METHODS = ("best-of-n", "context-distill", "self-distill", "evol-instruct", "orca", "judge")
+#: the methods that drop a reply cut at ``--max-new-tokens`` unless ``--keep-truncated`` (self-distill keeps the
+#: gold answer instead; the judge's judgement is not training data)
+TRUNCATING_METHODS = ("context-distill", "evol-instruct", "orca")
 #: the methods that need ``--reward-model`` (context-distill only with ``--targeted``)
 REWARD_METHODS = ("best-of-n",)
 
@@ -43,7 +46,9 @@ class GenerateConfig:
     batch_size: int = field(default=8, metadata={"help": "Prompts per vLLM call; replies per reward-model pass."})
     min_reward_gap: float = field(default=0.0, metadata={"help": "A pair needs best - worst >= this (and > 0)."})
     dedup: bool = field(default=True, metadata={"help": "Identical replies (ignoring surrounding space) count once."})
-    keep_truncated: bool = field(default=True, metadata={"help": "Replies cut at max_new_tokens may be picked."})
+    keep_truncated: bool | None = field(default=None, metadata={
+        "help": "Keep replies cut at max_new_tokens? Default: yes for best-of-n (may be picked), no for the other "
+                "methods (dropped, counted as truncated)."})
     backend: str = field(default="transformers", metadata={"help": f"One of {BACKENDS}."})
     chat_template: str | None = field(default=None, metadata={"help": "`tulu` or a .jinja file; default: the model's."})
     dtype: str = field(default="auto", metadata={
@@ -60,6 +65,10 @@ class GenerateConfig:
     evolutions: list[str] | None = field(default=None, metadata={"help": "evol-instruct: the evolutions to draw from."})
     system_messages: str | None = field(default=None, metadata={"help": "orca: YAML list of system messages."})
     rubric: str | None = field(default=None, metadata={"help": "judge: YAML rubric (template, pattern, scale)."})
+
+    def __post_init__(self) -> None:
+        if self.keep_truncated is None:  # best-of-N may pick a cut reply; a method's single reply is its data
+            self.keep_truncated = self.method == "best-of-n"
 
     def validate(self) -> None:
         if self.method not in METHODS:
@@ -121,6 +130,8 @@ class GenerateConfig:
 
     def assembly_settings(self) -> dict[str, Any]:
         """The settings that only decide what is picked from the shards (changing them re-picks, no resampling)."""
+        if self.method in TRUNCATING_METHODS:
+            return {"name": self.label, "keep_truncated": self.keep_truncated}
         if self.method != "best-of-n":
             return {"name": self.label}
         return {"min_reward_gap": self.min_reward_gap, "dedup": self.dedup, "keep_truncated": self.keep_truncated,

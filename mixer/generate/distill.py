@@ -135,9 +135,12 @@ class ContextDistill(Method):
         outcome: Counter[str] = Counter()
         gate: Counter[str] = Counter()
         for r in rows:
-            decision = context_gate(r["distilled"], r["reward_distilled"], r["reward_base"], self.cfg.targeted)
+            if r["distilled"].strip() and r["distilled_finish"] == "length" and not self.cfg.keep_truncated:
+                decision = "dropped:truncated"  # cut at --max-new-tokens: not an answer to train on
+            else:
+                decision = context_gate(r["distilled"], r["reward_distilled"], r["reward_base"], self.cfg.targeted)
             outcome[decision] += 1
-            if self.cfg.targeted and decision != "dropped:empty_answer":
+            if self.cfg.targeted and decision not in ("dropped:empty_answer", "dropped:truncated"):
                 gate["kept" if decision.startswith("kept") else "rejected"] += 1
             if decision.startswith("kept"):
                 kept.append({**self.output_id(r), "messages": [*r["prompt"], assistant(r["distilled"])],

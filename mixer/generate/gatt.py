@@ -86,6 +86,8 @@ class GattConfig:
     min_constraints: int = 1
     max_constraints: int = 3
     shorten_prob: float = 0.5
+    #: keep a dialogue whose reply stopped at max_new_tokens (default: dropped, counted as ``truncated``)
+    keep_truncated: bool = False
 
 
 def read_instructions(path: str | None) -> list[Constraint]:
@@ -268,6 +270,7 @@ def run_gatt(cfg: GattConfig, backend: Any = None) -> dict[str, Any]:
     drawn = [draw_instruction(constraints, cfg.seed, d["id"], cfg.min_constraints, cfg.max_constraints,
                               cfg.shorten_prob) for d in dialogues]
     replies: list[list[str]] = [[] for _ in dialogues]
+    cut = [False] * len(dialogues)
     finish: Counter[str] = Counter()
     for turn in range(max(len(d["users"]) for d in dialogues)):
         todo = [i for i, d in enumerate(dialogues) if turn < len(d["users"])]
@@ -283,16 +286,23 @@ def run_gatt(cfg: GattConfig, backend: Any = None) -> dict[str, Any]:
         for i, samples in zip(todo, backend.generate(prompts, seeds), strict=True):
             replies[i].append(samples[0].text.strip())
             finish[samples[0].finish_reason] += 1
-    rows = [{"dataset": name, "id": f"{name}_{d['id']}", "instruction": drawn[i].training,
-             "messages": training_record(drawn[i].training, d["system"], d["users"], replies[i]),
+            cut[i] = cut[i] or samples[0].finish_reason == "length"
+    # a reply cut at max_new_tokens is not a reply to train on, and a cut earlier reply was the context of the
+    # later ones: the whole dialogue is dropped (counted) unless --keep-truncated
+    kept = [i for i in range(len(dialogues)) if cfg.keep_truncated or not cut[i]]
+    rows = [{"dataset": name, "id": f"{name}_{dialogues[i]['id']}", "instruction": drawn[i].training,
+             "messages": training_record(drawn[i].training, dialogues[i]["system"], dialogues[i]["users"],
+                                         replies[i]),
              "sampled_instruction": drawn[i].sampled, "constraint_kinds": [c.kind for c in drawn[i].constraints],
              "shortened": drawn[i].shortened}
-            for i, d in enumerate(dialogues)]
-    card = {"method": "gatt", "dialogues": {"read": len(dialogues), "written": len(rows)},
+            for i in kept]
+    dropped = {"truncated": len(dialogues) - len(kept)} if len(kept) < len(dialogues) else {}
+    card = {"method": "gatt", "dialogues": {"read": len(dialogues), "written": len(rows), "dropped": dropped,
+                                            "with_truncated_reply": sum(cut)},
             "turns": {"generated": sum(len(d["users"]) for d in dialogues),
                       "finish_reason": dict(sorted(finish.items())),
-                      "untrained_assistant_turns": sum(len(d["users"]) - 1 for d in dialogues)},
-            "instructions": instruction_counts(constraints, drawn),
+                      "untrained_assistant_turns": sum(len(dialogues[i]["users"]) - 1 for i in kept)},
+            "instructions": instruction_counts(constraints, [drawn[i] for i in kept]),
             "settings": {k: v for k, v in asdict(cfg).items() if k != "output"}}
     _write(out, rows, card)
     return card
@@ -320,7 +330,9 @@ def _write(out: Path, rows: list[dict[str, Any]], card: dict[str, Any]) -> None:
                        **PARQUET_OPTIONS)
         (tmp / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(
-            f"# GAtt data\n\n{card['dialogues']['written']} dialogue(s) of {card['dialogues']['read']} read; "
+            f"# GAtt data\n\n{card['dialogues']['written']} dialogue(s) of {card['dialogues']['read']} read"
+            + (f" ({card['dialogues']['dropped']['truncated']} dropped: a reply stopped at max_new_tokens; "
+               "--keep-truncated keeps them)" if card["dialogues"]["dropped"] else "") + "; "
             f"{card['turns']['generated']} assistant turn(s) generated, "
             f"{card['turns']['untrained_assistant_turns']} of them marked `train: false`; "
             f"dialogues by constraints combined in the instruction: {combined}; {ins['shortened']} instruction(s) "

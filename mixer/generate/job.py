@@ -56,14 +56,16 @@ SHARD_KEY_FIELDS = [("prompt_index", pa.int64()), ("prompt_key", pa.string()), (
 OUTPUT_KEY_FIELDS = [("dataset", pa.string()), ("id", pa.string()), ("messages", pa.list_(MESSAGE_TYPE))]
 
 
-def read_prompts(cfg: GenerateConfig, *, by_reply: bool = False) -> PromptSet:
+def read_prompts(cfg: GenerateConfig, *, by_reply: bool = False, by_record: bool = False) -> PromptSet:
     """The run's prompts: from a build (``--data``) or a recipe's sources (``--recipe``). ``by_reply``: only a
-    repeat of prompt and reply is skipped (methods that judge or rewrite each record's reply)."""
+    repeat of prompt and reply is skipped (methods that rewrite each record's reply); ``by_record``: only a
+    repeat of the whole record (the judge, which writes records back whole)."""
     if cfg.data is not None:
-        return read_build_prompts(cfg.data, cfg.prompt_mode, cfg.max_prompts, by_reply=by_reply)
+        return read_build_prompts(cfg.data, cfg.prompt_mode, cfg.max_prompts, by_reply=by_reply,
+                                  by_record=by_record)
     assert cfg.recipe is not None
     return read_recipe_prompts(cfg.recipe, cfg.sources, cfg.prompt_mode, cfg.max_prompts, cfg.raw_dir,
-                               by_reply=by_reply)
+                               by_reply=by_reply, by_record=by_record)
 
 
 def user(content: str) -> dict[str, str]:
@@ -119,6 +121,9 @@ class Method:
                                                               ("prompt_id", pa.string())]
     #: prompts need the record's own reply (the gold answer to rewrite, the answer to judge)
     needs_reference: ClassVar[bool] = False
+    #: the output is each input record whole (the judge adds a column): repeats are whole records, and the
+    #: records decide the shards too
+    keeps_record: ClassVar[bool] = False
     paper: ClassVar[str] = ""
 
     def __init__(self, cfg: GenerateConfig) -> None:
@@ -161,10 +166,11 @@ class Method:
 
 
 def _require_references(prompt_set: PromptSet, method: Method) -> PromptSet:
-    """Prompts without their record's reply are skipped (``no_reference_reply``); an input with no reply at all
-    (a preference build, bare prompts) is the wrong input for the method: an error, before anything is made."""
+    """Prompts without their record's reply are skipped (``no_reference_reply``, by the reader, before
+    ``--max-prompts`` counts); an input with no reply at all (a preference build, bare prompts) is the wrong input
+    for the method: an error, before anything is made."""
     with_ref = [p for p in prompt_set.prompts if p.reference is not None and p.reference.strip()]
-    if prompt_set.prompts and not with_ref:
+    if not with_ref and (prompt_set.prompts or prompt_set.skipped["no_reference_reply"]):
         raise MixerError(f"{', '.join(prompt_set.inputs) or 'the input'}: no record has an assistant reply after "
                          f"its prompt; --method {method.name} needs SFT records (messages ending in a reply), not "
                          "a preference build or bare prompts")
@@ -182,6 +188,14 @@ def references_digest(prompts: list[Prompt]) -> str:
     return h.hexdigest()
 
 
+def records_digest(prompts: list[Prompt]) -> str:
+    """A digest of the whole records the prompts were cut from, in order (for methods that write them back)."""
+    h = hashlib.blake2b(digest_size=16)
+    for p in prompts:
+        h.update(json.dumps(p.record, ensure_ascii=False).encode() + b"\n")
+    return h.hexdigest()
+
+
 def run_method(cfg: GenerateConfig, method: Method, *, log: Any = None) -> dict[str, Any]:
     """Run (or resume) ``method`` over the configured prompts and write its source and card; return the card."""
     say = log or (lambda msg: logger.info(msg))
@@ -189,7 +203,7 @@ def run_method(cfg: GenerateConfig, method: Method, *, log: Any = None) -> dict[
     if method.needs_reward_model():
         check_reward_folder(cfg.reward_model or "")
     started, cpu_started = time.perf_counter(), time.process_time()
-    prompt_set = read_prompts(cfg, by_reply=method.needs_reference)
+    prompt_set = read_prompts(cfg, by_reply=method.needs_reference, by_record=method.keeps_record)
     if method.needs_reference:
         prompt_set = _require_references(prompt_set, method)
     prompts = prompt_set.prompts
@@ -201,6 +215,8 @@ def run_method(cfg: GenerateConfig, method: Method, *, log: Any = None) -> dict[
         # the replies decide the shards too (the answer judged, the gold answer rewritten): a rerun over changed
         # replies is another run, not a finished or resumable one
         identity["references_digest"] = references_digest(prompts)
+    if method.keeps_record:  # the later turns are written back: another record is another run
+        identity["records_digest"] = records_digest(prompts)
     plan = open_shards(cfg, prompts, identity, say, prompt_set.inputs)
     if plan.complete:
         return plan.finished_card()
@@ -292,6 +308,11 @@ def render_method_card(card: dict[str, Any], method: Method) -> str:
     if p["skipped"]:
         lines += ["Skipped before generation: " + ", ".join(f"{k} {v}" for k, v in p["skipped"].items()) + ".", ""]
     lines += ["Every generated prompt: " + ", ".join(f"{k} {v}" for k, v in card["outcome"].items()) + ".", ""]
+    keep = card["settings"]["assembly"].get("keep_truncated")
+    if keep is not None:
+        lines += ["Replies cut at max_new_tokens: " + ("kept (--keep-truncated)." if keep else
+                                                       "dropped, counted under a `*truncated` reason "
+                                                       "(--keep-truncated keeps them)."), ""]
     return "\n".join(lines + method.card_lines(card))
 
 

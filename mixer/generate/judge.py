@@ -2,8 +2,14 @@
 
 OpenBezoar (Dissanayake et al. 2024) filters its generated instruction data with an LLM judge. Here the judge
 reads a generated (or any SFT) source, answers the rubric's prompt for each pair, and the number it gives is
-written as ``judge_score`` beside the unchanged record (its own ``dataset`` and ``id``); a recipe keeps the
-pairs at or above a score with the ``messages`` adapter's ``min_score`` option. The card reports the scores'
+written as ``judge_score`` beside the unchanged record (its own ``dataset`` and ``id``, every turn); a recipe
+keeps the records at or above a score with the ``messages`` adapter's ``min_score`` option, as AlpaGasus-style
+filtering keeps or drops whole examples.
+
+What is judged is one exchange per record, the one ``--prompt-mode`` cuts: ``first_user`` (the default) the
+first user turn and the reply after it, ``conversation`` the last user turn and the last assistant reply. The
+rubric shows the judge that user turn and that reply only; a record's other turns are written back unjudged,
+and the card counts the records that have such turns (``records_with_unjudged_turns``). The card reports the scores'
 quantiles and how many judgements gave no readable score (kept, with a null score).
 
 A rubric is YAML/JSON: ``template`` (with ``{instruction}`` and ``{response}``), ``pattern`` (a regular
@@ -22,11 +28,18 @@ from typing import Any
 import pyarrow as pa
 
 from mixer.core.errors import MixerError
+from mixer.core.records import MESSAGE_TYPE
 from mixer.generate.checks import load_yaml_file
 from mixer.generate.config import GenerateConfig
-from mixer.generate.job import Method, Models, assistant, key_row, last_user_text, quantiles, user
+from mixer.generate.job import Method, Models, key_row, last_user_text, quantiles, user
 from mixer.generate.prompts import Prompt
 from mixer.generate.texts import DEFAULT_RUBRIC
+
+#: what the judge grades per record, by ``--prompt-mode`` (the card states it)
+JUDGED_EXCHANGE = {
+    "first_user": "the first user turn and the assistant reply after it (--prompt-mode first_user)",
+    "conversation": "the last user turn and the last assistant reply (--prompt-mode conversation)",
+}
 
 
 @dataclass(frozen=True)
@@ -90,8 +103,9 @@ class Judge(Method):
     folder = "judged"
     paper = "LLM-as-judge filtering, OpenBezoar (Dissanayake et al. 2024); rubric: MT-Bench, Zheng et al. 2023"
     needs_reference = True
-    shard_fields = [("response", pa.string()), ("judgement", pa.string()), ("judgement_finish", pa.string()),
-                    ("judge_score", pa.float64()), ("score_outcome", pa.string())]
+    keeps_record = True
+    shard_fields = [("record", pa.list_(MESSAGE_TYPE)), ("response", pa.string()), ("judgement", pa.string()),
+                    ("judgement_finish", pa.string()), ("judge_score", pa.float64()), ("score_outcome", pa.string())]
     output_fields = [("judge_score", pa.float64())]
 
     def __init__(self, cfg: GenerateConfig) -> None:
@@ -112,8 +126,9 @@ class Judge(Method):
         for i, p in enumerate(items):
             j = judgements[i]
             score, outcome = self.rubric.score(j.text)
-            rows.append({**key_row(p, first_index + i), "response": p.reference, "judgement": j.text,
-                         "judgement_finish": j.finish_reason, "judge_score": score, "score_outcome": outcome})
+            rows.append({**key_row(p, first_index + i), "record": p.record, "response": p.reference,
+                         "judgement": j.text, "judgement_finish": j.finish_reason, "judge_score": score,
+                         "score_outcome": outcome})
         return rows
 
     def output_id(self, row: dict[str, Any]) -> dict[str, Any]:
@@ -121,11 +136,14 @@ class Judge(Method):
         return {"dataset": row["dataset"], "id": row["record_id"]}
 
     def assemble(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Counter[str], dict[str, Any]]:
-        kept = [{**self.output_id(r), "messages": [*r["prompt"], assistant(r["response"])],
-                 "judge_score": r["judge_score"]} for r in rows]
+        # the record as it was read, every turn: judging adds a column, it does not cut the conversation
+        kept = [{**self.output_id(r), "messages": r["record"], "judge_score": r["judge_score"]} for r in rows]
         outcome = Counter(f"kept:{r['score_outcome']}" for r in rows)
         scores = [r["judge_score"] for r in rows if r["judge_score"] is not None]
-        section = {"scores": quantiles(scores), "unscored": len(rows) - len(scores),
+        unjudged = sum(len(r["record"]) > len(r["prompt"]) + 1 or any(m["role"] != "system" for m in r["prompt"][:-1])
+                       for r in rows)
+        section = {"judged_exchange": JUDGED_EXCHANGE[self.cfg.prompt_mode], "records_with_unjudged_turns": unjudged,
+                   "scores": quantiles(scores), "unscored": len(rows) - len(scores),
                    "histogram": dict(sorted(Counter(str(s) for s in scores).items())), **self.settings()}
         return kept, outcome, section
 
@@ -137,4 +155,6 @@ class Judge(Method):
                 "| " + " | ".join(str(q[k]) for k in ("count", "mean", "min", "p10", "p25", "p50", "p75", "p90", "max"))
                 + f" | {s['unscored']} |", "",
                 f"Rubric scale {s['rubric']['scale']}, score pattern `{s['rubric']['pattern']}`. Filter in a recipe "
-                "with the `messages` adapter's `min_score` option.", ""]
+                "with the `messages` adapter's `min_score` option.", "",
+                f"Judged per record: {s['judged_exchange']}. Every record is written whole with its score; "
+                f"{s['records_with_unjudged_turns']} record(s) have turns the judge did not see.", ""]

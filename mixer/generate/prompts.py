@@ -9,7 +9,9 @@ from a record (``prompt_mode``):
   user turn of a multi-turn conversation with the earlier turns as context.
 
 Every record read is accounted for: taken, or skipped with a reason (``no_user_turn``, ``empty_prompt`` when
-the user turn to answer is blank, ``duplicate_prompt`` for an exact repeat of an earlier prompt,
+the user turn to answer is blank, ``duplicate_prompt`` for an exact repeat of an earlier prompt
+(``duplicate_prompt_and_reply``, ``duplicate_record`` for the methods that use each record's reply or whole record),
+``no_reference_reply`` when a method that uses the record's reply finds none after the prompt,
 ``beyond_max_prompts``, ``adapter_dropped:<reason>`` for what a recipe source's adapter itself drops).
 """
 
@@ -39,6 +41,8 @@ class Prompt:
     #: the record's own reply to the prompt (the assistant turn right after it), when it has one: the gold
     #: answer self-distillation rewrites, the answer a judge scores; not part of the prompt's identity
     reference: str | None = None
+    #: the whole record the prompt was cut from (role and content of every turn): what the judge writes back
+    record: list[dict[str, str]] | None = None
 
 
 @dataclass
@@ -82,12 +86,15 @@ def _digest(messages: list[dict[str, str]]) -> bytes:
 
 
 class _Collector:
-    def __init__(self, mode: str, max_prompts: int | None, by_reply: bool = False) -> None:
+    def __init__(self, mode: str, max_prompts: int | None, by_reply: bool = False, by_record: bool = False) -> None:
         self.mode = mode
         self.max_prompts = max_prompts
         #: a repeat is the same prompt *and* the same reply (methods that use each record's reply: one prompt
         #: with two different replies is two records to judge or rewrite, not a repeat)
         self.by_reply = by_reply
+        #: a repeat is the same whole record (the judge writes records back whole: two records that share their
+        #: first exchange but differ later are two records)
+        self.by_record = by_record
         self.prompts: list[Prompt] = []
         self.skipped: Counter[str] = Counter()
         self.seen: set[bytes] = set()
@@ -117,16 +124,28 @@ class _Collector:
             self.skipped["empty_prompt"] += 1
             return
         reference = reference_reply(messages, prompt)
-        digest = _digest([*prompt, {"role": "reference", "content": reference or ""}] if self.by_reply else prompt)
+        if (self.by_reply or self.by_record) and not (reference or "").strip():
+            # the method needs the record's reply; skipped here, before --max-prompts counts it, so a limit of N
+            # gives N usable prompts when there are that many
+            self.skipped["no_reference_reply"] += 1
+            return
+        record = [{"role": m["role"], "content": m["content"]} for m in messages]
+        if self.by_record:
+            digest, repeat = _digest(record), "duplicate_record"
+        elif self.by_reply:
+            digest = _digest([*prompt, {"role": "reference", "content": reference or ""}])
+            repeat = "duplicate_prompt_and_reply"
+        else:
+            digest, repeat = _digest(prompt), "duplicate_prompt"
         if digest in self.seen:
-            self.skipped["duplicate_prompt_and_reply" if self.by_reply else "duplicate_prompt"] += 1
+            self.skipped[repeat] += 1
             return
         if self.max_prompts is not None and len(self.prompts) >= self.max_prompts:
             self.skipped["beyond_max_prompts"] += 1
             return
         self.seen.add(digest)
         key = self._unique_key(record_id)
-        self.prompts.append(Prompt(key, dataset, record_id, prompt, reference))
+        self.prompts.append(Prompt(key, dataset, record_id, prompt, reference, record))
 
 
 def _check_messages(value: Any, where: str) -> list[dict[str, str]]:
@@ -138,20 +157,30 @@ def _check_messages(value: Any, where: str) -> list[dict[str, str]]:
     return value
 
 
+def build_files(path: str | Path, option: str = "--data") -> list[str]:
+    """The Parquet files of the build ``option`` names; a path that does not exist is named with the option and
+    what it expects (the trainer's resolver would call it "training data")."""
+    from mixer.train.data import resolve_parquet_files
+
+    if not Path(path).exists():
+        raise MixerError(f"{option} {path}: no such file or folder; expected a mixer build (SFT or preference): "
+                         "its output folder, its data/ folder or a .parquet file")
+    return resolve_parquet_files(path)
+
+
 def read_build_prompts(path: str | Path, mode: str, max_prompts: int | None = None, *,
-                       by_reply: bool = False) -> PromptSet:
+                       by_reply: bool = False, by_record: bool = False) -> PromptSet:
     """Prompts from a ``mixer build`` output (``OUT/data/*.parquet``), a folder of Parquet or one file.
 
     SFT rows (``messages``) are cut per ``mode``; preference rows use their ``prompt`` (cut the same way, so
     ``first_user`` still takes the first user turn). ``by_reply``: a repeat is the same prompt with the same
-    reply (``duplicate_prompt_and_reply``), for methods that use the record's reply.
+    reply (``duplicate_prompt_and_reply``), for methods that use the record's reply; ``by_record``: a repeat
+    is the same whole record (``duplicate_record``), for the judge, which writes records back whole.
     """
     import pyarrow.parquet as pq
 
-    from mixer.train.data import resolve_parquet_files
-
-    files = resolve_parquet_files(path)
-    collector = _Collector(mode, max_prompts, by_reply)
+    files = build_files(path)
+    collector = _Collector(mode, max_prompts, by_reply, by_record)
     for file in files:
         try:
             pf = pq.ParquetFile(file)
@@ -177,10 +206,10 @@ def read_build_prompts(path: str | Path, mode: str, max_prompts: int | None = No
 
 def read_recipe_prompts(recipe_path: str | Path, sources: list[str] | None, mode: str,
                         max_prompts: int | None = None, raw_dir: str | None = None, *,
-                        by_reply: bool = False) -> PromptSet:
+                        by_reply: bool = False, by_record: bool = False) -> PromptSet:
     """Prompts from a recipe's sources, read through their adapters (no normalisation, filters or sampling:
     the raw records as the adapter converts them). A malformed record stops with its file and line.
-    ``by_reply``: as for :func:`read_build_prompts`."""
+    ``by_reply``, ``by_record``: as for :func:`read_build_prompts`."""
     from mixer.core.records import Dropped
     from mixer.readers.base import ParseFailure
     from mixer.recipe.load import load_recipe, resolve_files
@@ -193,7 +222,7 @@ def read_recipe_prompts(recipe_path: str | Path, sources: list[str] | None, mode
     unknown = [n for n in names if n not in by_name]
     if unknown:
         raise MixerError(f"{recipe_path}: no source {', '.join(map(repr, unknown))}; sources: {', '.join(by_name)}")
-    collector = _Collector(mode, max_prompts, by_reply)
+    collector = _Collector(mode, max_prompts, by_reply, by_record)
     inputs: list[str] = []
     for name in names:
         source = by_name[name]

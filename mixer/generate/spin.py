@@ -40,10 +40,10 @@ SPIN_MARKER = "spin.json"
 def read_gold(data: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
     """SFT rows as (prompt, gold answer): the conversation up to its last assistant turn, and that turn. A
     build without ``messages``, or a row without a final assistant answer, is an error naming the row."""
-    from mixer.train.data import resolve_parquet_files
+    from mixer.generate.prompts import build_files
 
     rows: list[dict[str, Any]] = []
-    for path in resolve_parquet_files(data):
+    for path in build_files(data):
         try:
             table = pq.read_table(path)
         except (OSError, pa.ArrowException) as e:
@@ -128,6 +128,9 @@ def run_spin(model: str, data: str, output: str, iterations: int, config: str | 
                 "max_prompts": max_prompts, "previous_pairs": previous_pairs,
                 "sampling": vars(sampling) if hasattr(sampling, "__dict__") else
                 {k: getattr(sampling, k) for k in sampling.__dataclass_fields__}}
+    # recorded as typed (readable); compared resolved, so runs/sft here and ../runs/sft elsewhere are one model
+    settings["paths"] = {k: str(Path(v).resolve()) if Path(v).exists() else str(v)
+                         for k, v in (("model", model), ("data", data), ("config", config))}
     marker = out / SPIN_MARKER
     if Path(model).exists():  # a folder that is not a model is named now, not after the run folder is made
         from mixer.generate.checks import check_policy_folder
@@ -147,9 +150,9 @@ def run_spin(model: str, data: str, output: str, iterations: int, config: str | 
         # a run that stopped before its first part (a mistyped --model that failed to load, say) made nothing
         # to keep apart from new settings: it starts over with them, as `mixer generate` does
         done = [part for part in out.glob("iter-*/*") if part.name in ("pairs", "train", "model") and part.is_dir()]
-        restart = saved != settings and not done
-        if saved != settings and not restart:
-            changed = sorted(k for k in settings.keys() | saved.keys() if saved.get(k) != settings.get(k))
+        changed = _changed_settings(saved, settings)
+        restart = bool(changed) and not done
+        if changed and not restart:
             raise MixerError(f"{out}: an earlier SPIN run with other settings ({', '.join(changed)}); pick another "
                              "folder to change them")
     gold = read_gold(data, max_prompts)  # before anything is written: a bad --data leaves no folder behind
@@ -178,3 +181,14 @@ def run_spin(model: str, data: str, output: str, iterations: int, config: str | 
         current = folder / "model"
         models.append(folder / "model")
     return models
+
+
+def _changed_settings(saved: dict[str, Any], settings: dict[str, Any]) -> list[str]:
+    """The settings that differ between a run folder's ``spin.json`` and this run's: paths by their resolved
+    form (``paths``); a ``spin.json`` written before ``paths`` was recorded compares them as typed."""
+    if "paths" in saved:
+        old, new = {**saved, **saved["paths"]}, {**settings, **settings["paths"]}
+    else:
+        old, new = saved, settings
+    keys = (old.keys() | new.keys()) - {"paths"}
+    return sorted(k for k in keys if old.get(k) != new.get(k))

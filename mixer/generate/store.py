@@ -87,7 +87,7 @@ def prepare_output(cfg: GenerateConfig, manifest: dict[str, Any], files: Sequenc
                 old = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
             except (OSError, ValueError) as e:
                 raise MixerError(f"{out / MANIFEST}: unreadable ({e}); pass --overwrite to start over") from None
-            changed = _changed_keys(old, manifest)
+            changed = _changed_keys(*_comparable(old, manifest))
             if changed and not any((out / SHARDS).glob("*.parquet")):
                 # a run that stopped before its first shard (a mistyped or wrong model, say): no sample to
                 # keep apart from the new settings', so it starts over, without the versions of the backend it
@@ -110,6 +110,31 @@ def prepare_output(cfg: GenerateConfig, manifest: dict[str, Any], files: Sequenc
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / MANIFEST, manifest)
     return "new"
+
+
+#: the settings that name files or folders: compared resolved on resume, recorded as typed
+PATH_SETTINGS = ("policy", "reward_model", "data", "recipe", "raw_dir", "chat_template")
+
+
+def resolved_paths(sampling: dict[str, Any]) -> dict[str, str]:
+    """The path settings of ``sampling`` that name something that exists, resolved: ``runs/sft`` typed in one
+    folder and ``../runs/sft`` in another are the same model (a hub id or ``tulu`` stays as typed)."""
+    return {k: str(Path(v).resolve()) if Path(v).exists() else v
+            for k in PATH_SETTINGS if isinstance(v := sampling.get(k), str)}
+
+
+def _comparable(old: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The two manifests as a resume compares them: the path settings by their resolved form (``paths``). A
+    manifest written before ``paths`` was recorded is compared as typed, as it was then."""
+    if "paths" not in old:
+        return old, {k: v for k, v in new.items() if k != "paths"}
+
+    def swap(m: dict[str, Any]) -> dict[str, Any]:
+        paths = m.get("paths", {})
+        sampling = {**m.get("sampling", {}), **{k: paths[k] for k in PATH_SETTINGS if k in paths}}
+        return {**{k: v for k, v in m.items() if k != "paths"}, "sampling": sampling}
+
+    return swap(old), swap(new)
 
 
 def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -176,7 +201,7 @@ def open_shards(cfg: GenerateConfig, prompts: list[Prompt], sampling: dict[str, 
     far an earlier one got. Callers read and check every input first, so bad input leaves no folder behind;
     ``inputs``: the files the prompts came from (:attr:`PromptSet.inputs`), which ``OUT`` may not hold."""
     manifest = {"tool": "mixer generate", "sampling": sampling, "prompts": len(prompts),
-                "prompts_digest": prompts_digest(prompts)}
+                "prompts_digest": prompts_digest(prompts), "paths": resolved_paths(sampling)}
     state = prepare_output(cfg, manifest, inputs)
     out = Path(cfg.output)
     n_shards = (len(prompts) + cfg.shard_prompts - 1) // cfg.shard_prompts

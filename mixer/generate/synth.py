@@ -80,6 +80,19 @@ def eliminate(seed: str, evolved: str, answer: str | None) -> str | None:
     return None
 
 
+def truncation(row: dict[str, Any]) -> str | None:
+    """Why an evolution's shard row is cut off, or None: the evolved prompt (``evolution_truncated``; a cut
+    instruction would become training data) or its answer (``answer_truncated``) stopped at max_new_tokens.
+    An empty evolution is left to :func:`eliminate`."""
+    if not row["evolved"].strip():
+        return None
+    if row["evolved_finish"] == "length":
+        return "evolution_truncated"
+    if row["answer_finish"] == "length":
+        return "answer_truncated"
+    return None
+
+
 class EvolInstruct(Method):
     name = "evol-instruct"
     folder = "evol_instruct"
@@ -124,9 +137,11 @@ class EvolInstruct(Method):
         by_evolution: dict[str, Counter[str]] = {}
         for r in rows:
             seed = last_user_text(r["prompt"])
-            reason = eliminate(seed, r["evolved"], r["answer"])
+            truncated = None if self.cfg.keep_truncated else truncation(r)
+            reason = truncated or eliminate(seed, r["evolved"], r["answer"])
             outcome["kept" if reason is None else f"dropped:{reason}"] += 1
-            by_evolution.setdefault(r["evolution"], Counter())["kept" if reason is None else "eliminated"] += 1
+            column = "kept" if reason is None else "truncated" if truncated else "eliminated"
+            by_evolution.setdefault(r["evolution"], Counter())[column] += 1
             if reason is None:
                 kept.append({**self.output_id(r), "messages": [user(r["evolved"].strip()), assistant(r["answer"])],
                              "evolution": r["evolution"], "seed_prompt": seed})
@@ -134,10 +149,11 @@ class EvolInstruct(Method):
         return kept, outcome, section
 
     def card_lines(self, card: dict[str, Any]) -> list[str]:
-        lines = ["## Evolutions", "", "| evolution | kept | eliminated |", "|---|---|---|"]
+        lines = ["## Evolutions", "", "| evolution | kept | eliminated | truncated |", "|---|---|---|---|"]
         for name, c in card[self.folder]["evolutions"].items():
-            lines.append(f"| {name} | {c.get('kept', 0)} | {c.get('eliminated', 0)} |")
-        return [*lines, ""]
+            lines.append(f"| {name} | {c.get('kept', 0)} | {c.get('eliminated', 0)} | {c.get('truncated', 0)} |")
+        return [*lines, "", "Eliminated: WizardLM's elimination rules; truncated: the evolved prompt or its answer "
+                "stopped at --max-new-tokens (kept with --keep-truncated).", ""]
 
 
 def load_system_messages(path: str | None) -> list[str]:
@@ -183,6 +199,9 @@ class Orca(Method):
         for r in rows:
             if not r["answer"].strip():
                 outcome["dropped:empty_answer"] += 1
+                continue
+            if r["answer_finish"] == "length" and not self.cfg.keep_truncated:  # cut at --max-new-tokens
+                outcome["dropped:truncated"] += 1
                 continue
             outcome["kept"] += 1
             index = self.system_messages.index(r["system"])

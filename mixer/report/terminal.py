@@ -229,7 +229,7 @@ def _record_sizes(rec: dict[str, Any]) -> list[str]:
 def iter_records(out_dir: Path, source: str | None = None, *, dropped: bool = False) -> Iterator[dict[str, Any]]:
     """A build's records (``data/``) or, with ``dropped``, the records it dropped (``dropped/``, with their
     stage and reason), in file order; ``source``: only those whose ``dataset`` (or, for dropped records,
-    source) starts with it."""
+    source) starts with it, or whose label the card counts for a recipe source whose name starts with it."""
     import pyarrow.parquet as pq
 
     folder = Path(out_dir) / ("dropped" if dropped else "data")
@@ -241,13 +241,35 @@ def iter_records(out_dir: Path, source: str | None = None, *, dropped: bool = Fa
         if dropped and (Path(out_dir) / "data").is_dir():
             raise MixerError(f"{out_dir}: no dropped/ folder: this build dropped nothing")
         raise MixerError(f"{out_dir}: no {folder.name}/ folder; is this the output folder of `mixer build`?")
+    if (Path(out_dir) / "tokenized.json").is_file():
+        raise MixerError(f"{out_dir}: a `mixer tokenize` folder holds token ids, not readable records; show the "
+                         f"build it was made from (tokenized.json names it), its counts are in {out_dir}/README.md")
+    labels = _labels_of_sources(Path(out_dir), source) if source else set()
     for path in sorted(folder.glob("*.parquet")):
+        names = set(pq.read_schema(path).names)
+        if "dataset" not in names or not ({"messages", "prompt"} & names or dropped):
+            raise MixerError(f"{path}: not records of a mixer build (columns: {', '.join(sorted(names))}); "
+                             "`mixer show` reads the data/ of `mixer build` and `mixer generate` outputs")
         for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
             for rec in batch.to_pylist():
                 label = rec.get("source") or rec["dataset"] if dropped else rec["dataset"]
-                if source and not (label.startswith(source) or rec["dataset"].startswith(source)):
+                if source and not (label.startswith(source) or rec["dataset"].startswith(source)
+                                   or rec["dataset"] in labels):
                     continue
                 yield rec
+
+
+def _labels_of_sources(out_dir: Path, prefix: str) -> set[str]:
+    """The ``dataset`` labels the card counts for the recipe's sources whose name starts with ``prefix``: a
+    source given ``options: {dataset: other}`` writes records labelled ``other``, which ``-s <source name>``
+    finds through them (the written rows carry the label, not the source's name)."""
+    try:
+        card = json.loads((out_dir / "card.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    sources = card.get("sources") if isinstance(card, dict) else None
+    return {str(label) for s in sources or [] if isinstance(s, dict) and str(s.get("name", "")).startswith(prefix)
+            for label in (s.get("datasets") or {})}
 
 
 def print_records(out_dir: Path, n: int, source: str | None, console: Console, *, dropped: bool = False,
@@ -270,7 +292,9 @@ def print_records(out_dir: Path, n: int, source: str | None, console: Console, *
 
 
 def _print_record(rec: dict[str, Any], console: Console, *, dropped: bool) -> None:
-    head = [rec["dataset"], rec["id"], *_record_sizes(rec)]
+    # a record the reader could not parse (kept under on_error: skip) has neither: name its source instead
+    head = [rec.get("dataset") or rec.get("source") or "?", rec.get("id") or "no id (unreadable record)",
+            *_record_sizes(rec)]
     if dropped:
         head += [f"dropped at {rec['stage']}: {rec['reason']}"]
     title = " · ".join(head)

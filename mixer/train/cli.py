@@ -36,7 +36,8 @@ NprocOpt = Annotated[
     int | None, typer.Option("--num-processes", help="Processes/GPUs (default: all visible GPUs, else 1).")
 ]
 OverwriteOpt = Annotated[bool, typer.Option(
-    "--overwrite-output-dir", help="Train into a non-empty --output-dir that is not an earlier mixer run.")]
+    "--overwrite-output-dir", help="Train into an --output-dir that holds an earlier run (its files are "
+    "overwritten) or other files (they stay).")]
 QuietOpt = Annotated[bool, typer.Option(
     "--quiet", "-q", help="No decision block or progress bars (warnings and errors still reach stderr).")]
 AccOpt = Annotated[
@@ -119,6 +120,10 @@ def check_host(cfg: Any) -> None:
             raise MixerError(f"{option} {value}: no such model folder (and not a Hugging Face model id such as "
                              "meta-llama/Llama-2-7b-hf); for an offline model to try mixer with: "
                              "mixer dev tiny-model DIR")
+        if value:  # `runs/sft-typo` is shaped like a Hub id, but `runs` is a folder here: a local typo
+            from mixer.train.accel.modeling import check_model_source
+
+            check_model_source(value, option)
     problem = unwritable(cfg.output_dir)
     if problem:
         raise MixerError(f"--output-dir {cfg.output_dir}: cannot be written ({problem}); nothing was trained")

@@ -159,8 +159,11 @@ class RunConfig:
             valid = sorted({*self.owners, *(alias for alias, target in RENAMED.items() if target in self.owners)})
             meant = [alias for alias, target in RENAMED.items() if target == head and alias in self.owners]
             hint = f" (did you mean {meant[0]!r}?)" if meant else did_you_mean(head, valid)
-            raise ConfigError(f"{source}: unknown key {head!r}{hint} for `{self.kind}`; valid keys: "
-                              f"{', '.join(valid)}")
+            owners = ", ".join(sorted({owner for owner, _ in self.owners.values()}))
+            # a near miss is the answer; the whole list (~230 keys) would bury it
+            listing = (f"{len(valid)} keys are valid: the fields of {owners}" if hint
+                       else f"valid keys: {', '.join(valid)}")
+            raise ConfigError(f"{source}: unknown key {head!r}{hint} for `{self.kind}`; {listing}")
         if rest:
             raise ConfigError(f"{source}: {head!r} is not a mapping, so {key!r} cannot be set")
         if name in DERIVED:

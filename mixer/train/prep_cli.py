@@ -62,21 +62,24 @@ def tokenize(
                                              "tokens.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output folder (default: OUT-tokenized "
                                                 "beside the build).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Write into a non-empty folder that is not an "
-                                            "earlier `mixer tokenize` output.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty folder that is not an "
+                                            "earlier `mixer tokenize` output (its files are deleted).")] = False,
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Tokenising processes (default: as "
                                                 "the trainer, min(cores, 16) from 10,000 records).")] = None,
 ) -> None:
     """Tokenize a build once, as `mixer train sft` would (same template, mask and truncation), into Parquet
     shards with a manifest of the tokenizer's and template's hashes and tokens per source; `mixer train sft
     --data DIR` then trains from it without tokenizing."""
+    from mixer.train.runlog import library_bars_off_terminal
     from mixer.train.template_check import load_check_tokenizer
     from mixer.train.tokenized import default_output, write_tokenized
 
     tok = load_check_tokenizer(model, tokenizer, chat_template)
     out = output or default_output(data)
-    manifest = write_tokenized(data, tok, out, max_length=max_length, pack=pack, overwrite=overwrite, workers=workers,
-                               settings={"tokenizer_source": tokenizer or model, "chat_template": chat_template})
+    with library_bars_off_terminal():
+        manifest = write_tokenized(data, tok, out, max_length=max_length, pack=pack, overwrite=overwrite,
+                                   workers=workers, settings={"tokenizer_source": tokenizer or model,
+                                                              "chat_template": chat_template})
     t = manifest["totals"]
     packed = f" in {manifest['rows']:,} packed rows ({manifest['packing']['fill']:.1%} full)" if pack else ""
     typer.echo(f"wrote {t['kept']:,} conversations ({t['trainable_tokens']:,} trainable of {t['total_tokens']:,} "

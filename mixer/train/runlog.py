@@ -175,6 +175,22 @@ def run_output(kind: str, *, progress: bool | None = None) -> Iterator[Decisions
         _progress.reset(tokens[1])
 
 
+@contextmanager
+def library_bars_off_terminal() -> Iterator[None]:
+    """Off a terminal (a log file, a pipe, CI), transformers' and datasets' progress bars are off for the
+    block: their carriage-return redraws ("Loading weights", "Writing model shards", "Tokenising") land in
+    a log as one long line. On a terminal they stay. For the commands outside ``mixer train``
+    (``tokenize``, ``dev tiny-model``, ``generate``), which have no run log of their own."""
+    if getattr(sys.stderr, "isatty", lambda: False)():
+        yield
+        return
+    restore = _progress_bars_off()
+    try:
+        yield
+    finally:
+        restore()  # type: ignore[operator]
+
+
 def _progress_bars_off() -> object:
     """Turn transformers' and datasets' progress bars off; return what turns them back as they were."""
     import datasets

@@ -126,10 +126,7 @@ def default_output(data: str | Path) -> Path:
 def write_tokenized(data: str | Path, tokenizer: Any, out: str | Path, *, max_length: int, pack: str | None,
                     settings: dict[str, Any], overwrite: bool = False, workers: int | None = None) -> dict[str, Any]:
     """``mixer tokenize``: tokenize a build (and pack it) into ``out``; return the manifest written."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from mixer.core.outdir import check_output_dir
+    from mixer.core.outdir import check_not_an_input, check_output_dir, staged_dir
     from mixer.train.data import resolve_parquet_files
 
     if max_length < 1:
@@ -137,6 +134,8 @@ def write_tokenized(data: str | Path, tokenizer: Any, out: str | Path, *, max_le
     if pack is not None and pack not in PACKINGS:
         raise MixerError(f"--pack {pack!r}: choose {', '.join(PACKINGS)}")
     out = Path(out)
+    # before the marker check: `-o BUILD --overwrite` would otherwise delete the build's shards it reads
+    check_not_an_input(out, [("the input build", Path(data))], option="--output")
     check_output_dir(out, marker=MANIFEST, overwrite=overwrite, what="tokenized output folder")
     inputs = resolve_parquet_files(data)
     from mixer.train.data import SFT_COLUMNS, load_parquet
@@ -148,13 +147,24 @@ def write_tokenized(data: str | Path, tokenizer: Any, out: str | Path, *, max_le
     if len(kept) == 0:
         raise MixerError(f"{data}: no record has an assistant token within max_length={max_length}")
     n_rows, parts = output_shards(tokenised, kept, max_length, pack)
-    columns = row_schema(bool(pack)).names
-    old = out / "data"
-    if old.is_dir():  # an earlier output of ours (check_output_dir allowed it): its shards go
-        for f in old.glob("train-*.parquet"):
-            f.unlink()
-    old.mkdir(parents=True, exist_ok=True)
     n_shards = max(1, -(-n_rows // shard_rows(max_length, pack)))
+    # written in a staging folder beside `out` and renamed into place when whole: a failure or Ctrl-C leaves
+    # the earlier output as it was, never its manifest beside half of the new shards
+    with staged_dir(out) as staging:
+        (staging / "data").mkdir()
+        manifest = _write_shards_and_manifest(staging, data, inputs, tokenizer, parts, n_rows, n_shards, stats,
+                                              max_length=max_length, pack=pack, settings=settings)
+    return manifest
+
+
+def _write_shards_and_manifest(out: Path, data: str | Path, inputs: list[Any], tokenizer: Any, parts: Any,
+                               n_rows: int, n_shards: int, stats: dict[str, dict[str, int]], *, max_length: int,
+                               pack: str | None, settings: dict[str, Any]) -> dict[str, Any]:
+    """The shards, the card and the manifest of ``write_tokenized``, into the folder ``out``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = row_schema(bool(pack)).names
     shards = []
     for k, part in enumerate(parts):
         name = f"data/train-{k:05d}-of-{n_shards:05d}.parquet"

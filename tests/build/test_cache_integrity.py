@@ -18,8 +18,8 @@ from helpers.caches import assert_caches_valid
 from mixer.build import build
 from mixer.core.digest import file_sha256
 from mixer.recipe.load import load_recipe
-from mixer.stages.read_cache import MANIFEST, verify_entry
-from mixer.tokens.cache import COUNTS_PREFIX, SCHEMA, verify_counts_dir
+from mixer.stages.read_cache import MANIFEST
+from mixer.tokens.cache import COUNTS_PREFIX, SCHEMA
 
 
 def _flip(path: Path) -> None:

@@ -140,6 +140,56 @@ def test_show_prints_a_preference_build_as_prompt_chosen_and_rejected(tmp_path: 
     assert "user" in result.output and "assistant" in result.output
 
 
+def test_show_dropped_names_the_source_of_a_record_that_could_not_be_read(tmp_path: Path, make_recipe) -> None:
+    """A malformed line dropped under `on_error: skip` has no dataset or id; its header names the source and
+    says there is no id, instead of printing `──  ·  · dropped at read`."""
+    raw = tmp_path / "raw" / "a.jsonl"
+    write_jsonl(raw, flan_rows(3))
+    raw.write_text(raw.read_text(encoding="utf-8") + '{"inputs": "broken\n', encoding="utf-8")
+    recipe = make_recipe([{"name": "flan_v2", "files": "a.jsonl", "on_error": "skip"}])
+    assert runner.invoke(app, ["build", str(recipe), "-q"]).exit_code == 0
+    result = runner.invoke(app, ["show", str(tmp_path / "out"), "--dropped"])
+    assert result.exit_code == 0, result.output
+    head = result.output.splitlines()[0]
+    assert head.startswith("── flan_v2 · no id (unreadable record) · dropped at read: invalid_record"), head
+    assert "a.jsonl, line 4" in result.output and '{"inputs": "broken' in result.output
+
+
+def test_show_finds_a_source_by_its_recipe_name_when_options_give_another_dataset_label(tmp_path: Path,
+                                                                                         make_recipe) -> None:
+    """README: `mixer show out/my-mix -s my_source` shows a source by the recipe's name. With
+    `options: {dataset: mylabel}` the rows carry only `mylabel`; the card maps the name to it."""
+    write_jsonl(tmp_path / "raw" / "chats.jsonl", [
+        {"messages": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": f"answer {i}"}]}
+        for i in range(3)])
+    recipe = make_recipe([{"name": "my_source", "adapter": "messages", "files": "chats.jsonl",
+                           "options": {"dataset": "mylabel"}}])
+    assert runner.invoke(app, ["build", str(recipe), "-q"]).exit_code == 0
+    for wanted in ("my_source", "mylabel"):
+        result = runner.invoke(app, ["show", str(tmp_path / "out"), "-s", wanted, "-n", "5"])
+        assert result.exit_code == 0 and result.output.count("── mylabel · mylabel_") == 3, (wanted, result.output)
+    assert runner.invoke(app, ["show", str(tmp_path / "out"), "-s", "other"]).exit_code == 2
+
+
+def test_show_names_a_folder_of_token_ids_or_foreign_parquet_instead_of_a_traceback(tmp_path: Path) -> None:
+    """`mixer show` on a `mixer tokenize` folder (packed rows have no `dataset` column: a KeyError before) or
+    on a data/ folder of other Parquet files: one line naming the folder or file, exit 2."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tok = tmp_path / "tok"
+    (tok / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"input_ids": [[1, 2]], "ids": [["a_0"]]}), tok / "data" / "train-00000-of-00001.parquet")
+    (tok / "tokenized.json").write_text("{}\n", encoding="utf-8")
+    result = runner.invoke(app, ["show", str(tok)])
+    assert result.exit_code == 2 and "a `mixer tokenize` folder holds token ids" in result.output, result.output
+    (tok / "tokenized.json").unlink()
+    result = runner.invoke(app, ["show", str(tok)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "not records of a mixer build (columns: ids, input_ids)" in text, text
+    assert "Traceback" not in result.output
+
+
 def test_show_and_card_refuse_a_negative_count(tmp_path: Path, make_recipe) -> None:
     recipe = _recipe(tmp_path, make_recipe)
     assert runner.invoke(app, ["build", str(recipe), "-q"]).exit_code == 0

@@ -79,8 +79,8 @@ def test_a_built_mixture_read_back_by_the_preference_adapter_keeps_its_scores(
     # keyed by the pair, not the id alone: UltraFeedback's id is its prompt's hash, and two pairs on one
     # prompt both stay under the default pair key of exact dedup
     def scores(out: Path) -> dict[tuple[str, str, str], tuple[float | None, float | None]]:
-        return {(r["id"], r["chosen"][0]["content"], r["rejected"][0]["content"]): (r["score_chosen"], r["score_rejected"])
-                for r in output_rows(out)}
+        return {(r["id"], r["chosen"][0]["content"], r["rejected"][0]["content"]):
+                (r["score_chosen"], r["score_rejected"]) for r in output_rows(out)}
 
     assert scores(rebuilt.out) == scores(dpo_build.out)
     assert len(scores(dpo_build.out)) == dpo_build.card["totals"]["records"]

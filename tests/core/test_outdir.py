@@ -20,6 +20,7 @@ from mixer.core.outdir import (
     TRAIN_MARKER,
     check_output_dir,
     check_output_file,
+    check_run_dir,
     is_html_report,
     lock_output,
     lock_path,
@@ -68,6 +69,36 @@ def test_build_replaces_its_own_earlier_build_and_fills_an_empty_folder(flan_rec
     assert json.loads((out / BUILD_MARKER).read_text())["tool"] == "mixer"
 
 
+def test_a_rebuild_refuses_to_delete_a_users_file_left_inside_the_earlier_build(flan_recipe: Path,
+                                                                                 tmp_path: Path) -> None:
+    """The stamp lists the files the build wrote; a file the user put in the folder since (notes, an analysis
+    in data/) stops the rebuild, named, instead of going with the old build. --overwrite still replaces all."""
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["build", str(flan_recipe), "--out", str(out), "-q"]).exit_code == 0
+    assert "card.json" in json.loads((out / BUILD_MARKER).read_text())["files"]
+    (out / "notes.txt").write_text("mine\n")
+    (out / "data" / "my-analysis.csv").write_text("a,b\n")
+    result = runner.invoke(app, ["build", str(flan_recipe), "--out", str(out), "-q"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "data/my-analysis.csv, notes.txt" in text and "--overwrite" in text, text
+    assert (out / "notes.txt").read_text() == "mine\n" and (out / "data" / "my-analysis.csv").exists()
+    (out / "notes.txt").unlink()
+    (out / "data" / "my-analysis.csv").unlink()
+    assert runner.invoke(app, ["build", str(flan_recipe), "--out", str(out), "-q"]).exit_code == 0
+    (out / "notes.txt").write_text("mine\n")
+    assert runner.invoke(app, ["build", str(flan_recipe), "--out", str(out), "-q", "--overwrite"]).exit_code == 0
+    assert not (out / "notes.txt").exists()
+
+
+def test_a_build_stamp_without_a_file_list_still_vouches_for_the_whole_folder(tmp_path: Path) -> None:
+    """Builds made before the stamp listed its files are replaced as before."""
+    out = tmp_path / "old-build"
+    out.mkdir()
+    (out / BUILD_MARKER).write_text(json.dumps({"tool": "mixer", "version": "0.1.0"}) + "\n")
+    (out / "card.json").write_text("{}\n")
+    check_output_dir(out, marker=BUILD_MARKER)
+
+
 def test_build_refuses_a_file_where_the_output_folder_should_be(flan_recipe: Path, tmp_path: Path) -> None:
     target = tmp_path / "notes.txt"
     target.write_text("mine\n")
@@ -99,6 +130,18 @@ def test_check_output_dir_accepts_a_training_run_by_its_marker(tmp_path: Path) -
     (run / TRAIN_MARKER).write_text("lr: 2e-5\n")
     check_output_dir(run, marker=TRAIN_MARKER)
     check_output_dir(tmp_path / "absent", marker=TRAIN_MARKER)
+
+
+def test_a_training_run_refusing_a_users_folder_says_it_would_write_into_it_not_replace_it(tmp_path: Path) -> None:
+    """The Trainer writes its files into --output-dir and leaves a user's other files there (as
+    --overwrite-output-dir shows), so the refusal must not say the folder would be replaced as a whole."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine\n")
+    with pytest.raises(MixerError) as e:
+        check_run_dir(mine, inputs=[])
+    assert "write its files into it" in str(e.value) and "replaced as a whole" not in str(e.value)
+    assert "--overwrite-output-dir" in str(e.value)
 
 
 def test_check_output_file_refuses_a_folder_even_with_overwrite(tmp_path: Path) -> None:
@@ -193,6 +236,16 @@ def test_staged_dir_leaves_nothing_and_keeps_the_earlier_output_when_writing_fai
         raise RuntimeError("disk full")
     assert (out / "old.txt").read_text() == "earlier output\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pruned"]
+
+
+def test_staged_dir_output_gets_the_mode_of_any_new_folder_not_mkdtemps_private_one(tmp_path: Path) -> None:
+    """merge-models, prune and gatt write through staged_dir; their folder must be as readable as one mkdir
+    makes under the umask (a teammate reads a merged model), not 0700."""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with staged_dir(tmp_path / "staged") as staging:
+        (staging / "f.txt").write_text("x")
+    assert (tmp_path / "staged").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
 
 
 def test_unwritable_probes_without_leaving_anything_and_creates_nothing_unless_asked(tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ def test_gatt_generates_every_turn_with_the_instruction_and_writes_flagged_recor
     dialogues = _write_jsonl(tmp_path / "d.jsonl", DIALOGUES)
     out = tmp_path / "gatt"
     args = ["gatt", "--policy", str(a.model), "--dialogues", str(dialogues), "--output", str(out),
-            "--max-new-tokens", "6", "--chat-template", "tulu", "--name", "gatt"]
+            "--max-new-tokens", "6", "--chat-template", "tulu", "--name", "gatt", "--keep-truncated"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     rows = pq.read_table(out / "data").to_pylist()
@@ -59,7 +59,7 @@ def test_gatt_generates_every_turn_with_the_instruction_and_writes_flagged_recor
     assert [m["train"] for m in first["messages"] if m["role"] == "assistant"] == [False, False, None]
     assert [m["train"] for m in rows[1]["messages"]] == [None, None]
     card = json.loads((out / "card.json").read_text())
-    assert card["dialogues"] == {"read": 2, "written": 2}
+    assert (card["dialogues"]["read"], card["dialogues"]["written"], card["dialogues"]["dropped"]) == (2, 2, {})
     assert card["turns"]["generated"] == 4 and card["turns"]["untrained_assistant_turns"] == 2
     assert sum(card["instructions"]["combined"].values()) == 2
     assert card["instructions"]["shortened"] + card["instructions"]["full"] == 2
@@ -185,3 +185,25 @@ def test_sft_puts_loss_only_on_the_last_reply_of_a_flagged_record() -> None:
     labelled = [t for t, m in zip(ids["input_ids"], ids["assistant_masks"], strict=True) if m]
     reply = tok("Au revoir, mon ami.", add_special_tokens=False)["input_ids"]
     assert labelled[:len(reply)] == reply  # the loss starts at the last reply's first token
+
+
+def test_gatt_drops_a_dialogue_whose_reply_stopped_at_max_new_tokens_unless_kept(tmp_path: Path) -> None:
+    # before, a reply cut at --max-new-tokens was written as training data (and was the context of later turns)
+    from mixer.generate.backends import Completion
+    from mixer.generate.gatt import GattConfig, run_gatt
+
+    class CutSecondTurn:
+        def generate(self, prompts, seeds):  # noqa: ANN001, ANN202
+            return [[Completion("A reply", 2, "length" if p[-1]["content"].endswith("Now say goodbye.") else "stop")]
+                    for p in prompts]
+
+    dialogues = _write_jsonl(tmp_path / "d.jsonl", DIALOGUES)
+    cfg = GattConfig(policy=str(tiny_assets().model), dialogues=str(dialogues), output=str(tmp_path / "drop"))
+    card = run_gatt(cfg, backend=CutSecondTurn())
+    assert [r["id"] for r in pq.read_table(tmp_path / "drop" / "data").to_pylist()] == ["drop_b"]
+    assert card["dialogues"] == {"read": 2, "written": 1, "dropped": {"truncated": 1}, "with_truncated_reply": 1}
+    assert card["instructions"]["shortened"] + card["instructions"]["full"] == 1
+    assert "1 dropped: a reply stopped at max_new_tokens" in (tmp_path / "drop" / "README.md").read_text()
+    kept = run_gatt(GattConfig(**{**cfg.__dict__, "output": str(tmp_path / "keep"), "keep_truncated": True}),
+                    backend=CutSecondTurn())
+    assert kept["dialogues"]["written"] == 2 and kept["dialogues"]["dropped"] == {}

@@ -130,6 +130,17 @@ def test_pick_takes_highest_and_lowest_reward_and_names_why_no_pair() -> None:
                 min_reward_gap=0)[2] == "fewer_than_two_distinct_completions"
 
 
+def test_pick_counts_every_sample_once_so_the_counts_add_up() -> None:
+    # before, with keep_truncated a cut sample was counted as truncated and as a candidate (or duplicate)
+    group = [_s(0, 0.2, "cut", finish="length"), _s(1, 0.1), _s(2, None, " "), _s(3, 0.2, "cut", finish="length")]
+    kept = pick(group, dedup=True, keep_truncated=True, min_reward_gap=0)[3]
+    assert (kept["candidates"], kept["duplicate"], kept["empty"], kept["truncated"]) == (2, 1, 1, 0)
+    assert kept["candidates_truncated"] == 1
+    dropped = pick(group, dedup=True, keep_truncated=False, min_reward_gap=0)[3]
+    assert (dropped["candidates"], dropped["duplicate"], dropped["empty"], dropped["truncated"]) == (1, 0, 1, 2)
+    assert dropped["candidates_truncated"] == 0
+
+
 def test_prompt_seeds_depend_only_on_run_seed_and_prompt_key() -> None:
     assert prompt_seed(1, "a") == prompt_seed(1, "a") != prompt_seed(2, "a")
     assert prompt_seed(1, "a") != prompt_seed(1, "b")
@@ -163,7 +174,7 @@ def test_generate_scores_n_samples_per_prompt_and_keeps_best_and_worst(generated
     card = json.loads((generated / "card.json").read_text())
     assert card["prompts"]["generated"] == len(SFT_RECORDS) == card["best_vs_worst"]["pairs"] + sum(
         card["best_vs_worst"]["no_pair"].values())
-    assert card["samples"]["total"] == len(samples)
+    assert card["samples"]["total"] == len(samples) == sum(v for k, v in card["samples"].items() if k != "total")
     assert card["backend"]["name"] == "transformers" and "transformers" in card["backend"]["versions"]
     assert card["rewards"]["per_prompt_spread"]["count"] > 0 and card["lengths"]["chosen_tokens"]["count"] == len(pairs)
     assert "Prompts" in (generated / "README.md").read_text()
@@ -217,6 +228,10 @@ def test_greedy_duplicates_are_counted_as_no_distinct_pair(reward_model: Path, t
     card = run_generate(_cfg(tmp_path / "greedy", reward_model, temperature=0.0, n=3, max_prompts=4))
     assert card["best_vs_worst"] == {"pairs": 0, "no_pair": {"fewer_than_two_distinct_completions": 4}}
     assert card["samples"]["duplicate"] == 8 and card["best_of_n"]["rows"] == 4
+    # each sample counted once (before, a cut sample kept by --keep-truncated was truncated and a candidate too)
+    assert card["samples"]["candidates"] + card["samples"]["duplicate"] + card["samples"]["empty"] == 12
+    assert card["samples"]["truncated"] == 0 and card["candidates_truncated"] <= card["samples"]["candidates"]
+    assert "each counted once" in (tmp_path / "greedy" / "README.md").read_text()
 
 
 def test_a_foreign_folder_or_other_settings_are_refused(generated: Path, reward_model: Path, tmp_path: Path) -> None:

@@ -27,7 +27,9 @@ OUTPUT = {"context-distill": "context_distill", "self-distill": "self_distill", 
 
 def _cfg(out: Path, method: str, **kw: object) -> GenerateConfig:
     base: dict = {"policy": str(tiny_assets().model), "output": str(out), "data": str(tiny_assets().sft_data),
-                  "method": method, "max_new_tokens": 8, "seed": 5, "batch_size": 4, "shard_prompts": 5, "name": "gen"}
+                  "method": method, "max_new_tokens": 8, "seed": 5, "batch_size": 4, "shard_prompts": 5, "name": "gen",
+                  # the random tiny model nearly always runs to the limit: keep those replies to have rows
+                  "keep_truncated": True}
     return GenerateConfig(**{**base, **kw})
 
 
@@ -231,7 +233,7 @@ def test_judge_scores_every_reply_to_one_prompt_and_skips_only_exact_repeats(tmp
                                        "q3": ("Capital of France?", "Paris."), "q4": ("A colour?", "Blue.")})
     card = run_generate(_cfg(tmp_path / "judged", "judge", data=str(data)))
     assert [r["id"] for r in _rows(tmp_path / "judged", "judge")] == ["q1", "q2", "q4"]
-    assert card["prompts"]["skipped"] == {"duplicate_prompt_and_reply": 1}
+    assert card["prompts"]["skipped"] == {"duplicate_record": 1}  # the judge writes records back whole
     rows = run_generate(_cfg(tmp_path / "self", "self-distill", data=str(data)))["prompts"]
     assert (rows["generated"], rows["skipped"]) == (3, {"duplicate_prompt_and_reply": 1})
 
@@ -300,6 +302,86 @@ def test_cli_runs_a_method_and_prints_where_every_prompt_went(tmp_path: Path) ->
     a = tiny_assets()
     out = tmp_path / "orca"
     result = runner.invoke(app, ["generate", "--method", "orca", "--policy", str(a.model), "--data", str(a.sft_data),
-                                 "--max-new-tokens", "4", "--max-prompts", "3", "--output", str(out)])
+                                 "--max-new-tokens", "4", "--max-prompts", "3", "--keep-truncated", "--output",
+                                 str(out)])
     assert result.exit_code == 0, result.output
     assert "3 prompt(s): 3 row(s)" in result.output and (out / "orca" / "data").is_dir()
+
+
+def test_judge_writes_a_multi_turn_record_whole_and_says_which_exchange_it_judged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # before, the default first_user mode wrote back only the first exchange under the record's own id
+    from train_fixtures import write_sft_build
+
+    judged: list[list[dict]] = []
+
+    def judge_replies(self, prompts, seeds):  # noqa: ANN001, ANN202
+        judged.extend(prompts)
+        return [[Completion("Rating: [[8]]", 5, "stop")] for _ in prompts]
+
+    monkeypatch.setattr(backends_mod.TransformersBackend, "generate", judge_replies)
+    talk = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": "Write a poem"}, {"role": "assistant", "content": "Roses are red."}]
+    same_start = [*talk[:2], {"role": "user", "content": "Count to 3"}, {"role": "assistant", "content": "1 2 3"}]
+    data = write_sft_build(tmp_path / "chat", [{"dataset": "chat", "id": "c1", "messages": talk},
+                                               {"dataset": "chat", "id": "c2", "messages": same_start}])
+    card = run_generate(_cfg(tmp_path / "judged", "judge", data=str(data)))
+    rows = _rows(tmp_path / "judged", "judge")
+    assert [(r["id"], r["messages"], r["judge_score"]) for r in rows] == [("c1", talk, 8.0), ("c2", same_start, 8.0)]
+    first = [p[0]["content"] for p in judged[:2]]
+    assert all("Hi" in t and "Hello!" in t and "Write a poem" not in t for t in first)  # the first exchange judged
+    assert card["judged"]["records_with_unjudged_turns"] == 2 and "first user turn" in card["judged"]["judged_exchange"]
+    assert "2 record(s) have turns the judge did not see" in (tmp_path / "judged" / "README.md").read_text()
+    last = run_generate(_cfg(tmp_path / "judged-last", "judge", data=str(data), prompt_mode="conversation"))
+    assert [r["messages"] for r in _rows(tmp_path / "judged-last", "judge")] == [talk, same_start]
+    assert any("Roses are red." in p[0]["content"] for p in judged[2:])
+    assert "last user turn" in last["judged"]["judged_exchange"]
+
+
+@pytest.mark.parametrize(("method", "reason"), [("orca", "truncated"), ("context-distill", "truncated"),
+                                                ("evol-instruct", "evolution_truncated")])
+def test_replies_cut_at_max_new_tokens_are_dropped_and_counted_unless_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str, reason: str) -> None:
+    # before, these methods kept a reply that stopped at --max-new-tokens (a cut evolved prompt became data)
+    def cut_replies(self, prompts, seeds):  # noqa: ANN001, ANN202
+        return [[Completion("Explain how the tides follow the moon, step by", 8, "length")] for _ in prompts]
+
+    monkeypatch.setattr(backends_mod.TransformersBackend, "generate", cut_replies)
+    card = run_generate(_cfg(tmp_path / "drop", method, max_prompts=3, keep_truncated=None))
+    assert card["outcome"] == {f"dropped:{reason}": 3} and card["rows"] == 0 == len(_rows(tmp_path / "drop", method))
+    assert card["settings"]["assembly"]["keep_truncated"] is False
+    assert "Replies cut at max_new_tokens: dropped" in (tmp_path / "drop" / "README.md").read_text()
+    kept = run_generate(_cfg(tmp_path / "drop", method, max_prompts=3, keep_truncated=True))  # re-picks, same shards
+    assert sum(v for k, v in kept["outcome"].items() if k.startswith("kept")) == 3 == kept["rows"]
+
+
+def test_max_prompts_counts_only_records_with_a_reply_for_judge_and_self_distill(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # before, the limit took the first N prompts and only then dropped those without a reply: 2 asked, 0 run
+    from train_fixtures import write_sft_build
+
+    _stand_in_judge(monkeypatch)
+    bare = [{"dataset": "qa", "id": f"bare{i}", "messages": [{"role": "user", "content": f"Question {i}?"}]}
+            for i in range(2)]
+    answered = [{"dataset": "qa", "id": f"qa{i}", "messages": [{"role": "user", "content": f"Sum {i} + {i}?"},
+                                                               {"role": "assistant", "content": f"{2 * i}."}]}
+                for i in range(3)]
+    data = write_sft_build(tmp_path / "mixed", [*bare, *answered])
+    for method in ("judge", "self-distill"):
+        card = run_generate(_cfg(tmp_path / method, method, data=str(data), max_prompts=2))
+        assert card["prompts"] == {"records_read": 5, "generated": 2,
+                                   "skipped": {"beyond_max_prompts": 1, "no_reference_reply": 2}}, method
+        assert [r["id"].rsplit("_", 1)[-1] for r in _rows(tmp_path / method, method)] == ["qa0", "qa1"]
+
+
+@pytest.mark.parametrize("command", [["generate", "--method", "orca", "-o"], ["spin", "--output"]])
+def test_a_missing_data_path_is_named_with_the_data_option_and_what_it_expects(tmp_path: Path,
+                                                                              command: list[str]) -> None:
+    # before: "training data nodata does not exist", the trainer's wording, from its resolver
+    model = ["--policy" if command[0] == "generate" else "--model", str(tiny_assets().model)]
+    out = tmp_path / "out"
+    result = runner.invoke(app, [*command, str(out), *model, "--data", str(tmp_path / "nodata")])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert f"--data {tmp_path / 'nodata'}: no such file or folder; expected a mixer build" in text
+    assert "training data" not in text and not out.exists()

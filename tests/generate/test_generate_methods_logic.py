@@ -19,7 +19,7 @@ from mixer.generate.distill import (
     self_distill_choice,
 )
 from mixer.generate.judge import Rubric, load_rubric
-from mixer.generate.synth import eliminate, evolution_prompt
+from mixer.generate.synth import eliminate, evolution_prompt, truncation
 from mixer.generate.texts import EVOLUTIONS, RISK_TEMPLATES, SAFETY_ADJECTIVES
 
 
@@ -197,3 +197,14 @@ def test_method_options_belong_to_their_method() -> None:
     with pytest.raises(MixerError, match="method must be one of"):
         GenerateConfig(policy="p", output="o", data="d", method="spin").validate()
     GenerateConfig(policy="p", output="o", data="d", method="judge", rubric="r.yaml").validate()
+
+
+@pytest.mark.parametrize(("evolved", "evolved_finish", "answer_finish", "reason"), [
+    ("Cut evolved prompt that", "length", "stop", "evolution_truncated"),  # a cut instruction is not data
+    ("A whole evolved prompt.", "stop", "length", "answer_truncated"),
+    ("A whole evolved prompt.", "stop", "stop", None),
+    ("  ", "length", None, None),  # an empty evolution is eliminate()'s empty_evolution
+])
+def test_an_evolution_cut_at_max_new_tokens_names_the_part_that_was_cut(
+        evolved: str, evolved_finish: str, answer_finish: str | None, reason: str | None) -> None:
+    assert truncation({"evolved": evolved, "evolved_finish": evolved_finish, "answer_finish": answer_finish}) == reason

@@ -116,3 +116,30 @@ def test_a_run_restarted_with_new_settings_before_its_first_shard_records_its_ow
     assert _open(_cfg(out, seed=2), []).state == "new"
     record_versions(out, {"torch": "2", "transformers": "5"})
     assert json.loads((out / VERSIONS).read_text()) == {"torch": "2", "transformers": "5"}
+
+
+def test_a_resume_compares_paths_resolved_not_as_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # before, runs/sft typed in one folder and ../runs/sft in another were refused as other settings
+    (tmp_path / "runs" / "sft").mkdir(parents=True)
+    (tmp_path / "runs" / "sft2").mkdir()
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path)
+    _open(_cfg(tmp_path / "out", policy="runs/sft"), []).write(0, [{"prompt_index": 0}], SCHEMA)
+    manifest = json.loads((tmp_path / "out" / MANIFEST).read_text())
+    assert manifest["sampling"]["policy"] == "runs/sft"  # recorded as typed, readable
+    assert manifest["paths"]["policy"] == str((tmp_path / "runs" / "sft").resolve())
+    monkeypatch.chdir(tmp_path / "work")
+    assert _open(_cfg(tmp_path / "out", policy="../runs/sft"), []).state == "resume"
+    with pytest.raises(MixerError, match=r"other settings \(sampling.policy differ\)"):
+        _open(_cfg(tmp_path / "out", policy="../runs/sft2"), [])
+
+
+def test_a_manifest_without_resolved_paths_still_resumes_as_typed(tmp_path: Path) -> None:
+    # a run folder written before paths were recorded resumes with the same typed settings
+    cfg = _cfg(tmp_path / "out")
+    _open(cfg, []).write(0, [{"prompt_index": 0}], SCHEMA)
+    path = tmp_path / "out" / MANIFEST
+    old = json.loads(path.read_text())
+    del old["paths"]
+    path.write_text(json.dumps(old))
+    assert _open(cfg, []).state == "resume"

@@ -103,3 +103,29 @@ def test_a_run_keeps_its_choice_of_pairs_on_resume(tmp_path: Path) -> None:
     assert "other settings (previous_pairs)" in changed.output
     _finished_run(tmp_path / "new", True)
     assert _spin(tmp_path / "new").exit_code == 0
+
+
+def test_a_resume_takes_the_same_model_typed_from_another_folder(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # before, --model runs/sft and later ../runs/sft (run from another folder) were refused as other settings
+    a = tiny_assets()
+    shutil.copytree(a.model, tmp_path / "runs" / "sft")
+    config = str(REPO / "train" / "tiny-cpu-dpo.yaml")
+    out = tmp_path / "spin"
+    _pairs(out, 0, ["a", "b"])
+    shutil.copytree(a.model, out / "iter-0" / "model")
+    settings = {"model": "runs/sft", "data": str(a.sft_data), "config": config, "set": [], "seed": 42,
+                "max_prompts": 2, "previous_pairs": True,
+                "sampling": {"n": 1, "temperature": 0.0, "top_p": 1.0, "max_new_tokens": 512},
+                "paths": {"model": str((tmp_path / "runs" / "sft").resolve()),
+                          "data": str(Path(a.sft_data).resolve()), "config": str(Path(config).resolve())}}
+    (out / SPIN_MARKER).write_text(json.dumps(settings), encoding="utf-8")
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    args = ["spin", "--data", str(a.sft_data), "--output", str(out), "--iterations", "1", "--config", config,
+            "--max-prompts", "2"]
+    kept = CliRunner().invoke(app, [*args, "--model", "../runs/sft"])
+    assert kept.exit_code == 0, kept.output
+    assert "iteration 0: done earlier, kept" in kept.output
+    other = CliRunner().invoke(app, [*args, "--model", str(a.model)])  # another model is still refused
+    assert other.exit_code == 2 and "other settings (model)" in other.output

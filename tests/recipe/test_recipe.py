@@ -88,6 +88,24 @@ def test_missing_file_error_names_path_and_fetch_hint(tmp_path: Path) -> None:
     assert "flan/x.jsonl" in str(e.value) and "mixer fetch" in str(e.value)
 
 
+def test_a_missing_relative_raw_dir_says_it_is_read_from_the_current_folder(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cd recipes && mixer build v2-sample.yaml`: raw_dir samples/raw_train is read from the current folder, so
+    every file is missing; the error says so instead of leaving the user to check each file."""
+    monkeypatch.chdir(tmp_path)
+    recipe = parse_recipe({"raw_dir": "samples/raw_train", "sources": [
+        {"name": "flan_v2", "files": "flan/x.jsonl"}, {"name": "cot", "files": "cot/*.jsonl"}]})
+    for source in recipe.sources:
+        with pytest.raises(RecipeError) as e:
+            resolve_files(recipe, source)
+        assert "raw_dir 'samples/raw_train' is relative to the folder mixer runs in" in str(e.value)
+        assert str(tmp_path) in str(e.value) and "--raw-dir" in str(e.value)
+    (tmp_path / "samples" / "raw_train").mkdir(parents=True)  # the folder is there: only the file is missing
+    with pytest.raises(RecipeError) as e:
+        resolve_files(recipe, recipe.sources[0])
+    assert "file not found: samples/raw_train/flan/x.jsonl" in str(e.value) and "relative" not in str(e.value)
+
+
 def test_globs_expand_sorted_and_empty_glob_is_an_error(tmp_path: Path) -> None:
     for name in ("b.jsonl", "a.jsonl"):
         (tmp_path / name).write_text("{}\n")

@@ -28,6 +28,23 @@ def test_tiny_model_writes_a_checkpoint_with_its_chat_template(tmp_path: Path) -
     assert text == "<s><|user|>\nhi\n<|assistant|>\n"  # the Tulu template
 
 
+def test_off_a_terminal_commands_print_no_library_progress_bars_and_restore_them(tmp_path: Path) -> None:
+    """`mixer dev tiny-model` and `mixer tokenize` into a log or a pipe: no transformers/datasets bar ("Writing
+    model shards", "Tokenising") redrawn with carriage returns, and the bars are back on afterwards."""
+    import datasets
+    import transformers.utils.logging as hf_logging
+
+    result = runner.invoke(app, ["dev", "tiny-model", str(tmp_path / "tiny")])
+    assert result.exit_code == 0, result.output
+    data = write_sft_build(tmp_path / "build")
+    tok = runner.invoke(app, ["tokenize", str(data), "--model", str(tmp_path / "tiny"), "--max-length", "64",
+                              "-o", str(tmp_path / "tok")])
+    assert tok.exit_code == 0, tok.output
+    for output in (result.output, tok.output):
+        assert "\r" not in output and "Writing model shards" not in output and "Tokenising" not in output, output
+    assert hf_logging.is_progress_bar_enabled() and datasets.is_progress_bar_enabled()
+
+
 def test_tiny_model_refuses_a_folder_that_holds_files(tmp_path: Path) -> None:
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me\n")

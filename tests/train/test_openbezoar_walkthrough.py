@@ -29,7 +29,7 @@ def test_walkthrough_runs_end_to_end_on_the_tiny_assets(tmp_path: Path) -> None:
     out = tmp_path / "chain"
     env = dict(os.environ, POLICY=str(a.model), BASE=str(a.model), SEEDS=str(a.sft_data), FLAN=str(a.sft_data),
                HH_RAW=str(REPO / "samples" / "raw_train"), OUT=str(out), SFT_CONFIG="tiny-cpu",
-               HH_SFT_CONFIG="tiny-cpu", DPO_CONFIG="tiny-cpu-dpo", GEN_OPTS="--max-new-tokens 16",
+               HH_SFT_CONFIG="tiny-cpu", DPO_CONFIG="tiny-cpu-dpo", GEN_OPTS="--max-new-tokens 16 --keep-truncated",
                JUDGE_OPTS=f"--max-new-tokens 32 --rubric {REPO / 'recipes' / 'openbezoar' / 'tiny-rubric.yaml'}",
                SFT_SETS="--set use_lora=true --set lora_r=8 --set max_steps=2", DPO_SETS="--set max_steps=2",
                PYTHONPATH=str(REPO), PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",

@@ -144,6 +144,52 @@ def test_a_users_folder_is_not_written_into(tmp_path: Path) -> None:
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.parametrize("where", ["the build itself", "a folder holding the build", "inside the build"])
+def test_an_output_folder_that_overlaps_the_input_build_is_refused_even_with_overwrite(tmp_path: Path,
+                                                                                       where: str) -> None:
+    """`-o` on the build (or around or inside it) would delete the build's own Parquet shards and replace its
+    card: refused, exit 2, whatever --overwrite says, and the build is left byte for byte."""
+    data = write_sft_build(tmp_path / "work" / "build")
+    before = {p: p.read_bytes() for p in data.rglob("*") if p.is_file()}
+    out = {"the build itself": data, "a folder holding the build": tmp_path / "work",
+           "inside the build": data / "tok"}[where]
+    code, output = _tokenize(data, out, "--overwrite")
+    assert code == 2 and "the output folder" in output and str(data) in output, output
+    assert {p: p.read_bytes() for p in data.rglob("*") if p.is_file()} == before
+    assert not (data / MANIFEST).exists() and not (data / "tok").exists()
+
+
+def test_a_tokenize_that_fails_while_writing_leaves_the_earlier_output_whole(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shards, card and manifest are written in a staging folder and renamed into place: a rerun that fails
+    after its first shard leaves the earlier output's manifest with its own shards, and no staging folder."""
+    import pyarrow.parquet as pq_module
+
+    data = write_sft_build(tmp_path / "build")
+    out = tmp_path / "tok"
+    assert _tokenize(data, out)[0] == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pq_module, "write_table", disk_full)
+    code, output = _tokenize(data, out, "--pack", "bfd")
+    assert code != 0, output
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["build", "tok"]
+
+
+def test_overwrite_replaces_a_users_folder_as_its_help_says(tmp_path: Path) -> None:
+    data = write_sft_build(tmp_path / "build")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine", encoding="utf-8")
+    code, output = _tokenize(data, mine, "--overwrite")
+    assert code == 0, output
+    assert sorted(p.name for p in mine.iterdir()) == ["README.md", "data", MANIFEST]
+
+
 def test_bad_pack_and_missing_tokenizer_are_exit_2(tmp_path: Path) -> None:
     data = write_sft_build(tmp_path / "build")
     code, out = _tokenize(data, tmp_path / "x", "--pack", "greedy")

@@ -57,6 +57,36 @@ def test_a_missing_model_folder_is_named_not_sent_to_the_hub(tmp_path: Path) -> 
     assert "Repo id" not in text and not (tmp_path / "run").exists()
 
 
+def test_a_typo_in_a_relative_model_path_shaped_like_a_hub_id_is_named_not_sent_to_the_hub(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--model runs/sft-typo` looks like a Hub id (org/name); with `runs/` a folder here it is a local typo, so
+    the run says the folder is missing instead of asking huggingface.co and printing a connection error."""
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    result, text = _train(tmp_path, "-c", "tiny-cpu", model="runs/sft-typo", out=tmp_path / "run")
+    assert result.exit_code == 2
+    assert "--model runs/sft-typo: no such model folder" in text and "mixer dev tiny-model" in text
+    assert "huggingface.co" not in text and not (tmp_path / "run").exists()
+
+
+def test_commands_that_load_a_tokenizer_name_a_missing_local_model_folder(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """tokenize, check-template and gatt load a tokenizer straight from --model/--policy: a missing folder whose
+    parent exists is named as such, one line, before any Hub request."""
+    (tmp_path / "runs").mkdir()
+    dialogues = tmp_path / "d.jsonl"
+    dialogues.write_text('{"id": "a", "messages": [{"role": "user", "content": "hi"}]}\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    data = str(tiny_assets().sft_data)
+    for args, label in ((["tokenize", data, "--model", "runs/nope", "--max-length", "64"], "--model runs/nope"),
+                        (["check-template", data, "--model", "runs/nope"], "--model runs/nope"),
+                        (["gatt", "--policy", "runs/nope", "--dialogues", str(dialogues), "-o", "g"], "runs/nope")):
+        result = runner.invoke(app, args)
+        text = " ".join(result.output.split())
+        assert result.exit_code == 2, (args, text)
+        assert f"{label}: no such model folder" in text and "huggingface.co" not in text, (args, text)
+
+
 def test_an_unwritable_output_folder_is_found_before_any_work(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("x\n")
     result, text = _train(tmp_path, "-c", "tiny-cpu", out=tmp_path / "a-file" / "run")

@@ -53,11 +53,30 @@ def resolve_chat_template(tokenizer: Any, choice: str, *, need_markers: bool) ->
     return template
 
 
+def check_model_source(source: str | Path, option: str | None = "--model") -> None:
+    """Refuse a model path that is plainly local but missing, before transformers sends it to the Hub.
+
+    ``runs/sft-typo`` has the shape of a Hub id (``org/name``), so ``from_pretrained`` asks huggingface.co
+    and answers, offline, with a several-line connection error that never says the folder is missing.
+    Plainly local: it starts with ``/``, ``.`` or ``~``, has more than one ``/``, or its first part is a
+    folder here (``runs``). A bare ``name`` or an ``org/name`` with no such folder stays a Hub id.
+    """
+    text = str(source)
+    if Path(text).expanduser().exists():
+        return
+    parts = text.split("/")
+    if text.startswith(("/", ".", "~")) or len(parts) > 2 or (len(parts) == 2 and Path(parts[0]).is_dir()):
+        label = f"{option} {text}" if option else text
+        raise MixerError(f"{label}: no such model folder; for an offline model to try mixer with: "
+                         "mixer dev tiny-model DIR")
+
+
 def load_tokenizer(cfg: RunConfig, *, need_markers: bool) -> Any:
     """The tokenizer with the training chat template set and a pad token (eos when it has none)."""
     from transformers import AutoTokenizer
 
     source = cfg.tokenizer or cfg.model
+    check_model_source(source, "--tokenizer" if cfg.tokenizer else "--model")
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as e:
