@@ -64,9 +64,9 @@ def test_every_build_the_readme_diffs_is_one_it_shows_how_to_make() -> None:
 
 
 def test_the_readme_says_where_relative_recipe_paths_start_and_that_tokenize_needs_max_length() -> None:
-    from mixer.recipe.load import _relative_raw_dir_hint
+    from mixer.recipe.load import relative_raw_dir_hint
 
-    assert "relative to the folder mixer runs in" in _relative_raw_dir_hint(Path("no/such"))
+    assert "relative to the folder mixer runs in" in relative_raw_dir_hint(Path("no/such"))
     assert "A relative `raw_dir` or `output` is taken from the folder mixer runs in" in README
     assert "`--max-length` is required" in README
     result = CliRunner().invoke(app, ["tokenize", "out/tulu-v2-sample"])
