@@ -166,7 +166,7 @@ def card(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the --html file even when mixer "
                                             "did not write it.")] = False,
 ) -> None:
-    """Show a build's data card."""
+    """Show a build's data card, or the card of a `mixer generate` or `mixer gatt` output."""
     from mixer.report.markdown import is_generate_card, load_card
     from mixer.report.terminal import print_card, print_generate_card
 
