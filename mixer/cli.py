@@ -166,7 +166,7 @@ def card(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the --html file even when mixer "
                                             "did not write it.")] = False,
 ) -> None:
-    """Show a build's data card."""
+    """Show a build's data card, or the card of a `mixer generate` or `mixer gatt` output."""
     from mixer.report.markdown import is_generate_card, load_card
     from mixer.report.terminal import print_card, print_generate_card
 
@@ -237,7 +237,10 @@ def pin(recipe: RecipeArg, raw_dir: RawDirOpt = None) -> None:
     for p in pins:
         out.print(f"{p.source}: {p.path} sha256:{p.sha256}" + ("" if p.changed else " (unchanged)"),
                   highlight=False)
-    err.print(f"pinned {sum(p.changed for p in pins)} of {len(pins)} files in {recipe}", highlight=False)
+    written = sum(p.changed for p in pins)
+    kept = len(pins) - written  # already pinned to the same bytes: a second `mixer pin` finds them all so
+    already = f" ({kept} already pinned, unchanged)" if kept else ""
+    err.print(f"pinned {written} of {len(pins)} files in {recipe}{already}", highlight=False)
     globs = [f"{s.name}: {f.path}" for s in load_recipe(recipe, raw_dir=raw_dir).sources for f in s.files
              if any(ch in f.path for ch in "*?[") and not f.is_hub]
     if globs:

@@ -4,6 +4,7 @@ the internals, every docs/ link resolving, and every command it shows one that e
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from conftest import ROOT
 from typer.testing import CliRunner
@@ -51,3 +52,22 @@ def test_every_mixer_command_in_the_readme_exists() -> None:
     for command in sorted(commands):
         result = runner.invoke(app, [*command.split(), "--help"])
         assert result.exit_code == 0, f"mixer {command}: {result.output[-300:]}"
+
+
+def test_every_build_the_readme_diffs_is_one_it_shows_how_to_make() -> None:
+    # `mixer diff out/mix-a out/mix-b` named builds no command made: a newcomer got "no such folder"
+    made = {"out/tulu-v2-sample"} | set(re.findall(r"mixer build \S+.*?--out (\S+)", README))
+    diffed = re.findall(r"mixer diff (\S+) (\S+)", README)
+    assert diffed
+    for a, b in diffed:
+        assert {a, b} <= made, f"mixer diff {a} {b}: the README makes only {sorted(made)}"
+
+
+def test_the_readme_says_where_relative_recipe_paths_start_and_that_tokenize_needs_max_length() -> None:
+    from mixer.recipe.load import relative_raw_dir_hint
+
+    assert "relative to the folder mixer runs in" in relative_raw_dir_hint(Path("no/such"))
+    assert "A relative `raw_dir` or `output` is taken from the folder mixer runs in" in README
+    assert "`--max-length` is required" in README
+    result = CliRunner().invoke(app, ["tokenize", "out/tulu-v2-sample"])
+    assert result.exit_code == 2 and "--max-length" in result.output

@@ -40,7 +40,8 @@ def read_yaml_file(path: str | Path, *, loader: type[yaml.SafeLoader] = UniqueKe
 
     A byte that is not UTF-8 is named with its line and offset (an editor's Latin-1 "é" would
     otherwise surface as a codec traceback), and a YAML syntax error keeps PyYAML's own line and
-    column; both messages start with ``path`` and are raised as ``error``, so a recipe reports a
+    column, its location naming the file (PyYAML, given the text, says ``in "<unicode string>"``); both
+    messages start with ``path`` and are raised as ``error``, so a recipe reports a
     ``RecipeError`` and a train config a ``ConfigError``. The text is returned too, for callers that
     digest what they read. That the file exists and is a file is the caller's to check first.
     """
@@ -54,5 +55,14 @@ def read_yaml_file(path: str | Path, *, loader: type[yaml.SafeLoader] = UniqueKe
     try:
         data = yaml.load(text, Loader=loader)  # noqa: S506 - loader is a SafeLoader subclass
     except yaml.YAMLError as e:
+        _name_marks(e, str(p))
         raise error(f"{p}: not valid YAML: {e}") from None
     return text, data
+
+
+def _name_marks(e: yaml.YAMLError, name: str) -> None:
+    """Put the file's name in the error's marks, where PyYAML wrote ``<unicode string>`` for parsed text."""
+    for attr in ("context_mark", "problem_mark"):
+        mark = getattr(e, attr, None)
+        if mark is not None:
+            mark.name = name

@@ -108,8 +108,26 @@ def _fetch_one(recipe: Recipe, source: str, f: SourceFile, *, force: bool, conso
 
 
 def download(url: str, dest: Path, *, sha256: str | None = None, source: str = "") -> Path:
-    """Download ``url`` to ``dest`` through ``dest.part`` (resumed when present), verify, rename."""
+    """Download ``url`` to ``dest`` through ``dest.part`` (resumed when present), verify, rename.
+
+    The folders this call creates for ``dest`` are removed again when the download fails and leaves them
+    empty (offline, ``mixer fetch`` left an empty ``<raw>/cot/`` per source); a folder that was there
+    before, or that holds anything (a ``.part`` kept to resume), stays."""
+    made = [d for d in (dest.parent, *dest.parent.parents) if not d.exists()]  # deepest first
     dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return _download_into(url, dest, sha256=sha256, source=source)
+    except MixerError:
+        for folder in made:
+            try:
+                folder.rmdir()  # only when empty: what it holds is never removed
+            except OSError:
+                break
+        raise
+
+
+def _download_into(url: str, dest: Path, *, sha256: str | None, source: str) -> Path:
+    """``download``'s work, once ``dest``'s folder exists."""
     gunzip = url.endswith(".gz") and not dest.name.endswith(".gz")
     part = dest.with_name(dest.name + (".gz.part" if gunzip else ".part"))
     what = f"{dest} for source {source!r} from {url}" if source else f"{dest} from {url}"
@@ -119,6 +137,8 @@ def download(url: str, dest: Path, *, sha256: str | None = None, source: str = "
         reason = getattr(e, "reason", None) or e
         kept = f"; the {part.stat().st_size:,} bytes received are kept in {part} and the next `mixer fetch` " \
                "resumes" if part.exists() and part.stat().st_size else ""
+        if part.exists() and not kept:
+            part.unlink()  # opened but nothing came: nothing to resume
         raise MixerError(f"cannot download {what}: {reason}{kept} (no network here? download it elsewhere and "
                          "copy it to that path)") from None
     body = part

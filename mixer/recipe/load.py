@@ -320,18 +320,18 @@ def resolve_files(recipe: Recipe, source: Source) -> list[Path]:
         if any(ch in f.path for ch in "*?["):
             matches = sorted(Path(m) for m in glob.glob(pattern))
             if not matches:
-                raise RecipeError(f"source {source.name!r}: no file matches {pattern!r}{_relative_raw_dir_hint(base)}")
+                raise RecipeError(f"source {source.name!r}: no file matches {pattern!r}{relative_raw_dir_hint(base)}")
             out.extend(matches)
         else:
             p = Path(pattern)
             if not p.exists():
                 hint = f" (run `mixer fetch` to download it from {f.url})" if f.url else ""
-                raise RecipeError(f"source {source.name!r}: file not found: {p}{hint}{_relative_raw_dir_hint(base)}")
+                raise RecipeError(f"source {source.name!r}: file not found: {p}{hint}{relative_raw_dir_hint(base)}")
             out.append(p)
     return out
 
 
-def _relative_raw_dir_hint(base: Path) -> str:
+def relative_raw_dir_hint(base: Path) -> str:
     """Why every file of a recipe may be missing at once: a relative ``raw_dir`` is read from the folder mixer
     runs in, not the recipe's folder (``cd recipes && mixer build v2-sample.yaml`` finds no
     ``samples/raw_train``). Said only when that folder does not exist from here."""

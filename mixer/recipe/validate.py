@@ -18,7 +18,7 @@ from rich.table import Table
 
 from mixer.core.errors import InputError, MixerError, RecordError, user_message
 from mixer.readers.base import ParseFailure
-from mixer.recipe.load import Recipe, Source, SourceFile, allowed, load_recipe, resolve_files
+from mixer.recipe.load import Recipe, Source, SourceFile, allowed, load_recipe, relative_raw_dir_hint, resolve_files
 from mixer.sources import SourceContext, get_adapter
 
 PROBE_RECORDS = 50
@@ -66,8 +66,23 @@ def check_recipe(recipe_path: Path, raw_dir: str | None) -> dict[str, Any]:
         row["files"] = shown
         row["notes"] = notes
         row["records_probed"] = _probe(recipe, s, files, problems)
+    _hint_once(problems, relative_raw_dir_hint(Path(recipe.raw_dir)))
     return {"recipe": str(recipe_path), "name": recipe.name, "ok": not problems, "sources": rows,
             "problems": problems}
+
+
+def _hint_once(problems: list[str], hint: str) -> None:
+    """Keep the relative-``raw_dir`` hint on the first problem that carries it only: every missing file of a
+    recipe run from the wrong folder carries it (12 times for ``cd recipes && mixer validate v2-sample.yaml``),
+    and the reason is one, not one per file."""
+    if not hint:
+        return
+    said = False
+    for i, problem in enumerate(problems):
+        if problem.endswith(hint):
+            if said:
+                problems[i] = problem[: -len(hint)]
+            said = True
 
 
 def _resolve_each(recipe: Recipe, source: Source, problems: list[str]) -> list[Path]:

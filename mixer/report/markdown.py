@@ -267,9 +267,24 @@ def mention_modes_section(card: dict[str, Any]) -> str:
 GENERATE_TOOL = "mixer generate"
 
 
+#: ``mixer gatt``'s card.json has no ``tool``: it names its method (``mixer/generate/gatt.py``, ``run_gatt``)
+GATT_METHOD = "gatt"
+
+
+def generated_by(card: dict[str, Any]) -> str | None:
+    """The command that wrote a card of generated data (``mixer generate``, ``mixer gatt``); None for any
+    other card (a build's, or one mixer does not know)."""
+    if card.get("tool") == GENERATE_TOOL:
+        return GENERATE_TOOL
+    if card.get("method") == GATT_METHOD and "dialogues" in card:
+        return "mixer gatt"
+    return None
+
+
 def is_generate_card(card: dict[str, Any]) -> bool:
-    """A ``mixer generate`` output's card (its own shape: prompts, samples, rewards; no sources or totals)."""
-    return card.get("tool") == GENERATE_TOOL
+    """A card of generated data, ``mixer generate``'s or ``mixer gatt``'s (their own shape: prompts, dialogues,
+    samples; no sources or totals), shown from the README.md written beside it."""
+    return generated_by(card) is not None
 
 
 def load_card(out_dir: Path, *, builds_only: bool = True) -> dict[str, Any]:
@@ -289,8 +304,9 @@ def load_card(out_dir: Path, *, builds_only: bool = True) -> dict[str, Any]:
     if not isinstance(card, dict):
         raise MixerError(f"{path}: not a mixer card (a JSON object was expected)")
     if builds_only and is_generate_card(card):
-        raise MixerError(f"{out_dir}: not a build output (it was written by `mixer generate`; "
+        raise MixerError(f"{out_dir}: not a build output (it was written by `{generated_by(card)}`; "
                          f"`mixer card {out_dir}` shows its card)")
     if not is_generate_card(card) and not {"sources", "totals", "recipe"} <= card.keys():
-        raise MixerError(f"{path}: not a build output's card (no sources/totals/recipe)")
+        raise MixerError(f"{path}: not a build output's card (no sources/totals/recipe), nor one of `mixer "
+                         f"generate` or `mixer gatt`; it is JSON: read it as it is (`python -m json.tool {path}`)")
     return card

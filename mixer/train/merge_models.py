@@ -13,11 +13,19 @@ or pydantic), driven with a configuration built here:
 mixer checks the two folders first, so a folder that is not a model or two models of different shapes are
 a clear message instead of an error deep inside mergekit; the output is written to a temporary sibling
 folder and renamed into place, so a failed merge leaves nothing behind.
+
+One library message is silenced during the merge: transformers 5's "`torch_dtype` is deprecated! Use `dtype`
+instead!", said because mergekit (0.1.5, ``mergekit/merge.py``, ``_model_out_config``) sets the merged
+config's ``torch_dtype``; mixer's own calls never name ``torch_dtype`` and the user can do nothing about it.
+Every other record still reaches stderr.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +34,8 @@ from mixer.core.outdir import staged_dir
 
 METHODS = ("slerp", "linear")
 REPORT_NAME = "merge_report.json"
+#: (logger, exact message) of the one library record a merge drops; see the module's docstring
+MERGEKIT_TORCH_DTYPE = ("transformers.configuration_utils", "`torch_dtype` is deprecated! Use `dtype` instead!")
 
 
 def tensor_shapes(model_dir: str | Path, option: str) -> dict[str, tuple[int, ...]]:
@@ -102,7 +112,29 @@ def run_merge_models(model_a: str | Path, model_b: str | Path, method: str, t: f
     out = Path(output_dir)
     with staged_dir(out) as staging:  # the CLI has checked out is empty or an earlier mixer output
         options = MergeOptions(copy_tokenizer=True, write_model_card=False, quiet=True, random_seed=0)
-        run_merge(MergeConfiguration.model_validate(config), str(staging), options=options)
+        with _without_mergekit_torch_dtype_notice():
+            run_merge(MergeConfiguration.model_validate(config), str(staging), options=options)
         report = {"A": str(model_a), "B": str(model_b), "method": method, "t": t, "mergekit_config": config}
         (staging / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return out
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != self.message
+
+
+@contextmanager
+def _without_mergekit_torch_dtype_notice() -> Iterator[None]:
+    """For the block, drop the one record mergekit's ``config.torch_dtype = ...`` makes transformers log."""
+    name, message = MERGEKIT_TORCH_DTYPE
+    drop = _DropMessage(message)
+    logging.getLogger(name).addFilter(drop)
+    try:
+        yield
+    finally:
+        logging.getLogger(name).removeFilter(drop)

@@ -232,3 +232,26 @@ def test_python_dash_m_runs_the_command(module: str) -> None:
     result = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parents[2], timeout=120)
     assert result.returncode == 0 and result.stdout.startswith("mixer "), result.stdout + result.stderr
+
+
+def test_a_build_piped_to_a_log_prints_the_summary_and_closing_line_but_no_progress(tmp_path: Path,
+                                                                                    make_recipe) -> None:
+    # what the README promises off a terminal: stdout the summary tables at full width, stderr only the
+    # closing line (no stage lines, no bars); -q neither tables nor closing line
+    import os
+    import subprocess
+    import sys
+
+    recipe = _recipe(tmp_path, make_recipe, take=10)
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "MIXER_TOKEN_CACHE": "0", "MIXER_READ_CACHE": "0"}
+    env.pop("COLUMNS", None)
+    piped = subprocess.run([sys.executable, "-m", "mixer", "build", str(recipe)], capture_output=True, text=True,
+                           cwd=root, env=env, timeout=300)
+    assert piped.returncode == 0, piped.stderr
+    assert "records per source" in piped.stdout and "flan_v2" in piped.stdout
+    assert max(len(line) for line in piped.stdout.splitlines()) > 80  # a table row, not wrapped at 80
+    assert piped.stderr.splitlines() == [piped.stderr.strip()] and piped.stderr.startswith("wrote 10 records to ")
+    quiet = subprocess.run([sys.executable, "-m", "mixer", "build", str(recipe), "-q"], capture_output=True,
+                           text=True, cwd=root, env=env, timeout=300)
+    assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == "", quiet.stdout + quiet.stderr

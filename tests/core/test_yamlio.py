@@ -53,3 +53,19 @@ def test_an_empty_file_is_empty_text_and_no_data(tmp_path: Path) -> None:
     path = tmp_path / "r.yaml"
     path.write_text("")
     assert read_yaml_file(path) == ("", None)
+
+
+def test_a_yaml_errors_location_names_the_file_not_a_unicode_string(tmp_path: Path) -> None:
+    # PyYAML, parsing text, located the error `in "<unicode string>", line 3`: the location names the file
+    path = tmp_path / "r.yaml"
+    path.write_text("seed: 1\nsources:\n  - name: a\n   files: x\n")
+    with pytest.raises(MixerError) as bad:
+        read_yaml_file(path)
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("take: 5\ntake: 10\n")
+    with pytest.raises(MixerError) as repeated:
+        read_yaml_file(twice)
+    for info, p, line in ((bad, path, 4), (repeated, twice, 2)):
+        message = str(info.value)
+        assert "<unicode string>" not in message, message
+        assert f'in "{p}", line {line}' in message, message

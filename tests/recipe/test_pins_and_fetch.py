@@ -258,3 +258,35 @@ def test_mixer_fetch_tries_every_file_and_lists_the_failures_at_the_end(server: 
     assert "a.jsonl" in text and "c.jsonl" in text and "Traceback" not in text
     assert (tmp_path / "raw" / "b.jsonl").read_bytes() == BODY
     assert [p for p, _ in server.requests] == ["/a.jsonl", "/b.jsonl", "/c.jsonl"]
+
+
+def test_a_second_mixer_pin_says_how_many_files_were_already_pinned(tmp_path: Path) -> None:
+    # "pinned 0 of 2 files" read as if nothing could be pinned; the files were pinned by the first run
+    for name in ("a.jsonl", "b.jsonl"):
+        write_jsonl(tmp_path / "raw" / name, flan_rows(3, prefix=name))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"name: t\nraw_dir: {tmp_path / 'raw'}\nsources:\n  - name: flan_v2\n"
+                      "    files: [a.jsonl, b.jsonl]\n", encoding="utf-8")
+    first = runner.invoke(app, ["pin", str(recipe)])
+    assert first.exit_code == 0 and "pinned 2 of 2 files" in first.output and "already" not in first.output
+    write_jsonl(tmp_path / "raw" / "b.jsonl", flan_rows(4, prefix="b"))  # one file changes: re-pinned
+    second = runner.invoke(app, ["pin", str(recipe)])
+    assert second.exit_code == 0 and "pinned 1 of 2 files" in second.output
+    assert "(1 already pinned, unchanged)" in second.output
+    third = runner.invoke(app, ["pin", str(recipe)])
+    assert third.exit_code == 0 and "pinned 0 of 2 files" in third.output
+    assert "(2 already pinned, unchanged)" in third.output
+
+
+def test_an_offline_fetch_leaves_no_empty_folder_it_made_and_keeps_the_ones_it_found(tmp_path: Path) -> None:
+    # offline, `mixer fetch` left an empty <raw>/cot/ (and <raw>/flan/) per source behind
+    raw = tmp_path / "raw"
+    (raw / "mine").mkdir(parents=True)  # an empty folder the user made: not fetch's to remove
+    closed = "http://127.0.0.1:9"
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "t", "raw_dir": str(raw), "sources": [
+        {"name": "cot", "files": [{"path": "cot/deep/x.jsonl", "url": f"{closed}/x.jsonl"}]},
+        {"name": "flan_v2", "files": [{"path": "mine/y.jsonl", "url": f"{closed}/y.jsonl"}]}]}), encoding="utf-8")
+    result = runner.invoke(app, ["fetch", str(recipe)])
+    assert result.exit_code == 2 and "2 of 2 files could not be fetched" in result.output
+    assert sorted(p.relative_to(raw).as_posix() for p in raw.rglob("*")) == ["mine"]

@@ -48,3 +48,15 @@ def test_validate_passes_a_good_recipe_with_exit_0(tmp_path: Path, make_recipe) 
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["ok"] is True
     assert "recipe OK" in runner.invoke(app, ["validate", str(recipe)]).output
+
+
+def test_validate_from_the_wrong_folder_says_the_relative_raw_dir_hint_once(tmp_path: Path, monkeypatch) -> None:
+    # `cd recipes && mixer validate v2-sample.yaml`: every file is missing for one reason, said once, not 12 times
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(repo / "recipes")
+    result = runner.invoke(app, ["validate", "v2-sample.yaml", "--json"])
+    assert result.exit_code == 2
+    problems = json.loads(result.stdout)["problems"]
+    assert len(problems) > 1 and all("not found" in p or "no file matches" in p for p in problems)
+    hinted = [p for p in problems if "is relative to the folder mixer runs in" in p]
+    assert hinted == problems[:1] and "--raw-dir" in hinted[0]

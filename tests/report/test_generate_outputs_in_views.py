@@ -73,3 +73,40 @@ def test_show_on_generated_records_prints_their_sizes_not_none_tokens(generated:
     assert result.exit_code == 0, result.output
     assert "None" not in result.output
     assert "7 completion tokens" in result.output and "reward 0.25" in result.output
+
+
+@pytest.fixture
+def gatt_output(tmp_path: Path) -> Path:
+    """A real `mixer gatt` output (run_gatt's own card and README), a stand-in backend giving each turn's reply."""
+    from types import SimpleNamespace
+
+    from mixer.generate.gatt import GattConfig, run_gatt
+
+    class Replies:
+        def generate(self, prompts: list, seeds: list) -> list:
+            return [[SimpleNamespace(text=f"reply {i}", finish_reason="stop")] for i in range(len(prompts))]
+
+    dialogues = tmp_path / "d.jsonl"
+    dialogues.write_text(json.dumps({"id": "a", "messages": [{"role": "user", "content": "Say hello."}]}) + "\n",
+                         encoding="utf-8")
+    out = tmp_path / "gatt"
+    run_gatt(GattConfig(policy="unused", dialogues=str(dialogues), output=str(out), name="gatt"), backend=Replies())
+    return out
+
+
+def test_card_shows_a_gatt_outputs_card_instead_of_not_a_build_outputs_card(gatt_output: Path,
+                                                                             tmp_path: Path) -> None:
+    # `mixer card out/gatt` said "not a build output's card" although `mixer gatt` writes card.json and README.md
+    result = runner.invoke(app, ["card", str(gatt_output)])
+    assert result.exit_code == 0, result.output
+    assert "GAtt data" in result.output and "1 dialogue(s) of 1 read" in result.output
+    assert json.loads(runner.invoke(app, ["card", str(gatt_output), "--json"]).output)["method"] == "gatt"
+    html = runner.invoke(app, ["card", str(gatt_output), "--html", str(tmp_path / "r.html")])
+    assert html.exit_code == 2 and "written by `mixer gatt`" in html.output.replace("\n", "")
+
+
+def test_a_card_mixer_does_not_know_is_named_with_how_to_read_it(tmp_path: Path) -> None:
+    (tmp_path / "card.json").write_text(json.dumps({"iteration": 1, "pairs": 3}), encoding="utf-8")
+    result = runner.invoke(app, ["card", str(tmp_path)])
+    assert result.exit_code == 2 and "not a build output's card" in result.output
+    assert "json.tool" in result.output and "Traceback" not in result.output

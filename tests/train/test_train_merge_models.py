@@ -107,3 +107,32 @@ def test_cli_merge_models_bad_input_exits_2_and_writes_nothing(tmp_path: Path) -
         assert message in result.output
         assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "empty"]
+
+
+def test_cli_merge_models_does_not_leak_mergekits_torch_dtype_notice(tmp_path: Path) -> None:
+    # mergekit sets the merged config's torch_dtype, and transformers 5 said "`torch_dtype` is deprecated!" on
+    # stderr of every merge; a fresh process, as transformers says it once per process
+    import subprocess
+    import sys
+
+    a, b = _llama(tmp_path / "a", 0), _llama(tmp_path / "b", 1)
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-m", "mixer", "train", "merge-models", str(a), str(b), "-o",
+                             str(tmp_path / "merged")], capture_output=True, text=True, cwd=root, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "merged " in result.stdout and "torch_dtype" not in result.stderr, result.stderr
+
+
+def test_the_merge_drops_only_that_one_message_and_only_while_it_merges(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from mixer.train.merge_models import MERGEKIT_TORCH_DTYPE, _without_mergekit_torch_dtype_notice
+
+    name, message = MERGEKIT_TORCH_DTYPE
+    log = logging.getLogger(name)
+    with caplog.at_level(logging.WARNING, logger=name):
+        with _without_mergekit_torch_dtype_notice():
+            log.warning(message)
+            log.warning("another warning")
+        log.warning(message)
+    assert [r.getMessage() for r in caplog.records] == ["another warning", message]
