@@ -189,10 +189,11 @@ def read_source(recipe: Recipe, source: Source, work_dir: WorkPath, *, gate: boo
     # entries (records_in) only grow, so the parts of a source read apart add up in order. The drops go to an Arrow
     # file beside the candidates: the build keeps no Python object per dropped record (DropSink)
     drops: list[WorkPath] = []
-    (table, *_) = sink.parts(source.name) or [None]  # a sink without a spill folder: one table, in entry order
-    if table is not None:
+    parts = sink.parts(source.name)  # this sink has no spill folder: its drops as tables, in entry order
+    if parts:
         writer = SpillWriter(work_dir / name.replace("candidates", "drops", 1), DROPPED_SCHEMA)
-        writer.write(table)
+        for part in parts:
+            writer.write(part)
         drops.append(writer.close().paths[0])
     return SourceRead(stats=stats, drops=drops, candidates=[candidates], used=set(context.used))
 
