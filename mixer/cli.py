@@ -6,6 +6,7 @@ bugs in mixer only.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -314,6 +315,22 @@ def _mount_prep() -> None:
 
 
 _mount_prep()
+
+
+def _one_line_summaries(typer_app: typer.Typer) -> None:
+    """Give every command a one-line summary: its docstring's first paragraph with the source's line breaks
+    folded. Typer's rich command list prints a docstring's line breaks as they are, so the wrapped source
+    lines showed as ragged rows in ``mixer --help``; a one-line summary is re-wrapped to the terminal."""
+    for info in typer_app.registered_commands:
+        if info.short_help is None:
+            doc = info.help or inspect.getdoc(info.callback) or ""
+            info.short_help = " ".join(doc.split("\n\n")[0].split())
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _one_line_summaries(group.typer_instance)
+
+
+_one_line_summaries(app)
 
 
 def main() -> None:

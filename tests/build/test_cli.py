@@ -216,6 +216,14 @@ def test_help_keeps_bracketed_extras_visible() -> None:
     assert "pip install mixer[train]" in top.output
 
 
+def test_command_lists_fold_docstring_line_breaks() -> None:
+    # the wrapped source lines of a docstring showed as ragged rows ("... the data card" / "in OUT/README.md")
+    top = runner.invoke(app, ["--help"], env={"COLUMNS": "400"})
+    assert "the data card in OUT/README.md and OUT/card.json, every dropped record in OUT/dropped/." in top.output
+    train = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "400"})
+    assert "closest (angular distance on calibration data; Gromov et al. 2024)" in train.output
+
+
 def test_build_refuses_a_worker_count_below_one(tmp_path: Path, make_recipe) -> None:
     recipe = _recipe(tmp_path, make_recipe)
     for workers in ("0", "-2"):  # were taken silently: 0 as every core, -2 as one
