@@ -287,10 +287,14 @@ def dev_tiny_model(
 ) -> None:
     """Write a tiny random Llama (about 0.1 M parameters) with a byte-level tokenizer and the Tulu chat
     template: a model `mixer train` and `mixer generate` take on a CPU in seconds, made without a download
-    (the tests train the same one). It learns nothing useful; it shows the loop works."""
+    (the tests train the same one). It learns nothing useful; it shows the loop works. A folder that already
+    holds it (same seed) is kept, so the commands that use it can be run again."""
     from mixer.train.runlog import library_bars_off_terminal
-    from mixer.train.tiny_model import make_tiny_model
+    from mixer.train.tiny_model import is_tiny_model, make_tiny_model
 
+    if is_tiny_model(out, seed=seed):  # a rerun of the README's commands
+        typer.echo(f"{out} already holds the tiny model (seed {seed}); kept as is", err=True)
+        return
     with library_bars_off_terminal():
         make_tiny_model(out, seed=seed)
     typer.echo(f"wrote a tiny model to {out} (use it as --model {out})", err=True)

@@ -108,7 +108,8 @@ def gatt(
     policy: Annotated[str, typer.Option("--policy", help="Policy model folder that answers (with a chat template).")],
     dialogues: Annotated[str, typer.Option("--dialogues", help="JSONL or Parquet records with `messages` (user "
                                            "turns; assistant turns are regenerated).")],
-    output: Annotated[str, typer.Option("--output", "-o", help="A new output folder.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="The output folder: a new one, or this command's "
+                                        "earlier run (resumed; a finished one is not redone).")],
     instructions: Annotated[str | None, typer.Option("--instructions", help="One per line: KIND<TAB>FULL[<TAB>SHORT] "
                                                      "(combined across kinds) or a whole instruction (never "
                                                      "combined); default: hobby, language, public figure.")] = None,
@@ -128,17 +129,25 @@ def gatt(
     keep_truncated: Annotated[bool, typer.Option("--keep-truncated/--drop-truncated", help="Keep a dialogue whose "
                                                  "reply stopped at max_new_tokens? Default: dropped (counted as "
                                                  "truncated).")] = False,
+    shard_dialogues: Annotated[int, typer.Option("--shard-dialogues", help="Dialogues per shard: what an "
+                                                 "interrupted run keeps (a rerun resumes).")] = 64,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT when it is not a `mixer gatt` "
+                                            "output or was made with other settings (its files are deleted).")
+                         ] = False,
 ) -> None:
     """Ghost Attention (Llama 2 §3.3): constraints combined at random into an instruction on every user turn while
     the policy answers; written with the instruction (half of the time in its short form) in the first turn only
-    and `train: false` on every assistant turn but the last."""
+    and `train: false` on every assistant turn but the last. Rerunning resumes an interrupted run; a finished one
+    is not redone."""
     from mixer.generate.gatt import GattConfig, run_gatt
 
     card = run_gatt(GattConfig(policy=policy, dialogues=dialogues, output=output, instructions=instructions,
                                max_dialogues=max_dialogues, temperature=temperature, top_p=top_p,
                                max_new_tokens=max_new_tokens, seed=seed, chat_template=chat_template, name=name,
                                min_constraints=min_constraints, max_constraints=max_constraints,
-                               shorten_prob=shorten_prob, keep_truncated=keep_truncated))
+                               shorten_prob=shorten_prob, keep_truncated=keep_truncated,
+                               shard_dialogues=shard_dialogues, overwrite=overwrite),
+                    say=lambda message: typer.echo(message, err=True))
     typer.echo(f"{card['dialogues']['written']} dialogue(s), {card['turns']['generated']} turn(s) generated, "
                f"{card['instructions']['shortened']} instruction(s) shortened; card: {output}/README.md")
 

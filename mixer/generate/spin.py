@@ -77,7 +77,7 @@ def generate_pairs(model: str | Path, gold: list[dict[str, Any]], folder: Path, 
                    sampling: Any, chat_template: str | None, seed: int) -> None:
     """``folder/data`` + ``folder/card.json``: (gold, generated) pairs of one iteration."""
     from mixer.generate.backends import make_backend
-    from mixer.generate.gatt import dialogue_seed
+    from mixer.generate.gatt_draw import dialogue_seed
 
     backend = make_backend("transformers", model, sampling, chat_template=chat_template, dtype="auto", seed=seed)
     answers = backend.generate([g["prompt"] for g in gold],

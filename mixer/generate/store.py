@@ -74,26 +74,41 @@ def prepare_output(cfg: GenerateConfig, manifest: dict[str, Any], files: Sequenc
                ("--preprompts", cfg.preprompts), ("--system-messages", cfg.system_messages), ("--rubric", cfg.rubric)]
     read = [("prompt file", Path(f)) for f in files]
     check_not_an_input(out, [(o, Path(p)) for o, p in options if p and Path(p).exists()] + read, option="--output")
+
+    def finished(card: dict[str, Any]) -> bool:
+        return card.get("settings", {}).get("assembly") == cfg.assembly_settings()
+
+    return ready_run_folder(out, manifest, overwrite=cfg.overwrite, marker=MANIFEST, tool="mixer generate",
+                            finished=finished)
+
+
+def ready_run_folder(out: Path, manifest: dict[str, Any], *, overwrite: bool, marker: str, tool: str,
+                     finished: Callable[[dict[str, Any]], bool]) -> str:
+    """The resume protocol of a run folder written shard by shard (``mixer generate``, ``mixer gatt``):
+    ``new``, ``resume`` (the ``marker`` manifest is this run's) or ``complete`` (``card.json`` exists and
+    ``finished(card)`` says it is this run's). A folder without ``marker`` is never touched without
+    ``overwrite``; one made with other settings is refused (its shards would mix two runs), unless it stopped
+    before its first shard. The caller has checked that ``out`` holds none of the run's inputs."""
     if out.exists() and not out.is_dir():
         raise MixerError(f"--output {out} is a file; choose a folder")
     if out.is_dir() and any(out.iterdir()):
-        if cfg.overwrite:
+        if overwrite:
             shutil.rmtree(out)
-        elif not (out / MANIFEST).is_file():
-            raise MixerError(f"{out} exists and is not a mixer generate output; pass --overwrite to replace it "
+        elif not (out / marker).is_file():
+            raise MixerError(f"{out} exists and is not a {tool} output; pass --overwrite to replace it "
                              "or choose another --output")
         else:
             try:
-                old = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+                old = json.loads((out / marker).read_text(encoding="utf-8"))
             except (OSError, ValueError) as e:
-                raise MixerError(f"{out / MANIFEST}: unreadable ({e}); pass --overwrite to start over") from None
+                raise MixerError(f"{out / marker}: unreadable ({e}); pass --overwrite to start over") from None
             changed = _changed_keys(*_comparable(old, manifest))
             if changed and not any((out / SHARDS).glob("*.parquet")):
                 # a run that stopped before its first shard (a mistyped or wrong model, say): no sample to
                 # keep apart from the new settings', so it starts over, without the versions of the backend it
                 # loaded (another backend's would be kept as this run's, with a warning about a resume)
                 (out / VERSIONS).unlink(missing_ok=True)
-                write_json(out / MANIFEST, manifest)
+                write_json(out / marker, manifest)
                 return "new"
             if changed:
                 raise MixerError(f"{out} was generated with other settings ({', '.join(changed)} differ); resume "
@@ -101,14 +116,14 @@ def prepare_output(cfg: GenerateConfig, manifest: dict[str, Any], files: Sequenc
             card = out / CARD
             if card.is_file():
                 try:
-                    done = json.loads(card.read_text(encoding="utf-8")).get("settings", {}).get("assembly")
-                except ValueError:
-                    done = None
-                if done == cfg.assembly_settings():
+                    done = finished(json.loads(card.read_text(encoding="utf-8")))
+                except (ValueError, AttributeError):
+                    done = False
+                if done:
                     return "complete"
             return "resume"
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / MANIFEST, manifest)
+    write_json(out / marker, manifest)
     return "new"
 
 

@@ -9,11 +9,15 @@ nothing useful; it shows the loop works.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from mixer.core.chat import TULU_CHAT_TEMPLATE
 from mixer.core.errors import MixerError
+
+#: written last into a tiny model's folder: what made it, so that a rerun of the same command keeps it
+MARKER = "mixer-tiny-model.json"
 
 #: the tokenizer's special tokens: padding, sequence ends, and the Tulu template's role markers
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>"]
@@ -66,10 +70,15 @@ def make_model(out: Path, vocab_size: int, seed: int = 0) -> Path:
 
 def make_tiny_model(out: Path, texts: Sequence[str] = DEFAULT_TEXTS, seed: int = 0) -> Path:
     """A checkpoint folder ``out``: the tokenizer trained on ``texts`` and a random model of its vocabulary,
-    saved together as a real checkpoint is. ``out`` must be new or empty: nothing of a user's is replaced."""
+    saved together as a real checkpoint is. ``out`` must be new or empty, or hold the tiny model this call
+    would make (then it is kept, so the README's commands can be run again): nothing of a user's is replaced."""
     out = Path(out)
+    made = {"seed": seed, "texts": "default" if tuple(texts) == DEFAULT_TEXTS else "custom"}
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise MixerError(f"{out}: exists and is not an empty folder; give a new folder for the tiny model")
+        if _marker(out) == made and made["texts"] == "default":
+            return out
+        raise MixerError(f"{out}: exists and is not an empty folder (nor a tiny model made with seed {seed}); "
+                         "give a new folder for the tiny model")
     try:
         from transformers import AutoTokenizer
     except ImportError:
@@ -78,4 +87,17 @@ def make_tiny_model(out: Path, texts: Sequence[str] = DEFAULT_TEXTS, seed: int =
     make_tokenizer(out, texts)
     tokenizer = AutoTokenizer.from_pretrained(out)
     make_model(out, vocab_size=len(tokenizer), seed=seed)
+    (out / MARKER).write_text(json.dumps(made) + "\n", encoding="utf-8")  # last: a folder cut short has none
     return out
+
+
+def is_tiny_model(out: Path, seed: int = 0) -> bool:
+    """Whether ``out`` holds the tiny model :func:`make_tiny_model` makes with ``seed`` and its default texts."""
+    return _marker(Path(out)) == {"seed": seed, "texts": "default"}
+
+
+def _marker(out: Path) -> object:
+    try:
+        return json.loads((out / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

@@ -239,7 +239,7 @@ def test_staged_dir_leaves_nothing_and_keeps_the_earlier_output_when_writing_fai
 
 
 def test_staged_dir_output_gets_the_mode_of_any_new_folder_not_mkdtemps_private_one(tmp_path: Path) -> None:
-    """merge-models, prune and gatt write through staged_dir; their folder must be as readable as one mkdir
+    """merge-models, prune and tokenize write through staged_dir; their folder must be as readable as one mkdir
     makes under the umask (a teammate reads a merged model), not 0700."""
     plain = tmp_path / "plain"
     plain.mkdir()

@@ -13,7 +13,8 @@ from train_fixtures import tiny_assets
 from typer.testing import CliRunner
 
 from mixer.cli import app
-from mixer.generate.gatt import DEFAULT_CONSTRAINTS, draw_instruction, training_record
+from mixer.generate.gatt import training_record
+from mixer.generate.gatt_draw import DEFAULT_CONSTRAINTS, draw_instruction
 
 DIALOGUES = [
     {"id": "a", "messages": [{"role": "user", "content": "Say hello."}, {"role": "assistant", "content": "Hi."},

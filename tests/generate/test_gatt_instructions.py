@@ -18,15 +18,8 @@ from typer.testing import CliRunner
 from mixer.cli import app
 from mixer.core.errors import MixerError
 from mixer.generate.backends import Completion
-from mixer.generate.gatt import (
-    DEFAULT_CONSTRAINTS,
-    PLAIN_KIND,
-    Constraint,
-    GattConfig,
-    draw_instruction,
-    read_instructions,
-    run_gatt,
-)
+from mixer.generate.gatt import GattConfig, run_gatt
+from mixer.generate.gatt_draw import DEFAULT_CONSTRAINTS, PLAIN_KIND, Constraint, draw_instruction, read_instructions
 
 DIALOGUES = [
     {"id": "a", "messages": [{"role": "user", "content": "Say hello."}, {"role": "assistant", "content": "Hi."},

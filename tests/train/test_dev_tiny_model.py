@@ -61,3 +61,16 @@ def test_the_readme_cpu_loop_trains_the_tiny_model(tmp_path: Path) -> None:
                                  "--set", "max_steps=2"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "runs" / "sft" / "config.json").is_file()
+
+
+def test_tiny_model_rerun_keeps_the_same_model_and_refuses_another_seed(tmp_path: Path) -> None:
+    """Running the README's CPU block again: the folder holding the tiny model of the same seed is kept (it
+    was refused, so a second run stopped at its second line); another seed is still refused, unchanged."""
+    tiny = tmp_path / "tiny"
+    assert runner.invoke(app, ["dev", "tiny-model", str(tiny)]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in tiny.iterdir()}
+    again = runner.invoke(app, ["dev", "tiny-model", str(tiny)])
+    assert again.exit_code == 0 and "already holds the tiny model (seed 0)" in again.output
+    other = runner.invoke(app, ["dev", "tiny-model", str(tiny), "--seed", "1"])
+    assert other.exit_code == 2 and "not an empty folder" in other.output
+    assert {p.name: p.read_bytes() for p in tiny.iterdir()} == before
