@@ -140,16 +140,19 @@ def gatt(
     and `train: false` on every assistant turn but the last. Rerunning resumes an interrupted run; a finished one
     is not redone."""
     from mixer.generate.gatt import GattConfig, run_gatt
+    from mixer.train.runlog import library_bars_off_terminal
 
-    card = run_gatt(GattConfig(policy=policy, dialogues=dialogues, output=output, instructions=instructions,
-                               max_dialogues=max_dialogues, temperature=temperature, top_p=top_p,
-                               max_new_tokens=max_new_tokens, seed=seed, chat_template=chat_template, name=name,
-                               min_constraints=min_constraints, max_constraints=max_constraints,
-                               shorten_prob=shorten_prob, keep_truncated=keep_truncated,
-                               shard_dialogues=shard_dialogues, overwrite=overwrite),
-                    say=lambda message: typer.echo(message, err=True))
-    typer.echo(f"{card['dialogues']['written']} dialogue(s), {card['turns']['generated']} turn(s) generated, "
-               f"{card['instructions']['shortened']} instruction(s) shortened; card: {output}/README.md")
+    cfg = GattConfig(policy=policy, dialogues=dialogues, output=output, instructions=instructions,
+                     max_dialogues=max_dialogues, temperature=temperature, top_p=top_p,
+                     max_new_tokens=max_new_tokens, seed=seed, chat_template=chat_template, name=name,
+                     min_constraints=min_constraints, max_constraints=max_constraints, shorten_prob=shorten_prob,
+                     keep_truncated=keep_truncated, shard_dialogues=shard_dialogues, overwrite=overwrite)
+    with library_bars_off_terminal():  # "Loading weights" redrawn into a log file
+        card = run_gatt(cfg, say=lambda message: typer.echo(message, err=True))
+    d = card["dialogues"]
+    dropped = "".join(f", {n} dropped ({why})" for why, n in d["dropped"].items())
+    typer.echo(f"{d['written']} of {d['read']} dialogue(s) written{dropped}, {card['turns']['generated']} turn(s) "
+               f"generated, {card['instructions']['shortened']} instruction(s) shortened; card: {output}/README.md")
 
 
 @user_errors

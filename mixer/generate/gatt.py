@@ -166,12 +166,15 @@ def run_gatt(cfg: GattConfig, backend: Any = None, say: Callable[[str], None] = 
                         cfg.instructions or "the built-in list")
     dialogues = read_dialogues(cfg.dialogues, cfg.max_dialogues)
     settings = run_settings(cfg)
-    manifest = {"tool": "mixer gatt", "settings": settings, "dialogues": len(dialogues),
+    # what decides the replies; keep_truncated and name only decide the assembly, redone when they change
+    sampling = {k: v for k, v in settings.items() if k not in ("keep_truncated", "name")}
+    manifest = {"tool": "mixer gatt", "sampling": sampling, "dialogues": len(dialogues),
                 "dialogues_digest": hashlib.blake2b(json.dumps(dialogues, ensure_ascii=False).encode(),
                                                     digest_size=16).hexdigest(),
-                "paths": resolved_paths({"policy": cfg.policy, "data": cfg.dialogues})}
+                "paths": resolved_paths(sampling, ("policy", "dialogues", "instructions", "chat_template"))}
     state = ready_run_folder(out, manifest, overwrite=cfg.overwrite, marker=GATT_MANIFEST, tool="mixer gatt",
-                             finished=lambda card: card.get("settings") == settings)
+                             finished=lambda card: all(card.get("settings", {}).get(k) == settings[k]
+                                                       for k in ("keep_truncated", "name")))
     if state == "complete":
         say(f"{out} is complete (same settings); nothing to do")
         return json.loads((out / CARD).read_text(encoding="utf-8"))

@@ -131,11 +131,11 @@ def ready_run_folder(out: Path, manifest: dict[str, Any], *, overwrite: bool, ma
 PATH_SETTINGS = ("policy", "reward_model", "data", "recipe", "raw_dir", "chat_template")
 
 
-def resolved_paths(sampling: dict[str, Any]) -> dict[str, str]:
-    """The path settings of ``sampling`` that name something that exists, resolved: ``runs/sft`` typed in one
-    folder and ``../runs/sft`` in another are the same model (a hub id or ``tulu`` stays as typed)."""
+def resolved_paths(sampling: dict[str, Any], keys: Sequence[str] = PATH_SETTINGS) -> dict[str, str]:
+    """The path settings (``keys``) of ``sampling`` that name something that exists, resolved: ``runs/sft``
+    typed in one folder and ``../runs/sft`` in another are the same model (a hub id or ``tulu`` stays as typed)."""
     return {k: str(Path(v).resolve()) if Path(v).exists() else v
-            for k in PATH_SETTINGS if isinstance(v := sampling.get(k), str)}
+            for k in keys if isinstance(v := sampling.get(k), str)}
 
 
 def _comparable(old: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -146,7 +146,7 @@ def _comparable(old: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, Any
 
     def swap(m: dict[str, Any]) -> dict[str, Any]:
         paths = m.get("paths", {})
-        sampling = {**m.get("sampling", {}), **{k: paths[k] for k in PATH_SETTINGS if k in paths}}
+        sampling = {**m.get("sampling", {}), **paths}
         return {**{k: v for k, v in m.items() if k != "paths"}, "sampling": sampling}
 
     return swap(old), swap(new)

@@ -85,11 +85,26 @@ def test_a_rerun_with_other_settings_is_refused_naming_them(tmp_path: Path) -> N
     cfg = _cfg(tmp_path)
     run_gatt(cfg, backend=Echo(), say=lambda m: None)
     before = _outputs(Path(cfg.output))
-    with pytest.raises(MixerError, match=r"other settings \(settings.seed differ\)"):
+    with pytest.raises(MixerError, match=r"other settings \(sampling.seed differ\)"):
         run_gatt(_cfg(tmp_path, seed=7), backend=Echo(), say=lambda m: None)
     assert _outputs(Path(cfg.output)) == before
     replaced = run_gatt(_cfg(tmp_path, seed=7, overwrite=True), backend=Echo(), say=lambda m: None)
     assert replaced["settings"]["seed"] == 7
+
+
+def test_a_resume_takes_paths_typed_from_another_folder_and_reassembles_for_keep_truncated(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _cfg(tmp_path)
+    run_gatt(cfg, backend=Echo(), say=lambda m: None)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    relative = GattConfig(**{**cfg.__dict__, "dialogues": "../d.jsonl", "output": "../gatt"})
+    said: list[str] = []
+    run_gatt(relative, backend=Echo(fail_after=0), say=said.append)  # the same run: nothing sampled
+    assert said == ["../gatt is complete (same settings); nothing to do"]
+    kept = run_gatt(GattConfig(**{**relative.__dict__, "keep_truncated": True}), backend=Echo(fail_after=0),
+                    say=said.append)  # an assembly setting: the card is redone from the shards, no sampling
+    assert kept["settings"]["keep_truncated"] is True and said[-1] == "resuming ../gatt: 3 of 3 shard(s) already done"
 
 
 def test_a_folder_that_is_not_a_gatt_run_is_kept_unless_overwrite(tmp_path: Path) -> None:
