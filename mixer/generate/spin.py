@@ -16,11 +16,14 @@ iteration 1, 2 and 3"; the authors' configs/config_iter<t>.yaml mix SPIN_iter<t-
 pairs the model was trained on, with a ``card.json`` saying from which iterations and how many) and
 ``model/`` (iteration t+1's model). Each part is written in a staging folder and moved into place when
 complete, so rerunning the same command resumes at the first missing part: a finished part is never redone.
+The answers of a generation still under way are kept in shards (``pair-shards/``), so a stopped generation
+resumes at its first missing shard too.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,9 @@ from mixer.core.records import MESSAGE_TYPE
 PAIR_SCHEMA = pa.schema([("dataset", pa.string()), ("id", pa.string()), ("prompt", pa.list_(MESSAGE_TYPE)),
                          ("chosen", pa.list_(MESSAGE_TYPE)), ("rejected", pa.list_(MESSAGE_TYPE))])
 SPIN_MARKER = "spin.json"
+#: an iteration's answers as they are made (removed once its pairs are assembled), and prompts per shard
+PAIR_SHARDS = "pair-shards"
+SHARD_PROMPTS = 256
 
 
 def read_gold(data: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
@@ -74,21 +80,39 @@ def _write_part(final: Path, table: pa.Table, card: dict[str, Any]) -> None:
 
 
 def generate_pairs(model: str | Path, gold: list[dict[str, Any]], folder: Path, iteration: int,
-                   sampling: Any, chat_template: str | None, seed: int) -> None:
-    """``folder/data`` + ``folder/card.json``: (gold, generated) pairs of one iteration."""
+                   sampling: Any, chat_template: str | None, seed: int, shard_prompts: int = SHARD_PROMPTS) -> None:
+    """``folder/data`` + ``folder/card.json``: (gold, generated) pairs of one iteration.
+
+    The answers are written as they are made, ``shard_prompts`` prompts a shard, under ``iter-<t>/pair-shards/``
+    (each shard whole or absent), so a stopped generation resumes at its first missing shard instead of
+    answering every prompt again; the part is assembled from the shards, which are removed once it is in
+    place. A prompt's answer comes from its own seed; under sampling (temperature > 0) it also depends on the
+    other prompts of its shard (one RNG stream per backend call), and the shards are the same on a resume."""
     from mixer.generate.backends import make_backend
     from mixer.generate.gatt_draw import dialogue_seed
+    from mixer.generate.store import write_parquet
 
-    backend = make_backend("transformers", model, sampling, chat_template=chat_template, dtype="auto", seed=seed)
-    answers = backend.generate([g["prompt"] for g in gold],
-                               [dialogue_seed(seed + iteration, g["id"]) for g in gold])
-    rows = [{"dataset": f"spin_iter{iteration}", "id": g["id"], "prompt": g["prompt"], "chosen": [g["gold"]],
-             "rejected": [{"role": "assistant", "content": a[0].text.strip()}]} for g, a in zip(gold, answers,
-                                                                                               strict=True)]
+    shards = folder.parent / PAIR_SHARDS
+    paths = [shards / f"pairs-{k:05d}.parquet" for k in range((len(gold) + shard_prompts - 1) // shard_prompts)]
+    backend = None
+    for k, path in enumerate(paths):
+        if path.is_file():
+            continue
+        if backend is None:
+            backend = make_backend("transformers", model, sampling, chat_template=chat_template, dtype="auto",
+                                   seed=seed)
+        chunk = gold[k * shard_prompts:(k + 1) * shard_prompts]
+        answers = backend.generate([g["prompt"] for g in chunk],
+                                   [dialogue_seed(seed + iteration, g["id"]) for g in chunk])
+        write_parquet(path, [{"dataset": f"spin_iter{iteration}", "id": g["id"], "prompt": g["prompt"],
+                              "chosen": [g["gold"]], "rejected": [{"role": "assistant", "content": a[0].text.strip()}]}
+                             for g, a in zip(chunk, answers, strict=True)], PAIR_SCHEMA)
+    table = pa.concat_tables([pq.read_table(path, schema=PAIR_SCHEMA) for path in paths]).combine_chunks()
+    rows = table.select(["chosen", "rejected"]).to_pylist()
     same = sum(r["chosen"][0]["content"].strip() == r["rejected"][0]["content"] for r in rows)
-    _write_part(folder, pa.Table.from_pylist(rows, schema=PAIR_SCHEMA),
-                {"iteration": iteration, "generator": str(model), "prompts": len(gold), "pairs": len(rows),
-                 "generated_equals_gold": same, "seed": seed})
+    _write_part(folder, table, {"iteration": iteration, "generator": str(model), "prompts": len(gold),
+                                "pairs": table.num_rows, "generated_equals_gold": same, "seed": seed})
+    shutil.rmtree(shards)  # the part holds every row now
 
 
 def write_training_pairs(out: Path, iteration: int, previous_pairs: bool) -> dict[str, Any]:
@@ -149,7 +173,8 @@ def run_spin(model: str, data: str, output: str, iterations: int, config: str | 
         saved.setdefault("previous_pairs", False)  # folders from before the option trained on their own pairs only
         # a run that stopped before its first part (a mistyped --model that failed to load, say) made nothing
         # to keep apart from new settings: it starts over with them, as `mixer generate` does
-        done = [part for part in out.glob("iter-*/*") if part.name in ("pairs", "train", "model") and part.is_dir()]
+        done = [part for part in out.glob("iter-*/*")
+                if part.name in ("pairs", "train", "model", PAIR_SHARDS) and part.is_dir()]
         changed = _changed_settings(saved, settings)
         restart = bool(changed) and not done
         if changed and not restart:

@@ -131,3 +131,21 @@ def test_an_unreadable_gold_file_is_a_clear_error_and_nothing_is_written(tmp_pat
     result = _spin(out, 1, data=data)
     assert result.exit_code == 2 and "not a readable Parquet file" in result.output, result.output
     assert not out.exists()
+
+
+def test_answers_kept_in_shards_lock_the_settings_as_a_finished_part_does(tmp_path: Path) -> None:
+    # shards of a stopped generation are work to keep: a rerun with other settings must not take them as its own
+    a = tiny_assets()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (broken / name).write_bytes((a.model / name).read_bytes())
+    out = tmp_path / "spin"
+    data = ["--data", str(a.sft_data), "--output", str(out), "--iterations", "1", *TINY]
+    assert CliRunner().invoke(app, ["spin", "--model", str(broken), *data]).exit_code != 0
+    shard = out / "iter-0" / "pair-shards" / "pairs-00000.parquet"
+    shard.parent.mkdir(parents=True)
+    shard.write_bytes(b"answers of the first model")
+    again = CliRunner().invoke(app, ["spin", "--model", str(a.model), *data])
+    assert again.exit_code == 2 and "other settings (model)" in again.output
+    assert shard.read_bytes() == b"answers of the first model"
