@@ -102,14 +102,19 @@ def test_a_folder_that_is_not_a_model_is_named_before_the_run_folder_is_made(tmp
     assert not out.exists()
 
 
-def test_a_run_that_failed_before_its_first_part_takes_new_settings(tmp_path: Path) -> None:
-    # a --model that passes the checks but fails to load (a hub id offline, here a model folder without weights)
-    # used to lock the run folder: the rerun with the right model was refused as "other settings"
-    a = tiny_assets()
+def _model_without_weights(tmp_path: Path) -> Path:
+    """A --model that passes the checks but fails to load (as a hub id offline would)."""
     broken = tmp_path / "broken"
     broken.mkdir()
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
-        (broken / name).write_bytes((a.model / name).read_bytes())
+        (broken / name).write_bytes((tiny_assets().model / name).read_bytes())
+    return broken
+
+
+def test_a_run_that_failed_before_its_first_part_takes_new_settings(tmp_path: Path) -> None:
+    # a --model that passes the checks but fails to load (a hub id offline, here a model folder without weights)
+    # used to lock the run folder: the rerun with the right model was refused as "other settings"
+    a, broken = tiny_assets(), _model_without_weights(tmp_path)
     out = tmp_path / "spin"
     data = ["--data", str(a.sft_data), "--output", str(out), "--iterations", "1", *TINY]
     first = CliRunner().invoke(app, ["spin", "--model", str(broken), *data])
@@ -135,11 +140,7 @@ def test_an_unreadable_gold_file_is_a_clear_error_and_nothing_is_written(tmp_pat
 
 def test_answers_kept_in_shards_lock_the_settings_as_a_finished_part_does(tmp_path: Path) -> None:
     # shards of a stopped generation are work to keep: a rerun with other settings must not take them as its own
-    a = tiny_assets()
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
-        (broken / name).write_bytes((a.model / name).read_bytes())
+    a, broken = tiny_assets(), _model_without_weights(tmp_path)
     out = tmp_path / "spin"
     data = ["--data", str(a.sft_data), "--output", str(out), "--iterations", "1", *TINY]
     assert CliRunner().invoke(app, ["spin", "--model", str(broken), *data]).exit_code != 0
