@@ -160,11 +160,15 @@ class DropSink:
         part: pa.Table | SpillFiles = table
         if self.spill_dir is not None:
             self.spill_dir.mkdir(parents=True, exist_ok=True)
-            writer = SpillWriter(self.spill_dir / f"drops-{self._files:05d}.arrow", DROPPED_SCHEMA)
+            part = _write_drops(self.spill_dir / f"drops-{self._files:05d}.arrow", [table])
             self._files += 1
-            writer.write(table)
-            part = writer.close()
         self._parts.setdefault(source, []).append(part)
+
+    def write(self, source: str, path: WorkPath) -> WorkPath | None:
+        """Write a source's drops, in order, to one Arrow file at ``path``: how a read unit hands them to the
+        build's sink (:meth:`add_counted`). None when the source dropped nothing."""
+        parts = self.parts(source)
+        return _write_drops(path, parts).paths[0] if parts else None
 
     def add_counted(self, source: str, files: Sequence[WorkPath]) -> None:
         """A read unit's drops, in the Arrow files it wrote; it counted them in the stats it returned (which
@@ -188,6 +192,14 @@ class DropSink:
         """A source's drops, in order, as ``Dropped`` records (for a caller that looks at a few)."""
         tables = [p if isinstance(p, pa.Table) else p.to_table() for p in self.parts(source)]
         return [d for table in tables for d in dropped_records(table)]
+
+
+def _write_drops(path: WorkPath, parts: Sequence[pa.Table | SpillFiles]) -> SpillFiles:
+    writer = SpillWriter(path, DROPPED_SCHEMA)
+    for part in parts:
+        for batch in [part] if isinstance(part, pa.Table) else part.iter_batches():  # a file a batch at a time
+            writer.write(batch)
+    return writer.close()
 
 
 class LiveSource(NamedTuple):

@@ -21,9 +21,9 @@ from typing import Any
 import orjson
 
 from mixer.core.errors import InputError, Location, RecordError
-from mixer.core.records import CANDIDATE_SCHEMA, DROPPED_SCHEMA, Dropped, Record
+from mixer.core.records import CANDIDATE_SCHEMA, Dropped, Record
 from mixer.core.stats import FileInfo, SourceRead, SourceStats
-from mixer.core.tables import SpillFiles, SpillWriter
+from mixer.core.tables import SpillFiles
 from mixer.core.workstore import WorkPath
 from mixer.readers.base import FilePart, ParseFailure
 from mixer.readers.raw import file_format, file_info, json_array, splittable
@@ -188,13 +188,8 @@ def read_source(recipe: Recipe, source: Source, work_dir: WorkPath, *, gate: boo
         counter.close()
     # entries (records_in) only grow, so the parts of a source read apart add up in order. The drops go to an Arrow
     # file beside the candidates: the build keeps no Python object per dropped record (DropSink)
-    drops: list[WorkPath] = []
-    parts = sink.parts(source.name)  # this sink has no spill folder: its drops as tables, in entry order
-    if parts:
-        writer = SpillWriter(work_dir / name.replace("candidates", "drops", 1), DROPPED_SCHEMA)
-        for part in parts:
-            writer.write(part)
-        drops.append(writer.close().paths[0])
+    written = sink.write(source.name, work_dir / name.replace("candidates", "drops", 1))
+    drops = [written] if written is not None else []
     return SourceRead(stats=stats, drops=drops, candidates=[candidates], used=set(context.used))
 
 

@@ -9,7 +9,14 @@ import pyarrow as pa
 from mixer.core.records import DROPPED_SCHEMA, Dropped, Record
 from mixer.core.stats import SourceStats
 from mixer.core.tables import SpillFiles
-from mixer.stages.base import Candidates, DropSink, drop_record, dropped_table, run_record_stages
+from mixer.stages.base import (
+    Candidates,
+    DropSink,
+    drop_record,
+    dropped_records,
+    dropped_table,
+    run_record_stages,
+)
 from mixer.stages.read import CandidateStore
 
 
@@ -69,6 +76,12 @@ def test_the_sink_writes_the_builds_drops_to_arrow_files_in_the_order_they_came(
     again = sink.dropped("s")
     assert [d.id for d in again] == [str(i) for i in range(10)] and {d.source for d in again} == {"s"}
     assert again[3].extra == {"kept": 3} and again[2].extra == {} and again[9].messages[0]["content"] == "q9"
+    # one file of every drop, in order, from the files and the records held (how a read unit hands them over)
+    whole = sink.write("s", tmp_path / "all-drops.arrow")
+    assert whole is not None
+    written = dropped_records(SpillFiles([whole], DROPPED_SCHEMA).to_table())
+    assert [d.id for d in written] == [str(i) for i in range(10)]
+    assert sink.write("t", tmp_path / "none.arrow") is None and not (tmp_path / "none.arrow").exists()
 
 
 def test_candidates_remove_marks_rows_out_and_fills_the_drop_from_the_record(tmp_path: Path) -> None:
