@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 from array import array
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -181,7 +182,15 @@ class Selector:
         ordered, file_index = _in_file_order(table, alive)
         n_files = max(len(files), int(file_index.max()) + 1 if len(file_index) else 0)
         groups = [ordered[file_index == i] for i in range(n_files)]  # rows stay in order within a file
-        return groups, [f"source {source!r}"] * n_files
+        raw_dir = Path(self.ctx.recipe.raw_dir).resolve()
+
+        def name(i: int) -> str:  # as the card lists it: relative to raw_dir, so the card holds no local path
+            if i >= len(files):
+                return f"#{i + 1}"
+            path = Path(files[i].path).resolve()
+            return path.relative_to(raw_dir).as_posix() if path.is_relative_to(raw_dir) else files[i].path
+
+        return groups, [f"source {source!r}, file {name(i)}" for i in range(n_files)]
 
     def _take_tokens(self, source: Source, table: SpillFiles, known: pa.Array, order: np.ndarray, take: TokenTake
                      ) -> tuple[np.ndarray, np.ndarray, int]:

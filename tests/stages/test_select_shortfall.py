@@ -35,9 +35,10 @@ def test_per_file_shortfall_from_max_tokens_is_counted_and_warned(tmp_path: Path
     (source,) = card["sources"]
     assert (source["selected"], source["shortfall"]) == (4, 6)
     warnings = card["warnings"]
-    assert any("only 1 of the 6" in w and "max_tokens 60" in w
+    assert any(w.startswith("source 'a', file a/f1.jsonl: take 5 but only 1 of the 6") and "max_tokens 60" in w
                for w in warnings), warnings
-    assert any("only 3 records are left" in w for w in warnings), warnings
+    assert any(w.startswith("source 'a', file a/f2.jsonl: take 5 but only 3 records are left")
+               for w in warnings), warnings
 
 
 def test_whole_source_shortfall_from_max_tokens_is_warned(tmp_path: Path, make_recipe) -> None:
@@ -61,5 +62,6 @@ def test_a_file_that_filtering_emptied_is_short_of_its_whole_take(tmp_path: Path
 
     (source,) = card["sources"]
     assert (source["selected"], source["dropped"], source["shortfall"]) == (2, {"llm_mention": 3}, 2)
-    assert any("take 2 but only 0 records" in w for w in card["warnings"]), card["warnings"]
+    assert any(w.startswith("source 'a', file a/f2.jsonl: take 2 but only 0 records") for w in card["warnings"]), \
+        card["warnings"]
     assert source["records_in"] == source["dropped_total"] + source["not_sampled"] + source["selected"]
