@@ -3,8 +3,9 @@
 The rule, and how it relates to the two well-known implementations
 ------------------------------------------------------------------
 Texts are compared as word tokens (``mixer.kernels.shingles.tokenize``: lowercase, punctuation-
-insensitive, CJK one token per character) of the record's ``key`` text (default ``prompt``, the first
-user turn) and of each benchmark item's ``field``. With ``n = ngram`` (default 8), a training record
+insensitive, CJK one token per character) of the record's ``key`` text (default ``user_turns``: each
+user turn on its own, as open-instruct indexes every user message; ``prompt`` is the first user turn
+alone) and of each benchmark item's ``field``. With ``n = ngram`` (default 8), a training record
 is **contaminated** by a benchmark when any of these holds:
 
 1. ``exact``: its token sequence equals a benchmark item's (the only rule for texts shorter than
@@ -92,8 +93,29 @@ class Decontaminator(BenchmarkIndex):
     def from_config(cls, config: DecontaminationSettings, base_dir: str | Path | None = None) -> Decontaminator:
         return cls(config, load_benchmarks(config, base_dir))
 
-    def text_of(self, messages: Sequence[Message]) -> str:
-        return key_text(messages, self.config.key)
+    def texts_of(self, messages: Sequence[Message], lower: bool = True) -> list[str]:
+        """The texts a record is checked on: each user turn on its own (``user_turns``: a benchmark question
+        asked in the second turn of a conversation is found, and a short one still matches exactly), else
+        the one ``key_text``. ``lower=False`` keeps the case, to show a person."""
+        if self.config.key == "user_turns":
+            return [m["content"].lower() if lower else m["content"] for m in messages if m["role"] == "user"]
+        return [key_text(messages, self.config.key, lower=lower)]
+
+    def check_records(self, records: Sequence[Sequence[Message]]) -> list[tuple[Contamination | None, int]]:
+        """Per record (its messages), its strongest match over ``texts_of`` and which of those texts it is in
+        (the first of equally strong ones), or ``(None, 0)``; screened in one ``check_many`` pass."""
+        texts: list[str] = []
+        owners: list[tuple[int, int]] = []
+        for r, messages in enumerate(records):
+            for t, text in enumerate(self.texts_of(messages)):
+                texts.append(text)
+                owners.append((r, t))
+        out: list[tuple[Contamination | None, int]] = [(None, 0)] * len(records)
+        for (r, t), c in zip(owners, self.check_many(texts), strict=True):
+            held = out[r][0]
+            if c is not None and (held is None or _strength(c) > _strength(held)):
+                out[r] = (c, t)
+        return out
 
     def check(self, text: str) -> Contamination | None:
         """The strongest match of ``text`` (``key_text`` of a record), or None when it matches nothing.
@@ -205,6 +227,11 @@ class Decontaminator(BenchmarkIndex):
         for i in np.flatnonzero(mask).tolist():
             out[i] = self.check(texts[i])
         return out
+
+
+def _strength(c: Contamination) -> tuple[bool, bool, float, float, bool]:
+    """How strong a match is, to choose among a record's turns: a drop first, then an exact copy, then coverage."""
+    return c.contaminated, c.exact_match, c.coverage, c.overlap, c.has_13gram
 
 
 def summarise_contamination(

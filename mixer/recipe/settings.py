@@ -113,7 +113,10 @@ def optimal_bands_rows(
 
 
 
-DECONTAMINATION_KEYS = ("prompt", "user", "conversation")
+#: ``user_turns`` (the default): each user turn checked on its own, as open-instruct's decontamination indexes
+#: every ``role: user`` message (``decontamination/index.py``, ``--query_filter role:user``); ``prompt``: the
+#: first user turn; ``user``: the user turns joined; ``conversation``: every turn joined
+DECONTAMINATION_KEYS = ("user_turns", "prompt", "user", "conversation")
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,7 @@ class DecontaminationSettings:
     ngram: int = 8
     threshold: float = 0.5
     benchmarks: tuple[BenchmarkSpec, ...] = ()
-    key: Literal["prompt", "user", "conversation"] = "prompt"
+    key: Literal["user_turns", "prompt", "user", "conversation"] = "user_turns"
     long_ngram: int = 13
     drop_on_long_ngram: bool = True
     #: an n-gram found in at least this many items of one benchmark is that benchmark's boilerplate (a

@@ -1,5 +1,5 @@
-"""Stage **decontaminate** (corpus-level, recipe ``decontaminate``): drop candidates whose prompt
-overlaps an evaluation benchmark, after dedup and before selection.
+"""Stage **decontaminate** (corpus-level, recipe ``decontaminate``): drop candidates whose prompts (by
+default each user turn) overlap an evaluation benchmark, after dedup and before selection.
 
 The rules (n-gram coverage and overlap, exact match, long n-gram) are ``mixer.kernels.decontaminate``
 (pure); this stage walks the candidates in chunks, removes the contaminated rows through the sink
@@ -16,7 +16,6 @@ from mixer.core.records import Dropped
 from mixer.kernels.decont_audit import audit_entry
 from mixer.kernels.decont_index import load_benchmarks
 from mixer.kernels.decontaminate import Decontaminator, summarise_contamination
-from mixer.kernels.near import key_text
 from mixer.stages.base import StageContext
 
 #: candidates converted to Python at a time
@@ -52,9 +51,7 @@ def decontaminate(ctx: StageContext) -> dict[str, Any]:
 
     def check(rank: int, source: str, messages: list[list[dict[str, str]]], ids: list[str],
               rows: list[int]) -> None:
-        texts = [checker.text_of(m) for m in messages]
-        results = checker.check_many(texts)
-        for i, c in enumerate(results):
+        for i, (c, turn) in enumerate(checker.check_records(messages)):
             if c is None:
                 continue
             found.append((source, ids[i], c))
@@ -66,7 +63,7 @@ def decontaminate(ctx: StageContext) -> dict[str, Any]:
                        f"{c.item_index}: {c.item_text[:200]}",
                 extra={k: v for k, v in dataclasses.asdict(c).items()
                        if k != "contaminated" and (k != "numbers_normalised" or v)})
-            shown = key_text(messages[i], config.key, lower=False)  # the text as written, for a person
+            shown = checker.texts_of(messages[i], lower=False)[turn]  # the text as written, for a person
             flagged[c.benchmark].append(audit_entry(checker, shown, c, source, ids[i]))
 
     _each_source(ctx, check)

@@ -23,6 +23,19 @@ MENTION_MODES = ("substring", "word")
 Verdict = tuple[str, str] | None
 
 
+#: the only non-ASCII characters whose ``str.lower`` holds ASCII letters: "İ" -> "i" + U+0307 (so
+#: "OPENAİ".lower() contains "openai") and the Kelvin sign -> "k"; found by lowering every code point
+UNICODE_TO_ASCII_LOWER = ("\u0130", "\u212a")
+
+
+def _lower_bytes(text: str) -> bytes:
+    """``text.lower()`` as UTF-8, for matching ASCII keywords: ASCII case folding on the bytes (cheap, and
+    the same for every other character), Python's full lowering where one of ``UNICODE_TO_ASCII_LOWER`` is."""
+    if any(c in text for c in UNICODE_TO_ASCII_LOWER):
+        text = text.lower()
+    return text.encode("utf-8", "surrogatepass").lower()
+
+
 class LLMMentionFilter:
     """Drop a record that mentions another LLM or its maker, in one of two modes.
 
@@ -39,7 +52,8 @@ class LLMMentionFilter:
     word ("napalm", "bombard") or in a user turn only; a keyword that is also a common word ("Palm",
     "BARD") still matches as a word in a reply ("Palm trees grow ...") unless left out of ``keywords``.
 
-    The keywords are ASCII and both modes fold ASCII case only (a Kelvin sign does not match "k").
+    The keywords are ASCII. ``substring`` lowers text as open-instruct did (``str.lower``: "OPENAİ" with a
+    Turkish dotted capital I holds "openai"); ``word`` folds ASCII case only (a Kelvin sign does not match "k").
     ``check_batch`` screens a batch with polars' Aho-Corasick ``contains_any`` (one pass over the text
     for all keywords); only records it flags are looked at in Python. A word match in an assistant
     turn is also a substring match somewhere, so the one screen serves both modes. A case-insensitive
@@ -62,12 +76,12 @@ class LLMMentionFilter:
         self._word = re.compile(rf"\b(?:{alternatives})\b", re.IGNORECASE | re.ASCII)
 
     def substring(self, record: Record) -> Verdict:
-        """Tulu V2's verdict: the first keyword (in list order) found in any message."""
-        text = "\n".join(m["content"] for m in record["messages"]).encode("utf-8", "surrogatepass").lower()
+        """Tulu V2's verdict: the first keyword (in list order) found in any message, each message
+        lowered as Python's ``str.lower`` does (open-instruct's ``should_be_filtered``)."""
+        text = _lower_bytes("\n".join(m["content"] for m in record["messages"]))
         for keyword, raw in zip(self._lowered, self._lowered_bytes, strict=True):
             if raw in text:
-                role = next(m["role"] for m in record["messages"]
-                            if raw in m["content"].encode("utf-8", "surrogatepass").lower())
+                role = next(m["role"] for m in record["messages"] if raw in _lower_bytes(m["content"]))
                 return self.reason, f"{keyword!r} in {role} turn"
         return None
 
@@ -96,7 +110,8 @@ class LLMMentionFilter:
         import polars as pl
 
         texts = pl.Series(["\n".join(m["content"] for m in r["messages"]) for r in records], dtype=pl.String)
-        flagged = texts.str.contains_any(list(self._lowered), ascii_case_insensitive=True).to_list()
+        screen = [*self._lowered, *UNICODE_TO_ASCII_LOWER]  # a record with one of those is decided in Python
+        flagged = texts.str.contains_any(screen, ascii_case_insensitive=True).to_list()
         return [(self.substring(r), self.word(r)) if hit else (None, None)
                 for r, hit in zip(records, flagged, strict=True)]
 

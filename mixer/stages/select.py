@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 from array import array
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -123,17 +124,18 @@ class Selector:
         rng = random.Random(self.ctx.recipe.source_seed(source.name))
         alive = np.arange(table.num_rows, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
         groups: list[np.ndarray] = [alive]
-        if source.take_per_file:  # one group per file, in file order (none when no row is left)
-            groups = []
-        if source.take_per_file and len(alive):
-            ordered, files = _in_file_order(table, alive)
-            groups = np.split(ordered, np.flatnonzero(np.diff(files)) + 1)
+        labels = [f"source {source.name!r}"]
+        if source.take_per_file:
+            groups, labels = self._file_groups(source.name, table, alive)
         del rows
         known = table.column("n_tokens").combine_chunks() if count_tokens else None
         chosen: list[np.ndarray] = []
         tokens: list[np.ndarray] = []
         if isinstance(source.take, TokenTake) and not length_only and known is not None:
-            for group in groups:
+            for group, where in zip(groups, labels, strict=True):
+                if source.take_per_file and not len(group):  # a file with no record left adds no tokens
+                    self.ctx.warn(f"{where}: a file has no record left after filtering and dedup; it adds no tokens")
+                    continue
                 order = group[sample_order(rng, len(group))]
                 got_rows, got_tokens, walked = self._take_tokens(source, table, known, order, source.take)
                 chosen.append(got_rows)
@@ -141,15 +143,15 @@ class Selector:
                 self._not_sampled(source.name, table, order[walked:])
             return self._write(source.name, table, np.concatenate([np.empty(0, np.int64), *chosen]),
                                np.concatenate([np.empty(0, np.int32), *tokens]))
-        for group in groups:
+        for group, where in zip(groups, labels, strict=True):
             want = len(group) if length_only else _target(source.take, len(group))
             if isinstance(source.take, float) and not length_only and want == 0 and len(group):
-                self.ctx.warn(f"source {source.name!r}: take {source.take} of {len(group):,} records rounds "
+                self.ctx.warn(f"{where}: take {source.take} of {len(group):,} records rounds "
                               "to 0 records; none are taken (give a larger fraction or a count)")
             asked = source.take.records if isinstance(source.take, FirstTake) else source.take
             if isinstance(asked, int) and not length_only and asked > len(group):
                 stats.shortfall += asked - len(group)
-                self.ctx.warn(f"source {source.name!r}: take {source.take} but only {len(group)} "
+                self.ctx.warn(f"{where}: take {source.take} but only {len(group)} "
                                 "records are left after filtering and dedup; taking all of them")
             if isinstance(source.take, FirstTake) and not length_only:
                 order, _ = _in_file_order(table, group)  # a prefix: files as listed, rows as published
@@ -166,8 +168,29 @@ class Selector:
             self._not_sampled(source.name, table, order[walked:])
             if len(got_rows) < want and self.max_tokens is not None and source.take != "all":
                 stats.shortfall += want - len(got_rows)
+                self.ctx.warn(f"{where}: take {source.take} but only {len(got_rows)} of the {len(group):,} records "
+                              f"left after filtering and dedup fit max_tokens {self.max_tokens}; taking those")
         return self._write(source.name, table, np.concatenate([np.empty(0, np.int64), *chosen]),
                            np.concatenate([np.empty(0, np.int32), *tokens]))
+
+    def _file_groups(self, source: str, table: SpillFiles, alive: np.ndarray) -> tuple[list[np.ndarray], list[str]]:
+        """``take_per_file``: the live rows per file of the source, in file order, and each group's label
+        for warnings (the source and the file). Every file read has a group, an empty one when no row of
+        it is left: a file that filtering and dedup emptied (or that held nothing) is still short of its
+        ``take``, and the shortfall is counted and said like any other."""
+        files = self.ctx.stats[source].files
+        ordered, file_index = _in_file_order(table, alive)
+        n_files = max(len(files), int(file_index.max()) + 1 if len(file_index) else 0)
+        groups = [ordered[file_index == i] for i in range(n_files)]  # rows stay in order within a file
+        raw_dir = Path(self.ctx.recipe.raw_dir).resolve()
+
+        def name(i: int) -> str:  # as the card lists it: relative to raw_dir, so the card holds no local path
+            if i >= len(files):
+                return f"#{i + 1}"
+            path = Path(files[i].path).resolve()
+            return path.relative_to(raw_dir).as_posix() if path.is_relative_to(raw_dir) else files[i].path
+
+        return groups, [f"source {source!r}, file {name(i)}" for i in range(n_files)]
 
     def _take_tokens(self, source: Source, table: SpillFiles, known: pa.Array, order: np.ndarray, take: TokenTake
                      ) -> tuple[np.ndarray, np.ndarray, int]:

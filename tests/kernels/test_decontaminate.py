@@ -150,3 +150,28 @@ def test_benchmark_boilerplate_is_not_evidence() -> None:
     strict = Decontaminator(DecontaminationSettings(boilerplate_items=0), {"quiz": items})
     hit = strict.check(own)
     assert hit is not None and hit.rule == "13gram"
+
+
+def _chat(*turns: str) -> list[dict[str, str]]:
+    return [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns)]
+
+
+def test_every_user_turn_is_checked_on_its_own_by_default() -> None:
+    """open-instruct's decontamination indexes every ``role: user`` message (decontamination/index.py,
+    ``--query_filter role:user``): a benchmark question asked in a later turn is contamination too, and a
+    short item asked there still matches exactly (joined with the other turns it would not)."""
+    assert DecontaminationSettings().key == "user_turns"
+    opening = "I am studying for an exam next week and I would like some help with a few practice questions."
+    later = _chat(opening, "Sure, send them over.", GSM[0], "Natalia sold 72 clips.")
+    short = _chat(opening, "Sure.", "Tell me a joke.", "Why did the chicken cross the road?")
+    clean = _chat(opening, "Sure.", "What is the capital of France?", "Paris.")
+    deco = Decontaminator(DecontaminationSettings(), {"gsm8k": GSM, "mmlu": MMLU})
+
+    (c_later, turn_later), (c_short, turn_short), (c_clean, _) = deco.check_records([later, short, clean])
+
+    assert c_later is not None and c_later.contaminated and c_later.benchmark == "gsm8k" and c_later.item_index == 0
+    assert turn_later == 1 and deco.texts_of(later, lower=False)[turn_later] == GSM[0]
+    assert c_short is not None and c_short.rule == "exact" and c_short.item_index == 2 and turn_short == 1
+    assert c_clean is None
+    first_only = Decontaminator(DecontaminationSettings(key="prompt"), {"gsm8k": GSM, "mmlu": MMLU})
+    assert first_only.check_records([later, short]) == [(None, 0), (None, 0)]

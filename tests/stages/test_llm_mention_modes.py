@@ -105,3 +105,30 @@ def test_unset_mode_is_substring_and_leaves_the_card_without_mode_counts(tmp_pat
 def test_unknown_mention_mode_names_the_recipe_key() -> None:
     with pytest.raises(RecipeError, match=r"filters\.llm_mentions\.mode: 'regex' is not valid"):
         parse_recipe({"filters": {"llm_mentions": {"mode": "regex"}}, "sources": [{"name": "flan_v2", "files": "x"}]})
+
+
+def _tulu_v2_should_be_filtered(record: dict) -> bool:
+    """open-instruct's Tulu V2 rule (scripts/data/sft_v1_v2/reformat_datasets.py, ``should_be_filtered``),
+    restated: a keyword, lowered, is a substring of any message's ``content.lower()``."""
+    return any(k.lower() in m["content"].lower() for m in record["messages"] for k in TULU_V2_LLM_KEYWORDS)
+
+
+#: texts whose Python lowering holds a keyword although their ASCII folding does not: "İ" (U+0130) lowers to
+#: "i" + U+0307, so "OPENAİ" is "openai" + a combining dot to ``str.lower``; inside a word the dot splits
+#: it ("LAİON" is "lai" + dot + "on"), and Tulu V2 kept such records too
+UNICODE_CASES = [
+    _record("KULLANICI: OPENAİ HAKKINDA BİLGİ VER", "Bilgi veriyorum."),
+    _record("Bu bir test.", "Cevap: OPEN Aİ."),
+    _record("Tell me about LAİON.", "It is a non-profit."),
+    _record("İstanbul is a city.", "Yes, in Türkiye."),
+]
+
+
+@pytest.mark.parametrize("batch", [4, 80])  # 4 records are checked in Python, 80 go through the polars screen
+def test_substring_mode_lowers_as_tulu_v2_did(batch: int) -> None:
+    flt = LLMMentionFilter(TULU_V2_LLM_KEYWORDS, "substring")
+    records = (UNICODE_CASES * 20)[:batch]
+    verdicts = flt.check_batch(records)
+    assert [v is not None for v in verdicts] == [_tulu_v2_should_be_filtered(r) for r in records]
+    assert [v is not None for v in verdicts[:4]] == [True, True, False, False]
+    assert verdicts[:2] == [("llm_mention", "'openai' in user turn"), ("llm_mention", "'open ai' in assistant turn")]
