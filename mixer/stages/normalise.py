@@ -35,6 +35,27 @@ def turn_order_problem(messages: list[Message]) -> str | None:
     return None
 
 
+def turn_order_detail(messages: list[Message], removed: int = 0) -> str:
+    """Where ``messages`` break the turn order, for a person reading ``dropped/`` (messages counted from 1),
+    after saying how many empty turns normalising removed first: their removal is often what broke the order,
+    and ``dropped/`` keeps the record as it came, so the count says why its numbering differs."""
+    start = 1 if messages and messages[0]["role"] == "system" else 0
+    body = messages[start:]
+    where = ""
+    for i, m in enumerate(body):
+        due = "user" if i % 2 == 0 else "assistant"
+        if m["role"] != due:
+            where = f"message {start + i + 1} of {len(messages)} is {m['role']!r} where {due!r} was due"
+            break
+    else:
+        if len(body) % 2:
+            where = f"ends with a {body[-1]['role']!r} turn that has no reply"
+    if not removed:
+        return where
+    emptied = f"{removed} empty turn{'s' if removed != 1 else ''} removed"
+    return f"{emptied}; then {where}" if where else emptied
+
+
 def _normalise_text(content: str, rules: NormaliseSettings, changed: set[str]) -> str:
     if rules.nfc and not content.isascii():
         nfc = unicodedata.normalize("NFC", content)
@@ -101,6 +122,13 @@ class Normalise:
     def process(self, source: str, records: list[Record], stats: SourceStats) -> list[Record | Dropped]:
         out: list[Record | Dropped] = []
         for record in records:
-            record, problem = normalise_record(record, self.rules, stats.normalised)
-            out.append(drop_record(record, problem, "normalise") if problem else record)
+            normalised, problem = normalise_record(record, self.rules, stats.normalised)
+            if problem is None:
+                out.append(normalised)
+                continue
+            # the record as it came (empty turns included): what broke it stays visible in dropped/
+            removed = len(record["messages"]) - len(normalised["messages"])
+            detail = (turn_order_detail(normalised["messages"], removed) if problem == "bad_turn_order"
+                      else turn_order_detail([], removed))
+            out.append(drop_record(record, problem, "normalise", detail))
         return out

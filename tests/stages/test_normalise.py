@@ -40,3 +40,26 @@ def test_clean_records_are_not_copied() -> None:
     record = {"dataset": "d", "id": "i", "messages": messages}
     out, problem = normalise.normalise_record(record, NormaliseSettings(), Counter())
     assert out["messages"] is messages and problem is None
+
+
+def test_a_turn_order_drop_says_where_and_keeps_the_record_as_it_came() -> None:
+    """A ShareGPT conversation whose empty first turn is removed starts with the reply: dropped as
+    bad_turn_order with an empty detail and the record after the removal, so the cause could not be seen."""
+    from mixer.core.stats import SourceStats
+    from mixer.recipe.load import parse_recipe
+
+    stage = normalise.Normalise(parse_recipe({"name": "t", "sources": [{"name": "sharegpt", "files": "f.json"}]}))
+    emptied = {"dataset": "d", "id": "a", "messages": [{"role": "user", "content": " "},
+                                                       {"role": "assistant", "content": "It looks like..."}]}
+    dangling = {"dataset": "d", "id": "b", "messages": [{"role": "user", "content": "Hi"},
+                                                        {"role": "assistant", "content": "Hello"},
+                                                        {"role": "user", "content": "And?"}]}
+    unanswered = {"dataset": "d", "id": "c", "messages": [{"role": "user", "content": "Hi"},
+                                                          {"role": "assistant", "content": ""}]}
+    first, second, third = stage.process("s", [emptied, dangling, unanswered], SourceStats("s", "sharegpt", None,
+                                                                                            "all", 1))
+    assert (first.reason, first.detail) == (
+        "bad_turn_order", "1 empty turn removed; then message 1 of 1 is 'assistant' where 'user' was due")
+    assert first.messages == emptied["messages"]  # as it came, the empty turn included
+    assert (second.reason, second.detail) == ("bad_turn_order", "ends with a 'user' turn that has no reply")
+    assert (third.reason, third.detail) == ("no_assistant_turn", "1 empty turn removed")
