@@ -8,33 +8,16 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers.backends import StandInPolicy
 from typer.testing import CliRunner
 
 from mixer.cli import app
 from mixer.core.errors import MixerError
-from mixer.generate.backends import Completion
 from mixer.generate.gatt import GattConfig, run_gatt
 
 DIALOGUES = [{"id": f"d{i}", "messages": [{"role": "user", "content": f"Question {i}?"},
                                           {"role": "assistant", "content": "old"},
                                           {"role": "user", "content": f"Follow-up {i}?"}]} for i in range(5)]
-
-
-class Echo:
-    """A stand-in policy: a reply naming the last user turn and its seed; can stop after some calls."""
-
-    def __init__(self, fail_after: int | None = None) -> None:
-        self.calls = 0
-        self.prompts = 0
-        self.fail_after = fail_after
-
-    def generate(self, prompts, seeds):  # noqa: ANN001, ANN202
-        if self.fail_after is not None and self.calls >= self.fail_after:
-            raise RuntimeError("the machine went away")
-        self.calls += 1
-        self.prompts += len(prompts)
-        return [[Completion(f"On {p[-1]['content'][-12:]} ({s % 1000})", 4, "stop")] for p, s in
-                zip(prompts, seeds, strict=True)]
 
 
 def _cfg(tmp_path: Path, out: str = "gatt", **changes: object) -> GattConfig:
@@ -53,15 +36,15 @@ def _outputs(out: Path) -> dict[str, bytes]:
 def test_an_interrupted_run_resumes_at_the_first_missing_shard_with_the_bytes_of_an_unbroken_run(
         tmp_path: Path) -> None:
     unbroken = _cfg(tmp_path, "unbroken")
-    run_gatt(unbroken, backend=Echo(), say=lambda m: None)
+    run_gatt(unbroken, backend=StandInPolicy(), say=lambda m: None)
     cfg = _cfg(tmp_path)
     with pytest.raises(RuntimeError):  # two calls (two turns) make shard 0; the third call dies
-        run_gatt(cfg, backend=Echo(fail_after=2), say=lambda m: None)
+        run_gatt(cfg, backend=StandInPolicy(fail_after=2), say=lambda m: None)
     out = Path(cfg.output)
     assert sorted(p.name for p in (out / "shards").iterdir()) == ["gatt-00000.parquet"]
     assert not (out / "card.json").exists()  # not complete, so a rerun resumes
     said: list[str] = []
-    again = Echo()
+    again = StandInPolicy()
     card = run_gatt(cfg, backend=again, say=said.append)
     assert said == [f"resuming {out}: 1 of 3 shard(s) already done"]
     assert again.prompts == 3 * 2  # dialogues d2-d4, two turns each: d0 and d1 were not sampled again
@@ -72,10 +55,10 @@ def test_an_interrupted_run_resumes_at_the_first_missing_shard_with_the_bytes_of
 
 def test_a_finished_run_is_not_redone(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path)
-    first = run_gatt(cfg, backend=Echo(), say=lambda m: None)
+    first = run_gatt(cfg, backend=StandInPolicy(), say=lambda m: None)
     before = _outputs(Path(cfg.output))
     said: list[str] = []
-    idle = Echo(fail_after=0)  # any call would fail
+    idle = StandInPolicy(fail_after=0)  # any call would fail
     assert run_gatt(cfg, backend=idle, say=said.append) == first
     assert said == [f"{cfg.output} is complete (same settings); nothing to do"] and idle.calls == 0
     assert _outputs(Path(cfg.output)) == before
@@ -83,26 +66,26 @@ def test_a_finished_run_is_not_redone(tmp_path: Path) -> None:
 
 def test_a_rerun_with_other_settings_is_refused_naming_them(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path)
-    run_gatt(cfg, backend=Echo(), say=lambda m: None)
+    run_gatt(cfg, backend=StandInPolicy(), say=lambda m: None)
     before = _outputs(Path(cfg.output))
     with pytest.raises(MixerError, match=r"other settings \(sampling.seed differ\)"):
-        run_gatt(_cfg(tmp_path, seed=7), backend=Echo(), say=lambda m: None)
+        run_gatt(_cfg(tmp_path, seed=7), backend=StandInPolicy(), say=lambda m: None)
     assert _outputs(Path(cfg.output)) == before
-    replaced = run_gatt(_cfg(tmp_path, seed=7, overwrite=True), backend=Echo(), say=lambda m: None)
+    replaced = run_gatt(_cfg(tmp_path, seed=7, overwrite=True), backend=StandInPolicy(), say=lambda m: None)
     assert replaced["settings"]["seed"] == 7
 
 
 def test_a_resume_takes_paths_typed_from_another_folder_and_reassembles_for_keep_truncated(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = _cfg(tmp_path)
-    run_gatt(cfg, backend=Echo(), say=lambda m: None)
+    run_gatt(cfg, backend=StandInPolicy(), say=lambda m: None)
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     relative = GattConfig(**{**cfg.__dict__, "dialogues": "../d.jsonl", "output": "../gatt"})
     said: list[str] = []
-    run_gatt(relative, backend=Echo(fail_after=0), say=said.append)  # the same run: nothing sampled
+    run_gatt(relative, backend=StandInPolicy(fail_after=0), say=said.append)  # the same run: nothing sampled
     assert said == ["../gatt is complete (same settings); nothing to do"]
-    kept = run_gatt(GattConfig(**{**relative.__dict__, "keep_truncated": True}), backend=Echo(fail_after=0),
+    kept = run_gatt(GattConfig(**{**relative.__dict__, "keep_truncated": True}), backend=StandInPolicy(fail_after=0),
                     say=said.append)  # an assembly setting: the card is redone from the shards, no sampling
     assert kept["settings"]["keep_truncated"] is True and said[-1] == "resuming ../gatt: 3 of 3 shard(s) already done"
 
@@ -116,11 +99,11 @@ def test_a_folder_that_is_not_a_gatt_run_is_kept_unless_overwrite(tmp_path: Path
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and "is not a mixer gatt output; pass --overwrite" in result.output
     assert (out / "notes.txt").read_text() == "mine\n"
-    run_gatt(_cfg(tmp_path, overwrite=True), backend=Echo(), say=lambda m: None)
+    run_gatt(_cfg(tmp_path, overwrite=True), backend=StandInPolicy(), say=lambda m: None)
     assert not (out / "notes.txt").exists() and (out / "card.json").is_file()
 
 
 def test_shard_size_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(MixerError, match="--shard-dialogues must be at least 1"):
-        run_gatt(_cfg(tmp_path, shard_dialogues=0), backend=Echo(), say=lambda m: None)
+        run_gatt(_cfg(tmp_path, shard_dialogues=0), backend=StandInPolicy(), say=lambda m: None)
     assert not (tmp_path / "gatt").exists()

@@ -9,31 +9,16 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers.backends import StandInPolicy
 
 import mixer.generate.backends as backends
-from mixer.generate.backends import Completion
 from mixer.generate.spin import PAIR_SCHEMA, PAIR_SHARDS, generate_pairs
 
 GOLD = [{"id": f"p{i}", "prompt": [{"role": "user", "content": f"Question {i}?"}],
          "gold": {"role": "assistant", "content": f"Gold {i}."}} for i in range(5)]
 
 
-class Answers:
-    """A stand-in policy answering with the prompt and its seed; dies after ``fail_after`` calls."""
-
-    def __init__(self, fail_after: int | None = None) -> None:
-        self.calls, self.prompts, self.fail_after = 0, 0, fail_after
-
-    def generate(self, prompts, seeds):  # noqa: ANN001, ANN202
-        if self.fail_after is not None and self.calls >= self.fail_after:
-            raise RuntimeError("out of GPU time")
-        self.calls += 1
-        self.prompts += len(prompts)
-        return [[Completion(f"{p[-1]['content']} -> {s % 997}", 3, "stop")] for p, s in
-                zip(prompts, seeds, strict=True)]
-
-
-def _run(monkeypatch: pytest.MonkeyPatch, backend: Answers, folder: Path) -> None:
+def _run(monkeypatch: pytest.MonkeyPatch, backend: StandInPolicy, folder: Path) -> None:
     monkeypatch.setattr(backends, "make_backend", lambda *a, **k: backend)
     generate_pairs("policy", GOLD, folder / "pairs", 0, None, None, 42, shard_prompts=2)
 
@@ -41,13 +26,13 @@ def _run(monkeypatch: pytest.MonkeyPatch, backend: Answers, folder: Path) -> Non
 def test_a_stopped_generation_resumes_at_its_first_missing_shard(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     unbroken = tmp_path / "unbroken" / "iter-0"
-    _run(monkeypatch, Answers(), unbroken)
+    _run(monkeypatch, StandInPolicy(), unbroken)
     folder = tmp_path / "spin" / "iter-0"
     with pytest.raises(RuntimeError):
-        _run(monkeypatch, Answers(fail_after=2), folder)  # shards 0 and 1 written, shard 2 not
+        _run(monkeypatch, StandInPolicy(fail_after=2), folder)  # shards 0 and 1 written, shard 2 not
     assert sorted(p.name for p in (folder / PAIR_SHARDS).iterdir()) == ["pairs-00000.parquet", "pairs-00001.parquet"]
     assert not (folder / "pairs").exists()
-    again = Answers()
+    again = StandInPolicy()
     _run(monkeypatch, again, folder)
     assert (again.calls, again.prompts) == (1, 1)  # only p4 was answered again
     assert not (folder / PAIR_SHARDS).exists()
@@ -63,7 +48,7 @@ def test_the_assembled_pairs_are_the_rows_written_as_one_table(tmp_path: Path,
     """The part is the same file as one table of the rows written at once (what the iteration wrote before
     it kept shards), so the bytes of a SPIN run did not change with the shards."""
     folder = tmp_path / "iter-0"
-    _run(monkeypatch, Answers(), folder)
+    _run(monkeypatch, StandInPolicy(), folder)
     rows = pq.read_table(folder / "pairs" / "data").to_pylist()
     pq.write_table(pa.Table.from_pylist(rows, schema=PAIR_SCHEMA), tmp_path / "one.parquet", compression="zstd")
     assert (folder / "pairs/data/train-00000-of-00001.parquet").read_bytes() == (tmp_path / "one.parquet").read_bytes()
