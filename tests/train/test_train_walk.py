@@ -1,0 +1,137 @@
+"""What a new user meets walking `mixer train`, `mixer tokenize` and `mixer train merge` on a CPU: bad data
+named with its file and row, drops said with their reason, and no input or earlier output lost to an
+output folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from train_fixtures import SFT_RECORDS, tiny_assets, write_sft_build
+
+from mixer.core.records import MESSAGE_TYPE
+from mixer.train.data import DataError, load_parquet, load_preference_dataset, tokenize_sft
+
+MESSAGES = pa.list_(MESSAGE_TYPE)
+HI = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+
+
+def _parquet(path: Path, columns: dict[str, pa.Array]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+def test_a_parquet_file_without_rows_is_named_as_empty(tmp_path: Path) -> None:
+    empty = _parquet(tmp_path / "empty.parquet", {"messages": pa.array([], type=MESSAGES)})
+    with pytest.raises(DataError, match=r"empty\.parquet: the data has no rows"):
+        load_parquet(empty, ("messages",))
+
+
+def test_an_empty_shard_beside_full_ones_is_skipped_not_a_library_error(tmp_path: Path) -> None:
+    _parquet(tmp_path / "data" / "a.parquet", {"messages": pa.array([HI, HI], type=MESSAGES)})
+    _parquet(tmp_path / "data" / "b.parquet", {"messages": pa.array([], type=MESSAGES)})
+    assert len(load_parquet(tmp_path, ("messages",))) == 2
+
+
+def test_a_file_that_is_not_parquet_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.parquet"
+    bad.write_text("not parquet")
+    with pytest.raises(DataError, match=r"notes\.parquet: not a readable Parquet file"):
+        load_parquet(bad, ("messages",))
+
+
+def test_messages_stored_as_strings_are_refused_with_the_expected_schema(tmp_path: Path) -> None:
+    path = _parquet(tmp_path / "s.parquet", {"messages": pa.array(["hello", "again"])})
+    with pytest.raises(DataError, match=r"s\.parquet: column 'messages' is string, not a list of \{role, content\}"):
+        load_parquet(path, ("messages",))
+
+
+@pytest.mark.parametrize(("cell", "problem"), [
+    (None, "'messages' is null"),
+    ([], "'messages' is an empty list"),
+    ([{"role": "user", "content": None}, {"role": "assistant", "content": "yo"}],
+     "'messages' has a message with no content"),
+    ([{"role": None, "content": "hi"}, {"role": "assistant", "content": "yo"}],
+     "'messages' has a message with no role"),
+])
+def test_a_broken_conversation_names_its_file_row_and_how_many(tmp_path: Path, cell: object, problem: str) -> None:
+    path = _parquet(tmp_path / "data" / "train.parquet", {"messages": pa.array([HI, cell, HI, cell], type=MESSAGES)})
+    with pytest.raises(DataError) as e:
+        load_parquet(tmp_path, ("messages",))
+    assert f"train.parquet, row 1: {problem}; 2 row(s)" in str(e.value)
+    assert str(path) in str(e.value)
+
+
+def test_an_assistant_turn_that_only_calls_a_tool_may_have_no_content(tmp_path: Path) -> None:
+    call = pa.struct([("name", pa.string())])
+    kind = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string()), ("tool_calls", pa.list_(call))]))
+    cell = [{"role": "user", "content": "weather?", "tool_calls": None},
+            {"role": "assistant", "content": None, "tool_calls": [{"name": "get_weather"}]},
+            {"role": "tool", "content": "sunny", "tool_calls": None},
+            {"role": "assistant", "content": "Sunny.", "tool_calls": None}]
+    path = _parquet(tmp_path / "t.parquet", {"messages": pa.array([cell], type=kind)})
+    assert len(load_parquet(path, ("messages",))) == 1
+
+
+def test_a_null_prompt_in_preference_data_names_its_row(tmp_path: Path) -> None:
+    prompt, reply = [HI[0]], [HI[1]]
+    path = _parquet(tmp_path / "p.parquet", {"prompt": pa.array([prompt, None], type=MESSAGES),
+                                             "chosen": pa.array([reply, reply], type=MESSAGES),
+                                             "rejected": pa.array([reply, reply], type=MESSAGES)})
+    with pytest.raises(DataError, match=r"p\.parquet, row 1: 'prompt' is null; 1 row"):
+        load_preference_dataset(path)
+
+
+def _tokenizer() -> object:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_assets().model)
+
+
+def test_sft_drops_are_counted_per_reason(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A ShareGPT-style conversation (roles human/gpt) has no reply the template marks: that is its own reason,
+    not `too long`, which would send the user to raise max_length."""
+    sharegpt = {"dataset": "toy", "id": "sg", "messages": [{"role": "user", "content": "hi"},
+                                                           {"role": "gpt", "content": "hello"}]}
+    long_prompt = {"dataset": "toy", "id": "long", "messages": [{"role": "user", "content": "word " * 200},
+                                                                {"role": "assistant", "content": "ok"}]}
+    rows = load_parquet(write_sft_build(tmp_path, [*SFT_RECORDS[:3], sharegpt, long_prompt]), ("messages",))
+    with caplog.at_level("WARNING", logger="mixer.train"):
+        kept = tokenize_sft(rows, _tokenizer(), max_length=64)
+    assert len(kept) == 3 and kept.column_names == ["input_ids", "assistant_masks"]
+    assert ("dropped 2 of 5 row(s) with no token to train on: 1 whose assistant turns start past max_length=64; "
+            "1 with no assistant reply to learn from") in caplog.text
+
+
+def test_no_trainable_row_says_why_rather_than_blaming_max_length(tmp_path: Path) -> None:
+    sharegpt = [{"dataset": "toy", "id": f"sg{i}", "messages": [{"role": "human", "content": "hi"},
+                                                               {"role": "gpt", "content": "hello"}]} for i in range(2)]
+    rows = load_parquet(write_sft_build(tmp_path, sharegpt), ("messages",))
+    with pytest.raises(DataError, match="2 with no assistant reply to learn from") as e:
+        tokenize_sft(rows, _tokenizer(), max_length=64)
+    assert "max_length" not in str(e.value)
+
+
+def test_cached_tokenisation_is_not_reused_when_the_row_function_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`datasets` keys its map cache on a module function's name, not its code: a newer mixer that tokenises
+    otherwise must not be handed the older one's cached rows from the Hugging Face cache."""
+    from mixer.train import data
+
+    tokenizer = _tokenizer()
+    rows = load_parquet(write_sft_build(tmp_path / "build"), ("messages",))
+    assert rows.cache_files  # loaded from disk: `datasets` caches its maps
+    before = tokenize_sft(rows, tokenizer, max_length=64)
+
+    def whole_text(example: dict, tokenizer: object, max_length: int, assistant_only_loss: bool) -> dict:
+        ids = tokenizer.apply_chat_template(example["messages"], tokenize=True, return_dict=True)["input_ids"]
+        ids = list(ids)[:max_length]
+        return {"input_ids": ids, "assistant_masks": [1] * len(ids), "n_loss_tokens": len(ids), "trainable": True}
+
+    monkeypatch.setattr(data._tokenize_row, "__code__", whole_text.__code__)  # same name, new code
+    after = tokenize_sft(rows, tokenizer, max_length=64)
+    assert before["assistant_masks"] != after["assistant_masks"]
+    assert all(all(m) for m in after["assistant_masks"])
