@@ -135,3 +135,22 @@ def test_cached_tokenisation_is_not_reused_when_the_row_function_changes(
     after = tokenize_sft(rows, tokenizer, max_length=64)
     assert before["assistant_masks"] != after["assistant_masks"]
     assert all(all(m) for m in after["assistant_masks"])
+
+
+def test_tokenize_never_writes_over_the_model_it_reads(tmp_path: Path) -> None:
+    """`mixer tokenize BUILD --model runs/tiny -o runs/tiny --overwrite` deleted the model folder (the output is
+    replaced as a whole); an input is never an output, whatever --overwrite says."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from mixer.cli import app
+
+    model = shutil.copytree(tiny_assets().model, tmp_path / "model")
+    before = sorted(p.name for p in model.iterdir())
+    for flag in ("--model", "--tokenizer"):
+        result = CliRunner().invoke(app, ["tokenize", str(tiny_assets().sft_data), flag, str(model), "--max-length",
+                                          "64", "-o", str(model), "--overwrite"])
+        assert result.exit_code == 2, result.output
+        assert f"the output folder is {flag} {model}" in result.output
+    assert sorted(p.name for p in model.iterdir()) == before
