@@ -181,7 +181,13 @@ def merge(config: ConfigOpt = None, model: Annotated[str | None, typer.Option(
     cfg = load_config("merge", config, set_, model=model, output_dir=output_dir)
     require_paths(cfg, "model", "output_dir")
     if cfg.output_dir:  # save_pretrained writes over (and prunes) the model files of whatever folder it is given
-        check_not_an_input(cfg.output_dir, [("--model", Path(cfg.model))] if cfg.model else [], option="--output-dir")
+        inputs = [("--model", Path(cfg.model))] if cfg.model else []
+        base = cfg.base_model or _adapter_base(cfg.model)
+        if base and Path(base).exists():  # the base the adapter names: often an earlier `mixer train sft` run
+            inputs.append(("the adapter's base model", Path(base)))
+        check_not_an_input(cfg.output_dir, inputs, option="--output-dir")
+        if not overwrite_output_dir:
+            _refuse_a_training_run(Path(cfg.output_dir))
         check_output_dir(cfg.output_dir, marker=TRAIN_MARKER, overwrite=overwrite_output_dir,
                          option="--overwrite-output-dir", what="output folder")
     if dry_run:
@@ -192,6 +198,34 @@ def merge(config: ConfigOpt = None, model: Annotated[str | None, typer.Option(
 
     out = run_merge(cfg)
     typer.echo(f"merged {cfg.model} into {out}")
+
+
+def _adapter_base(adapter: str | None) -> str | None:
+    """The base model an adapter folder's ``adapter_config.json`` names, or None (no such file, or unreadable:
+    the merge itself then says what is wrong)."""
+    import json
+
+    try:
+        config = json.loads((Path(adapter or "") / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+    return base if isinstance(base, str) and base else None
+
+
+def _refuse_a_training_run(out: Path) -> None:
+    """A merge replaces an earlier merge's model; a training run's folder (its marker says ``trainer: sft``...)
+    holds a model the user trained, which only ``--overwrite-output-dir`` may replace."""
+    import yaml
+
+    try:
+        saved = yaml.safe_load((out / TRAIN_MARKER).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return
+    kind = saved.get("trainer") if isinstance(saved, dict) else None
+    if kind and kind != "merge":
+        raise MixerError(f"{out}: the output folder holds a `mixer train {kind}` run, whose model the merge would "
+                         "replace; choose another --output-dir, or pass --overwrite-output-dir to replace it")
 
 
 def _check_new_output(output_dir: str, inputs: list[tuple[str, str]], marker: str, overwrite: bool) -> None:

@@ -154,3 +154,49 @@ def test_tokenize_never_writes_over_the_model_it_reads(tmp_path: Path) -> None:
         assert result.exit_code == 2, result.output
         assert f"the output folder is {flag} {model}" in result.output
     assert sorted(p.name for p in model.iterdir()) == before
+
+
+def _sft_run_and_adapter(tmp_path: Path) -> tuple[Path, Path]:
+    """An earlier `mixer train sft` run (a model folder with its marker) and a LoRA adapter trained on it."""
+    import shutil
+
+    from mixer.train.config import load_config
+    from mixer.train.trainer import run
+
+    sft = shutil.copytree(tiny_assets().model, tmp_path / "sft")
+    (sft / "mixer_train_config.yaml").write_text("trainer: sft\n", encoding="utf-8")
+    adapter = tmp_path / "lora"
+    run(load_config("sft", Path(__file__).resolve().parents[2] / "train" / "tiny-cpu.yaml",
+                    ["use_peft=true", "lora_r=4", "max_steps=1", "check_template=false"], model=str(sft),
+                    data=str(tiny_assets().sft_data), output_dir=str(adapter)), progress=False)
+    return sft, adapter
+
+
+def test_merge_never_writes_over_the_adapters_base_or_another_training_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`mixer train merge --model runs/lora -o runs/sft`, runs/sft being the adapter's base (an earlier SFT run,
+    so it carries mixer's marker), replaced the SFT model and its config without a flag."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from mixer.train.cli import app
+
+    for var in ("LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    sft, adapter = _sft_run_and_adapter(tmp_path)
+    other = shutil.copytree(sft, tmp_path / "other-sft")  # another user's trained model, same marker
+    weights = {d: (d / "model.safetensors").read_bytes() for d in (sft, other)}
+    for flags in ([], ["--overwrite-output-dir"]):
+        result = CliRunner().invoke(app, ["merge", "--model", str(adapter), "-o", str(sft), *flags])
+        assert result.exit_code == 2, result.output
+        assert f"the output folder is the adapter's base model {sft}" in result.output
+    result = CliRunner().invoke(app, ["merge", "--model", str(adapter), "-o", str(other)])
+    assert result.exit_code == 2, result.output
+    assert "holds a `mixer train sft` run" in result.output and "--overwrite-output-dir" in result.output
+    assert {d: (d / "model.safetensors").read_bytes() for d in (sft, other)} == weights
+    assert (sft / "mixer_train_config.yaml").read_text() == "trainer: sft\n"
+    again = tmp_path / "merged"  # an earlier merge is replaced as before
+    for _ in range(2):
+        result = CliRunner().invoke(app, ["merge", "--model", str(adapter), "-o", str(again), "--set", "dtype=float32"])
+        assert result.exit_code == 0, result.output
