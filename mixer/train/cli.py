@@ -88,7 +88,7 @@ def _train(kind: str, config: str | None, model: str | None, data: str | None, o
     for warning in plan.warnings:
         typer.echo(f"warning: {warning}", err=True)
     if dry_run:
-        for note in _notes_on_paths(cfg):
+        for note in _notes_on_paths(cfg) + _resume_notes(cfg):
             typer.echo(f"note: {note}", err=True)
         typer.echo(f"# resolved {kind} config\n{to_yaml(cfg)}")
         typer.echo(f"# processes: {plan.num_processes}, gradient_accumulation_steps: "
@@ -110,6 +110,20 @@ def _train(kind: str, config: str | None, model: str | None, data: str | None, o
     typer.echo(f"loss history: {out / METRICS_NAME}; resolved config: {out / RESOLVED_CONFIG_NAME}")
 
 
+def _resume_notes(cfg: Any) -> list[str]:
+    """A dry run's note when the checkpoint to resume from is not on this machine (the run would stop there)."""
+    value = cfg.resume_from_checkpoint
+    if not value:
+        return []
+    if value in ("last", "latest", "true", "True"):
+        out = Path(cfg.output_dir or ".")
+        if not any(p.is_dir() for p in out.glob("checkpoint-*")):
+            return [f"resume_from_checkpoint: last, but {out} has no checkpoint-* folder on this machine; the run "
+                    "stops there unless the host it runs on has one"]
+        return []
+    return [] if Path(value).is_dir() else [f"resume_from_checkpoint: {value} is not a folder on this machine"]
+
+
 def check_host(cfg: Any) -> None:
     """What this host must offer the run, checked before tokenising or loading weights: the model folders
     exist (a path that is not a Hugging Face id is not sent to the Hub, whose "Repo id must use
@@ -127,6 +141,10 @@ def check_host(cfg: Any) -> None:
     problem = unwritable(cfg.output_dir)
     if problem:
         raise MixerError(f"--output-dir {cfg.output_dir}: cannot be written ({problem}); nothing was trained")
+    if cfg.resume_from_checkpoint:  # before tokenising and loading: a missing checkpoint stops the run anyway
+        from mixer.train.trainer import resume_checkpoint
+
+        resume_checkpoint(cfg)
     from mixer.train.deps import cuda_available
 
     if cfg.load_in_4bit:  # QLoRA's own message says more (its kernels, and LoRA without quantisation)

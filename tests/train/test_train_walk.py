@@ -200,3 +200,44 @@ def test_merge_never_writes_over_the_adapters_base_or_another_training_run(
     for _ in range(2):
         result = CliRunner().invoke(app, ["merge", "--model", str(adapter), "-o", str(again), "--set", "dtype=float32"])
         assert result.exit_code == 0, result.output
+
+
+def test_a_resume_with_no_checkpoint_stops_before_loading_and_keeps_the_earlier_runs_config(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--set resume_from_checkpoint=last` on a run saved without checkpoints tokenised and loaded everything, then
+    failed, after writing its own config over the earlier run's mixer_train_config.yaml."""
+    from typer.testing import CliRunner
+
+    from mixer.train import trainer
+    from mixer.train.cli import app
+
+    for var in ("LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    run_dir = tmp_path / "sft"
+    run_dir.mkdir()
+    earlier = "trainer: sft\nmax_steps: 2\n"
+    (run_dir / "mixer_train_config.yaml").write_text(earlier, encoding="utf-8")
+    monkeypatch.setattr(trainer, "build_trainer", lambda *a, **k: pytest.fail("loaded before the resume check"))
+    a = tiny_assets()
+    args = ["sft", "-c", "tiny-cpu", "--model", str(a.model), "--data", str(a.sft_data), "-o", str(run_dir),
+            "--set", "resume_from_checkpoint=last"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "has no checkpoint-* directory" in result.output and "save_strategy" in result.output
+    assert (run_dir / "mixer_train_config.yaml").read_text(encoding="utf-8") == earlier
+    dry = CliRunner().invoke(app, [*args, "--dry-run"])
+    assert dry.exit_code == 0 and "note: resume_from_checkpoint: last, but" in dry.output
+
+
+def test_train_and_save_resolves_the_checkpoint_before_writing_the_config(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from mixer.train.config import load_config
+    from mixer.train.trainer import train_and_save
+
+    (tmp_path / "mixer_train_config.yaml").write_text("trainer: sft\n", encoding="utf-8")
+    cfg = load_config("sft", None, ["resume_from_checkpoint=last"], model="m", data="d", output_dir=str(tmp_path))
+    fake = SimpleNamespace(mixer_runtime=SimpleNamespace(as_dict=dict), is_world_process_zero=lambda: True)
+    with pytest.raises(Exception, match="no checkpoint"):
+        train_and_save(fake, cfg)
+    assert (tmp_path / "mixer_train_config.yaml").read_text(encoding="utf-8") == "trainer: sft\n"
