@@ -241,3 +241,27 @@ def test_train_and_save_resolves_the_checkpoint_before_writing_the_config(tmp_pa
     with pytest.raises(Exception, match="no checkpoint"):
         train_and_save(fake, cfg)
     assert (tmp_path / "mixer_train_config.yaml").read_text(encoding="utf-8") == "trainer: sft\n"
+
+
+@pytest.mark.parametrize(("kind", "what"), [("rm", "1 of 8 training pair(s): chosen or rejected longer than"),
+                                            ("dpo", "1 of 9 preference pair(s): the prompt alone fills")])
+def test_pairs_trl_leaves_out_for_length_are_counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     caplog: pytest.LogCaptureFixture, kind: str, what: str) -> None:
+    """TRL's RewardTrainer drops pairs longer than max_length and its DPOTrainer pairs whose prompt fills it,
+    without a word; the run says how many and why."""
+    from train_fixtures import PREFERENCE_RECORDS, write_preference_build
+
+    from mixer.train.config import load_config
+    from mixer.train.trainer import build_trainer
+
+    for var in ("LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    long_prompt = {**PREFERENCE_RECORDS[0], "id": "long", "prompt": [{"role": "user", "content": "word " * 100}]}
+    data = write_preference_build(tmp_path / "pref", [*PREFERENCE_RECORDS, long_prompt])
+    cfg = load_config(kind, Path(__file__).resolve().parents[2] / "train" / f"tiny-cpu-{kind}.yaml",
+                      ["max_length=64", "eval_size=1"] if kind == "rm" else ["max_length=64"],
+                      model=str(tiny_assets().model), data=str(data), output_dir=str(tmp_path / "run"))
+    with caplog.at_level("WARNING", logger="mixer.train"):
+        trainer = build_trainer(cfg)
+    assert f"dropped {what}" in caplog.text and "max_length=64" in caplog.text
+    assert len(trainer.train_dataset) == (7 if kind == "rm" else 8)
