@@ -81,7 +81,8 @@ def _train(kind: str, config: str | None, model: str | None, data: str | None, o
     require_paths(cfg, "model", "data", "output_dir")
     if cfg.output_dir and not inside_launcher():  # once, before any rank starts writing
         check_run_dir(cfg.output_dir, inputs=[("--model", cfg.model), ("--data", cfg.data),
-                                              ("tokenizer", cfg.tokenizer)],
+                                              ("tokenizer", cfg.tokenizer),
+                                              ("reward_model", getattr(cfg, "reward_model", None))],  # rloo's
                       overwrite=cfg.overwrite_output_dir, resuming=bool(cfg.resume_from_checkpoint))
     forwarded = _forwarded(config, model, data, output_dir, sets, overwrite_output_dir, quiet)
     plan = plan_launch(kind, cfg, forwarded, num_processes, accelerate_config)

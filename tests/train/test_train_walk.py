@@ -265,3 +265,21 @@ def test_pairs_trl_leaves_out_for_length_are_counted(tmp_path: Path, monkeypatch
         trainer = build_trainer(cfg)
     assert f"dropped {what}" in caplog.text and "max_length=64" in caplog.text
     assert len(trainer.train_dataset) == (7 if kind == "rm" else 8)
+
+
+def test_rloo_never_trains_into_its_reward_model(tmp_path: Path) -> None:
+    """`mixer train rloo ... -o runs/rm --set reward_model=runs/rm --overwrite-output-dir` wrote the policy over the
+    reward model it scores with: the reward model is an input, like --model and --data."""
+    from typer.testing import CliRunner
+
+    from mixer.train.cli import app
+
+    rm = tmp_path / "rm"
+    rm.mkdir()
+    (rm / "mixer_train_config.yaml").write_text("trainer: rm\n", encoding="utf-8")
+    a = tiny_assets()
+    result = CliRunner().invoke(app, ["rloo", "-c", "tiny-cpu-rloo", "--model", str(a.model), "--data",
+                                      str(a.sft_data), "-o", str(rm), "--set", f"reward_model={rm}",
+                                      "--overwrite-output-dir", "--dry-run"])
+    assert result.exit_code == 2, result.output
+    assert f"the output folder is reward_model {rm}" in result.output
