@@ -84,6 +84,12 @@ def _train(kind: str, config: str | None, model: str | None, data: str | None, o
                                               ("tokenizer", cfg.tokenizer),
                                               ("reward_model", getattr(cfg, "reward_model", None))],  # rloo's
                       overwrite=cfg.overwrite_output_dir, resuming=bool(cfg.resume_from_checkpoint))
+        stale = _earlier_checkpoints(cfg) if cfg.overwrite_output_dir and not cfg.resume_from_checkpoint else []
+        if stale:
+            typer.echo(f"warning: {cfg.output_dir} holds {len(stale)} checkpoint folder(s) of the earlier run "
+                       f"(newest {stale[-1]}); --overwrite-output-dir leaves them, and a later "
+                       "resume_from_checkpoint=last continues from the highest-numbered checkpoint, which may be "
+                       "the earlier run's. Remove them for a clean run folder", err=True)
     forwarded = _forwarded(config, model, data, output_dir, sets, overwrite_output_dir, quiet)
     plan = plan_launch(kind, cfg, forwarded, num_processes, accelerate_config)
     for warning in plan.warnings:
@@ -109,6 +115,14 @@ def _train(kind: str, config: str | None, model: str | None, data: str | None, o
     out = Path(cfg.output_dir)
     typer.echo(f"trained {kind}: {metrics}; saved to {out}")
     typer.echo(f"loss history: {out / METRICS_NAME}; resolved config: {out / RESOLVED_CONFIG_NAME}")
+
+
+def _earlier_checkpoints(cfg: Any) -> list[str]:
+    """The ``checkpoint-N`` folders an earlier run left in the run folder, oldest first."""
+    out = Path(cfg.output_dir)
+    steps = sorted(int(p.name.split("-", 1)[1]) for p in out.glob("checkpoint-*")
+                   if p.is_dir() and p.name.split("-", 1)[1].isdigit())
+    return [f"checkpoint-{n}" for n in steps]
 
 
 def _resume_notes(cfg: Any) -> list[str]:

@@ -283,3 +283,24 @@ def test_rloo_never_trains_into_its_reward_model(tmp_path: Path) -> None:
                                       "--overwrite-output-dir", "--dry-run"])
     assert result.exit_code == 2, result.output
     assert f"the output folder is reward_model {rm}" in result.output
+
+
+def test_overwriting_a_run_names_the_checkpoints_it_leaves_behind(tmp_path: Path) -> None:
+    """--overwrite-output-dir writes the new run's files over the earlier run's but leaves its checkpoint-N folders,
+    which resume_from_checkpoint=last would later pick over this run's own: the run says so."""
+    from typer.testing import CliRunner
+
+    from mixer.train.cli import app
+
+    run_dir = tmp_path / "sft"
+    for name in ("checkpoint-10", "checkpoint-200"):
+        (run_dir / name).mkdir(parents=True)
+    (run_dir / "mixer_train_config.yaml").write_text("trainer: sft\n", encoding="utf-8")
+    a = tiny_assets()
+    args = ["sft", "-c", "tiny-cpu", "--model", str(a.model), "--data", str(a.sft_data), "-o", str(run_dir),
+            "--dry-run"]
+    result = CliRunner().invoke(app, [*args, "--overwrite-output-dir"])
+    assert result.exit_code == 0, result.output
+    assert "holds 2 checkpoint folder(s) of the earlier run (newest checkpoint-200)" in result.output
+    resumed = CliRunner().invoke(app, [*args, "--set", "resume_from_checkpoint=last"])
+    assert resumed.exit_code == 0 and "checkpoint folder(s) of the earlier run" not in resumed.output
