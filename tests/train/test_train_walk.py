@@ -304,3 +304,16 @@ def test_overwriting_a_run_names_the_checkpoints_it_leaves_behind(tmp_path: Path
     assert "holds 2 checkpoint folder(s) of the earlier run (newest checkpoint-200)" in result.output
     resumed = CliRunner().invoke(app, [*args, "--set", "resume_from_checkpoint=last"])
     assert resumed.exit_code == 0 and "checkpoint folder(s) of the earlier run" not in resumed.output
+
+
+@pytest.mark.parametrize("where", [["--num-processes", "0"], ["--set", "num_processes=0"]])
+def test_zero_processes_is_refused_not_read_as_the_default(where: list[str]) -> None:
+    """`--num-processes 0` was taken as 'not given' and ran one process (or one per GPU) without a word."""
+    from typer.testing import CliRunner
+
+    from mixer.train.cli import app
+
+    result = CliRunner().invoke(app, ["sft", "-c", "tiny-cpu", "--model", "m", "--data", "d", "-o", "out", *where,
+                                      "--dry-run"])
+    assert result.exit_code == 2, result.output
+    assert "num_processes must be positive, got 0" in result.output
