@@ -317,3 +317,13 @@ def test_zero_processes_is_refused_not_read_as_the_default(where: list[str]) -> 
                                       "--dry-run"])
     assert result.exit_code == 2, result.output
     assert "num_processes must be positive, got 0" in result.output
+
+
+def test_rloo_prompts_from_a_broken_conversation_name_the_row(tmp_path: Path) -> None:
+    from mixer.train.rloo import load_prompt_dataset
+
+    path = _parquet(tmp_path / "p.parquet", {"messages": pa.array([HI, None], type=MESSAGES)})
+    with pytest.raises(DataError, match=r"p\.parquet, row 1: 'messages' is null"):
+        load_prompt_dataset(path)
+    assert load_prompt_dataset(_parquet(tmp_path / "ok.parquet", {"messages": pa.array([HI], type=MESSAGES)}))[
+        "prompt"] == [[HI[0]]]
