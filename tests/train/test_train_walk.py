@@ -327,3 +327,16 @@ def test_rloo_prompts_from_a_broken_conversation_name_the_row(tmp_path: Path) ->
         load_prompt_dataset(path)
     assert load_prompt_dataset(_parquet(tmp_path / "ok.parquet", {"messages": pa.array([HI], type=MESSAGES)}))[
         "prompt"] == [[HI[0]]]
+
+
+def test_a_comma_separated_set_fills_a_list_field_that_may_also_be_none() -> None:
+    """`--set lora_target_modules=q_proj,v_proj` (TRL types it list[str] | None) became the one module name
+    'q_proj,v_proj', which peft then could not find in the model; a field that also takes a plain string
+    (report_to) keeps the string as TRL reads it."""
+    from mixer.train.config import load_config
+
+    cfg = load_config("sft", None, ["lora_target_modules=q_proj, v_proj", "lora_modules_to_save=lm_head,embed_tokens",
+                                    "report_to=none"])
+    assert cfg.lora_target_modules == ["q_proj", "v_proj"]
+    assert cfg.lora_modules_to_save == ["lm_head", "embed_tokens"]
+    assert cfg.report_to == "none"
