@@ -81,14 +81,21 @@ def _train(kind: str, config: str | None, model: str | None, data: str | None, o
     require_paths(cfg, "model", "data", "output_dir")
     if cfg.output_dir and not inside_launcher():  # once, before any rank starts writing
         check_run_dir(cfg.output_dir, inputs=[("--model", cfg.model), ("--data", cfg.data),
-                                              ("tokenizer", cfg.tokenizer)],
+                                              ("tokenizer", cfg.tokenizer),
+                                              ("reward_model", getattr(cfg, "reward_model", None))],  # rloo's
                       overwrite=cfg.overwrite_output_dir, resuming=bool(cfg.resume_from_checkpoint))
+        stale = _earlier_checkpoints(cfg) if cfg.overwrite_output_dir and not cfg.resume_from_checkpoint else []
+        if stale:
+            typer.echo(f"warning: {cfg.output_dir} holds {len(stale)} checkpoint folder(s) of the earlier run "
+                       f"(newest {stale[-1]}); --overwrite-output-dir leaves them, and a later "
+                       "resume_from_checkpoint=last continues from the highest-numbered checkpoint, which may be "
+                       "the earlier run's. Remove them for a clean run folder", err=True)
     forwarded = _forwarded(config, model, data, output_dir, sets, overwrite_output_dir, quiet)
     plan = plan_launch(kind, cfg, forwarded, num_processes, accelerate_config)
     for warning in plan.warnings:
         typer.echo(f"warning: {warning}", err=True)
     if dry_run:
-        for note in _notes_on_paths(cfg):
+        for note in _notes_on_paths(cfg) + _resume_notes(cfg):
             typer.echo(f"note: {note}", err=True)
         typer.echo(f"# resolved {kind} config\n{to_yaml(cfg)}")
         typer.echo(f"# processes: {plan.num_processes}, gradient_accumulation_steps: "
@@ -110,6 +117,28 @@ def _train(kind: str, config: str | None, model: str | None, data: str | None, o
     typer.echo(f"loss history: {out / METRICS_NAME}; resolved config: {out / RESOLVED_CONFIG_NAME}")
 
 
+def _earlier_checkpoints(cfg: Any) -> list[str]:
+    """The ``checkpoint-N`` folders an earlier run left in the run folder, oldest first."""
+    out = Path(cfg.output_dir)
+    steps = sorted(int(p.name.split("-", 1)[1]) for p in out.glob("checkpoint-*")
+                   if p.is_dir() and p.name.split("-", 1)[1].isdigit())
+    return [f"checkpoint-{n}" for n in steps]
+
+
+def _resume_notes(cfg: Any) -> list[str]:
+    """A dry run's note when the checkpoint to resume from is not on this machine (the run would stop there)."""
+    value = cfg.resume_from_checkpoint
+    if not value:
+        return []
+    if value in ("last", "latest", "true", "True"):
+        out = Path(cfg.output_dir or ".")
+        if not any(p.is_dir() for p in out.glob("checkpoint-*")):
+            return [f"resume_from_checkpoint: last, but {out} has no checkpoint-* folder on this machine; the run "
+                    "stops there unless the host it runs on has one"]
+        return []
+    return [] if Path(value).is_dir() else [f"resume_from_checkpoint: {value} is not a folder on this machine"]
+
+
 def check_host(cfg: Any) -> None:
     """What this host must offer the run, checked before tokenising or loading weights: the model folders
     exist (a path that is not a Hugging Face id is not sent to the Hub, whose "Repo id must use
@@ -127,6 +156,10 @@ def check_host(cfg: Any) -> None:
     problem = unwritable(cfg.output_dir)
     if problem:
         raise MixerError(f"--output-dir {cfg.output_dir}: cannot be written ({problem}); nothing was trained")
+    if cfg.resume_from_checkpoint:  # before tokenising and loading: a missing checkpoint stops the run anyway
+        from mixer.train.trainer import resume_checkpoint
+
+        resume_checkpoint(cfg)
     from mixer.train.deps import cuda_available
 
     if cfg.load_in_4bit:  # QLoRA's own message says more (its kernels, and LoRA without quantisation)
@@ -181,7 +214,13 @@ def merge(config: ConfigOpt = None, model: Annotated[str | None, typer.Option(
     cfg = load_config("merge", config, set_, model=model, output_dir=output_dir)
     require_paths(cfg, "model", "output_dir")
     if cfg.output_dir:  # save_pretrained writes over (and prunes) the model files of whatever folder it is given
-        check_not_an_input(cfg.output_dir, [("--model", Path(cfg.model))] if cfg.model else [], option="--output-dir")
+        inputs = [("--model", Path(cfg.model))] if cfg.model else []
+        base = cfg.base_model or _adapter_base(cfg.model)
+        if base and Path(base).exists():  # the base the adapter names: often an earlier `mixer train sft` run
+            inputs.append(("the adapter's base model", Path(base)))
+        check_not_an_input(cfg.output_dir, inputs, option="--output-dir")
+        if not overwrite_output_dir:
+            _refuse_a_training_run(Path(cfg.output_dir))
         check_output_dir(cfg.output_dir, marker=TRAIN_MARKER, overwrite=overwrite_output_dir,
                          option="--overwrite-output-dir", what="output folder")
     if dry_run:
@@ -192,6 +231,34 @@ def merge(config: ConfigOpt = None, model: Annotated[str | None, typer.Option(
 
     out = run_merge(cfg)
     typer.echo(f"merged {cfg.model} into {out}")
+
+
+def _adapter_base(adapter: str | None) -> str | None:
+    """The base model an adapter folder's ``adapter_config.json`` names, or None (no such file, or unreadable:
+    the merge itself then says what is wrong)."""
+    import json
+
+    try:
+        config = json.loads((Path(adapter or "") / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+    return base if isinstance(base, str) and base else None
+
+
+def _refuse_a_training_run(out: Path) -> None:
+    """A merge replaces an earlier merge's model; a training run's folder (its marker says ``trainer: sft``...)
+    holds a model the user trained, which only ``--overwrite-output-dir`` may replace."""
+    import yaml
+
+    try:
+        saved = yaml.safe_load((out / TRAIN_MARKER).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return
+    kind = saved.get("trainer") if isinstance(saved, dict) else None
+    if kind and kind != "merge":
+        raise MixerError(f"{out}: the output folder holds a `mixer train {kind}` run, whose model the merge would "
+                         "replace; choose another --output-dir, or pass --overwrite-output-dir to replace it")
 
 
 def _check_new_output(output_dir: str, inputs: list[tuple[str, str]], marker: str, overwrite: bool) -> None:

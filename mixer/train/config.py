@@ -64,6 +64,13 @@ _Loader.add_implicit_resolver(
     list("-+.0123456789"))
 
 
+def _comma_list(kinds: tuple[Any, ...]) -> bool:
+    """Whether a string value of a field typed ``kinds`` (its hint and the members of a union) is a comma-separated
+    list: the field takes a list of strings (``lora_target_modules: list[str] | None``, TRL's own type) and not a
+    plain string (``report_to: str | list[str]`` keeps ``wandb,tensorboard`` as TRL reads it)."""
+    return str not in kinds and any(typing.get_origin(k) is list and typing.get_args(k) in ((str,), ()) for k in kinds)
+
+
 def load_yaml(text: str) -> Any:
     """Parse recipe YAML (or one ``--set`` value) with YAML 1.2 booleans and floats."""
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
@@ -173,9 +180,9 @@ class RunConfig:
         owner, hint = self.owners[name]
         if isinstance(hint, LazyHint):  # a class outside the builtins (accelerate's ParallelismConfig)
             hint = hint.resolve()
-        if isinstance(value, str) and typing.get_origin(hint) is list:  # --set lora_target_modules=q_proj,v_proj
-            value = [v.strip() for v in value.split(",") if v.strip()]
         kinds = (hint, *typing.get_args(hint))
+        if isinstance(value, str) and _comma_list(kinds):  # --set lora_target_modules=q_proj,v_proj
+            value = [v.strip() for v in value.split(",") if v.strip()]
         if isinstance(value, str) and value.lower() in _BOOL_WORDS and bool in kinds:
             value = _BOOL_WORDS[value.lower()]  # YAML 1.1's yes/no, for a field that can only be a boolean
         elif value in ("none", "None") and type(None) in kinds and str not in kinds:

@@ -22,6 +22,8 @@ logger = logging.getLogger("mixer.train")
 
 SFT_COLUMNS = ("messages",)
 PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
+#: the columns that hold conversations (lists of {role, content} messages) when a method requires them
+CONVERSATION_COLUMNS = ("messages", "prompt", "chosen", "rejected")
 
 
 class DataError(MixerError):
@@ -49,6 +51,9 @@ def load_parquet(path: str | Path, required: tuple[str, ...], max_rows: int | No
     import datasets
 
     files = resolve_parquet_files(path)
+    rows_per_file = _rows_per_file(path, files)
+    # an empty shard holds nothing to train on, and `datasets` cannot read one ("BatchSize must be greater than 0")
+    files = [f for f in files if rows_per_file[f]]
     try:
         ds = datasets.load_dataset("parquet", data_files=files, split="train")
     except Exception as e:  # noqa: BLE001 - pyarrow/datasets raise many types for a bad file
@@ -59,11 +64,70 @@ def load_parquet(path: str | Path, required: tuple[str, ...], max_rows: int | No
             f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(ds.column_names)}); "
             f"expected {'a preference build' if 'chosen' in required else 'a V2 SFT build'}"
         )
-    if len(ds) == 0:
-        raise DataError(f"{path}: the data has no rows")
+    check_conversations(ds.data.table, [c for c in required if c in CONVERSATION_COLUMNS],
+                        [(f, rows_per_file[f]) for f in files])
     if max_rows is not None:
         ds = ds.select(range(min(max_rows, len(ds))))
     return ds
+
+
+def _rows_per_file(path: str | Path, files: list[str]) -> dict[str, int]:
+    """Each file's row count from its footer; a file that is not Parquet is named, and data without a single row
+    is an error here rather than a `datasets` message about batch sizes."""
+    import pyarrow.parquet as pq
+
+    rows = {}
+    for f in files:
+        try:
+            rows[f] = pq.read_metadata(f).num_rows
+        except Exception as e:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError... for a bad file
+            raise DataError(f"{f}: not a readable Parquet file: {e}") from e
+    if not any(rows.values()):
+        raise DataError(f"{path}: the data has no rows ({len(files)} Parquet file(s), all empty)")
+    return rows
+
+
+def check_conversations(table: Any, columns: list[str], files: list[tuple[str, int]]) -> None:
+    """Raise ``DataError`` unless every cell of ``columns`` is a non-empty list of messages with a role and a
+    content, naming the file and row of the first bad one and how many rows are bad. A hand-made Parquet file
+    with strings or nulls there would otherwise fail deep inside the chat template (``'str' object has no
+    attribute 'get'``) or, with a null content, look like a wrong loss mask."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def where(row: int) -> str:
+        for name, n in files:
+            if row < n:
+                return f"{name}, row {row}"
+            row -= n
+        return f"row {row}"
+
+    for col in columns:
+        column = table.column(col).combine_chunks()
+        kind = column.type
+        if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)) or not pa.types.is_struct(kind.value_type) \
+                or {"role", "content"} - {f.name for f in kind.value_type}:
+            raise DataError(f"{files[0][0]}: column {col!r} is {kind}, not a list of {{role, content}} messages "
+                            "(the `mixer build` schema: list<struct<role: string, content: string>>)")
+        problems = [("is null", pc.is_null(column)), ("is an empty list", pc.equal(pc.list_value_length(column), 0))]
+        messages = pc.list_flatten(column)
+        parents = pc.list_parent_indices(column).to_numpy(zero_copy_only=False)
+        calls = ({f.name for f in kind.value_type} >= {"tool_calls"}
+                 and pc.fill_null(pc.greater(pc.list_value_length(pc.struct_field(messages, "tool_calls")), 0), False))
+        for field in ("role", "content"):
+            bad = pc.is_null(pc.struct_field(messages, field))
+            if field == "content" and calls is not False:  # an assistant turn that only calls a tool (OpenAI's form)
+                bad = pc.and_(bad, pc.invert(calls))
+            hit = np.zeros(len(column), dtype=bool)
+            hit[parents[bad.to_numpy(zero_copy_only=False)]] = True
+            problems.append((f"has a message with no {field}", pa.array(hit)))
+        for what, mask in problems:
+            n_bad = pc.sum(pc.fill_null(mask, False).cast(pa.int64())).as_py() or 0
+            if n_bad:
+                first = pc.index(pc.fill_null(mask, False), True).as_py()
+                raise DataError(f"{where(first)}: {col!r} {what}; {n_bad} row(s) of the data are like this, and a "
+                                "conversation needs {role, content} messages. Fix or drop those rows")
 
 
 def is_messages(value: Any) -> bool:
@@ -110,8 +174,9 @@ def _tokenize_row(
     if assistant_only_loss and any(m.get("train") is False for m in example["messages"]):
         mask = unmask_untrained(mask, example["messages"])
     ids = list(out["input_ids"])[:max_length]
+    trainable = any(mask)  # before truncation: tells a reply cut off by max_length from no reply at all
     mask = mask[:max_length]
-    return {"input_ids": ids, "assistant_masks": mask, "n_loss_tokens": sum(mask)}
+    return {"input_ids": ids, "assistant_masks": mask, "n_loss_tokens": sum(mask), "trainable": trainable}
 
 
 def unmask_untrained(mask: list[int], messages: list[dict[str, Any]]) -> list[int]:
@@ -145,20 +210,63 @@ def tokenize_sft(
     """
     if assistant_only_loss:
         _check_markers(tokenizer)
+    fn_kwargs = {"tokenizer": tokenizer, "max_length": max_length, "assistant_only_loss": assistant_only_loss}
     tokenized = ds.map(
         _tokenize_row,
-        fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "assistant_only_loss": assistant_only_loss},
+        fn_kwargs=fn_kwargs,
         remove_columns=ds.column_names,
         num_proc=num_proc,
         desc="Tokenising (chat template, assistant mask)",
+        new_fingerprint=map_fingerprint(ds, fn_kwargs, _tokenize_row, unmask_untrained),
     )
     kept = tokenized.filter(lambda n: n > 0, input_columns="n_loss_tokens", num_proc=num_proc)
-    if len(kept) < len(tokenized):
-        logger.warning("dropped %d row(s) with no assistant token within max_length=%d",
-                       len(tokenized) - len(kept), max_length)
+    reasons = drop_reasons(tokenized, max_length, assistant_only_loss)
+    if reasons:
+        logger.warning("dropped %d of %d row(s) with no token to train on: %s", len(tokenized) - len(kept),
+                       len(tokenized), "; ".join(reasons))
     if len(kept) == 0:
-        raise DataError(f"no row has an assistant token within max_length={max_length}")
-    return kept.remove_columns(["n_loss_tokens"])
+        raise DataError(f"no row has a token to train on: {'; '.join(reasons)}")
+    return kept.remove_columns(["n_loss_tokens", "trainable"])
+
+
+def map_fingerprint(ds: Any, fn_kwargs: dict[str, Any], *functions: Any) -> str:
+    """The cache key of a ``datasets.map`` over ``ds`` with ``functions`` (the mapped one and those it calls):
+    their code, not only their names. ``datasets`` hashes a module's function by reference, so without this a
+    newer mixer whose tokenisation changed would reuse the older one's cached rows (another mask, other
+    columns) from the Hugging Face cache, silently."""
+    import transformers
+    from datasets.fingerprint import Hasher
+
+    return Hasher.hash((ds._fingerprint, [_code_key(f.__code__) for f in functions], fn_kwargs,
+                        transformers.__version__))
+
+
+def _code_key(code: Any) -> tuple[Any, ...]:
+    """A code object's bytecode, names and constants (nested code objects too): what changes when it is edited."""
+    import types
+
+    consts = tuple(_code_key(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts)
+    return code.co_code, code.co_names, consts
+
+
+def drop_reasons(tokenized: Any, max_length: int, assistant_only_loss: bool = True) -> list[str]:
+    """Why rows of ``tokenized`` (``_tokenize_row``'s columns) carry no loss token, counted per reason: a reply
+    that starts past ``max_length``, or no reply the template marks at all (roles other than ``assistant``,
+    such as ShareGPT's ``gpt``, or every reply marked ``train: false``)."""
+    import numpy as np
+
+    n_loss = np.asarray(tokenized["n_loss_tokens"])
+    trainable = np.asarray(tokenized["trainable"], dtype=bool)
+    past = int(((n_loss == 0) & trainable).sum())
+    none = int(((n_loss == 0) & ~trainable).sum())
+    reasons = []
+    if past:
+        reasons.append(f"{past} whose {'assistant turns start' if assistant_only_loss else 'text starts'} past "
+                       f"max_length={max_length}")
+    if none:
+        reasons.append(f"{none} with no assistant reply to learn from (no message with role 'assistant', "
+                       "or every one marked train: false)")
+    return reasons
 
 
 def _check_markers(tokenizer: Any) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from mixer.train.config import RunConfig
-from mixer.train.method import Method
+from mixer.train.method import Method, say_dropped
 
 
 def reference_dtype(cfg: RunConfig) -> str:
@@ -26,14 +26,22 @@ class DPO(Method):
     def load(self, cfg: RunConfig) -> Any:
         from mixer.train.data import load_preference_dataset
 
-        return load_preference_dataset(cfg.data, cfg.max_train_samples)
+        rows = load_preference_dataset(cfg.data, cfg.max_train_samples)
+        self.n_rows = len(rows)
+        return rows
 
     def trl_kwargs(self, cfg: RunConfig, n_rows: int) -> dict[str, Any]:
         # TRL loads the frozen reference from the same path with these
         return {} if cfg.use_peft else {"model_init_kwargs": {"dtype": reference_dtype(cfg)}}
 
     def ready(self, trainer: Any, cfg: RunConfig) -> None:
+        from mixer.core.errors import MixerError
         from mixer.train.runlog import decide
+
+        say_dropped(self.n_rows, trainer, "preference pair(s)", f"the prompt alone fills max_length={cfg.max_length} "
+                    "tokens, leaving no reply token to learn from (TRL's DPOTrainer leaves them out)")
+        if len(trainer.train_dataset) == 0:
+            raise MixerError(f"no preference pair has a reply token within max_length={cfg.max_length}")
 
         if cfg.use_peft:
             decide("reference model", "the base model with the adapter switched off")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
 from mixer.core.outdir import TRAIN_MARKER
@@ -9,6 +10,17 @@ from mixer.train.config import RunConfig
 
 RESOLVED_CONFIG_NAME = TRAIN_MARKER  # also what marks a folder as an earlier run of ours
 METRICS_NAME = "metrics.jsonl"
+
+logger = logging.getLogger("mixer.train")
+
+
+def say_dropped(loaded: int, trainer: Any, what: str, why: str) -> int:
+    """Say at WARNING how many of the ``loaded`` rows the TRL trainer's own preprocessing left out of its
+    ``train_dataset`` (TRL filters over-long pairs without a word); return how many."""
+    dropped = loaded - len(trainer.train_dataset)
+    if dropped > 0:
+        logger.warning("dropped %d of %d %s: %s", dropped, loaded, what, why)
+    return dropped
 
 
 class Method:

@@ -70,12 +70,17 @@ def tokenize(
     """Tokenize a build once, as `mixer train sft` would (same template, mask and truncation), into Parquet
     shards with a manifest of the tokenizer's and template's hashes and tokens per source; `mixer train sft
     --data DIR` then trains from it without tokenizing."""
+    from mixer.core.outdir import check_not_an_input
     from mixer.train.runlog import library_bars_off_terminal
     from mixer.train.template_check import load_check_tokenizer
     from mixer.train.tokenized import default_output, write_tokenized
 
-    tok = load_check_tokenizer(model, tokenizer, chat_template)
     out = output or default_output(data)
+    # the output folder is replaced as a whole: `-o runs/tiny --overwrite` must not delete the model it reads
+    check_not_an_input(out, [(option, Path(p)) for option, p in (("--model", model), ("--tokenizer", tokenizer),
+                                                                   ("--chat-template", chat_template))
+                             if p and Path(p).exists()], option="--output")
+    tok = load_check_tokenizer(model, tokenizer, chat_template)
     with library_bars_off_terminal():
         manifest = write_tokenized(data, tok, out, max_length=max_length, pack=pack, overwrite=overwrite,
                                    workers=workers, settings={"tokenizer_source": tokenizer or model,

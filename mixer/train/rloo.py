@@ -25,8 +25,9 @@ def load_prompt_dataset(path: str | Path, max_rows: int | None = None) -> Any:
 
     ds = load_parquet(path, (), max_rows)
     if "prompt" in ds.column_names and is_messages(ds[0]["prompt"]):
-        prompts = ds["prompt"]
+        prompts = load_parquet(path, ("prompt",), max_rows)["prompt"]  # checked: every row a conversation
     elif "messages" in ds.column_names:
+        ds = load_parquet(path, ("messages",), max_rows)
         prompts = []
         for i, messages in enumerate(ds["messages"]):
             last = max((j for j, m in enumerate(messages) if m["role"] == "assistant"), default=len(messages))

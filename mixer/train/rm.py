@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from mixer.core.errors import MixerError
 from mixer.train.config import RunConfig
-from mixer.train.method import METRICS_NAME, Method
+from mixer.train.method import METRICS_NAME, Method, say_dropped
 
 logger = logging.getLogger("mixer.train")
 
@@ -54,6 +54,7 @@ class RM(Method):
 
         pairs = load_reward_dataset(cfg.data, cfg.max_train_samples, margin=cfg.margin, full_gap=cfg.margin_full_gap)
         train, self.held_out = split_eval(pairs, cfg.eval_size, cfg.seed)
+        self.n_train = len(train)
         return train
 
     def trl_kwargs(self, cfg: RunConfig, n_rows: int) -> dict[str, Any]:
@@ -61,6 +62,8 @@ class RM(Method):
         return {"warmup_steps": warmup_steps(cfg, n_rows), "eval_strategy": "no"}
 
     def ready(self, trainer: Any, cfg: RunConfig) -> None:
+        say_dropped(self.n_train, trainer, "training pair(s)", f"chosen or rejected longer than max_length="
+                    f"{cfg.max_length} tokens (TRL's RewardTrainer leaves them out)")
         if len(trainer.train_dataset) == 0:
             raise MixerError(f"no training pair fits max_length={cfg.max_length} tokens")
         trainer.mixer_eval_pairs = self.held_out

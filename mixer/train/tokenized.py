@@ -75,7 +75,7 @@ def tokenize_rows(rows: Any, tokenizer: Any, max_length: int, num_proc: int | No
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from mixer.train.data import _check_markers
+    from mixer.train.data import _check_markers, _tokenize_row, map_fingerprint, unmask_untrained
 
     _check_markers(tokenizer)
     columns = rows.column_names
@@ -85,9 +85,12 @@ def tokenize_rows(rows: Any, tokenizer: Any, max_length: int, num_proc: int | No
         "assistant_masks": datasets.List(datasets.Value("int8")), "truncated": datasets.Value("bool"),
         "n_loss": datasets.Value("int64")})
     pa.default_memory_pool().release_unused()  # what reading the build freed: the forked workers would copy it
-    mapped = rows.map(_tokenize_example, fn_kwargs={"tokenizer": tokenizer, "max_length": max_length},
+    fn_kwargs = {"tokenizer": tokenizer, "max_length": max_length}
+    mapped = rows.map(_tokenize_example, fn_kwargs=fn_kwargs,
                       remove_columns=[c for c in columns if c not in kept_columns], num_proc=num_proc,
-                      features=features, desc="Tokenising (chat template, assistant mask)")
+                      features=features, desc="Tokenising (chat template, assistant mask)",
+                      new_fingerprint=map_fingerprint(rows, fn_kwargs, _tokenize_example, _tokenize_row,
+                                                      unmask_untrained))
     table = mapped.with_format("arrow")[:]
     n = table.num_rows
     sources = (pc.fill_null(table.column("dataset").cast(pa.string()), "(no source)") if "dataset" in columns

@@ -135,7 +135,8 @@ def resume_checkpoint(cfg: RunConfig) -> str | None:
         out = Path(cfg.output_dir or ".")
         last = get_last_checkpoint(str(out)) if out.is_dir() else None
         if last is None:
-            raise MixerError(f"resume_from_checkpoint: last, but {out} has no checkpoint-* directory")
+            raise MixerError(f"resume_from_checkpoint: last, but {out} has no checkpoint-* directory (a run writes "
+                             "them with save_strategy: steps or epoch; the tiny-cpu recipes set save_strategy: no)")
         return last
     if not Path(value).is_dir():
         raise MixerError(f"resume_from_checkpoint: {value} is not a directory")
@@ -202,9 +203,9 @@ def train_and_save(trainer: Any, cfg: RunConfig) -> dict[str, Any]:
     choices and the compute copies). The resolved config is written first, so a run that crashes
     still says what it was; the loss history goes to ``output_dir/metrics.jsonl`` as training runs."""
     resolved = trainer.mixer_runtime.as_dict()
+    checkpoint = resume_checkpoint(cfg)  # before the config is written: a resume that cannot start changes nothing
     if trainer.is_world_process_zero():
         save_resolved_config(cfg, resolved)
-    checkpoint = resume_checkpoint(cfg)
     trainer.add_callback(metrics_callback(Path(cfg.output_dir) / METRICS_NAME, fresh=checkpoint is None))
     if trainer.is_world_process_zero():
         log_decisions()

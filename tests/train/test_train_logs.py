@@ -144,7 +144,8 @@ def test_quiet_hides_the_decisions_and_keeps_real_problems_at_warning(tmp_path: 
     done = _mixer(*args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "decisions" not in done.stderr and " INFO " not in done.stderr
-    assert "WARNING dropped 1 row(s) with no assistant token within max_length=256" in done.stderr
+    assert ("WARNING dropped 1 of 13 row(s) with no token to train on: 1 whose assistant turns start past "
+            "max_length=256") in done.stderr
 
 
 def test_decisions_outside_a_run_are_said_at_info_at_once(caplog: pytest.LogCaptureFixture) -> None:

@@ -132,7 +132,8 @@ def plan_launch(
         n = world_size()
         return LaunchPlan(n, _accumulation(cfg, n), None)
     gpus = detect_gpu_count()
-    n = num_processes or cfg.num_processes or max(1, gpus)
+    # `is not None`: --num-processes 0 (or num_processes: 0) is an error, not "the default"
+    n = next((v for v in (num_processes, cfg.num_processes) if v is not None), max(1, gpus))
     if n < 1:
         raise ConfigError(f"num_processes must be positive, got {n}")
     accumulation = _accumulation(cfg, n)
