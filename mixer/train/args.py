@@ -190,6 +190,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                "use_bnb_nested_quant": True},
     "sft": {"assistant_only_loss": True},
     "rm": {"lora_task_type": RMArgs.task_type},  # written in the saved config; check_peft holds adapters to it
+    # a merge keeps the base's own precision (its checkpoint's dtype): bf16 halved an fp32 base without a word
+    "merge": {"dtype": "auto"},
 }
 
 #: other names of a key -> the key that holds the setting (both are accepted): mixer's short ``model`` (the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -187,9 +188,10 @@ def test_merge_folds_the_adapter_into_the_base(tmp_path: Path) -> None:
     run(_cfg(adapter, "use_lora=true", "lora_r=4", "lora_alpha=8", "max_steps=3", "learning_rate=1e-2"))
     assert (adapter / "adapter_config.json").is_file()
     merged_dir = tmp_path / "merged"
-    result = CliRunner().invoke(app, ["merge", "--model", str(adapter), "--output-dir", str(merged_dir),
-                                      "--set", "dtype=float32"])
+    result = CliRunner().invoke(app, ["merge", "--model", str(adapter), "--output-dir", str(merged_dir)])
     assert result.exit_code == 0, result.output
+    # the base's own dtype by default (fp32 here): a bf16 default halved an fp32 base without a word
+    assert json.loads((merged_dir / "config.json").read_text())["dtype"] == "float32"
 
     merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32).eval()
     assert not any("lora" in name for name, _ in merged.named_modules())
