@@ -162,6 +162,10 @@ class RunConfig:
                 self.set(str(k), v, source)
             return
         name = self.key(head)
+        if head == "trainer":  # a recipe file's own line; --set trainer=dpo was answered "did you mean do_train"
+            other = f"; for a {value} run, use `mixer train {value}`" if value != self.kind else ""
+            raise ConfigError(f"{source}: the trainer is chosen by the command (`mixer train {self.kind}`), not "
+                              f"set{other}")
         if name not in self.owners:
             valid = sorted({*self.owners, *(alias for alias, target in RENAMED.items() if target in self.owners)})
             meant = [alias for alias, target in RENAMED.items() if target == head and alias in self.owners]
@@ -187,6 +191,8 @@ class RunConfig:
             value = _BOOL_WORDS[value.lower()]  # YAML 1.1's yes/no, for a field that can only be a boolean
         elif value in ("none", "None") and type(None) in kinds and str not in kinds:
             value = None  # --set max_train_samples=none
+        if name == "resume_from_checkpoint" and isinstance(value, bool):  # as transformers reads it: true = last
+            value = "last" if value else None
         try:
             value = coerce(value, hint, f"{source}: {head}")
         except RecipeError as e:

@@ -443,3 +443,16 @@ def test_an_adapter_s_task_type_is_its_trainer_s(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=f"lora_task_type '{wrong}' does not fit `mixer train {kind}`"):
             load_config(kind, REPO / "train" / recipe, ["use_peft=true", f"lora_task_type={wrong}"])
     assert load_config("sft", None, ["lora_task_type=SEQ_CLS"]).lora_task_type == "SEQ_CLS"  # no adapter: unused
+
+
+def test_set_trainer_names_the_command_instead_of_guessing_a_key() -> None:
+    # `--set trainer=dpo` was answered "unknown key 'trainer' (did you mean 'do_train'?)"
+    with pytest.raises(ConfigError, match=r"chosen by the command \(`mixer train sft`\), not set; for a dpo run, "
+                                          r"use `mixer train dpo`"):
+        load_config("sft", None, ["trainer=dpo"])
+
+
+@pytest.mark.parametrize(("given", "held"), [("false", None), ("true", "last"), ("last", "last")])
+def test_resume_from_checkpoint_takes_true_and_false_as_transformers_does(given: str, held: str | None) -> None:
+    # --set resume_from_checkpoint=false was "expected a string"
+    assert load_config("sft", None, [f"resume_from_checkpoint={given}"]).resume_from_checkpoint == held
