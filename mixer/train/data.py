@@ -128,6 +128,20 @@ def check_conversations(table: Any, columns: list[str], files: list[tuple[str, i
                 first = pc.index(pc.fill_null(mask, False), True).as_py()
                 raise DataError(f"{where(first)}: {col!r} {what}; {n_bad} row(s) of the data are like this, and a "
                                 "conversation needs {role, content} messages. Fix or drop those rows")
+        if col in ("messages", "chosen"):
+            # replies that are all empty train the model to end its turn at once: legal, rarely meant (a build's
+            # normalise drops empty turns; hand-made or converted data may hold them)
+            assistant = pc.equal(pc.struct_field(messages, "role"), "assistant").to_numpy(zero_copy_only=False)
+            text = pc.utf8_length(pc.utf8_trim_whitespace(pc.fill_null(pc.struct_field(messages, "content"), "")))
+            spoken = assistant & (text.to_numpy(zero_copy_only=False) > 0)
+            replies, said = np.zeros(len(column), dtype=bool), np.zeros(len(column), dtype=bool)
+            replies[parents[assistant]] = True
+            said[parents[spoken]] = True
+            silent = np.flatnonzero(replies & ~said)
+            if len(silent):
+                logger.warning("%s: %d row(s) whose %r replies are all empty (first: %s): they teach the model to "
+                               "end its turn at once; drop them from the data unless that is meant", files[0][0]
+                               if len(files) == 1 else "the data", len(silent), col, where(int(silent[0])))
 
 
 def is_messages(value: Any) -> bool:

@@ -340,3 +340,19 @@ def test_a_comma_separated_set_fills_a_list_field_that_may_also_be_none() -> Non
     assert cfg.lora_target_modules == ["q_proj", "v_proj"]
     assert cfg.lora_modules_to_save == ["lm_head", "embed_tokens"]
     assert cfg.report_to == "none"
+
+
+def test_rows_whose_replies_are_all_empty_are_warned_with_their_row(tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    # they trained on the end-of-turn token alone, without a word
+    empty = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "  "}]
+    _parquet(tmp_path / "data" / "train.parquet", {"messages": pa.array([HI, empty, HI, empty], type=MESSAGES)})
+    with caplog.at_level("WARNING", logger="mixer.train"):
+        assert len(load_parquet(tmp_path, ("messages",))) == 4  # kept: legal, and the user's call
+    (warning,) = [r.getMessage() for r in caplog.records if "all empty" in r.getMessage()]
+    assert "2 row(s) whose 'messages' replies are all empty (first: " in warning and "row 1)" in warning
+    caplog.clear()
+    _parquet(tmp_path / "fine" / "train.parquet", {"messages": pa.array([HI, HI], type=MESSAGES)})
+    with caplog.at_level("WARNING", logger="mixer.train"):
+        load_parquet(tmp_path / "fine", ("messages",))
+    assert not [r for r in caplog.records if "all empty" in r.getMessage()]
