@@ -82,8 +82,8 @@ def check_not_an_input(out: Path | str, inputs: Iterable[tuple[str, Path | str]]
     """Raise ``MixerError`` when the output folder ``out`` is, contains or lies inside an input.
 
     ``inputs``: (what it is, path) pairs: the files and folders a command reads from. An output
-    folder is replaced as a whole, so one that holds an input would delete it, whatever
-    ``--overwrite`` says; this is never overridable. Paths are compared resolved (symlinks
+    folder is replaced as a whole or written into, so one that holds an input could delete or
+    overwrite it, whatever ``--overwrite`` says; this is never overridable. Paths are compared resolved (symlinks
     followed), so a link or a ``..`` does not hide the overlap.
     """
     target = Path(out).expanduser().resolve()
@@ -97,9 +97,9 @@ def check_not_an_input(out: Path | str, inputs: Iterable[tuple[str, Path | str]]
             how = "lies inside"
         else:
             continue
-        raise MixerError(f"{option} {out}: the output folder {how} {what} {path}; it is replaced as a whole, "
-                         f"which would delete the input (--overwrite does not change this). Choose an output "
-                         f"folder outside every input")
+        raise MixerError(f"{option} {out}: the output folder {how} {what} {path}; writing the output there "
+                         f"could delete or overwrite the input (no overwrite option changes this). Choose an "
+                         f"output folder outside every input")
 
 
 def check_run_dir(output_dir: Path | str, *, inputs: Iterable[tuple[str, Path | str | None]],
