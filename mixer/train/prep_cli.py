@@ -87,6 +87,8 @@ def tokenize(
                                                               "chat_template": chat_template})
     t = manifest["totals"]
     packed = f" in {manifest['rows']:,} packed rows ({manifest['packing']['fill']:.1%} full)" if pack else ""
+    why = ", ".join(f"{n:,} {what}" for what, n in (("past max_length", t["dropped_past_max_length"]),
+                                                     ("with no assistant reply", t["dropped_no_reply"])) if n)
     typer.echo(f"wrote {t['kept']:,} conversations ({t['trainable_tokens']:,} trainable of {t['total_tokens']:,} "
-               f"tokens){packed} to {out}; dropped {t['dropped_no_loss_token']:,} with no loss token, truncated "
-               f"{t['truncated']:,}")
+               f"tokens){packed} to {out}; dropped {t['dropped_no_loss_token']:,} with no loss token"
+               + (f" ({why})" if why else "") + f", truncated {t['truncated']:,}")

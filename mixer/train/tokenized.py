@@ -60,7 +60,7 @@ def _tokenize_example(example: dict[str, Any], tokenizer: Any, max_length: int) 
     out = _tokenize_row(example, tokenizer, max_length + 1, True)
     ids, mask = list(out["input_ids"]), list(out["assistant_masks"])
     return {"input_ids": ids[:max_length], "assistant_masks": mask[:max_length], "truncated": len(ids) > max_length,
-            "n_loss": sum(mask[:max_length])}
+            "n_loss": sum(mask[:max_length]), "has_reply": out["trainable"]}
 
 
 def tokenize_rows(rows: Any, tokenizer: Any, max_length: int, num_proc: int | None = None
@@ -83,7 +83,7 @@ def tokenize_rows(rows: Any, tokenizer: Any, max_length: int, num_proc: int | No
     features = datasets.Features({  # written as int32/int8 by the workers: no int64 copy to cast later
         **{c: rows.features[c] for c in kept_columns}, "input_ids": datasets.List(datasets.Value("int32")),
         "assistant_masks": datasets.List(datasets.Value("int8")), "truncated": datasets.Value("bool"),
-        "n_loss": datasets.Value("int64")})
+        "n_loss": datasets.Value("int64"), "has_reply": datasets.Value("bool")})
     pa.default_memory_pool().release_unused()  # what reading the build freed: the forked workers would copy it
     fn_kwargs = {"tokenizer": tokenizer, "max_length": max_length}
     mapped = rows.map(_tokenize_example, fn_kwargs=fn_kwargs,
@@ -100,10 +100,12 @@ def tokenize_rows(rows: Any, tokenizer: Any, max_length: int, num_proc: int | No
     lengths = pc.list_value_length(table.column("input_ids")).to_numpy().astype(np.int64)
     trainable = table.column("n_loss").to_numpy()
     truncated = table.column("truncated").to_numpy(zero_copy_only=False)
+    has_reply = table.column("has_reply").to_numpy(zero_copy_only=False)
     keep = trainable > 0
     stats: dict[str, dict[str, int]] = {}
     for k, source in enumerate(sources.to_pylist()):
-        s = stats.setdefault(source, {"records": 0, "kept": 0, "dropped_no_loss_token": 0, "truncated": 0,
+        s = stats.setdefault(source, {"records": 0, "kept": 0, "dropped_no_loss_token": 0,
+                                      "dropped_past_max_length": 0, "dropped_no_reply": 0, "truncated": 0,
                                       "total_tokens": 0, "trainable_tokens": 0})
         s["records"] += 1
         s["truncated"] += int(truncated[k])
@@ -111,8 +113,9 @@ def tokenize_rows(rows: Any, tokenizer: Any, max_length: int, num_proc: int | No
             s["kept"] += 1
             s["total_tokens"] += int(lengths[k])
             s["trainable_tokens"] += int(trainable[k])
-        else:
+        else:  # the total, and why: every reply past max_length, or none the template marks (roles, train: false)
             s["dropped_no_loss_token"] += 1
+            s["dropped_past_max_length" if has_reply[k] else "dropped_no_reply"] += 1
     files = [f["filename"] for f in mapped.cache_files]
     # where the map's files hold its rows as they are, the writer reads them from there (TokenisedRows)
     in_files = bool(files) and sum(stream_rows(f) for f in files) == n
@@ -208,10 +211,12 @@ def card_markdown(manifest: dict[str, Any]) -> str:
              f"- max_length: {manifest['max_length']}; packing: {manifest['pack'] or 'none'}"
              + (f" ({manifest['packing']['bins']:,} bins, {manifest['packing']['fill']:.1%} full)"
                 if manifest.get("packing") else ""),
-             "", "| source | records | kept | dropped (no loss token) | truncated | total tokens | trainable tokens |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "", "| source | records | kept | dropped (no loss token) | of them: past max_length | of them: no "
+             "assistant reply | truncated | total tokens | trainable tokens |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, s in [*manifest["sources"].items(), ("**total**", manifest["totals"])]:
-        lines.append(f"| {name} | {s['records']:,} | {s['kept']:,} | {s['dropped_no_loss_token']:,} | "
+        split = f"{s['dropped_past_max_length']:,} | {s['dropped_no_reply']:,}" if "dropped_no_reply" in s else "- | -"
+        lines.append(f"| {name} | {s['records']:,} | {s['kept']:,} | {s['dropped_no_loss_token']:,} | {split} | "
                      f"{s['truncated']:,} | {s['total_tokens']:,} | {s['trainable_tokens']:,} |")
     return "\n".join(lines) + "\n"
 

@@ -79,7 +79,7 @@ def test_tokenize_writes_the_trainers_tokens_and_masks(tmp_path: Path) -> None:
     data = write_sft_build(tmp_path / "build", records)
     code, out = _tokenize(data, tmp_path / "tok")
     assert code == 0, out
-    assert "dropped 1 with no loss token, truncated 1" in out
+    assert "dropped 1 with no loss token (1 past max_length), truncated 1" in out
     tokenizer = AutoTokenizer.from_pretrained(a.tokenizer)
     expected = tokenize_sft(load_parquet(data, SFT_COLUMNS), tokenizer, 64)
     rows = _rows(tmp_path / "tok")
@@ -91,10 +91,25 @@ def test_tokenize_writes_the_trainers_tokens_and_masks(tmp_path: Path) -> None:
     assert toy["records"] == 12 and toy["kept"] == 12
     assert toy["trainable_tokens"] == sum(sum(m) for m in expected["assistant_masks"])
     assert toy["total_tokens"] == sum(len(x) for x in expected["input_ids"])
-    assert manifest["sources"]["long"] == {"records": 1, "kept": 0, "dropped_no_loss_token": 1, "truncated": 1,
+    assert manifest["sources"]["long"] == {"records": 1, "kept": 0, "dropped_no_loss_token": 1,
+                                           "dropped_past_max_length": 1, "dropped_no_reply": 0, "truncated": 1,
                                            "total_tokens": 0, "trainable_tokens": 0}
     card = (tmp_path / "tok" / "README.md").read_text(encoding="utf-8")
-    assert f"| toy | 12 | 12 | 0 | 0 | {toy['total_tokens']:,} | {toy['trainable_tokens']:,} |" in card
+    assert f"| toy | 12 | 12 | 0 | 0 | 0 | 0 | {toy['total_tokens']:,} | {toy['trainable_tokens']:,} |" in card
+
+
+def test_drops_say_whether_the_reply_was_past_max_length_or_never_there(tmp_path: Path) -> None:
+    """ShareGPT's `gpt` role has no assistant marker: its rows were counted as 'no loss token' alone, which
+    read as a max_length problem."""
+    records = [*SFT_RECORDS[:2], {"dataset": "sharegpt", "id": "s_0", "messages": [
+        {"role": "human", "content": "Hi"}, {"role": "gpt", "content": "Hello."}]},
+        {"dataset": "long", "id": "long_0", "messages": [
+            {"role": "user", "content": "word " * 80}, {"role": "assistant", "content": "Too late."}]}]
+    code, out = _tokenize(write_sft_build(tmp_path / "build", records), tmp_path / "tok")
+    assert code == 0, out
+    assert "dropped 2 with no loss token (1 past max_length, 1 with no assistant reply)" in out
+    totals = json.loads((tmp_path / "tok" / MANIFEST).read_text(encoding="utf-8"))["totals"]
+    assert (totals["dropped_no_loss_token"], totals["dropped_past_max_length"], totals["dropped_no_reply"]) == (2, 1, 1)
 
 
 def test_packed_rows_hold_the_same_sequences_with_their_boundaries(tmp_path: Path) -> None:
