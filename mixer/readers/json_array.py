@@ -230,7 +230,7 @@ class _ArrayStream:
                              "expected a JSON array of records (file does not start with '[')")
         pos = self.skip_ws(pos + 1)
         if pos < len(self.text) and self.text[pos] == "]":
-            self._check_rest()  # what follows the array is ignored, but must be UTF-8 as before
+            self._check_end(pos + 1)
             return
         index = 0
         while True:
@@ -259,12 +259,23 @@ class _ArrayStream:
             if pos >= len(self.text):
                 raise InputError(location, "truncated JSON array (no closing ']')")
             if self.text[pos] == "]":
-                self._check_rest()
+                self._check_end(pos + 1)
                 return
             if self.text[pos] != ",":
                 raise self._fail(Location(str(self.path), line=self.line_at(pos), record=index),
                                  f"malformed JSON array: expected ',' or ']' but found {self.text[pos]!r}")
             pos = self.skip_ws(pos + 1)
+
+    def _check_end(self, pos: int) -> None:
+        """Only whitespace may follow the array's closing ``]``. Anything else (a second array written
+        after the first, a stray ``]``, a log line appended) would otherwise be skipped without a word,
+        and with it every record it holds."""
+        pos = self.skip_ws(pos)
+        if pos < len(self.text):
+            raise self._fail(Location(str(self.path), line=self.line_at(pos)),
+                             f"unexpected {self.text[pos]!r} after the closing ']' of the JSON array: a file must "
+                             "hold one JSON array of records (for several arrays, use one file each, or "
+                             "merge them into one array)")
 
     def _malformed(self, e: json.JSONDecodeError) -> str:
         """Python json's message with the file's line and column (``e`` counts from the window)."""

@@ -115,6 +115,38 @@ def test_broken_record_and_separator_errors_name_file_line_and_column(
         1, f"{path}, line 1, record 1: malformed JSON array: expected ',' or ']' but found '{{'")
 
 
+@pytest.mark.parametrize("chunk", [1, 3, 1 << 20])
+@pytest.mark.parametrize(("after", "found", "line"), [
+    ('\n[{"a": "y"}, {"a": "z"}]\n', "'['", 2),  # a second array: its records were skipped without a word
+    ("]", "']'", 1),
+    ("\n\nlog: done\n", "'l'", 3),
+])
+def test_content_after_the_closing_bracket_is_an_error_not_skipped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, after: str, found: str, line: int) -> None:
+    path = tmp_path / "a.json"
+    path.write_text('[{"a": "x"}]' + after, encoding="utf-8")
+    seen, message = _error(path, monkeypatch, chunk)
+    assert seen == 1
+    assert message.startswith(f"{path}, line {line}: unexpected {found} after the closing ']' of the JSON array")
+    path.write_text("[]" + after, encoding="utf-8")
+    assert _error(path, monkeypatch, chunk)[0] == 0
+
+
+@pytest.mark.parametrize("after", ["\n[]", " x"])
+def test_small_array_with_content_after_it_is_an_error(tmp_path: Path, after: str) -> None:
+    """Parsed whole (below ``STREAM_MIN_BYTES``): orjson refuses the trailing data, the walk then names it."""
+    path = tmp_path / "a.json"
+    path.write_text('[{"a": "x"}]' + after, encoding="utf-8")
+    with pytest.raises(InputError, match="after the closing"):
+        list(read_json_array(path))
+
+
+def test_whitespace_after_the_closing_bracket_is_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "a.json"
+    path.write_text('[{"a": "x"}]\r\n \t\n', encoding="utf-8")
+    assert [v for v, _, _ in _stream(path, monkeypatch, 2)] == [{"a": "x"}]
+
+
 def test_invalid_utf8_anywhere_is_reported_before_an_earlier_broken_record(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The whole file used to be decoded before any record was parsed; that precedence stays."""
