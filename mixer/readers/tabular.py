@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mixer.core.errors import InputError, Location
-from mixer.readers.base import FilePart, RawItem
+from mixer.readers.base import FilePart, ParseFailure, RawItem
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -89,6 +89,7 @@ def read_xlsx(path: Path) -> Iterator[RawItem]:
         if header is None:
             raise InputError(str(path), "workbook is empty: expected a header row")
         names = [str(h).strip() if h is not None else "" for h in header]
+        _check_header(path, names)
         ordinal = 0
         for lineno, values in enumerate(rows, start=2):
             if all(v is None for v in values):
@@ -100,13 +101,40 @@ def read_xlsx(path: Path) -> Iterator[RawItem]:
         wb.close()
 
 
+def _check_header(path: Path, names: list[str]) -> None:
+    """A column name given twice is an error: a row read as a dict keeps one of the two cells and the
+    other would be lost without a word."""
+    seen: set[str] = set()
+    twice = [n for n in names if n and (n in seen or seen.add(n))]
+    if twice:
+        raise InputError(Location(str(path), line=1),
+                         f"the header names column(s) {sorted(set(twice))} more than once: rename or remove "
+                         "the duplicates, or only one of their cells would be read")
+
+
 def read_csv(path: Path) -> Iterator[RawItem]:
     """UTF-8 with or without the byte-order mark Excel writes ("CSV UTF-8"): a BOM is not part of the
-    first column's name."""
+    first column's name.
+
+    A row with more cells than the header (most often an unquoted comma inside a cell, which cuts the
+    text there) becomes a ``ParseFailure``, as does an empty file: neither may lose text without a word.
+    """
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
             reader = csv.DictReader(f)
+            if reader.fieldnames is None:
+                raise InputError(str(path), "file is empty: expected a header row")
+            _check_header(path, list(reader.fieldnames))
             for ordinal, row in enumerate(reader):
-                yield RawItem(row, Location(str(path), line=reader.line_num, record=ordinal))
+                location = Location(str(path), line=reader.line_num, record=ordinal)
+                extra = row.pop(None, None)  # DictReader's key for the cells past the header's columns
+                if extra is not None:
+                    cells = [*(v if v is not None else "" for v in row.values()), *extra]
+                    yield RawItem(ParseFailure(f"{len(cells)} cells, but the header has {len(reader.fieldnames)} "
+                                               "columns (an unquoted comma in a cell?)", ",".join(cells)), location)
+                    continue
+                yield RawItem(row, location)
     except UnicodeDecodeError as e:
         raise InputError(str(path), f"not valid UTF-8: {e}") from None
+    except csv.Error as e:
+        raise InputError(str(path), f"not a readable CSV file: {e}") from None
