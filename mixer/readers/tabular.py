@@ -4,12 +4,13 @@ sheet, as Tulu reads it) and CSV."""
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mixer.core.errors import InputError, Location
-from mixer.readers.base import FilePart, ParseFailure, RawItem
+from mixer.readers.base import FilePart, ParseFailure, RawItem, check_not_compressed, open_bytes
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -35,6 +36,7 @@ def read_parquet_batches(
     try:
         pf = pq.ParquetFile(path)
     except Exception as e:  # pyarrow raises several types for a bad footer
+        check_not_compressed(path, "parquet")
         raise InputError(str(path), f"not a readable Parquet file: {e}") from None
     available = pf.schema_arrow.names
     if columns is not None:
@@ -113,14 +115,14 @@ def _check_header(path: Path, names: list[str]) -> None:
 
 
 def read_csv(path: Path) -> Iterator[RawItem]:
-    """UTF-8 with or without the byte-order mark Excel writes ("CSV UTF-8"): a BOM is not part of the
-    first column's name.
+    """UTF-8 (plain or gzipped) with or without the byte-order mark Excel writes ("CSV UTF-8"): a BOM is
+    not part of the first column's name.
 
     A row with more cells than the header (most often an unquoted comma inside a cell, which cuts the
     text there) becomes a ``ParseFailure``, as does an empty file: neither may lose text without a word.
     """
     try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
+        with io.TextIOWrapper(open_bytes(path), encoding="utf-8-sig", newline="") as f:
             reader = csv.DictReader(f)
             if reader.fieldnames is None:
                 raise InputError(str(path), "file is empty: expected a header row")
@@ -138,3 +140,5 @@ def read_csv(path: Path) -> Iterator[RawItem]:
         raise InputError(str(path), f"not valid UTF-8: {e}") from None
     except csv.Error as e:
         raise InputError(str(path), f"not a readable CSV file: {e}") from None
+    except (OSError, EOFError) as e:  # a .csv.gz that is not gzip, or is cut short
+        raise InputError(str(path), f"cannot read file: {e}") from None

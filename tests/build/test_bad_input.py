@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import flan_rows, write_jsonl
@@ -92,6 +93,34 @@ def test_empty_file_is_an_error_naming_it(tmp_path: Path, make_recipe) -> None:
     _write(tmp_path / "raw" / "flan.jsonl", "")
     message = _fails(make_recipe([{"name": "flan_v2", "files": "flan.jsonl"}]))
     assert "flan.jsonl" in message and "empty" in message
+
+
+@pytest.mark.parametrize(("name", "adapter", "data"), [
+    ("flan.jsonl", "flan_v2", GOOD * 3),
+    ("alpaca.json", "gpt4_alpaca", '[{"instruction": "i", "input": "", "output": "o"}]'),
+    ("examples.csv", "hard_coded", "Prompt,Output\nWho are you?,Tulu\n"),
+    ("orca.parquet", "open_orca", None),
+])
+def test_gzip_file_without_gz_suffix_is_named_as_compressed(tmp_path: Path, make_recipe, name: str, adapter: str,
+                                                            data: str) -> None:
+    """A download saved under its decompressed name: said as such, not "not valid UTF-8 (byte 0x8b)"."""
+    import gzip
+
+    if data is None:  # Parquet: read through the columnar path, and never as .gz
+        table = pa.Table.from_pylist([{"id": "niv.1", "system_prompt": "", "question": "q", "response": "r"}])
+        pq.write_table(table, tmp_path / "orca.parquet")
+        _write(tmp_path / "raw" / name, gzip.compress((tmp_path / "orca.parquet").read_bytes()))
+    else:
+        _write(tmp_path / "raw" / name, gzip.compress(data.encode()))
+    message = _fails(make_recipe([{"name": adapter, "files": name}]))
+    path = tmp_path / "raw" / name
+    assert message.startswith(f"{path}: the file is gzip-compressed but its name does not end in .gz")
+    if data is None:
+        assert "decompress it (parquet files are read uncompressed)" in message
+        return
+    assert f"rename it to {name}.gz" in message
+    (tmp_path / "raw" / name).rename(tmp_path / "raw" / f"{name}.gz")
+    assert _skips(make_recipe([{"name": adapter, "files": f"{name}.gz"}]))["selected"] >= 1
 
 
 def test_missing_file_is_a_recipe_error_naming_path(tmp_path: Path, make_recipe) -> None:
