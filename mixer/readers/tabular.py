@@ -31,6 +31,7 @@ def read_parquet_batches(
 ) -> Iterator[tuple[int, pa.RecordBatch]]:
     """The Arrow record batches ``read_parquet`` turns into dicts, each with the file ordinal of its
     first row: for adapters that convert whole columns at once (``Adapter.convert_columns``)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
@@ -56,8 +57,17 @@ def read_parquet_batches(
     if not groups:
         return
     row = first
-    for batch in pf.iter_batches(batch_size=batch_size, row_groups=groups,
-                                 columns=list(columns) if columns else None):
+    batches = pf.iter_batches(batch_size=batch_size, row_groups=groups, columns=list(columns) if columns else None)
+    while True:
+        try:
+            batch = next(batches, None)
+        except (OSError, pa.ArrowException) as e:
+            # a damaged data page: the footer read fine, so this surfaces only here, mid-file
+            raise InputError(Location(str(path), record=row),
+                             f"corrupt Parquet data at or after this row ({type(e).__name__}: {e}); "
+                             "the file is damaged: download it again") from None
+        if batch is None:
+            return
         lo, hi = max(start - row, 0), min(stop - row, batch.num_rows)
         if lo < hi:
             yield row + lo, batch.slice(lo, hi - lo)
