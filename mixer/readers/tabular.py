@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import io
+import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -74,6 +76,11 @@ def read_parquet_batches(
         row += batch.num_rows
 
 
+#: what a damaged workbook raises while its sheets are read: a bad zip entry, cut or invalid XML (ElementTree's
+#: and lxml's errors are SyntaxErrors), a corrupt deflate stream
+_DAMAGED_XLSX = (zipfile.BadZipFile, SyntaxError, zlib.error, OSError, EOFError)
+
+
 def read_xlsx(path: Path) -> Iterator[RawItem]:
     """First sheet, as Tulu's ``pandas.read_excel`` reads it; the header row names the fields; empty
     cells become None.
@@ -109,6 +116,10 @@ def read_xlsx(path: Path) -> Iterator[RawItem]:
             yield RawItem(dict(zip(names, values, strict=False)),
                           Location(str(path), line=lineno, record=ordinal))
             ordinal += 1
+    except _DAMAGED_XLSX as e:
+        # read_only sheets are parsed as they are walked: a damaged sheet inside an intact zip shows only here
+        raise InputError(str(path), f"damaged .xlsx workbook ({type(e).__name__}: {e}): save it again "
+                         "from the spreadsheet program, or download it again") from None
     finally:
         wb.close()
 

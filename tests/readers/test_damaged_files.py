@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from mixer.core.errors import InputError
 from mixer.readers.tabular import read_parquet
@@ -37,3 +38,34 @@ def test_damaged_parquet_data_pages_are_input_errors_naming_the_file(tmp_path: P
         assert rows == 2000  # bytes inside a string's value: no checksum to tell, the rows still read
         outcomes["read"] += 1
     assert outcomes["page"] > 0, outcomes  # the damage reached a data page past the footer's check
+
+
+def _damaged_workbook(tmp_path: Path, change: object) -> Path:
+    """A workbook whose first sheet's XML is replaced by ``change(xml)`` inside an otherwise intact zip."""
+    import zipfile
+
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["Prompt", "Output"])
+    for i in range(50):
+        ws.append([f"question {i}", f"answer {i}"])
+    whole = tmp_path / "whole.xlsx"
+    wb.save(whole)
+    damaged = tmp_path / "h.xlsx"
+    with zipfile.ZipFile(whole) as zin, zipfile.ZipFile(damaged, "w") as zout:
+        for name in zin.namelist():
+            data = zin.read(name)
+            zout.writestr(name, change(data) if name == "xl/worksheets/sheet1.xml" else data)  # type: ignore[operator]
+    return damaged
+
+
+@pytest.mark.parametrize("change", [lambda xml: xml[: len(xml) // 2], lambda xml: xml.replace(b"<row ", b"<<row ", 3)],
+                         ids=["sheet-cut-short", "sheet-invalid-xml"])
+def test_damaged_xlsx_sheet_is_an_input_error_naming_the_file(tmp_path: Path, change: object) -> None:
+    from mixer.readers.tabular import read_xlsx
+
+    damaged = _damaged_workbook(tmp_path, change)
+    with pytest.raises(InputError, match=rf"^{damaged}: damaged \.xlsx workbook \(ParseError"):
+        list(read_xlsx(damaged))
