@@ -12,11 +12,17 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mixer.core.errors import InputError, Location
+
+#: what reading a damaged file raises below the format's parser: an OS error, a gzip stream cut short
+#: (EOFError) or not gzip at all (``gzip.BadGzipFile``, an OSError), or a damaged deflate block inside it
+#: (``zlib.error``, which is no OSError)
+READ_ERRORS = (OSError, EOFError, zlib.error)
 
 
 @dataclass(frozen=True)

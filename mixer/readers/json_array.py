@@ -3,7 +3,6 @@ streamed element by element in bounded memory (``_ArrayStream``), whole or one b
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import re
@@ -13,7 +12,7 @@ from pathlib import Path
 import orjson
 
 from mixer.core.errors import InputError, Location
-from mixer.readers.base import FilePart, RawItem, json_type, open_bytes
+from mixer.readers.base import READ_ERRORS, FilePart, RawItem, json_type, open_bytes
 
 #: JSON arrays smaller than this are parsed whole with orjson (fast); larger ones are streamed element by
 #: element: a 650 MB ShareGPT file becomes several GB of Python objects when parsed at once.
@@ -49,7 +48,7 @@ def read_json_array(path: Path, part: FilePart | None = None) -> Iterator[RawIte
                     return
             bounds = part.bounds(size) if part is not None and size is not None else None
             yield from _ArrayStream(path, f, head, bounds).records()
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except READ_ERRORS as e:
         raise InputError(str(path), f"cannot read file: {e}") from None
 
 

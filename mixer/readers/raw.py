@@ -14,7 +14,7 @@ from mixer.core.digest import file_digest
 from mixer.core.errors import InputError
 from mixer.core.stats import FileInfo
 from mixer.readers import json_array as json_array_reader
-from mixer.readers.base import FilePart, RawItem, check_not_compressed, open_bytes
+from mixer.readers.base import READ_ERRORS, FilePart, RawItem, check_not_compressed, open_bytes
 from mixer.readers.jsonl import read_jsonl
 from mixer.readers.tabular import read_csv, read_parquet, read_xlsx
 
@@ -81,7 +81,10 @@ def read_raw(path: Path, columns: Sequence[str] | None = None, part: FilePart | 
 
 
 def _looks_like_jsonl(path: Path) -> bool:
-    with open_bytes(path) as f:
-        head = f.read(64).lstrip()
+    try:
+        with open_bytes(path) as f:
+            head = f.read(64).lstrip()
+    except READ_ERRORS as e:  # a damaged .gz: said as the readers say it
+        raise InputError(str(path), f"cannot read file: {e}") from None
     return head.startswith(b"{")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mixer.core.errors import InputError, Location
-from mixer.readers.base import FilePart, ParseFailure, RawItem, check_not_compressed, open_bytes
+from mixer.readers.base import READ_ERRORS, FilePart, ParseFailure, RawItem, check_not_compressed, open_bytes
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -161,5 +161,5 @@ def read_csv(path: Path) -> Iterator[RawItem]:
         raise InputError(str(path), f"not valid UTF-8: {e}") from None
     except csv.Error as e:
         raise InputError(str(path), f"not a readable CSV file: {e}") from None
-    except (OSError, EOFError) as e:  # a .csv.gz that is not gzip, or is cut short
+    except READ_ERRORS as e:  # a .csv.gz that is not gzip, is cut short or damaged
         raise InputError(str(path), f"cannot read file: {e}") from None

@@ -69,3 +69,32 @@ def test_damaged_xlsx_sheet_is_an_input_error_naming_the_file(tmp_path: Path, ch
     damaged = _damaged_workbook(tmp_path, change)
     with pytest.raises(InputError, match=rf"^{damaged}: damaged \.xlsx workbook \(ParseError"):
         list(read_xlsx(damaged))
+
+
+@pytest.mark.parametrize("name", ["f.jsonl.gz", "a.json.gz", "h.csv.gz"])
+def test_damaged_gzip_stream_is_an_input_error_naming_the_file(tmp_path: Path, name: str) -> None:
+    """Bytes changed inside a gzip file: a damaged deflate block raises ``zlib.error``, which is no OSError."""
+    import gzip
+    import hashlib
+    import json
+
+    from mixer.readers.raw import read_raw
+
+    texts = [hashlib.sha256(str(i).encode()).hexdigest() * (1 + i % 3) for i in range(3000)]
+    if name.endswith(".jsonl.gz"):
+        plain = "".join(json.dumps({"inputs": t, "targets": "a"}) + "\n" for t in texts)
+    elif name.endswith(".json.gz"):
+        plain = json.dumps([{"inputs": t} for t in texts])
+    else:
+        plain = "Prompt,Output\n" + "".join(f"{t},a\n" for t in texts)
+    data = gzip.compress(plain.encode(), mtime=0)
+    path = tmp_path / name
+    deflate_errors = 0
+    for offset in range(20, len(data) - 10, len(data) // 40):
+        path.write_bytes(data[:offset] + b"\xff\xfe\x00\x13" + data[offset + 4:])
+        try:
+            list(read_raw(path))
+        except InputError as e:
+            assert str(e).startswith(f"{path}: cannot read file: "), e
+            deflate_errors += "while decompressing data" in str(e)
+    assert deflate_errors > 0
