@@ -73,7 +73,7 @@ def test_truncated_json_array_names_file_and_record(tmp_path: Path, make_recipe)
     _write(tmp_path / "raw" / "alpaca.json",
            '[\n  {"inputs": "a", "targets": "b"},\n  {"inputs": "c", "targets": "d"},\n  {"inputs": "e", "tar')
     message = _fails(make_recipe([{"name": "flan_v2", "files": "alpaca.json"}]))
-    assert "alpaca.json" in message and "record 2" in message and "line 4" in message
+    assert "alpaca.json" in message and "line 4, record 2 (0-based)" in message
     assert "truncated JSON array" in message
 
 

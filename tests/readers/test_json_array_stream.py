@@ -95,11 +95,12 @@ def test_truncation_mid_element_yields_the_records_before_it_then_names_record_a
     seen, message = _error(path, monkeypatch, chunk)
     assert seen == 2
     assert message.startswith(f"{path}, line ")
-    assert "record 2: truncated JSON array: the file ends without the closing ']' (malformed JSON at line" in message
+    assert ("record 2 (0-based): truncated JSON array: the file ends without the closing ']' (malformed JSON at line"
+            in message)
     # between records: the last complete record is named
     path.write_bytes(whole[:whole.rindex(b"}") + 1])
     seen, message = _error(path, monkeypatch, chunk)
-    assert seen == 4 and "record 3: truncated JSON array (no closing ']')" in message
+    assert seen == 4 and "record 3 (0-based): truncated JSON array (no closing ']')" in message
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 1 << 20])
@@ -109,10 +110,10 @@ def test_broken_record_and_separator_errors_name_file_line_and_column(
     path.write_text('[\n {"a": "x"},\n {"a": "y" "b": 1},\n {"a": "z"}\n]\n', encoding="utf-8")
     seen, message = _error(path, monkeypatch, chunk)
     assert seen == 1
-    assert message == f"{path}, line 3, record 1: malformed JSON at line 3 column 12: Expecting ',' delimiter"
+    assert message == f"{path}, line 3, record 1 (0-based): malformed JSON at line 3 column 12: Expecting ',' delimiter"
     path.write_text('[{"a": "x"} {"a": "y"}]', encoding="utf-8")
     assert _error(path, monkeypatch, chunk) == (
-        1, f"{path}, line 1, record 1: malformed JSON array: expected ',' or ']' but found '{{'")
+        1, f"{path}, line 1, record 1 (0-based): malformed JSON array: expected ',' or ']' but found '{{'")
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 1 << 20])

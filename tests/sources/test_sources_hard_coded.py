@@ -155,7 +155,7 @@ def test_hard_coded_csv_row_with_more_cells_than_the_header_is_a_parse_failure(t
     path = tmp_path / "h.csv"
     path.write_bytes(b"Prompt,Output\nWho are you?,Hello, I am Tulu.\nName?,Tulu\n")
     first, second = list(read_raw(path))
-    assert isinstance(first.value, ParseFailure) and str(first.location) == f"{path}, line 2, record 0"
+    assert isinstance(first.value, ParseFailure) and str(first.location) == f"{path}, line 2, record 0 (0-based)"
     assert first.value.problem.startswith("3 cells, but the header has 2 columns")
     assert first.value.text == "Who are you?,Hello, I am Tulu."
     assert second.value == {"Prompt": "Name?", "Output": "Tulu"}
