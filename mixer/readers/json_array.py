@@ -63,9 +63,14 @@ def _parse_small_array(path: Path, data: bytes) -> Iterator[RawItem]:
         return
     if not isinstance(value, list):
         raise InputError(str(path), f"expected a JSON array of records, found a JSON {json_type(value)}")
+    if not value:
+        raise InputError(str(path), NO_RECORDS)
     for i, item in enumerate(value):
         yield RawItem(item, Location(str(path), record=i))
 
+
+#: an array without elements is a file without records, as an empty JSONL file is (an export that failed)
+NO_RECORDS = "the JSON array is empty ([]): expected records"
 
 #: whitespace between JSON values (what Python's json skips)
 _WS = re.compile(r"[ \t\r\n]*")
@@ -230,7 +235,7 @@ class _ArrayStream:
         pos = self.skip_ws(pos + 1)
         if pos < len(self.text) and self.text[pos] == "]":
             self._check_end(pos + 1)
-            return
+            raise InputError(str(self.path), NO_RECORDS)
         index = 0
         while True:
             location = Location(str(self.path), line=self.line_at(pos), record=index)

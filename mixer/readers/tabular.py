@@ -47,6 +47,8 @@ def read_parquet_batches(
         if missing:
             raise InputError(str(path), f"missing column(s) {missing}; the file has {available}")
     meta = pf.metadata
+    if meta.num_rows == 0:  # as an empty JSONL file: an export that failed, not a source of no records
+        raise InputError(str(path), "the file has no rows: expected records")
     start, stop = part.bounds(meta.num_rows) if part is not None else (0, meta.num_rows)
     groups, row = [], 0
     first = None
@@ -116,6 +118,8 @@ def read_xlsx(path: Path) -> Iterator[RawItem]:
             yield RawItem(dict(zip(names, values, strict=False)),
                           Location(str(path), line=lineno, record=ordinal))
             ordinal += 1
+        if ordinal == 0:
+            raise InputError(str(path), "the first sheet has a header row but no records below it")
     except _DAMAGED_XLSX as e:
         # read_only sheets are parsed as they are walked: a damaged sheet inside an intact zip shows only here
         raise InputError(str(path), f"damaged .xlsx workbook ({type(e).__name__}: {e}): save it again "
@@ -140,7 +144,8 @@ def read_csv(path: Path) -> Iterator[RawItem]:
     not part of the first column's name.
 
     A row with more cells than the header (most often an unquoted comma inside a cell, which cuts the
-    text there) becomes a ``ParseFailure``, as does an empty file: neither may lose text without a word.
+    text there) becomes a ``ParseFailure`` rather than losing the text after it without a word; a file
+    without a record (empty, or a header alone) is an error, as an empty JSONL file is.
     """
     try:
         with io.TextIOWrapper(open_bytes(path), encoding="utf-8-sig", newline="") as f:
@@ -148,7 +153,8 @@ def read_csv(path: Path) -> Iterator[RawItem]:
             if reader.fieldnames is None:
                 raise InputError(str(path), "file is empty: expected a header row")
             _check_header(path, list(reader.fieldnames))
-            for ordinal, row in enumerate(reader):
+            ordinal = -1
+            for ordinal, row in enumerate(reader):  # read after the loop: still -1 when there was no row
                 location = Location(str(path), line=reader.line_num, record=ordinal)
                 extra = row.pop(None, None)  # DictReader's key for the cells past the header's columns
                 if extra is not None:
@@ -157,6 +163,8 @@ def read_csv(path: Path) -> Iterator[RawItem]:
                                                "columns (an unquoted comma in a cell?)", ",".join(cells)), location)
                     continue
                 yield RawItem(row, location)
+            if ordinal < 0:
+                raise InputError(str(path), "the file has a header row but no records below it")
     except UnicodeDecodeError as e:
         raise InputError(str(path), f"not valid UTF-8: {e}") from None
     except csv.Error as e:

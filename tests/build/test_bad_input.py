@@ -202,3 +202,29 @@ def test_a_mistyped_tiktoken_encoding_is_named_as_unknown(tmp_path: Path, make_r
         build(load_recipe(recipe))
     assert "'tiktoken:cl100k': unknown encoding" in str(e.value) and "cl100k_base" in str(e.value)
     assert "offline" not in str(e.value)
+
+
+@pytest.mark.parametrize(("name", "adapter"), [("a.json", "gpt4_alpaca"), ("w.parquet", "wizardlm"),
+                                               ("h.xlsx", "hard_coded"), ("h.csv", "hard_coded")])
+def test_a_file_without_records_is_an_error_like_an_empty_jsonl_file(tmp_path: Path, make_recipe, name: str,
+                                                                      adapter: str) -> None:
+    """``[]``, a Parquet file of no rows, a sheet or CSV with a header alone: an export that failed, not a
+    source of no records (an empty JSONL file was already an error; these built a source of 0 records)."""
+    path = tmp_path / "raw" / name
+    path.parent.mkdir(parents=True)
+    if name.endswith(".json"):
+        path.write_text("[\n]\n", encoding="utf-8")
+    elif name.endswith(".parquet"):
+        schema = pa.schema([("idx", pa.string()),
+                            ("conversations", pa.list_(pa.struct([("from", pa.string()), ("value", pa.string())])))])
+        pq.write_table(schema.empty_table(), path)
+    elif name.endswith(".xlsx"):
+        import openpyxl
+
+        wb = openpyxl.Workbook()
+        wb.active.append(["Prompt", "Output"])
+        wb.save(path)
+    else:
+        path.write_text("Prompt,Output\r\n\r\n", encoding="utf-8")
+    message = _fails(make_recipe([{"name": adapter, "files": name}]))
+    assert message.startswith(f"{path}: ") and "records" in message, message

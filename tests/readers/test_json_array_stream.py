@@ -194,7 +194,7 @@ _json_values = st.recursive(
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(values=st.lists(_json_values, max_size=8), indent=st.sampled_from([None, 1, 2]),
+@given(values=st.lists(_json_values, min_size=1, max_size=8), indent=st.sampled_from([None, 1, 2]),  # [] is an error
        chunk=st.integers(1, 40), ascii_only=st.booleans())
 def test_stream_equals_orjson_of_the_whole_array(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, values: list,
                                                  indent: int | None, chunk: int, ascii_only: bool) -> None:
