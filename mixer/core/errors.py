@@ -21,7 +21,12 @@ class RecipeError(MixerError):
 
 @dataclass(frozen=True)
 class Location:
-    """Where a raw record came from: a file plus a 1-based line and/or a 0-based record index."""
+    """Where a raw record came from: a file plus a 1-based line and/or a 0-based record index.
+
+    Written out, the record says it counts from 0 (``line 3, record 2 (0-based)``): beside a line number
+    that counts from 1, a bare ``record 2`` reads as the second record. The ordinal is 0-based because the
+    ids made from it are (``flan_v2_2`` is record 2).
+    """
 
     path: str
     line: int | None = None
@@ -32,7 +37,7 @@ class Location:
         if self.line is not None:
             parts.append(f"line {self.line}")
         if self.record is not None:
-            parts.append(f"record {self.record}")
+            parts.append(f"record {self.record} (0-based)")
         return ", ".join(parts)
 
 

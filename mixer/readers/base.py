@@ -12,11 +12,17 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mixer.core.errors import Location
+from mixer.core.errors import InputError, Location
+
+#: what reading a damaged file raises below the format's parser: an OS error, a gzip stream cut short
+#: (EOFError) or not gzip at all (``gzip.BadGzipFile``, an OSError), or a damaged deflate block inside it
+#: (``zlib.error``, which is no OSError)
+READ_ERRORS = (OSError, EOFError, zlib.error)
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,19 @@ def open_bytes(path: Path) -> io.BufferedIOBase:
     if path.suffix == ".gz":
         return gzip.open(path, "rb")  # type: ignore[return-value]
     return open(path, "rb")
+
+
+def check_not_compressed(path: Path, fmt: str) -> None:
+    """A gzip file whose name does not end in ``.gz`` (a download saved under its decompressed name) is
+    named as such: read as it is, it only surfaces as "not valid UTF-8 (byte 0x8b)" on its first line."""
+    if path.suffix == ".gz" or path.is_dir():
+        return
+    with open(path, "rb") as f:
+        if f.read(2) != b"\x1f\x8b":
+            return
+    fix = (f"rename it to {path.name}.gz (mixer reads gzipped {fmt.upper()} as it is) or decompress it"
+           if fmt in ("jsonl", "json", "csv") else f"decompress it ({fmt} files are read uncompressed)")
+    raise InputError(str(path), f"the file is gzip-compressed but its name does not end in .gz: {fix}")
 
 
 def json_problem(line: bytes, err: Exception) -> str:

@@ -3,7 +3,6 @@ streamed element by element in bounded memory (``_ArrayStream``), whole or one b
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import re
@@ -13,7 +12,7 @@ from pathlib import Path
 import orjson
 
 from mixer.core.errors import InputError, Location
-from mixer.readers.base import FilePart, RawItem, json_type, open_bytes
+from mixer.readers.base import READ_ERRORS, FilePart, RawItem, json_type, open_bytes
 
 #: JSON arrays smaller than this are parsed whole with orjson (fast); larger ones are streamed element by
 #: element: a 650 MB ShareGPT file becomes several GB of Python objects when parsed at once.
@@ -49,7 +48,7 @@ def read_json_array(path: Path, part: FilePart | None = None) -> Iterator[RawIte
                     return
             bounds = part.bounds(size) if part is not None and size is not None else None
             yield from _ArrayStream(path, f, head, bounds).records()
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except READ_ERRORS as e:
         raise InputError(str(path), f"cannot read file: {e}") from None
 
 
@@ -64,9 +63,14 @@ def _parse_small_array(path: Path, data: bytes) -> Iterator[RawItem]:
         return
     if not isinstance(value, list):
         raise InputError(str(path), f"expected a JSON array of records, found a JSON {json_type(value)}")
+    if not value:
+        raise InputError(str(path), NO_RECORDS)
     for i, item in enumerate(value):
         yield RawItem(item, Location(str(path), record=i))
 
+
+#: an array without elements is a file without records, as an empty JSONL file is (an export that failed)
+NO_RECORDS = "the JSON array is empty ([]): expected records"
 
 #: whitespace between JSON values (what Python's json skips)
 _WS = re.compile(r"[ \t\r\n]*")
@@ -230,8 +234,8 @@ class _ArrayStream:
                              "expected a JSON array of records (file does not start with '[')")
         pos = self.skip_ws(pos + 1)
         if pos < len(self.text) and self.text[pos] == "]":
-            self._check_rest()  # what follows the array is ignored, but must be UTF-8 as before
-            return
+            self._check_end(pos + 1)
+            raise InputError(str(self.path), NO_RECORDS)
         index = 0
         while True:
             location = Location(str(self.path), line=self.line_at(pos), record=index)
@@ -259,12 +263,23 @@ class _ArrayStream:
             if pos >= len(self.text):
                 raise InputError(location, "truncated JSON array (no closing ']')")
             if self.text[pos] == "]":
-                self._check_rest()
+                self._check_end(pos + 1)
                 return
             if self.text[pos] != ",":
                 raise self._fail(Location(str(self.path), line=self.line_at(pos), record=index),
                                  f"malformed JSON array: expected ',' or ']' but found {self.text[pos]!r}")
             pos = self.skip_ws(pos + 1)
+
+    def _check_end(self, pos: int) -> None:
+        """Only whitespace may follow the array's closing ``]``. Anything else (a second array written
+        after the first, a stray ``]``, a log line appended) would otherwise be skipped without a word,
+        and with it every record it holds."""
+        pos = self.skip_ws(pos)
+        if pos < len(self.text):
+            raise self._fail(Location(str(self.path), line=self.line_at(pos)),
+                             f"unexpected {self.text[pos]!r} after the closing ']' of the JSON array: a file must "
+                             "hold one JSON array of records (for several arrays, use one file each, or "
+                             "merge them into one array)")
 
     def _malformed(self, e: json.JSONDecodeError) -> str:
         """Python json's message with the file's line and column (``e`` counts from the window)."""

@@ -3,7 +3,6 @@ byte range of the file."""
 
 from __future__ import annotations
 
-import gzip
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +11,7 @@ import orjson
 
 from mixer.core.errors import InputError, Location
 from mixer.readers.base import (
+    READ_ERRORS,
     FilePart,
     ParseFailure,
     RawItem,
@@ -55,7 +55,7 @@ def read_jsonl(path: Path, part: FilePart | None = None) -> Iterator[RawItem]:
                         yield RawItem(ParseFailure(json_problem(line, e), safe_text(line)), loc)
                         continue
                 yield RawItem(value, loc)
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except READ_ERRORS as e:
         raise InputError(str(path), f"cannot read file: {e}") from None
     if ordinal == 0 and not stopped:  # a part that stopped early leaves the verdict to the last part
         raise InputError(str(path), "file is empty: expected JSON Lines records")

@@ -14,7 +14,7 @@ from mixer.core.digest import file_digest
 from mixer.core.errors import InputError
 from mixer.core.stats import FileInfo
 from mixer.readers import json_array as json_array_reader
-from mixer.readers.base import FilePart, RawItem, open_bytes
+from mixer.readers.base import READ_ERRORS, FilePart, RawItem, check_not_compressed, open_bytes
 from mixer.readers.jsonl import read_jsonl
 from mixer.readers.tabular import read_csv, read_parquet, read_xlsx
 
@@ -63,6 +63,7 @@ def read_raw(path: Path, columns: Sequence[str] | None = None, part: FilePart | 
     if not path.exists():
         raise InputError(str(path), "file not found")
     fmt = file_format(path)
+    check_not_compressed(path, fmt)
     if fmt == "json" and _looks_like_jsonl(path):
         fmt = "jsonl"
     if part is not None and part.count == 1:
@@ -80,6 +81,10 @@ def read_raw(path: Path, columns: Sequence[str] | None = None, part: FilePart | 
 
 
 def _looks_like_jsonl(path: Path) -> bool:
-    with open_bytes(path) as f:
-        head = f.read(64).lstrip()
+    try:
+        with open_bytes(path) as f:
+            head = f.read(64).lstrip()
+    except READ_ERRORS as e:  # a damaged .gz: said as the readers say it
+        raise InputError(str(path), f"cannot read file: {e}") from None
     return head.startswith(b"{")
+

@@ -318,7 +318,8 @@ def resolve_files(recipe: Recipe, source: Source) -> list[Path]:
                               "`mixer fetch` download it (mixer.recipe.hub.materialise)")
         pattern = f.path if Path(f.path).is_absolute() else str(base / f.path)
         if any(ch in f.path for ch in "*?["):
-            matches = sorted(Path(m) for m in glob.glob(pattern))
+            # a folder that matches the pattern holds no records of its own: only files count
+            matches = sorted(Path(m) for m in glob.glob(pattern) if not Path(m).is_dir())
             if not matches:
                 raise RecipeError(f"source {source.name!r}: no file matches {pattern!r}{relative_raw_dir_hint(base)}")
             out.extend(matches)
@@ -327,6 +328,9 @@ def resolve_files(recipe: Recipe, source: Source) -> list[Path]:
             if not p.exists():
                 hint = f" (run `mixer fetch` to download it from {f.url})" if f.url else ""
                 raise RecipeError(f"source {source.name!r}: file not found: {p}{hint}{relative_raw_dir_hint(base)}")
+            if p.is_dir():
+                raise RecipeError(f"source {source.name!r}: {p} is a folder, not a file: name the files in it "
+                                  f"(or a glob such as {str(Path(f.path) / '*.jsonl')!r})")
             out.append(p)
     return out
 

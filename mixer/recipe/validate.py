@@ -12,12 +12,14 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import orjson
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from mixer.core.errors import InputError, MixerError, RecordError, user_message
-from mixer.readers.base import ParseFailure
+from mixer.readers.base import ParseFailure, json_problem, with_lone_surrogates
+from mixer.readers.raw import file_format, json_array
 from mixer.recipe.load import Recipe, Source, SourceFile, allowed, load_recipe, relative_raw_dir_hint, resolve_files
 from mixer.sources import SourceContext, get_adapter
 
@@ -105,7 +107,9 @@ def _probe(recipe: Recipe, s: Source, files: list[Path], problems: list[str]) ->
     converted = 0
     for path in files:
         try:
+            probed = 0
             for item in islice(adapter.read_file(path), PROBE_RECORDS):
+                probed += 1
                 if isinstance(item.value, ParseFailure):
                     if s.on_error == "raise":
                         raise InputError(item.location, item.value.problem)
@@ -115,12 +119,47 @@ def _probe(recipe: Recipe, s: Source, files: list[Path], problems: list[str]) ->
                 except RecordError as e:
                     if s.on_error == "raise":
                         raise InputError(item.location, str(e)) from None
+            if probed == PROBE_RECORDS:  # the probe stopped early: is the file whole where it ends?
+                _check_end(path, s.on_error)
         except (MixerError, OSError) as e:
             message = user_message(e)
             if message is None:
                 raise
             problems.append(message)
     return converted
+
+
+#: bytes read back from a file's end to find its last line (a longer last line is not checked)
+TAIL_BYTES = 1 << 20
+
+
+def _check_end(path: Path, on_error: str) -> None:
+    """A cut download is the most common bad file, and the probe reads only a file's head: check its end
+    too, where that is cheap (a plain file, read back from its end). A JSON array must end with its
+    closing ``]``; with ``on_error: raise``, the last line of JSON Lines must parse (with ``skip`` the
+    build drops it and counts it). Gzipped files would have to be decompressed whole; they are not
+    checked here (the build still is)."""
+    if path.suffix == ".gz" or file_format(path) not in ("json", "jsonl"):
+        return
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(max(size - TAIL_BYTES, 0))
+        tail = f.read()
+    if json_array(path):
+        if not tail.rstrip().endswith(b"]"):
+            raise InputError(str(path), "truncated JSON array: the file ends without the closing ']' "
+                             "(an interrupted download?)")
+        return
+    body = tail.rstrip(b" \t\r\n")
+    cut = body.rfind(b"\n")
+    if on_error != "raise" or (cut < 0 and len(body) < size):
+        return  # skip: the build drops a bad line; or the last line is longer than the tail
+    last = body[cut + 1:]
+    try:
+        orjson.loads(last)
+    except orjson.JSONDecodeError as e:
+        if with_lone_surrogates(last, e) is None:  # a lone surrogate is read, then dropped, by the build
+            raise InputError(str(path), f"the last line: {json_problem(last, e)} (is the file cut short?)") from None
 
 
 def print_check(result: dict[str, Any], console: Console) -> None:

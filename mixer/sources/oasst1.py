@@ -59,7 +59,12 @@ def _children(node: dict[str, Any]) -> list[Any]:
 
 def best_replies(node: dict[str, Any], top_k: int) -> list[dict[str, Any]]:
     """The non-deleted replies to follow, best first; ``top_k <= 0`` keeps all in file order."""
-    alive = [require_dict(child) for child in _children(node)]
+    alive = []
+    for i, child in enumerate(_children(node)):
+        if not isinstance(child, dict):
+            raise RecordError(f"message {node.get('message_id')!r}: replies[{i}] must be a JSON object, "
+                              f"found {type(child).__name__}")
+        alive.append(child)
     alive = [child for child in alive if not child.get("deleted", False)]
     if top_k <= 0:
         return alive
@@ -94,7 +99,11 @@ def walk_tree(root: dict[str, Any], top_k: int) -> Iterator[tuple[str, list[Mess
                 f"message {node.get('message_id')!r}: field 'role' must be 'prompter' or "
                 f"'assistant', found {role!r}"
             )
-        path: _Path = (msg(ROLE_MAP[role], require_str(node, "text")), prefix)
+        try:
+            text = require_str(node, "text")
+        except RecordError as e:
+            raise RecordError(f"message {node.get('message_id')!r}: {e}") from None
+        path: _Path = (msg(ROLE_MAP[role], text), prefix)
         if role == "assistant" and not _children(node):
             yield str(node.get("message_id", "")), _unroll(path)
             continue
@@ -123,8 +132,15 @@ class Oasst1(Adapter):
     def convert(self, raw: Any, location: Location) -> Iterable[Record | Dropped]:
         tree = require_dict(raw)
         if "prompt" not in tree:
-            raise RecordError(f"missing required field 'prompt' (fields present: {sorted(tree)})")
-        root = require_dict(tree["prompt"])
+            hint = ""
+            if "message_id" in tree and "role" in tree:
+                hint = ("; this line is one message, as in a message-list export (*.messages.jsonl): the "
+                        "adapter reads the trees export, 2023-04-12_oasst_ready.trees.jsonl, one tree per line")
+            raise RecordError(f"missing required field 'prompt' (fields present: {sorted(tree)}){hint}")
+        if not isinstance(tree["prompt"], dict):
+            raise RecordError(f"field 'prompt' (the tree's root message) must be a JSON object, "
+                              f"found {type(tree['prompt']).__name__}")
+        root = tree["prompt"]
         emitted = False
         for leaf_id, messages in walk_tree(root, self.options.top_k_reply):
             if not leaf_id:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import flan_rows, write_jsonl
@@ -72,7 +73,7 @@ def test_truncated_json_array_names_file_and_record(tmp_path: Path, make_recipe)
     _write(tmp_path / "raw" / "alpaca.json",
            '[\n  {"inputs": "a", "targets": "b"},\n  {"inputs": "c", "targets": "d"},\n  {"inputs": "e", "tar')
     message = _fails(make_recipe([{"name": "flan_v2", "files": "alpaca.json"}]))
-    assert "alpaca.json" in message and "record 2" in message and "line 4" in message
+    assert "alpaca.json" in message and "line 4, record 2 (0-based)" in message
     assert "truncated JSON array" in message
 
 
@@ -92,6 +93,34 @@ def test_empty_file_is_an_error_naming_it(tmp_path: Path, make_recipe) -> None:
     _write(tmp_path / "raw" / "flan.jsonl", "")
     message = _fails(make_recipe([{"name": "flan_v2", "files": "flan.jsonl"}]))
     assert "flan.jsonl" in message and "empty" in message
+
+
+@pytest.mark.parametrize(("name", "adapter", "data"), [
+    ("flan.jsonl", "flan_v2", GOOD * 3),
+    ("alpaca.json", "gpt4_alpaca", '[{"instruction": "i", "input": "", "output": "o"}]'),
+    ("examples.csv", "hard_coded", "Prompt,Output\nWho are you?,Tulu\n"),
+    ("orca.parquet", "open_orca", None),
+])
+def test_gzip_file_without_gz_suffix_is_named_as_compressed(tmp_path: Path, make_recipe, name: str, adapter: str,
+                                                            data: str) -> None:
+    """A download saved under its decompressed name: said as such, not "not valid UTF-8 (byte 0x8b)"."""
+    import gzip
+
+    if data is None:  # Parquet: read through the columnar path, and never as .gz
+        table = pa.Table.from_pylist([{"id": "niv.1", "system_prompt": "", "question": "q", "response": "r"}])
+        pq.write_table(table, tmp_path / "orca.parquet")
+        _write(tmp_path / "raw" / name, gzip.compress((tmp_path / "orca.parquet").read_bytes()))
+    else:
+        _write(tmp_path / "raw" / name, gzip.compress(data.encode()))
+    message = _fails(make_recipe([{"name": adapter, "files": name}]))
+    path = tmp_path / "raw" / name
+    assert message.startswith(f"{path}: the file is gzip-compressed but its name does not end in .gz")
+    if data is None:
+        assert "decompress it (parquet files are read uncompressed)" in message
+        return
+    assert f"rename it to {name}.gz" in message
+    (tmp_path / "raw" / name).rename(tmp_path / "raw" / f"{name}.gz")
+    assert _skips(make_recipe([{"name": adapter, "files": f"{name}.gz"}]))["selected"] >= 1
 
 
 def test_missing_file_is_a_recipe_error_naming_path(tmp_path: Path, make_recipe) -> None:
@@ -173,3 +202,29 @@ def test_a_mistyped_tiktoken_encoding_is_named_as_unknown(tmp_path: Path, make_r
         build(load_recipe(recipe))
     assert "'tiktoken:cl100k': unknown encoding" in str(e.value) and "cl100k_base" in str(e.value)
     assert "offline" not in str(e.value)
+
+
+@pytest.mark.parametrize(("name", "adapter"), [("a.json", "gpt4_alpaca"), ("w.parquet", "wizardlm"),
+                                               ("h.xlsx", "hard_coded"), ("h.csv", "hard_coded")])
+def test_a_file_without_records_is_an_error_like_an_empty_jsonl_file(tmp_path: Path, make_recipe, name: str,
+                                                                      adapter: str) -> None:
+    """``[]``, a Parquet file of no rows, a sheet or CSV with a header alone: an export that failed, not a
+    source of no records (an empty JSONL file was already an error; these built a source of 0 records)."""
+    path = tmp_path / "raw" / name
+    path.parent.mkdir(parents=True)
+    if name.endswith(".json"):
+        path.write_text("[\n]\n", encoding="utf-8")
+    elif name.endswith(".parquet"):
+        schema = pa.schema([("idx", pa.string()),
+                            ("conversations", pa.list_(pa.struct([("from", pa.string()), ("value", pa.string())])))])
+        pq.write_table(schema.empty_table(), path)
+    elif name.endswith(".xlsx"):
+        import openpyxl
+
+        wb = openpyxl.Workbook()
+        wb.active.append(["Prompt", "Output"])
+        wb.save(path)
+    else:
+        path.write_text("Prompt,Output\r\n\r\n", encoding="utf-8")
+    message = _fails(make_recipe([{"name": adapter, "files": name}]))
+    assert message.startswith(f"{path}: ") and "records" in message, message

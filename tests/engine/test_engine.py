@@ -93,7 +93,7 @@ def test_an_input_error_raised_in_a_worker_process_reaches_the_caller_with_its_l
 
     with LocalEngine(2) as engine, pytest.raises(InputError) as caught:
         list(engine.map(_bad_record, range(4)))
-    assert str(caught.value) == "raw/chat.jsonl, line 3, record 2: malformed JSON"
+    assert str(caught.value) == "raw/chat.jsonl, line 3, record 2 (0-based): malformed JSON"
     assert caught.value.problem == "malformed JSON" and caught.value.location.line == 3
 
 

@@ -99,7 +99,7 @@ def test_json_array_parts_share_a_truncation_error(tmp_path: Path, monkeypatch: 
     assert 0 < len(first) < 20 and [r for _, _, r in first] == list(range(len(first)))
     with pytest.raises(InputError) as part:
         _items(path, FilePart(1, 2))
-    assert str(part.value) == str(whole.value) and "record 20: truncated JSON array" in str(whole.value)
+    assert str(part.value) == str(whole.value) and "record 20 (0-based): truncated JSON array" in str(whole.value)
 
 
 def test_a_large_json_array_is_planned_as_one_part_per_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

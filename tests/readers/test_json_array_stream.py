@@ -95,11 +95,12 @@ def test_truncation_mid_element_yields_the_records_before_it_then_names_record_a
     seen, message = _error(path, monkeypatch, chunk)
     assert seen == 2
     assert message.startswith(f"{path}, line ")
-    assert "record 2: truncated JSON array: the file ends without the closing ']' (malformed JSON at line" in message
+    assert ("record 2 (0-based): truncated JSON array: the file ends without the closing ']' (malformed JSON at line"
+            in message)
     # between records: the last complete record is named
     path.write_bytes(whole[:whole.rindex(b"}") + 1])
     seen, message = _error(path, monkeypatch, chunk)
-    assert seen == 4 and "record 3: truncated JSON array (no closing ']')" in message
+    assert seen == 4 and "record 3 (0-based): truncated JSON array (no closing ']')" in message
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 1 << 20])
@@ -109,10 +110,42 @@ def test_broken_record_and_separator_errors_name_file_line_and_column(
     path.write_text('[\n {"a": "x"},\n {"a": "y" "b": 1},\n {"a": "z"}\n]\n', encoding="utf-8")
     seen, message = _error(path, monkeypatch, chunk)
     assert seen == 1
-    assert message == f"{path}, line 3, record 1: malformed JSON at line 3 column 12: Expecting ',' delimiter"
+    assert message == f"{path}, line 3, record 1 (0-based): malformed JSON at line 3 column 12: Expecting ',' delimiter"
     path.write_text('[{"a": "x"} {"a": "y"}]', encoding="utf-8")
     assert _error(path, monkeypatch, chunk) == (
-        1, f"{path}, line 1, record 1: malformed JSON array: expected ',' or ']' but found '{{'")
+        1, f"{path}, line 1, record 1 (0-based): malformed JSON array: expected ',' or ']' but found '{{'")
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1 << 20])
+@pytest.mark.parametrize(("after", "found", "line"), [
+    ('\n[{"a": "y"}, {"a": "z"}]\n', "'['", 2),  # a second array: its records were skipped without a word
+    ("]", "']'", 1),
+    ("\n\nlog: done\n", "'l'", 3),
+])
+def test_content_after_the_closing_bracket_is_an_error_not_skipped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, after: str, found: str, line: int) -> None:
+    path = tmp_path / "a.json"
+    path.write_text('[{"a": "x"}]' + after, encoding="utf-8")
+    seen, message = _error(path, monkeypatch, chunk)
+    assert seen == 1
+    assert message.startswith(f"{path}, line {line}: unexpected {found} after the closing ']' of the JSON array")
+    path.write_text("[]" + after, encoding="utf-8")
+    assert _error(path, monkeypatch, chunk)[0] == 0
+
+
+@pytest.mark.parametrize("after", ["\n[]", " x"])
+def test_small_array_with_content_after_it_is_an_error(tmp_path: Path, after: str) -> None:
+    """Parsed whole (below ``STREAM_MIN_BYTES``): orjson refuses the trailing data, the walk then names it."""
+    path = tmp_path / "a.json"
+    path.write_text('[{"a": "x"}]' + after, encoding="utf-8")
+    with pytest.raises(InputError, match="after the closing"):
+        list(read_json_array(path))
+
+
+def test_whitespace_after_the_closing_bracket_is_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "a.json"
+    path.write_text('[{"a": "x"}]\r\n \t\n', encoding="utf-8")
+    assert [v for v, _, _ in _stream(path, monkeypatch, 2)] == [{"a": "x"}]
 
 
 def test_invalid_utf8_anywhere_is_reported_before_an_earlier_broken_record(
@@ -161,7 +194,7 @@ _json_values = st.recursive(
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(values=st.lists(_json_values, max_size=8), indent=st.sampled_from([None, 1, 2]),
+@given(values=st.lists(_json_values, min_size=1, max_size=8), indent=st.sampled_from([None, 1, 2]),  # [] is an error
        chunk=st.integers(1, 40), ascii_only=st.booleans())
 def test_stream_equals_orjson_of_the_whole_array(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, values: list,
                                                  indent: int | None, chunk: int, ascii_only: bool) -> None:

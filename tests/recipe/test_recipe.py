@@ -116,6 +116,20 @@ def test_globs_expand_sorted_and_empty_glob_is_an_error(tmp_path: Path) -> None:
         resolve_files(recipe, recipe.sources[0])
 
 
+def test_a_folder_named_as_a_file_is_a_recipe_error_and_globs_skip_folders(tmp_path: Path) -> None:
+    """A folder where a file is expected used to reach the build's hashing as an IsADirectoryError traceback."""
+    (tmp_path / "flan" / "x.jsonl").mkdir(parents=True)
+    (tmp_path / "flan" / "a.jsonl").write_text("{}\n")
+    recipe = parse_recipe({"raw_dir": str(tmp_path), "sources": [{"name": "flan_v2", "files": "flan/x.jsonl"}]})
+    with pytest.raises(RecipeError, match=r"source 'flan_v2': .*flan/x\.jsonl is a folder, not a file"):
+        resolve_files(recipe, recipe.sources[0])
+    recipe = parse_recipe({"raw_dir": str(tmp_path), "sources": [{"name": "flan_v2", "files": "flan/*.jsonl"}]})
+    assert [p.name for p in resolve_files(recipe, recipe.sources[0])] == ["a.jsonl"]
+    (tmp_path / "flan" / "a.jsonl").unlink()
+    with pytest.raises(RecipeError, match="no file matches"):
+        resolve_files(recipe, recipe.sources[0])
+
+
 def test_invalid_yaml_is_a_recipe_error(tmp_path: Path) -> None:
     path = tmp_path / "r.yaml"
     path.write_text("sources: [\n")

@@ -60,3 +60,27 @@ def test_validate_from_the_wrong_folder_says_the_relative_raw_dir_hint_once(tmp_
     assert len(problems) > 1 and all("not found" in p or "no file matches" in p for p in problems)
     hinted = [p for p in problems if "is relative to the folder mixer runs in" in p]
     assert hinted == problems[:1] and "--raw-dir" in hinted[0]
+
+
+def test_validate_finds_files_cut_short_past_the_probed_records(tmp_path: Path, make_recipe) -> None:
+    """The probe reads the first records of a file only; an interrupted download is cut at its end, which
+    validate checks too (plain JSON Lines and JSON arrays), so all of them show in the one pass."""
+    rows = flan_rows(80)
+    lines = "".join(json.dumps(r) + "\n" for r in rows)
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "cut.jsonl").write_text(lines[:-20], encoding="utf-8")
+    (tmp_path / "raw" / "cut.json").write_text(json.dumps(rows, indent=1)[:-30], encoding="utf-8")
+    (tmp_path / "raw" / "whole.jsonl").write_text(lines + "\n\n", encoding="utf-8")
+    (tmp_path / "raw" / "whole.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    (tmp_path / "raw" / "skipped.jsonl").write_text(lines[:-20], encoding="utf-8")
+    recipe = make_recipe([{"name": "flan_v2", "files": ["cut.jsonl", "cut.json", "whole.jsonl", "whole.json"]},
+                          {"name": "cot", "files": "skipped.jsonl", "on_error": "skip"}])
+    result = runner.invoke(app, ["validate", str(recipe), "--json"])
+    assert result.exit_code == 2
+    problems = json.loads(result.stdout)["problems"]
+    assert problems == [
+        f"{tmp_path / 'raw' / 'cut.jsonl'}: the last line: malformed JSON at column 53: unexpected end of data "
+        "(is the file cut short?)",
+        f"{tmp_path / 'raw' / 'cut.json'}: truncated JSON array: the file ends without the closing ']' "
+        "(an interrupted download?)",
+    ]

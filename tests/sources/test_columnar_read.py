@@ -151,5 +151,5 @@ def test_columnar_read_leaves_columns_of_unexpected_types_to_the_per_record_path
         monkeypatch.setattr(read_stage, "COLUMNAR", columnar)
         work = tmp_path / f"work-{columnar}"
         work.mkdir()
-        with pytest.raises(InputError, match=r"wizard.parquet, record 0: field 'idx' must be a string"):
+        with pytest.raises(InputError, match=r"wizard.parquet, record 0 \(0-based\): field 'idx' must be a string"):
             read_stage.read_source(recipe, recipe.sources[0], work, gate=True, count_tokens=False)

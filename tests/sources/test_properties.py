@@ -68,7 +68,7 @@ def test_every_adapter_gives_a_record_a_drop_or_a_record_error_for_any_json(name
     try:
         outputs = list(adapter.convert(raw, Location("raw.jsonl", line=3, record=2)))
     except RecordError as e:
-        assert str(e)  # becomes `error: raw.jsonl, line 3, record 2: ...` or a counted invalid_record
+        assert str(e)  # becomes `error: raw.jsonl, line 3, record 2 (0-based): ...` or a counted invalid_record
         return
     _check(outputs)
 

@@ -127,3 +127,44 @@ def test_hard_coded_workbook_with_data_on_another_sheet_is_an_error_naming_the_s
         read_records(notes_first)
     empty_other = _workbook(tmp_path / "ok.xlsx", {"examples": data, "Sheet2": []})
     assert [r["messages"][0]["content"] for r in read_records(empty_other)] == ["Who are you?"]
+
+
+@pytest.mark.parametrize("suffix", [".xlsx", ".csv"])
+def test_hard_coded_header_naming_a_column_twice_is_an_error_naming_it(tmp_path: Path, suffix: str) -> None:
+    """Read as a dict, a row keeps one of two same-named cells: the other's text would be lost unseen."""
+    from mixer.core.errors import InputError
+
+    rows = [["Prompt", "Output", "Output"], ["Who are you?", "I am Tulu.", "I am Tülu, by AI2."]]
+    path = tmp_path / f"twice{suffix}"
+    if suffix == ".xlsx":
+        _workbook(path, {"examples": rows})
+    else:
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            csv.writer(f).writerows(rows)
+    message = r"line 1: the header names column\(s\) \['Output'\] more than once"
+    with pytest.raises(InputError, match=rf"twice\{suffix}, {message}"):
+        read_records(path)
+
+
+def test_hard_coded_csv_row_with_more_cells_than_the_header_is_a_parse_failure(tmp_path: Path) -> None:
+    """An unquoted comma cuts the Output there; the row is reported (or, with on_error: skip, dropped and counted)
+    instead of keeping "Hello" and losing the rest."""
+    from mixer.readers.base import ParseFailure
+    from mixer.readers.raw import read_raw
+
+    path = tmp_path / "h.csv"
+    path.write_bytes(b"Prompt,Output\nWho are you?,Hello, I am Tulu.\nName?,Tulu\n")
+    first, second = list(read_raw(path))
+    assert isinstance(first.value, ParseFailure) and str(first.location) == f"{path}, line 2, record 0 (0-based)"
+    assert first.value.problem.startswith("3 cells, but the header has 2 columns")
+    assert first.value.text == "Who are you?,Hello, I am Tulu."
+    assert second.value == {"Prompt": "Name?", "Output": "Tulu"}
+
+
+def test_hard_coded_empty_csv_is_an_error_like_other_empty_files(tmp_path: Path) -> None:
+    from mixer.core.errors import InputError
+
+    path = tmp_path / "h.csv"
+    path.write_bytes(b"")
+    with pytest.raises(InputError, match=r"h\.csv: file is empty"):
+        read_records(path)

@@ -172,6 +172,24 @@ def test_oasst_malformed_trees_raise_record_error_naming_the_field(raw: Any, nee
         convert(raw)
 
 
+@pytest.mark.parametrize("raw, message", [
+    ({"prompt": {"message_id": "r", "role": "prompter", "text": "q", "replies": ["an answer"]}},
+     "message 'r': replies[0] must be a JSON object, found str"),
+    ({"prompt": {"message_id": "r", "role": "prompter", "text": "q",
+                 "replies": [{"message_id": "a", "role": "assistant", "text": None}]}},
+     "message 'a': field 'text' must be a string, found NoneType"),
+    ({"prompt": [{"message_id": "r"}]}, "field 'prompt' (the tree's root message) must be a JSON object, found list"),
+    ({"message_id": "r", "parent_id": None, "role": "prompter", "text": "q"},
+     "this line is one message, as in a message-list export (*.messages.jsonl): the adapter reads the trees export"),
+])
+def test_oasst_errors_say_which_message_and_what_the_line_is(raw: Any, message: str) -> None:
+    """A tree holds many messages: the error names the one at fault (its field alone left the user to search the
+    line), and a line of the message-list export is said to be one, not just 'missing prompt'."""
+    with pytest.raises(RecordError) as e:
+        convert(raw)
+    assert message in str(e.value)
+
+
 def test_oasst_negative_top_k_is_a_recipe_error() -> None:
     with pytest.raises(RecipeError, match="top_k_reply"):
         get_adapter("oasst1").Options(top_k_reply=-1)
