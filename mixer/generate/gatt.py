@@ -110,18 +110,19 @@ def read_dialogues(path: str, limit: int | None = None) -> list[dict[str, Any]]:
         messages = row.get("messages") if isinstance(row, dict) else None
         if not isinstance(messages, list) or not all(isinstance(m, dict) and isinstance(m.get("role"), str)
                                                      and isinstance(m.get("content"), str) for m in messages):
-            raise MixerError(f"{path}: record {n}: GAtt needs `messages`, a list of {{role, content}} turns")
+            raise MixerError(f"{path}: record {n - 1} (0-based): GAtt needs `messages`, a list of {{role, content}} "
+                             "turns")
         users = [m["content"] for m in messages if m["role"] == "user"]
         if not users:
-            raise MixerError(f"{path}: record {n}: GAtt needs at least one user turn; found none")
+            raise MixerError(f"{path}: record {n - 1} (0-based): GAtt needs at least one user turn; found none")
         system = [m["content"] for m in messages if m["role"] == "system"]
         dialogue_id = str(row.get("id") or f"dialogue_{n - 1}")
         if dialogue_id in first_record:
             # the id names the output record and seeds its draws: two dialogues with one id would give two
             # records a build refuses (one (dataset, id)) and the same instruction
-            raise MixerError(f"{path}: records {first_record[dialogue_id]} and {n} have the same id "
-                             f"{dialogue_id!r}; give each dialogue its own id")
-        first_record[dialogue_id] = n
+            raise MixerError(f"{path}: records {first_record[dialogue_id]} and {n - 1} (0-based, as the default ids "
+                             f"dialogue_N count) have the same id {dialogue_id!r}; give each dialogue its own id")
+        first_record[dialogue_id] = n - 1
         out.append({"id": dialogue_id, "users": users, "system": system[:1]})
     if not out:
         raise MixerError(f"{path}: no dialogue in the file")

@@ -79,15 +79,16 @@ def test_gatt_refuses_dialogues_without_user_turns_and_writes_nothing(tmp_path: 
     result = CliRunner().invoke(app, ["gatt", "--policy", str(tiny_assets().model), "--dialogues", str(dialogues),
                                       "--output", str(out)])
     assert result.exit_code == 2
-    assert "record 1" in result.output and "GAtt needs" in result.output
+    assert "record 0 (0-based)" in result.output and "GAtt needs" in result.output
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["d.jsonl"]
 
 
 @pytest.mark.parametrize(("name", "content", "says"), [
     ("d.jsonl", json.dumps(DIALOGUES[1]) + "\n" + json.dumps(DIALOGUES[1]) + "\n",
-     "records 1 and 2 have the same id 'b'"),
-    ("d.jsonl", json.dumps({"messages": DIALOGUES[1]["messages"]}) + "\n"  # no id: dialogue_0, as record 2 is
-     + json.dumps({**DIALOGUES[1], "id": "dialogue_0"}) + "\n", "records 1 and 2 have the same id 'dialogue_0'"),
+     "records 0 and 1 (0-based, as the default ids dialogue_N count) have the same id 'b'"),
+    ("d.jsonl", json.dumps({"messages": DIALOGUES[1]["messages"]}) + "\n"  # no id: dialogue_0, as record 1 is
+     + json.dumps({**DIALOGUES[1], "id": "dialogue_0"}) + "\n", "records 0 and 1 (0-based, as the default ids "
+     "dialogue_N count) have the same id 'dialogue_0'"),
     ("d.parquet", "not parquet", "not a readable Parquet file"),
     ("d.jsonl", b"\xff\xfe{}\n", "not UTF-8 text"),
 ])
