@@ -44,9 +44,9 @@ from mixer.stages.card import build_card
 from mixer.stages.decontaminate import Decontaminate
 from mixer.stages.exact_dedup import ExactDedup
 from mixer.stages.near_dedup import NearDedup
-from mixer.stages.read import Read
+from mixer.stages.read import Gate, Read
 from mixer.stages.read_cache import read_cache_root
-from mixer.stages.select import Gate, Sample, Select, Selector, Shuffle
+from mixer.stages.select import Sample, Select, Selector, Shuffle
 from mixer.stages.write import Write, staging_dir
 from mixer.tokens.cache import cache_root, damage_counts, damage_log, unwritable_cache
 from mixer.tokens.count import TokenCounter, counter_note

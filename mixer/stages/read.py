@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from mixer.core.errors import InputError, Location, RecordError
-from mixer.core.records import CANDIDATE_SCHEMA, Dropped, Record
+from mixer.core.records import CANDIDATE_SCHEMA, Dropped, Record, make_pair, make_record, record_scores
 from mixer.core.stats import FileInfo, SourceRead, SourceStats
 from mixer.core.tables import SpillFiles
 from mixer.core.workstore import WorkPath
@@ -33,6 +33,7 @@ from mixer.sources import SourceContext, get_adapter
 from mixer.sources.base import Adapter
 from mixer.stages.base import DropSink, RecordStage, Reporter, StageContext, run_record_stages
 from mixer.stages.candidates import CandidateStore
+from mixer.stages.exact_dedup import FirstCopy
 from mixer.stages.filter import Filter
 from mixer.stages.normalise import Normalise
 from mixer.stages.read_cache import ReadCache, read_cache_root, read_key
@@ -340,7 +341,7 @@ def read_sources(ctx: StageContext, *, gate: bool) -> dict[str, list[str]]:
 
 class Read:
     """Stage **read** with **normalise** and **filter** inside its units (``gate``), or without them
-    when sampling comes first (``order: sample_then_filter``; then ``mixer.stages.select.Gate`` runs
+    when sampling comes first (``order: sample_then_filter``; then :class:`Gate` runs
     them after sampling)."""
 
     name = "read"
@@ -352,3 +353,33 @@ class Read:
     def run(self, ctx: StageContext) -> None:
         ctx.read_cache = read_sources(ctx, gate=self.gate)
 
+
+class Gate:
+    """Stages **normalise** and **filter**, then exact dedup's first copy (``exact``), over candidates
+    already read and sampled: open-instruct's order (``sample_then_filter``), where they see only the
+    sampled records, one at a time, in sampling order. The same stage objects as inside ``Read``'s units."""
+
+    name = "normalise"
+    label = "normalise+filter"
+
+    def __init__(self, *, exact: bool) -> None:
+        self.exact = exact
+
+    def run(self, ctx: StageContext) -> None:
+        stages = record_stages(ctx.recipe)
+        key = ctx.recipe.dedup.exact.preference_key
+        first_copy = FirstCopy(key) if self.exact else None
+        for _, name, table, _ in ctx.candidates.drain([s.name for s in ctx.recipe.sources]):
+            stats = ctx.stats[name]
+            kept = CandidateStore(ctx.work_dir / f"sampled-{name}.arrow", preference_key=key)
+            for row in (r for batch in table.iter_batches() for r in batch.to_pylist()):
+                record: Record = make_record(row["dataset"], row["id"], row["messages"]) if row["rejected"] is None \
+                    else make_pair(row["dataset"], row["id"], row["messages"], row["rejected"], record_scores(row))
+                (out,) = run_record_stages(stages, name, [record], stats)
+                if not isinstance(out, Dropped) and first_copy is not None:
+                    out = first_copy.check(name, out) or out
+                if isinstance(out, Dropped):
+                    ctx.sink.drop(name, out)
+                    continue
+                kept.add(out, file_index=0)
+            ctx.candidates.add(name, SpillFiles([kept.close()], CANDIDATE_SCHEMA))

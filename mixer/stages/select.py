@@ -27,22 +27,13 @@ import pyarrow as pa
 from mixer.core.errors import MixerError
 from mixer.core.overlap import one_ahead
 from mixer.core.records import (
-    CANDIDATE_SCHEMA,
     SELECTED_SCHEMA,
-    Dropped,
-    Record,
-    make_pair,
-    make_record,
-    record_scores,
 )
 from mixer.core.tables import OrderedSpill, OrderedSpillWriter, SpillFiles, SpillWriter
 from mixer.kernels.budget import upsample_plan, walk_tokens
 from mixer.recipe.budget import BudgetError, FirstTake, TokenTake
 from mixer.recipe.load import Source
-from mixer.stages.base import StageContext, drop_record, run_record_stages
-from mixer.stages.candidates import CandidateStore
-from mixer.stages.exact_dedup import FirstCopy
-from mixer.stages.read import record_stages
+from mixer.stages.base import StageContext, drop_record
 from mixer.stages.write import check_unique_ids
 from mixer.tokens.count import TokenCounter, count_record_tokens_async
 
@@ -401,34 +392,3 @@ class Shuffle:
     def run(self, ctx: StageContext) -> None:
         check_unique_ids(ctx.recipe, ctx.selected)  # before any output file is written
         ctx.output = shuffled_output(ctx, ctx.selected)
-
-
-class Gate:
-    """Stages **normalise** and **filter**, then exact dedup's first copy (``exact``), over candidates
-    already read: open-instruct's order (``sample_then_filter``), where they see only the sampled
-    records, one at a time, in sampling order. The same stage objects as inside ``Read``."""
-
-    name = "normalise"
-    label = "normalise+filter"
-
-    def __init__(self, *, exact: bool) -> None:
-        self.exact = exact
-
-    def run(self, ctx: StageContext) -> None:
-        stages = record_stages(ctx.recipe)
-        key = ctx.recipe.dedup.exact.preference_key
-        first_copy = FirstCopy(key) if self.exact else None
-        for _, name, table, _ in ctx.candidates.drain([s.name for s in ctx.recipe.sources]):
-            stats = ctx.stats[name]
-            kept = CandidateStore(ctx.work_dir / f"sampled-{name}.arrow", preference_key=key)
-            for row in (r for batch in table.iter_batches() for r in batch.to_pylist()):
-                record: Record = make_record(row["dataset"], row["id"], row["messages"]) if row["rejected"] is None \
-                    else make_pair(row["dataset"], row["id"], row["messages"], row["rejected"], record_scores(row))
-                (out,) = run_record_stages(stages, name, [record], stats)
-                if not isinstance(out, Dropped) and first_copy is not None:
-                    out = first_copy.check(name, out) or out
-                if isinstance(out, Dropped):
-                    ctx.sink.drop(name, out)
-                    continue
-                kept.add(out, file_index=0)
-            ctx.candidates.add(name, SpillFiles([kept.close()], CANDIDATE_SCHEMA))
