@@ -307,14 +307,15 @@ def test_overwriting_a_run_names_the_checkpoints_it_leaves_behind(tmp_path: Path
 
 
 @pytest.mark.parametrize("where", [["--num-processes", "0"], ["--set", "num_processes=0"]])
-def test_zero_processes_is_refused_not_read_as_the_default(where: list[str]) -> None:
+def test_zero_processes_is_refused_not_read_as_the_default(where: list[str], tmp_path: Path) -> None:
     """`--num-processes 0` was taken as 'not given' and ran one process (or one per GPU) without a word."""
     from typer.testing import CliRunner
 
     from mixer.train.cli import app
 
-    result = CliRunner().invoke(app, ["sft", "-c", "tiny-cpu", "--model", "m", "--data", "d", "-o", "out", *where,
-                                      "--dry-run"])
+    # a new output folder under tmp_path: a relative `out` is the checkout's, which the README's build fills
+    result = CliRunner().invoke(app, ["sft", "-c", "tiny-cpu", "--model", "m", "--data", "d",
+                                      "-o", str(tmp_path / "run"), *where, "--dry-run"])
     assert result.exit_code == 2, result.output
     assert "num_processes must be positive, got 0" in result.output
 
