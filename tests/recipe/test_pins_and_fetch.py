@@ -264,9 +264,7 @@ def test_a_second_mixer_pin_says_how_many_files_were_already_pinned(tmp_path: Pa
     # "pinned 0 of 2 files" read as if nothing could be pinned; the files were pinned by the first run
     for name in ("a.jsonl", "b.jsonl"):
         write_jsonl(tmp_path / "raw" / name, flan_rows(3, prefix=name))
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(f"name: t\nraw_dir: {tmp_path / 'raw'}\nsources:\n  - name: flan_v2\n"
-                      "    files: [a.jsonl, b.jsonl]\n", encoding="utf-8")
+    recipe = _recipe(tmp_path, ["a.jsonl", "b.jsonl"])
     first = runner.invoke(app, ["pin", str(recipe)])
     assert first.exit_code == 0 and "pinned 2 of 2 files" in first.output and "already" not in first.output
     write_jsonl(tmp_path / "raw" / "b.jsonl", flan_rows(4, prefix="b"))  # one file changes: re-pinned
