@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -43,7 +42,7 @@ from mixer.generate.gatt_draw import (
     instruction_counts,
     read_instructions,
 )
-from mixer.generate.store import CARD, SHARDS, write_parquet
+from mixer.generate.store import CARD, SHARDS, write_parquet, write_text
 
 OUTPUT_SCHEMA = pa.schema([("dataset", pa.string()), ("id", pa.string()),
                            ("messages", pa.list_(FLAGGED_MESSAGE_TYPE)), ("instruction", pa.string()),
@@ -272,7 +271,7 @@ def _write(out: Path, rows: list[dict[str, Any]], card: dict[str, Any]) -> None:
     ins = card["instructions"]
     combined = ", ".join(f"{v} with {k}" for k, v in ins["combined"].items())
     write_parquet(out / "data" / "train-00000-of-00001.parquet", rows, OUTPUT_SCHEMA)
-    _write_text(out / "README.md",
+    write_text(out / "README.md",
                 f"# GAtt data\n\n{card['dialogues']['written']} dialogue(s) of {card['dialogues']['read']} read"
                 + (f" ({card['dialogues']['dropped']['truncated']} dropped: a reply stopped at max_new_tokens; "
                    "--keep-truncated keeps them)" if card["dialogues"]["dropped"] else "") + "; "
@@ -281,13 +280,7 @@ def _write(out: Path, rows: list[dict[str, Any]], card: dict[str, Any]) -> None:
                 f"dialogues by constraints combined in the instruction: {combined}; {ins['shortened']} "
                 f"instruction(s) written in the short form, {ins['full']} in full.\n\n"
                 f"```json\n{json.dumps(card, indent=2, sort_keys=True)}\n```\n")
-    _write_text(out / CARD, json.dumps(card, indent=2, sort_keys=True) + "\n")
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(out / CARD, json.dumps(card, indent=2, sort_keys=True) + "\n")
 
 
 def _shard(out: Path, k: int) -> Path:

@@ -139,6 +139,7 @@ def run_spin(model: str, data: str, output: str, iterations: int, config: str | 
     """Run (or resume) ``iterations`` SPIN iterations into ``output``; return the models, one per iteration.
     ``previous_pairs``: iteration t >= 1 also trains on iteration t-1's pairs (the paper's default)."""
     from mixer.core.outdir import check_not_an_input
+    from mixer.generate.store import resolved_paths
     from mixer.train.config import load_config
     from mixer.train.trainer import run
 
@@ -153,8 +154,8 @@ def run_spin(model: str, data: str, output: str, iterations: int, config: str | 
                 "sampling": vars(sampling) if hasattr(sampling, "__dict__") else
                 {k: getattr(sampling, k) for k in sampling.__dataclass_fields__}}
     # recorded as typed (readable); compared resolved, so runs/sft here and ../runs/sft elsewhere are one model
-    settings["paths"] = {k: str(Path(v).resolve()) if Path(v).exists() else str(v)
-                         for k, v in (("model", model), ("data", data), ("config", config))}
+    settings["paths"] = resolved_paths({"model": str(model), "data": str(data), "config": str(config)},
+                                       ("model", "data", "config"))
     marker = out / SPIN_MARKER
     if Path(model).exists():  # a folder that is not a model is named now, not after the run folder is made
         from mixer.generate.checks import check_policy_folder
