@@ -52,6 +52,9 @@ OUTPUT_SCHEMA = pa.schema([("dataset", pa.string()), ("id", pa.string()),
 SHARD_SCHEMA = pa.schema([("replies", pa.list_(pa.string())), ("finish_reasons", pa.list_(pa.string()))])
 #: the settings of the run (written first): a rerun with the same ones resumes from the shards written
 GATT_MANIFEST = "gatt.json"
+#: the settings that only decide the assembly (which dialogues are written, their label): a change reassembles
+#: from the shards; every other setting decides the replies, and a change is another run
+ASSEMBLY_SETTINGS = ("keep_truncated", "name")
 
 
 @dataclass(frozen=True)
@@ -166,15 +169,14 @@ def run_gatt(cfg: GattConfig, backend: Any = None, say: Callable[[str], None] = 
                         cfg.instructions or "the built-in list")
     dialogues = read_dialogues(cfg.dialogues, cfg.max_dialogues)
     settings = run_settings(cfg)
-    # what decides the replies; keep_truncated and name only decide the assembly, redone when they change
-    sampling = {k: v for k, v in settings.items() if k not in ("keep_truncated", "name")}
+    sampling = {k: v for k, v in settings.items() if k not in ASSEMBLY_SETTINGS}
     manifest = {"tool": "mixer gatt", "sampling": sampling, "dialogues": len(dialogues),
                 "dialogues_digest": hashlib.blake2b(json.dumps(dialogues, ensure_ascii=False).encode(),
                                                     digest_size=16).hexdigest(),
                 "paths": resolved_paths(sampling, ("policy", "dialogues", "instructions", "chat_template"))}
     state = ready_run_folder(out, manifest, overwrite=cfg.overwrite, marker=GATT_MANIFEST, tool="mixer gatt",
                              finished=lambda card: all(card.get("settings", {}).get(k) == settings[k]
-                                                       for k in ("keep_truncated", "name")))
+                                                       for k in ASSEMBLY_SETTINGS))
     if state == "complete":
         say(f"{out} is complete (same settings); nothing to do")
         return json.loads((out / CARD).read_text(encoding="utf-8"))
@@ -188,9 +190,9 @@ def run_gatt(cfg: GattConfig, backend: Any = None, say: Callable[[str], None] = 
     if todo and backend is None:
         from mixer.generate.backends import SamplingSettings, make_backend
 
-        sampling = SamplingSettings(n=1, temperature=cfg.temperature, top_p=cfg.top_p,
-                                    max_new_tokens=cfg.max_new_tokens)
-        backend = make_backend("transformers", cfg.policy, sampling, chat_template=cfg.chat_template,
+        one_reply = SamplingSettings(n=1, temperature=cfg.temperature, top_p=cfg.top_p,
+                                     max_new_tokens=cfg.max_new_tokens)
+        backend = make_backend("transformers", cfg.policy, one_reply, chat_template=cfg.chat_template,
                                dtype=cfg.dtype, seed=cfg.seed)
     for k in todo:
         first = k * size
