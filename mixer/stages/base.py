@@ -194,11 +194,20 @@ class DropSink:
         return [d for table in tables for d in dropped_records(table)]
 
 
+def drop_tables(parts: Sequence[pa.Table | SpillFiles]) -> Iterator[pa.Table]:
+    """The rows of a source's drop ``parts`` (``DropSink.parts``) in order: a table as it is, a file a batch at
+    a time (never a whole file in memory)."""
+    for part in parts:
+        if isinstance(part, SpillFiles):
+            yield from (pa.Table.from_batches([batch]) for batch in part.iter_batches())
+        else:
+            yield part
+
+
 def _write_drops(path: WorkPath, parts: Sequence[pa.Table | SpillFiles]) -> SpillFiles:
     writer = SpillWriter(path, DROPPED_SCHEMA)
-    for part in parts:
-        for batch in [part] if isinstance(part, pa.Table) else part.iter_batches():  # a file a batch at a time
-            writer.write(batch)
+    for table in drop_tables(parts):
+        writer.write(table)
     return writer.close()
 
 

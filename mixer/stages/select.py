@@ -172,7 +172,9 @@ class Selector:
         files = self.ctx.stats[source].files
         ordered, file_index = _in_file_order(table, alive)
         n_files = max(len(files), int(file_index.max()) + 1 if len(file_index) else 0)
-        groups = [ordered[file_index == i] for i in range(n_files)]  # rows stay in order within a file
+        # file_index is sorted: each file's rows are one run, cut where the next file's start (empty runs included)
+        bounds = np.searchsorted(file_index, np.arange(n_files + 1))
+        groups = [ordered[bounds[i]:bounds[i + 1]] for i in range(n_files)]
         raw_dir = Path(self.ctx.recipe.raw_dir).resolve()
 
         def name(i: int) -> str:  # as the card lists it: relative to raw_dir, so the card holds no local path

@@ -34,7 +34,7 @@ from mixer.core.tables import OrderedSpill, SpillFiles, SpillWriter, list_sums
 from mixer.core.workstore import WorkPath, make_temp_dir, remove_tree
 from mixer.readers.raw import file_info
 from mixer.recipe.load import Recipe
-from mixer.stages.base import StageContext
+from mixer.stages.base import StageContext, drop_tables
 
 if TYPE_CHECKING:
     from mixer.core.executor import Executor
@@ -265,19 +265,10 @@ def _dropped_pieces(source: str, drops: Sequence[pa.Table | SpillFiles], unsampl
             n -= length
             yield length
 
-    yield from _recut(_tables(drops), cuts(sum(part.num_rows for part in drops)))
+    yield from _recut(drop_tables(drops), cuts(sum(part.num_rows for part in drops)))
     for group in unsampled:
         for ids in _recut(group.iter_tables(), cuts(group.num_rows)):
             yield _not_sampled_table(source, ids)
-
-
-def _tables(parts: Sequence[pa.Table | SpillFiles]) -> Iterator[pa.Table]:
-    """The rows of ``parts`` in order: a table as it is, a file a batch at a time."""
-    for part in parts:
-        if isinstance(part, SpillFiles):
-            yield from (pa.Table.from_batches([batch]) for batch in part.iter_batches())
-        else:
-            yield part
 
 
 def _recut(tables: Iterator[pa.Table], lengths: Iterator[int]) -> Iterator[pa.Table]:
