@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mixer.core.workstore import WorkPath
@@ -19,6 +20,14 @@ class FileInfo:
     path: str
     bytes: int
     sha256: str
+
+    def shown(self, raw_dir: str) -> str:
+        """The path as the card and the warnings name the file: relative to ``raw_dir`` when it lies inside it
+        (so neither holds a local path), else as given."""
+        try:
+            return str(Path(self.path).resolve().relative_to(Path(raw_dir).resolve()))
+        except ValueError:
+            return self.path
 
 
 @dataclass

@@ -10,7 +10,6 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -45,13 +44,6 @@ def _versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
-
-
-def _relative(path: str, base: str) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(Path(base).resolve()))
-    except ValueError:
-        return path
 
 
 @dataclass
@@ -133,7 +125,7 @@ def source_card(stats: SourceStats, final: SelectedColumns, raw_dir: str,
         "take": stats.take.card() if isinstance(stats.take, (TokenTake, FirstTake)) else stats.take,
         "repeat": stats.repeat,
         "excluded": stats.excluded,
-        "files": [{"path": _relative(f.path, raw_dir), "bytes": f.bytes, "sha256": f.sha256}
+        "files": [{"path": f.shown(raw_dir), "bytes": f.bytes, "sha256": f.sha256}
                   for f in stats.files],
         "raw_records": stats.raw_records,
         "records_in": stats.records_in,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import random
 from array import array
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -175,15 +174,8 @@ class Selector:
         # file_index is sorted: each file's rows are one run, cut where the next file's start (empty runs included)
         bounds = np.searchsorted(file_index, np.arange(n_files + 1))
         groups = [ordered[bounds[i]:bounds[i + 1]] for i in range(n_files)]
-        raw_dir = Path(self.ctx.recipe.raw_dir).resolve()
-
-        def name(i: int) -> str:  # as the card lists it: relative to raw_dir, so the card holds no local path
-            if i >= len(files):
-                return f"#{i + 1}"
-            path = Path(files[i].path).resolve()
-            return path.relative_to(raw_dir).as_posix() if path.is_relative_to(raw_dir) else files[i].path
-
-        return groups, [f"source {source!r}, file {name(i)}" for i in range(n_files)]
+        names = [f.shown(self.ctx.recipe.raw_dir) for f in files] + [f"#{i + 1}" for i in range(len(files), n_files)]
+        return groups, [f"source {source!r}, file {name}" for name in names]
 
     def _take_tokens(self, source: Source, table: SpillFiles, known: pa.Array, order: np.ndarray, take: TokenTake
                      ) -> tuple[np.ndarray, np.ndarray, int]:
