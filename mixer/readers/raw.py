@@ -87,4 +87,3 @@ def _looks_like_jsonl(path: Path) -> bool:
     except READ_ERRORS as e:  # a damaged .gz: said as the readers say it
         raise InputError(str(path), f"cannot read file: {e}") from None
     return head.startswith(b"{")
-

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import zipfile
-import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -79,8 +78,8 @@ def read_parquet_batches(
 
 
 #: what a damaged workbook raises while its sheets are read: a bad zip entry, cut or invalid XML (ElementTree's
-#: and lxml's errors are SyntaxErrors), a corrupt deflate stream
-_DAMAGED_XLSX = (zipfile.BadZipFile, SyntaxError, zlib.error, OSError, EOFError)
+#: and lxml's errors are SyntaxErrors), and what any damaged file raises (a corrupt deflate stream, ...)
+_DAMAGED_XLSX = (zipfile.BadZipFile, SyntaxError, *READ_ERRORS)
 
 
 def read_xlsx(path: Path) -> Iterator[RawItem]:
