@@ -119,24 +119,21 @@ def _train(kind: str, config: str | None, model: str | None, data: str | None, o
 
 def _earlier_checkpoints(cfg: Any) -> list[str]:
     """The ``checkpoint-N`` folders an earlier run left in the run folder, oldest first."""
-    out = Path(cfg.output_dir)
-    steps = sorted(int(p.name.split("-", 1)[1]) for p in out.glob("checkpoint-*")
-                   if p.is_dir() and p.name.split("-", 1)[1].isdigit())
-    return [f"checkpoint-{n}" for n in steps]
+    from mixer.train.trainer import checkpoint_folders
+
+    return [p.name for p in checkpoint_folders(Path(cfg.output_dir))]
 
 
 def _resume_notes(cfg: Any) -> list[str]:
-    """A dry run's note when the checkpoint to resume from is not on this machine (the run would stop there)."""
-    value = cfg.resume_from_checkpoint
-    if not value:
-        return []
-    if value in ("last", "latest", "true", "True"):
-        out = Path(cfg.output_dir or ".")
-        if not any(p.is_dir() for p in out.glob("checkpoint-*")):
-            return [f"resume_from_checkpoint: last, but {out} has no checkpoint-* folder on this machine; the run "
-                    "stops there unless the host it runs on has one"]
-        return []
-    return [] if Path(value).is_dir() else [f"resume_from_checkpoint: {value} is not a folder on this machine"]
+    """A dry run's note when the checkpoint to resume from is not on this machine: the run's own check
+    (:func:`~mixer.train.trainer.resume_checkpoint`) would stop it there."""
+    from mixer.train.trainer import resume_checkpoint
+
+    try:
+        resume_checkpoint(cfg)
+    except MixerError as e:
+        return [f"{e}; the run stops there unless the host it runs on has it"]
+    return []
 
 
 def check_host(cfg: Any) -> None:

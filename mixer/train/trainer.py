@@ -124,20 +124,25 @@ def run(cfg: RunConfig, progress: bool | None = None) -> dict[str, Any]:
         return trainer.mixer_method.finish(trainer, cfg, train_and_save(trainer, cfg))
 
 
+def checkpoint_folders(out: Path) -> list[Path]:
+    """The ``checkpoint-N`` folders of a run folder, by step (what transformers' ``get_last_checkpoint`` picks
+    the last of), read without importing transformers: a dry run looks at them too."""
+    found = [p for p in out.glob("checkpoint-*") if p.is_dir() and p.name.split("-", 1)[1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-", 1)[1]))
+
+
 def resume_checkpoint(cfg: RunConfig) -> str | None:
     """``resume_from_checkpoint``: a directory as is, or ``last`` for the newest ``checkpoint-N``."""
     value = cfg.resume_from_checkpoint
     if not value:
         return None
     if value in ("last", "latest", "true", "True"):
-        from transformers.trainer_utils import get_last_checkpoint
-
         out = Path(cfg.output_dir or ".")
-        last = get_last_checkpoint(str(out)) if out.is_dir() else None
-        if last is None:
+        folders = checkpoint_folders(out)
+        if not folders:
             raise MixerError(f"resume_from_checkpoint: last, but {out} has no checkpoint-* directory (a run writes "
                              "them with save_strategy: steps or epoch; the tiny-cpu recipes set save_strategy: no)")
-        return last
+        return str(folders[-1])
     if not Path(value).is_dir():
         raise MixerError(f"resume_from_checkpoint: {value} is not a directory")
     return value
