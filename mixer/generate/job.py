@@ -56,16 +56,14 @@ SHARD_KEY_FIELDS = [("prompt_index", pa.int64()), ("prompt_key", pa.string()), (
 OUTPUT_KEY_FIELDS = [("dataset", pa.string()), ("id", pa.string()), ("messages", pa.list_(MESSAGE_TYPE))]
 
 
-def read_prompts(cfg: GenerateConfig, *, by_reply: bool = False, by_record: bool = False) -> PromptSet:
-    """The run's prompts: from a build (``--data``) or a recipe's sources (``--recipe``). ``by_reply``: only a
-    repeat of prompt and reply is skipped (methods that rewrite each record's reply); ``by_record``: only a
-    repeat of the whole record (the judge, which writes records back whole)."""
+def read_prompts(cfg: GenerateConfig, *, repeat: str = "prompt") -> PromptSet:
+    """The run's prompts: from a build (``--data``) or a recipe's sources (``--recipe``). ``repeat``: what a
+    skipped repeat is the same in (:data:`mixer.generate.prompts.REPEATS`)."""
     if cfg.data is not None:
-        return read_build_prompts(cfg.data, cfg.prompt_mode, cfg.max_prompts, by_reply=by_reply,
-                                  by_record=by_record)
+        return read_build_prompts(cfg.data, cfg.prompt_mode, cfg.max_prompts, repeat=repeat)
     assert cfg.recipe is not None
     return read_recipe_prompts(cfg.recipe, cfg.sources, cfg.prompt_mode, cfg.max_prompts, cfg.raw_dir,
-                               by_reply=by_reply, by_record=by_record)
+                               repeat=repeat)
 
 
 def user(content: str) -> dict[str, str]:
@@ -203,7 +201,9 @@ def run_method(cfg: GenerateConfig, method: Method, *, log: Any = None) -> dict[
     if method.needs_reward_model():
         check_reward_folder(cfg.reward_model or "")
     started, cpu_started = time.perf_counter(), time.process_time()
-    prompt_set = read_prompts(cfg, by_reply=method.needs_reference, by_record=method.keeps_record)
+    # the judge writes records back whole; the rewriting methods use each record's reply
+    repeat = "record" if method.keeps_record else "prompt_and_reply" if method.needs_reference else "prompt"
+    prompt_set = read_prompts(cfg, repeat=repeat)
     if method.needs_reference:
         prompt_set = _require_references(prompt_set, method)
     prompts = prompt_set.prompts

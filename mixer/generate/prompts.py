@@ -86,15 +86,12 @@ def _digest(messages: list[dict[str, str]]) -> bytes:
 
 
 class _Collector:
-    def __init__(self, mode: str, max_prompts: int | None, by_reply: bool = False, by_record: bool = False) -> None:
+    def __init__(self, mode: str, max_prompts: int | None, repeat: str = "prompt") -> None:
+        if repeat not in REPEATS:
+            raise ValueError(f"repeat must be one of {REPEATS}, got {repeat!r}")
         self.mode = mode
         self.max_prompts = max_prompts
-        #: a repeat is the same prompt *and* the same reply (methods that use each record's reply: one prompt
-        #: with two different replies is two records to judge or rewrite, not a repeat)
-        self.by_reply = by_reply
-        #: a repeat is the same whole record (the judge writes records back whole: two records that share their
-        #: first exchange but differ later are two records)
-        self.by_record = by_record
+        self.repeat = repeat
         self.prompts: list[Prompt] = []
         self.skipped: Counter[str] = Counter()
         self.seen: set[bytes] = set()
@@ -124,21 +121,17 @@ class _Collector:
             self.skipped["empty_prompt"] += 1
             return
         reference = reference_reply(messages, prompt)
-        if (self.by_reply or self.by_record) and not (reference or "").strip():
+        if self.repeat != "prompt" and not (reference or "").strip():
             # the method needs the record's reply; skipped here, before --max-prompts counts it, so a limit of N
             # gives N usable prompts when there are that many
             self.skipped["no_reference_reply"] += 1
             return
         record = [{"role": m["role"], "content": m["content"]} for m in messages]
-        if self.by_record:
-            digest, repeat = _digest(record), "duplicate_record"
-        elif self.by_reply:
-            digest = _digest([*prompt, {"role": "reference", "content": reference or ""}])
-            repeat = "duplicate_prompt_and_reply"
-        else:
-            digest, repeat = _digest(prompt), "duplicate_prompt"
+        same = (record if self.repeat == "record" else prompt if self.repeat == "prompt"
+                else [*prompt, {"role": "reference", "content": reference or ""}])
+        digest = _digest(same)
         if digest in self.seen:
-            self.skipped[repeat] += 1
+            self.skipped[f"duplicate_{self.repeat}"] += 1
             return
         if self.max_prompts is not None and len(self.prompts) >= self.max_prompts:
             self.skipped["beyond_max_prompts"] += 1
@@ -146,6 +139,13 @@ class _Collector:
         self.seen.add(digest)
         key = self._unique_key(record_id)
         self.prompts.append(Prompt(key, dataset, record_id, prompt, reference, record))
+
+
+#: what makes a record a repeat of an earlier one (``duplicate_<repeat>`` when skipped): the same prompt; the same
+#: prompt *and* reply (methods that use each record's reply: one prompt with two different replies is two records
+#: to rewrite, not a repeat); the same whole record (the judge writes records back whole: two records that share
+#: their first exchange but differ later are two records). The last two need the record's reply.
+REPEATS = ("prompt", "prompt_and_reply", "record")
 
 
 def _check_messages(value: Any, where: str) -> list[dict[str, str]]:
@@ -169,18 +169,17 @@ def build_files(path: str | Path, option: str = "--data") -> list[str]:
 
 
 def read_build_prompts(path: str | Path, mode: str, max_prompts: int | None = None, *,
-                       by_reply: bool = False, by_record: bool = False) -> PromptSet:
+                       repeat: str = "prompt") -> PromptSet:
     """Prompts from a ``mixer build`` output (``OUT/data/*.parquet``), a folder of Parquet or one file.
 
     SFT rows (``messages``) are cut per ``mode``; preference rows use their ``prompt`` (cut the same way, so
-    ``first_user`` still takes the first user turn). ``by_reply``: a repeat is the same prompt with the same
-    reply (``duplicate_prompt_and_reply``), for methods that use the record's reply; ``by_record``: a repeat
-    is the same whole record (``duplicate_record``), for the judge, which writes records back whole.
+    ``first_user`` still takes the first user turn). ``repeat``: what a skipped repeat is the same in
+    (:data:`REPEATS`).
     """
     import pyarrow.parquet as pq
 
     files = build_files(path)
-    collector = _Collector(mode, max_prompts, by_reply, by_record)
+    collector = _Collector(mode, max_prompts, repeat)
     for file in files:
         try:
             pf = pq.ParquetFile(file)
@@ -206,10 +205,10 @@ def read_build_prompts(path: str | Path, mode: str, max_prompts: int | None = No
 
 def read_recipe_prompts(recipe_path: str | Path, sources: list[str] | None, mode: str,
                         max_prompts: int | None = None, raw_dir: str | None = None, *,
-                        by_reply: bool = False, by_record: bool = False) -> PromptSet:
+                        repeat: str = "prompt") -> PromptSet:
     """Prompts from a recipe's sources, read through their adapters (no normalisation, filters or sampling:
     the raw records as the adapter converts them). A malformed record stops with its file and line.
-    ``by_reply``, ``by_record``: as for :func:`read_build_prompts`."""
+    ``repeat``: as for :func:`read_build_prompts`."""
     from mixer.core.records import Dropped
     from mixer.readers.base import ParseFailure
     from mixer.recipe.load import load_recipe, resolve_files
@@ -222,7 +221,7 @@ def read_recipe_prompts(recipe_path: str | Path, sources: list[str] | None, mode
     unknown = [n for n in names if n not in by_name]
     if unknown:
         raise MixerError(f"{recipe_path}: no source {', '.join(map(repr, unknown))}; sources: {', '.join(by_name)}")
-    collector = _Collector(mode, max_prompts, by_reply, by_record)
+    collector = _Collector(mode, max_prompts, repeat)
     inputs: list[str] = []
     for name in names:
         source = by_name[name]
